@@ -1,0 +1,1 @@
+"""Raw benchmark logs -> validated Parquet perf tables + DuckDB views."""
