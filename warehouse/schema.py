@@ -31,18 +31,22 @@ TABLE_STEMS: dict[str, str] = {
     "context_mla_perf": "mla_context_kernel",
     "generation_mla_perf": "mla_generation_kernel",
 }
-OP_NAMES: dict[str, str] = {
-    "dsa_context_module": "dsa_context",
-    "dsa_generation_module": "dsa_generation",
-    "mla_context_module": "mla_context",
-    "mla_generation_module": "mla_generation",
-    "mla_context": "mla_context_kernel",
-    "mla_generation": "mla_generation_kernel",
-    **{op: op for op in OPS},
+# Collector `op_name` values -> (canonical op, kernel variant). A variant is
+# appended to kernel_source ("<source>+<variant>") so that rows of the same
+# kernel with and without e.g. the indexer stay distinct shapes.
+COLLECTOR_OP_NAMES: dict[str, tuple[str, str | None]] = {
+    "dsa_context_module": ("dsa_context", None),
+    "dsa_context_module_skip_indexer": ("dsa_context", "skip_indexer"),
+    "dsa_generation_module": ("dsa_generation", None),
+    "dsa_generation_module_skip_indexer": ("dsa_generation", "skip_indexer"),
+    "mla_context_module": ("mla_context", None),
+    "mla_generation_module": ("mla_generation", None),
+    "mla_context": ("mla_context_kernel", None),
+    "mla_generation": ("mla_generation_kernel", None),
 }
 
 DTYPES = ("bfloat16", "float16", "fp8", "fp8_block", "fp8_tensor", "float32")
-GEMM_TYPES = ("bfloat16", "float16", "fp8_block", "fp8_tensor", "fp8")
+GEMM_TYPES = ("bfloat16", "float16", "fp8_block", "fp8_tensor", "fp8", "nvfp4")
 KV_CACHE_DTYPES = ("bfloat16", "float16", "fp8")
 
 FRAMEWORK_ALIASES: dict[str, str] = {

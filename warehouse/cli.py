@@ -1,0 +1,145 @@
+"""`perfwh ingest`, `perfwh sql`, `perfwh tables`: the warehouse from a shell."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import polars as pl
+
+from .output import FORMATS, Progress, render
+from .paths import ENV_HOME, DEFAULT_HOME
+
+HOME_HELP = f"warehouse folder (default: ${ENV_HOME}, else {DEFAULT_HOME})"
+
+
+def add_home(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--home", default=None, help=HOME_HELP)
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "ingest",
+        help="ingest raw benchmark logs (CSV/TXT collector logs, JSONL run logs, Parquet tables)",
+        description="Ingest raw logs into the warehouse. Folders are searched recursively. "
+        "Unchanged files (same sha256) are skipped; a changed file replaces its earlier rows.",
+    )
+    p.add_argument("paths", nargs="*", metavar="PATH", help="files or folders to ingest")
+    p.add_argument(
+        "--from-aiconfigurator",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="PATH",
+        help="import the published tables of the installed aiconfigurator-core "
+        "(or of PATH, a folder laid out like its systems/data/)",
+    )
+    p.add_argument(
+        "--system",
+        action="append",
+        default=None,
+        help="with --from-aiconfigurator: only this system's tables (repeatable), e.g. h200_sxm",
+    )
+    add_home(p)
+    p.set_defaults(handler=cmd_ingest)
+
+    p = sub.add_parser("sql", help="run a SQL query on the warehouse views (DuckDB)")
+    p.add_argument("query", help='e.g. "select op, count(*) from measurements group by all"')
+    p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("--max-rows", type=int, default=200, help="rows shown in table format")
+    add_home(p)
+    p.set_defaults(handler=cmd_sql)
+
+    p = sub.add_parser("tables", help="list the warehouse views with row counts")
+    p.add_argument("--format", choices=FORMATS, default="table")
+    add_home(p)
+    p.set_defaults(handler=cmd_tables)
+
+
+def _summary(report) -> pl.DataFrame:
+    root = _common_root([Path(f.path) for f in report.files])
+    return pl.DataFrame(
+        {
+            "file": [str(Path(f.path).relative_to(root)) if root else f.path for f in report.files],
+            "status": [f.status for f in report.files],
+            "read": [f.rows_read for f in report.files],
+            "accepted": [f.rows_accepted for f in report.files],
+            "quarantined": [f.rows_quarantined for f in report.files],
+            "seconds": [round(f.seconds, 3) for f in report.files],
+        }
+    )
+
+
+def _common_root(paths: list[Path]) -> Path | None:
+    if len(paths) < 2:
+        return paths[0].parent if paths else None
+    import os.path
+
+    return Path(os.path.commonpath([str(p) for p in paths]))
+
+
+def cmd_ingest(args) -> int:
+    from .ingest import ingest_paths
+
+    targets = list(args.paths)
+    if args.from_aiconfigurator is not None:
+        from .aiconfigurator import find_published_tables
+
+        found = find_published_tables(args.from_aiconfigurator or None, args.system)
+        print(
+            f"aiconfigurator tables under {found.root}: {len(found.tables)} to ingest, "
+            f"{len(found.skipped)} other tables not modelled here (skipped)",
+            file=sys.stderr,
+        )
+        targets += [str(t) for t in found.tables]
+    elif args.system:
+        raise ValueError("--system only applies with --from-aiconfigurator")
+    if not targets:
+        raise ValueError("nothing to ingest: give PATH... or --from-aiconfigurator")
+    bar = Progress()
+
+    def progress(n, total, path, result):
+        if result is None:
+            bar.update(f"[{n}/{total}] {path.name} ...")
+        else:
+            bar.update(
+                f"[{n}/{total}] {path.name}: {result.status}, {result.rows_accepted:,} accepted, "
+                f"{result.rows_quarantined:,} quarantined",
+                done=not bar.tty or n == total,
+            )
+
+    report = ingest_paths(targets, args.home, progress=progress)
+    print(render(_summary(report), max_rows=10_000), end="")
+    print(
+        f"{len(report.files)} files: {report.count('ingested')} ingested, {report.count('replaced')} replaced, "
+        f"{report.count('skipped-unchanged')} unchanged, {report.count('skipped-duplicate')} duplicate, "
+        f"{len(report.failed)} failed; rows {report.rows_read:,} read = {report.rows_accepted:,} accepted "
+        f"+ {report.rows_quarantined:,} quarantined; {report.seconds:.2f} s; warehouse {report.home}"
+    )
+    for f in report.failed:
+        print(f"failed: {f.path}: {f.message}", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
+def cmd_sql(args) -> int:
+    import duckdb
+
+    from .read import sql
+
+    try:
+        frame = sql(args.query, args.home)
+    except duckdb.Error as exc:
+        raise ValueError(str(exc).splitlines()[0]) from None
+    sys.stdout.write(render(frame, args.format, max_rows=args.max_rows))
+    return 0
+
+
+def cmd_tables(args) -> int:
+    from .read import home_path, table_counts
+
+    frame = table_counts(args.home)
+    sys.stdout.write(render(frame, args.format))
+    if args.format == "table":
+        print(f"warehouse: {home_path(args.home)}")
+    return 0

@@ -1,0 +1,239 @@
+"""Ingest raw logs into the warehouse: read, validate, write parts, commit.
+
+One writer at a time (an flock on <home>/.ingest.lock, released by the OS if
+the process dies). Each file is committed on its own, so a killed run keeps
+every file it finished; the next run picks up the rest.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import polars as pl
+
+from .atomic import write_parquet_atomic
+from .manifest import Manifest, SourceEntry, collect_garbage, commit, load_manifest, now_iso
+from .paths import WarehousePaths
+from .readers import READERS, format_of
+from .schema import MEASUREMENT_SCHEMA, PARTITION_COLUMNS, QUARANTINE_SCHEMA
+from .validate import context_for, slug, validate
+from .views import refresh_views
+
+
+@dataclass
+class FileResult:
+    path: str
+    status: str  # ingested | replaced | skipped-unchanged | skipped-duplicate | failed
+    rows_read: int = 0
+    rows_accepted: int = 0
+    rows_quarantined: int = 0
+    seconds: float = 0.0
+    message: str = ""
+
+
+@dataclass
+class IngestReport:
+    home: Path
+    files: list[FileResult] = field(default_factory=list)
+    manifest_version: int = 0
+    seconds: float = 0.0
+
+    @property
+    def rows_accepted(self) -> int:
+        return sum(f.rows_accepted for f in self.files)
+
+    @property
+    def rows_quarantined(self) -> int:
+        return sum(f.rows_quarantined for f in self.files)
+
+    @property
+    def rows_read(self) -> int:
+        return sum(f.rows_read for f in self.files)
+
+    def count(self, status: str) -> int:
+        return sum(1 for f in self.files if f.status == status)
+
+    @property
+    def failed(self) -> list[FileResult]:
+        return [f for f in self.files if f.status == "failed"]
+
+
+ProgressFn = Callable[[int, int, Path, "FileResult | None"], None]
+
+
+def discover(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files (recursively) with a known raw-log extension; errors name the bad path."""
+    found: list[Path] = []
+    for p in paths:
+        path = Path(p).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"no such file or folder: {path}")
+        if path.is_file():
+            if format_of(path) is None:
+                raise ValueError(f"{path}: unknown raw-log format (expected .txt, .csv, .jsonl or .parquet)")
+            found.append(path.resolve())
+        else:
+            for f in sorted(path.rglob("*")):
+                if f.is_file() and format_of(f) is not None and not f.name.startswith("."):
+                    found.append(f.resolve())
+    # Stable, de-duplicated order.
+    return sorted(dict.fromkeys(found))
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(8 * 1024 * 1024):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@contextmanager
+def writer_lock(paths: WarehousePaths, wait: bool = True) -> Iterator[None]:
+    paths.ensure()
+    fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not wait:
+                raise RuntimeError(f"another ingest holds {paths.lock}") from None
+            print(f"waiting for another ingest to finish ({paths.lock})", file=sys.stderr)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _part_dir(paths: WarehousePaths, key: dict) -> Path:
+    d = paths.measurements
+    for col in PARTITION_COLUMNS:
+        d = d / f"{col}={slug(str(key[col]))}"
+    return d
+
+
+def _ingest_file(paths: WarehousePaths, path: Path, sha: str, fmt: str) -> SourceEntry:
+    """Read, validate and write one file's parts; nothing is committed here."""
+    ctx = context_for(path)
+    ingested_at = datetime.now(timezone.utc)
+    lineage = [
+        pl.lit(str(path)).alias("source_file"),
+        pl.lit(sha).alias("source_sha256"),
+        pl.lit(ingested_at).cast(MEASUREMENT_SCHEMA["ingested_at"]).alias("ingested_at"),
+    ]
+    parts: list[str] = []
+    bad_frames: list[pl.DataFrame] = []
+    accepted = read = blank = headers = 0
+    for i, chunk in enumerate(READERS[fmt](path)):
+        blank += chunk.blank_lines
+        headers += chunk.header_lines
+        read += chunk.frame.height
+        good, bad = validate(chunk.frame, ctx)
+        accepted += good.height
+        if bad.height:
+            bad_frames.append(bad)
+        if not good.height:
+            continue
+        good = good.with_columns(lineage).select(
+            [pl.col(c).cast(t) for c, t in MEASUREMENT_SCHEMA.items()]
+        )
+        for key, part in good.partition_by(list(PARTITION_COLUMNS), as_dict=True).items():
+            target = _part_dir(paths, dict(zip(PARTITION_COLUMNS, key))) / f"{sha[:20]}-{i:05d}.parquet"
+            write_parquet_atomic(part, target)
+            parts.append(target.relative_to(paths.home).as_posix())
+    quarantined = sum(b.height for b in bad_frames)
+    if accepted + quarantined != read:
+        raise AssertionError(f"{path}: accounting broke: read {read} != {accepted} + {quarantined}")
+    q_rel = None
+    if bad_frames:
+        q = pl.concat(bad_frames).with_columns(lineage[:2] + [lineage[2]]).select(
+            [pl.col(c).cast(t) for c, t in QUARANTINE_SCHEMA.items()]
+        )
+        target = paths.quarantine / f"{sha[:20]}.parquet"
+        write_parquet_atomic(q, target)
+        q_rel = target.relative_to(paths.home).as_posix()
+    stamp = ingested_at.isoformat(timespec="microseconds")
+    return SourceEntry(
+        path=str(path), sha256=sha, format=fmt, rows_read=read, rows_accepted=accepted,
+        rows_quarantined=quarantined, blank_lines=blank, header_lines=headers,
+        status="ingested", first_ingested_at=stamp, ingested_at=stamp,
+        parts=sorted(parts), quarantine=q_rel,
+    )  # fmt: skip
+
+
+def ingest_paths(
+    paths_in: Iterable[str | os.PathLike],
+    home: str | os.PathLike | None = None,
+    *,
+    progress: ProgressFn | None = None,
+    refresh: bool = True,
+) -> IngestReport:
+    """Ingest every raw log under `paths_in`; idempotent by content hash."""
+    started = time.perf_counter()
+    paths = WarehousePaths.at(home).ensure()
+    files = discover(paths_in)
+    report = IngestReport(home=paths.home)
+    with writer_lock(paths):
+        manifest = load_manifest(paths)
+        collect_garbage(paths, manifest)
+        for n, path in enumerate(files, start=1):
+            if progress:
+                progress(n, len(files), path, None)
+            result = _ingest_one(paths, manifest, path)
+            report.files.append(result)
+            if progress:
+                progress(n, len(files), path, result)
+        if refresh:
+            refresh_views(paths.home, manifest)
+        report.manifest_version = manifest.version
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _ingest_one(paths: WarehousePaths, manifest: Manifest, path: Path) -> FileResult:
+    t0 = time.perf_counter()
+    fmt = format_of(path)
+    try:
+        sha = sha256_of(path)
+    except OSError as exc:
+        return FileResult(str(path), "failed", message=f"unreadable: {exc}")
+    existing = manifest.sources.get(sha)
+    if existing is not None:
+        status = "skipped-unchanged" if existing.path == str(path) else "skipped-duplicate"
+        msg = "" if status == "skipped-unchanged" else f"same content as {existing.path}"
+        return FileResult(str(path), status, message=msg, seconds=time.perf_counter() - t0)
+    previous = manifest.by_path(str(path))
+    try:
+        entry = _ingest_file(paths, path, sha, fmt)
+    except (OSError, pl.exceptions.PolarsError, UnicodeDecodeError, ValueError) as exc:
+        # A file we cannot read at all is recorded, not fatal for the run.
+        stamp = now_iso()
+        failed = SourceEntry(
+            path=str(path), sha256=sha, format=fmt, rows_read=0, rows_accepted=0,
+            rows_quarantined=0, blank_lines=0, header_lines=0, status="failed",
+            first_ingested_at=stamp, ingested_at=stamp, message=f"{type(exc).__name__}: {exc}",
+        )  # fmt: skip
+        manifest.history.append(failed)
+        commit(paths, manifest)
+        return FileResult(str(path), "failed", message=failed.message, seconds=time.perf_counter() - t0)
+    status = "ingested"
+    if previous is not None:
+        entry.first_ingested_at = previous.first_ingested_at
+        manifest.supersede(previous.sha256)
+        status = "replaced"
+    manifest.sources[sha] = entry
+    commit(paths, manifest)
+    return FileResult(
+        str(path), status, entry.rows_read, entry.rows_accepted, entry.rows_quarantined,
+        seconds=time.perf_counter() - t0,
+    )  # fmt: skip

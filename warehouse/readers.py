@@ -1,0 +1,295 @@
+"""Raw-log readers: collector CSV, JSONL run logs, published Parquet tables.
+
+Each reader yields `RawChunk`s: every column as text, in the collector's
+vocabulary (framework, version, device, op_name, ..., step, latency), plus
+`source_line`, `raw` (the original text) and `parse_error` (set where the
+line could not even be split into fields). Typing and validation happen once,
+in `warehouse.validate`, for all formats alike.
+
+CSV files are read in byte chunks split at newlines so that memory stays
+bounded on multi-GB logs; lines are split and fields cut with Arrow/Polars
+string kernels, never a Python loop per line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+CHUNK_BYTES = 64 * 1024 * 1024
+BOM = b"\xef\xbb\xbf"
+
+# Collector columns a data row needs; others (power, power_limit, ...) are kept out.
+KNOWN_COLUMNS = (
+    "framework", "version", "device", "system", "op_name", "op", "kernel_source",
+    "model", "architecture", "mla_dtype", "attn_dtype", "kv_cache_dtype",
+    "gemm_type", "num_heads", "batch_size", "isl", "tp_size", "step", "prefix",
+    "kv_len", "latency", "latency_ms", "run_id", "gpu_clock_mhz",
+)  # fmt: skip
+_HEADER_RE = re.compile(r"(^|,)\s*\"?latency(_ms)?\"?\s*(,|\r?$)")
+
+
+@dataclass
+class RawChunk:
+    frame: pl.DataFrame  # String columns + source_line (Int64) + raw + parse_error
+    header_lines: int = 0
+    blank_lines: int = 0
+
+
+@dataclass
+class ReadState:
+    header: list[str] | None = None
+    line_offset: int = 0  # lines consumed before this chunk
+    pending: bytes = b""
+    notes: list[str] = field(default_factory=list)
+
+
+def _is_header_expr(col: pl.Expr) -> pl.Expr:
+    return col.str.contains(_HEADER_RE.pattern) & col.str.contains("batch_size", literal=True)
+
+
+def _split_lines(block: bytes) -> pl.Series:
+    """Split bytes on \\n into a String series (no Python per-line work)."""
+    text = pa.array([block], type=pa.large_binary()).cast(pa.large_string())
+    parts = pc.split_pattern(text, "\n").flatten()
+    return pl.from_arrow(parts).cast(pl.String).alias("raw")
+
+
+def _header_fields(line: str) -> list[str]:
+    return [f.strip().strip('"').strip().lower() for f in line.rstrip("\r").split(",")]
+
+
+def _frame_for_segment(lines: pl.DataFrame, header: list[str] | None) -> pl.DataFrame:
+    """Cut a run of data lines that share one header into text columns."""
+    if header is None:
+        return lines.with_columns(
+            pl.lit("no header line before this row").alias("parse_error")
+        )
+    m = len(header)
+    n_commas = pl.col("raw").str.count_matches(",", literal=True)
+    split = (
+        pl.col("raw")
+        .str.split_exact(",", m - 1)
+        .struct.rename_fields([f"__f{i}" for i in range(m)])
+        .alias("__s")
+    )
+    framed = lines.with_columns(
+        pl.when(n_commas != m - 1)
+        .then(
+            pl.format(
+                "wrong field count: {} fields, header has {}",
+                (n_commas + 1).cast(pl.String),
+                pl.lit(str(m)),
+            )
+        )
+        .otherwise(None)
+        .alias("parse_error"),
+        split,
+    ).unnest("__s")
+    keep = {}
+    for i, name in enumerate(header):
+        if name in KNOWN_COLUMNS and name not in keep:
+            keep[name] = pl.col(f"__f{i}").str.strip_chars(' "').alias(name)
+    return framed.select("source_line", "raw", "parse_error", *keep.values())
+
+
+def read_collector_csv(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[RawChunk]:
+    """Yield parsed chunks of a collector CSV log, robust to real-world damage.
+
+    Handles a UTF-8 BOM, CRLF, blank lines, repeated or changed header lines
+    mid-file (each header governs the rows after it), extra or reordered
+    columns, and a truncated last line (no trailing newline: quarantined as
+    such, since a cut-off number can still parse).
+    """
+    state = ReadState()
+    with open(path, "rb") as fh:
+        first = True
+        while True:
+            block = fh.read(chunk_bytes)
+            at_eof = len(block) < chunk_bytes
+            if first:
+                if block.startswith(BOM):
+                    block = block[len(BOM):]
+                first = False
+            data = state.pending + block
+            if not at_eof:
+                cut = data.rfind(b"\n")
+                if cut < 0:
+                    state.pending = data
+                    continue
+                data, state.pending = data[: cut + 1], data[cut + 1:]
+            else:
+                state.pending = b""
+            if not data:
+                if at_eof:
+                    break
+                continue
+            truncated_tail = at_eof and not data.endswith(b"\n")
+            if data.endswith(b"\n"):
+                data = data[:-1]
+            yield _parse_block(data, state, truncated_tail)
+            if at_eof:
+                break
+
+
+def _parse_block(data: bytes, state: ReadState, truncated_tail: bool) -> RawChunk:
+    raw = _split_lines(data)
+    n = raw.len()
+    lines = pl.DataFrame(
+        {
+            "source_line": pl.int_range(state.line_offset + 1, state.line_offset + n + 1, eager=True),
+            "raw": raw,
+        }
+    ).with_columns(pl.col("raw").str.strip_suffix("\r"))
+    state.line_offset += n
+    blank = lines.get_column("raw").str.strip_chars().str.len_bytes() == 0
+    blank_count = int(blank.sum())
+    lines = lines.filter(~blank)
+    is_header = lines.select(_is_header_expr(pl.col("raw"))).to_series()
+    header_count = int(is_header.sum())
+    last_line = lines.get_column("source_line").max() if truncated_tail and lines.height else None
+
+    if header_count == 0:
+        frame = _frame_for_segment(lines, state.header)
+    else:
+        seg = is_header.cast(pl.Int32).cum_sum()
+        lines = lines.with_columns(seg.alias("__seg"), is_header.alias("__hdr"))
+        pieces = []
+        headers = lines.filter(pl.col("__hdr"))
+        seg_headers = {0: state.header}
+        for s, text in zip(headers.get_column("__seg"), headers.get_column("raw")):
+            seg_headers[int(s)] = _header_fields(text)
+        data_lines = lines.filter(~pl.col("__hdr"))
+        for s, part in data_lines.partition_by("__seg", as_dict=True, maintain_order=True).items():
+            key = int(s[0]) if isinstance(s, tuple) else int(s)
+            pieces.append(_frame_for_segment(part.drop("__seg", "__hdr"), seg_headers[key]))
+        state.header = seg_headers[max(seg_headers)]
+        frame = pl.concat(pieces, how="diagonal_relaxed") if pieces else _empty_raw()
+    if last_line is not None and frame.height:
+        frame = frame.with_columns(
+            pl.when(pl.col("source_line") == last_line)
+            .then(pl.lit("truncated last line (file does not end with a newline)"))
+            .otherwise(pl.col("parse_error"))
+            .alias("parse_error")
+        )
+    return RawChunk(frame=frame, header_lines=header_count, blank_lines=blank_count)
+
+
+def _empty_raw() -> pl.DataFrame:
+    return pl.DataFrame(
+        schema={"source_line": pl.Int64, "raw": pl.String, "parse_error": pl.String}
+    )
+
+
+# JSONL run logs ---------------------------------------------------------------
+
+JSONL_REQUIRED = (
+    "run_id", "device", "framework", "version", "op", "kernel_source",
+    "attn_dtype", "kv_cache_dtype", "num_heads", "batch_size", "isl", "latency_ms",
+)  # fmt: skip
+
+
+def _json_text(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return str(value)
+
+
+def read_jsonl(path: Path) -> Iterator[RawChunk]:
+    """Read a perfwh JSONL run log (schema in warehouse/README: `perfwh.run/1`).
+
+    Run logs are small (one line per measured shape), so a per-line json.loads
+    is fine here; bad JSON and missing keys become parse errors, not crashes.
+    """
+    rows: list[dict] = []
+    blank = 0
+    text = path.read_bytes()
+    if text.startswith(BOM):
+        text = text[len(BOM):]
+    lines = text.split(b"\n")
+    truncated = not text.endswith(b"\n") and len(lines) > 0
+    if text.endswith(b"\n"):
+        lines = lines[:-1]
+    for i, line_b in enumerate(lines, start=1):
+        line = line_b.decode("utf-8", errors="replace").rstrip("\r")
+        if not line.strip():
+            blank += 1
+            continue
+        row: dict = {"source_line": i, "raw": line, "parse_error": None}
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            row["parse_error"] = f"invalid JSON: {exc.msg} at column {exc.colno}"
+            rows.append(row)
+            continue
+        if not isinstance(obj, dict):
+            row["parse_error"] = "JSON line is not an object"
+            rows.append(row)
+            continue
+        missing = [k for k in JSONL_REQUIRED if k not in obj]
+        if missing:
+            row["parse_error"] = f"missing key(s): {', '.join(missing)}"
+        if truncated and i == len(lines):
+            row["parse_error"] = "truncated last line (file does not end with a newline)"
+        for key in KNOWN_COLUMNS:
+            if key in obj:
+                row[key] = _json_text(obj[key])
+        if "latency_ms" in obj:
+            row["latency"] = _json_text(obj["latency_ms"])
+        if "attn_dtype" in obj:
+            row["mla_dtype"] = _json_text(obj["attn_dtype"])
+        rows.append(row)
+    schema = {"source_line": pl.Int64, "raw": pl.String, "parse_error": pl.String}
+    present = sorted({k for r in rows for k in r} - set(schema))
+    schema.update({k: pl.String for k in present})
+    frame = pl.DataFrame(rows, schema=schema) if rows else _empty_raw()
+    yield RawChunk(frame=frame, blank_lines=blank)
+
+
+# Published Parquet tables ---------------------------------------------------
+
+
+def read_parquet_table(path: Path) -> Iterator[RawChunk]:
+    """A table in the collector column layout, stored as Parquet (aiconfigurator)."""
+    table = pl.read_parquet(path)
+    cols = [c for c in table.columns if c.lower() in KNOWN_COLUMNS]
+    text = table.select(
+        [pl.col(c).cast(pl.String).alias(c.lower()) for c in cols]
+    ).with_row_index("source_line", offset=1)
+    raw = pl.concat_str([pl.col(c.lower()).fill_null("") for c in cols], separator=",")
+    frame = text.with_columns(
+        pl.col("source_line").cast(pl.Int64),
+        raw.alias("raw"),
+        pl.lit(None, dtype=pl.String).alias("parse_error"),
+    )
+    yield RawChunk(frame=frame)
+
+
+READERS = {
+    "csv": read_collector_csv,
+    "jsonl": read_jsonl,
+    "parquet": read_parquet_table,
+}
+
+
+def format_of(path: Path) -> str | None:
+    suffix = path.suffix.lower()
+    if suffix in (".txt", ".csv"):
+        return "csv"
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    if suffix == ".parquet":
+        return "parquet"
+    return None
