@@ -1,0 +1,140 @@
+"""Cross-validation protocol: how accurate is the estimator on held-out measurements?
+
+Classes (per table = op):
+  R    10% of interior points (strictly inside their slice's batch and sequence
+       range), chosen at random, held out together;
+  G    a whole middle grid line held out (the median sequence value of the table);
+  E    the largest sequence value of the table held out (extrapolation);
+  SOL  the calibrated SOL alone on the R hold-out, fitted without it.
+Each fold refits the calibration and rebuilds the grids from the training
+points only. `nearest` (latency of the nearest measured training point of the
+same slice, in log2 space) is the baseline, reported for R, G and E.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from .calibrate import calibrate, params_from_frame
+from .engine import estimate_group
+from .grid import GridSet, build_grids
+from .slices import GROUP_KEYS, SLICE_KEYS, model_for, points_shape, seq_values
+from .specs import load_system
+
+CLASSES = ("R", "G", "E", "SOL")
+MODULE_TABLES = ("dsa_context", "dsa_generation", "mla_context", "mla_generation")
+
+
+def _with_seq(points: pl.DataFrame) -> pl.DataFrame:
+    return points.with_columns(seq_values(points).alias("seq_len"), pl.col("prefix").fill_null(0))
+
+
+def holdout_masks(points: pl.DataFrame, seed: int = 0, fraction: float = 0.1) -> dict[str, np.ndarray]:
+    """Boolean hold-out masks for classes R, G and E over `points` (with seq_len)."""
+    rng = np.random.default_rng(seed)
+    slice_cols = list(SLICE_KEYS)
+    bounds = points.with_columns(
+        ((pl.col("batch_size") > pl.col("batch_size").min().over(slice_cols))
+        & (pl.col("batch_size") < pl.col("batch_size").max().over(slice_cols))
+        & (pl.col("seq_len") > pl.col("seq_len").min().over(slice_cols))
+        & (pl.col("seq_len") < pl.col("seq_len").max().over(slice_cols)))
+        .alias("_interior")
+    )
+    interior = bounds["_interior"].to_numpy()
+    r = np.zeros(points.height, dtype=bool)
+    idx = np.flatnonzero(interior)
+    r[rng.choice(idx, size=int(round(fraction * idx.size)), replace=False)] = True
+    g = np.zeros(points.height, dtype=bool)
+    e = np.zeros(points.height, dtype=bool)
+    for op in points["op"].unique().to_list():
+        m = (points["op"] == op).to_numpy()
+        seqs = np.unique(points.filter(pl.col("op") == op)["seq_len"].to_numpy())
+        middle = seqs[(seqs.size - 1) // 2] if seqs.size > 2 else None
+        if middle is not None:
+            g |= m & (points["seq_len"].to_numpy() == middle)
+        e |= m & (points["seq_len"].to_numpy() == seqs[-1])
+    return {"R": r, "G": g, "E": e}
+
+
+def predict(train: pl.DataFrame, test: pl.DataFrame, *, calibration: pl.DataFrame | None = None,
+            method: str = "interp") -> pl.DataFrame:
+    """Predictions for `test` rows from `train` rows: adds pred_ms, source, sol_ms (and for
+    method='nearest', the nearest training point's latency)."""
+    calibration = calibrate(train) if calibration is None else calibration
+    params = params_from_frame(calibration)
+    test = _with_seq(test).with_row_index("_row")
+    out_lat = np.empty(test.height)
+    out_code = np.empty(test.height, dtype=np.int8)
+    out_sol = np.empty(test.height)
+    if method == "interp":
+        gridset = GridSet.from_frame(build_grids(train, calibration))
+    elif method == "sol":
+        gridset = GridSet({})
+    elif method == "nearest":
+        return _nearest(_with_seq(train), test)
+    else:
+        raise ValueError(f"unknown method {method!r}; valid: interp, sol, nearest")
+    for key, sub in test.group_by(list(GROUP_KEYS), maintain_order=True):
+        k = dict(zip(GROUP_KEYS, key))
+        op = k["op"]
+        lat, code, sol_ms = estimate_group(
+            gridset.groups.get(tuple(key)), op, model_for(op, k["architecture"]), load_system(k["system"]),
+            params[(k["system"], k["framework"], k["version"], op)],
+            gemm_type=k["gemm_type"] or "bfloat16", kv_cache_dtype=k["kv_cache_dtype"], **points_shape(sub))
+        rows = sub["_row"].to_numpy()
+        out_lat[rows], out_code[rows], out_sol[rows] = lat, code, sol_ms
+    from .grid import SOURCES
+
+    return test.drop("_row").with_columns(
+        pl.Series("pred_ms", out_lat), pl.Series("source", [SOURCES[c] for c in out_code]),
+        pl.Series("sol_ms", out_sol))
+
+
+def _nearest(train: pl.DataFrame, test: pl.DataFrame) -> pl.DataFrame:
+    """Literal nearest neighbour: same slice, nearest (log2 batch, log2 seq) training point."""
+    pred = np.full(test.height, np.nan)
+    tr = {tuple(k): s for k, s in train.group_by(list(SLICE_KEYS))}
+    for key, sub in test.group_by(list(SLICE_KEYS), maintain_order=True):
+        t = tr.get(tuple(key))
+        if t is None:
+            continue
+        tb, ts = np.log2(t["batch_size"].to_numpy()), np.log2(t["seq_len"].to_numpy())
+        qb, qs = np.log2(sub["batch_size"].to_numpy()), np.log2(sub["seq_len"].to_numpy())
+        d = (tb[None, :] - qb[:, None]) ** 2 + (ts[None, :] - qs[:, None]) ** 2
+        pred[sub["_row"].to_numpy()] = t["latency_ms"].to_numpy()[np.argmin(d, axis=1)]
+    return test.drop("_row").with_columns(pl.Series("pred_ms", pred), pl.lit("nearest").alias("source"),
+                                          pl.lit(None, pl.Float64).alias("sol_ms"))
+
+
+def run_accuracy(points: pl.DataFrame, *, tables: tuple[str, ...] = MODULE_TABLES, seed: int = 0,
+                 baseline: bool = True) -> pl.DataFrame:
+    """Per held-out point: table, class, method, measured, predicted, abs % error."""
+    pts = _with_seq(points.filter(pl.col("op").is_in(list(tables))))
+    if pts.height == 0:
+        raise ValueError(f"no points for tables {', '.join(tables)}")
+    masks = holdout_masks(pts, seed=seed)
+    frames = []
+    for cls in ("R", "G", "E"):
+        hold = masks[cls]
+        train, test = pts.filter(~pl.Series(hold)), pts.filter(pl.Series(hold))
+        calibration = calibrate(train)
+        methods = [("interp", cls)] + ([("sol", "SOL")] if cls == "R" else [])
+        if baseline:
+            methods.append(("nearest", cls))
+        for method, label in methods:
+            pred = predict(train, test, calibration=calibration, method=method)
+            frames.append(pred.select(
+                pl.col("op").alias("table"), pl.lit(label).alias("class"), pl.lit(method).alias("method"),
+                *[pl.col(c) for c in SLICE_KEYS if c not in ("op",)], "batch_size", "seq_len",
+                pl.col("latency_ms").alias("measured_ms"), "pred_ms", "source",
+                ((pl.col("pred_ms") / pl.col("latency_ms") - 1).abs() * 100).alias("abs_err_pct")))
+    return pl.concat(frames, how="vertical_relaxed")
+
+
+def summarize(errors: pl.DataFrame) -> pl.DataFrame:
+    """Median and p90 absolute % error per table, class and method."""
+    return (errors.group_by("table", "class", "method")
+            .agg(pl.len().alias("n"), pl.col("abs_err_pct").median().alias("median_pct"),
+                 pl.col("abs_err_pct").quantile(0.9, "linear").alias("p90_pct"))
+            .sort("table", "method", "class"))

@@ -1,0 +1,175 @@
+"""Calibrated SOL: fitted kernel-group efficiencies and a per-op overhead.
+
+    t = (overhead^p + S^p)^(1/p),  S = SUM_k max(F_k/(peak*ef_g), B_k/(BW*eb_g))
+
+One fit per (system, framework, version, op), by least squares on
+log(pred/measured). The overhead does not simply add to the kernel time: the
+measured modules are flat at small shapes and then grow linearly, as if host
+work and GPU work overlap, so they combine through a p-norm whose p is
+fitted too (p = 1 is a plain sum, large p a max).
+
+The fitted parameters are data (a long frame, written to the warehouse as
+`sol_calibration`); `CalibrationParams` is the in-memory form.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+from scipy.optimize import least_squares
+
+from . import sol
+from .slices import model_for, points_shape
+from .specs import SystemSpec, load_system
+
+METHOD = "calibrated-sol-v1"
+CALIBRATION_SCHEMA: dict[str, pl.DataType] = {
+    "system": pl.String(),
+    "framework": pl.String(),
+    "version": pl.String(),
+    "op": pl.String(),
+    "param": pl.String(),  # eff_compute | eff_bandwidth | overhead_ms | combine_p
+    "group": pl.String(),  # kernel group for efficiencies, "" otherwise
+    "value": pl.Float64(),
+    "n_points": pl.Int64(),
+    "fit_median_pct": pl.Float64(),
+    "fit_p90_pct": pl.Float64(),
+    "method": pl.String(),
+}
+_DEFAULT_EFF = 0.5
+
+
+@dataclass(frozen=True)
+class CalibrationParams:
+    """Fitted constants of one (system, framework, version, op)."""
+
+    eff: dict[str, tuple[float, float]] = field(default_factory=dict)  # group -> (compute, bandwidth)
+    overhead_ms: float = 0.0
+    combine_p: float = 1.0
+
+    def efficiency(self, group: str) -> tuple[float, float]:
+        return self.eff.get(group, (_DEFAULT_EFF, _DEFAULT_EFF))
+
+
+def kernel_times(ks: list[sol.Kernel], system: SystemSpec, n: int):
+    """(compute ms, bandwidth ms, group names) arrays of shape (kernels, n) at 100% efficiency."""
+    ct = np.empty((len(ks), n))
+    bt = np.empty((len(ks), n))
+    for j, k in enumerate(ks):
+        peak = system.peak_fp8_flops_per_s if k.fp8 else system.peak_bf16_flops_per_s
+        ct[j] = np.broadcast_to(np.asarray(k.flops, dtype=float) / peak * 1e3, n)
+        bt[j] = np.broadcast_to(np.asarray(k.bytes, dtype=float) / system.hbm_bytes_per_s * 1e3, n)
+    return ct, bt, [k.group for k in ks]
+
+
+def combine(overhead_ms, kernel_sum_ms, p):
+    """p-norm of overhead and kernel time (works on floats and arrays)."""
+    if p == 1.0:
+        return overhead_ms + kernel_sum_ms
+    return (overhead_ms**p + kernel_sum_ms**p) ** (1.0 / p)
+
+
+def calibrated_ms(ks: list[sol.Kernel], system: SystemSpec, params: CalibrationParams):
+    """Calibrated SOL latency of the given kernels, in ms (scalar or array)."""
+    total = 0.0
+    bf16, fp8, bw = system.peak_bf16_flops_per_s, system.peak_fp8_flops_per_s, system.hbm_bytes_per_s
+    for k in ks:
+        ef, eb = params.efficiency(k.group)
+        a = k.flops / ((fp8 if k.fp8 else bf16) * ef)
+        b = k.bytes / (bw * eb)
+        total = total + sol._maximum(a, b)
+    return combine(params.overhead_ms, total * 1e3, params.combine_p)
+
+
+def _design(points: pl.DataFrame, system: SystemSpec):
+    """Kernel time matrices for every row of one op's points (rows may mix slices)."""
+    n = points.height
+    op = points["op"][0]
+    blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]] = []
+    keys = ["architecture", "gemm_type", "kv_cache_dtype"]
+    for (arch, gemm, kv), sub in points.with_row_index("_row").group_by(keys, maintain_order=True):
+        shape = points_shape(sub)
+        ks = sol.kernels(op, model_for(op, arch), gemm_type=gemm or "bfloat16",
+                         kv_cache_dtype=kv, **shape)
+        ct, bt, groups = kernel_times(ks, system, sub.height)
+        blocks.append((sub["_row"].to_numpy(), ct, bt, groups))
+    groups = sorted({g for *_, gs in blocks for g in gs})
+    gi = {g: i for i, g in enumerate(groups)}
+    width = max(len(b[3]) for b in blocks)
+    ct_all = np.zeros((width, n))
+    bt_all = np.zeros((width, n))
+    g_all = np.zeros((width, n), dtype=np.int64)
+    for rows, ct, bt, gs in blocks:
+        k = len(gs)
+        ct_all[:k, rows] = ct
+        bt_all[:k, rows] = bt
+        g_all[:k, rows] = np.array([gi[g] for g in gs])[:, None]
+    return ct_all, bt_all, g_all, groups
+
+
+def _predict(theta, ct, bt, gidx, ng):
+    ef = np.exp(theta[:ng])
+    eb = np.exp(theta[ng : 2 * ng])
+    overhead = np.exp(theta[2 * ng])
+    p = 1.0 + np.exp(theta[2 * ng + 1])
+    s = np.maximum(ct / ef[gidx], bt / eb[gidx]).sum(axis=0)
+    return (overhead**p + s**p) ** (1.0 / p)
+
+
+def fit_op(points: pl.DataFrame, system: SystemSpec) -> tuple[CalibrationParams, np.ndarray]:
+    """Fit one op's parameters; returns them and the fitted relative errors (%)."""
+    ct, bt, gidx, groups = _design(points, system)
+    y = points["latency_ms"].to_numpy()
+    ng = len(groups)
+    theta0 = np.concatenate([np.full(2 * ng, np.log(_DEFAULT_EFF)), [np.log(np.min(y) * 0.5), 0.0]])
+    res = least_squares(lambda th: np.log(_predict(th, ct, bt, gidx, ng) / y), theta0,
+                        method="trf", x_scale=1.0)
+    th = res.x
+    params = CalibrationParams(
+        eff={g: (float(np.exp(th[i])), float(np.exp(th[ng + i]))) for i, g in enumerate(groups)},
+        overhead_ms=float(np.exp(th[2 * ng])),
+        combine_p=float(1.0 + np.exp(th[2 * ng + 1])),
+    )
+    err = np.abs(_predict(th, ct, bt, gidx, ng) / y - 1.0) * 100.0
+    return params, err
+
+
+def calibrate(points: pl.DataFrame) -> pl.DataFrame:
+    """Fit every (system, framework, version, op) of `points`; a CALIBRATION_SCHEMA frame."""
+    rows: list[dict] = []
+    for (system, framework, version, op), sub in points.group_by(
+        ["system", "framework", "version", "op"], maintain_order=True
+    ):
+        params, err = fit_op(sub, load_system(system))
+        base = dict(system=system, framework=framework, version=version, op=op, n_points=sub.height,
+                    fit_median_pct=float(np.median(err)), fit_p90_pct=float(np.quantile(err, 0.9)),
+                    method=METHOD)
+        for g, (ef, eb) in sorted(params.eff.items()):
+            rows.append({**base, "param": "eff_compute", "group": g, "value": ef})
+            rows.append({**base, "param": "eff_bandwidth", "group": g, "value": eb})
+        rows.append({**base, "param": "overhead_ms", "group": "", "value": params.overhead_ms})
+        rows.append({**base, "param": "combine_p", "group": "", "value": params.combine_p})
+    return pl.DataFrame(rows, schema=CALIBRATION_SCHEMA).sort("system", "framework", "version", "op", "param", "group")
+
+
+def params_from_frame(calibration: pl.DataFrame) -> dict[tuple[str, str, str, str], CalibrationParams]:
+    """{(system, framework, version, op): CalibrationParams} from a calibration frame."""
+    out: dict[tuple[str, str, str, str], CalibrationParams] = {}
+    for key, sub in calibration.group_by(["system", "framework", "version", "op"], maintain_order=True):
+        eff: dict[str, list[float]] = {}
+        overhead, p = 0.0, 1.0
+        for param, group, value in sub.select("param", "group", "value").iter_rows():
+            if param == "eff_compute":
+                eff.setdefault(group, [_DEFAULT_EFF, _DEFAULT_EFF])[0] = value
+            elif param == "eff_bandwidth":
+                eff.setdefault(group, [_DEFAULT_EFF, _DEFAULT_EFF])[1] = value
+            elif param == "overhead_ms":
+                overhead = value
+            elif param == "combine_p":
+                p = value
+            else:
+                raise ValueError(f"unknown calibration param {param!r}")
+        out[tuple(key)] = CalibrationParams({g: (v[0], v[1]) for g, v in eff.items()}, overhead, p)
+    return out

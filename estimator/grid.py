@@ -1,0 +1,227 @@
+"""Interpolation grids: one dense batch x sequence grid of log2(measured/SOL) per slice.
+
+`build_grids(points, calibration)` is pure (frames in, frame out) and is what
+the Dagster grid asset calls; `GridSet.from_frame` turns the stored table into
+numpy arrays for fast lookups. Every cell carries its provenance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from . import interp, sol
+from .calibrate import CalibrationParams, calibrated_ms, params_from_frame
+from .common import Source
+from .slices import GROUP_KEYS, SLICE_KEYS, model_for, points_shape, seq_values
+from .specs import load_system
+
+METHOD = "grid-logratio-v1"
+SOURCES = tuple(s.value for s in Source)
+GRID_SCHEMA: dict[str, pl.DataType] = {
+    **{k: (pl.Int32() if k in ("num_heads", "prefix") else pl.String()) for k in SLICE_KEYS},
+    "batch_size": pl.Int32(),
+    "seq_len": pl.Int32(),
+    "log2_ratio": pl.Float64(),
+    "sol_ms": pl.Float64(),
+    "latency_ms": pl.Float64(),
+    "source": pl.String(),
+    "input_hash": pl.String(),
+    "method": pl.String(),
+}
+
+
+def frame_digest(frame: pl.DataFrame) -> str:
+    """Order-independent sha256 of a frame's content (stable across polars versions)."""
+    digest = hashlib.sha256(str(frame.height).encode())
+    srt = frame.sort(frame.columns, nulls_last=True)
+    for name in srt.columns:
+        col = srt[name]
+        digest.update(name.encode())
+        if col.dtype == pl.String:
+            digest.update("\x1f".join("\x00" if v is None else v for v in col.to_list()).encode())
+        else:
+            digest.update(col.is_null().to_numpy().tobytes())
+            digest.update(col.fill_null(0).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def input_hash(points: pl.DataFrame, *extra: str) -> str:
+    """Hash of the points' keys and latencies plus method tags: a grid's identity."""
+    cols = [c for c in (*SLICE_KEYS, "batch_size", "isl", "kv_len", "latency_ms") if c in points.columns]
+    digest = hashlib.sha256(frame_digest(points.select(cols)).encode())
+    for e in (METHOD, *extra):
+        digest.update(e.encode())
+    return digest.hexdigest()[:16]
+
+
+def with_sol(points: pl.DataFrame, params: dict[tuple, CalibrationParams]) -> pl.DataFrame:
+    """Add `sol_ms` (calibrated SOL at each point's own shape and system)."""
+    out = np.empty(points.height)
+    keys = ["system", "framework", "version", "op", "architecture", "gemm_type", "kv_cache_dtype"]
+    for (system, fw, ver, op, arch, gemm, kv), sub in points.with_row_index("_row").group_by(
+        keys, maintain_order=True
+    ):
+        p = params[(system, fw, ver, op)]
+        ks = sol.kernels(op, model_for(op, arch), gemm_type=gemm or "bfloat16", kv_cache_dtype=kv,
+                         **points_shape(sub))
+        out[sub["_row"].to_numpy()] = np.broadcast_to(calibrated_ms(ks, load_system(system), p), sub.height)
+    return points.with_columns(pl.Series("sol_ms", out))
+
+
+@dataclass
+class SliceGrid:
+    """One slice: log2 axes, filled log2-ratio grid, source codes, measured latencies."""
+
+    batch: np.ndarray  # int values
+    seq: np.ndarray
+    xb: np.ndarray  # log2 of the above
+    xs: np.ndarray
+    ratio: np.ndarray  # (nb, ns) log2(latency / calibrated SOL)
+    source: np.ndarray  # (nb, ns) int8 codes (interp.MEASURED ...)
+    latency: np.ndarray  # (nb, ns) grid latency_ms
+
+
+def _slice_matrix(sub: pl.DataFrame):
+    batch = np.unique(sub["batch_size"].to_numpy())
+    seq = np.unique(sub["seq_len"].to_numpy())
+    bi = np.searchsorted(batch, sub["batch_size"].to_numpy())
+    si = np.searchsorted(seq, sub["seq_len"].to_numpy())
+    vals = np.full((batch.size, seq.size), np.nan)
+    vals[bi, si] = np.log2(sub["latency_ms"].to_numpy() / sub["sol_ms"].to_numpy())
+    return batch, seq, vals
+
+
+def _sibling_transfer(vals, src, batch, seq, siblings):
+    """Fill holes from sibling slices' measured cells plus the median offset on shared cells."""
+    holes = np.argwhere(np.isnan(vals))
+    if holes.size == 0:
+        return
+    measured_self = src == interp.MEASURED
+    best = []
+    for sb, ss, sv in siblings:
+        bi = np.searchsorted(sb, batch)
+        si = np.searchsorted(ss, seq)
+        bok = (bi < sb.size) & (sb[np.minimum(bi, sb.size - 1)] == batch)
+        sok = (si < ss.size) & (ss[np.minimum(si, ss.size - 1)] == seq)
+        mapped = np.full(vals.shape, np.nan)
+        sub = sv[np.ix_(np.minimum(bi, sb.size - 1), np.minimum(si, ss.size - 1))]
+        mapped[np.ix_(bok, sok)] = sub[np.ix_(bok, sok)]
+        common = measured_self & ~np.isnan(mapped)
+        if common.sum() >= 3:
+            best.append((int(common.sum()), float(np.median((vals - mapped)[common])), mapped))
+    best.sort(key=lambda t: -t[0])
+    for i, j in holes:
+        for _, offset, mapped in best:
+            if not np.isnan(mapped[i, j]):
+                vals[i, j] = mapped[i, j] + offset
+                src[i, j] = interp.TRANSFERRED
+                break
+
+
+def build_grids(points: pl.DataFrame, calibration: pl.DataFrame) -> pl.DataFrame:
+    """Dense per-slice grids (GRID_SCHEMA) from perf points and a calibration table."""
+    params = params_from_frame(calibration)
+    pts = with_sol(points, params).with_columns(seq_values(points).alias("seq_len"))
+    pts = pts.with_columns(pl.col("prefix").fill_null(0))
+    ihash = input_hash(points, calibration_tag(calibration))
+    raw: dict[tuple, tuple] = {}
+    for key, sub in pts.group_by(list(SLICE_KEYS), maintain_order=True):
+        raw[tuple(key)] = _slice_matrix(sub)
+    frames = []
+    for key, (batch, seq, vals) in raw.items():
+        filled, src = interp.fill_holes(vals, np.log2(batch), np.log2(seq))
+        if np.isnan(filled).any():
+            _sibling_transfer(filled, src, batch, seq, [raw[s] for s in _siblings(key, raw)])
+        if np.isnan(filled).any():
+            filled, src = interp.extrapolate_holes(filled, src, np.log2(batch), np.log2(seq))
+        frames.append(_cells_frame(key, batch, seq, filled, src, vals))
+    grids = pl.concat(frames) if frames else pl.DataFrame(schema={k: v for k, v in GRID_SCHEMA.items() if k not in ("sol_ms", "latency_ms", "input_hash", "method")})
+    grids = _attach_sol(grids, params)
+    return grids.with_columns(pl.lit(ihash).alias("input_hash"), pl.lit(METHOD).alias("method")).select(
+        [pl.col(c).cast(t) for c, t in GRID_SCHEMA.items()]
+    )
+
+
+def calibration_tag(calibration: pl.DataFrame) -> str:
+    return frame_digest(calibration.select("system", "framework", "version", "op", "param", "group", "value"))[:16]
+
+
+def _siblings(key: tuple, raw: dict) -> list[tuple]:
+    """Slices that differ from `key` in one of num_heads (adjacent), kv dtype or gemm type."""
+    k = dict(zip(SLICE_KEYS, key))
+    out = []
+    for other in raw:
+        o = dict(zip(SLICE_KEYS, other))
+        diff = [c for c in SLICE_KEYS if k[c] != o[c]]
+        if diff == ["num_heads"] and max(k["num_heads"], o["num_heads"]) <= 2 * min(k["num_heads"], o["num_heads"]):
+            out.append(other)
+        elif diff in (["kv_cache_dtype"], ["gemm_type"]):
+            out.append(other)
+    return out
+
+
+def _cells_frame(key, batch, seq, filled, src, measured_vals) -> pl.DataFrame:
+    nb, ns = filled.shape
+    b = np.repeat(batch, ns)
+    s = np.tile(seq, nb)
+    data = {c: [v] * (nb * ns) for c, v in zip(SLICE_KEYS, key)}
+    data.update(batch_size=b, seq_len=s, log2_ratio=filled.ravel(),
+                source=[SOURCES[c] for c in src.ravel()])
+    return pl.DataFrame(data, schema_overrides={"num_heads": pl.Int32, "prefix": pl.Int32,
+                                                "batch_size": pl.Int32, "seq_len": pl.Int32})
+
+
+def _attach_sol(grids: pl.DataFrame, params) -> pl.DataFrame:
+    """sol_ms and latency_ms of each cell (latency = SOL * 2^log2_ratio)."""
+    ctx = pl.col("op").str.contains("_context")
+    g = grids.with_columns(
+        pl.when(ctx).then(pl.col("seq_len")).otherwise(1).alias("isl"),
+        pl.when(ctx).then(None).otherwise(pl.col("seq_len")).alias("kv_len"),
+    )
+    g = with_sol(g, params)
+    return g.with_columns((pl.col("sol_ms") * (2.0 ** pl.col("log2_ratio"))).alias("latency_ms")).drop("isl", "kv_len")
+
+
+@dataclass
+class GroupGrids:
+    """All slices of one categorical key, indexed by (num_heads, prefix)."""
+
+    key: tuple
+    heads: np.ndarray  # sorted num_heads values
+    prefixes: np.ndarray  # sorted prefix values
+    slices: dict[tuple[int, int], SliceGrid]
+
+
+class GridSet:
+    """Grids by group key (GROUP_KEYS order) for lookups."""
+
+    def __init__(self, groups: dict[tuple, GroupGrids]):
+        self.groups = groups
+
+    @classmethod
+    def from_frame(cls, grids: pl.DataFrame) -> "GridSet":
+        groups: dict[tuple, GroupGrids] = {}
+        codes = {s: i for i, s in enumerate(SOURCES)}
+        g = grids.sort(list(SLICE_KEYS) + ["batch_size", "seq_len"], nulls_last=True)
+        for key, sub in g.group_by(list(SLICE_KEYS), maintain_order=True):
+            batch = np.unique(sub["batch_size"].to_numpy())
+            seq = np.unique(sub["seq_len"].to_numpy())
+            shape = (batch.size, seq.size)
+            if sub.height != batch.size * seq.size:
+                raise ValueError(f"grid slice {key} is not dense ({sub.height} cells for {shape})")
+            sg = SliceGrid(batch, seq, np.log2(batch), np.log2(seq),
+                           sub["log2_ratio"].to_numpy().reshape(shape),
+                           np.array([codes[s] for s in sub["source"].to_list()], dtype=np.int8).reshape(shape),
+                           sub["latency_ms"].to_numpy().reshape(shape))
+            gkey = tuple(key[: len(GROUP_KEYS)])
+            heads, prefix = int(key[-2]), int(key[-1])
+            grp = groups.setdefault(gkey, GroupGrids(gkey, np.array([], dtype=np.int64), np.array([], dtype=np.int64), {}))
+            grp.slices[(heads, prefix)] = sg
+        for grp in groups.values():
+            grp.heads = np.array(sorted({h for h, _ in grp.slices}), dtype=np.int64)
+            grp.prefixes = np.array(sorted({p for _, p in grp.slices}), dtype=np.int64)
+        return cls(groups)

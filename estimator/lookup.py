@@ -1,0 +1,154 @@
+"""Lookups in a group's grids: interpolate log2(latency/SOL) over heads, prefix, batch, sequence.
+
+Two implementations of the same rule: `lookup_many` (numpy, for
+`estimate_many`) and `lookup_one` (plain Python floats, for one scalar
+`estimate` in a few microseconds). Tests check they agree.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+
+import numpy as np
+
+from . import interp
+from .grid import GroupGrids
+
+_LOG2 = math.log2
+
+
+def lookup_many(grp: GroupGrids, heads, prefix, batch, seq):
+    """(log2 ratio, source code) per point; NaN ratio where no slice covers the point."""
+    heads = np.asarray(heads, dtype=np.float64)
+    n = heads.shape[0]
+    hi0, hi1, hw, hout = interp.bracket(np.log2(grp.heads), np.log2(heads))
+    pi0, pi1, pw, pout = interp.bracket(grp.prefixes.astype(np.float64), np.asarray(prefix, dtype=np.float64))
+    lb = np.log2(np.asarray(batch, dtype=np.float64))
+    ls = np.log2(np.asarray(seq, dtype=np.float64))
+    acc = np.zeros(n)
+    wsum = np.zeros(n)
+    code = np.full(n, interp.MEASURED, dtype=np.int8)
+    exact = (~hout) & (~pout) & ((hw == 0) | (hw == 1)) & ((pw == 0) | (pw == 1))
+    outside = hout | pout
+    npref = grp.prefixes.size
+    for hidx, hwt in ((hi0, 1.0 - hw), (hi1, hw)):
+        for pidx, pwt in ((pi0, 1.0 - pw), (pi1, pw)):
+            w = hwt * pwt
+            combo = hidx * npref + pidx
+            live = w > 0
+            for c in np.unique(combo[live]):
+                m = live & (combo == c)
+                sg = grp.slices.get((int(grp.heads[c // npref]), int(grp.prefixes[c % npref])))
+                if sg is None:
+                    continue
+                bi0, bi1, bw, bout = interp.bracket(sg.xb, lb[m])
+                si0, si1, sw, sout = interp.bracket(sg.xs, ls[m])
+                acc[m] += w[m] * interp.bilinear(sg.ratio, bi0, bi1, bw, si0, si1, sw)
+                wsum[m] += w[m]
+                corners = np.stack([
+                    np.where((1 - bw) * (1 - sw) > 0, sg.source[bi0, si0], 0),
+                    np.where((1 - bw) * sw > 0, sg.source[bi0, si1], 0),
+                    np.where(bw * (1 - sw) > 0, sg.source[bi1, si0], 0),
+                    np.where(bw * sw > 0, sg.source[bi1, si1], 0),
+                ])
+                code[m] = np.maximum(code[m], corners.max(axis=0))
+                outside[m] |= bout | sout
+                exact[m] &= (~bout) & (~sout) & ((bw == 0) | (bw == 1)) & ((sw == 0) | (sw == 1))
+    ratio = np.where(wsum > 0, acc / np.where(wsum > 0, wsum, 1.0), np.nan)
+    code = np.where((code == interp.MEASURED) & ~exact, interp.INTERPOLATED, code)
+    code = np.where(outside, np.maximum(code, interp.EXTRAPOLATED), code)
+    return ratio, code.astype(np.int8)
+
+
+def _bracket1(axis: list[float], q: float):
+    n = len(axis)
+    if n == 1:
+        return 0, 0, 0.0, q != axis[0]
+    i1 = min(max(bisect_left(axis, q), 1), n - 1)
+    a0, a1 = axis[i1 - 1], axis[i1]
+    w = (q - a0) / (a1 - a0)
+    out = q < axis[0] or q > axis[-1]
+    return i1 - 1, i1, (0.0 if w < 0 else 1.0 if w > 1 else w), out
+
+
+def lookup_one(grp: GroupGrids, heads: int, prefix: int, batch: int, seq: int):
+    """Scalar twin of `lookup_many`: (log2 ratio, source code, neighbours).
+
+    neighbours: list of (num_heads, prefix, batch, seq, weight, source code).
+    """
+    cache = grp.__dict__.setdefault("_py", _py_axes(grp))
+    hi0, hi1, hw, hout = _bracket1(cache["heads"], _LOG2(heads))
+    pi0, pi1, pw, pout = _bracket1(cache["prefixes"], float(prefix))
+    lb, ls = _LOG2(batch), _LOG2(seq)
+    acc = wsum = 0.0
+    code = interp.MEASURED
+    outside = hout or pout
+    exact = not outside and hw in (0.0, 1.0) and pw in (0.0, 1.0)
+    neighbours = []
+    for hidx, hwt in ((hi0, 1.0 - hw), (hi1, hw)):
+        if hwt <= 0:
+            continue
+        for pidx, pwt in ((pi0, 1.0 - pw), (pi1, pw)):
+            w = hwt * pwt
+            if w <= 0:
+                continue
+            h, p = grp.heads[hidx], grp.prefixes[pidx]
+            py = cache["slices"].get((int(h), int(p)))
+            if py is None:
+                continue
+            xb, xs, ratio, source, bvals, svals = py
+            bi0, bi1, bw, bout = _bracket1(xb, lb)
+            si0, si1, sw, sout = _bracket1(xs, ls)
+            outside = outside or bout or sout
+            exact = exact and not (bout or sout) and bw in (0.0, 1.0) and sw in (0.0, 1.0)
+            for bi, bwt in ((bi0, 1.0 - bw), (bi1, bw)):
+                if bwt <= 0:
+                    continue
+                row, srow = ratio[bi], source[bi]
+                for si, swt in ((si0, 1.0 - sw), (si1, sw)):
+                    cw = w * bwt * swt
+                    if cw <= 0:
+                        continue
+                    acc += cw * row[si]
+                    c = srow[si]
+                    code = c if c > code else code
+                    neighbours.append((int(h), int(p), bvals[bi], svals[si], cw, c))
+            wsum += w
+    if wsum <= 0:
+        return math.nan, interp.SOL, []
+    if code == interp.MEASURED and not exact:
+        code = interp.INTERPOLATED
+    if outside and code < interp.EXTRAPOLATED:
+        code = interp.EXTRAPOLATED
+    return acc / wsum, code, neighbours
+
+
+def _py_axes(grp: GroupGrids) -> dict:
+    """Plain-Python copies of a group's arrays (list indexing beats numpy for scalars)."""
+    return {
+        "heads": [math.log2(h) for h in grp.heads.tolist()],
+        "prefixes": [float(p) for p in grp.prefixes.tolist()],
+        "slices": {
+            k: (sg.xb.tolist(), sg.xs.tolist(), sg.ratio.tolist(), sg.source.tolist(),
+                sg.batch.tolist(), sg.seq.tolist())
+            for k, sg in grp.slices.items()
+        },
+    }
+
+
+def nearest_measured(grp: GroupGrids, heads: int, prefix: int, batch: int, seq: int):
+    """The measured cell nearest in log2 space: (latency_ms, (heads, prefix, batch, seq))."""
+    best = None
+    for (h, p), sg in grp.slices.items():
+        mi, mj = np.nonzero(sg.source == interp.MEASURED)
+        if mi.size == 0:
+            continue
+        d = ((sg.xb[mi] - math.log2(batch)) ** 2 + (sg.xs[mj] - math.log2(seq)) ** 2
+             + (math.log2(h) - math.log2(heads)) ** 2 + (math.log2(p + 1) - math.log2(prefix + 1)) ** 2)
+        k = int(np.argmin(d))
+        if best is None or d[k] < best[0]:
+            best = (float(d[k]), float(sg.latency[mi[k], mj[k]]), (h, p, int(sg.batch[mi[k]]), int(sg.seq[mj[k]])))
+    if best is None:
+        raise KeyError(f"no measured cell in group {grp.key}")
+    return best[1], best[2]

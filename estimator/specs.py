@@ -1,0 +1,101 @@
+"""System (GPU) and model specs, loaded from the package's YAML/JSON data."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from functools import lru_cache
+from importlib import resources
+
+import yaml
+
+
+@dataclass(frozen=True)
+class SystemSpec:
+    """Datasheet peaks of one GPU, SI units."""
+
+    name: str
+    peak_bf16_flops_per_s: float
+    peak_fp8_flops_per_s: float
+    hbm_bytes_per_s: float
+    memory_bytes: float
+    sm_count: int
+    family: str
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Attention dimensions of one model (one layer's attention block)."""
+
+    name: str
+    hf_id: str
+    architecture: str
+    attention: str  # "mla" or "dsa"
+    hidden_size: int
+    num_attention_heads: int
+    q_lora_rank: int
+    kv_lora_rank: int
+    qk_nope_head_dim: int
+    qk_rope_head_dim: int
+    v_head_dim: int
+    index_n_heads: int
+    index_head_dim: int
+    index_topk: int
+    num_hidden_layers: int
+    first_k_dense_replace: int
+
+
+def _specs_dir():
+    return resources.files("estimator") / "specs"
+
+
+@lru_cache(maxsize=None)
+def system_names() -> tuple[str, ...]:
+    return tuple(sorted(p.name[:-5] for p in _specs_dir().iterdir() if p.name.endswith(".yaml")))
+
+
+@lru_cache(maxsize=None)
+def load_system(name: str) -> SystemSpec:
+    """The spec of system `name` (e.g. 'h200_sxm'); ValueError lists the known ones."""
+    if name not in system_names():
+        raise ValueError(f"unknown system {name!r}; valid: {', '.join(system_names())}")
+    raw = yaml.safe_load((_specs_dir() / f"{name}.yaml").read_text())
+    numeric = {f.name: f.type for f in fields(SystemSpec) if f.type in ("float", "int")}
+    values = {}
+    for f in fields(SystemSpec):
+        v = raw[f.name]
+        values[f.name] = {"float": float, "int": int}[numeric[f.name]](v) if f.name in numeric else v
+    return SystemSpec(**values)
+
+
+@lru_cache(maxsize=None)
+def _models() -> tuple[ModelSpec, ...]:
+    out = []
+    for p in sorted((_specs_dir() / "models").iterdir(), key=lambda p: p.name):
+        if p.name.endswith(".json"):
+            raw = json.loads(p.read_text())
+            out.append(ModelSpec(**{f.name: raw[f.name] for f in fields(ModelSpec)}))
+    return tuple(out)
+
+
+def model_names() -> tuple[str, ...]:
+    return tuple(m.name for m in _models())
+
+
+def load_model(name: str) -> ModelSpec:
+    """A model by short name, HF id or architecture class; ValueError lists the known ones."""
+    for m in _models():
+        if name in (m.name, m.hf_id, m.architecture):
+            return m
+    valid = ", ".join(f"{m.name} ({m.architecture})" for m in _models())
+    raise ValueError(f"unknown model {name!r}; valid: {valid}")
+
+
+def architectures(attention: str | None = None) -> tuple[str, ...]:
+    """Architecture classes with a spec, optionally only those of one attention kind."""
+    return tuple(m.architecture for m in _models() if attention in (None, m.attention))
+
+
+def default_model(attention: str) -> ModelSpec:
+    """The reference model of an attention kind: DeepSeek-V3 (mla), DeepSeek-V3.2 (dsa)."""
+    return load_model({"mla": "deepseek-v3", "dsa": "deepseek-v3.2"}[attention])
