@@ -169,7 +169,7 @@ def validate(frame: pl.DataFrame, ctx: SourceContext) -> tuple[pl.DataFrame, pl.
         .alias("__framework"),
     )
 
-    reasons: list[pl.Expr] = [pl.col("parse_error")]
+    reasons: list[pl.Expr] = []
     if missing_cols:
         reasons.append(pl.lit(f"missing column(s): {', '.join(missing_cols)}"))
     for name in ALWAYS_REQUIRED:
@@ -237,10 +237,12 @@ def validate(frame: pl.DataFrame, ctx: SourceContext) -> tuple[pl.DataFrame, pl.
             )
         )
 
+    # A line that could not be split has only its parse error to report.
+    joined = pl.concat_str(reasons, separator="; ", ignore_nulls=True)
     frame = frame.with_columns(
-        pl.concat_str(reasons, separator="; ", ignore_nulls=True).alias("__reason")
-    ).with_columns(
-        pl.when(pl.col("__reason") == "").then(None).otherwise(pl.col("__reason")).alias("__reason")
+        pl.coalesce(
+            pl.col("parse_error"), pl.when(joined == "").then(None).otherwise(joined)
+        ).alias("__reason")
     )
 
     bad = frame.filter(pl.col("__reason").is_not_null()).select(
