@@ -1,0 +1,134 @@
+"""Derived perf tables: perf points, SOL calibration, interpolation grids."""
+
+
+import dagster as dg
+import polars as pl
+
+from estimator.slices import SLICE_KEYS
+from estimator.store import CALIBRATION_TABLE, GRIDS_TABLE, ensure_calibration, ensure_grids
+from warehouse.derived import write_derived
+from warehouse.quality import decreasing_latency, duplicate_keys, high_spread
+from warehouse.read import read_perf_points
+
+from .constants import GRIDS, PREVIEW_ROWS
+from .ingest import measurements
+from .metadata import markdown_table
+from .resources import WarehouseSettings
+
+PERF_POINTS_TABLE = "perf_points"
+
+
+def _table_metadata(settings: WarehouseSettings, name: str, frame: pl.DataFrame) -> dict:
+    return {
+        "dagster/row_count": dg.MetadataValue.int(frame.height),
+        "path": dg.MetadataValue.path(str(settings.home_path() / "derived" / f"{name}.parquet")),
+    }
+
+
+@dg.asset(group_name=GRIDS, deps=[measurements], kinds={"parquet", "polars"})
+def perf_points(settings: WarehouseSettings) -> dg.MaterializeResult:
+    """One row per measured shape: median latency of its repeats, n and spread."""
+    points = read_perf_points(settings.home_path())
+    write_derived(settings.home_path(), PERF_POINTS_TABLE, points, refresh_views=False)
+    per_op = points.group_by("op").agg(pl.len().alias("points"), pl.col("n").sum().alias("measurements")).sort("op")
+    return dg.MaterializeResult(
+        metadata={
+            **_table_metadata(settings, PERF_POINTS_TABLE, points),
+            "measurements": dg.MetadataValue.int(int(points["n"].sum()) if points.height else 0),
+            "slices": dg.MetadataValue.int(points.select("system", "framework", "version", "op").n_unique()),
+            "per_op": dg.MetadataValue.md(markdown_table(per_op, PREVIEW_ROWS)),
+        }
+    )
+
+
+@dg.asset_check(asset=perf_points, blocking=True)
+def unique_keys(settings: WarehouseSettings) -> dg.AssetCheckResult:
+    """No two perf points share the same key columns."""
+    dups = duplicate_keys(read_perf_points(settings.home_path()))
+    return dg.AssetCheckResult(
+        passed=dups.height == 0,
+        metadata={
+            "duplicate_keys": dg.MetadataValue.int(dups.height),
+            "sample": dg.MetadataValue.md(markdown_table(dups, PREVIEW_ROWS)),
+        },
+    )
+
+
+@dg.asset_check(asset=perf_points)
+def latency_monotonic(settings: WarehouseSettings) -> dg.AssetCheckResult:
+    """Warn where latency drops as isl or kv_len grows by more than the noise tolerance."""
+    drops = decreasing_latency(read_perf_points(settings.home_path()), settings.monotonic_tolerance)
+    sample = drops.sort("drop_rel", descending=True).select(
+        "system", "framework", "version", "op", "num_heads", "batch_size", "prefix",
+        "prev_seq", "seq", "prev_latency_ms", "latency_ms", "drop_rel",
+    )  # fmt: skip
+    return dg.AssetCheckResult(
+        passed=drops.height == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "tolerance": dg.MetadataValue.float(settings.monotonic_tolerance),
+            "decreasing_points": dg.MetadataValue.int(drops.height),
+            "sample": dg.MetadataValue.md(markdown_table(sample, PREVIEW_ROWS)),
+        },
+    )
+
+
+@dg.asset_check(asset=perf_points)
+def repeat_spread(settings: WarehouseSettings) -> dg.AssetCheckResult:
+    """Warn where repeated measurements of one shape spread more than the threshold."""
+    points = read_perf_points(settings.home_path())
+    wide = high_spread(points, settings.spread_max)
+    sample = wide.select(
+        "system", "framework", "version", "op", "num_heads", "batch_size", "isl", "prefix", "kv_len",
+        "n", "latency_min_ms", "latency_ms", "latency_max_ms", "spread_rel",
+    )  # fmt: skip
+    return dg.AssetCheckResult(
+        passed=wide.height == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "threshold": dg.MetadataValue.float(settings.spread_max),
+            "repeated_points": dg.MetadataValue.int(points.filter(pl.col("n") > 1).height),
+            "points_over_threshold": dg.MetadataValue.int(wide.height),
+            "sample": dg.MetadataValue.md(markdown_table(sample, PREVIEW_ROWS)),
+        },
+    )
+
+
+@dg.asset(group_name=GRIDS, deps=[perf_points], kinds={"parquet", "polars"})
+def sol_calibration(settings: WarehouseSettings) -> dg.MaterializeResult:
+    """Fitted SOL efficiencies and overhead per system/framework/version/op."""
+    calibration = ensure_calibration(settings.home_path(), read_perf_points(settings.home_path()))
+    fits = calibration.select("system", "framework", "version", "op", "n_points", "fit_median_pct", "fit_p90_pct").unique(maintain_order=True)
+    return dg.MaterializeResult(
+        metadata={
+            **_table_metadata(settings, CALIBRATION_TABLE, calibration),
+            "fits": dg.MetadataValue.int(fits.height),
+            "worst_fit_p90_pct": dg.MetadataValue.float(float(fits["fit_p90_pct"].max()) if fits.height else 0.0),
+            "input_hash": str(calibration["input_hash"][0]) if calibration.height else "",
+            "preview": dg.MetadataValue.md(markdown_table(fits, PREVIEW_ROWS)),
+        }
+    )
+
+
+@dg.asset(group_name=GRIDS, deps=[perf_points, sol_calibration], kinds={"parquet", "polars"})
+def interpolation_grids(settings: WarehouseSettings) -> dg.MaterializeResult:
+    """Dense batch x sequence grid per slice, every cell tagged with its provenance."""
+    home = settings.home_path()
+    grids = ensure_grids(home, read_perf_points(home))
+    by_source = grids.group_by("source").agg(pl.len().alias("cells")).sort("source")
+    total = max(grids.height, 1)
+    metadata = {
+        **_table_metadata(settings, GRIDS_TABLE, grids),
+        "slices": dg.MetadataValue.int(grids.select(SLICE_KEYS).n_unique() if grids.height else 0),
+        "input_hash": str(grids["input_hash"][0]) if grids.height else "",
+        "cells_by_source": dg.MetadataValue.md(
+            markdown_table(by_source.with_columns((pl.col("cells") / total).alias("share")), PREVIEW_ROWS)
+        ),
+    }
+    for source, cells in by_source.iter_rows():
+        metadata[f"share_{source}"] = dg.MetadataValue.float(cells / total)
+    return dg.MaterializeResult(metadata=metadata)
+
+
+GRIDS_ASSETS = [perf_points, sol_calibration, interpolation_grids]
+GRIDS_CHECKS = [unique_keys, latency_monotonic, repeat_spread]

@@ -1,0 +1,47 @@
+"""Resources the assets need: the warehouse settings (home, landing, thresholds)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from warehouse.landing import LandingFile, landing_source, scan_landing
+from warehouse.paths import resolve_home
+
+
+class WarehouseSettings(dg.ConfigurableResource):
+    """Where the warehouse and the raw logs live, and how strict the checks are."""
+
+    home: str = Field(description="warehouse folder (Parquet store, perf.duckdb)")
+    landing: str = Field(
+        description="folder of raw logs, or 'aiconfigurator:SYSTEM[,SYSTEM]' for the "
+        "published tables of the installed aiconfigurator-core"
+    )
+    quarantine_share_max: float = Field(
+        default=0.01, description="warn when a file quarantines more than this share of its rows"
+    )
+    monotonic_tolerance: float = Field(
+        default=0.05,
+        description="warn when latency drops by more than this share as isl or kv_len grows",
+    )
+    spread_max: float = Field(
+        default=0.25, description="warn when (max - min) / median of repeats exceeds this"
+    )
+
+    def home_path(self) -> Path:
+        return resolve_home(self.home)
+
+    def scan(self) -> tuple[Path, list[LandingFile]]:
+        """The landing root and its raw logs with content hashes."""
+        root, files = landing_source(self.landing)
+        return root, scan_landing(root, files)
+
+    def raw_log(self, key: str) -> LandingFile:
+        """One landing file by partition key; FileNotFoundError when it is gone."""
+        root, _ = landing_source(self.landing)
+        path = root / key
+        if not path.is_file():
+            raise FileNotFoundError(f"raw log {key!r} is no longer in the landing folder {root}")
+        return scan_landing(root, [path])[0]

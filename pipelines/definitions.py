@@ -1,0 +1,49 @@
+"""The code location: one `defs`, merged from per-area Definitions."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets.grids import GRIDS_ASSETS, GRIDS_CHECKS
+from assets.ingest import INGEST_ASSETS, INGEST_CHECKS
+from assets.reports import REPORTS_ASSETS, REPORTS_CHECKS
+from assets.resources import WarehouseSettings
+
+from .jobs import derived_job, ingest_job
+from .schedules import build_derived_schedule
+from .sensors import build_landing_sensor
+from .settings import derived_cron, duckdb_resource, sensor_interval_s, warehouse_settings
+
+
+def ingest_defs(sensor_interval: int) -> dg.Definitions:
+    return dg.Definitions(
+        assets=INGEST_ASSETS,
+        asset_checks=INGEST_CHECKS,
+        jobs=[ingest_job],
+        sensors=[build_landing_sensor(sensor_interval)],
+    )
+
+
+def grids_defs(cron: str) -> dg.Definitions:
+    return dg.Definitions(
+        assets=GRIDS_ASSETS,
+        asset_checks=GRIDS_CHECKS,
+        jobs=[derived_job],
+        schedules=[build_derived_schedule(cron)],
+    )
+
+
+def reports_defs() -> dg.Definitions:
+    return dg.Definitions(assets=REPORTS_ASSETS, asset_checks=REPORTS_CHECKS)
+
+
+def build_defs(settings: WarehouseSettings | None = None) -> dg.Definitions:
+    """All definitions with `settings` (default: from the environment, see pipelines.settings)."""
+    settings = settings or warehouse_settings()
+    resources = dg.Definitions(resources={"settings": settings, "duckdb": duckdb_resource(settings)})
+    return dg.Definitions.merge(
+        ingest_defs(sensor_interval_s()), grids_defs(derived_cron()), reports_defs(), resources
+    )
+
+
+defs = build_defs()

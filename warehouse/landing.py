@@ -1,0 +1,120 @@
+"""The landing folder: which raw logs are there, their content hashes, and
+which of them the warehouse has not ingested yet.
+
+A file's key is its path relative to the landing root (POSIX separators); it
+names one raw log for the scheduler (one partition, one sensor entry).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import polars as pl
+
+from .ingest import discover, sha256_of
+from .manifest import Manifest
+
+LANDING_SCHEMA: dict[str, pl.DataType] = {
+    "key": pl.String(),
+    "path": pl.String(),
+    "sha256": pl.String(),
+    "size_bytes": pl.Int64(),
+}
+
+
+@dataclass(frozen=True)
+class LandingFile:
+    key: str
+    path: Path
+    sha256: str
+    size_bytes: int
+
+
+def file_key(root: Path, path: Path) -> str:
+    """`path` relative to `root`, POSIX separators; raises ValueError when outside it."""
+    try:
+        return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        raise ValueError(f"{path} is not under the landing folder {root}") from None
+
+
+def scan_landing(root: str | os.PathLike, files: Iterable[str | os.PathLike] | None = None) -> list[LandingFile]:
+    """Raw logs under `root` (or exactly `files`, which must lie under it), hashed, sorted by key."""
+    base = Path(root).expanduser().resolve()
+    paths = discover([base]) if files is None else discover(list(files))
+    out = [LandingFile(file_key(base, p), p, sha256_of(p), p.stat().st_size) for p in paths]
+    return sorted(out, key=lambda f: f.key)
+
+
+def landing_frame(files: list[LandingFile], manifest: Manifest | None = None) -> pl.DataFrame:
+    """One row per landing file; with a manifest, an `ingested` column (content already in it)."""
+    frame = pl.DataFrame(
+        [(f.key, str(f.path), f.sha256, f.size_bytes) for f in files], schema=LANDING_SCHEMA, orient="row"
+    )
+    if manifest is not None:
+        frame = frame.with_columns(pl.col("sha256").is_in(list(manifest.sources)).alias("ingested"))
+    return frame
+
+
+def pending(files: list[LandingFile], manifest: Manifest) -> list[LandingFile]:
+    """Files whose content the warehouse does not hold yet (new or changed)."""
+    return [f for f in files if f.sha256 not in manifest.sources]
+
+
+def changed_since(files: list[LandingFile], seen: dict[str, str]) -> list[LandingFile]:
+    """Files that are new or whose hash differs from `seen` (key -> sha256)."""
+    return [f for f in files if seen.get(f.key) != f.sha256]
+
+
+def encode_cursor(files: list[LandingFile], previous: dict[str, str] | None = None) -> str:
+    """JSON map key -> sha256: the previous map updated with `files`."""
+    seen = dict(previous or {})
+    seen.update({f.key: f.sha256 for f in files})
+    return json.dumps(seen, sort_keys=True, separators=(",", ":"))
+
+
+def decode_cursor(cursor: str | None) -> dict[str, str]:
+    """Inverse of `encode_cursor`; None or "" is an empty map; anything else must be a JSON object."""
+    if not cursor:
+        return {}
+    seen = json.loads(cursor)
+    if not isinstance(seen, dict) or not all(isinstance(v, str) for v in seen.values()):
+        raise ValueError(f"landing cursor must be a JSON object of key -> sha256, got {cursor[:80]!r}")
+    return seen
+
+
+def fingerprint(manifest: Manifest) -> str:
+    """A short hash of the committed source set: equal fingerprints, equal measurements."""
+    h = hashlib.sha256()
+    for sha in sorted(manifest.sources):
+        h.update(sha.encode())
+    return h.hexdigest()[:16]
+
+
+PUBLISHED_PREFIX = "aiconfigurator:"
+
+
+def landing_source(landing: str) -> tuple[Path, list[Path] | None]:
+    """(root, files) named by a landing spec.
+
+    A folder path means every raw log under it (files None); the form
+    "aiconfigurator:SYSTEM[,SYSTEM...]" means the published tables of the
+    installed aiconfigurator-core for those systems, keyed under its data root.
+    """
+    if landing.startswith(PUBLISHED_PREFIX):
+        from .aiconfigurator import find_published_tables
+
+        systems = [s for s in landing[len(PUBLISHED_PREFIX):].split(",") if s]
+        if not systems:
+            raise ValueError(f"landing {landing!r} names no system, e.g. {PUBLISHED_PREFIX}h200_sxm")
+        found = find_published_tables(None, systems)
+        return found.root, found.tables
+    root = Path(landing).expanduser().resolve()
+    if not root.is_dir():
+        raise FileNotFoundError(f"landing folder {root} does not exist")
+    return root, None
