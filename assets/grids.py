@@ -7,6 +7,9 @@ import polars as pl
 from estimator.slices import SLICE_KEYS
 from estimator.store import CALIBRATION_TABLE, GRIDS_TABLE, ensure_calibration, ensure_grids
 from warehouse.derived import write_derived
+from warehouse.landing import fingerprint
+from warehouse.manifest import load_manifest
+from warehouse.paths import WarehousePaths
 from warehouse.quality import decreasing_latency, duplicate_keys, high_spread
 from warehouse.read import read_perf_points
 
@@ -28,6 +31,7 @@ def _table_metadata(settings: WarehouseSettings, name: str, frame: pl.DataFrame)
 @dg.asset(group_name=GRIDS, deps=[measurements], kinds={"parquet", "polars"})
 def perf_points(settings: WarehouseSettings) -> dg.MaterializeResult:
     """One row per measured shape: median latency of its repeats, n and spread."""
+    state = fingerprint(load_manifest(WarehousePaths.at(settings.home_path())))
     points = read_perf_points(settings.home_path())
     write_derived(settings.home_path(), PERF_POINTS_TABLE, points, refresh_views=False)
     per_op = points.group_by("op").agg(pl.len().alias("points"), pl.col("n").sum().alias("measurements")).sort("op")
@@ -35,6 +39,7 @@ def perf_points(settings: WarehouseSettings) -> dg.MaterializeResult:
         metadata={
             **_table_metadata(settings, PERF_POINTS_TABLE, points),
             "measurements": dg.MetadataValue.int(int(points["n"].sum()) if points.height else 0),
+            "warehouse_fingerprint": state,
             "slices": dg.MetadataValue.int(points.select("system", "framework", "version", "op").n_unique()),
             "per_op": dg.MetadataValue.md(markdown_table(per_op, PREVIEW_ROWS)),
         }

@@ -1,11 +1,14 @@
 """Ingestion assets: the landing folder's raw logs and their measurements."""
 
 
+import warnings
+
 import dagster as dg
+import polars as pl
 
 from warehouse.derived import write_derived
 from warehouse.ingest import ingest_paths
-from warehouse.landing import landing_frame
+from warehouse.landing import INGEST_STATUSES, ingest_frame, landing_frame
 from warehouse.manifest import load_manifest
 from warehouse.paths import WarehousePaths
 from warehouse.quality import (
@@ -45,38 +48,61 @@ def raw_log_files(settings: WarehouseSettings) -> dg.MaterializeResult:
     )
 
 
-@dg.asset(
-    group_name=INGEST,
-    partitions_def=RAW_LOG_PARTITIONS,
-    deps=[raw_log_files],
-    kinds={"parquet", "polars"},
-)
-def measurements(context: dg.AssetExecutionContext, settings: WarehouseSettings) -> dg.MaterializeResult:
-    """One raw log validated into measurement Parquet parts, ledger and quarantine."""
-    raw = settings.raw_log(context.partition_key)
-    report = ingest_paths([raw.path], settings.home_path())
-    result = report.files[0]
-    if result.status == "failed":
-        raise dg.Failure(description=f"{raw.key}: {result.message}", metadata={"path": str(raw.path)})
-    quarantined = source_quarantine(settings.home_path(), raw.sha256) if result.rows_quarantined else None
-    share = result.rows_quarantined / result.rows_read if result.rows_read else 0.0
+# A range of partitions (perfwh materialize: every new file) runs as one run;
+# backfill_policy is a beta parameter in dagster 1.13.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", category=dg.BetaWarning)
+
+    @dg.asset(
+        group_name=INGEST,
+        partitions_def=RAW_LOG_PARTITIONS,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        deps=[raw_log_files],
+        kinds={"parquet", "polars"},
+    )
+    def measurements(context: dg.AssetExecutionContext, settings: WarehouseSettings) -> dg.MaterializeResult:
+        """Raw logs validated into measurement Parquet parts, ledger and quarantine (one partition per file)."""
+        return _ingest(context, settings)
+
+
+def _ingest(context: dg.AssetExecutionContext, settings: WarehouseSettings) -> dg.MaterializeResult:
+    home = settings.home_path()
+    raws, missing = [], []
+    for key in context.partition_keys:
+        try:
+            raws.append(settings.raw_log(key))
+        except FileNotFoundError as exc:
+            context.log.warning(str(exc))
+            missing.append(key)
+    if not raws:
+        raise dg.Failure(description=f"no raw log left for partition(s) {', '.join(missing)}")
+    report = ingest_paths([r.path for r in raws], home)
+    by_path = {str(r.path): r for r in raws}
+    files = ingest_frame(report.files, {p: r.key for p, r in by_path.items()})
     metadata = {
-        "path": dg.MetadataValue.path(str(raw.path)),
-        "sha256": raw.sha256,
-        "status": result.status,
-        "rows_read": dg.MetadataValue.int(result.rows_read),
-        "rows_accepted": dg.MetadataValue.int(result.rows_accepted),
-        "rows_quarantined": dg.MetadataValue.int(result.rows_quarantined),
-        "quarantine_share": dg.MetadataValue.float(share),
-        "seconds": dg.MetadataValue.float(round(result.seconds, 3)),
+        "files": dg.MetadataValue.int(len(report.files)),
+        **{f"files_{status}": dg.MetadataValue.int(report.count(status)) for status in INGEST_STATUSES},
+        "rows_read": dg.MetadataValue.int(report.rows_read),
+        "rows_accepted": dg.MetadataValue.int(report.rows_accepted),
+        "rows_quarantined": dg.MetadataValue.int(report.rows_quarantined),
+        "quarantine_share": dg.MetadataValue.float(report.rows_quarantined / report.rows_read if report.rows_read else 0.0),
+        "seconds": dg.MetadataValue.float(round(report.seconds, 3)),
         "warehouse": dg.MetadataValue.path(str(report.home)),
+        "preview": dg.MetadataValue.md(markdown_table(files, PREVIEW_ROWS)),
     }
-    if result.message:
-        metadata["message"] = result.message
-    if quarantined is not None:
-        metadata["quarantine_reasons"] = dg.MetadataValue.md(
-            markdown_table(quarantine_reasons(quarantined), PREVIEW_ROWS)
-        )
+    if len(raws) == 1:
+        metadata["path"] = dg.MetadataValue.path(str(raws[0].path))
+        metadata["sha256"] = raws[0].sha256
+        metadata["status"] = report.files[0].status
+    if missing:
+        metadata["missing_files"] = dg.MetadataValue.md("\n".join(f"- {k}" for k in missing))
+    dirty = [by_path[f.path] for f in report.files if f.rows_quarantined]
+    if dirty:
+        reasons = quarantine_reasons(pl.concat([source_quarantine(home, r.sha256) for r in dirty]))
+        metadata["quarantine_reasons"] = dg.MetadataValue.md(markdown_table(reasons, PREVIEW_ROWS))
+    if report.failed:
+        lines = "; ".join(f"{f.path}: {f.message}" for f in report.failed)
+        raise dg.Failure(description=f"{len(report.failed)} raw log(s) could not be read: {lines}", metadata=metadata)
     return dg.MaterializeResult(metadata=metadata)
 
 

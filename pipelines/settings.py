@@ -15,21 +15,15 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from assets.resources import WarehouseSettings
-from warehouse.ingest import discover
-from warehouse.landing import PUBLISHED_PREFIX
 from warehouse.paths import resolve_home
 
-REPO = Path(__file__).resolve().parents[1]
-REPO_LANDING = REPO / "data" / "raw"
-PUBLISHED_FALLBACK = PUBLISHED_PREFIX + "h200_sxm,h100_sxm"
+from .state import ENV_LANDING, resolve_landing
 
-ENV_LANDING = "PERFWH_LANDING"
 ENV_THRESHOLDS = {
     "quarantine_share_max": "PERFWH_QUARANTINE_SHARE_MAX",
     "monotonic_tolerance": "PERFWH_MONOTONIC_TOLERANCE",
@@ -39,13 +33,6 @@ ENV_SENSOR_INTERVAL = "PERFWH_SENSOR_INTERVAL_S"
 ENV_DERIVED_CRON = "PERFWH_DERIVED_CRON"
 DEFAULT_SENSOR_INTERVAL_S = 30
 DEFAULT_DERIVED_CRON = "0 4 * * *"
-
-
-def default_landing() -> str:
-    """The repo's data/raw when it holds raw logs, else the installed aiconfigurator tables."""
-    if REPO_LANDING.is_dir() and discover([REPO_LANDING]):
-        return str(REPO_LANDING)
-    return PUBLISHED_FALLBACK
 
 
 def _float(name: str) -> float | None:
@@ -58,16 +45,19 @@ def _float(name: str) -> float | None:
         raise ValueError(f"${name} must be a number, got {text!r}") from None
 
 
-def warehouse_settings(home: str | None = None, landing: str | None = None) -> WarehouseSettings:
-    """Explicit arguments, then environment variables, then the defaults above."""
+def warehouse_settings(
+    home: str | None = None, landing: str | None = None, *, use_env_var: bool = True
+) -> WarehouseSettings:
+    """Explicit arguments, then environment variables, then the defaults above.
+
+    With use_env_var, a landing taken from $PERFWH_LANDING stays a `dg.EnvVar`
+    (the UI shows where it came from); without, it is read here.
+    """
     landing_value: str | dg.EnvVar
-    if landing:
-        published = landing.startswith(PUBLISHED_PREFIX)
-        landing_value = landing if published else str(Path(landing).expanduser().resolve())
-    elif os.environ.get(ENV_LANDING):
+    if not landing and use_env_var and os.environ.get(ENV_LANDING):
         landing_value = dg.EnvVar(ENV_LANDING)
     else:
-        landing_value = default_landing()
+        landing_value = resolve_landing(landing)
     thresholds = {k: v for k, name in ENV_THRESHOLDS.items() if (v := _float(name)) is not None}
     return WarehouseSettings(home=str(resolve_home(home)), landing=landing_value, **thresholds)
 

@@ -118,3 +118,22 @@ def landing_source(landing: str) -> tuple[Path, list[Path] | None]:
     if not root.is_dir():
         raise FileNotFoundError(f"landing folder {root} does not exist")
     return root, None
+
+
+INGEST_STATUSES = ("ingested", "replaced", "skipped-unchanged", "skipped-duplicate", "failed")
+
+
+def ingest_frame(results, keys: dict[str, str]) -> pl.DataFrame:
+    """`ingest.FileResult`s as a frame; `keys` maps a result's path to its landing key."""
+    return pl.DataFrame(
+        {
+            "key": [keys.get(r.path, r.path) for r in results],
+            "status": [r.status for r in results],
+            "rows_read": [r.rows_read for r in results],
+            "rows_accepted": [r.rows_accepted for r in results],
+            "rows_quarantined": [r.rows_quarantined for r in results],
+            "seconds": [round(r.seconds, 3) for r in results],
+        },
+        schema={"key": pl.String, "status": pl.String, "rows_read": pl.Int64, "rows_accepted": pl.Int64,
+                "rows_quarantined": pl.Int64, "seconds": pl.Float64},
+    )

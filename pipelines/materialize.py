@@ -1,0 +1,182 @@
+"""Run the whole asset graph in this process: list the landing folder, ingest
+new or changed raw logs (one run over their partition range), then rebuild the
+derived tables when the warehouse content changed since they were last built.
+
+When nothing is new and the derived tables are current, no run is launched
+(and Dagster is not even imported). Runs are recorded in a persistent Dagster
+instance ($DAGSTER_HOME, else <home>/dagster), so `dagster dev` with the same
+DAGSTER_HOME shows them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from warehouse.paths import resolve_home
+
+from .state import landing_state, resolve_landing, write_derived_fingerprint
+
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+INSTANCE_YAML = "telemetry:\n  enabled: false\nnux:\n  enabled: false\n"
+FINGERPRINT_KEY = "warehouse_fingerprint"
+# Run tags that make one run cover a range of partitions (single-run backfill policy).
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+
+
+@dataclass
+class CheckOutcome:
+    asset: str
+    check: str
+    passed: bool
+    severity: str
+
+
+@dataclass
+class IngestTotals:
+    files: int = 0  # files in the ingested partition range
+    ingested: int = 0  # of which new or changed content
+    rows_read: int = 0
+    rows_accepted: int = 0
+    rows_quarantined: int = 0
+
+
+@dataclass
+class MaterializeSummary:
+    home: Path
+    landing: str
+    dagster_home: Path | None
+    files_seen: int = 0
+    ingested: IngestTotals = field(default_factory=IngestTotals)
+    derived: str = "skipped"  # rebuilt | up to date | failed | skipped
+    checks: list[CheckOutcome] = field(default_factory=list)
+    failed_runs: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        blocking_failed = any(not c.passed and c.severity == "ERROR" for c in self.checks)
+        return not self.failed_runs and not blocking_failed
+
+
+def open_instance(home: Path):
+    """$DAGSTER_HOME's instance, else a persistent one under <home>/dagster (telemetry off)."""
+    import dagster as dg
+
+    if os.environ.get("DAGSTER_HOME"):
+        return dg.DagsterInstance.get()
+    folder = home / "dagster"
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / "dagster.yaml"
+    if not config.exists():
+        config.write_text(INSTANCE_YAML)
+    return dg.DagsterInstance.from_config(str(folder))
+
+
+def _checks(result) -> list[CheckOutcome]:
+    return [
+        CheckOutcome(e.asset_key.to_user_string(), e.check_name, e.passed, e.severity.value)
+        for e in result.get_asset_check_evaluations()
+    ]
+
+
+def run_materialize(
+    home: str | None = None,
+    landing: str | None = None,
+    *,
+    force: bool = False,
+    progress: Callable[[str], None] = print,
+) -> MaterializeSummary:
+    started = time.perf_counter()
+    wh_home = resolve_home(home)
+    landing = resolve_landing(landing)
+    progress(f"landing: {landing}")
+    state = landing_state(wh_home, landing)
+    summary = MaterializeSummary(home=wh_home, landing=landing, dagster_home=None, files_seen=len(state.files))
+    progress(f"{len(state.files)} raw logs, {len(state.pending)} new or changed")
+    if not force and not state.pending and state.derived_fingerprint == state.fingerprint:
+        summary.derived = "up to date"
+        progress("nothing to do: no new raw logs, derived tables built from the current warehouse")
+        summary.seconds = time.perf_counter() - started
+        return summary
+
+    from assets.constants import RAW_LOG_PARTITIONS
+    from assets.ingest import measurements, raw_log_files
+    from warehouse.landing import fingerprint
+    from warehouse.manifest import load_manifest
+    from warehouse.paths import WarehousePaths
+
+    from .definitions import build_defs
+    from .settings import warehouse_settings
+
+    settings = warehouse_settings(str(wh_home), landing, use_env_var=False)
+    instance = open_instance(wh_home)
+    summary.dagster_home = Path(instance.root_directory)
+    defs = build_defs(settings)
+    ingest_job = defs.resolve_job_def("ingest_job")
+    derived_job = defs.resolve_job_def("derived_job")
+    known = instance.get_dynamic_partitions(RAW_LOG_PARTITIONS.name)
+    new_keys = [f.key for f in state.files if f.key not in set(known)]
+    if new_keys:
+        instance.add_dynamic_partitions(RAW_LOG_PARTITIONS.name, new_keys)
+    todo = state.pending
+    t0 = time.perf_counter()
+    if todo:
+        # One run over the partition range that spans every pending file;
+        # unchanged files inside the range are skipped by their sha256.
+        order = {k: i for i, k in enumerate(instance.get_dynamic_partitions(RAW_LOG_PARTITIONS.name))}
+        keys = sorted((f.key for f in todo), key=order.__getitem__)
+        result = ingest_job.execute_in_process(
+            instance=instance,
+            run_config=QUIET_LOGS,
+            tags={RANGE_START: keys[0], RANGE_END: keys[-1]},
+            raise_on_error=False,
+        )
+    else:
+        result = ingest_job.execute_in_process(
+            instance=instance, asset_selection=[raw_log_files.key], run_config=QUIET_LOGS, raise_on_error=False
+        )
+    summary.checks += _checks(result)
+    if not result.success:
+        summary.failed_runs.append(f"ingest_job ({result.run_id})")
+        progress(f"ingest FAILED (run {result.run_id})")
+    for event in result.get_asset_materialization_events():
+        if event.asset_key == measurements.key:
+            meta = {k: v.value for k, v in event.materialization.metadata.items()}
+            summary.ingested = IngestTotals(
+                files=meta["files"], ingested=meta["files_ingested"] + meta["files_replaced"],
+                rows_read=meta["rows_read"], rows_accepted=meta["rows_accepted"],
+                rows_quarantined=meta["rows_quarantined"],
+            )  # fmt: skip
+            progress(
+                f"ingested {summary.ingested.ingested} of {summary.ingested.files} files: "
+                f"{summary.ingested.rows_read:,} rows read = {summary.ingested.rows_accepted:,} accepted "
+                f"+ {summary.ingested.rows_quarantined:,} quarantined ({time.perf_counter() - t0:.1f} s)"
+            )
+            break
+
+    current = fingerprint(load_manifest(WarehousePaths.at(wh_home)))
+    if not force and current == state.derived_fingerprint:
+        summary.derived = "up to date"
+        progress("derived tables are up to date (warehouse content unchanged)")
+    elif summary.failed_runs:
+        summary.derived = "skipped"
+    else:
+        progress("building perf_points, sol_calibration, interpolation_grids, accuracy_report, warehouse_views ...")
+        t0 = time.perf_counter()
+        result = derived_job.execute_in_process(
+            instance=instance, run_config=QUIET_LOGS, tags={FINGERPRINT_KEY: current}, raise_on_error=False
+        )
+        summary.checks += _checks(result)
+        summary.derived = "rebuilt" if result.success else "failed"
+        if result.success:
+            write_derived_fingerprint(wh_home, current, result.run_id)
+        else:
+            summary.failed_runs.append(f"derived_job ({result.run_id})")
+        progress(f"derived tables {summary.derived} ({time.perf_counter() - t0:.1f} s)")
+    summary.seconds = time.perf_counter() - started
+    return summary
