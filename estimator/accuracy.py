@@ -80,7 +80,7 @@ def predict(train: pl.DataFrame, test: pl.DataFrame, *, calibration: pl.DataFram
         op = k["op"]
         lat, code, sol_ms = estimate_group(
             gridset.groups.get(tuple(key)), op, model_for(op, k["architecture"]), load_system(k["system"]),
-            params[(k["system"], k["framework"], k["version"], op)],
+            params[(k["system"], k["framework"], k["version"], op, k["kernel_source"])],
             gemm_type=k["gemm_type"] or "bfloat16", kv_cache_dtype=k["kv_cache_dtype"], **points_shape(sub))
         rows = sub["_row"].to_numpy()
         out_lat[rows], out_code[rows], out_sol[rows] = lat, code, sol_ms
@@ -138,3 +138,46 @@ def summarize(errors: pl.DataFrame) -> pl.DataFrame:
             .agg(pl.len().alias("n"), pl.col("abs_err_pct").median().alias("median_pct"),
                  pl.col("abs_err_pct").quantile(0.9, "linear").alias("p90_pct"))
             .sort("table", "method", "class"))
+
+
+# Issue targets, (median %, p90 %) per table and class.
+TARGETS: dict[tuple[str, str], tuple[float, float]] = {
+    ("dsa_context", "R"): (1.0, 6.0), ("dsa_context", "G"): (3.0, 9.0), ("dsa_context", "E"): (5.0, 15.0),
+    ("dsa_generation", "R"): (0.5, 2.0), ("dsa_generation", "G"): (0.5, 2.3),
+    ("dsa_generation", "E"): (2.0, 5.0),
+    ("mla_context", "R"): (4.0, 13.0), ("mla_context", "G"): (6.0, 15.0), ("mla_context", "E"): (10.0, 22.0),
+    ("mla_generation", "R"): (0.8, 3.0), ("mla_generation", "G"): (0.9, 3.5),
+    ("mla_generation", "E"): (1.5, 5.0),
+    **{(t, "SOL"): (8.0, 20.0) for t in MODULE_TABLES},
+}
+
+
+def latest_version(home, system: str, framework: str) -> str:
+    """The newest version with data for (system, framework); ValueError lists what exists."""
+    from warehouse.read import available_slices
+
+    from .database import _version_key
+
+    have = available_slices(home)
+    mine = have.filter((pl.col("system") == system) & (pl.col("framework") == framework))
+    if mine.height == 0:
+        pairs = sorted({f"{s}/{f}" for s, f in have.select("system", "framework").iter_rows()})
+        raise ValueError(f"no data for {system}/{framework}; have: {', '.join(pairs) or 'nothing'}")
+    return sorted(mine["version"].unique().to_list(), key=_version_key)[-1]
+
+
+def format_table(table: pl.DataFrame) -> str:
+    """Markdown: table | class | method | n | median % | p90 % | target | met."""
+    lines = ["| table | class | method | n | median % | p90 % | target (median / p90) | met |",
+             "|---|---|---|---:|---:|---:|---|---|"]
+    order = {"R": 0, "G": 1, "E": 2, "SOL": 3}
+    rows = sorted(table.iter_rows(named=True),
+                  key=lambda r: (r["table"], r["method"] == "nearest", order.get(r["class"], 9)))
+    for r in rows:
+        target = TARGETS.get((r["table"], r["class"])) if r["method"] != "nearest" else None
+        met = "" if target is None else ("yes" if r["median_pct"] <= target[0] and r["p90_pct"] <= target[1]
+                                         else "no")
+        tgt = "" if target is None else f"{target[0]:g} / {target[1]:g}"
+        lines.append(f"| {r['table']} | {r['class']} | {r['method']} | {r['n']} | {r['median_pct']:.2f} | "
+                     f"{r['p90_pct']:.2f} | {tgt} | {met} |")
+    return "\n".join(lines)

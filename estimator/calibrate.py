@@ -2,7 +2,7 @@
 
     t = (overhead^p + S^p)^(1/p),  S = SUM_k max(F_k/(peak*ef_g), B_k/(BW*eb_g))
 
-One fit per (system, framework, version, op), by least squares on
+One fit per (system, framework, version, op, kernel_source), by least squares on
 log(pred/measured). The overhead does not simply add to the kernel time: the
 measured modules are flat at small shapes and then grow linearly, as if host
 work and GPU work overlap, so they combine through a p-norm whose p is
@@ -24,12 +24,14 @@ from . import sol
 from .slices import model_for, points_shape
 from .specs import SystemSpec, load_system
 
-METHOD = "calibrated-sol-v1"
+METHOD = "calibrated-sol-v2"
+CAL_KEYS = ("system", "framework", "version", "op", "kernel_source")
 CALIBRATION_SCHEMA: dict[str, pl.DataType] = {
     "system": pl.String(),
     "framework": pl.String(),
     "version": pl.String(),
     "op": pl.String(),
+    "kernel_source": pl.String(),
     "param": pl.String(),  # eff_compute | eff_bandwidth | overhead_ms | combine_p
     "group": pl.String(),  # kernel group for efficiencies, "" otherwise
     "value": pl.Float64(),
@@ -43,7 +45,7 @@ _DEFAULT_EFF = 0.5
 
 @dataclass(frozen=True)
 class CalibrationParams:
-    """Fitted constants of one (system, framework, version, op)."""
+    """Fitted constants of one (system, framework, version, op, kernel_source)."""
 
     eff: dict[str, tuple[float, float]] = field(default_factory=dict)  # group -> (compute, bandwidth)
     overhead_ms: float = 0.0
@@ -124,8 +126,10 @@ def fit_op(points: pl.DataFrame, system: SystemSpec) -> tuple[CalibrationParams,
     y = points["latency_ms"].to_numpy()
     ng = len(groups)
     theta0 = np.concatenate([np.full(2 * ng, np.log(_DEFAULT_EFF)), [np.log(np.min(y) * 0.5), 0.0]])
-    res = least_squares(lambda th: np.log(_predict(th, ct, bt, gidx, ng) / y), theta0,
-                        method="trf", x_scale=1.0)
+    lo = np.concatenate([np.full(2 * ng, np.log(1e-3)), [np.log(1e-4), -8.0]])
+    hi = np.concatenate([np.full(2 * ng, np.log(50.0)), [np.log(1e3), 4.0]])
+    res = least_squares(lambda th: np.log(_predict(th, ct, bt, gidx, ng) / y), np.clip(theta0, lo, hi),
+                        bounds=(lo, hi), method="trf")
     th = res.x
     params = CalibrationParams(
         eff={g: (float(np.exp(th[i])), float(np.exp(th[ng + i]))) for i, g in enumerate(groups)},
@@ -139,11 +143,9 @@ def fit_op(points: pl.DataFrame, system: SystemSpec) -> tuple[CalibrationParams,
 def calibrate(points: pl.DataFrame) -> pl.DataFrame:
     """Fit every (system, framework, version, op) of `points`; a CALIBRATION_SCHEMA frame."""
     rows: list[dict] = []
-    for (system, framework, version, op), sub in points.group_by(
-        ["system", "framework", "version", "op"], maintain_order=True
-    ):
+    for (system, framework, version, op, source), sub in points.group_by(list(CAL_KEYS), maintain_order=True):
         params, err = fit_op(sub, load_system(system))
-        base = dict(system=system, framework=framework, version=version, op=op, n_points=sub.height,
+        base = dict(system=system, framework=framework, version=version, op=op, kernel_source=source, n_points=sub.height,
                     fit_median_pct=float(np.median(err)), fit_p90_pct=float(np.quantile(err, 0.9)),
                     method=METHOD)
         for g, (ef, eb) in sorted(params.eff.items()):
@@ -151,13 +153,13 @@ def calibrate(points: pl.DataFrame) -> pl.DataFrame:
             rows.append({**base, "param": "eff_bandwidth", "group": g, "value": eb})
         rows.append({**base, "param": "overhead_ms", "group": "", "value": params.overhead_ms})
         rows.append({**base, "param": "combine_p", "group": "", "value": params.combine_p})
-    return pl.DataFrame(rows, schema=CALIBRATION_SCHEMA).sort("system", "framework", "version", "op", "param", "group")
+    return pl.DataFrame(rows, schema=CALIBRATION_SCHEMA).sort(*CAL_KEYS, "param", "group")
 
 
-def params_from_frame(calibration: pl.DataFrame) -> dict[tuple[str, str, str, str], CalibrationParams]:
-    """{(system, framework, version, op): CalibrationParams} from a calibration frame."""
-    out: dict[tuple[str, str, str, str], CalibrationParams] = {}
-    for key, sub in calibration.group_by(["system", "framework", "version", "op"], maintain_order=True):
+def params_from_frame(calibration: pl.DataFrame) -> dict[tuple, CalibrationParams]:
+    """{(system, framework, version, op, kernel_source): CalibrationParams} from a calibration frame."""
+    out: dict[tuple, CalibrationParams] = {}
+    for key, sub in calibration.group_by(list(CAL_KEYS), maintain_order=True):
         eff: dict[str, list[float]] = {}
         overhead, p = 0.0, 1.0
         for param, group, value in sub.select("param", "group", "value").iter_rows():

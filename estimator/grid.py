@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 
 from . import interp, sol
-from .calibrate import CalibrationParams, calibrated_ms, params_from_frame
+from .calibrate import CAL_KEYS, CalibrationParams, calibrated_ms, params_from_frame
 from .common import Source
 from .slices import GROUP_KEYS, SLICE_KEYS, model_for, points_shape, seq_values
 from .specs import load_system
@@ -35,18 +35,9 @@ GRID_SCHEMA: dict[str, pl.DataType] = {
 
 
 def frame_digest(frame: pl.DataFrame) -> str:
-    """Order-independent sha256 of a frame's content (stable across polars versions)."""
-    digest = hashlib.sha256(str(frame.height).encode())
-    srt = frame.sort(frame.columns, nulls_last=True)
-    for name in srt.columns:
-        col = srt[name]
-        digest.update(name.encode())
-        if col.dtype == pl.String:
-            digest.update("\x1f".join("\x00" if v is None else v for v in col.to_list()).encode())
-        else:
-            digest.update(col.is_null().to_numpy().tobytes())
-            digest.update(col.fill_null(0).to_numpy().tobytes())
-    return digest.hexdigest()
+    """Order-independent digest of a frame's content (polars row hashes, summed)."""
+    total = int(frame.hash_rows().sum()) if frame.height else 0
+    return hashlib.sha256(f"{frame.height}:{total}:{','.join(frame.columns)}".encode()).hexdigest()
 
 
 def input_hash(points: pl.DataFrame, *extra: str) -> str:
@@ -61,11 +52,11 @@ def input_hash(points: pl.DataFrame, *extra: str) -> str:
 def with_sol(points: pl.DataFrame, params: dict[tuple, CalibrationParams]) -> pl.DataFrame:
     """Add `sol_ms` (calibrated SOL at each point's own shape and system)."""
     out = np.empty(points.height)
-    keys = ["system", "framework", "version", "op", "architecture", "gemm_type", "kv_cache_dtype"]
-    for (system, fw, ver, op, arch, gemm, kv), sub in points.with_row_index("_row").group_by(
+    keys = ["system", "framework", "version", "op", "kernel_source", "architecture", "gemm_type", "kv_cache_dtype"]
+    for (system, fw, ver, op, source, arch, gemm, kv), sub in points.with_row_index("_row").group_by(
         keys, maintain_order=True
     ):
-        p = params[(system, fw, ver, op)]
+        p = params[(system, fw, ver, op, source)]
         ks = sol.kernels(op, model_for(op, arch), gemm_type=gemm or "bfloat16", kv_cache_dtype=kv,
                          **points_shape(sub))
         out[sub["_row"].to_numpy()] = np.broadcast_to(calibrated_ms(ks, load_system(system), p), sub.height)
@@ -122,20 +113,26 @@ def _sibling_transfer(vals, src, batch, seq, siblings):
                 break
 
 
-def build_grids(points: pl.DataFrame, calibration: pl.DataFrame) -> pl.DataFrame:
-    """Dense per-slice grids (GRID_SCHEMA) from perf points and a calibration table."""
+def build_grids(points: pl.DataFrame, calibration: pl.DataFrame, *, inputs_tag: str | None = None) -> pl.DataFrame:
+    """Dense per-slice grids (GRID_SCHEMA) from perf points and a calibration table.
+
+    Every row carries `input_hash`: `inputs_tag` when given (the warehouse passes
+    the identity of its source files), else a digest of the points; either way
+    combined with the calibration and the method version.
+    """
     params = params_from_frame(calibration)
     pts = with_sol(points, params).with_columns(seq_values(points).alias("seq_len"))
     pts = pts.with_columns(pl.col("prefix").fill_null(0))
-    ihash = input_hash(points, calibration_tag(calibration))
+    ihash = grids_hash(inputs_tag or input_hash(points), calibration)
     raw: dict[tuple, tuple] = {}
     for key, sub in pts.group_by(list(SLICE_KEYS), maintain_order=True):
         raw[tuple(key)] = _slice_matrix(sub)
     frames = []
+    siblings = _sibling_index(list(raw))
     for key, (batch, seq, vals) in raw.items():
         filled, src = interp.fill_holes(vals, np.log2(batch), np.log2(seq))
         if np.isnan(filled).any():
-            _sibling_transfer(filled, src, batch, seq, [raw[s] for s in _siblings(key, raw)])
+            _sibling_transfer(filled, src, batch, seq, [raw[s] for s in siblings[key]])
         if np.isnan(filled).any():
             filled, src = interp.extrapolate_holes(filled, src, np.log2(batch), np.log2(seq))
         frames.append(_cells_frame(key, batch, seq, filled, src, vals))
@@ -146,21 +143,31 @@ def build_grids(points: pl.DataFrame, calibration: pl.DataFrame) -> pl.DataFrame
     )
 
 
+def grids_hash(inputs_tag: str, calibration: pl.DataFrame) -> str:
+    """Identity of a grid build: its inputs, the calibration it used, the method version."""
+    return hashlib.sha256(f"{inputs_tag}|{calibration_tag(calibration)}|{METHOD}".encode()).hexdigest()[:16]
+
+
 def calibration_tag(calibration: pl.DataFrame) -> str:
-    return frame_digest(calibration.select("system", "framework", "version", "op", "param", "group", "value"))[:16]
+    return frame_digest(calibration.select(*CAL_KEYS, "param", "group", "value"))[:16]
 
 
-def _siblings(key: tuple, raw: dict) -> list[tuple]:
-    """Slices that differ from `key` in one of num_heads (adjacent), kv dtype or gemm type."""
-    k = dict(zip(SLICE_KEYS, key))
-    out = []
-    for other in raw:
-        o = dict(zip(SLICE_KEYS, other))
-        diff = [c for c in SLICE_KEYS if k[c] != o[c]]
-        if diff == ["num_heads"] and max(k["num_heads"], o["num_heads"]) <= 2 * min(k["num_heads"], o["num_heads"]):
-            out.append(other)
-        elif diff in (["kv_cache_dtype"], ["gemm_type"]):
-            out.append(other)
+def _sibling_index(keys) -> dict[tuple, list[tuple]]:
+    """Slices that differ in exactly one of num_heads (adjacent), kv dtype or gemm type."""
+    pos = {c: i for i, c in enumerate(SLICE_KEYS)}
+    out: dict[tuple, list[tuple]] = {k: [] for k in keys}
+    for col in ("num_heads", "kv_cache_dtype", "gemm_type"):
+        buckets: dict[tuple, list[tuple]] = {}
+        for k in keys:
+            buckets.setdefault(k[: pos[col]] + k[pos[col] + 1 :], []).append(k)
+        for members in buckets.values():
+            for k in members:
+                for o in members:
+                    if o == k:
+                        continue
+                    if col == "num_heads" and max(k[pos[col]], o[pos[col]]) > 2 * min(k[pos[col]], o[pos[col]]):
+                        continue
+                    out[k].append(o)
     return out
 
 

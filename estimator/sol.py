@@ -16,8 +16,7 @@ the context exceeds index_topk.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -39,8 +38,7 @@ SPARSE_HEAD_TILE = 64  # FlashMLA sparse kernels process heads in tiles of 64
 ACT_BYTES = 2.0  # activations are bf16
 
 
-@dataclass(frozen=True)
-class Kernel:
+class Kernel(NamedTuple):
     name: str
     group: str
     fp8: bool  # FP8 tensor-core peak applies

@@ -1,0 +1,108 @@
+"""`perfwh query`: one latency (with its provenance) or a CSV of points."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "query",
+        help="estimate DSA/MLA attention latency for a shape (or a CSV of shapes)",
+        description="Estimate one layer's attention latency. Prints latency, source "
+        "(measured/interpolated/extrapolated/transferred/sol) and the neighbours used.",
+    )
+    p.add_argument("op", help="dsa_context, dsa_generation, mla_context, mla_generation "
+                   "(or context_dsa, ...; mla_*_kernel for the bare kernels)")
+    p.add_argument("--system", default="h200_sxm")
+    p.add_argument("--backend", default="trtllm")
+    p.add_argument("--version", default=None, help="default: the latest with data")
+    p.add_argument("-b", "--batch-size", type=int)
+    p.add_argument("-s", "--seq", type=int, help="isl (context) or kv_len (generation)")
+    p.add_argument("--num-heads", type=int, default=None)
+    p.add_argument("--prefix", type=int, default=0, help="cached tokens (context ops)")
+    p.add_argument("--gemm-type", default="bfloat16")
+    p.add_argument("--kv-cache-dtype", default="bfloat16")
+    p.add_argument("--attn-dtype", default="bfloat16")
+    p.add_argument("--architecture", default=None)
+    p.add_argument("--kernel-source", default=None)
+    p.add_argument("--index-topk", type=int, default=None)
+    p.add_argument("--index-n-heads", type=int, default=None)
+    p.add_argument("--method", default="interp", choices=("interp", "nearest"))
+    p.add_argument("--points", type=Path, help="CSV of points (collector column names)")
+    p.add_argument("--out", type=Path, help="with --points: output CSV (default: stdout)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--home", default=None, help="warehouse folder (default: $PERFWH_HOME)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from estimator.cli import CliError
+    from estimator.database import PerfDatabase, canonical_op
+
+    op = canonical_op(args.op)
+    db = PerfDatabase(system=args.system, backend=args.backend, version=args.version, home=args.home)
+    if args.points is not None:
+        return _batch(db, op, args)
+    missing = [f for f, v in (("-b/--batch-size", args.batch_size), ("-s/--seq", args.seq),
+                              ("--num-heads", args.num_heads)) if v is None]
+    if missing:
+        raise CliError(f"missing {', '.join(missing)} (or pass --points IN.csv)")
+    est = db.estimate(op, batch_size=args.batch_size, s=args.seq, num_heads=args.num_heads,
+                      prefix=args.prefix, gemm_type=args.gemm_type, kv_cache_dtype=args.kv_cache_dtype,
+                      attn_dtype=args.attn_dtype, architecture=args.architecture,
+                      kernel_source=args.kernel_source, index_topk=args.index_topk,
+                      index_n_heads=args.index_n_heads, method=args.method)
+    if args.json:
+        print(json.dumps(est.as_dict(), indent=2))
+        return 0
+    print(f"{op} on {est.system} / {est.framework} {est.version}: {est.latency_ms:.4f} ms ({est.source.value})")
+    print(f"  calibrated SOL {est.sol_ms:.4f} ms, roofline {est.raw_sol_ms:.4f} ms, "
+          f"measured/SOL ratio {2.0 ** est.log2_ratio:.3f}")
+    if est.transferred_from:
+        print(f"  transferred: {est.transferred_from}")
+    slice_ = dict(est.slice)
+    print("  slice: " + ", ".join(f"{k}={slice_[k]}" for k in ("kernel_source", "architecture", "attn_dtype",
+                                                              "kv_cache_dtype", "gemm_type")))
+    for n in est.neighbours:
+        print(f"  neighbour heads={n.num_heads} prefix={n.prefix} batch={n.batch_size} seq={n.seq_len} "
+              f"weight={n.weight:.3f} ({n.source.value})")
+    return 0
+
+
+COLLECTOR_RENAMES = {"mla_dtype": "attn_dtype"}
+
+
+def _batch(db, op: str, args) -> int:
+    import polars as pl
+
+    from estimator.slices import phase_of
+
+    if not args.points.exists():
+        raise FileNotFoundError(f"points file {args.points} does not exist")
+    frame = pl.read_csv(args.points, infer_schema_length=None)
+    frame = frame.rename({k: v for k, v in COLLECTOR_RENAMES.items() if k in frame.columns})
+    context = phase_of(op) == "context"
+    if "step" in frame.columns:
+        frame = frame.with_columns(pl.col("step").alias("prefix" if context else "kv_len"))
+    defaults = {k: getattr(args, k) for k in ("gemm_type", "kv_cache_dtype", "attn_dtype", "architecture",
+                                              "kernel_source", "index_topk", "index_n_heads")
+                if getattr(args, k) is not None}
+    work = frame
+    if not context and "isl" in work.columns:
+        work = work.drop("isl")  # one new token per request; the KV length is kv_len (step)
+    if args.num_heads is not None and "num_heads" not in work.columns:
+        work = work.with_columns(pl.lit(args.num_heads).alias("num_heads"))
+    out = db.estimate_many(op, work, **defaults)
+    result = frame.with_columns(out["latency_ms"], out["source"])
+    if args.out is None:
+        result.write_csv(sys.stdout)
+    else:
+        result.write_csv(args.out)
+        counts = result.group_by("source").len().sort("source")
+        summary = ", ".join(f"{s} {n}" for s, n in counts.iter_rows())
+        print(f"wrote {result.height} rows to {args.out} ({summary})")
+    return 0

@@ -1,0 +1,67 @@
+"""The result type of every estimator answer: a latency plus how it was obtained."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .common import Source
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """One grid cell an estimate used, with its weight and the cell's own provenance."""
+
+    num_heads: int
+    prefix: int
+    batch_size: int
+    seq_len: int
+    weight: float
+    source: Source
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A latency in milliseconds and its provenance.
+
+    source: measured | interpolated | extrapolated | transferred | sol (the
+    fallback chain's step). sol_ms is the calibrated SOL at the query's own
+    shape; the estimate is sol_ms * 2**log2_ratio where the ratio comes from
+    the neighbours (0 for `sol`). `slice` names the data the answer came from;
+    `transferred_from` says what differed from the query when a related slice,
+    system or index_topk answered.
+    """
+
+    latency_ms: float
+    source: Source
+    op: str
+    system: str
+    framework: str
+    version: str
+    sol_ms: float
+    raw_sol_ms: float
+    log2_ratio: float
+    neighbours: tuple[Neighbour, ...] = ()
+    slice: tuple[tuple[str, object], ...] = ()
+    transferred_from: str | None = None
+    method: str = "interp"
+
+    def as_dict(self) -> dict:
+        return {
+            "latency_ms": self.latency_ms,
+            "source": self.source.value,
+            "op": self.op,
+            "system": self.system,
+            "framework": self.framework,
+            "version": self.version,
+            "sol_ms": self.sol_ms,
+            "raw_sol_ms": self.raw_sol_ms,
+            "log2_ratio": self.log2_ratio,
+            "method": self.method,
+            "slice": dict(self.slice),
+            "transferred_from": self.transferred_from,
+            "neighbours": [
+                {"num_heads": n.num_heads, "prefix": n.prefix, "batch_size": n.batch_size,
+                 "seq_len": n.seq_len, "weight": n.weight, "source": n.source.value}
+                for n in self.neighbours
+            ],
+        }

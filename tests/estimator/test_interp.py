@@ -1,0 +1,52 @@
+import numpy as np
+
+from estimator import interp
+
+
+def test_bracket_inside_and_clamped_outside():
+    axis = np.array([0.0, 1.0, 3.0])
+    i0, i1, w, out = interp.bracket(axis, np.array([0.5, 2.0, 3.0, -1.0, 5.0]))
+    assert i0.tolist() == [0, 1, 1, 0, 1]
+    assert i1.tolist() == [1, 2, 2, 1, 2]
+    assert np.allclose(w, [0.5, 0.5, 1.0, 0.0, 1.0])
+    assert out.tolist() == [False, False, False, True, True]
+
+
+def test_bracket_single_value_axis():
+    i0, i1, w, out = interp.bracket(np.array([2.0]), np.array([2.0, 3.0]))
+    assert i0.tolist() == [0, 0] and w.tolist() == [0.0, 0.0] and out.tolist() == [False, True]
+
+
+def test_bilinear_hand_checked():
+    grid = np.array([[0.0, 1.0], [2.0, 3.0]])
+    ax = np.array([0.0, 1.0])
+    bi0, bi1, bw, _ = interp.bracket(ax, np.array([0.5]))
+    si0, si1, sw, _ = interp.bracket(ax, np.array([0.25]))
+    # (1-0.5)*(0*0.75+1*0.25) + 0.5*(2*0.75+3*0.25) = 0.125 + 1.125
+    assert np.allclose(interp.bilinear(grid, bi0, bi1, bw, si0, si1, sw), [1.25])
+
+
+def test_fill_holes_interpolates_between_measured_cells():
+    x = np.array([0.0, 1.0, 2.0])
+    vals = np.array([[0.0, np.nan, 2.0], [1.0, 2.0, 3.0], [2.0, 3.0, 4.0]])
+    filled, src = interp.fill_holes(vals, x, x)
+    # row gives 1.0, column gives (nothing above row 0) -> row only
+    assert filled[0, 1] == 1.0 and src[0, 1] == interp.INTERPOLATED
+    assert src[1, 1] == interp.MEASURED
+
+
+def test_fill_holes_averages_row_and_column():
+    x = np.array([0.0, 1.0, 2.0])
+    vals = np.array([[0.0, 0.0, 0.0], [0.0, np.nan, 2.0], [0.0, 4.0, 0.0]])
+    filled, _ = interp.fill_holes(vals, x, x)
+    assert filled[1, 1] == (1.0 + 2.0) / 2  # row: (0+2)/2 = 1, column: (0+4)/2 = 2, equal distances
+
+
+def test_extrapolate_holes_holds_nearest_in_row():
+    x = np.array([0.0, 1.0, 2.0])
+    vals = np.array([[1.0, 2.0, np.nan], [5.0, 6.0, 7.0], [0.0, 0.0, 0.0]])
+    filled, src = interp.fill_holes(vals, x, x)
+    assert np.isnan(filled[0, 2]) or src[0, 2] == interp.INTERPOLATED
+    filled, src = interp.extrapolate_holes(np.array([[1.0, 2.0, np.nan]]), np.array([[0, 0, -1]], np.int8),
+                                           np.array([0.0]), x)
+    assert filled[0, 2] == 2.0 and src[0, 2] == interp.EXTRAPOLATED

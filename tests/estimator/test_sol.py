@@ -1,0 +1,73 @@
+import pytest
+
+from estimator import sol
+from estimator.specs import load_model, load_system, system_names
+
+V32 = load_model("deepseek-v3.2")
+V3 = load_model("deepseek-v3")
+H200 = load_system("h200_sxm")
+
+
+def _ks(op, model, **kw):
+    shape = dict(batch=1, isl=1, prefix=0, kv_len=0, num_heads=128)
+    shape.update(kw)
+    return sol.kernels(op, model, **shape)
+
+
+def test_specs_load_in_si_units():
+    assert set(system_names()) >= {"h200_sxm", "h100_sxm"}
+    h100 = load_system("h100_sxm")
+    assert H200.hbm_bytes_per_s == 4.8e12 and h100.hbm_bytes_per_s == 3.35e12
+    assert H200.peak_bf16_flops_per_s == h100.peak_bf16_flops_per_s == 989e12
+    assert load_model("zai-org/GLM-5").index_n_heads == 32
+
+
+def test_unknown_system_and_model_list_valid_values():
+    with pytest.raises(ValueError, match="h200_sxm"):
+        load_system("b200")
+    with pytest.raises(ValueError, match="deepseek-v3.2"):
+        load_model("llama")
+
+
+def test_gemm_flops_and_bytes_by_hand():
+    k = sol._gemm("g", "gemm_bf16", False, 4, 8, 16, 2.0)
+    assert k.flops == 2 * 4 * 8 * 16
+    assert k.bytes == 2 * 8 * 16 + 2 * 4 * (8 + 16)
+
+
+def test_dsa_sparse_attention_pads_heads_to_64():
+    a = {k.name: k for k in _ks("dsa_generation", V32, kv_len=512, num_heads=1)}
+    b = {k.name: k for k in _ks("dsa_generation", V32, kv_len=512, num_heads=64)}
+    assert a["sparse_attention"].flops == b["sparse_attention"].flops
+
+
+def test_dsa_sparse_attention_processes_all_topk_slots():
+    short = {k.name: k for k in _ks("dsa_generation", V32, kv_len=16)}
+    long = {k.name: k for k in _ks("dsa_generation", V32, kv_len=1024)}
+    assert short["sparse_attention"].flops == long["sparse_attention"].flops
+
+
+def test_indexer_runs_only_past_topk_and_ignores_tp_heads():
+    below = {k.name: k for k in _ks("dsa_context", V32, isl=2048)}
+    above = {k.name: k for k in _ks("dsa_context", V32, isl=4096)}
+    assert below["indexer_logits"].flops == 0
+    assert above["indexer_logits"].flops > 0
+    h8 = {k.name: k for k in _ks("dsa_context", V32, isl=4096, num_heads=8)}
+    assert h8["indexer_logits"].flops == above["indexer_logits"].flops
+
+
+def test_sol_is_sum_of_kernel_maxima_and_h100_is_slower():
+    ks = _ks("mla_generation", V3, batch=64, kv_len=8192)
+    total = sum(max(k.flops / (H200.peak_fp8_flops_per_s if k.fp8 else H200.peak_bf16_flops_per_s),
+                    k.bytes / H200.hbm_bytes_per_s) for k in ks) * 1e3
+    assert sol.sol_ms(ks, H200) == pytest.approx(total)
+    assert sol.sol_ms(ks, load_system("h100_sxm")) > sol.sol_ms(ks, H200)
+
+
+def test_scalar_and_array_shapes_agree():
+    import numpy as np
+
+    arr = sol.sol_ms(sol.kernels("dsa_context", V32, batch=np.array([2.0]), isl=np.array([3000.0]),
+                                 prefix=np.array([0.0]), kv_len=np.array([0.0]), num_heads=np.array([16.0])), H200)
+    one = sol.sol_ms(_ks("dsa_context", V32, batch=2, isl=3000, num_heads=16), H200)
+    assert arr[0] == pytest.approx(one)
