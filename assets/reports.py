@@ -5,8 +5,8 @@ import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
-from estimator.accuracy import run_accuracy, summarize
-from warehouse.derived import write_derived
+from estimator.accuracy import TARGETS, format_table, latest_version, run_accuracy, summarize
+from warehouse.derived import read_derived, write_derived
 from warehouse.quality import view_row_counts
 from warehouse.read import read_perf_points
 from warehouse.views import refresh_views
@@ -20,17 +20,61 @@ from .resources import WarehouseSettings
 ACCURACY_TABLE = "accuracy_report"
 
 
+class AccuracyConfig(dg.Config):
+    """Which slice `perfwh accuracy` cross-validates (the protocol's default: H200 / TensorRT-LLM)."""
+
+    system: str = "h200_sxm"
+    backend: str = "trtllm"
+    version: str = ""  # empty: the latest version with data
+    seed: int = 0
+
+
 @dg.asset(group_name=REPORTS, deps=[perf_points, sol_calibration, interpolation_grids], kinds={"parquet", "polars"})
-def accuracy_report(settings: WarehouseSettings) -> dg.MaterializeResult:
+def accuracy_report(config: AccuracyConfig, settings: WarehouseSettings) -> dg.MaterializeResult:
     """Cross-validated estimator error (median / p90 %) per table, class and method."""
-    summary = summarize(run_accuracy(read_perf_points(settings.home_path())))
-    target = write_derived(settings.home_path(), ACCURACY_TABLE, summary, refresh_views=False)
+    home = settings.home_path()
+    version = config.version or latest_version(home, config.system, config.backend)
+    points = read_perf_points(home, system=config.system, framework=config.backend, version=version)
+    summary = summarize(run_accuracy(points, seed=config.seed)).with_columns(
+        pl.lit(config.system).alias("system"), pl.lit(config.backend).alias("framework"), pl.lit(version).alias("version")
+    )
+    target = write_derived(home, ACCURACY_TABLE, summary, refresh_views=False)
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": dg.MetadataValue.int(summary.height),
             "path": dg.MetadataValue.path(str(target)),
-            "report": dg.MetadataValue.md(markdown_table(summary, 100)),
+            "slice": f"{config.system} / {config.backend} {version}",
+            "points": dg.MetadataValue.int(points.height),
+            "report": dg.MetadataValue.md(format_table(summary)),
         }
+    )
+
+
+@dg.asset_check(asset=accuracy_report)
+def accuracy_targets(settings: WarehouseSettings) -> dg.AssetCheckResult:
+    """Warn when a table/class misses the estimator's median or p90 error target."""
+    summary = read_derived(settings.home_path(), ACCURACY_TABLE)
+    missed = missed_targets(summary)
+    return dg.AssetCheckResult(
+        passed=missed.height == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "rows_with_target": dg.MetadataValue.int(summary.filter(pl.col("method") != "nearest").height),
+            "missed": dg.MetadataValue.int(missed.height),
+            "sample": dg.MetadataValue.md(markdown_table(missed, PREVIEW_ROWS)),
+        },
+    )
+
+
+def missed_targets(summary: pl.DataFrame) -> pl.DataFrame:
+    """Rows of a `summarize` table (method != nearest) above `estimator.accuracy.TARGETS`."""
+    targets = pl.DataFrame(
+        [(t, c, m, p) for (t, c), (m, p) in TARGETS.items()],
+        schema={"table": pl.String, "class": pl.String, "target_median_pct": pl.Float64, "target_p90_pct": pl.Float64},
+        orient="row",
+    )
+    return summary.filter(pl.col("method") != "nearest").join(targets, on=["table", "class"]).filter(
+        (pl.col("median_pct") > pl.col("target_median_pct")) | (pl.col("p90_pct") > pl.col("target_p90_pct"))
     )
 
 
@@ -58,4 +102,4 @@ def warehouse_views(settings: WarehouseSettings, duckdb: DuckDBResource) -> dg.M
 
 
 REPORTS_ASSETS = [accuracy_report, warehouse_views]
-REPORTS_CHECKS: list = []
+REPORTS_CHECKS = [accuracy_targets]
