@@ -138,7 +138,7 @@ def _ingest_file(paths: WarehousePaths, path: Path, sha: str, fmt: str) -> Sourc
         blank += chunk.blank_lines
         headers += chunk.header_lines
         read += chunk.frame.height
-        good, bad = validate(chunk.frame, ctx)
+        good, bad = validate(chunk.frame, ctx, chunk.raw_expr)
         accepted += good.height
         if bad.height:
             bad_frames.append(bad)

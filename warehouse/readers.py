@@ -39,9 +39,12 @@ _HEADER_RE = re.compile(r"(^|,)\s*\"?latency(_ms)?\"?\s*(,|\r?$)")
 
 @dataclass
 class RawChunk:
-    frame: pl.DataFrame  # String columns + source_line (Int64) + raw + parse_error
+    frame: pl.DataFrame  # String columns + source_line (Int64) + parse_error [+ raw]
     header_lines: int = 0
     blank_lines: int = 0
+    # Rebuilds the original line where the frame has no `raw` column (fast path:
+    # only quarantined rows ever need it, so it is not built for every row).
+    raw_expr: pl.Expr | None = None
 
 
 @dataclass
@@ -141,6 +144,55 @@ def read_collector_csv(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[R
 
 
 def _parse_block(data: bytes, state: ReadState, truncated_tail: bool) -> RawChunk:
+    fast = _parse_block_fast(data, state, truncated_tail)
+    return fast if fast is not None else _parse_block_lines(data, state, truncated_tail)
+
+
+def _parse_block_fast(data: bytes, state: ReadState, truncated_tail: bool) -> RawChunk | None:
+    """Polars' native CSV parser for the common case: a clean block.
+
+    Returns None (use the line-by-line path) at the first sign of anything
+    unusual: quotes, a truncated tail, a header mid-block, a ragged or blank
+    line (polars reads those as nulls, which is how they are detected).
+    """
+    if truncated_tail or b'"' in data or b", " in data or b" ," in data or b"\t" in data:
+        return None
+    first_end = data.find(b"\n")
+    first = data[: first_end if first_end >= 0 else len(data)].decode("utf-8", "replace")
+    header_here = _HEADER_RE.search(first) is not None and "batch_size" in first
+    header = _header_fields(first) if header_here else state.header
+    if header is None or len(set(header)) != len(header):
+        return None
+    body = data[first_end + 1:] if header_here else data
+    if not body or b"batch_size" in body:
+        return None
+    try:
+        frame = pl.read_csv(
+            body,
+            has_header=False,
+            new_columns=header,
+            infer_schema=False,
+            quote_char=None,
+        )
+    except pl.exceptions.PolarsError:
+        return None  # anything odd: the line path reports it exactly
+    if frame.width != len(header) or frame.select(pl.any_horizontal(pl.all().is_null()).any()).item():
+        return None
+    if frame.select(pl.any_horizontal([(pl.col(c).str.len_bytes() == 0) for c in header]).any()).item():
+        return None  # empty fields: let the line path name them exactly
+    n_lines = frame.height + (1 if header_here else 0)
+    start = state.line_offset + (2 if header_here else 1)
+    state.line_offset += n_lines
+    state.header = header
+    frame = frame.with_columns(
+        pl.int_range(start, start + frame.height, dtype=pl.Int64).alias("source_line"),
+        pl.lit(None, dtype=pl.String).alias("parse_error"),
+    )
+    raw = pl.concat_str([pl.col(c) for c in header], separator=",")
+    return RawChunk(frame=frame, header_lines=1 if header_here else 0, raw_expr=raw)
+
+
+def _parse_block_lines(data: bytes, state: ReadState, truncated_tail: bool) -> RawChunk:
     raw = _split_lines(data)
     n = raw.len()
     lines = pl.DataFrame(

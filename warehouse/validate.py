@@ -87,186 +87,187 @@ def _msg(cond: pl.Expr, text: pl.Expr | str) -> pl.Expr:
     return pl.when(cond).then(value).otherwise(_lit_null())
 
 
-def _system_expr() -> pl.Expr:
-    expr = _lit_null()
-    for pattern, system in reversed(DEVICE_SYSTEMS):
-        expr = pl.when(pl.col("device").str.contains(pattern)).then(pl.lit(system)).otherwise(expr)
-    return expr
+def system_of_device(device: str | None) -> str | None:
+    if device is None:
+        return None
+    return next((system for pattern, system in DEVICE_SYSTEMS if re.search(pattern, device)), None)
 
 
-def validate(frame: pl.DataFrame, ctx: SourceContext) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _map_uniques(frame: pl.DataFrame, col: str, fn) -> pl.Expr:
+    """Apply a Python function to each distinct value, then map the column.
+
+    Raw logs hold a handful of distinct devices, dtypes and op names across
+    millions of rows; mapping the uniques keeps regexes and case folding out
+    of the per-row path.
+    """
+    uniques = frame.get_column(col).unique().to_list()
+    mapping = {u: fn(u) for u in uniques if u is not None}
+    return pl.col(col).replace_strict(mapping, default=None, return_dtype=pl.String)
+
+
+def _framework(value: str) -> str | None:
+    v = value.strip().lower()
+    v = FRAMEWORK_ALIASES.get(v, v)
+    return v if re.match(FRAMEWORK_RE, v) else None
+
+
+def _op_tables() -> tuple[dict, dict]:
+    to_op = {name: op for name, (op, _) in COLLECTOR_OP_NAMES.items()}
+    to_variant = {name: v for name, (_, v) in COLLECTOR_OP_NAMES.items() if v}
+    return to_op, to_variant
+
+
+def validate(
+    frame: pl.DataFrame, ctx: SourceContext, raw_expr: pl.Expr | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split raw text rows into (measurements, quarantine) frames.
 
-    measurements: MEASUREMENT_SCHEMA columns without the lineage columns other
-    than source_line. quarantine: source_line, raw, reason.
+    Cheap boolean rules run on every row; reason strings are only built for
+    the rows that fail, so a clean file costs a few casts and comparisons.
+    measurements: MEASUREMENT_SCHEMA columns minus source_file, source_sha256
+    and ingested_at. quarantine: source_line, raw, reason.
     """
     cols = set(frame.columns)
-    # Normalise alternative spellings first (JSONL / newer collectors).
+    renames = {}
     if "latency" not in cols and "latency_ms" in cols:
-        frame = frame.rename({"latency_ms": "latency"})
+        renames["latency_ms"] = "latency"
     if "mla_dtype" not in cols and "attn_dtype" in cols:
-        frame = frame.rename({"attn_dtype": "mla_dtype"})
-    if "step" not in frame.columns and ("prefix" in cols or "kv_len" in cols):
-        parts = [pl.col(c) for c in ("prefix", "kv_len") if c in cols]
-        frame = frame.with_columns(pl.coalesce(parts).alias("step"))
+        renames["attn_dtype"] = "mla_dtype"
+    frame = frame.rename(renames)
     cols = set(frame.columns)
-
-    for name in (*ALWAYS_REQUIRED, *MODULE_REQUIRED, "device", "system", "op_name", "op",
-                 "run_id", "gpu_clock_mhz"):  # fmt: skip
-        if name not in cols:
-            frame = frame.with_columns(_lit_null().alias(name))
+    if "step" not in cols and ("prefix" in cols or "kv_len" in cols):
+        frame = frame.with_columns(pl.coalesce([pl.col(c) for c in ("prefix", "kv_len") if c in cols]).alias("step"))
+        cols.add("step")
     missing_cols = [c for c in ALWAYS_REQUIRED if c not in cols]
+    fill = [c for c in (*ALWAYS_REQUIRED, *MODULE_REQUIRED, "device", "system", "op_name", "op",
+                        "run_id", "gpu_clock_mhz") if c not in cols]  # fmt: skip
+    frame = frame.with_columns([_lit_null().alias(c) for c in fill])
 
-    # Canonical op: the row's `op` (JSONL, canonical names), else its collector
-    # op_name, else the table named by the file stem.
-    names = pl.DataFrame(
-        {
-            "__op_name": list(COLLECTOR_OP_NAMES),
-            "__op_from_name": [v[0] for v in COLLECTOR_OP_NAMES.values()],
-            "__variant": [v[1] for v in COLLECTOR_OP_NAMES.values()],
-        },
-        schema={"__op_name": pl.String, "__op_from_name": pl.String, "__variant": pl.String},
-    )
-    given_op = pl.col("op").str.strip_chars().str.to_lowercase() if "op" in cols else _lit_null()
-    frame = frame.with_columns(
-        pl.col("op_name").str.to_lowercase().str.strip_chars().alias("__op_name"),
-        given_op.alias("__given_op"),
-    ).join(names, on="__op_name", how="left", maintain_order="left")
-    stem_op = pl.lit(ctx.table_op, dtype=pl.String)
-    frame = frame.with_columns(
-        pl.when(pl.col("__given_op").is_not_null())
-        .then(pl.when(pl.col("__given_op").is_in(list(OPS))).then(pl.col("__given_op")))
+    to_op, to_variant = _op_tables()
+
+    def norm(v: str) -> str:
+        return v.strip().lower()
+
+    given_op = _map_uniques(frame, "op", lambda v: norm(v) if norm(v) in OPS else None)
+    from_name = _map_uniques(frame, "op_name", lambda v: to_op.get(norm(v)))
+    variant = _map_uniques(frame, "op_name", lambda v: to_variant.get(norm(v)))
+    op = (
+        pl.when(pl.col("op").is_not_null())
+        .then(given_op)
         .when(pl.col("op_name").is_not_null())
-        .then(pl.col("__op_from_name"))
-        .otherwise(stem_op)
-        .alias("op"),
-        pl.when(
-            pl.col("__variant").is_not_null()
-            & ~pl.col("kernel_source").str.contains(pl.col("__variant"), literal=True)
-        )
-        .then(pl.format("{}+{}", pl.col("kernel_source").str.strip_chars(), pl.col("__variant")))
-        .otherwise(pl.col("kernel_source"))
-        .alias("kernel_source"),
+        .then(from_name)
+        .otherwise(pl.lit(ctx.table_op, dtype=pl.String))
     )
-    phase = pl.col("op").replace_strict(OPS, default=None, return_dtype=pl.String)
-
-    typed = {
-        name: pl.col(name).str.strip_chars().cast(pl.Int64, strict=False).alias(f"__{name}")
-        for name in INT_LIMITS
-    }
-    latency = pl.col("latency").str.strip_chars().str.to_lowercase()
-    typed["latency"] = latency.cast(pl.Float64, strict=False).alias("__latency")
+    # Readers hand over trimmed fields, so numbers cast directly.
+    typed = [pl.col(name).cast(pl.Int64, strict=False).alias(f"__{name}") for name in INT_LIMITS]
     frame = frame.with_columns(
-        *typed.values(),
-        phase.alias("__phase"),
+        *typed,
+        pl.col("latency").cast(pl.Float64, strict=False).alias("__latency"),
+        op.alias("__op"),
+        variant.alias("__variant"),
         pl.coalesce(
-            pl.col("system").str.to_lowercase(), _system_expr(), pl.lit(ctx.folder_system)
+            _map_uniques(frame, "system", norm),
+            _map_uniques(frame, "device", system_of_device),
+            pl.lit(ctx.folder_system, dtype=pl.String),
         ).alias("__system"),
-        pl.col("framework")
-        .str.strip_chars()
-        .str.to_lowercase()
-        .replace(FRAMEWORK_ALIASES)
-        .alias("__framework"),
+        _map_uniques(frame, "framework", _framework).alias("__framework"),
+        *[
+            _map_uniques(frame, name, lambda v, ok=valid: norm(v) if norm(v) in ok else None).alias(f"__{name}")
+            for name, valid in (("mla_dtype", DTYPES), ("kv_cache_dtype", KV_CACHE_DTYPES), ("gemm_type", GEMM_TYPES))
+        ],
+    ).with_columns(
+        pl.col("__op").replace_strict(OPS, default=None, return_dtype=pl.String).alias("__phase"),
     )
 
-    reasons: list[pl.Expr] = []
-    if missing_cols:
-        reasons.append(pl.lit(f"missing column(s): {', '.join(missing_cols)}"))
-    for name in ALWAYS_REQUIRED:
-        if name in cols:
-            reasons.append(
-                _msg(pl.col(name).is_null() | (pl.col(name).str.strip_chars() == ""), f"{name}: empty")
-            )
-    module = pl.col("op").is_in(["dsa_context", "dsa_generation", "mla_context", "mla_generation"])
-    for name in MODULE_REQUIRED:
-        reasons.append(
-            _msg(module & (pl.col(name).is_null() | (pl.col(name) == "")), f"{name}: empty (required for module ops)")
-        )
-    for name, (lo, hi) in INT_LIMITS.items():
-        v = pl.col(f"__{name}")
-        raw_v = pl.col(name)
-        reasons.append(
-            _msg(
-                raw_v.is_not_null() & (raw_v.str.strip_chars() != "") & v.is_null(),
-                pl.format("{}: not an integer ({})", pl.lit(name), raw_v),
-            )
-        )
-        reasons.append(
-            _msg(
-                v.is_not_null() & ((v < lo) | (v > hi)),
-                pl.format("{}: {} outside [{}, {}]", pl.lit(name), v.cast(pl.String), pl.lit(str(lo)), pl.lit(str(hi))),
-            )
-        )
+    def blank(name: str) -> pl.Expr:
+        return pl.col(name).is_null() | (pl.col(name) == "")
+
+    module = pl.col("__op").is_in(["dsa_context", "dsa_generation", "mla_context", "mla_generation"])
     lat = pl.col("__latency")
-    reasons += [
-        _msg(
-            pl.col("latency").is_not_null() & (pl.col("latency") != "") & lat.is_null(),
-            pl.format("latency: not a number ({})", pl.col("latency")),
-        ),
-        _msg(lat.is_nan(), "latency: NaN"),
-        _msg(lat.is_infinite(), "latency: infinite"),
-        _msg(lat.is_finite() & (lat <= 0), pl.format("latency: non-positive ({})", lat.cast(pl.String))),
-        _msg(
-            pl.col("op").is_null(),
+    raw_lat = pl.col("latency")
+    # (failing condition, reason) pairs; reasons are only evaluated on failing rows.
+    rules: list[tuple[pl.Expr, pl.Expr]] = []
+    if missing_cols:
+        rules.append((pl.lit(True), pl.lit(f"missing column(s): {', '.join(missing_cols)}")))
+    rules += [(blank(n), pl.lit(f"{n}: empty")) for n in ALWAYS_REQUIRED if n in cols]
+    rules += [(module & blank(n), pl.lit(f"{n}: empty (required for module ops)")) for n in MODULE_REQUIRED]
+    for name, (lo, hi) in INT_LIMITS.items():
+        v, raw_v = pl.col(f"__{name}"), pl.col(name)
+        rules.append((v.is_null() & ~blank(name), pl.format("{}: not an integer ({})", pl.lit(name), raw_v)))
+        rules.append(
+            ((v < lo) | (v > hi), pl.format("{}: {} outside [{}, {}]", pl.lit(name), v, pl.lit(lo), pl.lit(hi)))
+        )
+    rules += [
+        (lat.is_null() & ~blank("latency"), pl.format("latency: not a number ({})", raw_lat)),
+        (lat.is_nan(), pl.lit("latency: NaN")),
+        (lat.is_infinite(), pl.lit("latency: infinite")),
+        (lat.is_finite() & (lat <= 0), pl.format("latency: non-positive ({})", lat)),
+        (
+            pl.col("__op").is_null(),
             pl.format(
                 "unknown op {} (valid op_name: {}; valid op: {})",
-                pl.coalesce("__given_op", "op_name", pl.lit(ctx.path.stem)),
+                pl.coalesce("op", "op_name", pl.lit(ctx.path.stem)),
                 pl.lit(", ".join(sorted(COLLECTOR_OP_NAMES))),
                 pl.lit(", ".join(OPS)),
             ),
         ),
-        _msg(
-            (pl.col("__phase") == "generation") & pl.col("__isl").is_not_null() & (pl.col("__isl") != 1),
-            pl.format("generation row with isl={} (must be 1)", pl.col("__isl").cast(pl.String)),
+        (
+            (pl.col("__phase") == "generation") & (pl.col("__isl") != 1),
+            pl.format("generation row with isl={} (must be 1)", pl.col("__isl")),
         ),
-        _msg(
+        (
             pl.col("__system").is_null(),
             pl.format("unknown system for device {}", pl.col("device").fill_null("<none>")),
         ),
-        _msg(
-            pl.col("__framework").is_not_null() & ~pl.col("__framework").str.contains(FRAMEWORK_RE),
+        (
+            ~blank("framework") & pl.col("__framework").is_null(),
             pl.format("framework: invalid name {}", pl.col("framework")),
         ),
     ]
     for name, valid in (("mla_dtype", DTYPES), ("kv_cache_dtype", KV_CACHE_DTYPES), ("gemm_type", GEMM_TYPES)):
-        v = pl.col(name).str.to_lowercase()
-        reasons.append(
-            _msg(
-                v.is_not_null() & (v != "") & ~v.is_in(list(valid)),
+        rules.append(
+            (
+                ~blank(name) & pl.col(f"__{name}").is_null(),
                 pl.format("{}: unknown dtype {} (valid: {})", pl.lit(name), pl.col(name), pl.lit(", ".join(valid))),
             )
         )
+    failing = pl.any_horizontal([c.fill_null(False) for c, _ in rules]) | pl.col("parse_error").is_not_null()
+    frame = frame.with_columns(failing.alias("__bad"))
 
-    # A line that could not be split has only its parse error to report.
-    joined = pl.concat_str(reasons, separator="; ", ignore_nulls=True)
-    frame = frame.with_columns(
-        pl.coalesce(
-            pl.col("parse_error"), pl.when(joined == "").then(None).otherwise(joined)
-        ).alias("__reason")
+    bad_rows = frame.filter(pl.col("__bad"))
+    joined = pl.concat_str(
+        [pl.when(c.fill_null(False)).then(m.cast(pl.String)) for c, m in rules], separator="; ", ignore_nulls=True
+    )
+    raw = pl.col("raw") if "raw" in bad_rows.columns else (raw_expr if raw_expr is not None else _lit_null())
+    bad = bad_rows.select(
+        "source_line",
+        raw.alias("raw"),
+        # A line that could not be split has only its parse error to report.
+        pl.coalesce(pl.col("parse_error"), joined).alias("reason"),
     )
 
-    bad = frame.filter(pl.col("__reason").is_not_null()).select(
-        "source_line", "raw", pl.col("__reason").alias("reason")
-    )
-    good = frame.filter(pl.col("__reason").is_null())
+    good = frame.filter(~pl.col("__bad"))
     is_ctx = pl.col("__phase") == "context"
 
     def clean(name: str) -> pl.Expr:
-        c = pl.col(name).str.strip_chars()
-        return pl.when(c == "").then(None).otherwise(c)
+        return pl.when(pl.col(name) == "").then(None).otherwise(pl.col(name))
 
+    kernel_source = clean("kernel_source")
     measurements = good.select(
         pl.col("__system").alias("system"),
         clean("device").alias("device"),
         pl.col("__framework").alias("framework"),
         clean("version").alias("version"),
-        pl.col("op"),
-        clean("kernel_source").alias("kernel_source"),
+        pl.col("__op").alias("op"),
+        pl.when(pl.col("__variant").is_not_null() & ~kernel_source.str.contains(pl.col("__variant"), literal=True))
+        .then(pl.format("{}+{}", kernel_source, pl.col("__variant")))
+        .otherwise(kernel_source)
+        .alias("kernel_source"),
         clean("model").alias("model"),
         clean("architecture").alias("architecture"),
-        pl.col("mla_dtype").str.to_lowercase().alias("attn_dtype"),
-        pl.col("kv_cache_dtype").str.to_lowercase().alias("kv_cache_dtype"),
-        clean("gemm_type").str.to_lowercase().alias("gemm_type"),
+        pl.col("__mla_dtype").alias("attn_dtype"),
+        pl.col("__kv_cache_dtype").alias("kv_cache_dtype"),
+        pl.col("__gemm_type").alias("gemm_type"),
         pl.col("__num_heads").cast(pl.Int32).alias("num_heads"),
         pl.col("__batch_size").cast(pl.Int32).alias("batch_size"),
         pl.col("__isl").cast(pl.Int32).alias("isl"),

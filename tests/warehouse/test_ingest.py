@@ -170,19 +170,46 @@ def test_rows_before_any_header(home, raw_dir):
     assert quarantine(home)[0]["reason"] == "no header line before this row"
 
 
-def test_chunked_reading_matches_single_block(home, raw_dir, tmp_path):
+def _validated(chunks, path):
+    from warehouse.validate import context_for, validate
+
+    goods, bads = zip(*(validate(c.frame, context_for(path), c.raw_expr) for c in chunks))
+    return pl.concat(goods).sort("source_line"), pl.concat(bads).sort("source_line")
+
+
+def test_chunked_reading_matches_single_block(raw_dir):
     from warehouse.readers import read_collector_csv
 
     lines = [dsa_context_row(isl=i + 1, latency=0.1 + i) for i in range(500)]
     lines.insert(250, HEADER)
     lines.insert(100, "")
+    lines.insert(400, dsa_context_row(latency="bad"))
     f = write_log(raw_dir / "dsa_context_module_perf.txt", lines)
-    whole = pl.concat([c.frame for c in read_collector_csv(f)])
+    whole = list(read_collector_csv(f))
     parts = list(read_collector_csv(f, chunk_bytes=1000))
     assert len(parts) > 10
-    chunked = pl.concat([c.frame for c in parts], how="diagonal_relaxed").select(whole.columns)
-    assert chunked.equals(whole)
+    for a, b in zip(_validated(whole, f), _validated(parts, f)):
+        assert a.equals(b)
     assert sum(c.header_lines for c in parts) == 2 and sum(c.blank_lines for c in parts) == 1
+    good, bad = _validated(parts, f)
+    assert good.height == 500 and bad.rows() == [(402, dsa_context_row(latency="bad"), "latency: not a number (bad)")]
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_fast_and_line_paths_agree(raw_dir, monkeypatch, newline):
+    """The polars fast path and the line-by-line path give identical results."""
+    from warehouse import readers
+
+    lines = [dsa_context_row(batch=1 + i % 7, isl=16 * (i + 1), latency=0.5 + i / 7) for i in range(300)]
+    lines[17] = dsa_context_row(latency="-2")
+    f = write_log(raw_dir / "dsa_context_module_perf.txt", lines, newline=newline)
+    fast = list(readers.read_collector_csv(f))
+    assert fast[0].raw_expr is not None  # the fast path took it
+    monkeypatch.setattr(readers, "_parse_block_fast", lambda *a: None)
+    slow = list(readers.read_collector_csv(f))
+    assert slow[0].raw_expr is None
+    for a, b in zip(_validated(fast, f), _validated(slow, f)):
+        assert a.equals(b)
 
 
 def test_jsonl_run_log(home, raw_dir):

@@ -1,0 +1,103 @@
+"""Ingest benchmark: rows/s and peak RSS on a synthetic collector log, and the
+cold-process time to ingest the shared H200 data set.
+
+    python benchmarks/ingest.py [--rows 10000000] [--shared ../shared/data/aiconfigurator]
+
+Each measurement runs `perfwh ingest` in a fresh process (so import time and
+the DuckDB view refresh are included) and reads its peak RSS from
+getrusage(RUSAGE_CHILDREN).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+REPO = Path(__file__).resolve().parents[1]
+HEADER = (
+    "framework,version,device,op_name,kernel_source,model,architecture,mla_dtype,"
+    "kv_cache_dtype,gemm_type,num_heads,batch_size,isl,tp_size,step,latency"
+)
+
+
+def synthetic_log(path: Path, rows: int, seed: int = 0) -> Path:
+    """A collector log shaped like the real ones (dsa_context_module, H200)."""
+    rng = np.random.default_rng(seed)
+    pow2 = lambda lo, hi: (2 ** rng.integers(lo, hi, rows)).astype(np.int64)  # noqa: E731
+    frame = pl.DataFrame(
+        {
+            "framework": "TRTLLM",
+            "version": "1.3.0rc20",
+            "device": "NVIDIA H200",
+            "op_name": "dsa_context_module",
+            "kernel_source": "default",
+            "model": "deepseek-ai/DeepSeek-V3.2",
+            "architecture": "DeepseekV32ForCausalLM",
+            "mla_dtype": "bfloat16",
+            "kv_cache_dtype": rng.choice(["bfloat16", "fp8"], rows),
+            "gemm_type": rng.choice(["bfloat16", "fp8_block"], rows),
+            "num_heads": pow2(3, 8),
+            "batch_size": pow2(0, 9),
+            "isl": pow2(4, 16),
+            "tp_size": 1,
+            "step": rng.choice([0, 128, 1024], rows),
+            "latency": np.round(rng.lognormal(0.0, 1.5, rows), 4),
+        }
+    )
+    frame.write_csv(path)
+    return path
+
+
+def run_ingest(args: list[str], home: Path) -> tuple[float, int, str]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-m", "estimator.cli", "ingest", *args, "--home", str(home)],
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        capture_output=True,
+        text=True,
+    )
+    wall = time.perf_counter() - t0
+    if out.returncode != 0:
+        raise SystemExit(f"ingest failed:\n{out.stderr}")
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return wall, max(peak_kib, before), out.stdout.strip().splitlines()[-1]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rows", type=int, default=10_000_000)
+    p.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data" / "aiconfigurator")
+    p.add_argument("--tmp", type=Path, default=None, help="scratch folder (default: system temp)")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+        tmp = Path(tmp)
+        if args.shared.is_dir():
+            wall, _, summary = run_ingest([str(args.shared)], tmp / "wh_shared")
+            print(f"shared data set, cold process: {wall:.2f} s wall  ({summary})")
+        log_dir = tmp / "raw" / "h200_sxm"
+        log_dir.mkdir(parents=True)
+        t0 = time.perf_counter()
+        log = synthetic_log(log_dir / "dsa_context_module_perf.txt", args.rows)
+        size_mb = log.stat().st_size / 1e6
+        print(f"synthetic log: {args.rows:,} rows, {size_mb:,.0f} MB, written in {time.perf_counter() - t0:.1f} s")
+        wall, peak_kib, summary = run_ingest([str(log)], tmp / "wh")
+        print(
+            f"ingest {args.rows:,} rows: {wall:.2f} s wall, {args.rows / wall:,.0f} rows/s end to end, "
+            f"peak RSS {peak_kib / 1024:,.0f} MiB"
+        )
+        print(f"  ({summary})")
+
+
+if __name__ == "__main__":
+    main()
