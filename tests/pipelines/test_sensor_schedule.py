@@ -1,0 +1,119 @@
+"""Landing sensor ticks with explicit cursors, and the daily schedule."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import dagster as dg
+import pytest
+
+from tests.pipelines.fixtures import write_dsa_context, write_dsa_generation
+from warehouse.ingest import ingest_paths
+
+KEY = "h200_sxm/trtllm/1.0/dsa_context_module_perf.txt"
+
+
+@pytest.fixture
+def sensor_defs(tmp_path):
+    from assets.resources import WarehouseSettings
+    from pipelines.definitions import build_defs
+
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    settings = WarehouseSettings(home=str(tmp_path / "wh"), landing=str(landing))
+    return landing, settings, build_defs(settings)
+
+
+def tick(defs, instance, cursor):
+    sensor = defs.resolve_sensor_def("landing_sensor")
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"settings": defs.resources["settings"]}
+    )
+    return sensor(context)
+
+
+def test_new_same_changed(sensor_defs, instance):
+    landing, _, defs = sensor_defs
+    empty = tick(defs, instance, None)
+    assert empty.run_requests == [] and json.loads(empty.cursor) == {}
+
+    f = write_dsa_context(landing)
+    first = tick(defs, instance, empty.cursor)
+    assert len(first.run_requests) == 1
+    request = first.run_requests[0]
+    assert request.partition_key == KEY
+    assert request.run_key == json.loads(first.cursor)[KEY] and len(request.run_key) == 64
+    assert request.job_name in (None, "ingest_job")
+    assert [r.partitions_def_name for r in first.dynamic_partitions_requests] == ["raw_log_file"]
+    assert list(first.dynamic_partitions_requests[0].partition_keys) == [KEY]
+
+    instance.add_dynamic_partitions("raw_log_file", [KEY])
+    same = tick(defs, instance, first.cursor)
+    assert same.run_requests == [] and same.dynamic_partitions_requests == []
+    assert same.cursor == first.cursor
+
+    f.write_text(f.read_text().replace(",0.2", ",0.3"))  # new content, same name
+    changed = tick(defs, instance, same.cursor)
+    assert [r.partition_key for r in changed.run_requests] == [KEY]
+    assert changed.run_requests[0].run_key != request.run_key
+    assert changed.dynamic_partitions_requests == []
+
+
+def test_one_request_per_new_file(sensor_defs, instance):
+    landing, _, defs = sensor_defs
+    write_dsa_context(landing)
+    write_dsa_generation(landing)
+    result = tick(defs, instance, None)
+    assert sorted(r.partition_key for r in result.run_requests) == [
+        KEY, "h200_sxm/trtllm/1.0/dsa_generation_module_perf.txt"
+    ]  # fmt: skip
+    assert len({r.run_key for r in result.run_requests}) == 2
+
+
+def test_content_already_in_the_warehouse_is_not_requested(sensor_defs, instance):
+    landing, settings, defs = sensor_defs
+    f = write_dsa_context(landing)
+    ingest_paths([f], settings.home)
+    result = tick(defs, instance, None)
+    assert result.run_requests == []
+    assert KEY in json.loads(result.cursor)
+    assert list(result.dynamic_partitions_requests[0].partition_keys) == [KEY]
+
+
+def test_bad_cursor_is_an_error(sensor_defs, instance):
+    _, _, defs = sensor_defs
+    with pytest.raises(Exception, match="JSON object"):
+        tick(defs, instance, "[1, 2]")
+
+
+def test_sensor_and_schedule_run_by_default(sensor_defs):
+    _, _, defs = sensor_defs
+    assert defs.resolve_sensor_def("landing_sensor").default_status == dg.DefaultSensorStatus.RUNNING
+    assert defs.resolve_schedule_def("daily_derived").default_status == dg.DefaultScheduleStatus.RUNNING
+
+
+def test_daily_schedule_requests_the_derived_job(sensor_defs, instance):
+    _, _, defs = sensor_defs
+    schedule = defs.resolve_schedule_def("daily_derived")
+    assert schedule.cron_schedule == "0 4 * * *" and schedule.execution_timezone == "UTC"
+    context = dg.build_schedule_context(
+        instance=instance, scheduled_execution_time=datetime(2026, 11, 27, 4, tzinfo=timezone.utc)
+    )
+    data = schedule.evaluate_tick(context)
+    assert len(data.run_requests) == 1
+    assert schedule.job_name == "derived_job"
+
+
+def test_interval_and_cron_come_from_the_environment(monkeypatch, tmp_path):
+    from assets.resources import WarehouseSettings
+    from pipelines.definitions import build_defs
+
+    monkeypatch.setenv("PERFWH_SENSOR_INTERVAL_S", "5")
+    monkeypatch.setenv("PERFWH_DERIVED_CRON", "*/15 * * * *")
+    defs = build_defs(WarehouseSettings(home=str(tmp_path / "wh"), landing=str(tmp_path)))
+    assert defs.resolve_sensor_def("landing_sensor").minimum_interval_seconds == 5
+    assert defs.resolve_schedule_def("daily_derived").cron_schedule == "*/15 * * * *"
+    monkeypatch.setenv("PERFWH_SENSOR_INTERVAL_S", "soon")
+    with pytest.raises(ValueError, match="PERFWH_SENSOR_INTERVAL_S"):
+        build_defs(WarehouseSettings(home=str(tmp_path / "wh"), landing=str(tmp_path)))

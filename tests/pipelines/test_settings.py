@@ -1,0 +1,54 @@
+"""Settings: arguments, then environment variables, then documented defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from pipelines import state
+from pipelines.settings import warehouse_settings
+
+
+def test_explicit_arguments_win(tmp_path, monkeypatch):
+    monkeypatch.setenv("PERFWH_HOME", str(tmp_path / "env_home"))
+    monkeypatch.setenv("PERFWH_LANDING", str(tmp_path / "env_landing"))
+    s = warehouse_settings(str(tmp_path / "wh"), str(tmp_path / "raw"))
+    assert (s.home, s.landing) == (str(tmp_path / "wh"), str(tmp_path / "raw"))
+
+
+def test_environment_then_defaults(tmp_path, monkeypatch):
+    monkeypatch.setenv("PERFWH_HOME", str(tmp_path / "env_home"))
+    monkeypatch.setenv("PERFWH_LANDING", str(tmp_path / "env_landing"))
+    monkeypatch.setenv("PERFWH_QUARANTINE_SHARE_MAX", "0.05")
+    s = warehouse_settings()
+    assert s.home == str(tmp_path / "env_home")
+    assert isinstance(s.landing, dg.EnvVar) and s.landing.env_var_name == "PERFWH_LANDING"
+    assert s.quarantine_share_max == 0.05 and s.spread_max == 0.25
+    plain = warehouse_settings(use_env_var=False)
+    assert plain.landing == str(tmp_path / "env_landing")
+
+
+def test_bad_threshold_names_the_variable(monkeypatch):
+    monkeypatch.setenv("PERFWH_SPREAD_MAX", "wide")
+    with pytest.raises(ValueError, match="PERFWH_SPREAD_MAX"):
+        warehouse_settings()
+
+
+def test_default_landing_prefers_repo_raw_logs(tmp_path, monkeypatch):
+    raw = tmp_path / "raw"
+    monkeypatch.setattr(state, "REPO_LANDING", raw)
+    assert state.default_landing() == "aiconfigurator:h200_sxm,h100_sxm"
+    raw.mkdir()
+    (raw / "notes.md").write_text("not a raw log")
+    assert state.default_landing() == "aiconfigurator:h200_sxm,h100_sxm"
+    (raw / "dsa_context_module_perf.txt").write_text("x\n")
+    assert state.default_landing() == str(raw)
+
+
+def test_landing_folder_is_made_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PERFWH_LANDING", raising=False)
+    assert state.resolve_landing("raw") == str(Path(tmp_path / "raw").resolve())
+    assert state.resolve_landing("aiconfigurator:h200_sxm") == "aiconfigurator:h200_sxm"
