@@ -26,7 +26,7 @@ def render(frame: pl.DataFrame, fmt: str = "table", *, max_rows: int = 200) -> s
         tbl_hide_column_data_types=True,
         tbl_hide_dataframe_shape=True,
         fmt_str_lengths=100,
-        tbl_width_chars=250,
+        tbl_width_chars=60_000,
         float_precision=None,
     ):
         text = str(frame)
