@@ -23,9 +23,9 @@ import polars as pl
 from .atomic import write_parquet_atomic
 from .manifest import Manifest, SourceEntry, collect_garbage, commit, load_manifest, now_iso
 from .paths import WarehousePaths
-from .readers import READERS, format_of
+from .readers import READERS, RawChunk, format_of
 from .schema import MEASUREMENT_SCHEMA, PARTITION_COLUMNS, QUARANTINE_SCHEMA
-from .validate import context_for, slug, validate
+from .validate import SourceContext, context_for, slug, validate
 from .views import refresh_views
 
 
@@ -122,6 +122,15 @@ def _part_dir(paths: WarehousePaths, key: dict) -> Path:
     return d
 
 
+def validate_chunk(chunk: RawChunk, ctx: SourceContext) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """validate(), plus the raw text of quarantined rows for fast-path chunks."""
+    good, bad = validate(chunk.frame, ctx)
+    if bad.height and chunk.block is not None:
+        raw = chunk.raw_lines(bad.get_column("source_line").to_list())
+        bad = bad.with_columns(pl.Series("raw", raw, dtype=pl.String))
+    return good, bad
+
+
 def _ingest_file(paths: WarehousePaths, path: Path, sha: str, fmt: str) -> SourceEntry:
     """Read, validate and write one file's parts; nothing is committed here."""
     ctx = context_for(path)
@@ -138,7 +147,7 @@ def _ingest_file(paths: WarehousePaths, path: Path, sha: str, fmt: str) -> Sourc
         blank += chunk.blank_lines
         headers += chunk.header_lines
         read += chunk.frame.height
-        good, bad = validate(chunk.frame, ctx, chunk.raw_expr)
+        good, bad = validate_chunk(chunk, ctx)
         accepted += good.height
         if bad.height:
             bad_frames.append(bad)

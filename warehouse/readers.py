@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -34,17 +35,37 @@ KNOWN_COLUMNS = (
     "gemm_type", "num_heads", "batch_size", "isl", "tp_size", "step", "prefix",
     "kv_len", "latency", "latency_ms", "run_id", "gpu_clock_mhz",
 )  # fmt: skip
+# Parsed as numbers on the fast path (validation checks their ranges).
+NUMERIC_COLUMNS = {
+    "num_heads": pl.Int64, "batch_size": pl.Int64, "isl": pl.Int64, "tp_size": pl.Int64,
+    "step": pl.Int64, "latency": pl.Float64,
+}  # fmt: skip
 _HEADER_RE = re.compile(r"(^|,)\s*\"?latency(_ms)?\"?\s*(,|\r?$)")
 
 
 @dataclass
 class RawChunk:
-    frame: pl.DataFrame  # String columns + source_line (Int64) + parse_error [+ raw]
+    frame: pl.DataFrame  # columns + source_line (Int64) + parse_error [+ raw]
     header_lines: int = 0
     blank_lines: int = 0
-    # Rebuilds the original line where the frame has no `raw` column (fast path:
-    # only quarantined rows ever need it, so it is not built for every row).
-    raw_expr: pl.Expr | None = None
+    # Fast path: the block the frame was parsed from, and the file line of its
+    # first byte. The raw text of a row is cut from it only for quarantined
+    # rows, so clean rows never pay for a string copy of their line.
+    block: bytes | None = None
+    block_first_line: int = 1
+
+    def raw_lines(self, lines: list[int]) -> list[str]:
+        if self.block is None:
+            raise ValueError("raw text is in the frame's `raw` column")
+        buf = np.frombuffer(self.block, dtype=np.uint8)
+        ends = np.flatnonzero(buf == 10)
+        starts = np.concatenate(([0], ends + 1))
+        ends = np.concatenate((ends, [len(self.block)]))
+        out = []
+        for line in lines:
+            i = line - self.block_first_line
+            out.append(self.block[starts[i]: ends[i]].decode("utf-8", "replace").rstrip("\r"))
+        return out
 
 
 @dataclass
@@ -167,18 +188,22 @@ def _parse_block_fast(data: bytes, state: ReadState, truncated_tail: bool) -> Ra
     if not body or b"batch_size" in body:
         return None
     try:
+        # Numbers parse straight into numeric columns; an unparsable one becomes
+        # null (ignore_errors) and sends the block down the line path below.
         frame = pl.read_csv(
             body,
             has_header=False,
             new_columns=header,
-            infer_schema=False,
+            schema={c: NUMERIC_COLUMNS.get(c, pl.String) for c in header},
             quote_char=None,
+            ignore_errors=True,
         )
     except pl.exceptions.PolarsError:
         return None  # anything odd: the line path reports it exactly
     if frame.width != len(header) or frame.select(pl.any_horizontal(pl.all().is_null()).any()).item():
         return None
-    if frame.select(pl.any_horizontal([(pl.col(c).str.len_bytes() == 0) for c in header]).any()).item():
+    text_cols = [c for c in header if c not in NUMERIC_COLUMNS]
+    if text_cols and frame.select(pl.any_horizontal([pl.col(c).str.len_bytes() == 0 for c in text_cols]).any()).item():
         return None  # empty fields: let the line path name them exactly
     n_lines = frame.height + (1 if header_here else 0)
     start = state.line_offset + (2 if header_here else 1)
@@ -188,8 +213,7 @@ def _parse_block_fast(data: bytes, state: ReadState, truncated_tail: bool) -> Ra
         pl.int_range(start, start + frame.height, dtype=pl.Int64).alias("source_line"),
         pl.lit(None, dtype=pl.String).alias("parse_error"),
     )
-    raw = pl.concat_str([pl.col(c) for c in header], separator=",")
-    return RawChunk(frame=frame, header_lines=1 if header_here else 0, raw_expr=raw)
+    return RawChunk(frame=frame, header_lines=1 if header_here else 0, block=body, block_first_line=start)
 
 
 def _parse_block_lines(data: bytes, state: ReadState, truncated_tail: bool) -> RawChunk:

@@ -117,9 +117,7 @@ def _op_tables() -> tuple[dict, dict]:
     return to_op, to_variant
 
 
-def validate(
-    frame: pl.DataFrame, ctx: SourceContext, raw_expr: pl.Expr | None = None
-) -> tuple[pl.DataFrame, pl.DataFrame]:
+def validate(frame: pl.DataFrame, ctx: SourceContext) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split raw text rows into (measurements, quarantine) frames.
 
     Cheap boolean rules run on every row; reason strings are only built for
@@ -180,6 +178,8 @@ def validate(
     )
 
     def blank(name: str) -> pl.Expr:
+        if frame.schema[name] != pl.String:
+            return pl.col(name).is_null()
         return pl.col(name).is_null() | (pl.col(name) == "")
 
     module = pl.col("__op").is_in(["dsa_context", "dsa_generation", "mla_context", "mla_generation"])
@@ -238,7 +238,7 @@ def validate(
     joined = pl.concat_str(
         [pl.when(c.fill_null(False)).then(m.cast(pl.String)) for c, m in rules], separator="; ", ignore_nulls=True
     )
-    raw = pl.col("raw") if "raw" in bad_rows.columns else (raw_expr if raw_expr is not None else _lit_null())
+    raw = pl.col("raw") if "raw" in bad_rows.columns else _lit_null()
     bad = bad_rows.select(
         "source_line",
         raw.alias("raw"),

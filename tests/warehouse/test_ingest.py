@@ -171,9 +171,10 @@ def test_rows_before_any_header(home, raw_dir):
 
 
 def _validated(chunks, path):
-    from warehouse.validate import context_for, validate
+    from warehouse.ingest import validate_chunk
+    from warehouse.validate import context_for
 
-    goods, bads = zip(*(validate(c.frame, context_for(path), c.raw_expr) for c in chunks))
+    goods, bads = zip(*(validate_chunk(c, context_for(path)) for c in chunks))
     return pl.concat(goods).sort("source_line"), pl.concat(bads).sort("source_line")
 
 
@@ -204,10 +205,10 @@ def test_fast_and_line_paths_agree(raw_dir, monkeypatch, newline):
     lines[17] = dsa_context_row(latency="-2")
     f = write_log(raw_dir / "dsa_context_module_perf.txt", lines, newline=newline)
     fast = list(readers.read_collector_csv(f))
-    assert fast[0].raw_expr is not None  # the fast path took it
+    assert fast[0].block is not None  # the fast path took it
     monkeypatch.setattr(readers, "_parse_block_fast", lambda *a: None)
     slow = list(readers.read_collector_csv(f))
-    assert slow[0].raw_expr is None
+    assert slow[0].block is None
     for a, b in zip(_validated(fast, f), _validated(slow, f)):
         assert a.equals(b)
 
