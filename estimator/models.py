@@ -148,10 +148,14 @@ def _op_classes():
             ("mla", "context"): ContextMLA, ("mla", "generation"): GenerationMLA}
 
 
-def _make_op(cls, **values):
-    """An op dataclass from the values its fields accept (the quant modes, heads, DSA fields)."""
-    accepted = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in values.items() if k in accepted})
+OP_FIELDS = ("scale_factor", "num_heads", "kvcache_quant_mode", "fmha_quant_mode", "gemm_quant_mode",
+             "architecture")
+DSA_OP_FIELDS = ("index_n_heads", "index_topk")
+
+
+def _make_op(cls, name: str, values: dict[str, Any]):
+    fields = OP_FIELDS + (DSA_OP_FIELDS if "index_topk" in values else ())
+    return cls(name=name, **{k: values[k] for k in fields})
 
 
 class Model:
@@ -219,8 +223,8 @@ class Model:
         self._values = values = {a: self._op_values(a) for a in {layer.attention for layer in self.layers}}
         for layer in self.layers:
             a = layer.attention
-            ctx.append(_make_op(classes[(a, "context")], name=f"context_{a}_layer_{layer.index}", **values[a]))
-            gen.append(_make_op(classes[(a, "generation")], name=f"generation_{a}_layer_{layer.index}", **values[a]))
+            ctx.append(_make_op(classes[(a, "context")], f"context_{a}_layer_{layer.index}", values[a]))
+            gen.append(_make_op(classes[(a, "generation")], f"generation_{a}_layer_{layer.index}", values[a]))
         return ctx, gen
 
     @property

@@ -72,7 +72,7 @@ def compare_plot(fine: pl.DataFrame, table: pl.DataFrame, crossovers, models, ba
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     base = models[0]
-    fig, axes = plt.subplots(2, 2, figsize=(13, 8.6), sharex=True,
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9.2), sharex=True,
                              gridspec_kw={"height_ratios": [2.2, 1]})
     colors = {m.model_path: COLORS[i % len(COLORS)] for i, m in enumerate(models)}
     for col, phase in enumerate(("context", "generation")):
@@ -107,51 +107,60 @@ def compare_plot(fine: pl.DataFrame, table: pl.DataFrame, crossovers, models, ba
             a = sub.filter(pl.col("model") == base.model_path).sort("seq")
             b = sub.filter(pl.col("model") == m.model_path).sort("seq")
             ratio = a["model_ms"].to_numpy() / b["model_ms"].to_numpy()
-            rax.plot(a["seq"].to_numpy(), ratio, color=colors[m.model_path], lw=2,
-                     label=f"{_short(base.model_path)} / {_short(m.model_path)}")
+            rax.plot(a["seq"].to_numpy(), ratio, color=colors[m.model_path], lw=2)
         rax.axhline(1.0, color="0.3", lw=1, ls=":")
         for cr in crossovers:
             if cr.phase == phase and cr.status == "crosses":
                 for a in (ax, rax):
                     a.axvline(cr.seq, color=colors[cr.other], lw=1.2, ls="-.")
-                ax.annotate(f"crossover ~{cr.seq / 1024:.0f}k", (cr.seq, ax.get_ylim()[0]),
-                            xytext=(4, 8), textcoords="offset points", color=colors[cr.other], fontsize=10)
+                ax.annotate(f"crossover ~{cr.seq / 1024:.1f}k", xy=(cr.seq, 0.03),
+                            xycoords=("data", "axes fraction"), xytext=(5, 0), textcoords="offset points",
+                            color=colors[cr.other], fontsize=10, fontweight="bold")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         rax.set_yscale("log")
         rax.set_xscale("log", base=2)
         ax.set_title(PHASE_TITLES[phase], fontsize=12)
         ax.set_ylabel(Y_LABELS[phase], fontsize=10)
-        rax.set_ylabel("speed-up (>1: cheaper\nthan " + _short(base.model_path) + ")", fontsize=10)
+        rax.set_ylabel(f"speed-up vs {_short(base.model_path)}\n(>1x: cheaper)", fontsize=10)
         rax.set_xlabel("context length (tokens)" if phase == "context" else "KV length (tokens)", fontsize=10)
         rax.xaxis.set_major_locator(LogLocator(base=2))
         rax.xaxis.set_major_formatter(FuncFormatter(_tokens))
         rax.xaxis.set_minor_formatter(NullFormatter())
         lo, hi = rax.get_ylim()
         rax.set_ylim(min(lo, 0.5), max(hi, 2.0))
-        rax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}x"))
         for a in (ax, rax):
             a.grid(True, which="major", color="0.8", lw=0.6)
             a.tick_params(labelsize=9)
         ax.set_xlim(sub["seq"].min(), xmax)
-        handles, labels = ax.get_legend_handles_labels()
-        handles += [plt.Line2D([], [], color="0.3", marker="o", ls="", mec="white"),
-                    plt.Line2D([], [], color="0.3", ls="--"),
-                    Patch(color="0.88")]
-        labels += ["measured at this shape", "beyond measured data", "extrapolated / SOL region"]
-        ax.legend(handles, labels, fontsize=9, loc="upper left", framealpha=0.9)
-        if len(models) > 1:
-            rax.legend(fontsize=9, loc="upper left", framealpha=0.9)
+        for a in (ax, rax):
+            a.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            a.yaxis.set_minor_locator(LogLocator(base=10, subs=tuple(range(1, 10))))
+            a.yaxis.set_minor_formatter(NullFormatter())
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+        rax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}x"))
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    handles += [plt.Line2D([], [], color="0.3", marker="o", ls="", mec="white"),
+                plt.Line2D([], [], color="0.3", ls="--"),
+                Patch(color="0.88")]
+    labels += ["measured at this exact shape", "beyond measured data (extrapolated along SOL)",
+               "region with extrapolated / SOL estimates"]
+    if len(models) > 1:
+        for m in models[1:]:
+            handles.append(plt.Line2D([], [], color=colors[m.model_path], lw=2))
+            labels.append(f"speed-up {_short(base.model_path)} / {_short(m.model_path)} (lower panels)")
     c = base.config
     fig.suptitle(
         f"Attention block time vs context length: {base.system} / {base.backend} {db.version}, "
         f"tp {c.tp_size} ({base.num_heads} heads/GPU for {base.hf.num_attention_heads} heads), batch {batch}, "
         f"gemm {c.gemm_quant_mode}, kv {c.kvcache_quant_mode}",
         fontsize=12)
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=9.5, frameon=False,
+               bbox_to_anchor=(0.5, 0.025))
     fig.text(0.5, 0.005, "Attention only (projections, indexer, attention, output projection), summed over "
              "layers; FFN/MoE and communication excluded. Estimated by perfwh from warehouse data.",
              ha="center", fontsize=9, color="0.35")
-    fig.tight_layout(rect=(0, 0.02, 1, 0.96))
+    fig.tight_layout(rect=(0, 0.09, 1, 0.96))
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
