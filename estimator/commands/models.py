@@ -365,7 +365,7 @@ def compare_text(models, table, crossovers, batch: int) -> str:
         lines.append("")
     for c in crossovers:
         if c.status == "crosses":
-            what = f"{_short(c.other)} becomes cheaper than {_short(c.baseline)} at context ~{c.seq:,.0f} tokens"
+            what = f"{_short(c.other)} becomes cheaper than {_short(c.baseline)} at ~{c.seq:,.0f} tokens of context"
         elif c.status == "always cheaper":
             what = f"{_short(c.other)} is cheaper than {_short(c.baseline)} over the whole range {c.lo}..{c.hi}"
         else:
@@ -389,7 +389,7 @@ def run_compare(models, db, isls, batch: int):
 
     table = compare_models(models, isls, batch_size=batch, db=db)
     lo, hi = min(isls), max(isls)
-    fine = compare_models(models, fine_grid(min(lo, 256), max(hi, 2048)), batch_size=batch, db=db)
+    fine = compare_models(models, fine_grid(min(lo, 256), max(hi, 131072)), batch_size=batch, db=db)
     crossovers = []
     base = models[0]
     for m in models[1:]:
