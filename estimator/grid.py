@@ -19,7 +19,7 @@ from .common import Source
 from .slices import GROUP_KEYS, SLICE_KEYS, model_for, points_shape, seq_values
 from .specs import load_system
 
-METHOD = "grid-logratio-v1"
+METHOD = "grid-logratio-v2"
 SOURCES = tuple(s.value for s in Source)
 GRID_SCHEMA: dict[str, pl.DataType] = {
     **{k: (pl.Int32() if k in ("num_heads", "prefix") else pl.String()) for k in SLICE_KEYS},
@@ -29,6 +29,7 @@ GRID_SCHEMA: dict[str, pl.DataType] = {
     "sol_ms": pl.Float64(),
     "latency_ms": pl.Float64(),
     "source": pl.String(),
+    "seq_trend": pl.Float64(),  # damping of the log-ratio slope past the last sequence value
     "input_hash": pl.String(),
     "method": pl.String(),
 }
@@ -74,6 +75,7 @@ class SliceGrid:
     ratio: np.ndarray  # (nb, ns) log2(latency / calibrated SOL)
     source: np.ndarray  # (nb, ns) int8 codes (interp.MEASURED ...)
     latency: np.ndarray  # (nb, ns) grid latency_ms
+    trend: float = 0.0  # slope damping past the last sequence value
 
 
 def _slice_matrix(sub: pl.DataFrame):
@@ -86,31 +88,91 @@ def _slice_matrix(sub: pl.DataFrame):
     return batch, seq, vals
 
 
-def _sibling_transfer(vals, src, batch, seq, siblings):
-    """Fill holes from sibling slices' measured cells plus the median offset on shared cells."""
-    holes = np.argwhere(np.isnan(vals))
-    if holes.size == 0:
-        return
-    measured_self = src == interp.MEASURED
-    best = []
-    for sb, ss, sv in siblings:
-        bi = np.searchsorted(sb, batch)
-        si = np.searchsorted(ss, seq)
-        bok = (bi < sb.size) & (sb[np.minimum(bi, sb.size - 1)] == batch)
-        sok = (si < ss.size) & (ss[np.minimum(si, ss.size - 1)] == seq)
-        mapped = np.full(vals.shape, np.nan)
-        sub = sv[np.ix_(np.minimum(bi, sb.size - 1), np.minimum(si, ss.size - 1))]
-        mapped[np.ix_(bok, sok)] = sub[np.ix_(bok, sok)]
-        common = measured_self & ~np.isnan(mapped)
-        if common.sum() >= 3:
-            best.append((int(common.sum()), float(np.median((vals - mapped)[common])), mapped))
-    best.sort(key=lambda t: -t[0])
-    for i, j in holes:
-        for _, offset, mapped in best:
-            if not np.isnan(mapped[i, j]):
-                vals[i, j] = mapped[i, j] + offset
-                src[i, j] = interp.TRANSFERRED
-                break
+TREND_CHOICES = (0.0, 0.25, 0.5, 0.75, 1.0)
+LOO_CELLS = 48  # measured cells per slice scored when choosing the hole-filling rule
+
+
+def _aligned(batch, seq, sibling) -> np.ndarray:
+    """A sibling slice's measured log-ratios on this slice's (batch, seq) axes; NaN elsewhere."""
+    sb, ss, sv = sibling
+    out = np.full((batch.size, seq.size), np.nan)
+    bi = np.searchsorted(sb, batch)
+    si = np.searchsorted(ss, seq)
+    bok = (bi < sb.size) & (sb[np.minimum(bi, sb.size - 1)] == batch)
+    sok = (si < ss.size) & (ss[np.minimum(si, ss.size - 1)] == seq)
+    sub = sv[np.ix_(np.minimum(bi, sb.size - 1), np.minimum(si, ss.size - 1))]
+    out[np.ix_(bok, sok)] = sub[np.ix_(bok, sok)]
+    return out
+
+
+def choose_fill_rule(vals, xb, xs, sibs) -> str:
+    """'line', 'sibling' or 'blend': the rule with the lowest leave-one-out error on
+    this slice's own measured cells (line if too few cells can be scored)."""
+    if not sibs:
+        return "line"
+    known = ~np.isnan(vals)
+    cells = np.argwhere(known)
+    if cells.shape[0] > LOO_CELLS:
+        cells = cells[np.linspace(0, cells.shape[0] - 1, LOO_CELLS).astype(int)]
+    errs = {"line": [], "sibling": [], "blend": []}
+    for i, j in cells:
+        k2 = known.copy()
+        k2[i, j] = False
+        a = interp.line_estimate(vals, k2, xb, xs, i, j)
+        b = interp.sibling_estimate(vals, k2, sibs, i, j)
+        if a is None or b is None:
+            continue
+        t = vals[i, j]
+        errs["line"].append(abs(a - t))
+        errs["sibling"].append(abs(b - t))
+        errs["blend"].append(abs(0.5 * (a + b) - t))
+    if len(errs["line"]) < 5:
+        return "line"
+    return min(errs, key=lambda k: (float(np.mean(errs[k])), k != "line"))
+
+
+def fill_slice(vals, batch, seq, sibs):
+    """Fill one slice's holes; returns (filled log-ratios, source codes).
+
+    Holes inside the slice's own lines use the rule `choose_fill_rule` picked
+    (`interpolated`); holes only siblings cover are `transferred`; the rest hold
+    the nearest cell's ratio (`extrapolated`).
+    """
+    xb, xs = np.log2(batch), np.log2(seq)
+    rule = choose_fill_rule(vals, xb, xs, sibs)
+    known = ~np.isnan(vals)
+    out = vals.copy()
+    src = np.where(known, interp.MEASURED, -1).astype(np.int8)
+    for i, j in np.argwhere(~known):
+        a = interp.line_estimate(vals, known, xb, xs, i, j)
+        b = interp.sibling_estimate(vals, known, sibs, i, j) if sibs else None
+        if a is not None:
+            out[i, j] = b if (rule == "sibling" and b is not None) else (
+                0.5 * (a + b) if (rule == "blend" and b is not None) else a)
+            src[i, j] = interp.INTERPOLATED
+        elif b is not None:
+            out[i, j] = b
+            src[i, j] = interp.TRANSFERRED
+    if np.isnan(out).any():
+        out, src = interp.extrapolate_holes(out, src, xb, xs)
+    return out, src
+
+
+def choose_seq_trend(slices: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> float:
+    """Damping of the log-ratio slope beyond the last sequence value, chosen by measurement:
+    predict each slice's last measured column from the two before it, keep the best."""
+    errs = {t: [] for t in TREND_CHOICES}
+    for xs, filled, measured in slices:
+        if xs.size < 4:
+            continue
+        step = (xs[-1] - xs[-2]) / (xs[-2] - xs[-3])
+        slope = filled[:, -2] - filled[:, -3]
+        ok = ~np.isnan(measured[:, -1])
+        for t in TREND_CHOICES:
+            errs[t].extend(np.abs(filled[ok, -2] + t * slope[ok] * step - measured[ok, -1]).tolist())
+    if not errs[0.0]:
+        return 0.0
+    return min(TREND_CHOICES, key=lambda t: (float(np.mean(errs[t])), t))
 
 
 def build_grids(points: pl.DataFrame, calibration: pl.DataFrame, *, inputs_tag: str | None = None) -> pl.DataFrame:
@@ -127,17 +189,20 @@ def build_grids(points: pl.DataFrame, calibration: pl.DataFrame, *, inputs_tag: 
     raw: dict[tuple, tuple] = {}
     for key, sub in pts.group_by(list(SLICE_KEYS), maintain_order=True):
         raw[tuple(key)] = _slice_matrix(sub)
-    frames = []
     siblings = _sibling_index(list(raw))
+    filled_by_key = {}
     for key, (batch, seq, vals) in raw.items():
-        filled, src = interp.fill_holes(vals, np.log2(batch), np.log2(seq))
-        if np.isnan(filled).any():
-            _sibling_transfer(filled, src, batch, seq, [raw[s] for s in siblings[key]])
-        if np.isnan(filled).any():
-            filled, src = interp.extrapolate_holes(filled, src, np.log2(batch), np.log2(seq))
-        frames.append(_cells_frame(key, batch, seq, filled, src, vals))
-    grids = pl.concat(frames) if frames else pl.DataFrame(schema={k: v for k, v in GRID_SCHEMA.items() if k not in ("sol_ms", "latency_ms", "input_hash", "method")})
-    grids = _attach_sol(grids, params)
+        sibs = [m for m in (_aligned(batch, seq, raw[s]) for s in siblings[key]) if not np.isnan(m).all()]
+        filled_by_key[key] = fill_slice(vals, batch, seq, sibs)
+    trend_by_group: dict[tuple, list] = {}
+    for key, (batch, seq, vals) in raw.items():
+        trend_by_group.setdefault(key[: len(CAL_KEYS)], []).append((np.log2(seq), filled_by_key[key][0], vals))
+    trends = {g: choose_seq_trend(v) for g, v in trend_by_group.items()}
+    frames = [_cells_frame(key, raw[key][0], raw[key][1], *filled_by_key[key], trends[key[: len(CAL_KEYS)]])
+              for key in raw]
+    if not frames:
+        raise ValueError("build_grids: no perf points")
+    grids = _attach_sol(pl.concat(frames), params)
     return grids.with_columns(pl.lit(ihash).alias("input_hash"), pl.lit(METHOD).alias("method")).select(
         [pl.col(c).cast(t) for c, t in GRID_SCHEMA.items()]
     )
@@ -171,13 +236,13 @@ def _sibling_index(keys) -> dict[tuple, list[tuple]]:
     return out
 
 
-def _cells_frame(key, batch, seq, filled, src, measured_vals) -> pl.DataFrame:
+def _cells_frame(key, batch, seq, filled, src, trend) -> pl.DataFrame:
     nb, ns = filled.shape
     b = np.repeat(batch, ns)
     s = np.tile(seq, nb)
     data = {c: [v] * (nb * ns) for c, v in zip(SLICE_KEYS, key)}
     data.update(batch_size=b, seq_len=s, log2_ratio=filled.ravel(),
-                source=[SOURCES[c] for c in src.ravel()])
+                source=[SOURCES[c] for c in src.ravel()], seq_trend=np.full(nb * ns, trend))
     return pl.DataFrame(data, schema_overrides={"num_heads": pl.Int32, "prefix": pl.Int32,
                                                 "batch_size": pl.Int32, "seq_len": pl.Int32})
 
@@ -223,7 +288,7 @@ class GridSet:
             sg = SliceGrid(batch, seq, np.log2(batch), np.log2(seq),
                            sub["log2_ratio"].to_numpy().reshape(shape),
                            np.array([codes[s] for s in sub["source"].to_list()], dtype=np.int8).reshape(shape),
-                           sub["latency_ms"].to_numpy().reshape(shape))
+                           sub["latency_ms"].to_numpy().reshape(shape), float(sub["seq_trend"][0]))
             gkey = tuple(key[: len(GROUP_KEYS)])
             heads, prefix = int(key[-2]), int(key[-1])
             grp = groups.setdefault(gkey, GroupGrids(gkey, np.array([], dtype=np.int64), np.array([], dtype=np.int64), {}))

@@ -14,11 +14,12 @@ import numpy as np
 MEASURED, INTERPOLATED, EXTRAPOLATED, TRANSFERRED, SOL = range(5)
 
 
-def bracket(axis: np.ndarray, q: np.ndarray):
+def bracket(axis: np.ndarray, q: np.ndarray, trend: float = 0.0):
     """Bracketing indices and weight of each query on a sorted axis.
 
     Returns (i0, i1, w, outside): value = (1-w)*v[i0] + w*v[i1]. Outside the
-    axis the weight is clamped (w in {0, 1}), i.e. the boundary value holds.
+    axis the boundary value holds (trend 0) or the last segment's slope
+    continues, damped by `trend` (0..1).
     """
     n = axis.shape[0]
     q = np.asarray(q, dtype=np.float64)
@@ -31,6 +32,8 @@ def bracket(axis: np.ndarray, q: np.ndarray):
     a1 = axis[i1]
     w = (q - a0) / (a1 - a0)
     outside = (q < axis[0]) | (q > axis[-1])
+    if trend:
+        return i0, i1, np.where(w > 1.0, 1.0 + trend * (w - 1.0), np.where(w < 0.0, trend * w, w)), outside
     return i0, i1, np.clip(w, 0.0, 1.0), outside
 
 
@@ -55,31 +58,62 @@ def _interp_line(x: np.ndarray, v: np.ndarray, known: np.ndarray, j: int):
     return v[jl] * (1 - w) + v[jr] * w, min(x[j] - x[jl], x[jr] - x[j]), (jl, jr)
 
 
-def fill_holes(values: np.ndarray, xb: np.ndarray, xs: np.ndarray):
-    """Fill NaN cells of a (batch x seq) grid of log-ratios.
+def line_estimate(values: np.ndarray, known: np.ndarray, xb: np.ndarray, xs: np.ndarray, i: int, j: int):
+    """Value of cell (i, j) from known cells of its row (sequence axis) and column (batch axis).
 
-    A hole between measured cells of its row (sequence axis) and/or column
-    (batch axis) gets the linear value along that line (inverse-distance mean
-    of both lines when both exist): `interpolated`. Any other hole is left NaN
-    for the caller (sibling transfer, then extrapolation).
-    Returns (filled values, source codes).
+    Linear along each line between the nearest known cells on both sides; the
+    inverse-distance mean when both lines bracket the cell; None when neither does.
+    """
+    cands = []
+    r = _interp_line(xs, values[i], known[i], j)
+    if r is not None:
+        cands.append((r[0], r[1]))
+    c = _interp_line(xb, values[:, j], known[:, j], i)
+    if c is not None:
+        cands.append((c[0], c[1]))
+    if not cands:
+        return None
+    wsum = sum(1.0 / d for _, d in cands)
+    return sum(v / d for v, d in cands) / wsum
+
+
+def fill_holes(values: np.ndarray, xb: np.ndarray, xs: np.ndarray):
+    """Fill NaN cells of a (batch x seq) grid of log-ratios with `line_estimate`.
+
+    Filled cells are `interpolated`; holes no line brackets stay NaN for the
+    caller (sibling transfer, then extrapolation). Returns (values, source codes).
     """
     out = values.copy()
     known = ~np.isnan(values)
     src = np.where(known, MEASURED, -1).astype(np.int8)
     for i, j in zip(*np.nonzero(~known)):
-        cands = []
-        r = _interp_line(xs, values[i], known[i], j)
-        if r is not None:
-            cands.append((r[0], r[1]))
-        c = _interp_line(xb, values[:, j], known[:, j], i)
-        if c is not None:
-            cands.append((c[0], c[1]))
-        if cands:
-            wsum = sum(1.0 / d for _, d in cands)
-            out[i, j] = sum(v / d for v, d in cands) / wsum
+        v = line_estimate(values, known, xb, xs, i, j)
+        if v is not None:
+            out[i, j] = v
             src[i, j] = INTERPOLATED
     return out, src
+
+
+def sibling_estimate(values: np.ndarray, known: np.ndarray, siblings: list[np.ndarray], i: int, j: int):
+    """Value of cell (i, j) from sibling slices (aligned grids, NaN where unmeasured).
+
+    Each sibling that measured the cell gives its value plus the median offset
+    (self - sibling) over the cells both measured in row i and column j; the
+    estimate is the mean over siblings, None when no sibling qualifies.
+    """
+    ests = []
+    for sib in siblings:
+        sv = sib[i, j]
+        if np.isnan(sv):
+            continue
+        row = known[i] & ~np.isnan(sib[i])
+        col = known[:, j] & ~np.isnan(sib[:, j])
+        row[j] = False
+        col[i] = False
+        diffs = np.concatenate([values[i][row] - sib[i][row], values[:, j][col] - sib[:, j][col]])
+        if diffs.size >= 2:
+            ests.append(sv + float(np.median(diffs)))
+    return float(np.mean(ests)) if ests else None
 
 
 def extrapolate_holes(values: np.ndarray, src: np.ndarray, xb: np.ndarray, xs: np.ndarray):

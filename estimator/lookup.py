@@ -43,14 +43,14 @@ def lookup_many(grp: GroupGrids, heads, prefix, batch, seq):
                 if sg is None:
                     continue
                 bi0, bi1, bw, bout = interp.bracket(sg.xb, lb[m])
-                si0, si1, sw, sout = interp.bracket(sg.xs, ls[m])
+                si0, si1, sw, sout = interp.bracket(sg.xs, ls[m], sg.trend)
                 acc[m] += w[m] * interp.bilinear(sg.ratio, bi0, bi1, bw, si0, si1, sw)
                 wsum[m] += w[m]
                 corners = np.stack([
-                    np.where((1 - bw) * (1 - sw) > 0, sg.source[bi0, si0], 0),
-                    np.where((1 - bw) * sw > 0, sg.source[bi0, si1], 0),
-                    np.where(bw * (1 - sw) > 0, sg.source[bi1, si0], 0),
-                    np.where(bw * sw > 0, sg.source[bi1, si1], 0),
+                    np.where((1 - bw) * (1 - sw) != 0, sg.source[bi0, si0], 0),
+                    np.where((1 - bw) * sw != 0, sg.source[bi0, si1], 0),
+                    np.where(bw * (1 - sw) != 0, sg.source[bi1, si0], 0),
+                    np.where(bw * sw != 0, sg.source[bi1, si1], 0),
                 ])
                 code[m] = np.maximum(code[m], corners.max(axis=0))
                 outside[m] |= bout | sout
@@ -61,7 +61,7 @@ def lookup_many(grp: GroupGrids, heads, prefix, batch, seq):
     return ratio, code.astype(np.int8)
 
 
-def _bracket1(axis: list[float], q: float):
+def _bracket1(axis: list[float], q: float, trend: float = 0.0):
     n = len(axis)
     if n == 1:
         return 0, 0, 0.0, q != axis[0]
@@ -69,7 +69,11 @@ def _bracket1(axis: list[float], q: float):
     a0, a1 = axis[i1 - 1], axis[i1]
     w = (q - a0) / (a1 - a0)
     out = q < axis[0] or q > axis[-1]
-    return i1 - 1, i1, (0.0 if w < 0 else 1.0 if w > 1 else w), out
+    if w > 1.0:
+        w = 1.0 + trend * (w - 1.0)
+    elif w < 0.0:
+        w = trend * w
+    return i1 - 1, i1, w, out
 
 
 def lookup_one(grp: GroupGrids, heads: int, prefix: int, batch: int, seq: int):
@@ -97,9 +101,9 @@ def lookup_one(grp: GroupGrids, heads: int, prefix: int, batch: int, seq: int):
             py = cache["slices"].get((int(h), int(p)))
             if py is None:
                 continue
-            xb, xs, ratio, source, bvals, svals = py
+            xb, xs, ratio, source, bvals, svals, trend = py
             bi0, bi1, bw, bout = _bracket1(xb, lb)
-            si0, si1, sw, sout = _bracket1(xs, ls)
+            si0, si1, sw, sout = _bracket1(xs, ls, trend)
             outside = outside or bout or sout
             exact = exact and not (bout or sout) and bw in (0.0, 1.0) and sw in (0.0, 1.0)
             for bi, bwt in ((bi0, 1.0 - bw), (bi1, bw)):
@@ -108,7 +112,7 @@ def lookup_one(grp: GroupGrids, heads: int, prefix: int, batch: int, seq: int):
                 row, srow = ratio[bi], source[bi]
                 for si, swt in ((si0, 1.0 - sw), (si1, sw)):
                     cw = w * bwt * swt
-                    if cw <= 0:
+                    if cw == 0:
                         continue
                     acc += cw * row[si]
                     c = srow[si]
@@ -131,7 +135,7 @@ def _py_axes(grp: GroupGrids) -> dict:
         "prefixes": [float(p) for p in grp.prefixes.tolist()],
         "slices": {
             k: (sg.xb.tolist(), sg.xs.tolist(), sg.ratio.tolist(), sg.source.tolist(),
-                sg.batch.tolist(), sg.seq.tolist())
+                sg.batch.tolist(), sg.seq.tolist(), sg.trend)
             for k, sg in grp.slices.items()
         },
     }

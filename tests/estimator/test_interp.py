@@ -50,3 +50,27 @@ def test_extrapolate_holes_holds_nearest_in_row():
     filled, src = interp.extrapolate_holes(np.array([[1.0, 2.0, np.nan]]), np.array([[0, 0, -1]], np.int8),
                                            np.array([0.0]), x)
     assert filled[0, 2] == 2.0 and src[0, 2] == interp.EXTRAPOLATED
+
+
+def test_bracket_trend_continues_last_slope_damped():
+    axis = np.array([0.0, 1.0, 2.0])
+    _, _, w, out = interp.bracket(axis, np.array([3.0, -1.0]), trend=0.5)
+    assert np.allclose(w, [1.5, -0.5]) and out.all()
+
+
+def test_choose_seq_trend_by_measurement():
+    from estimator.grid import choose_seq_trend
+
+    xs = np.log2(np.array([256.0, 512.0, 1024.0, 2048.0]))
+    linear = np.array([[0.0, 0.1, 0.2, 0.3]])
+    flat = np.array([[0.0, 0.1, 0.2, 0.2]])
+    assert choose_seq_trend([(xs, linear, linear)]) == 1.0
+    assert choose_seq_trend([(xs, flat, flat)]) == 0.0
+
+
+def test_sibling_estimate_uses_local_offset():
+    vals = np.array([[1.0, 2.0, 3.0], [1.5, np.nan, 3.5]])
+    sib = np.array([[0.0, 1.0, 2.0], [0.5, 5.0, 2.5]])
+    known = ~np.isnan(vals)
+    # offset over row 1 (1.0, 1.0) and column 1 (1.0): 1.0 -> 5.0 + 1.0
+    assert interp.sibling_estimate(vals, known, [sib], 1, 1) == 6.0
