@@ -113,7 +113,7 @@ def compare_plot(fine: pl.DataFrame, table: pl.DataFrame, crossovers, models, ba
             if cr.phase == phase and cr.status == "crosses":
                 for a in (ax, rax):
                     a.axvline(cr.seq, color=colors[cr.other], lw=1.2, ls="-.")
-                ax.annotate(f"crossover ~{cr.seq / 1024:.1f}k", xy=(cr.seq, 0.03),
+                ax.annotate(f"crossover ~{cr.seq:,.0f}", xy=(cr.seq, 0.03),
                             xycoords=("data", "axes fraction"), xytext=(5, 0), textcoords="offset points",
                             color=colors[cr.other], fontsize=10, fontweight="bold")
         ax.set_xscale("log", base=2)
@@ -134,7 +134,10 @@ def compare_plot(fine: pl.DataFrame, table: pl.DataFrame, crossovers, models, ba
             a.tick_params(labelsize=9)
         ax.set_xlim(sub["seq"].min(), xmax)
         for a in (ax, rax):
-            a.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            lo, hi = a.get_ylim()
+            dense = a is ax and np.log10(hi / lo) < 1.5  # under ~1.5 decades: label more ticks
+            subs = (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0) if dense else (1.0, 2.0, 5.0)
+            a.yaxis.set_major_locator(LogLocator(base=10, subs=subs))
             a.yaxis.set_minor_locator(LogLocator(base=10, subs=tuple(range(1, 10))))
             a.yaxis.set_minor_formatter(NullFormatter())
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
