@@ -1,0 +1,110 @@
+"""Raw-log writers: collector CSV (``<table>.txt``) and JSONL run log
+(``<table>.jsonl``) under ``<root>/<system>/perfwh/0.1/``.
+
+Both files are appended one measurement at a time and flushed, so a crash
+loses at most the shape in flight; ``done_keys`` reads the JSONL back so a
+re-run resumes where the last one stopped.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+from . import FRAMEWORK, VERSION
+from .config import MODELS, OPS
+from .sweep import Shape
+
+CSV_HEADER = ("framework,version,device,op_name,kernel_source,model,architecture,mla_dtype,"
+              "kv_cache_dtype,gemm_type,num_heads,batch_size,isl,tp_size,step,latency")
+SCHEMA = "perfwh.run/1"
+KERNEL_SOURCE = {"dsa": "triton_sparse", "mla_generation": "triton_decode", "mla_context": "torch_sdpa"}
+
+
+def kernel_source(shape: Shape) -> str:
+    if shape.family == "dsa":
+        return KERNEL_SOURCE["dsa"]
+    return KERNEL_SOURCE[shape.op]
+
+
+def out_dir(root: Path, system: str) -> Path:
+    return Path(root) / system / FRAMEWORK / VERSION
+
+
+def utcnow() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class RawLogWriter:
+    def __init__(self, root: Path, system: str, device: str, run_id: str, env: dict):
+        self.dir = out_dir(root, system)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.system, self.device, self.run_id, self.env = system, device, run_id, env
+
+    def paths(self, op: str) -> tuple[Path, Path]:
+        stem = OPS[op][0]
+        return self.dir / f"{stem}.txt", self.dir / f"{stem}.jsonl"
+
+    def csv_row(self, shape: Shape, latency_ms: float) -> str:
+        model, arch = MODELS[shape.family]
+        op_name = OPS[shape.op][1]
+        step = shape.prefix
+        return ",".join(str(v) for v in (
+            FRAMEWORK, VERSION, self.device, op_name, kernel_source(shape), model, arch, "bfloat16",
+            shape.kv_cache_dtype, shape.gemm_type, shape.num_heads, shape.batch_size, shape.isl, 1, step,
+            f"{latency_ms:.5f}"))
+
+    def json_row(self, shape: Shape, latency_ms: float, samples: list[float], clock: float | None,
+                 extra: dict | None = None) -> dict:
+        model, arch = MODELS[shape.family]
+        row = {
+            "schema": SCHEMA, "run_id": self.run_id, "timestamp": utcnow(), "device": self.device,
+            "system": self.system, "framework": FRAMEWORK, "version": VERSION, "op": shape.op,
+            "kernel_source": kernel_source(shape), "model": model, "architecture": arch,
+            "attn_dtype": "bfloat16", "kv_cache_dtype": shape.kv_cache_dtype, "gemm_type": shape.gemm_type,
+            "num_heads": shape.num_heads, "batch_size": shape.batch_size, "isl": shape.isl,
+        }
+        if shape.phase == "context":
+            row["prefix"] = shape.prefix
+        else:
+            row["kv_len"] = shape.prefix
+        row.update({"tp_size": 1, "latency_ms": round(latency_ms, 5),
+                    "samples_ms": [round(x, 5) for x in samples], "gpu_clock_mhz": clock, "env": self.env})
+        if extra:
+            row.update(extra)
+        return row
+
+    def write(self, shape: Shape, latency_ms: float, samples: list[float], clock: float | None,
+              extra: dict | None = None) -> None:
+        csv_p, js_p = self.paths(shape.op)
+        new = not csv_p.exists() or csv_p.stat().st_size == 0
+        with open(csv_p, "a") as f:
+            if new:
+                f.write(CSV_HEADER + "\n")
+            f.write(self.csv_row(shape, latency_ms) + "\n")
+        with open(js_p, "a") as f:
+            f.write(json.dumps(self.json_row(shape, latency_ms, samples, clock, extra),
+                               separators=(",", ":")) + "\n")
+
+
+def shape_from_json(row: dict) -> Shape:
+    prefix = row.get("prefix") if "prefix" in row else row.get("kv_len")
+    return Shape(row["op"], int(row["num_heads"]), row["gemm_type"], row["kv_cache_dtype"],
+                 int(row["batch_size"]), int(row["isl"]), int(prefix))
+
+
+def read_rows(root: Path, system: str) -> list[dict]:
+    rows = []
+    d = out_dir(root, system)
+    for op, (stem, *_rest) in OPS.items():
+        p = d / f"{stem}.jsonl"
+        if not p.exists():
+            continue
+        for line in p.read_text().splitlines():
+            if line.strip():
+                rows.append(json.loads(line))
+    return rows
+
+
+def done_keys(root: Path, system: str) -> set[tuple]:
+    return {shape_from_json(r).key() for r in read_rows(root, system)}
