@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from . import interp, sol
-from .calibrate import CalibrationParams, calibrated_ms, params_from_frame
+from .calibrate import CalibrationParams, calibrated_and_roofline_ms, params_from_frame
 from .common import FMHAQuantMode, GEMMQuantMode, KVCacheQuantMode, Source
 from .engine import estimate_group
 from .estimate import Estimate, Neighbour
@@ -115,6 +115,7 @@ class PerfDatabase:
         self.grids = GridSet.from_frame(grids.filter(mine))
         self.params = {(k[3], k[4]): p for k, p in params_from_frame(calibration.filter(mine)).items()}
         self._resolved: dict[tuple, _Resolved] = {}
+        self._by_args: dict[tuple, _Resolved] = {}  # raw estimate() arguments -> resolution
 
     def _data_system(self, system: str, fw_rows: pl.DataFrame) -> str:
         systems = sorted(fw_rows["system"].unique().to_list())
@@ -232,17 +233,25 @@ class PerfDatabase:
             raise ValueError(f"prefix applies to context ops only; got prefix={prefix} for {op}")
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
-        res = self._resolve(op, kernel_source, architecture, FMHAQuantMode.parse(attn_dtype).value,
-                            KVCacheQuantMode.parse(kv_cache_dtype).value, GEMMQuantMode.parse(gemm_type).value,
-                            None if index_topk is None else _positive_int("index_topk", index_topk),
-                            None if index_n_heads is None else _positive_int("index_n_heads", index_n_heads))
+        raw_key = (op, kernel_source, architecture, attn_dtype, kv_cache_dtype, gemm_type, index_topk, index_n_heads)
+        try:
+            res = self._by_args.get(raw_key)
+        except TypeError:  # an unhashable argument: let the parsers below name it
+            res, raw_key = None, None
+        if res is None:
+            res = self._resolve(
+                op, kernel_source, architecture, FMHAQuantMode.parse(attn_dtype).value,
+                KVCacheQuantMode.parse(kv_cache_dtype).value, GEMMQuantMode.parse(gemm_type).value,
+                None if index_topk is None else _positive_int("index_topk", index_topk),
+                None if index_n_heads is None else _positive_int("index_n_heads", index_n_heads))
+            if raw_key is not None:
+                self._by_args[raw_key] = res
         k = res.key
         context = phase_of(op) == "context"
         ks = sol.kernels(op, res.model, batch=b, isl=seq if context else 1, prefix=pre,
                          kv_len=0 if context else seq, num_heads=h, gemm_type=res.gemm_type,
                          kv_cache_dtype=res.kv_cache_dtype)
-        cal = calibrated_ms(ks, self.spec, res.params)
-        raw = sol.sol_ms(ks, self.spec)
+        cal, raw = calibrated_and_roofline_ms(ks, self.spec, res.params)
         if res.group is None:
             ratio, code, nbrs = 0.0, interp.SOL, []
         elif method == "nearest":
@@ -261,7 +270,7 @@ class PerfDatabase:
         return Estimate(
             latency_ms=latency, source=_SOURCE_ENUM[code], op=op, system=self.system,
             framework=self.framework, version=self.version, sol_ms=cal, raw_sol_ms=raw, log2_ratio=ratio,
-            neighbours=tuple(Neighbour(n[0], n[1], int(n[2]), int(n[3]), n[4], _SOURCE_ENUM[n[5]]) for n in nbrs),
+            neighbours=tuple([Neighbour(n[0], n[1], n[2], n[3], n[4], _SOURCE_ENUM[n[5]]) for n in nbrs]),
             slice=tuple(zip(GROUP_KEYS, k)), transferred_from=res.transferred_from, method=method)
 
     @staticmethod

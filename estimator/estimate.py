@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .common import Source
 
 
-@dataclass(frozen=True)
-class Neighbour:
-    """One grid cell an estimate used, with its weight and the cell's own provenance."""
+class Neighbour(NamedTuple):
+    """One grid cell an estimate used, with its weight and the cell's own provenance.
+
+    Weights sum to 1; past the last sequence value a continued trend gives the
+    two boundary cells weights outside [0, 1].
+    """
 
     num_heads: int
     prefix: int
@@ -19,7 +23,7 @@ class Neighbour:
     source: Source
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Estimate:
     """A latency in milliseconds and its provenance.
 

@@ -81,7 +81,9 @@ def lookup_one(grp: GroupGrids, heads: int, prefix: int, batch: int, seq: int):
 
     neighbours: list of (num_heads, prefix, batch, seq, weight, source code).
     """
-    cache = grp.__dict__.setdefault("_py", _py_axes(grp))
+    cache = grp.__dict__.get("_py")
+    if cache is None:
+        cache = grp.__dict__["_py"] = _py_axes(grp)
     hi0, hi1, hw, hout = _bracket1(cache["heads"], _LOG2(heads))
     pi0, pi1, pw, pout = _bracket1(cache["prefixes"], float(prefix))
     lb, ls = _LOG2(batch), _LOG2(seq)

@@ -84,14 +84,13 @@ def _batch(db, op: str, args) -> int:
     if not args.points.exists():
         raise FileNotFoundError(f"points file {args.points} does not exist")
     frame = pl.read_csv(args.points, infer_schema_length=None)
-    frame = frame.rename({k: v for k, v in COLLECTOR_RENAMES.items() if k in frame.columns})
+    work = frame.rename({k: v for k, v in COLLECTOR_RENAMES.items() if k in frame.columns})
     context = phase_of(op) == "context"
-    if "step" in frame.columns:
-        frame = frame.with_columns(pl.col("step").alias("prefix" if context else "kv_len"))
+    if "step" in work.columns:
+        work = work.with_columns(pl.col("step").alias("prefix" if context else "kv_len"))
     defaults = {k: getattr(args, k) for k in ("gemm_type", "kv_cache_dtype", "attn_dtype", "architecture",
                                               "kernel_source", "index_topk", "index_n_heads")
                 if getattr(args, k) is not None}
-    work = frame
     if not context and "isl" in work.columns:
         work = work.drop("isl")  # one new token per request; the KV length is kv_len (step)
     if args.num_heads is not None and "num_heads" not in work.columns:

@@ -1,0 +1,95 @@
+"""perfwh query / accuracy end to end on a small warehouse built by the real ingest."""
+
+import json
+
+import polars as pl
+import pytest
+
+from estimator.cli import main
+
+from .conftest import synthetic_points, write_collector_csv
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    from warehouse.ingest import ingest_paths
+
+    root = tmp_path_factory.mktemp("wh")
+    raw = root / "raw" / "h200_sxm" / "trtllm" / "1.0"
+    pts = synthetic_points(gemm_types=("bfloat16", "fp8_block"), drop={("dsa_context", 64, 4, 256)})
+    files = write_collector_csv(pts, raw)
+    report = ingest_paths(files, root / "home")
+    assert report.rows_quarantined == 0
+    return root / "home"
+
+
+def test_query_prints_latency_source_and_neighbours(home, capsys):
+    rc = main(["query", "dsa_context", "--home", str(home), "-b", "3", "-s", "100", "--num-heads", "48"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "ms (interpolated)" in out and "neighbour heads=32" in out
+
+
+def test_query_json_and_stale_grid_rebuild(home, capsys):
+    rc = main(["query", "mla_generation", "--home", str(home), "-b", "2", "-s", "64", "--num-heads", "64",
+               "--gemm-type", "fp8_block", "--json"])
+    first = json.loads(capsys.readouterr().out)
+    assert rc == 0 and first["source"] == "measured" and first["slice"]["gemm_type"] == "fp8_block"
+    from warehouse.derived import read_derived
+
+    grids = read_derived(home, "grids")
+    assert grids["input_hash"].n_unique() == 1
+    assert set(grids["source"].unique()) <= {"measured", "interpolated", "extrapolated", "transferred"}
+
+
+def test_grids_rebuilt_when_measurements_change(home, tmp_path):
+    from warehouse.derived import read_derived
+    from warehouse.ingest import ingest_paths
+
+    from estimator.database import PerfDatabase
+
+    PerfDatabase(home=home)
+    before = read_derived(home, "grids")["input_hash"][0]
+    extra = synthetic_points(ops=("mla_context",), kv_dtypes=("fp8",))
+    ingest_paths(write_collector_csv(extra, tmp_path / "h200_sxm" / "trtllm" / "1.0"), home)
+    db = PerfDatabase(home=home)
+    after = read_derived(home, "grids")["input_hash"][0]
+    assert after != before
+    assert db.estimate("mla_context", batch_size=2, s=64, num_heads=64, kv_cache_dtype="fp8").source.value == "measured"
+
+
+def test_batch_csv_mode_keeps_extra_columns(home, tmp_path):
+    src = tmp_path / "in.csv"
+    pl.DataFrame({"architecture": ["DeepseekV32ForCausalLM"] * 3, "gemm_type": ["bfloat16", "fp8_block", "bfloat16"],
+                  "kv_cache_dtype": ["bfloat16"] * 3, "num_heads": [32, 64, 128], "batch_size": [2, 3, 64],
+                  "isl": [1, 1, 1], "step": [64, 100, 70000], "note": ["a", "b", "c"]}).write_csv(src)
+    out = tmp_path / "out.csv"
+    rc = main(["query", "dsa_generation", "--home", str(home), "--points", str(src), "--out", str(out)])
+    assert rc == 0
+    res = pl.read_csv(out)
+    assert res.columns == ["architecture", "gemm_type", "kv_cache_dtype", "num_heads", "batch_size", "isl", "step",
+                           "note", "latency_ms", "source"]
+    assert res["source"].to_list() == ["measured", "interpolated", "extrapolated"]
+    assert (res["latency_ms"] > 0).all()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["query", "gqa_context", "-b", "1", "-s", "1", "--num-heads", "1"], "valid: context_dsa"),
+    (["query", "dsa_context", "--system", "mi300", "-b", "1", "-s", "1", "--num-heads", "1"], "valid: h100_sxm"),
+    (["query", "dsa_context", "--backend", "onnx", "-b", "1", "-s", "1", "--num-heads", "1"], "valid: perfwh"),
+    (["query", "dsa_context", "--version", "0.1", "-b", "1", "-s", "1", "--num-heads", "1"], "valid: 1.0"),
+    (["query", "dsa_context", "-b", "0", "-s", "1", "--num-heads", "1"], "batch_size"),
+    (["query", "dsa_context", "-s", "1", "--num-heads", "1"], "missing -b/--batch-size"),
+    (["query", "dsa_context", "-b", "1", "-s", "1", "--num-heads", "1", "--kv-cache-dtype", "int4"], "fp8"),
+])
+def test_query_bad_input_exits_2_naming_valid_values(home, capsys, argv, message):
+    assert main(argv + ["--home", str(home)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_accuracy_command_prints_table(home, capsys):
+    rc = main(["accuracy", "--home", str(home), "--backend", "trtllm"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "| dsa_context | R | interp |" in out and "| mla_generation | SOL | sol |" in out
+    assert "nearest" in out
