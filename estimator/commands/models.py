@@ -122,6 +122,16 @@ def _span(values) -> str:
     return f"{lo}" if lo == hi else f"{lo}..{hi}"
 
 
+def _values(values, most: int = 4) -> str:
+    """Distinct values, listed when few, else their span and count."""
+    vals = sorted(set(values))
+    if not vals:
+        return "-"
+    if len(vals) <= most:
+        return ",".join(str(v) for v in vals)
+    return f"{vals[0]}..{vals[-1]} ({len(vals)} values)"
+
+
 def _layer_runs(indices: list[int]) -> str:
     out, start, prev = [], None, None
     for i in indices:
@@ -200,7 +210,7 @@ def _holdings(model, home):
                              _span(g["batch_size"].to_list()),
                              _span(g["isl"].to_list()) if phase == "context" else "1",
                              _span(g["kv_len"].to_list()) if phase == "generation" else "-",
-                             ",".join(str(v) for v in sorted(set(g["prefix"].drop_nulls().to_list()))) or "-",
+                             _values(g["prefix"].drop_nulls().to_list()),
                              _span(g["num_heads"].to_list())])
     rows.sort(key=lambda r: (r[0], r[2], r[3], r[4]))
     return rows, pts
@@ -211,7 +221,7 @@ def _served(model, pts, db, db_error):
 
     c = model.config
     rows = []
-    for phase, ops in (("context", model.context_ops), ("generation", model.generation_ops)):
+    for phase in ("context", "generation"):
         for kind in sorted(model._values):
             values = model._values[kind]
             table = f"{kind}_{phase}"
@@ -228,18 +238,27 @@ def _served(model, pts, db, db_error):
             if db is None:
                 how = f"not served: {db_error}"
             else:
-                probes = []
-                for s in (4096, 131072):
-                    est = db.estimate(table, batch_size=1, s=s, num_heads=model.num_heads,
-                                      gemm_type=c.gemm_quant_mode, kv_cache_dtype=c.kvcache_quant_mode,
-                                      attn_dtype=c.fmha_quant_mode, architecture=values["architecture"],
-                                      **({"index_topk": values["index_topk"], "index_n_heads": values["index_n_heads"]}
-                                         if kind == "dsa" else {}))
-                    probes.append(f"{'isl' if phase == 'context' else 'kv'} {s // 1024}k: {est.source.value}"
-                                  + (f" ({est.transferred_from})" if est.transferred_from else ""))
-                how = ("data" if n else "no exact slice") + f" {db.version}; b=1 " + ", ".join(probes)
+                try:
+                    probes = _probe(db, model, table, phase, kind, values)
+                    how = ("data" if n else "no exact slice") + f" {db.version}; b=1 " + ", ".join(probes)
+                except KeyError as exc:
+                    how = f"not served: {exc.args[0] if exc.args else exc}"
             rows.append([names, str(len(idx)), table, str(n), how])
     return rows
+
+
+def _probe(db, model, table: str, phase: str, kind: str, values: dict) -> list[str]:
+    """The source of this op's estimate at batch 1 and a short and a long sequence."""
+    c = model.config
+    dsa = {"index_topk": values["index_topk"], "index_n_heads": values["index_n_heads"]} if kind == "dsa" else {}
+    probes = []
+    for s in (4096, 131072):
+        est = db.estimate(table, batch_size=1, s=s, num_heads=model.num_heads, gemm_type=c.gemm_quant_mode,
+                          kv_cache_dtype=c.kvcache_quant_mode, attn_dtype=c.fmha_quant_mode,
+                          architecture=values["architecture"], **dsa)
+        probes.append(f"{'isl' if phase == 'context' else 'kv'} {s // 1024}k: {est.source.value}"
+                      + (f" ({est.transferred_from})" if est.transferred_from else ""))
+    return probes
 
 
 def cmd_support(args) -> int:
@@ -250,8 +269,9 @@ def cmd_support(args) -> int:
         err = None
     except ValueError as exc:
         db, err = None, str(exc)
-    print(support_text(model, holdings, _served(model, pts, db, err)))
-    return 0 if db is not None else 1
+    served = _served(model, pts, db, err)
+    print(support_text(model, holdings, served))
+    return 1 if any(r[-1].startswith("not served") for r in served) else 0
 
 
 # ---- estimate -----------------------------------------------------------------------------

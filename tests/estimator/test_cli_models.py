@@ -141,6 +141,16 @@ def test_bad_input_exits_2(capsys, model_home, argv, message):
     assert message in err and err.count("\n") == 1
 
 
+def test_support_names_ops_it_cannot_serve(capsys, model_home):
+    rc, out, _ = run(capsys, "support", "--model-path", V32, "--backend", "vllm", "--home", str(model_home))
+    assert rc == 1
+    assert "context_dsa_layer_{0-60}         61  dsa_context               10  data 0.1;" in out
+    assert "not served: no data or calibration for op 'dsa_generation'" in out
+    rc, _, err = run(capsys, "estimate", "--model-path", V32, "--backend", "vllm", "--isl", "10", "--osl", "1",
+                     "--home", str(model_home))
+    assert rc == 2 and "no data or calibration for op 'dsa_generation'" in err
+
+
 def test_missing_config_field_exits_2(capsys, model_home, tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"architectures": ["DeepseekV32ForCausalLM"]}))
     rc, _, err = run(capsys, "support", "--model-path", str(tmp_path), "--home", str(model_home))

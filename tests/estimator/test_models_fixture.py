@@ -4,7 +4,7 @@ Latencies follow simple laws so the expected answers are checkable by hand:
 MLA context = 1e-6 * isl^2 ms, DSA context = 0.004 * isl ms (equal at isl 4000);
 MLA decode = 0.05 + 2e-6 * kv ms, DSA decode = 0.1 + 2e-7 * kv ms (equal at kv ~27,778).
 One slice per op: 16 heads (tp 8 of 128), bfloat16 everywhere, batch 1 and 4
-(batch 4 = 4x batch 1), trtllm 1.0 on h200_sxm.
+(batch 4 = 4x batch 1), trtllm 1.0 on h200_sxm; vllm 0.1 holds the DSA context table only.
 """
 
 from __future__ import annotations
@@ -49,6 +49,12 @@ def write_fixture_logs(folder: Path) -> Path:
         gen = [_row(kind, "generation", b, 1, kv, generation_ms(kind, kv, b)) for b in BATCHES for kv in KVS]
         (d / f"{kind}_context_module_perf.txt").write_text("\n".join([HEADER, *ctx]) + "\n")
         (d / f"{kind}_generation_module_perf.txt").write_text("\n".join([HEADER, *gen]) + "\n")
+    # a second backend with the DSA context table only (its generation op cannot be served)
+    v = folder / "h200_sxm" / "vllm" / "0.1"
+    v.mkdir(parents=True, exist_ok=True)
+    rows = [_row("dsa", "context", b, s, 0, context_ms("dsa", s, b)).replace("TRTLLM,1.0,", "VLLM,0.1,")
+            for b in BATCHES for s in ISLS]
+    (v / "dsa_context_module_perf.txt").write_text("\n".join([HEADER, *rows]) + "\n")
     return folder
 
 
