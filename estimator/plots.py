@@ -84,7 +84,8 @@ def compare_plot(fine: pl.DataFrame, table: pl.DataFrame, crossovers, models, ba
             x, y = d["seq"].to_numpy(), d["model_ms"].to_numpy()
             beyond = np.isin(d["source"].to_numpy(), BEYOND)
             c = colors[m.model_path]
-            label = f"{_short(m.model_path)} ({m.hf.attention.upper()}, {m.num_layers} layers)"
+            label = (f"{_short(m.model_path)} ({m.hf.attention.upper()}, {m.num_layers} layers, "
+                     f"{m.num_heads} heads/GPU)")
             inside = ~beyond
             # draw the in-data part solid and the rest dashed, joined at the boundary
             if inside.any():
@@ -155,7 +156,7 @@ def compare_plot(fine: pl.DataFrame, table: pl.DataFrame, crossovers, models, ba
     c = base.config
     fig.suptitle(
         f"Attention block time vs context length: {base.system} / {base.backend} {db.version}, "
-        f"tp {c.tp_size} ({base.num_heads} heads/GPU for {base.hf.num_attention_heads} heads), batch {batch}, "
+        f"tp {c.tp_size}, batch {batch}, "
         f"gemm {c.gemm_quant_mode}, kv {c.kvcache_quant_mode}",
         fontsize=12)
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=9.5, frameon=False,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from estimator import get_model as lazy_get_model
 from estimator.common import GEMMQuantMode, KVCacheQuantMode
@@ -251,3 +253,22 @@ def test_attention_curve_bad_input(model_db):
         attention_curve(m, "prefill", [1024], 1, db=model_db)
     with pytest.raises(ValueError, match="sequence lengths"):
         attention_curve(m, "context", [0], 1, db=model_db)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(isl=st.integers(1, 200_000), osl=st.integers(0, 40), batch=st.integers(1, 64),
+       prefix=st.integers(0, 5000), split=st.sampled_from([0, 3, 61]))
+def test_estimate_properties(model_db, isl, osl, batch, prefix, split):
+    """For any shape: totals are the per-layer sums, counts add up, and every number is finite and positive."""
+    m = get_model(V32, "h200_sxm", "trtllm", ModelConfig(tp_size=8, dense_attention_layers=split))
+    est = m.estimate(isl=isl, osl=osl, batch_size=batch, prefix=prefix, db=model_db)
+    assert est.context_ms > 0 and np.isfinite(est.context_ms)
+    assert est.context_ms == pytest.approx(est.layers["context_ms"].sum(), rel=1e-12)
+    assert sum(est.provenance["context"].values()) == 61
+    assert sum(est.provenance["generation"].values()) == 61 * osl
+    if osl:
+        assert est.generation_mean_ms == pytest.approx(est.layers["generation_mean_ms"].sum(), rel=1e-9)
+        lo, hi = sorted((est.generation_first_ms, est.generation_last_ms))
+        assert est.generation_total_ms == pytest.approx(est.generation_mean_ms * osl, rel=1e-9)
+        assert lo > 0 and np.isfinite(hi)
