@@ -272,3 +272,38 @@ def test_estimate_properties(model_db, isl, osl, batch, prefix, split):
         lo, hi = sorted((est.generation_first_ms, est.generation_last_ms))
         assert est.generation_total_ms == pytest.approx(est.generation_mean_ms * osl, rel=1e-9)
         assert lo > 0 and np.isfinite(hi)
+
+
+@pytest.mark.slow
+def test_real_h200_trtllm(shared_data, tmp_path):
+    """On the published H200 / TensorRT-LLM tables: the benchmark shape, and exact measured points."""
+    from estimator.database import PerfDatabase
+    from warehouse.ingest import ingest_paths
+    from warehouse.read import read_perf_points
+
+    ingest_paths([shared_data / "h200_sxm" / "trtllm"], tmp_path / "wh")
+    db = PerfDatabase("h200_sxm", "trtllm", home=tmp_path / "wh")
+    v32 = get_model(V32, "h200_sxm", "trtllm", ModelConfig(tp_size=8))
+    est = v32.estimate(isl=32768, osl=1024, batch_size=8, db=db)
+    assert est.version == "1.3.0rc20" and est.num_heads == 16
+    assert est.provenance["context"] == {"extrapolated": 61}  # measured isl ends at 16384
+    assert est.provenance["generation"].get("measured") == 61  # kv 32768 is measured at batch 8
+    pts = read_perf_points(tmp_path / "wh", system="h200_sxm", framework="trtllm")
+
+    def measured(op, arch, **eq):
+        sub = pts.filter((pts["op"] == op) & (pts["architecture"] == arch) & (pts["num_heads"] == 16)
+                         & (pts["gemm_type"] == "bfloat16") & (pts["kv_cache_dtype"] == "bfloat16"))
+        for k, v in eq.items():
+            sub = sub.filter(sub[k] == v)
+        assert sub.height == 1
+        return sub["latency_ms"][0]
+
+    gen = measured("dsa_generation", "DeepseekV32ForCausalLM", batch_size=8, kv_len=32768)
+    assert est.generation_first_ms == pytest.approx(61 * gen, rel=1e-9)
+    v3 = get_model(V3, "h200_sxm", "trtllm", ModelConfig(tp_size=8))
+    df = compare_models([v3, v32], [4096], batch_size=1, db=db)
+    ctx = {r["model"]: r["model_ms"] for r in df.filter(df["phase"] == "context").iter_rows(named=True)}
+    assert ctx[V3] == pytest.approx(61 * measured("mla_context", "DeepseekV3ForCausalLM", batch_size=1,
+                                                  isl=4096, prefix=0), rel=1e-9)
+    assert ctx[V32] == pytest.approx(61 * measured("dsa_context", "DeepseekV32ForCausalLM", batch_size=1,
+                                                   isl=4096, prefix=0), rel=1e-9)
