@@ -6,7 +6,7 @@ import polars as pl
 
 from estimator.slices import SLICE_KEYS
 from estimator.store import CALIBRATION_TABLE, GRIDS_TABLE, ensure_calibration, ensure_grids
-from warehouse.derived import write_derived
+from warehouse.derived import read_derived, write_derived
 from warehouse.landing import fingerprint
 from warehouse.manifest import load_manifest
 from warehouse.paths import WarehousePaths
@@ -26,6 +26,11 @@ def _table_metadata(settings: WarehouseSettings, name: str, frame: pl.DataFrame)
         "dagster/row_count": dg.MetadataValue.int(frame.height),
         "path": dg.MetadataValue.path(str(settings.home_path() / "derived" / f"{name}.parquet")),
     }
+
+
+def _points(settings: WarehouseSettings) -> pl.DataFrame:
+    """The materialized perf_points table (what downstream assets and checks see)."""
+    return read_derived(settings.home_path(), PERF_POINTS_TABLE)
 
 
 @dg.asset(group_name=GRIDS, deps=[measurements], kinds={"parquet", "polars"})
@@ -49,7 +54,7 @@ def perf_points(settings: WarehouseSettings) -> dg.MaterializeResult:
 @dg.asset_check(asset=perf_points, blocking=True)
 def unique_keys(settings: WarehouseSettings) -> dg.AssetCheckResult:
     """No two perf points share the same key columns."""
-    dups = duplicate_keys(read_perf_points(settings.home_path()))
+    dups = duplicate_keys(_points(settings))
     return dg.AssetCheckResult(
         passed=dups.height == 0,
         metadata={
@@ -62,7 +67,7 @@ def unique_keys(settings: WarehouseSettings) -> dg.AssetCheckResult:
 @dg.asset_check(asset=perf_points)
 def latency_monotonic(settings: WarehouseSettings) -> dg.AssetCheckResult:
     """Warn where latency drops as isl or kv_len grows by more than the noise tolerance."""
-    drops = decreasing_latency(read_perf_points(settings.home_path()), settings.monotonic_tolerance)
+    drops = decreasing_latency(_points(settings), settings.monotonic_tolerance)
     sample = drops.sort("drop_rel", descending=True).select(
         "system", "framework", "version", "op", "num_heads", "batch_size", "prefix",
         "prev_seq", "seq", "prev_latency_ms", "latency_ms", "drop_rel",
@@ -81,7 +86,7 @@ def latency_monotonic(settings: WarehouseSettings) -> dg.AssetCheckResult:
 @dg.asset_check(asset=perf_points)
 def repeat_spread(settings: WarehouseSettings) -> dg.AssetCheckResult:
     """Warn where repeated measurements of one shape spread more than the threshold."""
-    points = read_perf_points(settings.home_path())
+    points = _points(settings)
     wide = high_spread(points, settings.spread_max)
     sample = wide.select(
         "system", "framework", "version", "op", "num_heads", "batch_size", "isl", "prefix", "kv_len",
@@ -102,7 +107,7 @@ def repeat_spread(settings: WarehouseSettings) -> dg.AssetCheckResult:
 @dg.asset(group_name=GRIDS, deps=[perf_points], kinds={"parquet", "polars"})
 def sol_calibration(settings: WarehouseSettings) -> dg.MaterializeResult:
     """Fitted SOL efficiencies and overhead per system/framework/version/op."""
-    calibration = ensure_calibration(settings.home_path(), read_perf_points(settings.home_path()))
+    calibration = ensure_calibration(settings.home_path(), _points(settings))
     fits = calibration.select("system", "framework", "version", "op", "n_points", "fit_median_pct", "fit_p90_pct").unique(maintain_order=True)
     return dg.MaterializeResult(
         metadata={
@@ -119,7 +124,7 @@ def sol_calibration(settings: WarehouseSettings) -> dg.MaterializeResult:
 def interpolation_grids(settings: WarehouseSettings) -> dg.MaterializeResult:
     """Dense batch x sequence grid per slice, every cell tagged with its provenance."""
     home = settings.home_path()
-    grids = ensure_grids(home, read_perf_points(home))
+    grids = ensure_grids(home, _points(settings))
     by_source = grids.group_by("source").agg(pl.len().alias("cells")).sort("source")
     total = max(grids.height, 1)
     metadata = {
