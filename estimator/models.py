@@ -26,16 +26,21 @@ import numpy as np
 import polars as pl
 
 from .common import FMHAQuantMode, GEMMQuantMode, KVCacheQuantMode, Source
-from .utils import ARCHITECTURES, DeepSeekV32Config, HFModelConfig, load_model_config
+from .utils import DeepSeekV32Config, HFModelConfig, load_model_config
 
 __all__ = [
+    "Crossover",
     "DeepSeekV32Config",
     "LayerSpec",
     "Model",
     "ModelConfig",
     "ModelEstimate",
-    "get_model",
     "SCOPE_NOTE",
+    "attention_curve",
+    "compare_models",
+    "find_crossover",
+    "fine_grid",
+    "get_model",
 ]
 
 SCOPE_NOTE = (
@@ -220,7 +225,7 @@ class Model:
     def _build_ops(self):
         classes = _op_classes()
         ctx, gen = [], []
-        self._values = values = {a: self._op_values(a) for a in {layer.attention for layer in self.layers}}
+        self.op_settings = values = {a: self._op_values(a) for a in {layer.attention for layer in self.layers}}
         for layer in self.layers:
             a = layer.attention
             ctx.append(_make_op(classes[(a, "context")], f"context_{a}_layer_{layer.index}", values[a]))
@@ -273,14 +278,14 @@ class Model:
             idx = np.array([layer.index for layer in self.layers if layer.attention == kind])
             scale_c = np.array([self.context_ops[i].scale_factor for i in idx], dtype=np.float64)
             scale_g = np.array([self.generation_ops[i].scale_factor for i in idx], dtype=np.float64)
-            c_lat, c_src = _estimate_rows(db, f"{kind}_context", self._values[kind],
+            c_lat, c_src = _estimate_rows(db, f"{kind}_context", self.op_settings[kind],
                                           batch=np.array([batch_size]), seq=np.array([isl]),
                                           prefix=np.array([prefix]))
             ctx_ms[idx] = c_lat[0] * scale_c
             ctx_src[idx] = c_src[0]
             prov["context"][c_src[0]] += idx.size
             if osl:
-                g_lat, g_src = _estimate_rows(db, f"{kind}_generation", self._values[kind],
+                g_lat, g_src = _estimate_rows(db, f"{kind}_generation", self.op_settings[kind],
                                               batch=np.full(osl, batch_size), seq=kv,
                                               prefix=np.zeros(osl, dtype=np.int64))
                 gen_first[idx] = g_lat[0] * scale_g
@@ -362,9 +367,6 @@ def get_model(model_path: str | os.PathLike, system: str = "h200_sxm", backend: 
     return Model(hf, system, backend, config, version=version, home=home)
 
 
-def supported_architectures() -> dict[str, str]:
-    return {a: info.attention for a, info in ARCHITECTURES.items()}
-
 
 # ---- curves and comparisons ---------------------------------------------------------------
 
@@ -391,7 +393,7 @@ def attention_curve(model: Model, phase: str, seq, batch_size: int, db=None):
     rank = {s: i for i, s in enumerate(SOURCE_ORDER)}
     for kind in sorted({layer.attention for layer in model.layers}):
         scale = sum(ops[layer.index].scale_factor for layer in model.layers if layer.attention == kind)
-        lat, src = _estimate_rows(db, f"{kind}_{phase}", model._values[kind],
+        lat, src = _estimate_rows(db, f"{kind}_{phase}", model.op_settings[kind],
                                   batch=np.full(seq.size, batch_size), seq=seq,
                                   prefix=np.zeros(seq.size, dtype=np.int64))
         total += lat * scale

@@ -59,7 +59,7 @@ def _short(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1]
 
 
-def compare_plot(fine: pl.DataFrame, table: pl.DataFrame, crossovers, models, batch: int, db,
+def compare_plot(fine: pl.DataFrame, crossovers, models, batch: int, db,
                  path: str | os.PathLike | None) -> bytes:
     """Log-log attention time vs context length per model and phase, and the speed-up; PNG bytes.
 

@@ -201,7 +201,7 @@ def _holdings(model, home):
         raise FileNotFoundError(f"no warehouse at {home or '$PERFWH_HOME / default'}: run `perfwh ingest PATH` first")
     pts = read_perf_points(home, system=model.system, framework=model.backend)
     rows = []
-    for kind, values in sorted(model._values.items()):
+    for kind, values in sorted(model.op_settings.items()):
         for phase in ("context", "generation"):
             table = f"{kind}_{phase}"
             sub = pts.filter((pl.col("op") == table) & (pl.col("architecture") == values["architecture"]))
@@ -222,8 +222,8 @@ def _served(model, pts, db, db_error):
     c = model.config
     rows = []
     for phase in ("context", "generation"):
-        for kind in sorted(model._values):
-            values = model._values[kind]
+        for kind in sorted(model.op_settings):
+            values = model.op_settings[kind]
             table = f"{kind}_{phase}"
             idx = [layer.index for layer in model.layers if layer.attention == kind]
             names = f"{phase}_{kind}_layer_{{{_layer_runs(idx)}}}"
@@ -350,11 +350,11 @@ def _short(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1]
 
 
-def compare_text(models, table, crossovers, batch: int) -> str:
+def compare_text(models, table, crossovers, batch: int, version: str) -> str:
     import polars as pl
 
     base = models[0]
-    lines = [f"Attention time vs context length on {base.system} / {base.backend} {table.attrs_version}, "
+    lines = [f"Attention time vs context length on {base.system} / {base.backend} {version}, "
              f"tp {base.config.tp_size}, batch {batch} ({SCOPE_SHORT})",
              "context: one prefill pass of isl new tokens; generation: one decode step at KV length isl.",
              "ms/layer = model total / layers. speed-up = first model / this model. "
@@ -368,7 +368,7 @@ def compare_text(models, table, crossovers, batch: int) -> str:
             if m is not base:
                 headers.append("speed-up")
         rows = []
-        sub = table.df.filter(pl.col("phase") == phase)
+        sub = table.filter(pl.col("phase") == phase)
         for s in sorted(set(sub["seq"].to_list())):
             row = [f"{s // 1024}k" if s % 1024 == 0 else str(s)]
             base_ms = None
@@ -397,14 +397,10 @@ def compare_text(models, table, crossovers, batch: int) -> str:
 SCOPE_SHORT = "attention block only, summed over layers"
 
 
-class _Table:
-    def __init__(self, df, version):
-        self.df = df
-        self.attrs_version = version
-
-
 def run_compare(models, db, isls, batch: int):
     """(table of the requested lengths, fine curves for crossover/plot, crossovers)."""
+    import polars as pl
+
     from estimator.models import compare_models, find_crossover, fine_grid
 
     table = compare_models(models, isls, batch_size=batch, db=db)
@@ -414,13 +410,11 @@ def run_compare(models, db, isls, batch: int):
     base = models[0]
     for m in models[1:]:
         for phase in ("context", "generation"):
-            import polars as pl
-
             a = fine.filter((pl.col("model") == base.model_path) & (pl.col("phase") == phase)).sort("seq")
             b = fine.filter((pl.col("model") == m.model_path) & (pl.col("phase") == phase)).sort("seq")
             crossovers.append(find_crossover(a["seq"].to_numpy(), a["model_ms"].to_numpy(), b["model_ms"].to_numpy(),
                                              baseline=base.model_path, other=m.model_path, phase=phase))
-    return _Table(table, db.version), fine, crossovers
+    return table, fine, crossovers
 
 
 def cmd_compare(args) -> int:
@@ -437,15 +431,15 @@ def cmd_compare(args) -> int:
     models = [_model(args, p) for p in args.model_path]
     db = _database(args)
     table, fine, crossovers = run_compare(models, db, isls, args.batch)
-    text = compare_text(models, table, crossovers, args.batch)
+    text = compare_text(models, table, crossovers, args.batch, db.version)
     if args.plot or args.html:
         from estimator import plots
 
-        png = plots.compare_plot(fine, table.df, crossovers, models, args.batch, db, args.plot)
+        png = plots.compare_plot(fine, crossovers, models, args.batch, db, args.plot)
         if args.html:
             plots.compare_html(args.html, text, png)
     if args.json:
-        json.dump({"table": table.df.to_dicts(),
+        json.dump({"table": table.to_dicts(),
                    "crossovers": [c.__dict__ for c in crossovers],
                    "version": db.version}, sys.stdout, indent=2)
         print()
