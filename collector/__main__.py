@@ -78,43 +78,90 @@ def probe(args, results: dict):
     od = torch.empty_like(qd)
     st = torch.arange(b, device="cuda", dtype=torch.int32) * L
     ln = torch.full((b,), L, device="cuda", dtype=torch.int32)
+    # context config: many query tokens (T=2048 here), one head block pair per token
+    fields = ("block_n", "num_warps", "num_stages", "block_h_max", "skip_empty", "split_target")
+    ctx_cands = [(64, 8, 3, 64, True, 2), (64, 8, 3, 64, False, 2), (32, 4, 3, 32, True, 2),
+                 (32, 4, 3, 32, False, 2), (64, 8, 2, 64, False, 2)]
+    results["attn_probe_ctx"] = []
     best = None
-    # (block_n, num_warps, num_stages, block_h_max, dv_split, q_in_loop)
-    cands = [(64, 8, 3, 64, 1, False), (64, 8, 3, 64, 2, False), (64, 8, 3, 64, 1, True),
-             (32, 8, 3, 64, 2, True), (64, 4, 3, 64, 2, False), (64, 16, 3, 64, 1, False),
-             (64, 8, 3, 32, 1, False), (32, 4, 3, 32, 1, False), (64, 8, 2, 64, 2, True),
-             (128, 8, 2, 64, 2, False)]
-    results["attn_probe"] = []
-    for cand in cands:
-        bn, nw, ns, bh, dvs, qil = cand
-        ATT.CONFIG.update(block_n=bn, num_warps=nw, num_stages=ns, block_h_max=bh, dv_split=dvs, q_in_loop=qil)
+    for cand in ctx_cands:
+        ATT.CONFIG.update(dict(zip(fields, cand)))
         try:
             t_ctx = bench.time(lambda: ATT.mla_attention(ql, qp, kv, out=o, sm_scale=0.07, idx=idx),
                                target_ms=20, max_samples=10).median_ms
+        except Exception as exc:  # noqa: BLE001
+            log(f"  ctx attn config {cand}: ERROR {str(exc).splitlines()[0][:120]}")
+            continue
+        log(f"  ctx attn config {dict(zip(fields, cand))} (regs {ATT.LAST.get('n_regs')}, spills "
+            f"{ATT.LAST.get('n_spills')}): T=2048 H=128 topk=2048 {t_ctx:.3f} ms")
+        results["attn_probe_ctx"].append(dict(cfg=list(cand), ms=t_ctx, regs=ATT.LAST.get("n_regs"),
+                                              spills=ATT.LAST.get("n_spills")))
+        if best is None or t_ctx < best[0]:
+            best = (t_ctx, cand)
+    ATT.CONFIG.update(dict(zip(fields, best[1])))
+    log(f"  chosen context attention config {ATT.CONFIG}")
+    # decode config: b=64 sparse (DSA generation), b=64 and b=8 dense at L=32k (MLA generation)
+    b8 = 8
+    q8l, q8p, o8 = qd[:b8].contiguous(), qpd[:b8].contiguous(), od[:b8].contiguous()
+    dec_cands = [(64, 8, 3, 64, True, 2), (64, 8, 3, 64, False, 2), (32, 4, 3, 32, False, 2),
+                 (32, 4, 3, 32, False, 4), (64, 4, 3, 32, False, 2), (32, 4, 3, 16, False, 2),
+                 (32, 4, 4, 32, False, 2), (16, 4, 3, 32, False, 4), (64, 8, 3, 64, False, 4),
+                 (32, 2, 3, 16, False, 4)]
+    results["attn_probe_dec"] = []
+    best = None
+    for cand in dec_cands:
+        ATT.CONFIG_DEC.update(dict(zip(fields, cand)))
+        try:
             ws = {}
             t_sp = bench.time(lambda: ATT.mla_attention(qd, qpd, kvd, out=od, sm_scale=0.07, idx=idxd, workspace=ws),
                               target_ms=10, max_samples=20).median_ms
+            ws = {}
             t_dn = bench.time(lambda: ATT.mla_attention(qd, qpd, kvd, out=od, sm_scale=0.07, start=st, length=ln,
                                                         n_slots=L, workspace=ws), target_ms=10, max_samples=10).median_ms
+            ws = {}
+            t_d8 = bench.time(lambda: ATT.mla_attention(q8l, q8p, kvd, out=o8, sm_scale=0.07, start=st[:b8],
+                                                        length=ln[:b8], n_slots=L, workspace=ws),
+                              target_ms=10, max_samples=10).median_ms
         except Exception as exc:  # noqa: BLE001
-            log(f"  attn config {cand}: ERROR {str(exc).splitlines()[0][:120]}")
+            log(f"  dec attn config {cand}: ERROR {str(exc).splitlines()[0][:120]}")
             continue
-        score = t_ctx / 8 + t_sp + t_dn / 4
-        log(f"  attn config {cand} (regs {ATT.LAST.get('n_regs')}, spills {ATT.LAST.get('n_spills')}): "
-            f"ctx T=2048 {t_ctx:.3f} ms, sparse decode b=64 {t_sp:.4f} ms, dense decode b=64 L=32k {t_dn:.3f} ms")
-        results["attn_probe"].append(dict(cfg=list(cand), ctx=t_ctx, sparse_dec=t_sp, dense_dec=t_dn,
-                                          regs=ATT.LAST.get("n_regs"), spills=ATT.LAST.get("n_spills")))
+        score = t_sp + t_dn / 4 + t_d8
+        log(f"  dec attn config {cand} (regs {ATT.LAST.get('n_regs')}, spills {ATT.LAST.get('n_spills')}): "
+            f"sparse b=64 {t_sp:.4f} ms, dense b=64 L=32k {t_dn:.3f} ms ({b * L * 1152 / t_dn / 1e9:.0f} GB/s), "
+            f"dense b=8 L=32k {t_d8:.4f} ms ({b8 * L * 1152 / t_d8 / 1e9:.0f} GB/s)")
+        results["attn_probe_dec"].append(dict(cfg=list(cand), sparse64=t_sp, dense64=t_dn, dense8=t_d8,
+                                              regs=ATT.LAST.get("n_regs"), spills=ATT.LAST.get("n_spills")))
         if best is None or score < best[0]:
             best = (score, cand)
-    if best is None:
-        raise RuntimeError("no attention launch config compiled")
-    bn, nw, ns, bh, dvs, qil = best[1]
-    ATT.CONFIG.update(block_n=bn, num_warps=nw, num_stages=ns, block_h_max=bh, dv_split=dvs, q_in_loop=qil)
+    ATT.CONFIG_DEC.update(dict(zip(fields, best[1])))
     results["attn_config"] = dict(ATT.CONFIG)
-    log(f"  chosen attention config {ATT.CONFIG}")
+    results["attn_config_dec"] = dict(ATT.CONFIG_DEC)
+    log(f"  chosen decode attention config {ATT.CONFIG_DEC}")
+    # indexer generation kernel (bandwidth-bound on the index-K cache)
+    fp8 = torch.float8_e4m3fn
+    qg8 = torch.randn((b, 64, 128), device="cuda", generator=g).to(fp8)
+    wg = torch.rand((b, 64), device="cuda", generator=g)
+    kg8 = torch.randn((b * L, 128), device="cuda", generator=g).to(fp8)
+    ksg = torch.rand((b * L,), device="cuda", generator=g)
+    lgg = torch.empty((b, L), device="cuda")
+    bestg = None
+    for bn3, nw3, ns3 in ((64, 4, 2), (128, 4, 2), (128, 8, 2), (256, 8, 2), (256, 8, 3)):
+        IDX.GEN_CONFIG.update(block_n=bn3, num_warps=nw3, num_stages=ns3)
+        try:
+            t = bench.time(lambda: IDX.indexer_logits_generation(qg8, wg, kg8, ksg, lgg, L=L, k_rows_per_req=L),
+                           target_ms=10).median_ms
+        except Exception as exc:  # noqa: BLE001
+            log(f"  indexer gen config {bn3},{nw3},{ns3}: ERROR {str(exc).splitlines()[0][:120]}")
+            continue
+        log(f"  indexer gen config block_n={bn3} warps={nw3} stages={ns3}: b=64 L=32k {t:.4f} ms "
+            f"({b * L * 132 / t / 1e6:.0f} GB/s)")
+        if bestg is None or t < bestg[0]:
+            bestg = (t, (bn3, nw3, ns3))
+    IDX.GEN_CONFIG.update(block_n=bestg[1][0], num_warps=bestg[1][1], num_stages=bestg[1][2])
+    results["indexer_gen_config"] = dict(IDX.GEN_CONFIG)
+    del kg8, qg8, lgg
     del kvd, kv
     # indexer context launch config
-    fp8 = torch.float8_e4m3fn
     n_q = 4096
     q8 = torch.randn((n_q, 64, 128), device="cuda", generator=g).to(fp8)
     w = torch.rand((n_q, 64), device="cuda", generator=g)
@@ -372,6 +419,8 @@ def load_configs(cfg: dict) -> None:
     from .kernels import mla_attn as ATT
     IMPL.update(cfg.get("gemm_impl", {}))
     ATT.CONFIG.update(cfg.get("attn_config", {}))
+    ATT.CONFIG_DEC.update(cfg.get("attn_config_dec", {}))
+    IDX.GEN_CONFIG.update(cfg.get("indexer_gen_config", {}))
     IDX.CTX_CONFIG.update(cfg.get("indexer_config", {}))
     MOD.SDPA_PAD_V = bool(cfg.get("sdpa", {}).get("pad_v", False))
 

@@ -33,11 +33,40 @@ except Exception:  # pragma: no cover - depends on the environment
 LOG2E = 1.4426950408889634
 
 # Launch configuration; the runner may override it after a GPU probe.
-CONFIG = {"block_n": 64, "num_warps": 8, "num_stages": 3, "block_h_max": 64, "dv_split": 1, "q_in_loop": False}
+# Two launch configurations: CONFIG for many query tokens (context), and
+# CONFIG_DEC when few (T * head blocks < DEC_PROGRAMS * SMs: decode, small
+# prefill); split_target = programs wanted per SM (split-KV below that).
+CONFIG = {"block_n": 64, "num_warps": 8, "num_stages": 3, "block_h_max": 64, "skip_empty": True,
+          "split_target": 2}
+CONFIG_DEC = {"block_n": 64, "num_warps": 8, "num_stages": 3, "block_h_max": 64, "skip_empty": True,
+              "split_target": 2}
+DEC_PROGRAMS = 4
 LAST = {}  # compile report of the last launch (registers, spills)
 
 
 if HAVE_TRITON:
+
+    @triton.jit
+    def _attn_block(q_lat, q_pe, KV, rows, valid, m_i, l_i, acc, qk_scale, s_kv,
+                    D_LAT: tl.constexpr, D_PE: tl.constexpr):
+        """One block of keys: gather rows, QK over 512+64, online softmax, P @ latent."""
+        offs_d = tl.arange(0, D_LAT)
+        offs_r = tl.arange(0, D_PE)
+        kv_ptr = KV + rows[:, None] * s_kv
+        k_lat = tl.load(kv_ptr + offs_d[None, :], mask=valid[:, None], other=0.0).to(q_lat.dtype)
+        k_pe = tl.load(kv_ptr + D_LAT + offs_r[None, :], mask=valid[:, None], other=0.0).to(q_lat.dtype)
+        qk = tl.dot(q_lat, tl.trans(k_lat))
+        qk = tl.dot(q_pe, tl.trans(k_pe), qk)
+        qk = qk * qk_scale
+        qk = tl.where(valid[None, :], qk, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(qk, axis=1))
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        alpha = tl.exp2(m_i - m_safe)
+        p = tl.exp2(qk - m_safe[:, None])
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        acc = acc * alpha[:, None]
+        acc = tl.dot(p.to(k_lat.dtype), k_lat, acc)
+        return m_new, l_i, acc
 
     @triton.jit
     def _mla_attn_kernel(
@@ -47,33 +76,23 @@ if HAVE_TRITON:
         D_LAT: tl.constexpr, D_PE: tl.constexpr,
         BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr,
         DENSE: tl.constexpr, SPLIT: tl.constexpr, NUM_SPLITS: tl.constexpr,
-        DV_SPLIT: tl.constexpr, Q_IN_LOOP: tl.constexpr,
+        SKIP_EMPTY: tl.constexpr,
     ):
-        # DV_SPLIT = 2: each program owns half of the 512 output columns (half
-        # the accumulator registers); it still needs the full 576-wide QK, so
-        # the row is loaded as [own half | other half | rope] and QK computed
-        # by three dots. Q_IN_LOOP: reload q every key block instead of keeping
-        # it in registers for the whole loop.
+        # grid: (query token, head block, key split). SKIP_EMPTY (sparse mode):
+        # skip key blocks whose index slots are all -1 (costs a branch that
+        # keeps Triton from software-pipelining the loop).
         t = tl.program_id(0)
-        pid1 = tl.program_id(1)
-        hb = pid1 // DV_SPLIT
-        dv_part = pid1 % DV_SPLIT
+        hb = tl.program_id(1)
         sp = tl.program_id(2)
-        DV: tl.constexpr = D_LAT // DV_SPLIT
         offs_h = hb * BLOCK_H + tl.arange(0, BLOCK_H)
         hmask = offs_h < H
-        offs_v = dv_part * DV + tl.arange(0, DV)          # own output columns
-        offs_o = ((dv_part + 1) % DV_SPLIT) * DV + tl.arange(0, DV)  # the other half (DV_SPLIT=2)
         offs_d = tl.arange(0, D_LAT)
         offs_r = tl.arange(0, D_PE)
         t64 = t.to(tl.int64)
-        ql_ptr = Q_LAT + t64 * s_ql_t + offs_h[:, None] * s_ql_h
-        qp_ptr = Q_PE + t64 * s_qp_t + offs_h[:, None] * s_qp_h + offs_r[None, :]
-        if not Q_IN_LOOP:
-            q_v = tl.load(ql_ptr + offs_v[None, :], mask=hmask[:, None], other=0.0)
-            if DV_SPLIT == 2:
-                q_o = tl.load(ql_ptr + offs_o[None, :], mask=hmask[:, None], other=0.0)
-            q_pe = tl.load(qp_ptr, mask=hmask[:, None], other=0.0)
+        q_lat = tl.load(Q_LAT + t64 * s_ql_t + offs_h[:, None] * s_ql_h + offs_d[None, :],
+                        mask=hmask[:, None], other=0.0)
+        q_pe = tl.load(Q_PE + t64 * s_qp_t + offs_h[:, None] * s_qp_h + offs_r[None, :],
+                       mask=hmask[:, None], other=0.0)
         if DENSE:
             n_total = tl.load(LEN + t)
             base = tl.load(START + t).to(tl.int64)
@@ -85,7 +104,7 @@ if HAVE_TRITON:
         end = lo + CHUNK
         m_i = tl.full([BLOCK_H], float("-inf"), tl.float32)
         l_i = tl.zeros([BLOCK_H], tl.float32)
-        acc = tl.zeros([BLOCK_H, DV], tl.float32)
+        acc = tl.zeros([BLOCK_H, D_LAT], tl.float32)
         for n0 in range(lo, end, BLOCK_N):
             offs_n = n0 + tl.arange(0, BLOCK_N)
             nmask = offs_n < hi
@@ -96,51 +115,33 @@ if HAVE_TRITON:
                 rows = tl.load(IDX + t64 * s_idx + offs_n, mask=nmask, other=-1).to(tl.int64)
                 valid = rows >= 0
             rows = tl.where(valid, rows, 0)
-            if tl.max(valid.to(tl.int32), axis=0) > 0:
-                if Q_IN_LOOP:
-                    q_v = tl.load(ql_ptr + offs_v[None, :], mask=hmask[:, None], other=0.0)
-                    if DV_SPLIT == 2:
-                        q_o = tl.load(ql_ptr + offs_o[None, :], mask=hmask[:, None], other=0.0)
-                    q_pe = tl.load(qp_ptr, mask=hmask[:, None], other=0.0)
-                kv_ptr = KV + rows[:, None] * s_kv
-                k_lat = tl.load(kv_ptr + offs_v[None, :], mask=valid[:, None], other=0.0).to(q_v.dtype)
-                k_pe = tl.load(kv_ptr + D_LAT + offs_r[None, :], mask=valid[:, None], other=0.0).to(q_v.dtype)
-                qk = tl.dot(q_v, tl.trans(k_lat))
-                if DV_SPLIT == 2:
-                    k_o = tl.load(kv_ptr + offs_o[None, :], mask=valid[:, None], other=0.0).to(q_v.dtype)
-                    qk = tl.dot(q_o, tl.trans(k_o), qk)
-                qk = tl.dot(q_pe, tl.trans(k_pe), qk)
-                qk = qk * qk_scale
-                qk = tl.where(valid[None, :], qk, float("-inf"))
-                m_new = tl.maximum(m_i, tl.max(qk, axis=1))
-                m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-                alpha = tl.exp2(m_i - m_safe)
-                p = tl.exp2(qk - m_safe[:, None])
-                l_i = l_i * alpha + tl.sum(p, axis=1)
-                acc = acc * alpha[:, None]
-                acc = tl.dot(p.to(k_lat.dtype), k_lat, acc)
-                m_i = m_new
+            if SKIP_EMPTY:
+                if tl.max(valid.to(tl.int32), axis=0) > 0:
+                    m_i, l_i, acc = _attn_block(q_lat, q_pe, KV, rows, valid, m_i, l_i, acc, qk_scale, s_kv,
+                                                D_LAT, D_PE)
+            else:
+                m_i, l_i, acc = _attn_block(q_lat, q_pe, KV, rows, valid, m_i, l_i, acc, qk_scale, s_kv,
+                                            D_LAT, D_PE)
         l_div = tl.where(l_i > 0, l_i, 1.0)
         out = acc / l_div[:, None] * out_scale
         if SPLIT:
             lse = tl.where(l_i > 0, m_i + tl.log2(l_div), float("-inf"))
             base_p = (t64 * NUM_SPLITS + sp) * H
-            if dv_part == 0:
-                tl.store(LSE_PART + base_p + offs_h, lse, mask=hmask)
-            tl.store(O_PART + (base_p + offs_h[:, None]) * D_LAT + offs_v[None, :], out,
+            tl.store(LSE_PART + base_p + offs_h, lse, mask=hmask)
+            tl.store(O_PART + (base_p + offs_h[:, None]) * D_LAT + offs_d[None, :], out,
                      mask=hmask[:, None])
         else:
-            tl.store(O + t64 * s_o_t + offs_h[:, None] * s_o_h + offs_v[None, :],
+            tl.store(O + t64 * s_o_t + offs_h[:, None] * s_o_h + offs_d[None, :],
                      out.to(O.dtype.element_ty), mask=hmask[:, None])
 
 
 def pick_splits(n_tokens: int, n_head_blocks: int, n_slots: int, n_sm: int = 132,
-                min_chunk: int = 256) -> int:
-    """Split-KV factor: enough programs for ~2 waves, chunks of >= min_chunk keys."""
-    progs = n_tokens * n_head_blocks * CONFIG.get("dv_split", 1)
-    if progs >= n_sm:
+                min_chunk: int = 256, target: float = 2.0) -> int:
+    """Split-KV factor: about target*n_sm programs, chunks of >= min_chunk keys."""
+    progs = n_tokens * n_head_blocks
+    if progs >= target * n_sm:
         return 1
-    want = -(-2 * n_sm // progs)
+    want = -(-int(target * n_sm) // progs)
     most = max(1, n_slots // min_chunk)
     return max(1, min(want, most))
 
@@ -179,12 +180,15 @@ def mla_attention(q_lat: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor, *,
         k_slots = int(n_slots)
     else:
         k_slots = idx.shape[1]
-    block_h = max(16, min(CONFIG["block_h_max"], 1 << (H - 1).bit_length()))
+    cfg = CONFIG
+    if T * -(-H // min(64, CONFIG["block_h_max"])) < DEC_PROGRAMS * n_sm:
+        cfg = CONFIG_DEC
+    block_h = max(16, min(cfg["block_h_max"], 1 << (H - 1).bit_length()))
     n_hb = -(-H // block_h)
     if splits is None:
-        splits = pick_splits(T, n_hb, k_slots, n_sm)
+        splits = pick_splits(T, n_hb, k_slots, n_sm, target=cfg.get("split_target", 2))
     chunk = -(-k_slots // splits)
-    bn = CONFIG["block_n"]
+    bn = cfg["block_n"]
     chunk = -(-chunk // bn) * bn
     splits = -(-k_slots // chunk)
     dummy = q_lat
@@ -198,8 +202,7 @@ def mla_attention(q_lat: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor, *,
         o_part, lse = ws["o_part"], ws["lse"]
     else:
         o_part = lse = dummy
-    dvs = CONFIG.get("dv_split", 1)
-    grid = (T, n_hb * dvs, splits)
+    grid = (T, n_hb, splits)
     k = _mla_attn_kernel[grid](
         q_lat, q_pe, kv,
         idx if idx is not None else dummy,
@@ -210,14 +213,13 @@ def mla_attention(q_lat: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor, *,
         q_lat.stride(0), q_lat.stride(1), q_pe.stride(0), q_pe.stride(1), kv.stride(0),
         idx.stride(0) if idx is not None else 0, out.stride(0), out.stride(1),
         D_LAT=d_lat, D_PE=d_pe, BLOCK_H=block_h, BLOCK_N=bn,
-        DENSE=dense, SPLIT=splits > 1, NUM_SPLITS=splits,
-        DV_SPLIT=dvs, Q_IN_LOOP=bool(CONFIG.get("q_in_loop", False)),
-        num_warps=CONFIG["num_warps"], num_stages=CONFIG["num_stages"],
+        DENSE=dense, SPLIT=splits > 1, NUM_SPLITS=splits, SKIP_EMPTY=bool(cfg["skip_empty"]) and not dense,
+        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
     )
     try:
-        LAST.update(n_regs=k.n_regs, n_spills=k.n_spills)
+        LAST.update(n_regs=k.n_regs, n_spills=k.n_spills, splits=splits, block_h=block_h)
     except Exception:  # noqa: BLE001 - interpreter / older triton
-        pass
+        LAST.update(splits=splits, block_h=block_h)
     if splits > 1:
         combine_splits(o_part, lse, out)
     return out
