@@ -49,6 +49,9 @@ SCOPE_NOTE = (
 )
 SOURCE_ORDER = tuple(s.value for s in Source)  # best first
 
+# Attention dims the database reads from its own spec of an architecture.
+SPEC_DIMS = ("hidden_size", "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim")
+
 # The architecture whose MLA data answers an MLA layer of a DSA model (same attention dims).
 MLA_EQUIVALENT = {"DeepseekV32ForCausalLM": "DeepseekV3ForCausalLM"}
 
@@ -231,6 +234,24 @@ class Model:
             ctx.append(_make_op(classes[(a, "context")], f"context_{a}_layer_{layer.index}", values[a]))
             gen.append(_make_op(classes[(a, "generation")], f"generation_{a}_layer_{layer.index}", values[a]))
         return ctx, gen
+
+    def spec_differences(self) -> list[str]:
+        """Attention dims of this config that the database's spec of its architecture does not share.
+
+        The PerfDatabase takes a slice's dims (for the SOL and for transfers)
+        from `estimator.specs` by architecture; heads, index_topk and
+        index_n_heads are passed per op, the dims listed here are not.
+        """
+        from .specs import load_model
+
+        out = []
+        for attention, values in self.op_settings.items():
+            spec = load_model(values["architecture"])
+            for name in SPEC_DIMS + (("index_head_dim",) if attention == "dsa" else ()):
+                mine = getattr(self.hf, name) if name != "index_head_dim" else self.dsa_config.index_head_dim
+                if getattr(spec, name) != mine:
+                    out.append(f"{name} {mine} (spec of {values['architecture']}: {getattr(spec, name)})")
+        return out
 
     @property
     def layer_counts(self) -> dict[str, int]:

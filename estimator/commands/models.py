@@ -173,6 +173,9 @@ def support_text(model, holdings, served) -> str:
     lines.append(f"Attention: {hf.num_attention_heads} heads, hidden {hf.hidden_size}, q_lora_rank {hf.q_lora_rank}, "
                  f"kv_lora_rank {hf.kv_lora_rank}, qk_nope/rope {hf.qk_nope_head_dim}/{hf.qk_rope_head_dim}, "
                  f"v_head {hf.v_head_dim}")
+    diffs = model.spec_differences()
+    if diffs:
+        lines.append("Note: the estimator uses its spec of the architecture for these dims: " + "; ".join(diffs))
     src = "bundled config" if hf.source == "bundled" else hf.source
     lines.append(f"Config: {src}" + (f" (absent, defaulted: {', '.join(hf.defaults_used)})" if hf.defaults_used else ""))
     lines.append("")
@@ -285,6 +288,11 @@ def estimate_text(model, est) -> str:
         f"gemm {c.gemm_quant_mode}, kv cache {c.kvcache_quant_mode}, fmha {c.fmha_quant_mode}",
         f"Shape: batch {est.batch_size}, isl {est.isl}, osl {est.osl}, prefix {est.prefix}",
         f"Scope: {est.scope}",
+    ]
+    diffs = model.spec_differences()
+    if diffs:
+        lines.append("Note: the estimator uses its spec of the architecture for these dims: " + "; ".join(diffs))
+    lines += [
         "",
         f"Context (prefill pass, attention share of TTFT): {_ms(est.context_ms)} ms "
         f"({_ms(est.context_ms / model.num_layers)} ms/layer)",

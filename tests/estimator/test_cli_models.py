@@ -67,6 +67,13 @@ def test_support_local_config(capsys, model_home, tmp_path):
     rc, out, _ = run(capsys, "support", "--model-path", str(tmp_path), "--home", str(model_home))
     assert rc == 0
     assert f"Config: {tmp_path / 'config.json'}" in out and "Layers: 61 (MLA: 0, DSA: 61)" in out
+    assert "Note:" not in out
+    (tmp_path / "config.json").write_text(json.dumps(dict(raw, v_head_dim=64)))
+    rc, out, _ = run(capsys, "estimate", "--model-path", str(tmp_path), "--isl", "1024", "--osl", "1",
+                     "--home", str(model_home))
+    assert rc == 0
+    assert ("Note: the estimator uses its spec of the architecture for these dims: "
+            "v_head_dim 64 (spec of DeepseekV32ForCausalLM: 128)") in out
 
 
 def test_estimate_text(capsys, model_home):

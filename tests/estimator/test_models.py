@@ -307,3 +307,20 @@ def test_real_h200_trtllm(shared_data, tmp_path):
                                                   isl=4096, prefix=0), rel=1e-9)
     assert ctx[V32] == pytest.approx(61 * measured("dsa_context", "DeepseekV32ForCausalLM", batch_size=1,
                                                    isl=4096, prefix=0), rel=1e-9)
+
+
+def test_bundled_models_match_estimator_specs():
+    for path in (V3, V32, "deepseek-ai/DeepSeek-V3.2-Exp", "zai-org/GLM-5"):
+        assert get_model(path, "h200_sxm", "trtllm", ModelConfig(tp_size=8)).spec_differences() == []
+
+
+def test_local_config_dims_that_the_database_does_not_use_are_named(tmp_path):
+    import json
+
+    from estimator.utils import load_config_dict
+
+    raw, _ = load_config_dict(V32)
+    (tmp_path / "config.json").write_text(json.dumps(dict(raw, hidden_size=4096, index_head_dim=64)))
+    m = get_model(tmp_path, "h200_sxm", "trtllm", ModelConfig(tp_size=8))
+    assert m.spec_differences() == ["hidden_size 4096 (spec of DeepseekV32ForCausalLM: 7168)",
+                                    "index_head_dim 64 (spec of DeepseekV32ForCausalLM: 128)"]
