@@ -141,12 +141,13 @@ def _nonneg_int(name: str, value: Any) -> int:
 
 
 def _canonical_backend(backend: str) -> str:
-    from warehouse.schema import FRAMEWORK_ALIASES
+    """The backend name as the PerfDatabase knows it (trtllm, vllm, sglang, perfwh; aliases allowed)."""
+    from .database import FRAMEWORKS
 
     key = str(backend).strip().lower()
-    if key not in FRAMEWORK_ALIASES:
-        raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(sorted(set(FRAMEWORK_ALIASES.values())))}")
-    return FRAMEWORK_ALIASES[key]
+    if key not in FRAMEWORKS:
+        raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(sorted(set(FRAMEWORKS.values())))}")
+    return FRAMEWORKS[key]
 
 
 def _op_classes():
