@@ -27,6 +27,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--group", default="grids", help="asset group page to shoot (ingest, grids, reports)")
     parser.add_argument("--path", default=None, help="UI path instead of the group page, e.g. /asset-groups")
+    parser.add_argument("--also", nargs="*", default=[], metavar="PATH=OUT", help="more pages to shoot in the same session")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "dagster-ui.png")
     parser.add_argument("--width", type=int, default=1400)
     parser.add_argument("--height", type=int, default=900)
@@ -49,6 +50,9 @@ def main() -> int:
             shot = dev.screenshot(base + path, tmp / "shot.png", tmp, args.width, args.height)
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_bytes(shot.read_bytes())
+            for spec in args.also:
+                extra_path, out = spec.rsplit("=", 1)
+                Path(out).write_bytes(dev.screenshot(base + extra_path, tmp / "extra.png", tmp, args.width, args.height).read_bytes())
     size = args.out.stat().st_size
     print(f"{args.out}: {size / 1024:.0f} KB")
     if size > MAX_BYTES:
