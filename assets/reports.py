@@ -5,10 +5,10 @@ import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
-from estimator.accuracy import TARGETS, format_table, latest_version, run_accuracy, summarize
+from estimator.accuracy import MODULE_TABLES, TARGETS, format_table, latest_version, run_accuracy, summarize
 from warehouse.derived import read_derived, write_derived
 from warehouse.quality import view_row_counts
-from warehouse.read import read_perf_points
+from warehouse.read import available_slices, read_perf_points
 from warehouse.views import refresh_views
 
 from .constants import PREVIEW_ROWS, REPORTS
@@ -21,29 +21,53 @@ ACCURACY_TABLE = "accuracy_report"
 
 
 class AccuracyConfig(dg.Config):
-    """Which slice `perfwh accuracy` cross-validates (the protocol's default: H200 / TensorRT-LLM)."""
+    """Which slice `perfwh accuracy` cross-validates. Empty system/backend: H200 /
+    TensorRT-LLM (the protocol's slice) when the warehouse has it, else the
+    system/backend with the most module-table points; empty version: the latest."""
 
-    system: str = "h200_sxm"
-    backend: str = "trtllm"
-    version: str = ""  # empty: the latest version with data
+    system: str = ""
+    backend: str = ""
+    version: str = ""
     seed: int = 0
+
+
+PROTOCOL_SLICE = ("h200_sxm", "trtllm")
+
+
+def accuracy_slice(home, config: AccuracyConfig) -> tuple[str, str, str]:
+    """(system, backend, version) to cross-validate; an explicit choice is never replaced."""
+    system, backend = config.system, config.backend
+    if not (system and backend):
+        have = available_slices(home).filter(pl.col("op").is_in(list(MODULE_TABLES)))
+        if system:
+            have = have.filter(pl.col("system") == system)
+        if backend:
+            have = have.filter(pl.col("framework") == backend)
+        if have.height == 0:
+            raise ValueError(f"no module-table points for system {system or 'any'} / backend {backend or 'any'}")
+        pairs = have.group_by("system", "framework").agg(pl.col("points").sum()).sort(
+            ["points", "system", "framework"], descending=[True, False, False]
+        )
+        protocol = pairs.filter((pl.col("system") == PROTOCOL_SLICE[0]) & (pl.col("framework") == PROTOCOL_SLICE[1]))
+        system, backend = (protocol if protocol.height else pairs).select("system", "framework").row(0)
+    return system, backend, config.version or latest_version(home, system, backend)
 
 
 @dg.asset(group_name=REPORTS, deps=[perf_points, sol_calibration, interpolation_grids], kinds={"parquet", "polars"})
 def accuracy_report(config: AccuracyConfig, settings: WarehouseSettings) -> dg.MaterializeResult:
     """Cross-validated estimator error (median / p90 %) per table, class and method."""
     home = settings.home_path()
-    version = config.version or latest_version(home, config.system, config.backend)
-    points = read_perf_points(home, system=config.system, framework=config.backend, version=version)
+    system, backend, version = accuracy_slice(home, config)
+    points = read_perf_points(home, system=system, framework=backend, version=version)
     summary = summarize(run_accuracy(points, seed=config.seed)).with_columns(
-        pl.lit(config.system).alias("system"), pl.lit(config.backend).alias("framework"), pl.lit(version).alias("version")
+        pl.lit(system).alias("system"), pl.lit(backend).alias("framework"), pl.lit(version).alias("version")
     )
     target = write_derived(home, ACCURACY_TABLE, summary, refresh_views=False)
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": dg.MetadataValue.int(summary.height),
             "path": dg.MetadataValue.path(str(target)),
-            "slice": f"{config.system} / {config.backend} {version}",
+            "slice": f"{system} / {backend} {version}",
             "points": dg.MetadataValue.int(points.height),
             "report": dg.MetadataValue.md(format_table(summary)),
         }

@@ -64,12 +64,11 @@ class MaterializeSummary:
 
 
 def open_instance(home: Path):
-    """$DAGSTER_HOME's instance, else a persistent one under <home>/dagster (telemetry off)."""
+    """$DAGSTER_HOME's instance, else a persistent one under <home>/dagster; a missing
+    folder or dagster.yaml is created with telemetry and the first-run popup off."""
     import dagster as dg
 
-    if os.environ.get("DAGSTER_HOME"):
-        return dg.DagsterInstance.get()
-    folder = home / "dagster"
+    folder = Path(os.environ.get("DAGSTER_HOME") or home / "dagster").expanduser().resolve()
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "dagster.yaml"
     if not config.exists():
