@@ -38,6 +38,7 @@ FRAMEWORKS = {"trtllm": "trtllm", "tensorrt-llm": "trtllm", "tensorrt_llm": "trt
               "vllm": "vllm", "sglang": "sglang", "perfwh": "perfwh"}
 METHODS = ("interp", "nearest")
 _SOURCE_ENUM = tuple(Source(s) for s in SOURCES)
+SOURCE_DTYPE = pl.Enum(list(SOURCES))  # estimate_many's `source` column
 
 
 def canonical_op(op: str) -> str:
@@ -339,9 +340,9 @@ class PerfDatabase:
                 kv_len=0.0 if context else sq, num_heads=h[sel], transferred=res.transferred_from is not None)
             latency[sel] = lat
             code[sel] = cd
-        names = np.array(SOURCES)
-        return frame.with_columns(pl.Series("latency_ms", latency),
-                                  pl.Series("source", names[code]).cast(pl.String))
+        source = pl.Series("source", code.astype(np.uint8)).replace_strict(
+            list(range(len(SOURCES))), list(SOURCES), return_dtype=SOURCE_DTYPE)
+        return frame.with_columns(pl.Series("latency_ms", latency), source)
 
     @staticmethod
     def _int_column(frame: pl.DataFrame, name: str, *, positive: bool) -> np.ndarray:

@@ -266,6 +266,34 @@ class GroupGrids:
     heads: np.ndarray  # sorted num_heads values
     prefixes: np.ndarray  # sorted prefix values
     slices: dict[tuple[int, int], SliceGrid]
+    stacked: "StackedGrid | None" = None  # when every slice shares one batch x seq axis pair
+
+
+@dataclass
+class StackedGrid:
+    """All slices of a group on common axes: (heads, prefix, batch, seq) arrays for one-pass lookups."""
+
+    xh: np.ndarray  # log2 heads
+    xp: np.ndarray  # prefix values
+    xb: np.ndarray
+    xs: np.ndarray
+    ratio: np.ndarray  # (nh, np, nb, ns)
+    source: np.ndarray
+    trend: float
+
+
+def stack_group(grp: "GroupGrids") -> "StackedGrid | None":
+    """A StackedGrid when all (heads, prefix) slices exist and share axes, else None."""
+    first = next(iter(grp.slices.values()))
+    if len(grp.slices) != grp.heads.size * grp.prefixes.size:
+        return None
+    if any(not (np.array_equal(sg.batch, first.batch) and np.array_equal(sg.seq, first.seq)
+                and sg.trend == first.trend) for sg in grp.slices.values()):
+        return None
+    ratio = np.stack([np.stack([grp.slices[(int(h), int(p))].ratio for p in grp.prefixes]) for h in grp.heads])
+    source = np.stack([np.stack([grp.slices[(int(h), int(p))].source for p in grp.prefixes]) for h in grp.heads])
+    return StackedGrid(np.log2(grp.heads.astype(np.float64)), grp.prefixes.astype(np.float64), first.xb, first.xs,
+                       ratio, source, first.trend)
 
 
 class GridSet:
@@ -296,4 +324,5 @@ class GridSet:
         for grp in groups.values():
             grp.heads = np.array(sorted({h for h, _ in grp.slices}), dtype=np.int64)
             grp.prefixes = np.array(sorted({p for _, p in grp.slices}), dtype=np.int64)
+            grp.stacked = stack_group(grp)
         return cls(groups)

@@ -20,6 +20,45 @@ _LOG2 = math.log2
 
 def lookup_many(grp: GroupGrids, heads, prefix, batch, seq):
     """(log2 ratio, source code) per point; NaN ratio where no slice covers the point."""
+    if grp.stacked is not None:
+        return _lookup_stacked(grp.stacked, heads, prefix, batch, seq)
+    return _lookup_by_slice(grp, heads, prefix, batch, seq)
+
+
+def _lookup_stacked(st, heads, prefix, batch, seq):
+    """One pass over all points: multilinear in (log2 heads, prefix, log2 batch, log2 seq)."""
+    hi0, hi1, hw, hout = interp.bracket(st.xh, np.log2(np.asarray(heads, dtype=np.float64)))
+    pi0, pi1, pw, pout = interp.bracket(st.xp, np.asarray(prefix, dtype=np.float64))
+    bi0, bi1, bw, bout = interp.bracket(st.xb, np.log2(np.asarray(batch, dtype=np.float64)))
+    si0, si1, sw, sout = interp.bracket(st.xs, np.log2(np.asarray(seq, dtype=np.float64)), st.trend)
+    nh, npf, nb, ns = st.ratio.shape
+    flat_r = st.ratio.reshape(-1)
+    flat_s = st.source.reshape(-1)
+    n = hw.shape[0]
+    acc = np.zeros(n)
+    code = np.full(n, interp.MEASURED, dtype=np.int8)
+    for hidx, hwt in ((hi0, 1.0 - hw), (hi1, hw)):
+        for pidx, pwt in ((pi0, 1.0 - pw), (pi1, pw)):
+            base_hp = (hidx * npf + pidx) * nb
+            w_hp = hwt * pwt
+            for bidx, bwt in ((bi0, 1.0 - bw), (bi1, bw)):
+                base = (base_hp + bidx) * ns
+                w_hpb = w_hp * bwt
+                for sidx, swt in ((si0, 1.0 - sw), (si1, sw)):
+                    cell = base + sidx
+                    w = w_hpb * swt
+                    acc += w * flat_r[cell]
+                    code = np.maximum(code, np.where(w != 0, flat_s[cell], 0).astype(np.int8))
+    exact = ~(hout | pout | bout | sout)
+    for w in (hw, pw, bw, sw):
+        exact &= (w == 0) | (w == 1)
+    code = np.where((code == interp.MEASURED) & ~exact, interp.INTERPOLATED, code)
+    code = np.where(hout | pout | bout | sout, np.maximum(code, interp.EXTRAPOLATED), code)
+    return acc, code.astype(np.int8)
+
+
+def _lookup_by_slice(grp: GroupGrids, heads, prefix, batch, seq):
+    """Slice by slice, for groups whose slices have different axes or missing (heads, prefix)."""
     heads = np.asarray(heads, dtype=np.float64)
     n = heads.shape[0]
     hi0, hi1, hw, hout = interp.bracket(np.log2(grp.heads), np.log2(heads))

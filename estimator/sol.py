@@ -57,7 +57,8 @@ def _ceil_div(a, b):
 
 
 def _gemm(name, group, fp8, m, k, n, w):
-    return Kernel(name, group, fp8, 2.0 * m * k * n, w * k * n + ACT_BYTES * m * (k + n))
+    # scalars multiply first so that array shapes cost one pass per product
+    return Kernel(name, group, fp8, m * (2.0 * k * n), (w * k) * n + m * (ACT_BYTES * (k + n)))
 
 
 def phase_dims(phase: str, batch, isl, prefix, kv_len):
@@ -108,7 +109,7 @@ def kernels(
         out.append(_gemm("kv_a_proj", gg, fp8_gemm, t, d, n_kv_a, w))
         out.append(_gemm("q_b_proj", gg, fp8_gemm, t, rq, h * (dn + dr), w))
         out.append(_gemm("o_proj", gg, fp8_gemm, t, h * dv, d, w))
-        elem = 4.0 * t * (rq + rk) + t * dlat * (2.0 + kvb) + 4.0 * t * h * dr
+        elem = t * (4.0 * (rq + rk) + dlat * (2.0 + kvb)) + t * h * (4.0 * dr)
         out.append(Kernel("elementwise", "elementwise", False, 0.0, elem))
 
     if family == "mla" and phase == "context":
@@ -120,14 +121,15 @@ def kernels(
         return out
 
     if not kernel_only:
-        out.append(Kernel("bmm_uk", gg, fp8_gemm, 2.0 * t * h * dn * rk,
-                          w * h * dn * rk + ACT_BYTES * t * h * (dn + rk)))
-        out.append(Kernel("bmm_uv", gg, fp8_gemm, 2.0 * t * h * rk * dv,
-                          w * h * rk * dv + ACT_BYTES * t * h * (rk + dv)))
+        th = t * h
+        out.append(Kernel("bmm_uk", gg, fp8_gemm, th * (2.0 * dn * rk),
+                          h * (w * dn * rk) + th * (ACT_BYTES * (dn + rk))))
+        out.append(Kernel("bmm_uv", gg, fp8_gemm, th * (2.0 * rk * dv),
+                          h * (w * rk * dv) + th * (ACT_BYTES * (rk + dv))))
 
     if family == "mla":
-        f = 2.0 * h * (dlat + rk) * sk
-        by = kvb * b * length * dlat + ACT_BYTES * t * h * (dlat + rk)
+        f = h * sk * (2.0 * (dlat + rk))
+        by = b * length * (kvb * dlat) + t * h * (ACT_BYTES * (dlat + rk))
         group = "mla_decode_fp8kv" if kvb < 2 else "mla_decode"
         out.append(Kernel("attention", group, False, f, by))
         return out
@@ -135,18 +137,21 @@ def kernels(
     topk = model.index_topk if index_topk is None else index_topk
     hp = SPARSE_HEAD_TILE * _ceil_div(h, SPARSE_HEAD_TILE)
     l_sparse = length if phase == "context" else _min(length, topk * 1.0)
-    f = 2.0 * hp * (dlat + rk) * t * topk
-    by = kvb * b * l_sparse * dlat + ACT_BYTES * t * hp * (dlat + rk) + 4.0 * t * topk
+    thp = t * hp
+    f = thp * (2.0 * (dlat + rk) * topk)
+    by = b * l_sparse * (kvb * dlat) + thp * (ACT_BYTES * (dlat + rk)) + t * (4.0 * topk)
     out.append(Kernel("sparse_attention", "sparse_attn", False, f, by))
 
     hi, di = model.index_n_heads, model.index_head_dim
     out.append(_gemm("indexer_q_proj", gg, fp8_gemm, t, rq, hi * di, w))
     out.append(_gemm("indexer_weights_proj", "gemm_bf16", False, t, d, hi, 2.0))
-    out.append(Kernel("indexer_quant", "elementwise", False, 0.0, 3.0 * t * (hi * di + di)))
+    out.append(Kernel("indexer_quant", "elementwise", False, 0.0, t * (3.0 * (hi * di + di))))
     runs = length > topk  # below index_topk every key is selected: no logits, no top-k
-    out.append(Kernel("indexer_logits", "indexer", True, runs * (2.0 * hi * di * sk),
-                      runs * (t * hi * (di + 4.0) + b * length * (di + 4.0) + 4.0 * sk)))
-    out.append(Kernel("indexer_topk", "indexer", False, 0.0, runs * (4.0 * sk + 4.0 * t * topk)))
+    sk_on = sk * runs
+    t_on = t * runs
+    out.append(Kernel("indexer_logits", "indexer", True, sk_on * (2.0 * hi * di),
+                      t_on * (hi * (di + 4.0)) + (b * length) * runs * (di + 4.0) + sk_on * 4.0))
+    out.append(Kernel("indexer_topk", "indexer", False, 0.0, sk_on * 4.0 + t_on * (4.0 * topk)))
     return out
 
 
