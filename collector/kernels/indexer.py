@@ -67,27 +67,29 @@ if HAVE_TRITON:
     def _indexer_gen_kernel(
         Q, W, K, KS, OUT, L, k_rows_per_req,
         s_q_t, s_q_h, s_w_t, s_k, s_o_t,
-        NH: tl.constexpr, D: tl.constexpr, BLOCK_N: tl.constexpr,
+        NH: tl.constexpr, D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCKS: tl.constexpr,
     ):
+        # one program: one request, BLOCKS consecutive key blocks (q loaded once)
         r = tl.program_id(0)
         nb = tl.program_id(1)
         r64 = r.to(tl.int64)
         offs_h = tl.arange(0, NH)
         offs_d = tl.arange(0, D)
-        offs_n = nb * BLOCK_N + tl.arange(0, BLOCK_N)
-        nmask = offs_n < L
         q = tl.load(Q + r64 * s_q_t + offs_h[:, None] * s_q_h + offs_d[None, :])
         w = tl.load(W + r64 * s_w_t + offs_h)
-        krow = r64 * k_rows_per_req + offs_n
-        k = tl.load(K + krow[:, None] * s_k + offs_d[None, :], mask=nmask[:, None], other=0.0)
-        ks = tl.load(KS + krow, mask=nmask, other=0.0)
-        s = tl.dot(q, tl.trans(k))  # [NH, BLOCK_N]
-        logit = tl.sum(tl.maximum(s, 0.0) * w[:, None], axis=0) * ks
-        tl.store(OUT + r64 * s_o_t + offs_n, logit, mask=nmask)
+        for i in range(BLOCKS):
+            offs_n = (nb * BLOCKS + i) * BLOCK_N + tl.arange(0, BLOCK_N)
+            nmask = offs_n < L
+            krow = r64 * k_rows_per_req + offs_n
+            k = tl.load(K + krow[:, None] * s_k + offs_d[None, :], mask=nmask[:, None], other=0.0)
+            ks = tl.load(KS + krow, mask=nmask, other=0.0)
+            s = tl.dot(q, tl.trans(k))  # [NH, BLOCK_N]
+            logit = tl.sum(tl.maximum(s, 0.0) * w[:, None], axis=0) * ks
+            tl.store(OUT + r64 * s_o_t + offs_n, logit, mask=nmask)
 
 
 CTX_CONFIG = {"block_m": 64, "block_n": 128, "num_warps": 4, "num_stages": 2}
-GEN_CONFIG = {"block_n": 64, "num_warps": 4, "num_stages": 2}
+GEN_CONFIG = {"block_n": 128, "num_warps": 4, "num_stages": 2, "blocks": 1}
 # largest logits buffer (elements) per launch; bigger problems are chunked
 MAX_LOGITS = 1 << 30
 
@@ -113,11 +115,12 @@ def indexer_logits_generation(q, w, k, ks, out, *, L: int, k_rows_per_req: int):
     """One query per request (position L-1, sees all L rows). q [b, NH, D]."""
     b, nh, d = q.shape
     bn = GEN_CONFIG["block_n"]
-    grid = (b, triton.cdiv(L, bn))
+    nbk = GEN_CONFIG.get("blocks", 1)
+    grid = (b, triton.cdiv(L, bn * nbk))
     _indexer_gen_kernel[grid](
         q, w, k, ks, out, L, k_rows_per_req,
         q.stride(0), q.stride(1), w.stride(0), k.stride(0), out.stride(0),
-        NH=nh, D=d, BLOCK_N=bn,
+        NH=nh, D=d, BLOCK_N=bn, BLOCKS=nbk,
         num_warps=GEN_CONFIG["num_warps"], num_stages=GEN_CONFIG["num_stages"],
     )
     return out

@@ -135,6 +135,27 @@ if HAVE_TRITON:
                      out.to(O.dtype.element_ty), mask=hmask[:, None])
 
 
+if HAVE_TRITON:
+
+    @triton.jit
+    def _combine_kernel(O_PART, LSE, O, H, s_o_t, s_o_h,
+                        NUM_SPLITS: tl.constexpr, D: tl.constexpr, BLOCK_S: tl.constexpr):
+        t = tl.program_id(0).to(tl.int64)
+        h = tl.program_id(1)
+        offs_s = tl.arange(0, BLOCK_S)
+        smask = offs_s < NUM_SPLITS
+        base = (t * NUM_SPLITS + offs_s) * H + h
+        lse = tl.load(LSE + base, mask=smask, other=float("-inf"))
+        m = tl.max(lse, axis=0)
+        m = tl.where(m == float("-inf"), 0.0, m)
+        w = tl.where(smask, tl.exp2(lse - m), 0.0)
+        den = tl.maximum(tl.sum(w, axis=0), 1e-30)
+        offs_d = tl.arange(0, D)
+        o = tl.load(O_PART + base[:, None] * D + offs_d[None, :], mask=smask[:, None], other=0.0)
+        res = tl.sum(o * w[:, None], axis=0) / den
+        tl.store(O + t * s_o_t + h * s_o_h + offs_d, res.to(O.dtype.element_ty))
+
+
 def pick_splits(n_tokens: int, n_head_blocks: int, n_slots: int, n_sm: int = 132,
                 min_chunk: int = 256, target: float = 2.0) -> int:
     """Split-KV factor: about target*n_sm programs, chunks of >= min_chunk keys."""
@@ -221,7 +242,9 @@ def mla_attention(q_lat: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor, *,
     except Exception:  # noqa: BLE001 - interpreter / older triton
         LAST.update(splits=splits, block_h=block_h)
     if splits > 1:
-        combine_splits(o_part, lse, out)
+        bs = max(2, 1 << (splits - 1).bit_length())
+        _combine_kernel[(T, H)](o_part, lse, out, H, out.stride(0), out.stride(1),
+                                NUM_SPLITS=splits, D=d_lat, BLOCK_S=bs, num_warps=4)
     return out
 
 
