@@ -6,7 +6,19 @@ package (e.g. for `perfwh query`) does not load the model roll-up.
 
 from __future__ import annotations
 
-_LAZY = {"get_model": "estimator.models", "ModelConfig": "estimator.models"}
+_LAZY = {
+    "get_model": "estimator.models",
+    "ModelConfig": "estimator.models",
+    "PerfDatabase": "estimator.database",
+    "Estimate": "estimator.estimate",
+    "Source": "estimator.common",
+    "KVCacheQuantMode": "estimator.common",
+    "FMHAQuantMode": "estimator.common",
+    "GEMMQuantMode": "estimator.common",
+    "calibrate": "estimator.calibrate",
+    "build_grids": "estimator.grid",
+    "run_accuracy": "estimator.accuracy",
+}
 
 
 def __getattr__(name: str):
