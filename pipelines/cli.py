@@ -36,7 +36,7 @@ def cmd_materialize(args) -> int:
     t = s.ingested
     print(
         f"{s.files_seen} raw logs seen, {t.ingested} ingested (rows {t.rows_read:,} read = {t.rows_accepted:,} "
-        f"accepted + {t.rows_quarantined:,} quarantined); derived tables {s.derived}; {s.seconds:.1f} s"
+        f"accepted + {t.rows_quarantined:,} quarantined); derived tables {s.derived}; {s.seconds:.2f} s"
     )
     for c in s.checks:
         if not c.passed:
