@@ -101,6 +101,7 @@ def _ingest(context: dg.AssetExecutionContext, settings: WarehouseSettings) -> d
         reasons = quarantine_reasons(pl.concat([source_quarantine(home, r.sha256) for r in dirty]))
         metadata["quarantine_reasons"] = dg.MetadataValue.md(markdown_table(reasons, PREVIEW_ROWS))
     if report.failed:
+        metadata["failed_files"] = dg.MetadataValue.md("\n".join(f"- {f.path}: {f.message}" for f in report.failed))
         lines = "; ".join(f"{f.path}: {f.message}" for f in report.failed)
         raise dg.Failure(description=f"{len(report.failed)} raw log(s) could not be read: {lines}", metadata=metadata)
     return dg.MaterializeResult(metadata=metadata)

@@ -43,6 +43,7 @@ class IngestTotals:
     rows_read: int = 0
     rows_accepted: int = 0
     rows_quarantined: int = 0
+    failed: int = 0  # files that could not be read at all
 
 
 @dataclass
@@ -81,6 +82,19 @@ def _checks(result) -> list[CheckOutcome]:
         CheckOutcome(e.asset_key.to_user_string(), e.check_name, e.passed, e.severity.value)
         for e in result.get_asset_check_evaluations()
     ]
+
+
+def _ingest_metadata(result, key) -> dict | None:
+    """The measurements metadata of an ingest run, also when the step failed (a file could not be read)."""
+    for event in result.get_asset_materialization_events():
+        if event.asset_key == key:
+            return {k: v.value for k, v in event.materialization.metadata.items()}
+    for event in result.all_events:
+        if event.is_step_failure and event.step_key == key.to_user_string():
+            failure = event.step_failure_data.user_failure_data
+            if failure is not None:
+                return {k: v.value for k, v in failure.metadata.items()}
+    return None
 
 
 def run_materialize(
@@ -143,27 +157,26 @@ def run_materialize(
     if not result.success:
         summary.failed_runs.append(f"ingest_job ({result.run_id})")
         progress(f"ingest FAILED (run {result.run_id})")
-    for event in result.get_asset_materialization_events():
-        if event.asset_key == measurements.key:
-            meta = {k: v.value for k, v in event.materialization.metadata.items()}
-            summary.ingested = IngestTotals(
-                files=meta["files"], ingested=meta["files_ingested"] + meta["files_replaced"],
-                rows_read=meta["rows_read"], rows_accepted=meta["rows_accepted"],
-                rows_quarantined=meta["rows_quarantined"],
-            )  # fmt: skip
-            progress(
-                f"ingested {summary.ingested.ingested} of {summary.ingested.files} files: "
-                f"{summary.ingested.rows_read:,} rows read = {summary.ingested.rows_accepted:,} accepted "
-                f"+ {summary.ingested.rows_quarantined:,} quarantined ({time.perf_counter() - t0:.1f} s)"
-            )
-            break
+    meta = _ingest_metadata(result, measurements.key)
+    if meta:
+        summary.ingested = IngestTotals(
+            files=meta["files"], ingested=meta["files_ingested"] + meta["files_replaced"],
+            rows_read=meta["rows_read"], rows_accepted=meta["rows_accepted"],
+            rows_quarantined=meta["rows_quarantined"], failed=meta["files_failed"],
+        )  # fmt: skip
+        progress(meta["preview"])
+        progress(
+            f"ingested {summary.ingested.ingested} of {summary.ingested.files} files, {summary.ingested.failed} failed: "
+            f"{summary.ingested.rows_read:,} rows read = {summary.ingested.rows_accepted:,} accepted "
+            f"+ {summary.ingested.rows_quarantined:,} quarantined ({time.perf_counter() - t0:.1f} s)"
+        )
+        if "failed_files" in meta:
+            progress("failed files:\n" + meta["failed_files"])
 
     current = fingerprint(load_manifest(WarehousePaths.at(wh_home)))
     if not force and current == state.derived_fingerprint:
         summary.derived = "up to date"
         progress("derived tables are up to date (warehouse content unchanged)")
-    elif summary.failed_runs:
-        summary.derived = "skipped"
     else:
         progress("building perf_points, sol_calibration, interpolation_grids, accuracy_report, warehouse_views ...")
         t0 = time.perf_counter()

@@ -167,3 +167,16 @@ def test_cli_materialize_prints_summary(tmp_path, landing, dagster_home, capsys)
     assert f"{3 * CLEAN_ROWS:,} accepted + {DIRTY_ROWS:,} quarantined" in out.out
     assert "check measurements/quarantine_share: warning" in out.out
     assert "[" not in out.err or "FAILED" not in out.err
+
+
+def test_unreadable_file_fails_the_run_but_not_the_others(tmp_path, landing, dagster_home):
+    from pipelines.materialize import run_materialize
+
+    (landing / "h200_sxm" / "trtllm" / "1.0" / "dsa_generation_module_perf.parquet").write_bytes(b"not parquet")
+    lines: list[str] = []
+    summary = run_materialize(str(tmp_path / "wh"), str(landing), progress=lines.append)
+    assert not summary.ok
+    assert summary.failed_runs and summary.failed_runs[0].startswith("ingest_job")
+    assert (summary.ingested.ingested, summary.ingested.failed) == (3, 1)
+    assert summary.derived == "rebuilt"  # the three good files are committed and served
+    assert any("dsa_generation_module_perf.parquet" in line for line in lines if line.startswith("failed files"))
