@@ -4,6 +4,7 @@
 import dagster as dg
 import polars as pl
 
+from estimator.common import Source
 from estimator.slices import SLICE_KEYS
 from estimator.store import CALIBRATION_TABLE, GRIDS_TABLE, ensure_calibration, ensure_grids
 from warehouse.derived import read_derived, write_derived
@@ -135,8 +136,15 @@ def interpolation_grids(settings: WarehouseSettings) -> dg.MaterializeResult:
             markdown_table(by_source.with_columns((pl.col("cells") / total).alias("share")), PREVIEW_ROWS)
         ),
     }
-    for source, cells in by_source.iter_rows():
-        metadata[f"share_{source}"] = dg.MetadataValue.float(cells / total)
+    counts = dict(by_source.iter_rows())
+    for source in Source:
+        metadata[f"share_{source.value}"] = dg.MetadataValue.float(counts.get(source.value, 0) / total)
+    if grids.height:
+        shape = grids.group_by(SLICE_KEYS).agg(
+            pl.col("batch_size").n_unique().alias("batch_values"), pl.col("seq_len").n_unique().alias("seq_values")
+        )
+        largest = shape.sort(pl.col("batch_values") * pl.col("seq_values"), descending=True).row(0, named=True)
+        metadata["largest_grid"] = f"{largest['batch_values']} batch x {largest['seq_values']} sequence values"
     return dg.MaterializeResult(metadata=metadata)
 
 

@@ -105,6 +105,8 @@ def test_derived_metadata(graph_run):
     shares = sum(v for k, v in grids.items() if k.startswith("share_"))
     assert shares == pytest.approx(1.0)
     assert grids["share_measured"] == pytest.approx(1.0)  # the fixture grids are complete
+    assert grids["share_sol"] == 0.0
+    assert grids["largest_grid"] == f"{len(BATCHES)} batch x {len(SEQS)} sequence values"
     calibration = _metadata(derived, "sol_calibration")
     assert calibration["fits"] == 3
     report = _metadata(derived, "accuracy_report")
