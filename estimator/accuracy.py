@@ -110,7 +110,9 @@ def _nearest(train: pl.DataFrame, test: pl.DataFrame) -> pl.DataFrame:
 def run_accuracy(points: pl.DataFrame, *, tables: tuple[str, ...] = MODULE_TABLES, seed: int = 0,
                  baseline: bool = True) -> pl.DataFrame:
     """Per held-out point: table, class, method, measured, predicted, abs % error."""
-    pts = _with_seq(points.filter(pl.col("op").is_in(list(tables))))
+    # sorted so that the random hold-out depends only on the data, not on its row order
+    pts = _with_seq(points.filter(pl.col("op").is_in(list(tables)))).sort(
+        [*SLICE_KEYS, "batch_size", "seq_len"], nulls_last=True)
     if pts.height == 0:
         raise ValueError(f"no points for tables {', '.join(tables)}")
     masks = holdout_masks(pts, seed=seed)

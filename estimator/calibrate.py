@@ -67,10 +67,12 @@ def kernel_times(ks: list[sol.Kernel], system: SystemSpec, n: int):
 
 
 def combine(overhead_ms, kernel_sum_ms, p):
-    """p-norm of overhead and kernel time (works on floats and arrays)."""
+    """p-norm of overhead and kernel time (floats or arrays), scaled by the larger term so that
+    large p never overflows."""
     if p == 1.0:
         return overhead_ms + kernel_sum_ms
-    return (overhead_ms**p + kernel_sum_ms**p) ** (1.0 / p)
+    m = sol._maximum(overhead_ms, kernel_sum_ms)
+    return m * ((overhead_ms / m) ** p + (kernel_sum_ms / m) ** p) ** (1.0 / p)
 
 
 def calibrated_ms(ks: list[sol.Kernel], system: SystemSpec, params: CalibrationParams):
@@ -138,9 +140,10 @@ def _jacobian(theta, ct, bt, gidx, ng):
     compute_bound = a >= b
     s = np.where(compute_bound, a, b).sum(axis=0)
     s = np.maximum(s, 1e-300)
-    op_, sp = overhead**p, s**p
-    big_p = op_ + sp
-    ds = sp / s / big_p  # d log pred / d S
+    m = np.maximum(overhead, s)  # scale by the larger term: no overflow at large p
+    r_o, r_s = (overhead / m) ** p, (s / m) ** p
+    big = r_o + r_s
+    ds = r_s / s / big  # d log pred / d S
     jac = np.empty((ct.shape[1], 2 * ng + 2))
     ac = np.where(compute_bound, a, 0.0)
     bb = np.where(compute_bound, 0.0, b)
@@ -148,8 +151,8 @@ def _jacobian(theta, ct, bt, gidx, ng):
         in_g = gidx == g
         jac[:, g] = -ds * (ac * in_g).sum(axis=0)
         jac[:, ng + g] = -ds * (bb * in_g).sum(axis=0)
-    jac[:, 2 * ng] = op_ / big_p
-    dlogpred_dp = -np.log(big_p) / p**2 + (op_ * np.log(overhead) + sp * np.log(s)) / (p * big_p)
+    jac[:, 2 * ng] = r_o / big
+    dlogpred_dp = -(p * np.log(m) + np.log(big)) / p**2 + (r_o * np.log(overhead) + r_s * np.log(s)) / (p * big)
     jac[:, 2 * ng + 1] = dlogpred_dp * (p - 1.0)
     return jac
 
@@ -160,7 +163,7 @@ def _predict(theta, ct, bt, gidx, ng):
     overhead = np.exp(theta[2 * ng])
     p = 1.0 + np.exp(theta[2 * ng + 1])
     s = np.maximum(ct / ef[gidx], bt / eb[gidx]).sum(axis=0)
-    return (overhead**p + s**p) ** (1.0 / p)
+    return combine(overhead, s, p)
 
 
 MAX_FIT_ROWS = 8000  # larger tables are fitted on an even subsample (same fit, bounded time)

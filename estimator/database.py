@@ -20,10 +20,11 @@ import numpy as np
 import polars as pl
 
 from . import interp, sol
-from .calibrate import CalibrationParams, calibrated_and_roofline_ms, params_from_frame
+from .calibrate import CalibrationParams, params_from_frame
 from .common import FMHAQuantMode, GEMMQuantMode, KVCacheQuantMode, Source
 from .engine import estimate_group
-from .estimate import Estimate, Neighbour
+from .fastsol import compile_scalar
+from .estimate import Estimate
 from .grid import SOURCES, GridSet, GroupGrids
 from .lookup import lookup_one, nearest_measured
 from .slices import GROUP_KEYS, family_of, model_for, phase_of
@@ -53,6 +54,8 @@ def _version_key(v: str):
 
 
 def _positive_int(name: str, value) -> int:
+    if type(value) is int and value > 0:
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         if isinstance(value, (float, np.floating)) and float(value).is_integer():
             value = int(value)
@@ -80,6 +83,7 @@ class _Resolved:
     params: CalibrationParams
     gemm_type: str  # the query's own precisions: the SOL is always evaluated for the query
     kv_cache_dtype: str
+    scalar_sol: object  # fastsol.compile_scalar(...) for this query: (b, seq, prefix, heads) -> (cal, raw)
 
 
 class PerfDatabase:
@@ -188,11 +192,14 @@ class PerfDatabase:
             notes.append(f"index_n_heads={index_n_heads}<-{model.index_n_heads}")
         if repl:
             model = dataclasses.replace(model, **repl)
+        params = self._params_for(op, key[4] if key else kernel_source)
+        sol_gemm = "bfloat16" if kernel_op else gemm_type
         res = _Resolved(self.grids.groups.get(key) if key else None,
                         key if key else (self.data_system, self.framework, self.version, op, kernel_source,
                                          want["architecture"], attn_dtype, kv_cache_dtype, want["gemm_type"]),
-                        "; ".join(notes) or None, model, self._params_for(op, key[4] if key else kernel_source),
-                        "bfloat16" if kernel_op else gemm_type, kv_cache_dtype)
+                        "; ".join(notes) or None, model, params, sol_gemm, kv_cache_dtype,
+                        compile_scalar(op, model, self.spec, params, gemm_type=sol_gemm,
+                                       kv_cache_dtype=kv_cache_dtype))
         self._resolved[ck] = res
         return res
 
@@ -248,11 +255,7 @@ class PerfDatabase:
             if raw_key is not None:
                 self._by_args[raw_key] = res
         k = res.key
-        context = phase_of(op) == "context"
-        ks = sol.kernels(op, res.model, batch=b, isl=seq if context else 1, prefix=pre,
-                         kv_len=0 if context else seq, num_heads=h, gemm_type=res.gemm_type,
-                         kv_cache_dtype=res.kv_cache_dtype)
-        cal, raw = calibrated_and_roofline_ms(ks, self.spec, res.params)
+        cal, raw = res.scalar_sol(b, seq, pre, h)
         if res.group is None:
             ratio, code, nbrs = 0.0, interp.SOL, []
         elif method == "nearest":
@@ -271,11 +274,13 @@ class PerfDatabase:
         return Estimate(
             latency_ms=latency, source=_SOURCE_ENUM[code], op=op, system=self.system,
             framework=self.framework, version=self.version, sol_ms=cal, raw_sol_ms=raw, log2_ratio=ratio,
-            neighbours=tuple([Neighbour(n[0], n[1], n[2], n[3], n[4], _SOURCE_ENUM[n[5]]) for n in nbrs]),
+            neighbour_cells=tuple(nbrs),
             slice=tuple(zip(GROUP_KEYS, k)), transferred_from=res.transferred_from, method=method)
 
     @staticmethod
     def _seq_arg(op: str, s, isl, kv_len) -> int:
+        if isl is None and kv_len is None and type(s) is int and s > 0:
+            return s
         name = "isl" if phase_of(op) == "context" else "kv_len"
         given = {"s": s, "isl": isl, "kv_len": kv_len}
         present = [n for n, v in given.items() if v is not None]

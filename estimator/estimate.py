@@ -7,6 +7,8 @@ from typing import NamedTuple
 
 from .common import Source
 
+_SOURCES = tuple(Source)  # provenance codes are indices in this order
+
 
 class Neighbour(NamedTuple):
     """One grid cell an estimate used, with its weight and the cell's own provenance.
@@ -44,10 +46,15 @@ class Estimate:
     sol_ms: float
     raw_sol_ms: float
     log2_ratio: float
-    neighbours: tuple[Neighbour, ...] = ()
+    neighbour_cells: tuple[tuple, ...] = ()  # (num_heads, prefix, batch, seq, weight, source code)
     slice: tuple[tuple[str, object], ...] = ()
     transferred_from: str | None = None
     method: str = "interp"
+
+    @property
+    def neighbours(self) -> tuple[Neighbour, ...]:
+        """The grid cells used, with weights and their own provenance."""
+        return tuple(Neighbour(h, p, int(b), int(s), w, _SOURCES[c]) for h, p, b, s, w, c in self.neighbour_cells)
 
     def as_dict(self) -> dict:
         return {

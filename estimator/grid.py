@@ -242,7 +242,7 @@ def _cells_frame(key, batch, seq, filled, src, trend) -> pl.DataFrame:
     s = np.tile(seq, nb)
     data = {c: [v] * (nb * ns) for c, v in zip(SLICE_KEYS, key)}
     data.update(batch_size=b, seq_len=s, log2_ratio=filled.ravel(),
-                source=[SOURCES[c] for c in src.ravel()], seq_trend=np.full(nb * ns, trend))
+                source=[SOURCES[c] for c in src.ravel()], seq_trend=np.full(nb * ns, float(trend)))
     return pl.DataFrame(data, schema_overrides={"num_heads": pl.Int32, "prefix": pl.Int32,
                                                 "batch_size": pl.Int32, "seq_len": pl.Int32})
 

@@ -115,11 +115,78 @@ def _bracket1(axis: list[float], q: float, trend: float = 0.0):
     return i1 - 1, i1, w, out
 
 
+def _axis_py(axis: list[float], q: float, trend: float = 0.0):
+    """Inline-friendly bracket on a plain list: (i0, i1, w, outside)."""
+    n = len(axis)
+    if n == 1:
+        return 0, 0, 0.0, q != axis[0]
+    i1 = bisect_left(axis, q)
+    if i1 < 1:
+        i1 = 1
+    elif i1 > n - 1:
+        i1 = n - 1
+    a0 = axis[i1 - 1]
+    w = (q - a0) / (axis[i1] - a0)
+    if w > 1.0:
+        return i1 - 1, i1, 1.0 + trend * (w - 1.0), True
+    if w < 0.0:
+        return i1 - 1, i1, trend * w, True
+    return i1 - 1, i1, w, False
+
+
+def _stacked_py(st) -> tuple:
+    return (st.xh.tolist(), st.xp.tolist(), st.xb.tolist(), st.xs.tolist(), st.ratio.tolist(), st.source.tolist(),
+            st.trend, [int(round(2**x)) for x in st.xh.tolist()], [int(x) for x in st.xp.tolist()],
+            [int(round(2**x)) for x in st.xb.tolist()], [int(round(2**x)) for x in st.xs.tolist()])
+
+
 def lookup_one(grp: GroupGrids, heads: int, prefix: int, batch: int, seq: int):
     """Scalar twin of `lookup_many`: (log2 ratio, source code, neighbours).
 
     neighbours: list of (num_heads, prefix, batch, seq, weight, source code).
     """
+    st = grp.stacked
+    if st is not None:
+        py = grp.__dict__.get("_stacked_py")
+        if py is None:
+            py = grp.__dict__["_stacked_py"] = _stacked_py(st)
+        xh, xp, xb, xs, ratio, source, trend, hv, pv, bv, sv = py
+        hi0, hi1, hw, hout = _axis_py(xh, _LOG2(heads))
+        pi0, pi1, pw, pout = _axis_py(xp, float(prefix))
+        bi0, bi1, bw, bout = _axis_py(xb, _LOG2(batch))
+        si0, si1, sw, sout = _axis_py(xs, _LOG2(seq), trend)
+        acc = 0.0
+        code = interp.MEASURED
+        nbrs = []
+        for hidx, hwt in ((hi0, 1.0 - hw), (hi1, hw)):
+            if hwt == 0.0:
+                continue
+            rh, sh = ratio[hidx], source[hidx]
+            for pidx, pwt in ((pi0, 1.0 - pw), (pi1, pw)):
+                w1 = hwt * pwt
+                if w1 == 0.0:
+                    continue
+                rp, sp = rh[pidx], sh[pidx]
+                for bidx, bwt in ((bi0, 1.0 - bw), (bi1, bw)):
+                    w2 = w1 * bwt
+                    if w2 == 0.0:
+                        continue
+                    rb, sb = rp[bidx], sp[bidx]
+                    for sidx, swt in ((si0, 1.0 - sw), (si1, sw)):
+                        cw = w2 * swt
+                        if cw == 0.0:
+                            continue
+                        acc += cw * rb[sidx]
+                        c = sb[sidx]
+                        if c > code:
+                            code = c
+                        nbrs.append((hv[hidx], pv[pidx], bv[bidx], sv[sidx], cw, c))
+        outside = hout or pout or bout or sout
+        if code == interp.MEASURED and (outside or len(nbrs) != 1):
+            code = interp.INTERPOLATED
+        if outside and code < interp.EXTRAPOLATED:
+            code = interp.EXTRAPOLATED
+        return acc, code, nbrs
     cache = grp.__dict__.get("_py")
     if cache is None:
         cache = grp.__dict__["_py"] = _py_axes(grp)

@@ -71,3 +71,30 @@ def test_scalar_and_array_shapes_agree():
                                  prefix=np.array([0.0]), kv_len=np.array([0.0]), num_heads=np.array([16.0])), H200)
     one = sol.sol_ms(_ks("dsa_context", V32, batch=2, isl=3000, num_heads=16), H200)
     assert arr[0] == pytest.approx(one)
+
+
+@pytest.mark.parametrize("op, model", [("dsa_context", "deepseek-v3.2"), ("dsa_generation", "glm-5"),
+                                       ("mla_context", "deepseek-v3"), ("mla_generation", "deepseek-v3"),
+                                       ("mla_context_kernel", "deepseek-v3"), ("mla_generation_kernel", "deepseek-v3")])
+@pytest.mark.parametrize("gemm, kv", [("bfloat16", "bfloat16"), ("fp8_block", "fp8")])
+def test_compiled_scalar_sol_matches_kernel_list(op, model, gemm, kv):
+    import random
+
+    from estimator.calibrate import CalibrationParams, calibrated_ms
+    from estimator.fastsol import compile_scalar
+
+    params = CalibrationParams(eff={g: (0.3 + 0.05 * i, 0.4 + 0.03 * i) for i, g in enumerate(sol.GROUPS)},
+                               overhead_ms=0.07, combine_p=40.0)
+    system = load_system("h100_sxm")
+    spec = load_model(model)
+    fast = compile_scalar(op, spec, system, params, gemm_type=gemm, kv_cache_dtype=kv)
+    rng = random.Random(0)
+    context = "context" in op
+    for _ in range(100):
+        b, s, h = rng.randint(1, 4096), rng.randint(1, 300_000), rng.randint(1, 256)
+        pre = rng.choice([0, 128, 5000]) if context else 0
+        ks = sol.kernels(op, spec, batch=b, isl=s if context else 1, prefix=pre, kv_len=0 if context else s,
+                         num_heads=h, gemm_type=gemm, kv_cache_dtype=kv)
+        cal, raw = fast(b, s, pre, h)
+        assert cal == pytest.approx(calibrated_ms(ks, system, params), rel=1e-12)
+        assert raw == pytest.approx(sol.sol_ms(ks, system), rel=1e-12)
