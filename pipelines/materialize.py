@@ -21,7 +21,12 @@ from warehouse.paths import resolve_home
 from .state import landing_state, resolve_landing, write_derived_fingerprint
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-INSTANCE_YAML = "telemetry:\n  enabled: false\nnux:\n  enabled: false\n"
+# Telemetry off (no DNS lookups), no first-run popup, at most two queued runs at
+# once in `dagster dev` (the sensor requests one ~300 MB run process per new file).
+INSTANCE_YAML = (
+    "telemetry:\n  enabled: false\nnux:\n  enabled: false\n"
+    "concurrency:\n  runs:\n    max_concurrent_runs: 2\n"
+)
 FINGERPRINT_KEY = "warehouse_fingerprint"
 # Run tags that make one run cover a range of partitions (single-run backfill policy).
 RANGE_START = "dagster/asset_partition_range_start"

@@ -9,9 +9,9 @@ import dagster as dg
 import pytest
 
 from assets.resources import WarehouseSettings
+from pipelines.materialize import INSTANCE_YAML
 from tests.pipelines.fixtures import write_landing
 
-INSTANCE_YAML = "telemetry:\n  enabled: false\nnux:\n  enabled: false\n"
 
 
 def make_dagster_home(path: Path) -> Path:

@@ -20,9 +20,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from pipelines.materialize import INSTANCE_YAML
+
 REPO = Path(__file__).resolve().parents[2]
 LOCATION = "perf_warehouse"
-INSTANCE_YAML = "telemetry:\n  enabled: false\nnux:\n  enabled: false\n"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 
 
