@@ -182,3 +182,25 @@ def test_unreadable_file_fails_the_run_but_not_the_others(tmp_path, landing, dag
     assert (summary.ingested.ingested, summary.ingested.failed) == (3, 1)
     assert summary.derived == "rebuilt"  # the three good files are committed and served
     assert any("dsa_generation_module_perf.parquet" in line for line in lines if line.startswith("failed files"))
+
+
+def test_ingest_job_over_the_shared_data_set(shared_data, tmp_path, dagster_home):
+    """One run over the whole partition range of ../shared/data: every row accounted for."""
+    from pipelines.definitions import build_defs
+
+    settings = WarehouseSettings(home=str(tmp_path / "wh"), landing=str(shared_data))
+    defs = build_defs(settings)
+    _, files = settings.scan()
+    keys = [f.key for f in files]
+    with dg.instance_for_test(temp_dir=str(dagster_home)) as instance:
+        instance.add_dynamic_partitions("raw_log_file", keys)
+        result = defs.resolve_job_def("ingest_job").execute_in_process(
+            instance=instance,
+            tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]},
+        )
+    assert result.success
+    meta = _metadata(result, "measurements")
+    assert meta["files"] == len(keys) and meta["files_failed"] == 0
+    assert meta["rows_read"] == meta["rows_accepted"] + meta["rows_quarantined"] > 100_000
+    checks = _checks(result)
+    assert checks["ledger_balanced"][0] and checks["latency_valid"][0]
