@@ -9,10 +9,11 @@ def register(sub) -> None:
     p = sub.add_parser(
         "materialize",
         help="run the Dagster asset graph in process: ingest new raw logs, rebuild derived tables",
-        description="List the landing folder, ingest new or changed raw logs (one run per file), "
-        "then rebuild perf_points, sol_calibration, interpolation_grids, accuracy_report and the "
-        "DuckDB views when the warehouse changed. Runs are recorded in $DAGSTER_HOME "
-        "(default <home>/dagster).",
+        description="List the landing folder, ingest new or changed raw logs (one in-process run over "
+        "their partitions, one partition per file), then rebuild perf_points, sol_calibration, interpolation_grids, accuracy_report and the "
+        "DuckDB views when the warehouse changed. With nothing new, no run is launched. "
+        "Runs are recorded in $DAGSTER_HOME (default <home>/dagster). Exit 1 when a run failed "
+        "or a blocking check did not pass.",
     )
     p.add_argument(
         "--landing",
