@@ -134,6 +134,10 @@ def probe(args, results: dict):
         if best is None or score < best[0]:
             best = (score, cand)
     ATT.CONFIG_DEC.update(dict(zip(fields, best[1])))
+    # split targets chosen separately for the sparse and the dense mode among same-tile candidates
+    same = [r for r in results["attn_probe_dec"] if r["cfg"][:5] == list(best[1][:5])]
+    ATT.CONFIG_DEC["split_target"] = min(same, key=lambda r: r["sparse64"])["cfg"][5]
+    ATT.CONFIG_DEC["split_target_dense"] = min(same, key=lambda r: r["dense64"] / 4 + r["dense8"])["cfg"][5]
     results["attn_config"] = dict(ATT.CONFIG)
     results["attn_config_dec"] = dict(ATT.CONFIG_DEC)
     log(f"  chosen decode attention config {ATT.CONFIG_DEC}")

@@ -89,7 +89,7 @@ if HAVE_TRITON:
 
 
 CTX_CONFIG = {"block_m": 64, "block_n": 128, "num_warps": 4, "num_stages": 2}
-GEN_CONFIG = {"block_n": 128, "num_warps": 4, "num_stages": 2, "blocks": 1}
+GEN_CONFIG = {"block_n": 64, "num_warps": 4, "num_stages": 3, "blocks": 8}
 # largest logits buffer (elements) per launch; bigger problems are chunked
 MAX_LOGITS = 1 << 30
 

@@ -35,11 +35,12 @@ LOG2E = 1.4426950408889634
 # Launch configuration; the runner may override it after a GPU probe.
 # Two launch configurations: CONFIG for many query tokens (context), and
 # CONFIG_DEC when few (T * head blocks < DEC_PROGRAMS * SMs: decode, small
-# prefill); split_target = programs wanted per SM (split-KV below that).
-CONFIG = {"block_n": 64, "num_warps": 8, "num_stages": 3, "block_h_max": 64, "skip_empty": True,
+# prefill); split_target = programs wanted per SM (split-KV below that), for
+# the sparse (top-k) mode; split_target_dense for dense decode.
+CONFIG = {"block_n": 64, "num_warps": 8, "num_stages": 3, "block_h_max": 64, "skip_empty": False,
           "split_target": 2}
-CONFIG_DEC = {"block_n": 64, "num_warps": 8, "num_stages": 3, "block_h_max": 64, "skip_empty": True,
-              "split_target": 2}
+CONFIG_DEC = {"block_n": 64, "num_warps": 8, "num_stages": 2, "block_h_max": 64, "skip_empty": False,
+              "split_target": 1, "split_target_dense": 4}
 DEC_PROGRAMS = 4
 LAST = {}  # compile report of the last launch (registers, spills)
 
@@ -207,7 +208,8 @@ def mla_attention(q_lat: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor, *,
     block_h = max(16, min(cfg["block_h_max"], 1 << (H - 1).bit_length()))
     n_hb = -(-H // block_h)
     if splits is None:
-        splits = pick_splits(T, n_hb, k_slots, n_sm, target=cfg.get("split_target", 2))
+        tgt = cfg.get("split_target_dense", cfg.get("split_target", 2)) if dense else cfg.get("split_target", 2)
+        splits = pick_splits(T, n_hb, k_slots, n_sm, target=tgt)
     chunk = -(-k_slots // splits)
     bn = cfg["block_n"]
     chunk = -(-chunk // bn) * bn

@@ -1,0 +1,44 @@
+"""The embedded raw logs in data/raw (the collector's own H200 runs)."""
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from collector.config import OPS
+from collector.logs import CSV_HEADER
+
+ROOT = Path(__file__).resolve().parents[2] / "data" / "raw"
+DIRS = sorted(p for p in ROOT.glob("*/perfwh/0.1") if p.is_dir()) if ROOT.exists() else []
+JSON_KEYS = {"schema", "run_id", "timestamp", "device", "system", "framework", "version", "op", "kernel_source",
+             "model", "architecture", "attn_dtype", "kv_cache_dtype", "gemm_type", "num_heads", "batch_size",
+             "isl", "tp_size", "latency_ms", "samples_ms", "gpu_clock_mhz", "env"}
+
+pytestmark = pytest.mark.skipif(not DIRS, reason="no committed perfwh raw logs")
+
+
+def test_size_budget():
+    total = sum(f.stat().st_size for f in ROOT.rglob("*") if f.is_file())
+    assert total <= 5 * 1024 * 1024
+
+
+@pytest.mark.parametrize("op", sorted(OPS))
+def test_tables(op):
+    stem, op_name, family, phase = OPS[op]
+    for d in DIRS:
+        txt, jl = d / f"{stem}.txt", d / f"{stem}.jsonl"
+        lines = txt.read_text().splitlines()
+        assert lines[0] == CSV_HEADER
+        rows = list(csv.DictReader(lines))
+        js = [json.loads(x) for x in jl.read_text().splitlines()]
+        assert len(rows) == len(js)
+        shapes = set()
+        for r, j in zip(rows, js):
+            assert r["framework"] == "perfwh" and r["version"] == "0.1" and r["op_name"] == op_name
+            assert JSON_KEYS <= set(j) and j["op"] == op and j["system"] == d.parts[-3]
+            assert float(r["latency"]) == pytest.approx(j["latency_ms"], rel=1e-4, abs=1e-5)
+            assert j["latency_ms"] > 0 and len(j["samples_ms"]) >= 5
+            seq = j["prefix"] if phase == "context" else j["kv_len"]
+            assert int(r["step"]) == seq
+            shapes.add((r["num_heads"], r["gemm_type"], r["kv_cache_dtype"], r["batch_size"], r["isl"], r["step"]))
+        assert len(shapes) >= 500

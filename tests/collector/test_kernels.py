@@ -1,0 +1,126 @@
+"""Triton kernels vs naive float64 PyTorch references.
+
+On the CPU they run through Triton's interpreter in float32 (tiny shapes);
+on a GPU the same tests run compiled, in bf16, and test_gpu.py adds the
+full-size checks. Tolerance: relative Frobenius error."""
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("triton")
+
+from collector.kernels import indexer as IDX  # noqa: E402
+from collector.kernels import mla_attn as ATT  # noqa: E402
+from collector.kernels.interp import patch_interpreter  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
+CUDA = torch.cuda.is_available()
+DEV = "cuda" if CUDA else "cpu"
+DT = torch.bfloat16 if CUDA else torch.float32
+TOL = 2e-2 if CUDA else 1e-4
+
+
+@pytest.fixture(autouse=True)
+def small_tiles():
+    patch_interpreter()
+    saved = (dict(ATT.CONFIG), dict(ATT.CONFIG_DEC), dict(IDX.CTX_CONFIG), dict(IDX.GEN_CONFIG))
+    if not CUDA:
+        for c in (ATT.CONFIG, ATT.CONFIG_DEC):
+            c.update(block_n=16, block_h_max=16)
+        IDX.CTX_CONFIG.update(block_m=16, block_n=16)
+        IDX.GEN_CONFIG.update(block_n=16, blocks=2)
+    yield
+    ATT.CONFIG.update(saved[0]), ATT.CONFIG_DEC.update(saved[1])
+    IDX.CTX_CONFIG.update(saved[2]), IDX.GEN_CONFIG.update(saved[3])
+
+
+def _rel(a, b):
+    return ((a.double() - b).norm() / b.norm()).item()
+
+
+@pytest.mark.parametrize("H,splits", [(16, 1), (20, 2), (16, None)])
+def test_sparse_attention(H, splits):
+    g = torch.Generator(device=DEV).manual_seed(H)
+    T, K, N = 3, 48, 200
+    ql = torch.randn((T, H, 512), generator=g, device=DEV).to(DT)
+    qp = torch.randn((T, H, 64), generator=g, device=DEV).to(DT)
+    kv = torch.randn((N, 576), generator=g, device=DEV).to(DT)
+    idx = torch.randint(0, N, (T, K), generator=g, device=DEV, dtype=torch.int32)
+    idx[1, 7:] = -1
+    idx[2, ::3] = -1
+    out = torch.full((T, H, 512), float("nan"), device=DEV, dtype=DT)
+    ATT.mla_attention(ql, qp, kv, out=out, sm_scale=192 ** -0.5, idx=idx, splits=splits)
+    ref = ATT.mla_attention_ref(ql, qp, kv, sm_scale=192 ** -0.5, idx=idx)
+    assert not torch.isnan(out).any()
+    assert _rel(out, ref) < TOL
+
+
+def test_dense_decode_with_splits():
+    g = torch.Generator(device=DEV).manual_seed(1)
+    b, H, N = 3, 16, 300
+    ql = torch.randn((b, H, 512), generator=g, device=DEV).to(DT)
+    qp = torch.randn((b, H, 64), generator=g, device=DEV).to(DT)
+    kv = torch.randn((N, 576), generator=g, device=DEV).to(DT)
+    start = torch.tensor([0, 100, 200], device=DEV, dtype=torch.int32)
+    ln = torch.tensor([100, 9, 64], device=DEV, dtype=torch.int32)
+    for splits in (1, 3):
+        out = torch.full((b, H, 512), float("nan"), device=DEV, dtype=DT)
+        ATT.mla_attention(ql, qp, kv, out=out, sm_scale=0.1, kv_scale=0.5, start=start, length=ln, n_slots=100,
+                          splits=splits)
+        ref = ATT.mla_attention_ref(ql, qp, kv, sm_scale=0.1, kv_scale=0.5, start=start, length=ln)
+        assert _rel(out, ref) < TOL
+
+
+def test_pick_splits():
+    assert ATT.pick_splits(4096, 2, 2048) == 1
+    assert ATT.pick_splits(1, 1, 131072, n_sm=132, target=2) == 264
+    assert ATT.pick_splits(1, 1, 512, n_sm=132) == 2  # chunks of >= 256 keys
+
+
+def test_indexer_context_and_topk():
+    g = torch.Generator(device=DEV).manual_seed(2)
+    qd = torch.float8_e4m3fn if CUDA else torch.float32
+    NH, D = (64, 128) if CUDA else (4, 16)
+    n_req, n_q, pos0 = 2, 20, 9
+    L, Lc = pos0 + n_q, pos0 + n_q + 2
+    q = torch.randn((n_req * n_q, NH, D), generator=g, device=DEV).to(qd)
+    w = torch.rand((n_req * n_q, NH), generator=g, device=DEV)
+    k = torch.randn((n_req * Lc, D), generator=g, device=DEV).to(qd)
+    ks = torch.rand((n_req * Lc,), generator=g, device=DEV)
+    lg = torch.full((n_req * n_q, L), float("nan"), device=DEV)
+    IDX.indexer_logits_context(q, w, k, ks, lg, n_req=n_req, n_q=n_q, pos0=pos0, L=L, k_rows_per_req=Lc)
+    ref = IDX.indexer_logits_ref(q, w, k, ks, n_req=n_req, n_q=n_q, pos0=pos0, L=L, k_rows_per_req=Lc)
+    fin = torch.isfinite(ref)
+    assert torch.equal(torch.isfinite(lg), fin)  # causal mask exact
+    assert _rel(lg[fin], ref[fin]) < 1e-4
+    rb = (torch.arange(n_req, device=DEV) * Lc).repeat_interleave(n_q)[:, None]
+    idx = IDX.topk_indices(lg, 16, row_base=rb)
+    ridx = IDX.topk_indices(ref.float(), 16, row_base=rb)
+    for a, b in zip(idx.tolist(), ridx.tolist()):
+        assert set(a) == set(b)
+    # query at position p of request r selects only rows r*Lc + [0, p]
+    for t, row in enumerate(idx.tolist()):
+        r, p = divmod(t, n_q)
+        sel = [x for x in row if x >= 0]
+        assert len(sel) == min(16, pos0 + p + 1)
+        assert all(r * Lc <= x <= r * Lc + pos0 + p for x in sel)
+
+
+def test_indexer_generation():
+    g = torch.Generator(device=DEV).manual_seed(3)
+    qd = torch.float8_e4m3fn if CUDA else torch.float32
+    NH, D = (64, 128) if CUDA else (16, 16)
+    b, L, Lc = 3, 70, 75
+    q = torch.randn((b, NH, D), generator=g, device=DEV).to(qd)
+    w = torch.rand((b, NH), generator=g, device=DEV)
+    k = torch.randn((b * Lc, D), generator=g, device=DEV).to(qd)
+    ks = torch.rand((b * Lc,), generator=g, device=DEV)
+    lg = torch.full((b, L), float("nan"), device=DEV)
+    IDX.indexer_logits_generation(q, w, k, ks, lg, L=L, k_rows_per_req=Lc)
+    ref = IDX.indexer_logits_ref(q, w, k, ks, n_req=b, n_q=1, pos0=L - 1, L=L, k_rows_per_req=Lc)
+    assert _rel(lg, ref) < 1e-4
+
+
+def test_causal_all_indices():
+    rows = IDX.causal_all_indices(2, 3, 1, 5, 10, "cpu")
+    assert rows.tolist()[0] == [0, 1, -1, -1, -1]
+    assert rows.tolist()[5] == [10, 11, 12, 13, -1]

@@ -1,0 +1,64 @@
+"""Sweep spec expansion and raw-log writers (no torch needed)."""
+import json
+
+import pytest
+
+yaml = pytest.importorskip("yaml")
+
+from collector.config import OPS, system_of  # noqa: E402
+from collector.logs import CSV_HEADER, RawLogWriter, done_keys, read_rows  # noqa: E402
+from collector.sweep import Shape, expand, load_spec  # noqa: E402
+
+
+def test_default_sweep_meets_issue_targets():
+    shapes = expand(load_spec())
+    for op in OPS:
+        sub = [s for s in shapes if s.op == op]
+        assert len({s.key() for s in sub}) >= 500, op
+        assert {s.num_heads for s in sub} == {16, 32, 64, 128}
+        assert {s.gemm_type for s in sub} >= {"bfloat16", "fp8_block"}
+        assert min(s.batch_size for s in sub) == 1 and max(s.batch_size for s in sub) == 256
+        if OPS[op][3] == "context":
+            assert min(s.isl for s in sub) == 128 and max(s.isl for s in sub) == 32768
+        else:
+            assert min(s.prefix for s in sub) == 1024 and max(s.prefix for s in sub) == 131072
+            assert {s.isl for s in sub} == {1}
+
+
+def test_sweep_is_ordered_by_cost_and_unique():
+    shapes = expand(load_spec(), ["dsa_generation"])
+    assert len(shapes) == len({s.key() for s in shapes})
+    assert all(s.op == "dsa_generation" for s in shapes)
+
+
+def test_bad_op_in_spec_fails_loudly(tmp_path):
+    p = tmp_path / "s.yaml"
+    p.write_text("ops:\n  dsa_prefill: {}\n")
+    with pytest.raises(ValueError, match="dsa_prefill"):
+        load_spec(p)
+
+
+def test_system_mapping():
+    assert system_of("NVIDIA H200") == "h200_sxm"
+    assert system_of("NVIDIA H100 80GB HBM3") == "h100_sxm"
+    with pytest.raises(ValueError, match="A100"):
+        system_of("NVIDIA A100-SXM4-80GB")
+
+
+def test_writer_formats_and_resume(tmp_path):
+    w = RawLogWriter(tmp_path, "h200_sxm", "NVIDIA H200", "run-x", {"torch": "t"})
+    ctx = Shape("dsa_context", 128, "fp8_block", "bfloat16", 1, 16384, 128)
+    gen = Shape("mla_generation", 16, "bfloat16", "fp8", 4, 1, 1024)
+    w.write(ctx, 55.123456, [55.1, 55.2], 1980.0)
+    w.write(gen, 0.1, [0.1, 0.11], None)
+    d = tmp_path / "h200_sxm" / "perfwh" / "0.1"
+    lines = (d / "dsa_context_module_perf.txt").read_text().splitlines()
+    assert lines[0] == CSV_HEADER
+    assert lines[1] == ("perfwh,0.1,NVIDIA H200,dsa_context_module,triton_sparse,deepseek-ai/DeepSeek-V3.2,"
+                        "DeepseekV32ForCausalLM,bfloat16,bfloat16,fp8_block,128,1,16384,1,128,55.12346")
+    row = json.loads((d / "mla_generation_module_perf.jsonl").read_text())
+    assert row["schema"] == "perfwh.run/1" and row["op"] == "mla_generation"
+    assert row["kv_len"] == 1024 and "prefix" not in row and row["isl"] == 1
+    assert row["samples_ms"] == [0.1, 0.11] and row["gpu_clock_mhz"] is None
+    assert done_keys(tmp_path, "h200_sxm") == {ctx.key(), gen.key()}
+    assert len(read_rows(tmp_path, "h200_sxm")) == 2
