@@ -23,7 +23,7 @@ from . import interp, sol
 from .calibrate import CalibrationParams, params_from_frame
 from .common import FMHAQuantMode, GEMMQuantMode, KVCacheQuantMode, Source
 from .engine import estimate_group
-from .fastsol import compile_scalar
+from .fastsol import compile_array, compile_scalar
 from .estimate import Estimate
 from .grid import SOURCES, GridSet, GroupGrids
 from .lookup import lookup_one, nearest_measured
@@ -84,6 +84,7 @@ class _Resolved:
     gemm_type: str  # the query's own precisions: the SOL is always evaluated for the query
     kv_cache_dtype: str
     scalar_sol: object  # fastsol.compile_scalar(...) for this query: (b, seq, prefix, heads) -> (cal, raw)
+    array_sol: object  # fastsol.compile_array(..., float32) for estimate_many
 
 
 class PerfDatabase:
@@ -199,7 +200,9 @@ class PerfDatabase:
                                          want["architecture"], attn_dtype, kv_cache_dtype, want["gemm_type"]),
                         "; ".join(notes) or None, model, params, sol_gemm, kv_cache_dtype,
                         compile_scalar(op, model, self.spec, params, gemm_type=sol_gemm,
-                                       kv_cache_dtype=kv_cache_dtype))
+                                       kv_cache_dtype=kv_cache_dtype),
+                        compile_array(op, model, self.spec, params, gemm_type=sol_gemm,
+                                      kv_cache_dtype=kv_cache_dtype, dtype=np.float32))
         self._resolved[ck] = res
         return res
 
@@ -291,7 +294,8 @@ class PerfDatabase:
 
     # ---- vectorised ------------------------------------------------------------------------
     def estimate_many(self, op: str, frame: pl.DataFrame, **defaults) -> pl.DataFrame:
-        """`frame` plus latency_ms and source columns, vectorised.
+        """`frame` plus latency_ms and source columns, vectorised (float32 arithmetic:
+        values agree with `estimate` to ~1e-6 relative).
 
         Columns: batch_size, isl (context) or kv_len (generation) (or seq_len), num_heads,
         optional prefix; optional categorical columns gemm_type, kv_cache_dtype,
@@ -314,7 +318,8 @@ class PerfDatabase:
         b = self._int_column(frame, "batch_size", positive=True)
         h = self._int_column(frame, "num_heads", positive=True)
         seq = self._int_column(frame, seq_col, positive=True)
-        pre = self._int_column(frame, "prefix", positive=False) if "prefix" in frame.columns else np.zeros(n)
+        pre = (self._int_column(frame, "prefix", positive=False) if "prefix" in frame.columns
+               else np.zeros(n, dtype=np.float32))
         if not context and np.any(pre != 0):
             raise ValueError(f"prefix applies to context ops only; {op} got non-zero prefix")
         cat_defaults = {"gemm_type": GEMMQuantMode.parse(defaults.get("gemm_type", "bfloat16")).value,
@@ -342,7 +347,8 @@ class PerfDatabase:
             lat, cd, _ = estimate_group(
                 res.group, op, res.model, self.spec, res.params, gemm_type=res.gemm_type,
                 kv_cache_dtype=res.kv_cache_dtype, batch=b[sel], isl=sq if context else 1.0, prefix=pre[sel],
-                kv_len=0.0 if context else sq, num_heads=h[sel], transferred=res.transferred_from is not None)
+                kv_len=0.0 if context else sq, num_heads=h[sel], transferred=res.transferred_from is not None,
+                sol_fn=res.array_sol, dtype=np.float32)
             latency[sel] = lat
             code[sel] = cd
         source = pl.Series("source", code.astype(np.uint8)).replace_strict(
@@ -354,13 +360,19 @@ class PerfDatabase:
         col = frame[name]
         if col.null_count():
             raise ValueError(f"column {name} has {col.null_count()} null value(s)")
+        if col.dtype.is_integer():
+            low = col.min()
+            if low is None or (low > 0 if positive else low >= 0):
+                return col.to_numpy().astype(np.float32)
+        elif not col.dtype.is_numeric():
+            raise ValueError(f"column {name} must hold integers; it has type {col.dtype}")
         arr = col.to_numpy().astype(np.float64, copy=False)
         bad = ~np.isfinite(arr) | (arr != np.floor(arr)) | ((arr <= 0) if positive else (arr < 0))
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             kind = "positive" if positive else "non-negative"
             raise ValueError(f"column {name} must hold {kind} integers; row {i} has {col[i]!r}")
-        return arr
+        return arr.astype(np.float32)
 
     # ---- the draft's lookup API (data only; KeyError when the slice has no data) ------------
     def _query(self, op: str, b: int, s: int, num_heads: int, prefix: int, kvcache_quant_mode,

@@ -10,6 +10,7 @@ import numpy as np
 
 from . import interp, sol
 from .calibrate import CalibrationParams, calibrated_ms
+from .fastsol import compile_array
 from .grid import GroupGrids
 from .lookup import lookup_many
 from .specs import ModelSpec, SystemSpec
@@ -25,24 +26,24 @@ def sol_many(op: str, model: ModelSpec, system: SystemSpec, params: CalibrationP
 
 def estimate_group(grp: GroupGrids | None, op: str, model: ModelSpec, system: SystemSpec,
                    params: CalibrationParams, *, gemm_type: str, kv_cache_dtype: str,
-                   batch, isl, prefix, kv_len, num_heads, index_topk: int | None = None,
-                   transferred: bool = False):
+                   batch, isl, prefix, kv_len, num_heads, transferred: bool = False, sol_fn=None,
+                   dtype=np.float64):
     """(latency_ms, source code, sol_ms) arrays for points of one group.
 
     Without grids (grp None) or where no slice covers a point, the calibrated
-    SOL alone answers (source `sol`).
+    SOL alone answers (source `sol`). sol_fn: a `fastsol.compile_array` result
+    to reuse; dtype: working precision (float32 in `estimate_many`).
     """
-    batch = np.asarray(batch, dtype=np.float64)
-    isl = np.asarray(isl, dtype=np.float64)
-    prefix = np.asarray(prefix, dtype=np.float64)
-    kv_len = np.asarray(kv_len, dtype=np.float64)
-    num_heads = np.asarray(num_heads, dtype=np.float64)
-    sol_ms = sol_many(op, model, system, params, gemm_type=gemm_type, kv_cache_dtype=kv_cache_dtype,
-                      batch=batch, isl=isl, prefix=prefix, kv_len=kv_len, num_heads=num_heads,
-                      index_topk=index_topk)
+    batch = np.asarray(batch, dtype=dtype)
+    seq = np.asarray(isl if "_context" in op else kv_len, dtype=dtype)
+    prefix = np.broadcast_to(np.asarray(prefix, dtype=dtype), batch.shape)
+    num_heads = np.asarray(num_heads, dtype=dtype)
+    if sol_fn is None:
+        sol_fn = compile_array(op, model, system, params, gemm_type=gemm_type, kv_cache_dtype=kv_cache_dtype,
+                               dtype=dtype)
+    sol_ms = np.asarray(sol_fn(batch, seq, prefix, num_heads), dtype=np.float64)
     if grp is None:
         return sol_ms.copy(), np.full(batch.shape, interp.SOL, dtype=np.int8), sol_ms
-    seq = isl if "_context" in op else kv_len
     ratio, code = lookup_many(grp, num_heads, prefix, batch, seq)
     miss = np.isnan(ratio)
     latency = sol_ms * np.exp2(np.where(miss, 0.0, ratio))

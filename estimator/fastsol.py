@@ -106,3 +106,113 @@ def compile_scalar(op: str, model: ModelSpec, system: SystemSpec, params: Calibr
     namespace: dict = {}
     exec(compile(src, f"<calibrated SOL of {op}>", "exec"), namespace)  # noqa: S102 - generated from constants only
     return namespace["evaluate"]
+
+
+def _kernel_terms(op: str, model: ModelSpec, gemm_type: str, kv_cache_dtype: str):
+    """The kernels of `op` as linear forms over per-shape variables (same maths as sol.kernels).
+
+    Returns (variables the op needs, [(group, fp8, flops {var: coef}, bytes {var: coef})]);
+    the variable "1" is the constant term.
+    """
+    family, _, rest = op.partition("_")
+    context = rest.startswith("context")
+    kernel_only = rest.endswith("_kernel")
+    d, rq, rk, dr = model.hidden_size, model.q_lora_rank, model.kv_lora_rank, model.qk_rope_head_dim
+    dn, dv = model.qk_nope_head_dim, model.v_head_dim
+    dlat = rk + dr
+    kvb = DTYPE_BYTES[kv_cache_dtype]
+    fp8_gemm = gemm_type.startswith("fp8")
+    w = DTYPE_BYTES[gemm_type]
+    gg = "gemm_fp8" if fp8_gemm else "gemm_bf16"
+    topk, hi, di = model.index_topk, model.index_n_heads, model.index_head_dim
+    a = ACT_BYTES
+    out = []
+
+    def k(group, fp8, flops, nbytes):
+        out.append((group, fp8, {v: c for v, c in flops.items() if c}, {v: c for v, c in nbytes.items() if c}))
+
+    if not kernel_only:
+        n = rq + rk + dr + (di if family == "dsa" else 0)
+        k(gg, fp8_gemm, {"t": 2.0 * d * n}, {"1": w * d * n, "t": a * (d + n)})
+        q = dn + dr
+        k(gg, fp8_gemm, {"th": 2.0 * rq * q}, {"h": w * rq * q, "t": a * rq, "th": a * q})
+        k(gg, fp8_gemm, {"th": 2.0 * dv * d}, {"h": w * dv * d, "th": a * dv, "t": a * d})
+        k("elementwise", False, {}, {"t": 4.0 * (rq + rk) + dlat * (2.0 + kvb), "th": 4.0 * dr})
+    if family == "mla" and context:
+        if not kernel_only:
+            k(gg, fp8_gemm, {"blh": 2.0 * rk * (dn + dv)}, {"h": w * rk * (dn + dv), "bl": a * rk,
+                                                             "blh": a * (dn + dv)})
+        k("dense_attn", False, {"hsk": 2.0 * (dn + dr + dv)}, {"th": a * (dn + dr + dv), "blh": a * (dn + dr + dv)})
+        return out
+    if not kernel_only:
+        k(gg, fp8_gemm, {"th": 2.0 * dn * rk}, {"h": w * dn * rk, "th": a * (dn + rk)})
+        k(gg, fp8_gemm, {"th": 2.0 * rk * dv}, {"h": w * rk * dv, "th": a * (rk + dv)})
+    if family == "mla":
+        k("mla_decode_fp8kv" if kvb < 2 else "mla_decode", False, {"hsk": 2.0 * (dlat + rk)},
+          {"bl": kvb * dlat, "th": a * (dlat + rk)})
+        return out
+    k("sparse_attn", False, {"thp": 2.0 * (dlat + rk) * topk}, {"bls": kvb * dlat, "thp": a * (dlat + rk), "t": 4.0 * topk})
+    k(gg, fp8_gemm, {"t": 2.0 * rq * hi * di}, {"1": w * rq * hi * di, "t": a * (rq + hi * di)})
+    k("gemm_bf16", False, {"t": 2.0 * d * hi}, {"1": 2.0 * d * hi, "t": a * (d + hi)})
+    k("elementwise", False, {}, {"t": 3.0 * (hi * di + di)})
+    k("indexer", True, {"sk_on": 2.0 * hi * di}, {"t_on": hi * (di + 4.0), "bl_on": di + 4.0, "sk_on": 4.0})
+    k("indexer", False, {}, {"sk_on": 4.0, "t_on": 4.0 * topk})
+    return out
+
+
+def compile_array(op: str, model: ModelSpec, system: SystemSpec, params: CalibrationParams, *,
+                  gemm_type: str, kv_cache_dtype: str, dtype=None):
+    """Vector twin of `compile_scalar`: f(batch, seq, prefix, heads) arrays -> calibrated ms array.
+
+    Each kernel costs a handful of array passes (constants folded into one
+    coefficient per term). dtype float32 (estimate_many's default) halves the
+    memory traffic at a relative rounding of ~1e-6, far below the estimator's error.
+    """
+    import numpy as np
+
+    dtype = np.float64 if dtype is None else dtype
+
+    context = "_context" in op
+    topk = model.index_topk
+    terms = _kernel_terms(op, model, gemm_type, kv_cache_dtype)
+    bf16, fp8, bw = system.peak_bf16_flops_per_s, system.peak_fp8_flops_per_s, system.hbm_bytes_per_s
+    lines = ["b = np.asarray(batch, dtype=DT); h = np.asarray(heads, dtype=DT)"]
+    if context:
+        lines += ["isl = np.asarray(seq, dtype=DT); prefix = np.asarray(prefix, dtype=DT)",
+                  "t = b * isl; length = prefix + isl; sk = b * (isl * prefix + isl * (isl + 1.0) * 0.5)"]
+    else:
+        lines += ["t = b; length = np.asarray(seq, dtype=DT) + 1.0; sk = b * length"]
+    derived = {
+        "th": "th = t * h", "bl": "bl = b * length", "blh": "blh = b * length * h", "hsk": "hsk = h * sk",
+        "thp": f"thp = t * ({SPARSE_HEAD_TILE} * np.ceil(h / {SPARSE_HEAD_TILE}))",
+        "bls": "bls = b * length" if context else f"bls = b * np.minimum(length, {float(topk)!r})",
+        "sk_on": f"sk_on = np.where(length > {topk}, sk, 0.0)",
+        "t_on": f"t_on = np.where(length > {topk}, t, 0.0)",
+        "bl_on": f"bl_on = np.where(length > {topk}, b * length, 0.0)",
+    }
+    used = {v for _, _, f, by in terms for v in (*f, *by)}
+    lines += [src for v, src in derived.items() if v in used]
+    lines.append("cal = np.zeros(np.shape(t), dtype=DT)")
+
+    def form(coefs: dict, scale: float) -> str:
+        parts = [repr(c * scale) if v == "1" else f"{c * scale!r} * {v}" for v, c in coefs.items()]
+        return " + ".join(parts) if parts else "0.0"
+
+    for group, is_fp8, flops, nbytes in terms:
+        ef, eb = params.eff.get(group, (_DEFAULT_EFF, _DEFAULT_EFF))
+        cb = form(nbytes, 1e3 / (bw * eb))
+        if flops:
+            cf = form(flops, 1e3 / ((fp8 if is_fp8 else bf16) * ef))
+            lines.append(f"cal += np.maximum({cf}, {cb})")
+        else:
+            lines.append(f"cal += {cb}")
+    ov, p = params.overhead_ms, params.combine_p
+    if p == 1.0:
+        lines.append(f"return cal + {ov!r}")
+    else:
+        lines.append(f"m = np.maximum(cal, {ov!r})")
+        lines.append(f"return m * (({ov!r} / m) ** {p!r} + (cal / m) ** {p!r}) ** {1.0 / p!r}")
+    src = "def evaluate(batch, seq, prefix, heads):\n" + "\n".join("    " + ln for ln in lines)
+    namespace: dict = {"np": np, "DT": dtype}
+    exec(compile(src, f"<calibrated SOL of {op}, vectorised>", "exec"), namespace)  # noqa: S102 - constants only
+    return namespace["evaluate"]

@@ -26,16 +26,21 @@ def lookup_many(grp: GroupGrids, heads, prefix, batch, seq):
 
 
 def _lookup_stacked(st, heads, prefix, batch, seq):
-    """One pass over all points: multilinear in (log2 heads, prefix, log2 batch, log2 seq)."""
-    hi0, hi1, hw, hout = interp.bracket(st.xh, np.log2(np.asarray(heads, dtype=np.float64)))
-    pi0, pi1, pw, pout = interp.bracket(st.xp, np.asarray(prefix, dtype=np.float64))
-    bi0, bi1, bw, bout = interp.bracket(st.xb, np.log2(np.asarray(batch, dtype=np.float64)))
-    si0, si1, sw, sout = interp.bracket(st.xs, np.log2(np.asarray(seq, dtype=np.float64)), st.trend)
+    """One pass over all points: multilinear in (log2 heads, prefix, log2 batch, log2 seq).
+
+    Works in the precision of `batch` (float32 from estimate_many, else float64).
+    """
+    batch = np.asarray(batch)
+    dt = batch.dtype if batch.dtype in (np.float32, np.float64) else np.float64
+    hi0, hi1, hw, hout = interp.bracket(st.xh.astype(dt), np.log2(np.asarray(heads, dtype=dt)))
+    pi0, pi1, pw, pout = interp.bracket(st.xp.astype(dt), np.asarray(prefix, dtype=dt))
+    bi0, bi1, bw, bout = interp.bracket(st.xb.astype(dt), np.log2(np.asarray(batch, dtype=dt)))
+    si0, si1, sw, sout = interp.bracket(st.xs.astype(dt), np.log2(np.asarray(seq, dtype=dt)), st.trend)
     nh, npf, nb, ns = st.ratio.shape
-    flat_r = st.ratio.reshape(-1)
+    flat_r = st.ratio.reshape(-1).astype(dt)
     flat_s = st.source.reshape(-1)
     n = hw.shape[0]
-    acc = np.zeros(n)
+    acc = np.zeros(n, dtype=dt)
     code = np.full(n, interp.MEASURED, dtype=np.int8)
     for hidx, hwt in ((hi0, 1.0 - hw), (hi1, hw)):
         for pidx, pwt in ((pi0, 1.0 - pw), (pi1, pw)):

@@ -114,7 +114,7 @@ def test_estimate_many_matches_scalar(db):
     assert out.columns == frame.columns + ["latency_ms", "source"]
     for row in out.iter_rows(named=True):
         est = db.estimate("dsa_context", batch_size=row["batch_size"], s=row["isl"], num_heads=row["num_heads"])
-        assert row["latency_ms"] == pytest.approx(est.latency_ms, rel=1e-9)
+        assert row["latency_ms"] == pytest.approx(est.latency_ms, rel=1e-5)
         assert row["source"] == est.source.value
 
 

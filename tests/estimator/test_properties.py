@@ -21,7 +21,7 @@ def test_scalar_and_vector_paths_agree(db, op, b, s, h, prefix, kv):
     seq = "isl" if "context" in op else "kv_len"
     frame = pl.DataFrame({"batch_size": [b], seq: [s], "num_heads": [h], "prefix": [pre], "kv_cache_dtype": [kv]})
     row = db.estimate_many(op, frame).row(0, named=True)
-    assert row["latency_ms"] == pytest.approx(est.latency_ms, rel=1e-9)
+    assert row["latency_ms"] == pytest.approx(est.latency_ms, rel=1e-5)
     assert row["source"] == est.source.value
 
 
