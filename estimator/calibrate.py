@@ -87,22 +87,6 @@ def calibrated_ms(ks: list[sol.Kernel], system: SystemSpec, params: CalibrationP
     return combine(params.overhead_ms, total * 1e3, params.combine_p)
 
 
-def calibrated_and_roofline_ms(ks: list[sol.Kernel], system: SystemSpec, params: CalibrationParams):
-    """(calibrated SOL, raw roofline) of scalar kernels in ms; the fast path of one estimate."""
-    bf16, fp8, bw = system.peak_bf16_flops_per_s, system.peak_fp8_flops_per_s, system.hbm_bytes_per_s
-    eff = params.eff
-    cal = raw = 0.0
-    for _, group, is_fp8, flops, nbytes in ks:
-        tc = flops / (fp8 if is_fp8 else bf16)
-        tb = nbytes / bw
-        raw += tc if tc > tb else tb
-        ef, eb = eff.get(group, (_DEFAULT_EFF, _DEFAULT_EFF))
-        tc /= ef
-        tb /= eb
-        cal += tc if tc > tb else tb
-    return combine(params.overhead_ms, cal * 1e3, params.combine_p), raw * 1e3
-
-
 def _design(points: pl.DataFrame, system: SystemSpec):
     """Kernel time matrices for every row of one op's points (rows may mix slices)."""
     n = points.height

@@ -19,12 +19,12 @@ import re
 import numpy as np
 import polars as pl
 
-from . import interp, sol
+from . import interp
 from .calibrate import CalibrationParams, params_from_frame
 from .common import FMHAQuantMode, GEMMQuantMode, KVCacheQuantMode, Source
 from .engine import estimate_group
-from .fastsol import compile_array, compile_scalar
 from .estimate import Estimate
+from .fastsol import compile_array, compile_scalar
 from .grid import SOURCES, GridSet, GroupGrids
 from .lookup import lookup_one, nearest_measured
 from .slices import GROUP_KEYS, family_of, model_for, phase_of

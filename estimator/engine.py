@@ -8,20 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import interp, sol
-from .calibrate import CalibrationParams, calibrated_ms
+from . import interp
+from .calibrate import CalibrationParams
 from .fastsol import compile_array
 from .grid import GroupGrids
 from .lookup import lookup_many
 from .specs import ModelSpec, SystemSpec
-
-
-def sol_many(op: str, model: ModelSpec, system: SystemSpec, params: CalibrationParams, *,
-             gemm_type: str, kv_cache_dtype: str, batch, isl, prefix, kv_len, num_heads,
-             index_topk: int | None = None) -> np.ndarray:
-    ks = sol.kernels(op, model, batch=batch, isl=isl, prefix=prefix, kv_len=kv_len, num_heads=num_heads,
-                     gemm_type=gemm_type, kv_cache_dtype=kv_cache_dtype, index_topk=index_topk)
-    return np.broadcast_to(calibrated_ms(ks, system, params), np.shape(batch)).astype(np.float64)
 
 
 def estimate_group(grp: GroupGrids | None, op: str, model: ModelSpec, system: SystemSpec,

@@ -133,9 +133,3 @@ def extrapolate_holes(values: np.ndarray, src: np.ndarray, xb: np.ndarray, xs: n
         out[i, j] = values[ki[k], kj[k]]
         src[i, j] = EXTRAPOLATED
     return out, src
-
-
-def nearest_index(axis: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Index of the nearest axis value (in whatever space the axis is given)."""
-    i0, i1, w, _ = bracket(axis, q)
-    return np.where(w > 0.5, i1, i0)
