@@ -55,6 +55,12 @@ def test_module_reference_paths(family):
     assert y.shape == (3, 7168) and torch.isfinite(y).all()
 
 
+def test_mla_context_with_prefix_runs():
+    m = AttentionModule("mla", 16, "bfloat16", "fp8", device="cpu", use_triton=False)
+    y = m.prepare_context(2, 16, 24).run()
+    assert y.shape == (32, 7168) and torch.isfinite(y).all()
+
+
 def test_module_triton_matches_reference_on_cpu():
     pytest.importorskip("triton")
     if torch.cuda.is_available():
