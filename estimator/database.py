@@ -277,7 +277,7 @@ class PerfDatabase:
         return Estimate(
             latency_ms=latency, source=_SOURCE_ENUM[code], op=op, system=self.system,
             framework=self.framework, version=self.version, sol_ms=cal, raw_sol_ms=raw, log2_ratio=ratio,
-            neighbour_cells=tuple(nbrs),
+            neighbour_cells=nbrs,
             slice=tuple(zip(GROUP_KEYS, k)), transferred_from=res.transferred_from, method=method)
 
     @staticmethod

@@ -46,7 +46,7 @@ class Estimate:
     sol_ms: float
     raw_sol_ms: float
     log2_ratio: float
-    neighbour_cells: tuple[tuple, ...] = ()  # (num_heads, prefix, batch, seq, weight, source code)
+    neighbour_cells: object = ()  # lookup corners; see `neighbours`
     slice: tuple[tuple[str, object], ...] = ()
     transferred_from: str | None = None
     method: str = "interp"
@@ -54,7 +54,10 @@ class Estimate:
     @property
     def neighbours(self) -> tuple[Neighbour, ...]:
         """The grid cells used, with weights and their own provenance."""
-        return tuple(Neighbour(h, p, int(b), int(s), w, _SOURCES[c]) for h, p, b, s, w, c in self.neighbour_cells)
+        from .lookup import expand_cells
+
+        return tuple(Neighbour(h, p, int(b), int(s), w, _SOURCES[c])
+                     for h, p, b, s, w, c in expand_cells(self.neighbour_cells))
 
     def as_dict(self) -> dict:
         return {

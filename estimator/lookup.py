@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
+from typing import NamedTuple
 
 import numpy as np
 
@@ -139,6 +140,35 @@ def _axis_py(axis: list[float], q: float, trend: float = 0.0):
     return i1 - 1, i1, w, False
 
 
+class StackedCells(NamedTuple):
+    """The corners one scalar lookup used, expanded into neighbours only when asked for."""
+
+    py: tuple
+    h: tuple
+    p: tuple
+    b: tuple
+    s: tuple
+
+    def expand(self) -> list[tuple]:
+        """(num_heads, prefix, batch, seq, weight, source code) of every corner with weight != 0."""
+        xh, xp, xb, xs, ratio, source, trend, hv, pv, bv, sv = self.py
+        out = []
+        for hidx, hwt in ((self.h[0], 1.0 - self.h[2]), (self.h[1], self.h[2])):
+            for pidx, pwt in ((self.p[0], 1.0 - self.p[2]), (self.p[1], self.p[2])):
+                for bidx, bwt in ((self.b[0], 1.0 - self.b[2]), (self.b[1], self.b[2])):
+                    for sidx, swt in ((self.s[0], 1.0 - self.s[2]), (self.s[1], self.s[2])):
+                        w = hwt * pwt * bwt * swt
+                        if w != 0.0:
+                            out.append((hv[hidx], pv[pidx], bv[bidx], sv[sidx], w,
+                                        source[hidx][pidx][bidx][sidx]))
+        return out
+
+
+def expand_cells(cells) -> list[tuple]:
+    """Neighbour tuples from what `lookup_one` returned (a list already, or StackedCells)."""
+    return cells.expand() if isinstance(cells, StackedCells) else list(cells)
+
+
 def _stacked_py(st) -> tuple:
     return (st.xh.tolist(), st.xp.tolist(), st.xb.tolist(), st.xs.tolist(), st.ratio.tolist(), st.source.tolist(),
             st.trend, [int(round(2**x)) for x in st.xh.tolist()], [int(x) for x in st.xp.tolist()],
@@ -162,7 +192,7 @@ def lookup_one(grp: GroupGrids, heads: int, prefix: int, batch: int, seq: int):
         si0, si1, sw, sout = _axis_py(xs, _LOG2(seq), trend)
         acc = 0.0
         code = interp.MEASURED
-        nbrs = []
+        used = 0
         for hidx, hwt in ((hi0, 1.0 - hw), (hi1, hw)):
             if hwt == 0.0:
                 continue
@@ -185,13 +215,13 @@ def lookup_one(grp: GroupGrids, heads: int, prefix: int, batch: int, seq: int):
                         c = sb[sidx]
                         if c > code:
                             code = c
-                        nbrs.append((hv[hidx], pv[pidx], bv[bidx], sv[sidx], cw, c))
+                        used += 1
         outside = hout or pout or bout or sout
-        if code == interp.MEASURED and (outside or len(nbrs) != 1):
+        if code == interp.MEASURED and (outside or used != 1):
             code = interp.INTERPOLATED
         if outside and code < interp.EXTRAPOLATED:
             code = interp.EXTRAPOLATED
-        return acc, code, nbrs
+        return acc, code, StackedCells(py, (hi0, hi1, hw), (pi0, pi1, pw), (bi0, bi1, bw), (si0, si1, sw))
     cache = grp.__dict__.get("_py")
     if cache is None:
         cache = grp.__dict__["_py"] = _py_axes(grp)
