@@ -11,14 +11,14 @@ export DAGSTER_HOME ?= $(CURDIR)/var/dagster
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,aic]'
+	$(BIN)/python -m pip install -q -e '.[dev,aic,collector]'
 	touch $@
 
 SAMPLE_SQL := select system, framework, version, op, count(*) as points, \
 	round(median(latency_ms), 4) as median_ms from perf_points group by all order by all
 
 demo: $(BIN)/.installed
-	$(BIN)/perfwh ingest --from-aiconfigurator --system h200_sxm --system h100_sxm
+	$(BIN)/perfwh materialize
 	$(BIN)/perfwh tables
 	$(BIN)/perfwh sql "$(SAMPLE_SQL)"
 
@@ -27,6 +27,15 @@ test: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/materialize_bench.py
+	$(BIN)/python benchmarks/estimator_speed.py
+	$(BIN)/python benchmarks/estimate.py
+
+# The Dagster UI on http://127.0.0.1:3000 (sensor and schedule on).
+ui: $(BIN)/.installed
+	mkdir -p $(DAGSTER_HOME)
+	printf 'telemetry:\n  enabled: false\nnux:\n  enabled: false\nconcurrency:\n  runs:\n    max_concurrent_runs: 2\n' > $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 clean:
 	rm -rf $(VENV) var

@@ -114,6 +114,7 @@ def cmd_ingest(args) -> int:
     print(
         f"{len(report.files)} files: {report.count('ingested')} ingested, {report.count('replaced')} replaced, "
         f"{report.count('skipped-unchanged')} unchanged, {report.count('skipped-duplicate')} duplicate, "
+        f"{report.count('skipped-mirror')} CSV mirrors of JSONL, "
         f"{len(report.failed)} failed; rows {report.rows_read:,} read = {report.rows_accepted:,} accepted "
         f"+ {report.rows_quarantined:,} quarantined; {report.seconds:.2f} s; warehouse {report.home}"
     )

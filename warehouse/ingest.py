@@ -32,7 +32,7 @@ from .views import refresh_views
 @dataclass
 class FileResult:
     path: str
-    status: str  # ingested | replaced | skipped-unchanged | skipped-duplicate | failed
+    status: str  # ingested | replaced | skipped-unchanged | skipped-duplicate | skipped-mirror | failed
     rows_read: int = 0
     rows_accepted: int = 0
     rows_quarantined: int = 0
@@ -70,8 +70,14 @@ class IngestReport:
 ProgressFn = Callable[[int, int, Path, "FileResult | None"], None]
 
 
-def discover(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Files (recursively) with a known raw-log extension; errors name the bad path."""
+def discover_all(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], dict[Path, Path]]:
+    """Raw logs under `paths` (recursive), and the CSV mirrors among them.
+
+    The collector writes each run twice, as `<table>.txt` (collector CSV) and
+    `<table>.jsonl` (with samples and run ids). Ingesting both would count
+    every measurement twice, so where both sit side by side the JSONL is the
+    source and the CSV is returned as its mirror (reported, not ingested).
+    """
     found: list[Path] = []
     for p in paths:
         path = Path(p).expanduser()
@@ -85,8 +91,19 @@ def discover(paths: Iterable[str | os.PathLike]) -> list[Path]:
             for f in sorted(path.rglob("*")):
                 if f.is_file() and format_of(f) is not None and not f.name.startswith("."):
                     found.append(f.resolve())
-    # Stable, de-duplicated order.
-    return sorted(dict.fromkeys(found))
+    files = sorted(dict.fromkeys(found))
+    present = set(files)
+    mirrors = {}
+    for f in files:
+        twin = f.with_suffix(".jsonl")
+        if format_of(f) == "csv" and twin in present:
+            mirrors[f] = twin
+    return [f for f in files if f not in mirrors], mirrors
+
+
+def discover(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """The raw logs to ingest under `paths` (mirrors left out; see discover_all)."""
+    return discover_all(paths)[0]
 
 
 def sha256_of(path: Path) -> str:
@@ -190,8 +207,12 @@ def ingest_paths(
     """Ingest every raw log under `paths_in`; idempotent by content hash."""
     started = time.perf_counter()
     paths = WarehousePaths.at(home).ensure()
-    files = discover(paths_in)
+    files, mirrors = discover_all(paths_in)
     report = IngestReport(home=paths.home)
+    report.files += [
+        FileResult(str(csv), "skipped-mirror", message=f"same run as {twin.name} (ingested instead)")
+        for csv, twin in mirrors.items()
+    ]
     with writer_lock(paths):
         manifest = load_manifest(paths)
         collect_garbage(paths, manifest)

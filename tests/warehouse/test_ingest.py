@@ -324,3 +324,19 @@ def test_shared_data_ingests_without_quarantine(home, shared_data):
     }  # fmt: skip
     again = ingest_paths([shared_data], home)
     assert {r.status for r in again.files} == {"skipped-unchanged"}
+
+
+def test_csv_mirror_of_a_jsonl_run_log_is_reported_not_counted_twice(home, raw_dir):
+    rec = {
+        "run_id": "r1", "device": "NVIDIA H200", "framework": "perfwh", "version": "0.1", "op": "dsa_context",
+        "kernel_source": "triton", "model": "deepseek-ai/DeepSeek-V3.2", "architecture": "DeepseekV32ForCausalLM",
+        "attn_dtype": "bfloat16", "kv_cache_dtype": "bfloat16", "gemm_type": "bfloat16", "num_heads": 128,
+        "batch_size": 1, "isl": 1024, "prefix": 0, "tp_size": 1, "latency_ms": 1.0,
+    }  # fmt: skip
+    (raw_dir / "dsa_context_module_perf.jsonl").write_text(json.dumps(rec) + "\n")
+    csv = write_log(raw_dir / "dsa_context_module_perf.txt", [dsa_context_row()])
+    report = ingest_paths([raw_dir], home)
+    assert sorted(r.status for r in report.files) == ["ingested", "skipped-mirror"]
+    assert read_measurements(home).height == 1
+    alone = ingest_paths([csv], home)  # named on its own, the CSV is a source
+    assert [r.status for r in alone.files] == ["ingested"]
