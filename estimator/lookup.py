@@ -38,29 +38,60 @@ def _lookup_stacked(st, heads, prefix, batch, seq):
     bi0, bi1, bw, bout = interp.bracket(st.xb.astype(dt), np.log2(np.asarray(batch, dtype=dt)))
     si0, si1, sw, sout = interp.bracket(st.xs.astype(dt), np.log2(np.asarray(seq, dtype=dt)), st.trend)
     nh, npf, nb, ns = st.ratio.shape
-    flat_r = st.ratio.reshape(-1).astype(dt)
+    flat_r = st.__dict__.get("_flat_" + dt.name) if hasattr(dt, "name") else None
+    if flat_r is None:
+        flat_r = st.ratio.reshape(-1).astype(dt)
     flat_s = st.source.reshape(-1)
     n = hw.shape[0]
     acc = np.zeros(n, dtype=dt)
-    code = np.full(n, interp.MEASURED, dtype=np.int8)
-    for hidx, hwt in ((hi0, 1.0 - hw), (hi1, hw)):
-        for pidx, pwt in ((pi0, 1.0 - pw), (pi1, pw)):
-            base_hp = (hidx * npf + pidx) * nb
-            w_hp = hwt * pwt
-            for bidx, bwt in ((bi0, 1.0 - bw), (bi1, bw)):
-                base = (base_hp + bidx) * ns
-                w_hpb = w_hp * bwt
-                for sidx, swt in ((si0, 1.0 - sw), (si1, sw)):
-                    cell = base + sidx
-                    w = w_hpb * swt
-                    acc += w * flat_r[cell]
-                    code = np.maximum(code, np.where(w != 0, flat_s[cell], 0).astype(np.int8))
+    code = np.zeros(n, dtype=np.int8)
+    # Most queries sit exactly on a measured heads / prefix value: those need the 4 (batch, seq)
+    # corners of one slice, the rest all 16 corners.
+    on_hp = ((hw == 0) | (hw == 1)) & ((pw == 0) | (pw == 1))
+    simple = np.flatnonzero(on_hp)
+    general = np.flatnonzero(~on_hp)
+    if simple.size:
+        hs = np.where(hw[simple] == 1, hi1[simple], hi0[simple])
+        ps = np.where(pw[simple] == 1, pi1[simple], pi0[simple])
+        _corners(acc, code, simple, [((hs * npf + ps) * nb, None)], bi0[simple], bi1[simple], bw[simple],
+                 si0[simple], si1[simple], sw[simple], nb, ns, flat_r, flat_s, whole=simple.size == n)
+    if general.size:
+        g = general
+        bases = []
+        for hidx, hwt in ((hi0[g], 1.0 - hw[g]), (hi1[g], hw[g])):
+            for pidx, pwt in ((pi0[g], 1.0 - pw[g]), (pi1[g], pw[g])):
+                bases.append(((hidx * npf + pidx) * nb, hwt * pwt))
+        _corners(acc, code, g, bases, bi0[g], bi1[g], bw[g], si0[g], si1[g], sw[g], nb, ns, flat_r, flat_s,
+                 whole=g.size == n)
     exact = ~(hout | pout | bout | sout)
     for w in (hw, pw, bw, sw):
         exact &= (w == 0) | (w == 1)
     code = np.where((code == interp.MEASURED) & ~exact, interp.INTERPOLATED, code)
     code = np.where(hout | pout | bout | sout, np.maximum(code, interp.EXTRAPOLATED), code)
     return acc, code.astype(np.int8)
+
+
+def _corners(acc, code, rows, bases, bi0, bi1, bw, si0, si1, sw, nb, ns, flat_r, flat_s, *, whole: bool):
+    """Accumulate the (batch, seq) corners of each base slice offset into acc/code at `rows`."""
+    part = np.zeros(rows.size, dtype=acc.dtype)
+    pcode = np.zeros(rows.size, dtype=np.int8)
+    for base, wbase in bases:
+        for bidx, bwt in ((bi0, 1.0 - bw), (bi1, bw)):
+            row = (base + bidx) * ns
+            wb = bwt if wbase is None else wbase * bwt
+            for sidx, swt in ((si0, 1.0 - sw), (si1, sw)):
+                cell = row + sidx
+                w = wb * swt
+                part += w * flat_r[cell]
+                c = flat_s[cell]
+                c *= w != 0
+                np.maximum(pcode, c, out=pcode)
+    if whole:
+        acc += part
+        np.maximum(code, pcode, out=code)
+    else:
+        acc[rows] += part
+        code[rows] = np.maximum(code[rows], pcode)
 
 
 def _lookup_by_slice(grp: GroupGrids, heads, prefix, batch, seq):
