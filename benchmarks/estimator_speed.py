@@ -53,21 +53,26 @@ def random_shapes(rng: random.Random, n: int, op: str):
              rng.choice((8, 16, 24, 32, 64, 128))) for _ in range(n)]
 
 
-def bench_scalar(db, op: str, n: int = 20000) -> tuple[float, float]:
-    """(median, p90) microseconds per estimate over batches of 1000 calls."""
+def bench_scalar(db, op: str, n: int = 20000, rounds: int = 3) -> tuple[float, float]:
+    """(median, p90) microseconds per estimate over batches of 1000 calls; best of `rounds`
+    (the machine is shared: the best round is the least disturbed one)."""
     rng = random.Random(0)
     shapes = random_shapes(rng, n, op)
     for b, s, h in shapes[:500]:
         db.estimate(op, batch_size=b, s=s, num_heads=h)
-    per_call = []
-    for start in range(0, n, 1000):
-        chunk = shapes[start : start + 1000]
-        t = time.perf_counter()
-        for b, s, h in chunk:
-            db.estimate(op, batch_size=b, s=s, num_heads=h)
-        per_call.append((time.perf_counter() - t) / len(chunk) * 1e6)
-    per_call.sort()
-    return statistics.median(per_call), per_call[int(0.9 * (len(per_call) - 1))]
+    best = None
+    for _ in range(rounds):
+        per_call = []
+        for start in range(0, n, 1000):
+            chunk = shapes[start : start + 1000]
+            t = time.perf_counter()
+            for b, s, h in chunk:
+                db.estimate(op, batch_size=b, s=s, num_heads=h)
+            per_call.append((time.perf_counter() - t) / len(chunk) * 1e6)
+        per_call.sort()
+        res = (statistics.median(per_call), per_call[int(0.9 * (len(per_call) - 1))])
+        best = res if best is None or res[0] < best[0] else best
+    return best
 
 
 def bench_many(db, op: str, n: int) -> float:
@@ -80,7 +85,7 @@ def bench_many(db, op: str, n: int) -> float:
     })
     db.estimate_many(op, frame.head(1000))
     times = []
-    for _ in range(3):
+    for _ in range(5):
         t = time.perf_counter()
         out = db.estimate_many(op, frame)
         times.append(time.perf_counter() - t)
@@ -106,10 +111,12 @@ def main(argv=None) -> int:
         print(f"PerfDatabase load (derived tables fresh): median {statistics.median(loads) * 1e3:.0f} ms "
               f"over {len(loads)}")
         for op in ("dsa_context", "dsa_generation", "mla_context", "mla_generation"):
+            loop = python_loop_s()
             med, p90 = bench_scalar(db, op)
             rate = bench_many(db, op, args.points)
             print(f"{op:15s} scalar estimate: median {med:.1f} us, p90 {p90:.1f} us | "
-                  f"estimate_many {args.points:,} points: {rate:,.0f} points/s")
+                  f"estimate_many {args.points:,} points: {rate:,.0f} points/s (best of 5) | "
+                  f"loop reference {loop:.3f} s")
     return 0
 
 

@@ -85,6 +85,7 @@ class _Resolved:
     kv_cache_dtype: str
     scalar_sol: object  # fastsol.compile_scalar(...) for this query: (b, seq, prefix, heads) -> (cal, raw)
     array_sol: object  # fastsol.compile_array(..., float32) for estimate_many
+    slice_items: tuple  # ((key, value), ...) of the answering data, for Estimate.slice
 
 
 class PerfDatabase:
@@ -202,7 +203,9 @@ class PerfDatabase:
                         compile_scalar(op, model, self.spec, params, gemm_type=sol_gemm,
                                        kv_cache_dtype=kv_cache_dtype),
                         compile_array(op, model, self.spec, params, gemm_type=sol_gemm,
-                                      kv_cache_dtype=kv_cache_dtype, dtype=np.float32))
+                                      kv_cache_dtype=kv_cache_dtype, dtype=np.float32),
+                        ())
+        res = dataclasses.replace(res, slice_items=tuple(zip(GROUP_KEYS, res.key)))
         self._resolved[ck] = res
         return res
 
@@ -257,7 +260,6 @@ class PerfDatabase:
                 None if index_n_heads is None else _positive_int("index_n_heads", index_n_heads))
             if raw_key is not None:
                 self._by_args[raw_key] = res
-        k = res.key
         cal, raw = res.scalar_sol(b, seq, pre, h)
         if res.group is None:
             ratio, code, nbrs = 0.0, interp.SOL, []
@@ -274,11 +276,10 @@ class PerfDatabase:
         if res.transferred_from and code < interp.TRANSFERRED:
             code = interp.TRANSFERRED
         latency = cal * 2.0**ratio
-        return Estimate(
-            latency_ms=latency, source=_SOURCE_ENUM[code], op=op, system=self.system,
-            framework=self.framework, version=self.version, sol_ms=cal, raw_sol_ms=raw, log2_ratio=ratio,
-            neighbour_cells=nbrs,
-            slice=tuple(zip(GROUP_KEYS, k)), transferred_from=res.transferred_from, method=method)
+        # positional: (latency_ms, source, op, system, framework, version, sol_ms, raw_sol_ms,
+        # log2_ratio, neighbour_cells, slice, transferred_from, method)
+        return Estimate(latency, _SOURCE_ENUM[code], op, self.system, self.framework, self.version, cal, raw,
+                        ratio, nbrs, res.slice_items, res.transferred_from, method)
 
     @staticmethod
     def _seq_arg(op: str, s, isl, kv_len) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from .common import Source
@@ -25,8 +24,7 @@ class Neighbour(NamedTuple):
     source: Source
 
 
-@dataclass(frozen=True, slots=True)
-class Estimate:
+class Estimate(NamedTuple):
     """A latency in milliseconds and its provenance.
 
     source: measured | interpolated | extrapolated | transferred | sol (the
@@ -34,7 +32,8 @@ class Estimate:
     shape; the estimate is sol_ms * 2**log2_ratio where the ratio comes from
     the neighbours (0 for `sol`). `slice` names the data the answer came from;
     `transferred_from` says what differed from the query when a related slice,
-    system or index_topk answered.
+    system or index_topk answered. Immutable (a NamedTuple: cheap to build, which
+    matters for a few-microsecond lookup); `est._replace(...)` derives a changed copy.
     """
 
     latency_ms: float

@@ -10,7 +10,6 @@ the latency by `scale_factor` (e.g. a layer count).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -49,7 +48,7 @@ class Operation:
     def estimate(self, db: "PerfDatabase", batch_size: int, s: int, **kw) -> Estimate:
         """The full Estimate (latency multiplied by scale_factor)."""
         est = db.estimate(self.op, **self._shape(batch_size, s, dict(kw)))
-        return dataclasses.replace(est, latency_ms=est.latency_ms * self.scale_factor)
+        return est._replace(latency_ms=est.latency_ms * self.scale_factor)
 
     def query(self, db: "PerfDatabase", batch_size: int, s: int, **kw) -> float:
         """Milliseconds x scale_factor: measured/interpolated data, else the fallback chain."""
