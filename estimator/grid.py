@@ -19,13 +19,14 @@ from .common import Source
 from .slices import GROUP_KEYS, SLICE_KEYS, model_for, points_shape, seq_values
 from .specs import load_system
 
-METHOD = "grid-logratio-v2"
+METHOD = "grid-logratio-v3"
 SOURCES = tuple(s.value for s in Source)
 GRID_SCHEMA: dict[str, pl.DataType] = {
     **{k: (pl.Int32() if k in ("num_heads", "prefix") else pl.String()) for k in SLICE_KEYS},
     "batch_size": pl.Int32(),
     "seq_len": pl.Int32(),
-    "log2_ratio": pl.Float64(),
+    "log2_ratio": pl.Float64(),  # the surface lookups interpolate on
+    "measured_log2_ratio": pl.Float64(),  # the cell's own measurement (null when not measured)
     "sol_ms": pl.Float64(),
     "latency_ms": pl.Float64(),
     "source": pl.String(),
@@ -76,6 +77,7 @@ class SliceGrid:
     source: np.ndarray  # (nb, ns) int8 codes (interp.MEASURED ...)
     latency: np.ndarray  # (nb, ns) grid latency_ms
     trend: float = 0.0  # slope damping past the last sequence value
+    measured: np.ndarray | None = None  # (nb, ns) measured log2 ratio, NaN where not measured
 
 
 def _slice_matrix(sub: pl.DataFrame):
@@ -175,6 +177,47 @@ def choose_seq_trend(slices: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) ->
     return min(TREND_CHOICES, key=lambda t: (float(np.mean(errs[t])), t))
 
 
+def pool_siblings(key, raw, filled_by_key, siblings) -> np.ndarray:
+    """Mean of a slice's filled log-ratios and those of its same-heads siblings (other kv dtype,
+    other gemm type), each shifted by the median offset on the cells both measured.
+
+    Near-duplicate slices measure nearly the same thing with independent noise;
+    their mean is a less noisy surface to interpolate on.
+    """
+    pos = SLICE_KEYS.index("num_heads")
+    batch, seq, vals = raw[key]
+    own = filled_by_key[key][0]
+    ests = [own]
+    for o in siblings[key]:
+        if o[pos] != key[pos]:
+            continue
+        other = _aligned(batch, seq, (raw[o][0], raw[o][1], filled_by_key[o][0]))
+        measured = _aligned(batch, seq, raw[o])
+        common = ~np.isnan(vals) & ~np.isnan(measured)
+        if common.sum() < 3:
+            continue
+        offset = float(np.median((vals - measured)[common]))
+        ests.append(np.where(np.isnan(other), own, other + offset))
+    return np.mean(ests, axis=0) if len(ests) > 1 else own
+
+
+def choose_pooling(slices: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]) -> bool:
+    """Pool siblings for this op only if that predicts held-out sequence lines better:
+    each interior column is predicted from its two neighbour columns (linear in log2 seq)
+    on the plain and on the pooled surface, and scored against the measured column."""
+    errs = {False: [], True: []}
+    for xs, plain, pooled, measured in slices:
+        for j in range(1, xs.size - 1):
+            w = (xs[j] - xs[j - 1]) / (xs[j + 1] - xs[j - 1])
+            ok = ~np.isnan(measured[:, j])
+            for flag, surf in ((False, plain), (True, pooled)):
+                pred = surf[ok, j - 1] * (1 - w) + surf[ok, j + 1] * w
+                errs[flag].extend(np.abs(pred - measured[ok, j]).tolist())
+    if not errs[False]:
+        return False
+    return float(np.mean(errs[True])) < float(np.mean(errs[False]))
+
+
 def build_grids(points: pl.DataFrame, calibration: pl.DataFrame, *, inputs_tag: str | None = None) -> pl.DataFrame:
     """Dense per-slice grids (GRID_SCHEMA) from perf points and a calibration table.
 
@@ -194,12 +237,17 @@ def build_grids(points: pl.DataFrame, calibration: pl.DataFrame, *, inputs_tag: 
     for key, (batch, seq, vals) in raw.items():
         sibs = [m for m in (_aligned(batch, seq, raw[s]) for s in siblings[key]) if not np.isnan(m).all()]
         filled_by_key[key] = fill_slice(vals, batch, seq, sibs)
-    trend_by_group: dict[tuple, list] = {}
+    pooled = {key: pool_siblings(key, raw, filled_by_key, siblings) for key in raw}
+    by_group: dict[tuple, list] = {}
     for key, (batch, seq, vals) in raw.items():
-        trend_by_group.setdefault(key[: len(CAL_KEYS)], []).append((np.log2(seq), filled_by_key[key][0], vals))
-    trends = {g: choose_seq_trend(v) for g, v in trend_by_group.items()}
-    frames = [_cells_frame(key, raw[key][0], raw[key][1], *filled_by_key[key], trends[key[: len(CAL_KEYS)]])
-              for key in raw]
+        by_group.setdefault(key[: len(CAL_KEYS)], []).append(
+            (np.log2(seq), filled_by_key[key][0], pooled[key], vals))
+    use_pool = {g: choose_pooling(v) for g, v in by_group.items()}
+    surface = {key: pooled[key] if use_pool[key[: len(CAL_KEYS)]] else filled_by_key[key][0] for key in raw}
+    trends = {g: choose_seq_trend([(xs, pool if use_pool[g] else plain, m) for xs, plain, pool, m in v])
+              for g, v in by_group.items()}
+    frames = [_cells_frame(key, raw[key][0], raw[key][1], surface[key], filled_by_key[key][1],
+                           trends[key[: len(CAL_KEYS)]], raw[key][2]) for key in raw]
     if not frames:
         raise ValueError("build_grids: no perf points")
     grids = _attach_sol(pl.concat(frames), params)
@@ -236,15 +284,17 @@ def _sibling_index(keys) -> dict[tuple, list[tuple]]:
     return out
 
 
-def _cells_frame(key, batch, seq, filled, src, trend) -> pl.DataFrame:
+def _cells_frame(key, batch, seq, filled, src, trend, measured) -> pl.DataFrame:
     nb, ns = filled.shape
     b = np.repeat(batch, ns)
     s = np.tile(seq, nb)
     data = {c: [v] * (nb * ns) for c, v in zip(SLICE_KEYS, key)}
     data.update(batch_size=b, seq_len=s, log2_ratio=filled.ravel(),
-                source=[SOURCES[c] for c in src.ravel()], seq_trend=np.full(nb * ns, float(trend)))
+                source=[SOURCES[c] for c in src.ravel()], seq_trend=np.full(nb * ns, float(trend)),
+                measured_log2_ratio=measured.ravel())
     return pl.DataFrame(data, schema_overrides={"num_heads": pl.Int32, "prefix": pl.Int32,
-                                                "batch_size": pl.Int32, "seq_len": pl.Int32})
+                                                "batch_size": pl.Int32, "seq_len": pl.Int32}).with_columns(
+        pl.col("measured_log2_ratio").fill_nan(None))
 
 
 def _attach_sol(grids: pl.DataFrame, params) -> pl.DataFrame:
@@ -255,7 +305,8 @@ def _attach_sol(grids: pl.DataFrame, params) -> pl.DataFrame:
         pl.when(ctx).then(None).otherwise(pl.col("seq_len")).alias("kv_len"),
     )
     g = with_sol(g, params)
-    return g.with_columns((pl.col("sol_ms") * (2.0 ** pl.col("log2_ratio"))).alias("latency_ms")).drop("isl", "kv_len")
+    ratio = pl.coalesce("measured_log2_ratio", "log2_ratio")
+    return g.with_columns((pl.col("sol_ms") * (2.0**ratio)).alias("latency_ms")).drop("isl", "kv_len")
 
 
 @dataclass
@@ -280,6 +331,7 @@ class StackedGrid:
     ratio: np.ndarray  # (nh, np, nb, ns)
     source: np.ndarray
     trend: float
+    measured: np.ndarray  # (nh, np, nb, ns), NaN where not measured
 
 
 def stack_group(grp: "GroupGrids") -> "StackedGrid | None":
@@ -292,8 +344,10 @@ def stack_group(grp: "GroupGrids") -> "StackedGrid | None":
         return None
     ratio = np.stack([np.stack([grp.slices[(int(h), int(p))].ratio for p in grp.prefixes]) for h in grp.heads])
     source = np.stack([np.stack([grp.slices[(int(h), int(p))].source for p in grp.prefixes]) for h in grp.heads])
+    measured = np.stack([np.stack([grp.slices[(int(h), int(p))].measured for p in grp.prefixes])
+                         for h in grp.heads])
     return StackedGrid(np.log2(grp.heads.astype(np.float64)), grp.prefixes.astype(np.float64), first.xb, first.xs,
-                       ratio, source, first.trend)
+                       ratio, source, first.trend, measured)
 
 
 class GridSet:
@@ -316,7 +370,8 @@ class GridSet:
             sg = SliceGrid(batch, seq, np.log2(batch), np.log2(seq),
                            sub["log2_ratio"].to_numpy().reshape(shape),
                            np.array([codes[s] for s in sub["source"].to_list()], dtype=np.int8).reshape(shape),
-                           sub["latency_ms"].to_numpy().reshape(shape), float(sub["seq_trend"][0]))
+                           sub["latency_ms"].to_numpy().reshape(shape), float(sub["seq_trend"][0]),
+                           sub["measured_log2_ratio"].fill_null(np.nan).to_numpy().reshape(shape))
             gkey = tuple(key[: len(GROUP_KEYS)])
             heads, prefix = int(key[-2]), int(key[-1])
             grp = groups.setdefault(gkey, GroupGrids(gkey, np.array([], dtype=np.int64), np.array([], dtype=np.int64), {}))

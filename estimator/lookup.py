@@ -55,6 +55,15 @@ def _lookup_stacked(st, heads, prefix, batch, seq):
         ps = np.where(pw[simple] == 1, pi1[simple], pi0[simple])
         _corners(acc, code, simple, [((hs * npf + ps) * nb, None)], bi0[simple], bi1[simple], bw[simple],
                  si0[simple], si1[simple], sw[simple], nb, ns, flat_r, flat_s, whole=simple.size == n)
+        # exact hits of a measured cell answer with the measurement itself, not the pooled surface
+        bsel = np.where(bw[simple] == 1, bi1[simple], bi0[simple])
+        ssel = np.where(sw[simple] == 1, si1[simple], si0[simple])
+        on_cell = ((bw[simple] == 0) | (bw[simple] == 1)) & ((sw[simple] == 0) | (sw[simple] == 1)) & ~(
+            bout[simple] | sout[simple] | hout[simple] | pout[simple])
+        if on_cell.any():
+            rows = simple[on_cell]
+            meas = st.measured.reshape(-1)[(((hs * npf + ps) * nb + bsel) * ns + ssel)[on_cell]]
+            acc[rows] = np.where(np.isnan(meas), acc[rows], meas)
     if general.size:
         g = general
         bases = []
@@ -120,7 +129,12 @@ def _lookup_by_slice(grp: GroupGrids, heads, prefix, batch, seq):
                     continue
                 bi0, bi1, bw, bout = interp.bracket(sg.xb, lb[m])
                 si0, si1, sw, sout = interp.bracket(sg.xs, ls[m], sg.trend)
-                acc[m] += w[m] * interp.bilinear(sg.ratio, bi0, bi1, bw, si0, si1, sw)
+                val = interp.bilinear(sg.ratio, bi0, bi1, bw, si0, si1, sw)
+                if sg.measured is not None:
+                    on = (w[m] == 1) & ~bout & ~sout & ((bw == 0) | (bw == 1)) & ((sw == 0) | (sw == 1))
+                    meas = sg.measured[np.where(bw == 1, bi1, bi0), np.where(sw == 1, si1, si0)]
+                    val = np.where(on & ~np.isnan(meas), meas, val)
+                acc[m] += w[m] * val
                 wsum[m] += w[m]
                 corners = np.stack([
                     np.where((1 - bw) * (1 - sw) != 0, sg.source[bi0, si0], 0),
@@ -182,7 +196,7 @@ class StackedCells(NamedTuple):
 
     def expand(self) -> list[tuple]:
         """(num_heads, prefix, batch, seq, weight, source code) of every corner with weight != 0."""
-        xh, xp, xb, xs, ratio, source, trend, hv, pv, bv, sv = self.py
+        xh, xp, xb, xs, ratio, source, trend, hv, pv, bv, sv, _ = self.py
         out = []
         for hidx, hwt in ((self.h[0], 1.0 - self.h[2]), (self.h[1], self.h[2])):
             for pidx, pwt in ((self.p[0], 1.0 - self.p[2]), (self.p[1], self.p[2])):
@@ -203,7 +217,8 @@ def expand_cells(cells) -> list[tuple]:
 def _stacked_py(st) -> tuple:
     return (st.xh.tolist(), st.xp.tolist(), st.xb.tolist(), st.xs.tolist(), st.ratio.tolist(), st.source.tolist(),
             st.trend, [int(round(2**x)) for x in st.xh.tolist()], [int(x) for x in st.xp.tolist()],
-            [int(round(2**x)) for x in st.xb.tolist()], [int(round(2**x)) for x in st.xs.tolist()])
+            [int(round(2**x)) for x in st.xb.tolist()], [int(round(2**x)) for x in st.xs.tolist()],
+            st.measured.tolist())
 
 
 def lookup_one(grp: GroupGrids, heads: int, prefix: int, batch: int, seq: int):
@@ -216,7 +231,7 @@ def lookup_one(grp: GroupGrids, heads: int, prefix: int, batch: int, seq: int):
         py = grp.__dict__.get("_stacked_py")
         if py is None:
             py = grp.__dict__["_stacked_py"] = _stacked_py(st)
-        xh, xp, xb, xs, ratio, source, trend, hv, pv, bv, sv = py
+        xh, xp, xb, xs, ratio, source, trend, hv, pv, bv, sv, measured = py
         hi0, hi1, hw, hout = _axis_py(xh, _LOG2(heads))
         pi0, pi1, pw, pout = _axis_py(xp, float(prefix))
         bi0, bi1, bw, bout = _axis_py(xb, _LOG2(batch))
@@ -224,6 +239,7 @@ def lookup_one(grp: GroupGrids, heads: int, prefix: int, batch: int, seq: int):
         acc = 0.0
         code = interp.MEASURED
         used = 0
+        last = None
         for hidx, hwt in ((hi0, 1.0 - hw), (hi1, hw)):
             if hwt == 0.0:
                 continue
@@ -247,7 +263,12 @@ def lookup_one(grp: GroupGrids, heads: int, prefix: int, batch: int, seq: int):
                         if c > code:
                             code = c
                         used += 1
+                        last = (hidx, pidx, bidx, sidx, cw)
         outside = hout or pout or bout or sout
+        if used == 1 and not outside and last[4] == 1.0:
+            m = measured[last[0]][last[1]][last[2]][last[3]]
+            if m == m:  # a measured cell: answer with its measurement
+                acc = m
         if code == interp.MEASURED and (outside or used != 1):
             code = interp.INTERPOLATED
         if outside and code < interp.EXTRAPOLATED:
@@ -292,9 +313,14 @@ def lookup_one(grp: GroupGrids, heads: int, prefix: int, batch: int, seq: int):
                     c = srow[si]
                     code = c if c > code else code
                     neighbours.append((int(h), int(p), bvals[bi], svals[si], cw, c))
+                    last_cell = (int(h), int(p), bi, si)
             wsum += w
     if wsum <= 0:
         return math.nan, interp.SOL, []
+    if exact and len(neighbours) == 1 and neighbours[0][4] == 1.0:
+        sg = grp.slices[last_cell[:2]]
+        if sg.measured is not None and not math.isnan(sg.measured[last_cell[2], last_cell[3]]):
+            acc = float(sg.measured[last_cell[2], last_cell[3]]) * wsum
     if code == interp.MEASURED and not exact:
         code = interp.INTERPOLATED
     if outside and code < interp.EXTRAPOLATED:

@@ -74,3 +74,40 @@ def test_sibling_estimate_uses_local_offset():
     known = ~np.isnan(vals)
     # offset over row 1 (1.0, 1.0) and column 1 (1.0): 1.0 -> 5.0 + 1.0
     assert interp.sibling_estimate(vals, known, [sib], 1, 1) == 6.0
+
+
+def test_choose_pooling_prefers_the_less_noisy_surface():
+    from estimator.grid import choose_pooling
+
+    xs = np.log2(np.array([16.0, 32.0, 64.0, 128.0, 256.0]))
+    truth = np.tile(np.linspace(0.0, 0.4, 5), (3, 1))
+    noise = np.array([[0.05, -0.05, 0.05, -0.05, 0.05]] * 3)
+    noisy = truth + noise
+    assert choose_pooling([(xs, noisy, truth, noisy)]) is True
+    assert choose_pooling([(xs, truth, noisy, truth)]) is False
+
+
+def test_pooled_grid_still_answers_exact_hits_with_the_measurement():
+    import polars as pl
+    import pytest
+
+    from estimator.database import PerfDatabase
+    from estimator.grid import build_grids
+
+    from .conftest import fixed_calibration, synthetic_points
+
+    pts = synthetic_points(ops=("mla_context",), gemm_types=("bfloat16", "fp8_block"), kv_dtypes=("bfloat16", "fp8"))
+    rng = np.random.default_rng(0)
+    pts = pts.with_columns(pl.col("latency_ms") * (1.0 + 0.05 * rng.standard_normal(pts.height)))
+    cal = fixed_calibration(pts)
+    grids = build_grids(pts, cal)
+    assert grids["measured_log2_ratio"].null_count() == 0  # fully measured fixture
+    db = PerfDatabase(calibration=cal, grids=grids)
+    for row in pts.sample(20, seed=1).iter_rows(named=True):
+        est = db.estimate("mla_context", batch_size=row["batch_size"], s=row["isl"], num_heads=row["num_heads"],
+                          gemm_type=row["gemm_type"], kv_cache_dtype=row["kv_cache_dtype"])
+        assert est.source.value == "measured"
+        assert est.latency_ms == pytest.approx(row["latency_ms"], rel=1e-9)
+        many = db.estimate_many("mla_context", pl.DataFrame([{k: row[k] for k in (
+            "batch_size", "isl", "num_heads", "gemm_type", "kv_cache_dtype")}]))
+        assert many["latency_ms"][0] == pytest.approx(row["latency_ms"], rel=1e-5)
