@@ -183,3 +183,35 @@ def format_table(table: pl.DataFrame) -> str:
         lines.append(f"| {r['table']} | {r['class']} | {r['method']} | {r['n']} | {r['median_pct']:.2f} | "
                      f"{r['p90_pct']:.2f} | {tgt} | {met} |")
     return "\n".join(lines)
+
+
+def plot_errors(errors: pl.DataFrame, path) -> None:
+    """Predicted vs measured (log-log), one panel per table, one colour per class; PNG at `path`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tables = sorted(errors["table"].unique().to_list())
+    fig, axes = plt.subplots(1, len(tables), figsize=(4.2 * len(tables), 4.2), squeeze=False)
+    colours = {"R": "tab:blue", "G": "tab:green", "E": "tab:red", "SOL": "tab:gray"}
+    for ax, table in zip(axes[0], tables):
+        sub = errors.filter((pl.col("table") == table) & (pl.col("method") != "nearest"))
+        lo = float(min(sub["measured_ms"].min(), sub["pred_ms"].min()))
+        hi = float(max(sub["measured_ms"].max(), sub["pred_ms"].max()))
+        for cls, colour in colours.items():
+            part = sub.filter(pl.col("class") == cls)
+            if part.height:
+                med = part["abs_err_pct"].median()
+                ax.scatter(part["measured_ms"], part["pred_ms"], s=5, alpha=0.5, color=colour,
+                           label=f"{cls} (median {med:.1f}%)")
+        ax.plot([lo, hi], [lo, hi], color="black", linewidth=0.8)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(table)
+        ax.set_xlabel("measured ms")
+        ax.set_ylabel("estimated ms")
+        ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -55,15 +55,6 @@ def _lookup_stacked(st, heads, prefix, batch, seq):
         ps = np.where(pw[simple] == 1, pi1[simple], pi0[simple])
         _corners(acc, code, simple, [((hs * npf + ps) * nb, None)], bi0[simple], bi1[simple], bw[simple],
                  si0[simple], si1[simple], sw[simple], nb, ns, flat_r, flat_s, whole=simple.size == n)
-        # exact hits of a measured cell answer with the measurement itself, not the pooled surface
-        bsel = np.where(bw[simple] == 1, bi1[simple], bi0[simple])
-        ssel = np.where(sw[simple] == 1, si1[simple], si0[simple])
-        on_cell = ((bw[simple] == 0) | (bw[simple] == 1)) & ((sw[simple] == 0) | (sw[simple] == 1)) & ~(
-            bout[simple] | sout[simple] | hout[simple] | pout[simple])
-        if on_cell.any():
-            rows = simple[on_cell]
-            meas = st.measured.reshape(-1)[(((hs * npf + ps) * nb + bsel) * ns + ssel)[on_cell]]
-            acc[rows] = np.where(np.isnan(meas), acc[rows], meas)
     if general.size:
         g = general
         bases = []
@@ -75,6 +66,12 @@ def _lookup_stacked(st, heads, prefix, batch, seq):
     exact = ~(hout | pout | bout | sout)
     for w in (hw, pw, bw, sw):
         exact &= (w == 0) | (w == 1)
+    rows = np.flatnonzero(exact)
+    if rows.size:  # exact hits of a measured cell answer with the measurement, not the pooled surface
+        sel = [np.where(w[rows] == 1, i1[rows], i0[rows])
+               for i0, i1, w in ((hi0, hi1, hw), (pi0, pi1, pw), (bi0, bi1, bw), (si0, si1, sw))]
+        meas = st.measured.reshape(-1)[((sel[0] * npf + sel[1]) * nb + sel[2]) * ns + sel[3]]
+        acc[rows] = np.where(np.isnan(meas), acc[rows], meas)
     code = np.where((code == interp.MEASURED) & ~exact, interp.INTERPOLATED, code)
     code = np.where(hout | pout | bout | sout, np.maximum(code, interp.EXTRAPOLATED), code)
     return acc, code.astype(np.int8)

@@ -23,6 +23,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-baseline", action="store_true", help="skip the nearest-neighbour baseline")
     p.add_argument("--errors-out", type=Path, help="write per-point errors (Parquet)")
+    p.add_argument("--plot", type=Path, help="write a predicted-vs-measured figure (PNG)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--home", default=None, help="warehouse folder (default: $PERFWH_HOME)")
     p.set_defaults(handler=run)
@@ -41,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
     table = summarize(errors)
     if args.errors_out:
         errors.write_parquet(args.errors_out)
+    if args.plot:
+        from estimator.accuracy import plot_errors
+
+        plot_errors(errors, args.plot)
     if args.json:
         print(json.dumps(table.to_dicts(), indent=2))
     else:

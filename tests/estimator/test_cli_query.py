@@ -87,8 +87,9 @@ def test_query_bad_input_exits_2_naming_valid_values(home, capsys, argv, message
     assert message in capsys.readouterr().err
 
 
-def test_accuracy_command_prints_table(home, capsys):
-    rc = main(["accuracy", "--home", str(home), "--backend", "trtllm"])
+def test_accuracy_command_prints_table(home, capsys, tmp_path):
+    rc = main(["accuracy", "--home", str(home), "--backend", "trtllm", "--plot", str(tmp_path / "acc.png")])
+    assert (tmp_path / "acc.png").stat().st_size > 0
     out = capsys.readouterr().out
     assert rc == 0
     assert "| dsa_context | R | interp |" in out and "| mla_generation | SOL | sol |" in out
