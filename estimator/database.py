@@ -40,6 +40,7 @@ FRAMEWORKS = {"trtllm": "trtllm", "tensorrt-llm": "trtllm", "tensorrt_llm": "trt
 METHODS = ("interp", "nearest")
 _SOURCE_ENUM = tuple(Source(s) for s in SOURCES)
 SOURCE_DTYPE = pl.Enum(list(SOURCES))  # estimate_many's `source` column
+_SOURCE_NAMES = pl.Series("source", list(SOURCES), dtype=SOURCE_DTYPE)
 
 
 def canonical_op(op: str) -> str:
@@ -352,8 +353,7 @@ class PerfDatabase:
                 sol_fn=res.array_sol, dtype=np.float32)
             latency[sel] = lat
             code[sel] = cd
-        source = pl.Series("source", code.astype(np.uint8)).replace_strict(
-            list(range(len(SOURCES))), list(SOURCES), return_dtype=SOURCE_DTYPE)
+        source = _SOURCE_NAMES.gather(code.astype(np.uint32))
         return frame.with_columns(pl.Series("latency_ms", latency), source)
 
     @staticmethod
