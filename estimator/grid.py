@@ -256,6 +256,20 @@ def build_grids(points: pl.DataFrame, calibration: pl.DataFrame, *, inputs_tag: 
     )
 
 
+def grid_summary(grids: pl.DataFrame) -> dict:
+    """Counts for asset metadata: slices, cells, and cells per provenance (with shares)."""
+    cells = grids.height
+    by_source = {s: int(n) for s, n in grids.group_by("source").len().iter_rows()}
+    return {
+        "slices": grids.select(list(SLICE_KEYS)).unique().height,
+        "cells": cells,
+        "cells_by_source": {s: by_source.get(s, 0) for s in SOURCES},
+        "share_by_source": {s: (by_source.get(s, 0) / cells if cells else 0.0) for s in SOURCES},
+        "input_hash": grids["input_hash"][0] if cells else None,
+        "method": METHOD,
+    }
+
+
 def grids_hash(inputs_tag: str, calibration: pl.DataFrame) -> str:
     """Identity of a grid build: its inputs, the calibration it used, the method version."""
     return hashlib.sha256(f"{inputs_tag}|{calibration_tag(calibration)}|{METHOD}".encode()).hexdigest()[:16]

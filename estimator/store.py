@@ -47,10 +47,10 @@ def _fresh(frame: pl.DataFrame | None, tag: str) -> bool:
     return frame is not None and frame.height > 0 and "input_hash" in frame.columns and frame["input_hash"][0] == tag
 
 
-def ensure_calibration(home, points: pl.DataFrame | None = None) -> pl.DataFrame:
-    """The `sol_calibration` table for the warehouse's current measurements (refit if stale)."""
+def ensure_calibration(home, points: pl.DataFrame | None = None, *, force: bool = False) -> pl.DataFrame:
+    """The `sol_calibration` table for the warehouse's current measurements (refit if stale or forced)."""
     tag = hashlib.sha256(f"{sources_tag(home)}|{CAL_METHOD}".encode()).hexdigest()[:16]
-    cal = _read_or_none(home, CALIBRATION_TABLE)
+    cal = None if force else _read_or_none(home, CALIBRATION_TABLE)
     if _fresh(cal, tag):
         return cal
     points = read_perf_points(home) if points is None else points
@@ -62,12 +62,12 @@ def ensure_calibration(home, points: pl.DataFrame | None = None) -> pl.DataFrame
     return cal
 
 
-def ensure_grids(home, points: pl.DataFrame | None = None,
-                 calibration: pl.DataFrame | None = None) -> pl.DataFrame:
-    """The `grids` table for the current measurements and calibration (rebuilt if stale)."""
+def ensure_grids(home, points: pl.DataFrame | None = None, calibration: pl.DataFrame | None = None, *,
+                 force: bool = False) -> pl.DataFrame:
+    """The `grids` table for the current measurements and calibration (rebuilt if stale or forced)."""
     calibration = ensure_calibration(home, points) if calibration is None else calibration
     src = sources_tag(home)
-    grids = _read_or_none(home, GRIDS_TABLE)
+    grids = None if force else _read_or_none(home, GRIDS_TABLE)
     if _fresh(grids, grids_hash(src, calibration)):
         return grids
     points = read_perf_points(home) if points is None else points
@@ -76,7 +76,7 @@ def ensure_grids(home, points: pl.DataFrame | None = None,
     return grids
 
 
-def build_derived(home) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(calibration, grids) of the warehouse, rebuilding either where stale."""
-    cal = ensure_calibration(home)
-    return cal, ensure_grids(home, calibration=cal)
+def build_derived(home, *, force: bool = False) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(calibration, grids) of the warehouse, rebuilding either where stale (or both when forced)."""
+    cal = ensure_calibration(home, force=force)
+    return cal, ensure_grids(home, calibration=cal, force=force)

@@ -94,3 +94,14 @@ def test_accuracy_command_prints_table(home, capsys, tmp_path):
     assert rc == 0
     assert "| dsa_context | R | interp |" in out and "| mla_generation | SOL | sol |" in out
     assert "nearest" in out
+
+
+def test_store_force_rebuild_and_grid_summary(home):
+    from estimator.grid import grid_summary
+    from estimator.store import build_derived
+
+    cal, grids = build_derived(home, force=True)
+    summary = grid_summary(grids)
+    assert summary["cells"] == grids.height and sum(summary["cells_by_source"].values()) == grids.height
+    assert summary["cells_by_source"]["measured"] > 0 and summary["share_by_source"]["sol"] == 0.0
+    assert set(cal["param"].unique()) == {"eff_compute", "eff_bandwidth", "overhead_ms", "combine_p"}
