@@ -168,14 +168,3 @@ def sol_ms(ks: list[Kernel], system: SystemSpec):
         peak = system.peak_fp8_flops_per_s if k.fp8 else system.peak_bf16_flops_per_s
         total = total + _maximum(k.flops / peak, k.bytes / system.hbm_bytes_per_s)
     return total * 1e3
-
-
-def calibrated_ms(ks: list[Kernel], system: SystemSpec, eff: dict[str, tuple[float, float]],
-                  overhead_ms: float):
-    """overhead + sum over kernels of max(F/(peak*ef_group), B/(BW*eb_group)), in ms."""
-    total = 0.0
-    for k in ks:
-        ef, eb = eff[k.group]
-        peak = system.peak_fp8_flops_per_s if k.fp8 else system.peak_bf16_flops_per_s
-        total = total + _maximum(k.flops / (peak * ef), k.bytes / (system.hbm_bytes_per_s * eb))
-    return overhead_ms + total * 1e3
