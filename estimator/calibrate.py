@@ -24,7 +24,7 @@ from . import sol
 from .slices import model_for, points_shape
 from .specs import SystemSpec, load_system
 
-METHOD = "calibrated-sol-v3"
+METHOD = "calibrated-sol-v4"
 CAL_KEYS = ("system", "framework", "version", "op", "kernel_source")
 CALIBRATION_SCHEMA: dict[str, pl.DataType] = {
     "system": pl.String(),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .calibrate import _DEFAULT_EFF, CalibrationParams
 from .common import DTYPE_BYTES
-from .sol import ACT_BYTES, SPARSE_HEAD_TILE
+from .sol import ACT_BYTES, KEY_TILE, SPARSE_HEAD_TILE
 from .specs import ModelSpec, SystemSpec
 
 
@@ -41,6 +41,7 @@ def compile_scalar(op: str, model: ModelSpec, system: SystemSpec, params: Calibr
     GB = k("gemm_bf16", False)
     E = k("elementwise", False)
     A_dense = k("dense_attn", False)
+    A_rows = k("dense_attn_rows", False)
     A_dec = k("mla_decode_fp8kv" if kvb < 2 else "mla_decode", False)
     A_sp = k("sparse_attn", False)
     IX = k("indexer", True)
@@ -75,6 +76,7 @@ def compile_scalar(op: str, model: ModelSpec, system: SystemSpec, params: Calibr
             gemm(G, "b * length", repr(rk), f"h * {dn + dv}", w)
         acc(A_dense, f"{2.0 * (dn + dr + dv)!r} * h * sk",
             f"{ACT_BYTES!r} * (t * h * {dn + dr} + b * length * h * {dn + dr + dv} + t * h * {dv})")
+        acc(A_rows, f"t * h * {2.0 * (dn + dr + dv) * KEY_TILE!r}", "0.0")
     else:
         if not kernel_only:
             acc(G, f"t * h * {2.0 * dn * rk!r}", f"h * {w * dn * rk!r} + t * h * {ACT_BYTES * (dn + rk)!r}")
@@ -143,6 +145,7 @@ def _kernel_terms(op: str, model: ModelSpec, gemm_type: str, kv_cache_dtype: str
             k(gg, fp8_gemm, {"blh": 2.0 * rk * (dn + dv)}, {"h": w * rk * (dn + dv), "bl": a * rk,
                                                              "blh": a * (dn + dv)})
         k("dense_attn", False, {"hsk": 2.0 * (dn + dr + dv)}, {"th": a * (dn + dr + dv), "blh": a * (dn + dr + dv)})
+        k("dense_attn_rows", False, {"th": 2.0 * (dn + dr + dv) * KEY_TILE}, {})
         return out
     if not kernel_only:
         k(gg, fp8_gemm, {"th": 2.0 * dn * rk}, {"h": w * dn * rk, "th": a * (dn + rk)})

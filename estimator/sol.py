@@ -28,6 +28,7 @@ GROUPS = (
     "gemm_bf16",
     "gemm_fp8",
     "dense_attn",
+    "dense_attn_rows",
     "mla_decode",
     "mla_decode_fp8kv",
     "sparse_attn",
@@ -35,6 +36,7 @@ GROUPS = (
     "elementwise",
 )
 SPARSE_HEAD_TILE = 64  # FlashMLA sparse kernels process heads in tiles of 64
+KEY_TILE = 128  # flash attention walks keys in tiles: each query row pays at least one tile
 ACT_BYTES = 2.0  # activations are bf16
 
 
@@ -118,6 +120,8 @@ def kernels(
         f = 2.0 * h * (dn + dr + dv) * sk
         by = ACT_BYTES * (t * h * (dn + dr) + b * length * h * (dn + dr + dv) + t * h * dv)
         out.append(Kernel("attention", "dense_attn", False, f, by))
+        out.append(Kernel("attention_row_tiles", "dense_attn_rows", False, t * h * (2.0 * (dn + dr + dv) * KEY_TILE),
+                          0.0))
         return out
 
     if not kernel_only:
