@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import mmap
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,7 +83,12 @@ def _is_header_expr(col: pl.Expr) -> pl.Expr:
 
 def _split_lines(block: bytes) -> pl.Series:
     """Split bytes on \\n into a String series (no Python per-line work)."""
-    text = pa.array([block], type=pa.large_binary()).cast(pa.large_string())
+    try:
+        text = pa.array([block], type=pa.large_binary()).cast(pa.large_string())
+    except pa.ArrowInvalid:
+        # Invalid UTF-8 (a corrupted log): keep every line, mark the bad bytes.
+        fixed = block.decode("utf-8", "replace").encode("utf-8")
+        text = pa.array([fixed], type=pa.large_binary()).cast(pa.large_string())
     parts = pc.split_pattern(text, "\n").flatten()
     return pl.from_arrow(parts).cast(pl.String).alias("raw")
 
@@ -134,34 +140,22 @@ def read_collector_csv(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[R
     such, since a cut-off number can still parse).
     """
     state = ReadState()
-    with open(path, "rb") as fh:
-        first = True
-        while True:
-            block = fh.read(chunk_bytes)
-            at_eof = len(block) < chunk_bytes
-            if first:
-                if block.startswith(BOM):
-                    block = block[len(BOM):]
-                first = False
-            data = state.pending + block
-            if not at_eof:
-                cut = data.rfind(b"\n")
-                if cut < 0:
-                    state.pending = data
-                    continue
-                data, state.pending = data[: cut + 1], data[cut + 1:]
-            else:
-                state.pending = b""
-            if not data:
-                if at_eof:
-                    break
-                continue
-            truncated_tail = at_eof and not data.endswith(b"\n")
-            if data.endswith(b"\n"):
-                data = data[:-1]
-            yield _parse_block(data, state, truncated_tail)
-            if at_eof:
-                break
+    size = path.stat().st_size
+    if size == 0:
+        return
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        pos = len(BOM) if mm[: len(BOM)] == BOM else 0
+        while pos < size:
+            end = min(pos + chunk_bytes, size)
+            if end < size:
+                cut = mm.rfind(b"\n", pos, end)
+                end = cut + 1 if cut >= 0 else (mm.find(b"\n", end) + 1 or size)
+            # One copy per block: the newline-terminated lines [pos, end).
+            terminated = mm[end - 1: end] == b"\n"
+            data = mm[pos: end - 1] if terminated else mm[pos:end]
+            at_eof = end >= size
+            pos = end
+            yield _parse_block(data, state, truncated_tail=at_eof and not terminated)
 
 
 def _parse_block(data: bytes, state: ReadState, truncated_tail: bool) -> RawChunk:
@@ -176,7 +170,7 @@ def _parse_block_fast(data: bytes, state: ReadState, truncated_tail: bool) -> Ra
     unusual: quotes, a truncated tail, a header mid-block, a ragged or blank
     line (polars reads those as nulls, which is how they are detected).
     """
-    if truncated_tail or b'"' in data or b", " in data or b" ," in data or b"\t" in data:
+    if truncated_tail or b'"' in data or b"\t" in data:
         return None
     first_end = data.find(b"\n")
     first = data[: first_end if first_end >= 0 else len(data)].decode("utf-8", "replace")
@@ -184,15 +178,15 @@ def _parse_block_fast(data: bytes, state: ReadState, truncated_tail: bool) -> Ra
     header = _header_fields(first) if header_here else state.header
     if header is None or len(set(header)) != len(header):
         return None
-    body = data[first_end + 1:] if header_here else data
-    if not body or b"batch_size" in body:
-        return None
+    if (header_here and first_end < 0) or data.find(b"batch_size", first_end + 1 if header_here else 0) >= 0:
+        return None  # header-only block, or a header mid-block
     try:
         # Numbers parse straight into numeric columns; an unparsable one becomes
         # null (ignore_errors) and sends the block down the line path below.
         frame = pl.read_csv(
-            body,
+            data,
             has_header=False,
+            skip_rows=1 if header_here else 0,
             new_columns=header,
             schema={c: NUMERIC_COLUMNS.get(c, pl.String) for c in header},
             quote_char=None,
@@ -200,12 +194,19 @@ def _parse_block_fast(data: bytes, state: ReadState, truncated_tail: bool) -> Ra
         )
     except pl.exceptions.PolarsError:
         return None  # anything odd: the line path reports it exactly
-    if frame.width != len(header) or frame.select(pl.any_horizontal(pl.all().is_null()).any()).item():
+    n_lines = data.count(b"\n") + 1
+    if frame.height + int(header_here) != n_lines or frame.width != len(header):
+        return None  # the parser skipped or merged lines (blank lines, ...)
+    if frame.select(pl.any_horizontal(pl.all().is_null()).any()).item():
         return None
     text_cols = [c for c in header if c not in NUMERIC_COLUMNS]
     if text_cols and frame.select(pl.any_horizontal([pl.col(c).str.len_bytes() == 0 for c in text_cols]).any()).item():
         return None  # empty fields: let the line path name them exactly
-    n_lines = frame.height + (1 if header_here else 0)
+    # Padded text fields (", bfloat16"): rare, checked on distinct values only.
+    for c in text_cols:
+        values = frame.get_column(c).unique()
+        if (values.str.strip_chars() != values).any():
+            return None
     start = state.line_offset + (2 if header_here else 1)
     state.line_offset += n_lines
     state.header = header
@@ -213,7 +214,9 @@ def _parse_block_fast(data: bytes, state: ReadState, truncated_tail: bool) -> Ra
         pl.int_range(start, start + frame.height, dtype=pl.Int64).alias("source_line"),
         pl.lit(None, dtype=pl.String).alias("parse_error"),
     )
-    return RawChunk(frame=frame, header_lines=1 if header_here else 0, block=body, block_first_line=start)
+    # The block keeps its header line (if any), so raw lines count from it.
+    first_line = start - (1 if header_here else 0)
+    return RawChunk(frame=frame, header_lines=int(header_here), block=data, block_first_line=first_line)
 
 
 def _parse_block_lines(data: bytes, state: ReadState, truncated_tail: bool) -> RawChunk:

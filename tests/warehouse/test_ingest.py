@@ -340,3 +340,11 @@ def test_csv_mirror_of_a_jsonl_run_log_is_reported_not_counted_twice(home, raw_d
     assert read_measurements(home).height == 1
     alone = ingest_paths([csv], home)  # named on its own, the CSV is a source
     assert [r.status for r in alone.files] == ["ingested"]
+
+
+def test_invalid_utf8_line_is_quarantined_not_fatal(home, raw_dir):
+    f = raw_dir / "dsa_context_module_perf.txt"
+    f.write_bytes((HEADER + "\n" + dsa_context_row() + "\n").encode() + b"TRTLLM,\xff\xfe,broken\n")
+    report = ingest_paths([f], home)
+    assert (report.rows_read, report.rows_accepted, report.rows_quarantined) == (2, 1, 1)
+    assert "wrong field count" in quarantine(home)[0]["reason"]
