@@ -50,6 +50,15 @@ class Estimate(NamedTuple):
     transferred_from: str | None = None
     method: str = "interp"
 
+    def __repr__(self) -> str:
+        # The raw lookup corners are arrays: show what a person wants instead.
+        where = f", transferred_from={self.transferred_from!r}" if self.transferred_from else ""
+        return (
+            f"Estimate(latency_ms={self.latency_ms:.6g}, source={self.source.value}, op={self.op!r}, "
+            f"system={self.system!r}, framework={self.framework!r}, version={self.version!r}, "
+            f"sol_ms={self.sol_ms:.6g}{where}, method={self.method!r}, neighbours={len(self.neighbours)})"
+        )
+
     @property
     def neighbours(self) -> tuple[Neighbour, ...]:
         """The grid cells used, with weights and their own provenance."""

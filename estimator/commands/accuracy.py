@@ -11,9 +11,9 @@ def register(sub) -> None:
     p = sub.add_parser(
         "accuracy",
         help="cross-validate the estimator on held-out measurements",
-        description="Hold out points (R: 10%% random interior, G: a middle sequence line, "
+        description="Hold out points (R: 10% random interior, G: a middle sequence line, "
         "E: the largest sequence, SOL: calibrated SOL alone), rebuild calibration and grids "
-        "without them, and report median / p90 absolute %% error per table and class, "
+        "without them, and report median / p90 absolute % error per table and class, "
         "with literal nearest neighbour as the baseline.",
     )
     p.add_argument("--system", default="h200_sxm")
