@@ -49,6 +49,18 @@ def _pyplot():
     return plt
 
 
+def _nice_below(v: float) -> float:
+    """The largest 1/2/5 x 10^k at or below v (so the axis ends on a labelled tick)."""
+    k = np.floor(np.log10(v))
+    return max(m * 10**k for m in (1, 2, 5) if m * 10**k <= v * (1 + 1e-9))
+
+
+def _nice_above(v: float) -> float:
+    """The smallest 1/2/5 x 10^k at or above v."""
+    k = np.floor(np.log10(v))
+    return min(m * 10**k for m in (1, 2, 5, 10) if m * 10**k >= v * (1 - 1e-9))
+
+
 def _tokens(x: float, _pos=None) -> str:
     if x >= 1024 and x % 1024 == 0:
         return f"{int(x) // 1024}k"
@@ -129,7 +141,7 @@ def compare_plot(fine: pl.DataFrame, crossovers, models, batch: int, db,
         rax.xaxis.set_major_formatter(FuncFormatter(_tokens))
         rax.xaxis.set_minor_formatter(NullFormatter())
         lo, hi = rax.get_ylim()
-        rax.set_ylim(min(lo, 0.5), max(hi, 2.0))
+        rax.set_ylim(_nice_below(min(lo, 0.5)), _nice_above(max(hi, 2.0)))
         for a in (ax, rax):
             a.grid(True, which="major", color="0.8", lw=0.6)
             a.tick_params(labelsize=9)
