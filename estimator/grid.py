@@ -107,30 +107,38 @@ def _aligned(batch, seq, sibling) -> np.ndarray:
     return out
 
 
-def choose_fill_rule(vals, xb, xs, sibs) -> str:
+def choose_fill_rule(vals, xb, xs, sibs, estimates=None) -> str:
     """'line', 'sibling' or 'blend': the rule with the lowest leave-one-out error on
-    this slice's own measured cells (line if too few cells can be scored)."""
+    this slice's own measured cells (line if too few cells can be scored).
+
+    Leaving a cell out changes neither of its estimates (both already skip the
+    cell itself), so the leave-one-out values are read from `slice_estimates`
+    of the full slice instead of being recomputed per cell.
+    """
     if not sibs:
         return "line"
-    known = ~np.isnan(vals)
-    cells = np.argwhere(known)
+    line, has_line, sib, has_sib = slice_estimates(vals, xb, xs, sibs) if estimates is None else estimates
+    cells = np.argwhere(~np.isnan(vals))
     if cells.shape[0] > LOO_CELLS:
         cells = cells[np.linspace(0, cells.shape[0] - 1, LOO_CELLS).astype(int)]
-    errs = {"line": [], "sibling": [], "blend": []}
-    for i, j in cells:
-        k2 = known.copy()
-        k2[i, j] = False
-        a = interp.line_estimate(vals, k2, xb, xs, i, j)
-        b = interp.sibling_estimate(vals, k2, sibs, i, j)
-        if a is None or b is None:
-            continue
-        t = vals[i, j]
-        errs["line"].append(abs(a - t))
-        errs["sibling"].append(abs(b - t))
-        errs["blend"].append(abs(0.5 * (a + b) - t))
-    if len(errs["line"]) < 5:
+    i, j = cells[:, 0], cells[:, 1]
+    ok = has_line[i, j] & has_sib[i, j]
+    if ok.sum() < 5:
         return "line"
+    a, b, t = line[i, j][ok], sib[i, j][ok], vals[i, j][ok]
+    errs = {"line": np.abs(a - t), "sibling": np.abs(b - t), "blend": np.abs(0.5 * (a + b) - t)}
     return min(errs, key=lambda k: (float(np.mean(errs[k])), k != "line"))
+
+
+def slice_estimates(vals, xb, xs, sibs):
+    """(line, has_line, sibling, has_sibling): both hole-filling estimates for every cell."""
+    known = ~np.isnan(vals)
+    line, has_line = interp.line_estimates(vals, known, xb, xs)
+    if sibs:
+        sib, has_sib = interp.sibling_estimates(vals, known, sibs)
+    else:
+        sib, has_sib = np.full(vals.shape, np.nan), np.zeros(vals.shape, dtype=bool)
+    return line, has_line, sib, has_sib
 
 
 def fill_slice(vals, batch, seq, sibs):
@@ -141,20 +149,22 @@ def fill_slice(vals, batch, seq, sibs):
     the nearest cell's ratio (`extrapolated`).
     """
     xb, xs = np.log2(batch), np.log2(seq)
-    rule = choose_fill_rule(vals, xb, xs, sibs)
+    est = slice_estimates(vals, xb, xs, sibs)
+    line, has_line, sib, has_sib = est
+    rule = choose_fill_rule(vals, xb, xs, sibs, est)
     known = ~np.isnan(vals)
-    out = vals.copy()
+    if rule == "sibling":
+        inside = np.where(has_sib, sib, line)
+    elif rule == "blend":
+        inside = np.where(has_sib, 0.5 * (line + sib), line)
+    else:
+        inside = line
+    interpolated = ~known & has_line
+    transferred = ~known & ~has_line & has_sib
+    out = np.where(interpolated, inside, np.where(transferred, sib, vals))
     src = np.where(known, interp.MEASURED, -1).astype(np.int8)
-    for i, j in np.argwhere(~known):
-        a = interp.line_estimate(vals, known, xb, xs, i, j)
-        b = interp.sibling_estimate(vals, known, sibs, i, j) if sibs else None
-        if a is not None:
-            out[i, j] = b if (rule == "sibling" and b is not None) else (
-                0.5 * (a + b) if (rule == "blend" and b is not None) else a)
-            src[i, j] = interp.INTERPOLATED
-        elif b is not None:
-            out[i, j] = b
-            src[i, j] = interp.TRANSFERRED
+    src[interpolated] = interp.INTERPOLATED
+    src[transferred] = interp.TRANSFERRED
     if np.isnan(out).any():
         out, src = interp.extrapolate_holes(out, src, xb, xs)
     return out, src

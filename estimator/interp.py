@@ -121,15 +121,101 @@ def extrapolate_holes(values: np.ndarray, src: np.ndarray, xb: np.ndarray, xs: n
 
     Nearest in log2 distance, preferring the same batch row (so the SOL's
     growth along the sequence carries the shape). Marks them `extrapolated`.
+    All holes at once: one (holes x known) distance matrix, first minimum wins
+    (as a per-hole argmin would).
     """
     out = values.copy()
     known = ~np.isnan(values)
     if not known.any():
         return out, src
     ki, kj = np.nonzero(known)
-    for i, j in zip(*np.nonzero(~known)):
-        d = np.abs(xb[ki] - xb[i]) * 2.0 + np.abs(xs[kj] - xs[j])
-        k = int(np.argmin(d))
-        out[i, j] = values[ki[k], kj[k]]
-        src[i, j] = EXTRAPOLATED
+    hi, hj = np.nonzero(~known)
+    d = np.abs(xb[ki][None, :] - xb[hi][:, None]) * 2.0 + np.abs(xs[kj][None, :] - xs[hj][:, None])
+    k = np.argmin(d, axis=1)
+    out[hi, hj] = values[ki[k], kj[k]]
+    src[hi, hj] = EXTRAPOLATED
     return out, src
+
+
+def _line_brackets(x: np.ndarray, values: np.ndarray, known: np.ndarray):
+    """`_interp_line` for every cell of every row at once (rows = lines along `x`).
+
+    Returns (value, distance to the nearer neighbour, has): the nearest known
+    entries strictly left and right of each cell (the cell itself never counts,
+    so the same answer serves leave-one-out scoring and hole filling).
+    """
+    n = values.shape[1]
+    idx = np.arange(n)
+    last_le = np.maximum.accumulate(np.where(known, idx, -1), axis=1)
+    first_ge = np.minimum.accumulate(np.where(known, idx, n)[:, ::-1], axis=1)[:, ::-1]
+    left = np.concatenate([np.full((values.shape[0], 1), -1), last_le[:, :-1]], axis=1)
+    right = np.concatenate([first_ge[:, 1:], np.full((values.shape[0], 1), n)], axis=1)
+    has = (left >= 0) & (right < n)
+    jl, jr = np.clip(left, 0, n - 1), np.clip(right, 0, n - 1)
+    rows = np.arange(values.shape[0])[:, None]
+    xj, xl, xr = x[idx][None, :], x[jl], x[jr]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = (xj - xl) / (xr - xl)
+        value = values[rows, jl] * (1 - w) + values[rows, jr] * w
+    return value, np.minimum(xj - xl, xr - xj), has
+
+
+def line_estimates(values: np.ndarray, known: np.ndarray, xb: np.ndarray, xs: np.ndarray):
+    """`line_estimate` of every cell at once: (estimates, has-estimate mask).
+
+    Same arithmetic, in the same order, as the scalar function (row candidate
+    first, then column), so the results are bit-identical; the per-cell Python
+    loop was the grid build's main cost.
+    """
+    rv, rd, rh = _line_brackets(xs, values, known)
+    cv, cd, ch = _line_brackets(xb, values.T, known.T)
+    cv, cd, ch = cv.T, cd.T, ch.T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        both = (rv / rd + cv / cd) / (1.0 / rd + 1.0 / cd)
+        row_only = (rv / rd) / (1.0 / rd)
+        col_only = (cv / cd) / (1.0 / cd)
+    est = np.where(rh & ch, both, np.where(rh, row_only, np.where(ch, col_only, np.nan)))
+    return est, rh | ch
+
+
+def _median_offsets(values: np.ndarray, known: np.ndarray, sib: np.ndarray):
+    """For every cell (i, j): median of (self - sibling) over the cells both measured in
+    row i and column j, the cell itself left out; and how many such cells there are.
+
+    Each cell's candidates (its row, then its column) sit in one padded axis with
+    NaN for non-candidates; sorting puts the NaN last, so the median is read at
+    the count's middle, as np.median would compute it.
+    """
+    nb, ns = values.shape
+    both = known & ~np.isnan(sib)
+    diff = np.where(both, values - sib, np.nan)
+    not_self_s = ~np.eye(ns, dtype=bool)  # [j, k]: k != j
+    not_self_b = ~np.eye(nb, dtype=bool)
+    row = np.where(both[:, None, :] & not_self_s[None, :, :], diff[:, None, :], np.nan)  # (nb, ns, ns)
+    col = np.where((both.T[:, None, :] & not_self_b[None, :, :]), diff.T[:, None, :], np.nan)  # (ns, nb, nb)
+    cand = np.sort(np.concatenate([row, col.transpose(1, 0, 2)], axis=2), axis=2)
+    count = (~np.isnan(cand)).sum(axis=2)
+    lo = np.clip((count - 1) // 2, 0, None)[..., None]
+    hi = np.clip(count // 2, 0, cand.shape[2] - 1)[..., None]
+    a = np.take_along_axis(cand, lo, axis=2)[..., 0]
+    b = np.take_along_axis(cand, hi, axis=2)[..., 0]
+    med = np.where(count % 2 == 1, b, (a + b) / 2)
+    return med, count
+
+
+def sibling_estimates(values: np.ndarray, known: np.ndarray, siblings: list[np.ndarray]):
+    """`sibling_estimate` of every cell at once: (estimates, has-estimate mask).
+
+    The mean over qualifying siblings is summed in sibling order, as np.mean
+    does for a handful of values.
+    """
+    total = np.zeros(values.shape)
+    count = np.zeros(values.shape, dtype=np.int64)
+    for sib in siblings:
+        med, n = _median_offsets(values, known, sib)
+        ok = ~np.isnan(sib) & (n >= 2)
+        total = np.where(ok, total + (sib + med), total)
+        count += ok
+    has = count > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(has, total / count, np.nan), has

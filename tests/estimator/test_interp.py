@@ -111,3 +111,37 @@ def test_pooled_grid_still_answers_exact_hits_with_the_measurement():
         many = db.estimate_many("mla_context", pl.DataFrame([{k: row[k] for k in (
             "batch_size", "isl", "num_heads", "gemm_type", "kv_cache_dtype")}]))
         assert many["latency_ms"][0] == pytest.approx(row["latency_ms"], rel=1e-5)
+
+
+def _random_slice(rng, nb, ns, holes):
+    vals = rng.normal(size=(nb, ns))
+    vals[rng.random((nb, ns)) < holes] = np.nan
+    return vals, np.log2(np.arange(1, nb + 1) * 2.0), np.log2(np.arange(1, ns + 1) * 64.0)
+
+
+def test_vectorised_estimates_match_the_scalar_functions_bit_for_bit():
+    rng = np.random.default_rng(7)
+    for trial in range(40):
+        nb, ns = rng.integers(1, 9), rng.integers(1, 12)
+        vals, xb, xs = _random_slice(rng, nb, ns, holes=rng.uniform(0.0, 0.7))
+        sibs = [np.where(rng.random((nb, ns)) < 0.3, np.nan, vals + rng.normal(size=(nb, ns)) * 0.1)
+                for _ in range(rng.integers(0, 4))]
+        known = ~np.isnan(vals)
+        line, has_line = interp.line_estimates(vals, known, xb, xs)
+        sib, has_sib = interp.sibling_estimates(vals, known, sibs)
+        for i in range(nb):
+            for j in range(ns):
+                a = interp.line_estimate(vals, known, xb, xs, i, j)
+                b = interp.sibling_estimate(vals, known, sibs, i, j)
+                assert has_line[i, j] == (a is not None) and (a is None or line[i, j] == a), (trial, i, j)
+                assert has_sib[i, j] == (b is not None) and (b is None or sib[i, j] == b), (trial, i, j)
+
+
+def test_vectorised_extrapolation_matches_a_per_hole_argmin():
+    rng = np.random.default_rng(3)
+    vals, xb, xs = _random_slice(rng, 6, 9, holes=0.6)
+    filled, src = interp.extrapolate_holes(vals, np.where(np.isnan(vals), -1, 0).astype(np.int8), xb, xs)
+    ki, kj = np.nonzero(~np.isnan(vals))
+    for i, j in zip(*np.nonzero(np.isnan(vals))):
+        k = int(np.argmin(np.abs(xb[ki] - xb[i]) * 2.0 + np.abs(xs[kj] - xs[j])))
+        assert filled[i, j] == vals[ki[k], kj[k]] and src[i, j] == interp.EXTRAPOLATED
