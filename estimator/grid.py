@@ -102,8 +102,7 @@ def _aligned(batch, seq, sibling) -> np.ndarray:
     si = np.searchsorted(ss, seq)
     bok = (bi < sb.size) & (sb[np.minimum(bi, sb.size - 1)] == batch)
     sok = (si < ss.size) & (ss[np.minimum(si, ss.size - 1)] == seq)
-    sub = sv[np.ix_(np.minimum(bi, sb.size - 1), np.minimum(si, ss.size - 1))]
-    out[np.ix_(bok, sok)] = sub[np.ix_(bok, sok)]
+    out[np.ix_(bok, sok)] = sv[np.ix_(bi[bok], si[sok])]
     return out
 
 
@@ -187,7 +186,7 @@ def choose_seq_trend(slices: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) ->
     return min(TREND_CHOICES, key=lambda t: (float(np.mean(errs[t])), t))
 
 
-def pool_siblings(key, raw, filled_by_key, siblings) -> np.ndarray:
+def pool_siblings(key, raw, filled_by_key, siblings, aligned=None) -> np.ndarray:
     """Mean of a slice's filled log-ratios and those of its same-heads siblings (other kv dtype,
     other gemm type), each shifted by the median offset on the cells both measured.
 
@@ -202,7 +201,7 @@ def pool_siblings(key, raw, filled_by_key, siblings) -> np.ndarray:
         if o[pos] != key[pos]:
             continue
         other = _aligned(batch, seq, (raw[o][0], raw[o][1], filled_by_key[o][0]))
-        measured = _aligned(batch, seq, raw[o])
+        measured = aligned[key, o] if aligned is not None else _aligned(batch, seq, raw[o])
         common = ~np.isnan(vals) & ~np.isnan(measured)
         if common.sum() < 3:
             continue
@@ -214,18 +213,25 @@ def pool_siblings(key, raw, filled_by_key, siblings) -> np.ndarray:
 def choose_pooling(slices: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]) -> bool:
     """Pool siblings for this op only if that predicts held-out sequence lines better:
     each interior column is predicted from its two neighbour columns (linear in log2 seq)
-    on the plain and on the pooled surface, and scored against the measured column."""
-    errs = {False: [], True: []}
+    on the plain and on the pooled surface, and scored against the measured column.
+
+    All interior columns of a slice at once; errors are collected column by column
+    (the transposed mask), the order a per-column loop would produce.
+    """
+    errs: dict[bool, list[np.ndarray]] = {False: [], True: []}
     for xs, plain, pooled, measured in slices:
-        for j in range(1, xs.size - 1):
-            w = (xs[j] - xs[j - 1]) / (xs[j + 1] - xs[j - 1])
-            ok = ~np.isnan(measured[:, j])
-            for flag, surf in ((False, plain), (True, pooled)):
-                pred = surf[ok, j - 1] * (1 - w) + surf[ok, j + 1] * w
-                errs[flag].extend(np.abs(pred - measured[ok, j]).tolist())
-    if not errs[False]:
+        if xs.size < 3:
+            continue
+        w = (xs[1:-1] - xs[:-2]) / (xs[2:] - xs[:-2])
+        target = measured[:, 1:-1]
+        ok = ~np.isnan(target)
+        for flag, surf in ((False, plain), (True, pooled)):
+            pred = surf[:, :-2] * (1 - w) + surf[:, 2:] * w
+            errs[flag].append(np.abs(pred - target).T[ok.T])
+    plain_errs = np.concatenate(errs[False]) if errs[False] else np.empty(0)
+    if not plain_errs.size:
         return False
-    return float(np.mean(errs[True])) < float(np.mean(errs[False]))
+    return float(np.mean(np.concatenate(errs[True]))) < float(np.mean(plain_errs))
 
 
 def build_grids(points: pl.DataFrame, calibration: pl.DataFrame, *, inputs_tag: str | None = None) -> pl.DataFrame:
@@ -239,15 +245,18 @@ def build_grids(points: pl.DataFrame, calibration: pl.DataFrame, *, inputs_tag: 
     pts = with_sol(points, params).with_columns(seq_values(points).alias("seq_len"))
     pts = pts.with_columns(pl.col("prefix").fill_null(0))
     ihash = grids_hash(inputs_tag or input_hash(points), calibration)
-    raw: dict[tuple, tuple] = {}
-    for key, sub in pts.group_by(list(SLICE_KEYS), maintain_order=True):
-        raw[tuple(key)] = _slice_matrix(sub)
+    raw: dict[tuple, tuple] = {
+        tuple(key): _slice_matrix(sub)
+        for key, sub in pts.select(*SLICE_KEYS, "batch_size", "seq_len", "latency_ms", "sol_ms")
+        .partition_by(list(SLICE_KEYS), maintain_order=True, as_dict=True).items()
+    }
     siblings = _sibling_index(list(raw))
+    aligned = {(key, o): _aligned(raw[key][0], raw[key][1], raw[o]) for key in raw for o in siblings[key]}
     filled_by_key = {}
     for key, (batch, seq, vals) in raw.items():
-        sibs = [m for m in (_aligned(batch, seq, raw[s]) for s in siblings[key]) if not np.isnan(m).all()]
+        sibs = [m for m in (aligned[key, o] for o in siblings[key]) if not np.isnan(m).all()]
         filled_by_key[key] = fill_slice(vals, batch, seq, sibs)
-    pooled = {key: pool_siblings(key, raw, filled_by_key, siblings) for key in raw}
+    pooled = {key: pool_siblings(key, raw, filled_by_key, siblings, aligned) for key in raw}
     by_group: dict[tuple, list] = {}
     for key, (batch, seq, vals) in raw.items():
         by_group.setdefault(key[: len(CAL_KEYS)], []).append(
@@ -256,11 +265,10 @@ def build_grids(points: pl.DataFrame, calibration: pl.DataFrame, *, inputs_tag: 
     surface = {key: pooled[key] if use_pool[key[: len(CAL_KEYS)]] else filled_by_key[key][0] for key in raw}
     trends = {g: choose_seq_trend([(xs, pool if use_pool[g] else plain, m) for xs, plain, pool, m in v])
               for g, v in by_group.items()}
-    frames = [_cells_frame(key, raw[key][0], raw[key][1], surface[key], filled_by_key[key][1],
-                           trends[key[: len(CAL_KEYS)]], raw[key][2]) for key in raw]
-    if not frames:
+    if not raw:
         raise ValueError("build_grids: no perf points")
-    grids = _attach_sol(pl.concat(frames), params)
+    grids = _attach_sol(_cells_frame(raw, surface, {k: f[1] for k, f in filled_by_key.items()},
+                                     {k: trends[k[: len(CAL_KEYS)]] for k in raw}), params)
     return grids.with_columns(pl.lit(ihash).alias("input_hash"), pl.lit(METHOD).alias("method")).select(
         [pl.col(c).cast(t) for c, t in GRID_SCHEMA.items()]
     )
@@ -308,17 +316,27 @@ def _sibling_index(keys) -> dict[tuple, list[tuple]]:
     return out
 
 
-def _cells_frame(key, batch, seq, filled, src, trend, measured) -> pl.DataFrame:
-    nb, ns = filled.shape
-    b = np.repeat(batch, ns)
-    s = np.tile(seq, nb)
-    data = {c: [v] * (nb * ns) for c, v in zip(SLICE_KEYS, key)}
-    data.update(batch_size=b, seq_len=s, log2_ratio=filled.ravel(),
-                source=[SOURCES[c] for c in src.ravel()], seq_trend=np.full(nb * ns, float(trend)),
-                measured_log2_ratio=measured.ravel())
-    return pl.DataFrame(data, schema_overrides={"num_heads": pl.Int32, "prefix": pl.Int32,
-                                                "batch_size": pl.Int32, "seq_len": pl.Int32}).with_columns(
-        pl.col("measured_log2_ratio").fill_nan(None))
+def _cells_frame(raw, surface, sources, trends) -> pl.DataFrame:
+    """Every slice's cells as one frame (slices in `raw` order, cells row-major).
+
+    Built from concatenated numpy arrays and one gather of the slice keys:
+    a small frame per slice (thousands of them) cost more than the grid fill.
+    """
+    keys = list(raw)
+    nb = np.array([raw[k][0].size for k in keys])
+    ns = np.array([raw[k][1].size for k in keys])
+    slice_of_cell = np.repeat(np.arange(len(keys)), nb * ns)
+    key_frame = pl.DataFrame([list(col) for col in zip(*keys)], orient="col",
+                             schema={c: GRID_SCHEMA[c] for c in SLICE_KEYS})[slice_of_cell]
+    codes = np.concatenate([sources[k].ravel() for k in keys])
+    return key_frame.with_columns(
+        pl.Series("batch_size", np.concatenate([np.repeat(raw[k][0], raw[k][1].size) for k in keys]), pl.Int32),
+        pl.Series("seq_len", np.concatenate([np.tile(raw[k][1], raw[k][0].size) for k in keys]), pl.Int32),
+        pl.Series("log2_ratio", np.concatenate([surface[k].ravel() for k in keys])),
+        pl.Series("source", np.asarray(SOURCES, dtype=object)[codes], pl.String),
+        pl.Series("seq_trend", np.repeat(np.array([float(trends[k]) for k in keys]), nb * ns)),
+        pl.Series("measured_log2_ratio", np.concatenate([raw[k][2].ravel() for k in keys])).fill_nan(None),
+    )
 
 
 def _attach_sol(grids: pl.DataFrame, params) -> pl.DataFrame:
