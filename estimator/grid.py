@@ -80,14 +80,29 @@ class SliceGrid:
     measured: np.ndarray | None = None  # (nb, ns) measured log2 ratio, NaN where not measured
 
 
-def _slice_matrix(sub: pl.DataFrame):
-    batch = np.unique(sub["batch_size"].to_numpy())
-    seq = np.unique(sub["seq_len"].to_numpy())
-    bi = np.searchsorted(batch, sub["batch_size"].to_numpy())
-    si = np.searchsorted(seq, sub["seq_len"].to_numpy())
+def _slice_matrix(batch_col: np.ndarray, seq_col: np.ndarray, log2_ratio: np.ndarray):
+    batch = np.unique(batch_col)
+    seq = np.unique(seq_col)
+    bi = np.searchsorted(batch, batch_col)
+    si = np.searchsorted(seq, seq_col)
     vals = np.full((batch.size, seq.size), np.nan)
-    vals[bi, si] = np.log2(sub["latency_ms"].to_numpy() / sub["sol_ms"].to_numpy())
+    vals[bi, si] = log2_ratio
     return batch, seq, vals
+
+
+def _slice_matrices(pts: pl.DataFrame) -> dict[tuple, tuple]:
+    """{slice key: (batch axis, seq axis, measured log2 ratio matrix)}, slices in order of first
+    appearance. One group_by and flat numpy columns cut by offsets: a polars frame
+    per slice (thousands) cost more than the matrices themselves."""
+    g = pts.group_by(list(SLICE_KEYS), maintain_order=True).agg(
+        "batch_size", "seq_len", (pl.col("latency_ms") / pl.col("sol_ms")).alias("ratio"))
+    flat = g.select(pl.col("batch_size", "seq_len", "ratio").explode())
+    batch, seq = flat["batch_size"].to_numpy(), flat["seq_len"].to_numpy()
+    ratio = np.log2(flat["ratio"].to_numpy())
+    ends = np.cumsum(g["batch_size"].list.len().to_numpy().astype(np.int64))
+    starts = ends - np.diff(ends, prepend=0)
+    return {tuple(key): _slice_matrix(batch[a:b], seq[a:b], ratio[a:b])
+            for key, a, b in zip(g.select(SLICE_KEYS).iter_rows(), starts, ends)}
 
 
 TREND_CHOICES = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -97,6 +112,8 @@ LOO_CELLS = 48  # measured cells per slice scored when choosing the hole-filling
 def _aligned(batch, seq, sibling) -> np.ndarray:
     """A sibling slice's measured log-ratios on this slice's (batch, seq) axes; NaN elsewhere."""
     sb, ss, sv = sibling
+    if np.array_equal(sb, batch) and np.array_equal(ss, seq):
+        return sv.copy()  # the common case: siblings measured on the same axes
     out = np.full((batch.size, seq.size), np.nan)
     bi = np.searchsorted(sb, batch)
     si = np.searchsorted(ss, seq)
@@ -245,11 +262,7 @@ def build_grids(points: pl.DataFrame, calibration: pl.DataFrame, *, inputs_tag: 
     pts = with_sol(points, params).with_columns(seq_values(points).alias("seq_len"))
     pts = pts.with_columns(pl.col("prefix").fill_null(0))
     ihash = grids_hash(inputs_tag or input_hash(points), calibration)
-    raw: dict[tuple, tuple] = {
-        tuple(key): _slice_matrix(sub)
-        for key, sub in pts.select(*SLICE_KEYS, "batch_size", "seq_len", "latency_ms", "sol_ms")
-        .partition_by(list(SLICE_KEYS), maintain_order=True, as_dict=True).items()
-    }
+    raw = _slice_matrices(pts)
     siblings = _sibling_index(list(raw))
     aligned = {(key, o): _aligned(raw[key][0], raw[key][1], raw[o]) for key in raw for o in siblings[key]}
     filled_by_key = {}

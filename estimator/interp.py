@@ -178,27 +178,29 @@ def line_estimates(values: np.ndarray, known: np.ndarray, xb: np.ndarray, xs: np
     return est, rh | ch
 
 
-def _median_offsets(values: np.ndarray, known: np.ndarray, sib: np.ndarray):
-    """For every cell (i, j): median of (self - sibling) over the cells both measured in
-    row i and column j, the cell itself left out; and how many such cells there are.
+def _median_offsets(values: np.ndarray, known: np.ndarray, sibs: np.ndarray):
+    """For every sibling s and cell (i, j): median of (self - sibling) over the cells both
+    measured in row i and column j, the cell itself left out; and how many such cells.
 
-    Each cell's candidates (its row, then its column) sit in one padded axis with
-    NaN for non-candidates; sorting puts the NaN last, so the median is read at
-    the count's middle, as np.median would compute it.
+    `sibs` is (n_siblings, nb, ns). Each cell's candidates (its row, then its column)
+    sit in one padded axis with NaN for non-candidates; sorting puts the NaN last,
+    so the median is read at the count's middle, as np.median would compute it.
+    All siblings go through in one pass (one sort), not one call per sibling.
     """
-    nb, ns = values.shape
-    both = known & ~np.isnan(sib)
-    diff = np.where(both, values - sib, np.nan)
-    not_self_s = ~np.eye(ns, dtype=bool)  # [j, k]: k != j
+    _, nb, ns = sibs.shape
+    both = known[None] & ~np.isnan(sibs)
+    diff = np.where(both, values[None] - sibs, np.nan)  # (k, nb, ns)
+    not_self_s = ~np.eye(ns, dtype=bool)  # [j, m]: m != j
     not_self_b = ~np.eye(nb, dtype=bool)
-    row = np.where(both[:, None, :] & not_self_s[None, :, :], diff[:, None, :], np.nan)  # (nb, ns, ns)
-    col = np.where((both.T[:, None, :] & not_self_b[None, :, :]), diff.T[:, None, :], np.nan)  # (ns, nb, nb)
-    cand = np.sort(np.concatenate([row, col.transpose(1, 0, 2)], axis=2), axis=2)
-    count = (~np.isnan(cand)).sum(axis=2)
+    row = np.where(both[:, :, None, :] & not_self_s, diff[:, :, None, :], np.nan)  # (k, nb, ns, ns)
+    colT = np.where(both.transpose(0, 2, 1)[:, :, None, :] & not_self_b, diff.transpose(0, 2, 1)[:, :, None, :],
+                    np.nan)  # (k, ns, nb, nb)
+    cand = np.sort(np.concatenate([row, colT.transpose(0, 2, 1, 3)], axis=3), axis=3)
+    count = (~np.isnan(cand)).sum(axis=3)
     lo = np.clip((count - 1) // 2, 0, None)[..., None]
-    hi = np.clip(count // 2, 0, cand.shape[2] - 1)[..., None]
-    a = np.take_along_axis(cand, lo, axis=2)[..., 0]
-    b = np.take_along_axis(cand, hi, axis=2)[..., 0]
+    hi = np.clip(count // 2, 0, cand.shape[3] - 1)[..., None]
+    a = np.take_along_axis(cand, lo, axis=3)[..., 0]
+    b = np.take_along_axis(cand, hi, axis=3)[..., 0]
     med = np.where(count % 2 == 1, b, (a + b) / 2)
     return med, count
 
@@ -211,10 +213,13 @@ def sibling_estimates(values: np.ndarray, known: np.ndarray, siblings: list[np.n
     """
     total = np.zeros(values.shape)
     count = np.zeros(values.shape, dtype=np.int64)
-    for sib in siblings:
-        med, n = _median_offsets(values, known, sib)
-        ok = ~np.isnan(sib) & (n >= 2)
-        total = np.where(ok, total + (sib + med), total)
+    if not siblings:
+        return np.full(values.shape, np.nan), count > 0
+    sibs = np.stack(siblings)
+    med, n = _median_offsets(values, known, sibs)
+    for sib, m, k in zip(sibs, med, n):
+        ok = ~np.isnan(sib) & (k >= 2)
+        total = np.where(ok, total + (sib + m), total)
         count += ok
     has = count > 0
     with np.errstate(divide="ignore", invalid="ignore"):
