@@ -154,6 +154,10 @@ def read_collector_csv(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[R
             terminated = mm[end - 1: end] == b"\n"
             data = mm[pos: end - 1] if terminated else mm[pos:end]
             at_eof = end >= size
+            # Drop the mapped pages of this block: they would otherwise count
+            # towards RSS until the whole file is unmapped.
+            page_start = pos - pos % mmap.PAGESIZE
+            mm.madvise(mmap.MADV_DONTNEED, page_start, end - page_start)
             pos = end
             yield _parse_block(data, state, truncated_tail=at_eof and not terminated)
 
