@@ -14,6 +14,8 @@ The fitted parameters are data (a long frame, written to the warehouse as
 
 from __future__ import annotations
 
+import ctypes
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -191,8 +193,60 @@ def fit_op(points: pl.DataFrame, system: SystemSpec) -> tuple[CalibrationParams,
     return params, err
 
 
+_BLAS_THREAD_SYMBOLS = (  # (get, set) in the OpenBLAS builds numpy and scipy wheels ship, and plain OpenBLAS
+    ("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
+    ("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
+    ("openblas_get_num_threads", "openblas_set_num_threads"),
+)
+
+
+def _loaded_openblas() -> list[tuple]:
+    """(get, set) thread-count functions of every OpenBLAS loaded in this process (Linux; [] elsewhere)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "openblas" in line and ".so" in line}
+    except OSError:
+        return []
+    found = []
+    for path in sorted(paths):
+        try:
+            lib = ctypes.CDLL(path)  # already loaded: the same handle, nothing new is initialised
+        except OSError:
+            continue
+        for get, set_ in _BLAS_THREAD_SYMBOLS:
+            if hasattr(lib, get) and hasattr(lib, set_):
+                found.append((getattr(lib, get), getattr(lib, set_)))
+                break
+    return found
+
+
+@contextmanager
+def single_blas_thread():
+    """Run the fits with one BLAS thread, restoring the previous count afterwards.
+
+    The fits' matrices are small (<= MAX_FIT_ROWS x ~20): threading gains nothing,
+    and on a shared 2-core machine OpenBLAS threads that wait for a busy core made
+    each SVD of the trust-region solver ~20x slower (calibration 4 s -> 20-30 s).
+    Same LAPACK routines, same results (checked bit for bit on the shared data).
+    """
+    libs = _loaded_openblas()
+    before = [get() for get, _ in libs]
+    for _, set_ in libs:
+        set_(1)
+    try:
+        yield
+    finally:
+        for (_, set_), n in zip(libs, before):
+            set_(n)
+
+
 def calibrate(points: pl.DataFrame) -> pl.DataFrame:
     """Fit every (system, framework, version, op) of `points`; a CALIBRATION_SCHEMA frame."""
+    with single_blas_thread():
+        return _calibrate(points)
+
+
+def _calibrate(points: pl.DataFrame) -> pl.DataFrame:
     rows: list[dict] = []
     for (system, framework, version, op, source), sub in points.group_by(list(CAL_KEYS), maintain_order=True):
         params, err = fit_op(sub, load_system(system))
