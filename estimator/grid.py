@@ -405,6 +405,24 @@ def stack_group(grp: "GroupGrids") -> "StackedGrid | None":
                        ratio, source, first.trend, measured)
 
 
+def _slice_cells(g: pl.DataFrame):
+    """(slice key, {column: numpy array}) per slice of a grids frame sorted by slice keys.
+
+    Columns go to numpy once and are cut at the slice boundaries; source names
+    become int8 codes in one pass (an unknown name fails). A polars frame per slice
+    (thousands) made loading a grid cost more than a second.
+    """
+    bounds = g.group_by(list(SLICE_KEYS), maintain_order=True).len()
+    ends = np.cumsum(bounds["len"].to_numpy().astype(np.int64))
+    starts = ends - np.diff(ends, prepend=0)
+    cols = {c: g[c].to_numpy() for c in ("batch_size", "seq_len", "log2_ratio", "latency_ms", "seq_trend")}
+    cols["measured_log2_ratio"] = g["measured_log2_ratio"].fill_null(np.nan).to_numpy()
+    cols["source"] = g["source"].replace_strict(list(SOURCES), list(range(len(SOURCES))),
+                                                return_dtype=pl.Int8).to_numpy()
+    for key, a, b in zip(bounds.select(SLICE_KEYS).iter_rows(), starts, ends):
+        yield key, {c: v[a:b] for c, v in cols.items()}
+
+
 class GridSet:
     """Grids by group key (GROUP_KEYS order) for lookups."""
 
@@ -414,19 +432,17 @@ class GridSet:
     @classmethod
     def from_frame(cls, grids: pl.DataFrame) -> "GridSet":
         groups: dict[tuple, GroupGrids] = {}
-        codes = {s: i for i, s in enumerate(SOURCES)}
         g = grids.sort(list(SLICE_KEYS) + ["batch_size", "seq_len"], nulls_last=True)
-        for key, sub in g.group_by(list(SLICE_KEYS), maintain_order=True):
-            batch = np.unique(sub["batch_size"].to_numpy())
-            seq = np.unique(sub["seq_len"].to_numpy())
+        for key, cells in _slice_cells(g):
+            batch = np.unique(cells["batch_size"])
+            seq = np.unique(cells["seq_len"])
             shape = (batch.size, seq.size)
-            if sub.height != batch.size * seq.size:
-                raise ValueError(f"grid slice {key} is not dense ({sub.height} cells for {shape})")
-            sg = SliceGrid(batch, seq, np.log2(batch), np.log2(seq),
-                           sub["log2_ratio"].to_numpy().reshape(shape),
-                           np.array([codes[s] for s in sub["source"].to_list()], dtype=np.int8).reshape(shape),
-                           sub["latency_ms"].to_numpy().reshape(shape), float(sub["seq_trend"][0]),
-                           sub["measured_log2_ratio"].fill_null(np.nan).to_numpy().reshape(shape))
+            n = cells["batch_size"].size
+            if n != batch.size * seq.size:
+                raise ValueError(f"grid slice {key} is not dense ({n} cells for {shape})")
+            sg = SliceGrid(batch, seq, np.log2(batch), np.log2(seq), cells["log2_ratio"].reshape(shape),
+                           cells["source"].reshape(shape), cells["latency_ms"].reshape(shape),
+                           float(cells["seq_trend"][0]), cells["measured_log2_ratio"].reshape(shape))
             gkey = tuple(key[: len(GROUP_KEYS)])
             heads, prefix = int(key[-2]), int(key[-1])
             grp = groups.setdefault(gkey, GroupGrids(gkey, np.array([], dtype=np.int64), np.array([], dtype=np.int64), {}))
