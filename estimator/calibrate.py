@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
-from scipy.optimize import least_squares
 
 from . import sol
 from .slices import model_for, points_shape
@@ -180,6 +179,9 @@ def fit_op(points: pl.DataFrame, system: SystemSpec) -> tuple[CalibrationParams,
     lo = np.concatenate([np.full(2 * ng, np.log(1e-3)), [np.log(1e-4), -8.0]])
     hi = np.concatenate([np.full(2 * ng, np.log(50.0)), [np.log(1e3), 4.0]])
     bins = _group_bins(gidx, ng)
+    # Imported here: scipy.optimize costs ~1.5 s of start-up that lookups never need.
+    from scipy.optimize import least_squares
+
     res = least_squares(lambda th: np.log(_predict(th, ct, bt, gidx, ng) / y), np.clip(theta0, lo, hi),
                         jac=lambda th: _jacobian(th, ct, bt, gidx, ng, bins), bounds=(lo, hi), method="trf",
                         max_nfev=MAX_NFEV)
