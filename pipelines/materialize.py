@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from warehouse.landing import landing_mirrors
 from warehouse.paths import resolve_home
 
 from .state import landing_state, resolve_landing, write_derived_fingerprint
@@ -115,7 +116,9 @@ def run_materialize(
     progress(f"landing: {landing}")
     state = landing_state(wh_home, landing)
     summary = MaterializeSummary(home=wh_home, landing=landing, dagster_home=None, files_seen=len(state.files))
-    progress(f"{len(state.files)} raw logs, {len(state.pending)} new or changed")
+    mirrors = landing_mirrors(landing)
+    also = f" (+{len(mirrors)} CSV mirrors of JSONL run logs, not ingested twice)" if mirrors else ""
+    progress(f"{len(state.files)} raw logs{also}, {len(state.pending)} new or changed")
     if not force and not state.pending and state.derived_fingerprint == state.fingerprint:
         summary.derived = "up to date"
         progress("nothing to do: no new raw logs, derived tables built from the current warehouse")

@@ -16,7 +16,7 @@ from typing import Iterable
 
 import polars as pl
 
-from .ingest import discover, sha256_of
+from .ingest import discover, discover_all, sha256_of
 from .manifest import Manifest
 
 LANDING_SCHEMA: dict[str, pl.DataType] = {
@@ -120,7 +120,13 @@ def landing_source(landing: str) -> tuple[Path, list[Path] | None]:
     return root, None
 
 
-INGEST_STATUSES = ("ingested", "replaced", "skipped-unchanged", "skipped-duplicate", "failed")
+def landing_mirrors(landing: str) -> dict[Path, Path]:
+    """CSV logs in a landing folder that mirror a JSONL run log (not ingested)."""
+    root, files = landing_source(landing)
+    return {} if files is not None else discover_all([root])[1]
+
+
+INGEST_STATUSES = ("ingested", "replaced", "skipped-unchanged", "skipped-duplicate", "skipped-mirror", "failed")
 
 
 def ingest_frame(results, keys: dict[str, str]) -> pl.DataFrame:
