@@ -5,10 +5,10 @@ import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
-from estimator.accuracy import MODULE_TABLES, TARGETS, format_table, latest_version, run_accuracy, summarize
+from estimator.accuracy import default_slice, format_table, missed_targets, run_accuracy, summarize
 from warehouse.derived import read_derived, write_derived
 from warehouse.quality import view_row_counts
-from warehouse.read import available_slices, read_perf_points
+from warehouse.read import read_perf_points
 from warehouse.views import refresh_views
 
 from .constants import PREVIEW_ROWS, REPORTS
@@ -31,26 +31,9 @@ class AccuracyConfig(dg.Config):
     seed: int = 0
 
 
-PROTOCOL_SLICE = ("h200_sxm", "trtllm")
-
-
 def accuracy_slice(home, config: AccuracyConfig) -> tuple[str, str, str]:
-    """(system, backend, version) to cross-validate; an explicit choice is never replaced."""
-    system, backend = config.system, config.backend
-    if not (system and backend):
-        have = available_slices(home).filter(pl.col("op").is_in(list(MODULE_TABLES)))
-        if system:
-            have = have.filter(pl.col("system") == system)
-        if backend:
-            have = have.filter(pl.col("framework") == backend)
-        if have.height == 0:
-            raise ValueError(f"no module-table points for system {system or 'any'} / backend {backend or 'any'}")
-        pairs = have.group_by("system", "framework").agg(pl.col("points").sum()).sort(
-            ["points", "system", "framework"], descending=[True, False, False]
-        )
-        protocol = pairs.filter((pl.col("system") == PROTOCOL_SLICE[0]) & (pl.col("framework") == PROTOCOL_SLICE[1]))
-        system, backend = (protocol if protocol.height else pairs).select("system", "framework").row(0)
-    return system, backend, config.version or latest_version(home, system, backend)
+    """(system, backend, version) the config names, defaults filled by the estimator."""
+    return default_slice(home, config.system, config.backend, config.version)
 
 
 @dg.asset(group_name=REPORTS, deps=[perf_points, sol_calibration, interpolation_grids], kinds={"parquet", "polars"})
@@ -87,18 +70,6 @@ def accuracy_targets(settings: WarehouseSettings) -> dg.AssetCheckResult:
             "missed": dg.MetadataValue.int(missed.height),
             "sample": dg.MetadataValue.md(markdown_table(missed, PREVIEW_ROWS)),
         },
-    )
-
-
-def missed_targets(summary: pl.DataFrame) -> pl.DataFrame:
-    """Rows of a `summarize` table (method != nearest) above `estimator.accuracy.TARGETS`."""
-    targets = pl.DataFrame(
-        [(t, c, m, p) for (t, c), (m, p) in TARGETS.items()],
-        schema={"table": pl.String, "class": pl.String, "target_median_pct": pl.Float64, "target_p90_pct": pl.Float64},
-        orient="row",
-    )
-    return summary.filter(pl.col("method") != "nearest").join(targets, on=["table", "class"]).filter(
-        (pl.col("median_pct") > pl.col("target_median_pct")) | (pl.col("p90_pct") > pl.col("target_p90_pct"))
     )
 
 

@@ -154,6 +154,46 @@ TARGETS: dict[tuple[str, str], tuple[float, float]] = {
 }
 
 
+# The slice the issue's protocol measures; used when the caller names none.
+PROTOCOL_SLICE = ("h200_sxm", "trtllm")
+
+
+def default_slice(home, system: str = "", backend: str = "", version: str = "") -> tuple[str, str, str]:
+    """(system, backend, version) to cross-validate; an explicit choice is never replaced.
+
+    Without a choice: H200 / TensorRT-LLM when the warehouse has it, else the
+    system/backend with the most module-table points; the latest version.
+    """
+    from warehouse.read import available_slices
+
+    if not (system and backend):
+        have = available_slices(home).filter(pl.col("op").is_in(list(MODULE_TABLES)))
+        if system:
+            have = have.filter(pl.col("system") == system)
+        if backend:
+            have = have.filter(pl.col("framework") == backend)
+        if have.height == 0:
+            raise ValueError(f"no module-table points for system {system or 'any'} / backend {backend or 'any'}")
+        pairs = have.group_by("system", "framework").agg(pl.col("points").sum()).sort(
+            ["points", "system", "framework"], descending=[True, False, False]
+        )
+        protocol = pairs.filter((pl.col("system") == PROTOCOL_SLICE[0]) & (pl.col("framework") == PROTOCOL_SLICE[1]))
+        system, backend = (protocol if protocol.height else pairs).select("system", "framework").row(0)
+    return system, backend, version or latest_version(home, system, backend)
+
+
+def missed_targets(summary: pl.DataFrame) -> pl.DataFrame:
+    """Rows of a `summarize` table (method != nearest) above TARGETS."""
+    targets = pl.DataFrame(
+        [(t, c, m, p) for (t, c), (m, p) in TARGETS.items()],
+        schema={"table": pl.String, "class": pl.String, "target_median_pct": pl.Float64, "target_p90_pct": pl.Float64},
+        orient="row",
+    )
+    return summary.filter(pl.col("method") != "nearest").join(targets, on=["table", "class"]).filter(
+        (pl.col("median_pct") > pl.col("target_median_pct")) | (pl.col("p90_pct") > pl.col("target_p90_pct"))
+    )
+
+
 def latest_version(home, system: str, framework: str) -> str:
     """The newest version with data for (system, framework); ValueError lists what exists."""
     from warehouse.read import available_slices

@@ -5,7 +5,8 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from assets.reports import AccuracyConfig, accuracy_slice, missed_targets
+from assets.reports import AccuracyConfig, accuracy_slice
+from estimator.accuracy import missed_targets
 from tests.pipelines.fixtures import write_dsa_context, write_dsa_generation
 from warehouse.ingest import ingest_paths
 
