@@ -7,8 +7,7 @@ constants, so that one estimate costs a few microseconds. Tests check it against
 from __future__ import annotations
 
 from .calibrate import _DEFAULT_EFF, CalibrationParams
-from .common import DTYPE_BYTES
-from .sol import ACT_BYTES, KEY_TILE, SPARSE_HEAD_TILE
+from .sol import ACT_BYTES, KEY_TILE, SPARSE_HEAD_TILE, op_dims
 from .specs import ModelSpec, SystemSpec
 
 
@@ -18,16 +17,9 @@ def compile_scalar(op: str, model: ModelSpec, system: SystemSpec, params: Calibr
 
     seq is isl for context ops and kv_len for generation ops.
     """
-    family, _, rest = op.partition("_")
-    context = rest.startswith("context")
-    kernel_only = rest.endswith("_kernel")
-    d, rq, rk, dr = model.hidden_size, model.q_lora_rank, model.kv_lora_rank, model.qk_rope_head_dim
-    dn, dv = model.qk_nope_head_dim, model.v_head_dim
-    dlat = rk + dr
-    kvb = DTYPE_BYTES[kv_cache_dtype]
-    fp8_gemm = gemm_type.startswith("fp8")
-    w = DTYPE_BYTES[gemm_type]
-    gg = "gemm_fp8" if fp8_gemm else "gemm_bf16"
+    family, context, kernel_only, d, rq, rk, dr, dn, dv, dlat, kvb, w, fp8_gemm, gg = op_dims(
+        op, model, gemm_type, kv_cache_dtype
+    )
     bf16, fp8, bw = system.peak_bf16_flops_per_s, system.peak_fp8_flops_per_s, system.hbm_bytes_per_s
     topk, hi, di = model.index_topk, model.index_n_heads, model.index_head_dim
 
@@ -116,16 +108,9 @@ def _kernel_terms(op: str, model: ModelSpec, gemm_type: str, kv_cache_dtype: str
     Returns (variables the op needs, [(group, fp8, flops {var: coef}, bytes {var: coef})]);
     the variable "1" is the constant term.
     """
-    family, _, rest = op.partition("_")
-    context = rest.startswith("context")
-    kernel_only = rest.endswith("_kernel")
-    d, rq, rk, dr = model.hidden_size, model.q_lora_rank, model.kv_lora_rank, model.qk_rope_head_dim
-    dn, dv = model.qk_nope_head_dim, model.v_head_dim
-    dlat = rk + dr
-    kvb = DTYPE_BYTES[kv_cache_dtype]
-    fp8_gemm = gemm_type.startswith("fp8")
-    w = DTYPE_BYTES[gemm_type]
-    gg = "gemm_fp8" if fp8_gemm else "gemm_bf16"
+    family, context, kernel_only, d, rq, rk, dr, dn, dv, dlat, kvb, w, fp8_gemm, gg = op_dims(
+        op, model, gemm_type, kv_cache_dtype
+    )
     topk, hi, di = model.index_topk, model.index_n_heads, model.index_head_dim
     a = ACT_BYTES
     out = []

@@ -78,6 +78,36 @@ def phase_dims(phase: str, batch, isl, prefix, kv_len):
     return t, length, sk, b
 
 
+class OpDims(NamedTuple):
+    """What every kernel formula of an op needs from the model and the dtypes."""
+
+    family: str  # "dsa" or "mla"
+    context: bool
+    kernel_only: bool
+    d: int  # hidden
+    rq: int  # q_lora_rank
+    rk: int  # kv_lora_rank
+    dr: int  # rope head dim
+    dn: int  # nope head dim
+    dv: int  # v head dim
+    dlat: int  # latent cache row: rk + dr
+    kvb: float  # KV cache bytes per element
+    w: float  # GEMM weight bytes per element
+    fp8_gemm: bool
+    gg: str  # GEMM kernel group
+
+
+def op_dims(op: str, model: ModelSpec, gemm_type: str, kv_cache_dtype: str) -> OpDims:
+    family, _, rest = op.partition("_")
+    fp8_gemm = gemm_type.startswith("fp8")
+    rk, dr = model.kv_lora_rank, model.qk_rope_head_dim
+    return OpDims(
+        family, rest.startswith("context"), rest.endswith("_kernel"),
+        model.hidden_size, model.q_lora_rank, rk, dr, model.qk_nope_head_dim, model.v_head_dim, rk + dr,
+        DTYPE_BYTES[kv_cache_dtype], DTYPE_BYTES[gemm_type], fp8_gemm, "gemm_fp8" if fp8_gemm else "gemm_bf16",
+    )  # fmt: skip
+
+
 def kernels(
     op: str,
     model: ModelSpec,
@@ -92,18 +122,12 @@ def kernels(
     index_topk: int | None = None,
 ) -> list[Kernel]:
     """The kernels of one call of `op` at the given shape (scalars or arrays)."""
-    family, _, rest = op.partition("_")
-    phase = "context" if rest.startswith("context") else "generation"
-    kernel_only = rest.endswith("_kernel")
+    family, context, kernel_only, d, rq, rk, dr, dn, dv, dlat, kvb, w, fp8_gemm, gg = op_dims(
+        op, model, gemm_type, kv_cache_dtype
+    )
+    phase = "context" if context else "generation"
     t, length, sk, b = phase_dims(phase, batch, isl, prefix, kv_len)
     h = num_heads * 1.0
-    d, rq, rk, dr = model.hidden_size, model.q_lora_rank, model.kv_lora_rank, model.qk_rope_head_dim
-    dn, dv = model.qk_nope_head_dim, model.v_head_dim
-    dlat = rk + dr
-    kvb = DTYPE_BYTES[kv_cache_dtype]
-    fp8_gemm = gemm_type.startswith("fp8")
-    w = DTYPE_BYTES[gemm_type]
-    gg = "gemm_fp8" if fp8_gemm else "gemm_bf16"
     out: list[Kernel] = []
 
     if not kernel_only:
