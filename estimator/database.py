@@ -19,6 +19,8 @@ import re
 import numpy as np
 import polars as pl
 
+from warehouse.schema import phase_of, seq_column
+
 from . import interp
 from .calibrate import CalibrationParams, params_from_frame
 from .common import FMHAQuantMode, GEMMQuantMode, KVCacheQuantMode, Source
@@ -27,7 +29,7 @@ from .estimate import Estimate
 from .fastsol import compile_array, compile_scalar
 from .grid import SOURCES, GridSet, GroupGrids
 from .lookup import lookup_one, nearest_measured
-from .slices import GROUP_KEYS, family_of, model_for, phase_of
+from .slices import GROUP_KEYS, family_of, model_for
 from .specs import ModelSpec, architectures, load_system, system_names
 
 OPS = ("dsa_context", "dsa_generation", "mla_context", "mla_generation",
@@ -286,7 +288,7 @@ class PerfDatabase:
     def _seq_arg(op: str, s, isl, kv_len) -> int:
         if isl is None and kv_len is None and type(s) is int and s > 0:
             return s
-        name = "isl" if phase_of(op) == "context" else "kv_len"
+        name = seq_column(op)
         given = {"s": s, "isl": isl, "kv_len": kv_len}
         present = [n for n, v in given.items() if v is not None]
         if len(present) != 1 or present[0] not in ("s", name):

@@ -31,14 +31,6 @@ def family_of(op: str) -> str:
     return op.split("_", 1)[0]
 
 
-def phase_of(op: str) -> str:
-    return "context" if "_context" in op else "generation"
-
-
-def seq_name(op: str) -> str:
-    return "isl" if phase_of(op) == "context" else "kv_len"
-
-
 def model_for(op: str, architecture: str | None) -> ModelSpec:
     """The model spec of a slice; kernel tables carry no architecture (DeepSeek-V3 dims)."""
     if architecture:

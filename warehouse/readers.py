@@ -17,7 +17,7 @@ import json
 import math
 import mmap
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -73,8 +73,6 @@ class RawChunk:
 class ReadState:
     header: list[str] | None = None
     line_offset: int = 0  # lines consumed before this chunk
-    pending: bytes = b""
-    notes: list[str] = field(default_factory=list)
 
 
 def _is_header_expr(col: pl.Expr) -> pl.Expr:

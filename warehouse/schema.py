@@ -20,7 +20,6 @@ OPS: dict[str, str] = {
     "mla_context_kernel": "context",
     "mla_generation_kernel": "generation",
 }
-MODULE_OPS = ("dsa_context", "dsa_generation", "mla_context", "mla_generation")
 
 # Collector table stems (file names / op_name values) -> canonical op.
 TABLE_STEMS: dict[str, str] = {
@@ -106,7 +105,6 @@ MEASUREMENT_SCHEMA: dict[str, pl.DataType] = {
     "source_line": pl.Int64(),
     "ingested_at": pl.Datetime("us", "UTC"),
 }
-LINEAGE_COLUMNS = ("source_file", "source_sha256", "source_line", "ingested_at")
 
 PERF_POINT_SCHEMA: dict[str, pl.DataType] = {
     **{c: MEASUREMENT_SCHEMA[c] for c in KEY_COLUMNS},
@@ -154,7 +152,3 @@ def phase_of(op: str) -> str:
 def seq_column(op: str) -> str:
     """The sequence axis of an op: isl for context, kv_len for generation."""
     return "isl" if phase_of(op) == "context" else "kv_len"
-
-
-def empty_frame(schema: dict[str, pl.DataType]) -> pl.DataFrame:
-    return pl.DataFrame(schema=schema)

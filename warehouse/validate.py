@@ -18,7 +18,6 @@ from .schema import (
     GEMM_TYPES,
     KV_CACHE_DTYPES,
     DTYPES,
-    MEASUREMENT_SCHEMA,
     COLLECTOR_OP_NAMES,
     OPS,
     TABLE_STEMS,
@@ -80,11 +79,6 @@ def context_for(path: Path) -> SourceContext:
 
 def _lit_null() -> pl.Expr:
     return pl.lit(None, dtype=pl.String)
-
-
-def _msg(cond: pl.Expr, text: pl.Expr | str) -> pl.Expr:
-    value = pl.lit(text) if isinstance(text, str) else text
-    return pl.when(cond).then(value).otherwise(_lit_null())
 
 
 def system_of_device(device: str | None) -> str | None:
@@ -282,7 +276,6 @@ def validate(frame: pl.DataFrame, ctx: SourceContext) -> tuple[pl.DataFrame, pl.
     return measurements, bad
 
 
-MEASUREMENT_BODY = {k: v for k, v in MEASUREMENT_SCHEMA.items() if k not in ("source_file", "source_sha256", "ingested_at")}
 
 
 def slug(text: str) -> str:

@@ -79,7 +79,7 @@ COLLECTOR_RENAMES = {"mla_dtype": "attn_dtype"}
 def _batch(db, op: str, args) -> int:
     import polars as pl
 
-    from estimator.slices import phase_of
+    from warehouse.schema import phase_of
 
     if not args.points.exists():
         raise FileNotFoundError(f"points file {args.points} does not exist")
