@@ -19,7 +19,7 @@ from .common import Source
 from .slices import GROUP_KEYS, SLICE_KEYS, model_for, points_shape, seq_values
 from .specs import load_system
 
-METHOD = "grid-logratio-v3"
+METHOD = "grid-logratio-v4"
 SOURCES = tuple(s.value for s in Source)
 GRID_SCHEMA: dict[str, pl.DataType] = {
     **{k: (pl.Int32() if k in ("num_heads", "prefix") else pl.String()) for k in SLICE_KEYS},
@@ -186,11 +186,15 @@ def fill_slice(vals, batch, seq, sibs):
     return out, src
 
 
-def choose_seq_trend(slices: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> float:
-    """Damping of the log-ratio slope beyond the last sequence value, chosen by measurement:
-    predict each slice's last measured column from the two before it, keep the best."""
-    errs = {t: [] for t in TREND_CHOICES}
-    for xs, filled, measured in slices:
+def _last_column_errors(slices) -> dict:
+    """Errors (log2) of predicting each slice's last measured column from the two before it, per
+    rule: a ratio trend t in TREND_CHOICES, or 'affine' (latency affine in the calibrated SOL).
+
+    slices: (xs, surface, measured, sol) with sol the calibrated SOL (ms) of the last three
+    columns (nb, 3), or None where unknown (then only the trends are scored).
+    """
+    errs: dict = {t: [] for t in (*TREND_CHOICES, "affine")}
+    for xs, filled, measured, sol3 in slices:
         if xs.size < 4:
             continue
         step = (xs[-1] - xs[-2]) / (xs[-2] - xs[-3])
@@ -198,9 +202,46 @@ def choose_seq_trend(slices: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) ->
         ok = ~np.isnan(measured[:, -1])
         for t in TREND_CHOICES:
             errs[t].extend(np.abs(filled[ok, -2] + t * slope[ok] * step - measured[ok, -1]).tolist())
+        if sol3 is not None:
+            pred = affine_extension(filled[:, -3:-1], sol3[:, :2], sol3[:, 2:])[:, 0]
+            errs["affine"].extend(np.abs(pred[ok] - measured[ok, -1]).tolist())
+    return errs
+
+
+def choose_seq_trend(slices) -> float:
+    """Damping of the log-ratio slope beyond the last sequence value, chosen by measurement:
+    predict each slice's last measured column from the two before it, keep the best.
+    slices: (xs, surface, measured[, sol]) per slice."""
+    errs = _last_column_errors([(*s[:3], None) for s in slices])
     if not errs[0.0]:
         return 0.0
     return min(TREND_CHOICES, key=lambda t: (float(np.mean(errs[t])), t))
+
+
+def choose_extension(slices, trend: float) -> bool:
+    """Extend affinely in the SOL (`affine_extension`) rather than along the ratio trend: only if
+    that predicts the slices' last measured columns better (same scoring as `choose_seq_trend`)."""
+    errs = _last_column_errors(slices)
+    return bool(errs["affine"]) and float(np.mean(errs["affine"])) < float(np.mean(errs[trend]))
+
+
+def affine_extension(ratio2: np.ndarray, sol2: np.ndarray, sol_new: np.ndarray) -> np.ndarray:
+    """log2 ratios at new sequence columns from the last two columns (nb, 2), with latency
+    affine in the calibrated SOL: t = t_last + k * (SOL - SOL_last), k the measured marginal
+    cost per unit of SOL between the two columns (>= 0).
+
+    Why: the calibrated SOL is fitted over the whole table, so its growth in the sequence
+    can be off for one slice (DSA decode: the overhead's p-norm hides the kv_len term, and
+    the measured log-ratio keeps rising with kv_len, faster at large batch); the measured
+    increment carries the slice's own growth, the SOL its shape (linear in kv_len for decode,
+    quadratic in isl for context).
+    """
+    lat = sol2 * np.exp2(ratio2)
+    dsol = sol2[:, 1] - sol2[:, 0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        k = np.where(dsol > 0, (lat[:, 1] - lat[:, 0]) / dsol, 0.0)
+    k = np.maximum(k, 0.0)[:, None]
+    return np.log2((lat[:, 1:] + k * (sol_new - sol2[:, 1:])) / sol_new)
 
 
 def pool_siblings(key, raw, filled_by_key, siblings, aligned=None) -> np.ndarray:
@@ -276,12 +317,13 @@ def build_grids(points: pl.DataFrame, calibration: pl.DataFrame, *, inputs_tag: 
             (np.log2(seq), filled_by_key[key][0], pooled[key], vals))
     use_pool = {g: choose_pooling(v) for g, v in by_group.items()}
     surface = {key: pooled[key] if use_pool[key[: len(CAL_KEYS)]] else filled_by_key[key][0] for key in raw}
+    sources = {k: f[1] for k, f in filled_by_key.items()}
     trends = {g: choose_seq_trend([(xs, pool if use_pool[g] else plain, m) for xs, plain, pool, m in v])
               for g, v in by_group.items()}
     if not raw:
         raise ValueError("build_grids: no perf points")
-    grids = _attach_sol(_cells_frame(raw, surface, {k: f[1] for k, f in filled_by_key.items()},
-                                     {k: trends[k[: len(CAL_KEYS)]] for k in raw}), params)
+    raw, surface, sources, trends = _extend_seq(raw, surface, sources, trends, params)
+    grids = _attach_sol(_cells_frame(raw, surface, sources, {k: trends[k[: len(CAL_KEYS)]] for k in raw}), params)
     return grids.with_columns(pl.lit(ihash).alias("input_hash"), pl.lit(METHOD).alias("method")).select(
         [pl.col(c).cast(t) for c, t in GRID_SCHEMA.items()]
     )
@@ -329,22 +371,69 @@ def _sibling_index(keys) -> dict[tuple, list[tuple]]:
     return out
 
 
-def _cells_frame(raw, surface, sources, trends) -> pl.DataFrame:
-    """Every slice's cells as one frame (slices in `raw` order, cells row-major).
+EXTEND_FACTORS = (2, 4, 8)  # extra sequence columns (x the last measured value) of an affine extension
 
-    Built from concatenated numpy arrays and one gather of the slice keys:
-    a small frame per slice (thousands of them) cost more than the grid fill.
-    """
-    keys = list(raw)
-    nb = np.array([raw[k][0].size for k in keys])
-    ns = np.array([raw[k][1].size for k in keys])
+
+def _extend_seq(raw, surface, sources, trends, params):
+    """Per op, past the last measured sequence value: keep the ratio trend, or add the columns
+    EXTEND_FACTORS x last with `affine_extension` values (source extrapolated; trend 0 past them),
+    whichever `choose_extension` scores better on the slices' own last measured columns."""
+    tail = {k: np.concatenate([seq[-3:], seq[-1] * np.array(EXTEND_FACTORS)]) for k, (_, seq, _) in raw.items()
+            if seq.size >= 4}
+    sol_tail = _sol_cells({k: (raw[k][0], t) for k, t in tail.items()}, params)
+    by_group: dict[tuple, list] = {}
+    for k in tail:
+        by_group.setdefault(k[: len(CAL_KEYS)], []).append(
+            (np.log2(raw[k][1]), surface[k], raw[k][2], sol_tail[k][:, :3]))
+    extend = {g: choose_extension(v, trends[g]) for g, v in by_group.items()}
+    raw, surface, sources, trends = dict(raw), dict(surface), dict(sources), dict(trends)
+    for k in tail:
+        g = k[: len(CAL_KEYS)]
+        if not extend[g]:
+            continue
+        batch, seq, vals = raw[k]
+        new = affine_extension(surface[k][:, -2:], sol_tail[k][:, 1:3], sol_tail[k][:, 3:])
+        raw[k] = (batch, np.concatenate([seq, tail[k][3:]]), np.concatenate([vals, np.full(new.shape, np.nan)], axis=1))
+        surface[k] = np.concatenate([surface[k], new], axis=1)
+        sources[k] = np.concatenate([sources[k], np.full(new.shape, interp.EXTRAPOLATED, dtype=np.int8)], axis=1)
+        trends[g] = 0.0
+    return raw, surface, sources, trends
+
+
+def _axes_frame(axes) -> pl.DataFrame:
+    """Slice keys, batch_size and seq_len of every cell of {slice key: (batch axis, seq axis)}
+    (slices in order, cells row-major), from one gather of the keys: a small frame per slice
+    (thousands of them) cost more than the grid fill."""
+    keys = list(axes)
+    nb = np.array([axes[k][0].size for k in keys])
+    ns = np.array([axes[k][1].size for k in keys])
     slice_of_cell = np.repeat(np.arange(len(keys)), nb * ns)
     key_frame = pl.DataFrame([list(col) for col in zip(*keys)], orient="col",
                              schema={c: GRID_SCHEMA[c] for c in SLICE_KEYS})[slice_of_cell]
-    codes = np.concatenate([sources[k].ravel() for k in keys])
     return key_frame.with_columns(
-        pl.Series("batch_size", np.concatenate([np.repeat(raw[k][0], raw[k][1].size) for k in keys]), pl.Int32),
-        pl.Series("seq_len", np.concatenate([np.tile(raw[k][1], raw[k][0].size) for k in keys]), pl.Int32),
+        pl.Series("batch_size", np.concatenate([np.repeat(axes[k][0], axes[k][1].size) for k in keys]), pl.Int32),
+        pl.Series("seq_len", np.concatenate([np.tile(axes[k][1], axes[k][0].size) for k in keys]), pl.Int32))
+
+
+def _sol_cells(axes, params) -> dict[tuple, np.ndarray]:
+    """Calibrated SOL (ms) on each slice's (batch x seq) axes: {slice key: (nb, ns) array}."""
+    if not axes:
+        return {}
+    sol_ms = _attach_sol(_axes_frame(axes), params, latency=False)["sol_ms"].to_numpy()
+    out, at = {}, 0
+    for k, (batch, seq) in axes.items():
+        out[k] = sol_ms[at : at + batch.size * seq.size].reshape(batch.size, seq.size)
+        at += batch.size * seq.size
+    return out
+
+
+def _cells_frame(raw, surface, sources, trends) -> pl.DataFrame:
+    """Every slice's cells as one frame (slices in `raw` order, cells row-major)."""
+    keys = list(raw)
+    nb = np.array([raw[k][0].size for k in keys])
+    ns = np.array([raw[k][1].size for k in keys])
+    codes = np.concatenate([sources[k].ravel() for k in keys])
+    return _axes_frame({k: raw[k][:2] for k in keys}).with_columns(
         pl.Series("log2_ratio", np.concatenate([surface[k].ravel() for k in keys])),
         pl.Series("source", np.asarray(SOURCES, dtype=object)[codes], pl.String),
         pl.Series("seq_trend", np.repeat(np.array([float(trends[k]) for k in keys]), nb * ns)),
@@ -352,16 +441,18 @@ def _cells_frame(raw, surface, sources, trends) -> pl.DataFrame:
     )
 
 
-def _attach_sol(grids: pl.DataFrame, params) -> pl.DataFrame:
-    """sol_ms and latency_ms of each cell (latency = SOL * 2^log2_ratio)."""
+def _attach_sol(grids: pl.DataFrame, params, latency: bool = True) -> pl.DataFrame:
+    """sol_ms and (latency=True) latency_ms of each cell (latency = SOL * 2^log2_ratio)."""
     ctx = pl.col("op").str.contains("_context")
     g = grids.with_columns(
         pl.when(ctx).then(pl.col("seq_len")).otherwise(1).alias("isl"),
         pl.when(ctx).then(None).otherwise(pl.col("seq_len")).alias("kv_len"),
     )
-    g = with_sol(g, params)
+    g = with_sol(g, params).drop("isl", "kv_len")
+    if not latency:
+        return g
     ratio = pl.coalesce("measured_log2_ratio", "log2_ratio")
-    return g.with_columns((pl.col("sol_ms") * (2.0**ratio)).alias("latency_ms")).drop("isl", "kv_len")
+    return g.with_columns((pl.col("sol_ms") * (2.0**ratio)).alias("latency_ms"))
 
 
 @dataclass

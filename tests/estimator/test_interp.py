@@ -68,6 +68,23 @@ def test_choose_seq_trend_by_measurement():
     assert choose_seq_trend([(xs, flat, flat)]) == 0.0
 
 
+def test_affine_extension_follows_measured_increment():
+    from estimator.grid import affine_extension, choose_extension
+
+    # latency = 1 + 3 * SOL exactly; the SOL alone grows too slowly (ratio rises with seq)
+    sol = np.array([[1.0, 2.0, 3.0, 5.0]])
+    lat = 1.0 + 3.0 * sol
+    ratio = np.log2(lat / sol)
+    assert np.allclose(affine_extension(ratio[:, :2], sol[:, :2], sol[:, 2:]), ratio[:, 2:])
+    xs = np.log2(np.array([256.0, 512.0, 1024.0, 2048.0]))
+    assert choose_extension([(xs, ratio, ratio, sol[:, 1:])], trend=1.0)
+    flat = np.zeros((1, 4))  # latency proportional to the SOL: the ratio trend is exact
+    assert not choose_extension([(xs, flat, flat, np.array([[2.0, 3.0, 3.5]]))], trend=0.0)
+    # a falling measured latency never extrapolates downwards past the last column
+    falling = np.log2(np.array([[2.0, 1.0]]) / sol[:, :2])
+    assert np.allclose(affine_extension(falling, sol[:, :2], sol[:, 2:]), np.log2(1.0 / sol[:, 2:]))
+
+
 def test_sibling_estimate_uses_local_offset():
     vals = np.array([[1.0, 2.0, 3.0], [1.5, np.nan, 3.5]])
     sib = np.array([[0.0, 1.0, 2.0], [0.5, 5.0, 2.5]])
