@@ -19,7 +19,7 @@ from .common import Source
 from .slices import GROUP_KEYS, SLICE_KEYS, model_for, points_shape, seq_values
 from .specs import load_system
 
-METHOD = "grid-logratio-v4"
+METHOD = "grid-logratio-v5"
 SOURCES = tuple(s.value for s in Source)
 GRID_SCHEMA: dict[str, pl.DataType] = {
     **{k: (pl.Int32() if k in ("num_heads", "prefix") else pl.String()) for k in SLICE_KEYS},
@@ -123,58 +123,59 @@ def _aligned(batch, seq, sibling) -> np.ndarray:
     return out
 
 
-def choose_fill_rule(vals, xb, xs, sibs, estimates=None) -> str:
-    """'line', 'sibling' or 'blend': the rule with the lowest leave-one-out error on
-    this slice's own measured cells (line if too few cells can be scored).
+FILL_RULES = ("line", "sibling", "blend", "median")
 
-    Leaving a cell out changes neither of its estimates (both already skip the
+
+def fill_rule_errors(vals, est) -> dict[str, np.ndarray]:
+    """Leave-one-out errors (log2) of each of FILL_RULES on a slice's measured cells (up to
+    LOO_CELLS of them) that both a line and a sibling cover; empty arrays if none.
+
+    Leaving a cell out changes none of its estimates (all already skip the
     cell itself), so the leave-one-out values are read from `slice_estimates`
     of the full slice instead of being recomputed per cell.
     """
-    if not sibs:
-        return "line"
-    line, has_line, sib, has_sib = slice_estimates(vals, xb, xs, sibs) if estimates is None else estimates
     cells = np.argwhere(~np.isnan(vals))
     if cells.shape[0] > LOO_CELLS:
         cells = cells[np.linspace(0, cells.shape[0] - 1, LOO_CELLS).astype(int)]
     i, j = cells[:, 0], cells[:, 1]
-    ok = has_line[i, j] & has_sib[i, j]
-    if ok.sum() < 5:
+    ok = est["has_line"][i, j] & est["has_sibling"][i, j]
+    return {r: np.abs(est[r][i, j][ok] - vals[i, j][ok]) for r in FILL_RULES}
+
+
+def choose_fill_rule(errors: list[dict[str, np.ndarray]]) -> str:
+    """One of FILL_RULES: the lowest mean leave-one-out error over the given slices'
+    `fill_rule_errors` (one op's slices together: a per-slice choice from a few dozen
+    noisy cells flipped between rules); 'line' when fewer than 5 cells can be scored."""
+    errs = {r: np.concatenate([e[r] for e in errors]) if errors else np.empty(0) for r in FILL_RULES}
+    if errs["line"].size < 5:
         return "line"
-    a, b, t = line[i, j][ok], sib[i, j][ok], vals[i, j][ok]
-    errs = {"line": np.abs(a - t), "sibling": np.abs(b - t), "blend": np.abs(0.5 * (a + b) - t)}
-    return min(errs, key=lambda k: (float(np.mean(errs[k])), k != "line"))
+    return min(errs, key=lambda k: (float(np.median(errs[k])), float(np.mean(errs[k])), k != "line"))
 
 
-def slice_estimates(vals, xb, xs, sibs):
-    """(line, has_line, sibling, has_sibling): both hole-filling estimates for every cell."""
+def slice_estimates(vals, xb, xs, sibs) -> dict[str, np.ndarray]:
+    """Every hole-filling estimate of every cell, by rule (FILL_RULES), plus has_line / has_sibling.
+
+    'median' is the median of the row line, the column line and each sibling's
+    own estimate (`interp.median_estimates`): robust where cells jump between levels.
+    """
     known = ~np.isnan(vals)
-    line, has_line = interp.line_estimates(vals, known, xb, xs)
-    if sibs:
-        sib, has_sib = interp.sibling_estimates(vals, known, sibs)
-    else:
-        sib, has_sib = np.full(vals.shape, np.nan), np.zeros(vals.shape, dtype=bool)
-    return line, has_line, sib, has_sib
+    line, has_line, row, col = interp.line_estimates(vals, known, xb, xs, parts=True)
+    sib, has_sib, each = interp.sibling_estimates(vals, known, sibs, parts=True)
+    med, _ = interp.median_estimates(np.concatenate([row[None], col[None], each]))
+    return {"line": line, "has_line": has_line, "sibling": sib, "has_sibling": has_sib,
+            "blend": 0.5 * (line + sib), "median": med}
 
 
-def fill_slice(vals, batch, seq, sibs):
-    """Fill one slice's holes; returns (filled log-ratios, source codes).
+def fill_slice(vals, batch, seq, est, rule: str):
+    """Fill one slice's holes from its `slice_estimates`; returns (filled log-ratios, source codes).
 
-    Holes inside the slice's own lines use the rule `choose_fill_rule` picked
-    (`interpolated`); holes only siblings cover are `transferred`; the rest hold
-    the nearest cell's ratio (`extrapolated`).
+    Holes inside the slice's own lines use `rule` (`interpolated`); holes only
+    siblings cover are `transferred`; the rest hold the nearest cell's ratio (`extrapolated`).
     """
     xb, xs = np.log2(batch), np.log2(seq)
-    est = slice_estimates(vals, xb, xs, sibs)
-    line, has_line, sib, has_sib = est
-    rule = choose_fill_rule(vals, xb, xs, sibs, est)
+    line, has_line, sib, has_sib = est["line"], est["has_line"], est["sibling"], est["has_sibling"]
     known = ~np.isnan(vals)
-    if rule == "sibling":
-        inside = np.where(has_sib, sib, line)
-    elif rule == "blend":
-        inside = np.where(has_sib, 0.5 * (line + sib), line)
-    else:
-        inside = line
+    inside = line if rule == "line" else np.where(has_sib & ~np.isnan(est[rule]), est[rule], line)
     interpolated = ~known & has_line
     transferred = ~known & ~has_line & has_sib
     out = np.where(interpolated, inside, np.where(transferred, sib, vals))
@@ -306,10 +307,16 @@ def build_grids(points: pl.DataFrame, calibration: pl.DataFrame, *, inputs_tag: 
     raw = _slice_matrices(pts)
     siblings = _sibling_index(list(raw))
     aligned = {(key, o): _aligned(raw[key][0], raw[key][1], raw[o]) for key in raw for o in siblings[key]}
-    filled_by_key = {}
+    est = {}
     for key, (batch, seq, vals) in raw.items():
         sibs = [m for m in (aligned[key, o] for o in siblings[key]) if not np.isnan(m).all()]
-        filled_by_key[key] = fill_slice(vals, batch, seq, sibs)
+        est[key] = slice_estimates(vals, np.log2(batch), np.log2(seq), sibs)
+    rule_errors: dict[tuple, list] = {}
+    for key, (_, _, vals) in raw.items():
+        rule_errors.setdefault(key[: len(CAL_KEYS)], []).append(fill_rule_errors(vals, est[key]))
+    rules = {g: choose_fill_rule(e) for g, e in rule_errors.items()}
+    filled_by_key = {key: fill_slice(vals, batch, seq, est[key], rules[key[: len(CAL_KEYS)]])
+                     for key, (batch, seq, vals) in raw.items()}
     pooled = {key: pool_siblings(key, raw, filled_by_key, siblings, aligned) for key in raw}
     by_group: dict[tuple, list] = {}
     for key, (batch, seq, vals) in raw.items():

@@ -8,6 +8,8 @@ constant is extrapolating along the SOL.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 # Provenance codes stored in grids (index into estimator.common.Source order).
@@ -160,12 +162,13 @@ def _line_brackets(x: np.ndarray, values: np.ndarray, known: np.ndarray):
     return value, np.minimum(xj - xl, xr - xj), has
 
 
-def line_estimates(values: np.ndarray, known: np.ndarray, xb: np.ndarray, xs: np.ndarray):
+def line_estimates(values: np.ndarray, known: np.ndarray, xb: np.ndarray, xs: np.ndarray, *, parts: bool = False):
     """`line_estimate` of every cell at once: (estimates, has-estimate mask).
 
     Same arithmetic, in the same order, as the scalar function (row candidate
     first, then column), so the results are bit-identical; the per-cell Python
-    loop was the grid build's main cost.
+    loop was the grid build's main cost. parts=True also returns the row and
+    column estimates themselves (NaN where that line does not bracket the cell).
     """
     rv, rd, rh = _line_brackets(xs, values, known)
     cv, cd, ch = _line_brackets(xb, values.T, known.T)
@@ -175,6 +178,8 @@ def line_estimates(values: np.ndarray, known: np.ndarray, xb: np.ndarray, xs: np
         row_only = (rv / rd) / (1.0 / rd)
         col_only = (cv / cd) / (1.0 / cd)
     est = np.where(rh & ch, both, np.where(rh, row_only, np.where(ch, col_only, np.nan)))
+    if parts:
+        return est, rh | ch, np.where(rh, rv, np.nan), np.where(ch, cv, np.nan)
     return est, rh | ch
 
 
@@ -205,22 +210,41 @@ def _median_offsets(values: np.ndarray, known: np.ndarray, sibs: np.ndarray):
     return med, count
 
 
-def sibling_estimates(values: np.ndarray, known: np.ndarray, siblings: list[np.ndarray]):
+def sibling_estimates(values: np.ndarray, known: np.ndarray, siblings: list[np.ndarray], *, parts: bool = False):
     """`sibling_estimate` of every cell at once: (estimates, has-estimate mask).
 
     The mean over qualifying siblings is summed in sibling order, as np.mean
-    does for a handful of values.
+    does for a handful of values. parts=True also returns each sibling's own
+    estimate, stacked (n_siblings, nb, ns), NaN where it does not qualify.
     """
     total = np.zeros(values.shape)
     count = np.zeros(values.shape, dtype=np.int64)
     if not siblings:
-        return np.full(values.shape, np.nan), count > 0
+        est, has = np.full(values.shape, np.nan), count > 0
+        return (est, has, np.empty((0, *values.shape))) if parts else (est, has)
     sibs = np.stack(siblings)
     med, n = _median_offsets(values, known, sibs)
-    for sib, m, k in zip(sibs, med, n):
+    each = np.full(sibs.shape, np.nan)
+    for s, (sib, m, k) in enumerate(zip(sibs, med, n)):
         ok = ~np.isnan(sib) & (k >= 2)
         total = np.where(ok, total + (sib + m), total)
         count += ok
+        each[s] = np.where(ok, sib + m, np.nan)
     has = count > 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(has, total / count, np.nan), has
+        est = np.where(has, total / count, np.nan)
+    return (est, has, each) if parts else (est, has)
+
+
+def median_estimates(candidates: np.ndarray):
+    """Median over candidate estimates (n, nb, ns), NaN ignored: (estimates, has-estimate mask).
+
+    Why: some tables are not noisy around one level but jump between two (MLA
+    context: neighbouring cells ~20% apart in a pattern no sibling repeats). A
+    mean of the candidates lands between the levels, away from both; the median
+    follows the majority, which is what the median error rewards.
+    """
+    has = (~np.isnan(candidates)).any(axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells: NaN, marked by `has`
+        return np.nanmedian(candidates, axis=0), has

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from estimator import interp
 
@@ -83,6 +84,23 @@ def test_affine_extension_follows_measured_increment():
     # a falling measured latency never extrapolates downwards past the last column
     falling = np.log2(np.array([[2.0, 1.0]]) / sol[:, :2])
     assert np.allclose(affine_extension(falling, sol[:, :2], sol[:, 2:]), np.log2(1.0 / sol[:, 2:]))
+
+
+def test_median_estimates_follow_the_majority_level():
+    nan = np.nan
+    cands = np.array([[[0.0, nan]], [[0.3, nan]], [[0.0, nan]], [[0.02, nan]]])  # one candidate on the upper level
+    est, has = interp.median_estimates(cands)
+    assert has.tolist() == [[True, False]] and est[0, 0] == pytest.approx(0.01) and np.isnan(est[0, 1])
+
+
+def test_choose_fill_rule_pools_slices_and_scores_the_median_error():
+    from estimator.grid import FILL_RULES, choose_fill_rule
+
+    few = {r: np.zeros(3) for r in FILL_RULES}
+    assert choose_fill_rule([few]) == "line"  # too few scored cells
+    errs = {r: np.full(4, 0.05) for r in FILL_RULES}
+    errs["median"] = np.array([0.01, 0.01, 0.01, 0.5])  # best median error, worst mean
+    assert choose_fill_rule([errs, {r: e[:2] for r, e in errs.items()}]) == "median"
 
 
 def test_sibling_estimate_uses_local_offset():
