@@ -21,10 +21,12 @@ from typing import Callable, Iterable, Iterator
 import polars as pl
 
 from .atomic import write_parquet_atomic
+from .certify import certify
 from .manifest import Manifest, SourceEntry, collect_garbage, commit, load_manifest, now_iso
 from .paths import WarehousePaths
+from .prefetch import Prefetch
 from .readers import READERS, RawChunk, format_of
-from .schema import MEASUREMENT_SCHEMA, PARTITION_COLUMNS, QUARANTINE_SCHEMA
+from .schema import MEASUREMENT_SCHEMA, PARTITION_COLUMNS, QUARANTINE_SCHEMA, STORAGE_SCHEMA
 from .validate import SourceContext, context_for, slug, validate
 from .views import refresh_views
 
@@ -139,41 +141,69 @@ def _part_dir(paths: WarehousePaths, key: dict) -> Path:
     return d
 
 
+_NO_BAD = pl.DataFrame(schema={"source_line": pl.Int64, "raw": pl.String, "reason": pl.String})
+
+
 def validate_chunk(chunk: RawChunk, ctx: SourceContext) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """validate(), plus the raw text of quarantined rows for fast-path chunks."""
-    good, bad = validate(chunk.frame, ctx)
+    """(measurements with Categorical text, quarantine) of one chunk.
+
+    Fast-path chunks are first offered to `certify` (rules decided per distinct
+    value); a chunk it declines, and every other chunk, goes through the exact
+    validator, which names each failed rule.
+    """
+    frame = chunk.frame
+    if chunk.block is not None:
+        good = certify(frame, ctx)
+        if good is not None:
+            return good, _NO_BAD
+        frame = frame.with_columns(pl.col(pl.Categorical).cast(pl.String))
+    good, bad = validate(frame, ctx)
+    good = good.with_columns(pl.col(pl.String).cast(pl.Categorical))  # as certify gives it
     if bad.height and chunk.block is not None:
         raw = chunk.raw_lines(bad.get_column("source_line").to_list())
         bad = bad.with_columns(pl.Series("raw", raw, dtype=pl.String))
     return good, bad
 
 
-def _ingest_file(paths: WarehousePaths, path: Path, sha: str, fmt: str) -> SourceEntry:
-    """Read, validate and write one file's parts; nothing is committed here."""
+@dataclass
+class _Validated:
+    good: pl.DataFrame
+    bad: pl.DataFrame
+    rows_read: int
+    blank_lines: int
+    header_lines: int
+
+
+def _validated_chunks(path: Path, fmt: str) -> Iterator[_Validated]:
     ctx = context_for(path)
+    for chunk in READERS[fmt](path):
+        good, bad = validate_chunk(chunk, ctx)
+        yield _Validated(good, bad, chunk.frame.height, chunk.blank_lines, chunk.header_lines)
+
+
+def _write_parts(paths: WarehousePaths, path: Path, sha: str, fmt: str, chunks: Iterable[_Validated]) -> SourceEntry:
+    """Write one file's parts and quarantine; nothing is committed here."""
     ingested_at = datetime.now(timezone.utc)
     lineage = [
         pl.lit(str(path)).alias("source_file"),
         pl.lit(sha).alias("source_sha256"),
         pl.lit(ingested_at).cast(MEASUREMENT_SCHEMA["ingested_at"]).alias("ingested_at"),
     ]
+    to_storage = [pl.col(c).cast(t) for c, t in STORAGE_SCHEMA.items()]
     parts: list[str] = []
     bad_frames: list[pl.DataFrame] = []
     accepted = read = blank = headers = 0
-    for i, chunk in enumerate(READERS[fmt](path)):
+    for i, chunk in enumerate(chunks):
         blank += chunk.blank_lines
         headers += chunk.header_lines
-        read += chunk.frame.height
-        good, bad = validate_chunk(chunk, ctx)
-        accepted += good.height
-        if bad.height:
-            bad_frames.append(bad)
-        if not good.height:
+        read += chunk.rows_read
+        accepted += chunk.good.height
+        if chunk.bad.height:
+            bad_frames.append(chunk.bad)
+        if not chunk.good.height:
             continue
-        good = good.with_columns(lineage).select(
-            [pl.col(c).cast(t) for c, t in MEASUREMENT_SCHEMA.items()]
-        )
-        for key, part in good.partition_by(list(PARTITION_COLUMNS), as_dict=True).items():
+        good = chunk.good.with_columns(lineage).select(to_storage)
+        for key, part in _partitions(good):
             target = _part_dir(paths, dict(zip(PARTITION_COLUMNS, key))) / f"{sha[:20]}-{i:05d}.parquet"
             write_parquet_atomic(part, target)
             parts.append(target.relative_to(paths.home).as_posix())
@@ -182,7 +212,7 @@ def _ingest_file(paths: WarehousePaths, path: Path, sha: str, fmt: str) -> Sourc
         raise AssertionError(f"{path}: accounting broke: read {read} != {accepted} + {quarantined}")
     q_rel = None
     if bad_frames:
-        q = pl.concat(bad_frames).with_columns(lineage[:2] + [lineage[2]]).select(
+        q = pl.concat(bad_frames).with_columns(lineage).select(
             [pl.col(c).cast(t) for c, t in QUARANTINE_SCHEMA.items()]
         )
         target = paths.quarantine / f"{sha[:20]}.parquet"
@@ -195,6 +225,14 @@ def _ingest_file(paths: WarehousePaths, path: Path, sha: str, fmt: str) -> Sourc
         status="ingested", first_ingested_at=stamp, ingested_at=stamp,
         parts=sorted(parts), quarantine=q_rel,
     )  # fmt: skip
+
+
+def _partitions(frame: pl.DataFrame) -> list[tuple[tuple, pl.DataFrame]]:
+    """Split by the Hive partition columns; most blocks hold a single partition."""
+    first = frame.row(0, named=True)
+    if frame.select(pl.all_horizontal(pl.col(c).n_unique() == 1 for c in PARTITION_COLUMNS)).item():
+        return [(tuple(first[c] for c in PARTITION_COLUMNS), frame)]
+    return list(frame.partition_by(list(PARTITION_COLUMNS), as_dict=True).items())
 
 
 def ingest_paths(
@@ -233,29 +271,32 @@ def ingest_paths(
 def _ingest_one(paths: WarehousePaths, manifest: Manifest, path: Path) -> FileResult:
     t0 = time.perf_counter()
     fmt = format_of(path)
-    try:
-        sha = sha256_of(path)
-    except OSError as exc:
-        return FileResult(str(path), "failed", message=f"unreadable: {exc}")
-    existing = manifest.sources.get(sha)
-    if existing is not None:
-        status = "skipped-unchanged" if existing.path == str(path) else "skipped-duplicate"
-        msg = "" if status == "skipped-unchanged" else f"same content as {existing.path}"
-        return FileResult(str(path), status, message=msg, seconds=time.perf_counter() - t0)
-    previous = manifest.by_path(str(path))
-    try:
-        entry = _ingest_file(paths, path, sha, fmt)
-    except (OSError, pl.exceptions.PolarsError, UnicodeDecodeError, ValueError) as exc:
-        # A file we cannot read at all is recorded, not fatal for the run.
-        stamp = now_iso()
-        failed = SourceEntry(
-            path=str(path), sha256=sha, format=fmt, rows_read=0, rows_accepted=0,
-            rows_quarantined=0, blank_lines=0, header_lines=0, status="failed",
-            first_ingested_at=stamp, ingested_at=stamp, message=f"{type(exc).__name__}: {exc}",
-        )  # fmt: skip
-        manifest.history.append(failed)
-        commit(paths, manifest)
-        return FileResult(str(path), "failed", message=failed.message, seconds=time.perf_counter() - t0)
+    # Parsing starts in a thread while this one hashes the file; if the hash
+    # says the file is already in, the few blocks read ahead are dropped.
+    with Prefetch(lambda: _validated_chunks(path, fmt)) as chunks:
+        try:
+            sha = sha256_of(path)
+        except OSError as exc:
+            return FileResult(str(path), "failed", message=f"unreadable: {exc}")
+        existing = manifest.sources.get(sha)
+        if existing is not None:
+            status = "skipped-unchanged" if existing.path == str(path) else "skipped-duplicate"
+            msg = "" if status == "skipped-unchanged" else f"same content as {existing.path}"
+            return FileResult(str(path), status, message=msg, seconds=time.perf_counter() - t0)
+        previous = manifest.by_path(str(path))
+        try:
+            entry = _write_parts(paths, path, sha, fmt, chunks)
+        except (OSError, pl.exceptions.PolarsError, UnicodeDecodeError, ValueError) as exc:
+            # A file we cannot read at all is recorded, not fatal for the run.
+            stamp = now_iso()
+            failed = SourceEntry(
+                path=str(path), sha256=sha, format=fmt, rows_read=0, rows_accepted=0,
+                rows_quarantined=0, blank_lines=0, header_lines=0, status="failed",
+                first_ingested_at=stamp, ingested_at=stamp, message=f"{type(exc).__name__}: {exc}",
+            )  # fmt: skip
+            manifest.history.append(failed)
+            commit(paths, manifest)
+            return FileResult(str(path), "failed", message=failed.message, seconds=time.perf_counter() - t0)
     status = "ingested"
     if previous is not None:
         entry.first_ingested_at = previous.first_ingested_at

@@ -51,7 +51,10 @@ def scan_measurements(home: Home = None) -> pl.LazyFrame:
     files = [str(paths.home / p) for p in manifest.live_parts()]
     if not files:
         return pl.LazyFrame(schema=MEASUREMENT_SCHEMA)
-    return pl.scan_parquet(files)
+    # Parts store text as Categorical (STORAGE_SCHEMA); older parts as String.
+    return pl.scan_parquet(
+        files, schema=MEASUREMENT_SCHEMA, cast_options=pl.ScanCastOptions(categorical_to_string="allow")
+    )
 
 
 def read_measurements(home: Home = None, **eq) -> pl.DataFrame:

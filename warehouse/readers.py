@@ -16,7 +16,10 @@ from __future__ import annotations
 import json
 import math
 import mmap
+import os
 import re
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -27,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 CHUNK_BYTES = 64 * 1024 * 1024
+PARSE_WORKERS = min(4, os.cpu_count() or 1)
 BOM = b"\xef\xbb\xbf"
 
 # Collector columns a data row needs; others (power, power_limit, ...) are kept out.
@@ -129,59 +133,121 @@ def _frame_for_segment(lines: pl.DataFrame, header: list[str] | None) -> pl.Data
     return framed.select("source_line", "raw", "parse_error", *keep.values())
 
 
-def read_collector_csv(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[RawChunk]:
+@dataclass
+class _Block:
+    """A span of whole lines [start, end) of the file (end excludes the last newline)."""
+
+    start: int
+    end: int
+    truncated_tail: bool  # the file's last line, without a newline
+
+    def read(self, fd: int) -> bytes:
+        return os.pread(fd, self.end - self.start, self.start)  # releases the GIL
+
+
+@dataclass
+class _Fast:
+    """A fast-path parse, before the file-level line numbering is applied."""
+
+    frame: pl.DataFrame
+    n_lines: int
+    header: list[str]
+    header_here: bool
+
+
+def _blocks(fd: int, size: int, chunk_bytes: int) -> list[_Block]:
+    with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mm:  # only pages near cuts are touched
+        pos = len(BOM) if mm[: len(BOM)] == BOM else 0
+        out = []
+        while pos < size:
+            end = min(pos + chunk_bytes, size)
+            if end < size:
+                cut = mm.rfind(b"\n", pos, end)
+                end = cut + 1 if cut >= 0 else (mm.find(b"\n", end) + 1 or size)
+            terminated = mm[end - 1: end] == b"\n"
+            out.append(_Block(pos, end - 1 if terminated else end, end >= size and not terminated))
+            pos = end
+        return out
+
+
+def read_collector_csv(path: Path, chunk_bytes: int = CHUNK_BYTES, workers: int = PARSE_WORKERS) -> Iterator[RawChunk]:
     """Yield parsed chunks of a collector CSV log, robust to real-world damage.
 
     Handles a UTF-8 BOM, CRLF, blank lines, repeated or changed header lines
     mid-file (each header governs the rows after it), extra or reordered
     columns, and a truncated last line (no trailing newline: quarantined as
     such, since a cut-off number can still parse).
+
+    Polars parses one buffer on one core, so blocks are read and parsed by
+    `workers` threads at once, speculatively under the header in force when
+    they were submitted; chunks are yielded in file order, and a block whose
+    header changed under it (a header line mid-file) is parsed again.
     """
-    state = ReadState()
     size = path.stat().st_size
     if size == 0:
         return
-    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        pos = len(BOM) if mm[: len(BOM)] == BOM else 0
-        while pos < size:
-            end = min(pos + chunk_bytes, size)
-            if end < size:
-                cut = mm.rfind(b"\n", pos, end)
-                end = cut + 1 if cut >= 0 else (mm.find(b"\n", end) + 1 or size)
-            # One copy per block: the newline-terminated lines [pos, end).
-            terminated = mm[end - 1: end] == b"\n"
-            data = mm[pos: end - 1] if terminated else mm[pos:end]
-            at_eof = end >= size
-            # Drop the mapped pages of this block: they would otherwise count
-            # towards RSS until the whole file is unmapped.
-            page_start = pos - pos % mmap.PAGESIZE
-            mm.madvise(mmap.MADV_DONTNEED, page_start, end - page_start)
-            pos = end
-            yield _parse_block(data, state, truncated_tail=at_eof and not terminated)
+    state = ReadState()
+    with open(path, "rb") as fh, ThreadPoolExecutor(max(1, workers)) as pool:
+        fd = fh.fileno()
+        blocks = _blocks(fd, size, chunk_bytes)
+
+        def fast(block: _Block, header: list[str] | None) -> tuple[bytes, _Fast | None]:
+            data = block.read(fd)
+            return data, _parse_block_fast(data, header, block.truncated_tail)
+
+        # Until block 0 is parsed, later blocks assume the file's first line.
+        first = os.pread(fd, min(size, 64 * 1024), blocks[0].start).split(b"\n", 1)[0].decode("utf-8", "replace")
+        hint = _header_fields(first) if _HEADER_RE.search(first) and "batch_size" in first else None
+        pending: deque = deque()
+        ahead = iter(blocks)
+        for block in blocks:
+            while len(pending) <= workers and (nxt := next(ahead, None)) is not None:
+                assumed = state.header or hint
+                pending.append((assumed, pool.submit(fast, nxt, assumed)))
+            assumed, future = pending.popleft()
+            data, parsed = future.result()
+            if assumed != state.header and (parsed is None or not parsed.header_here):
+                parsed = _parse_block_fast(data, state.header, block.truncated_tail)
+            if parsed is None:
+                yield _parse_block_lines(data, state, block.truncated_tail)
+                continue
+            start = state.line_offset + (2 if parsed.header_here else 1)
+            state.line_offset += parsed.n_lines
+            state.header = parsed.header
+            frame = parsed.frame.with_columns(
+                pl.int_range(start, start + parsed.frame.height, dtype=pl.Int64).alias("source_line"),
+                pl.lit(None, dtype=pl.String).alias("parse_error"),
+            )
+            # The block keeps its header line (if any), so raw lines count from it.
+            first_line = start - (1 if parsed.header_here else 0)
+            yield RawChunk(frame=frame, header_lines=int(parsed.header_here), block=data, block_first_line=first_line)
 
 
-def _parse_block(data: bytes, state: ReadState, truncated_tail: bool) -> RawChunk:
-    fast = _parse_block_fast(data, state, truncated_tail)
-    return fast if fast is not None else _parse_block_lines(data, state, truncated_tail)
+def _count_newlines(data: bytes, step: int = 1 << 20) -> int:
+    """Newlines in `data`, counted by numpy off the GIL in 1 MB slices (no big temporary)."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    return sum(int(np.count_nonzero(buf[i: i + step] == 10)) for i in range(0, len(buf), step))
 
 
-def _parse_block_fast(data: bytes, state: ReadState, truncated_tail: bool) -> RawChunk | None:
+def _parse_block_fast(data: bytes, header: list[str] | None, truncated_tail: bool) -> _Fast | None:
     """Polars' native CSV parser for the common case: a clean block.
 
     Returns None (use the line-by-line path) at the first sign of anything
-    unusual: quotes, a truncated tail, a header mid-block, a ragged or blank
-    line (polars reads those as nulls, which is how they are detected).
+    unusual: quotes, tabs, a truncated tail, a ragged or blank line or a
+    header mid-block (polars reads those as nulls in the numeric columns,
+    which is how they are detected), empty or padded text.
     """
     if truncated_tail or b'"' in data or b"\t" in data:
         return None
     first_end = data.find(b"\n")
     first = data[: first_end if first_end >= 0 else len(data)].decode("utf-8", "replace")
     header_here = _HEADER_RE.search(first) is not None and "batch_size" in first
-    header = _header_fields(first) if header_here else state.header
-    if header is None or len(set(header)) != len(header):
+    if header_here:
+        header = _header_fields(first)
+    if header is None or len(set(header)) != len(header) or not set(header) & set(NUMERIC_COLUMNS):
         return None
-    if (header_here and first_end < 0) or data.find(b"batch_size", first_end + 1 if header_here else 0) >= 0:
-        return None  # header-only block, or a header mid-block
+    if header_here and first_end < 0:
+        return None  # header-only block
     try:
         # Numbers parse straight into numeric columns; an unparsable one becomes
         # null (ignore_errors) and sends the block down the line path below.
@@ -190,35 +256,30 @@ def _parse_block_fast(data: bytes, state: ReadState, truncated_tail: bool) -> Ra
             has_header=False,
             skip_rows=1 if header_here else 0,
             new_columns=header,
-            schema={c: NUMERIC_COLUMNS.get(c, pl.String) for c in header},
+            # Text as Categorical: a handful of distinct values per column, so
+            # checks, validation (warehouse.certify) and the Parquet writer
+            # work per distinct value instead of per row.
+            schema={c: NUMERIC_COLUMNS.get(c, pl.Categorical) for c in header},
             quote_char=None,
             ignore_errors=True,
         )
     except pl.exceptions.PolarsError:
         return None  # anything odd: the line path reports it exactly
-    n_lines = data.count(b"\n") + 1
+    # Newlines counted off the GIL; a parser that skipped or merged a line
+    # would break the line numbering, so that too goes to the line path.
+    n_lines = _count_newlines(data) + 1
     if frame.height + int(header_here) != n_lines or frame.width != len(header):
-        return None  # the parser skipped or merged lines (blank lines, ...)
+        return None
     if frame.select(pl.any_horizontal(pl.all().is_null()).any()).item():
         return None
-    text_cols = [c for c in header if c not in NUMERIC_COLUMNS]
-    if text_cols and frame.select(pl.any_horizontal([pl.col(c).str.len_bytes() == 0 for c in text_cols]).any()).item():
-        return None  # empty fields: let the line path name them exactly
-    # Padded text fields (", bfloat16"): rare, checked on distinct values only.
-    for c in text_cols:
-        values = frame.get_column(c).unique()
-        if (values.str.strip_chars() != values).any():
-            return None
-    start = state.line_offset + (2 if header_here else 1)
-    state.line_offset += n_lines
-    state.header = header
-    frame = frame.with_columns(
-        pl.int_range(start, start + frame.height, dtype=pl.Int64).alias("source_line"),
-        pl.lit(None, dtype=pl.String).alias("parse_error"),
-    )
-    # The block keeps its header line (if any), so raw lines count from it.
-    first_line = start - (1 if header_here else 0)
-    return RawChunk(frame=frame, header_lines=int(header_here), block=data, block_first_line=first_line)
+    # Empty or padded text fields (", bfloat16"): rare, checked on distinct
+    # values only; the line path names them exactly.
+    for c in header:
+        if c not in NUMERIC_COLUMNS:
+            values = frame.get_column(c).unique().cast(pl.String)
+            if (values.str.strip_chars() != values).any() or (values.str.len_bytes() == 0).any():
+                return None
+    return _Fast(frame, n_lines, header, header_here)
 
 
 def _parse_block_lines(data: bytes, state: ReadState, truncated_tail: bool) -> RawChunk:

@@ -106,6 +106,14 @@ MEASUREMENT_SCHEMA: dict[str, pl.DataType] = {
     "ingested_at": pl.Datetime("us", "UTC"),
 }
 
+# On disk the text columns are dictionary-encoded (polars Categorical): a log
+# of millions of rows has a few distinct values per column, and writing
+# categories costs a fraction of hashing every string. Readers get String
+# back (warehouse.read casts to MEASUREMENT_SCHEMA; DuckDB reads VARCHAR).
+STORAGE_SCHEMA: dict[str, pl.DataType] = {
+    c: pl.Categorical() if t == pl.String else t for c, t in MEASUREMENT_SCHEMA.items()
+}
+
 PERF_POINT_SCHEMA: dict[str, pl.DataType] = {
     **{c: MEASUREMENT_SCHEMA[c] for c in KEY_COLUMNS},
     "latency_ms": pl.Float64(),  # median of repeats

@@ -1,0 +1,168 @@
+"""The fast ingest path (parallel block reader, `certify`, Categorical storage)
+must give exactly what the exact path gives, and hand anything unusual to it."""
+
+from __future__ import annotations
+
+import threading
+
+import duckdb
+import polars as pl
+import pytest
+
+from tests.conftest import HEADER, dsa_context_row, dsa_generation_row, write_log
+from warehouse.certify import certify
+from warehouse.ingest import ingest_paths
+from warehouse.manifest import load_manifest
+from warehouse.paths import WarehousePaths
+from warehouse.prefetch import Prefetch
+from warehouse.read import read_measurements
+from warehouse.readers import read_collector_csv
+from warehouse.validate import context_for, validate
+
+KERNEL_HEADER = "framework,version,device,op_name,kernel_source,mla_dtype,kv_cache_dtype,num_heads,batch_size,isl,tp_size,step,latency"
+
+
+def _fast_frame(path):
+    (chunk,) = read_collector_csv(path)
+    assert chunk.block is not None, "expected the fast reader to take this log"
+    return chunk.frame
+
+
+def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.with_columns(pl.col(pl.Categorical).cast(pl.String))
+
+
+CLEAN_LOGS = {
+    "context, mixed dtypes": (
+        "dsa_context_module_perf.txt", HEADER,
+        [dsa_context_row(batch=b, isl=16 << b, step=s, kv=kv, gemm=g, latency=0.1 + b)
+         for b in range(1, 6) for s in (0, 128) for kv in ("bfloat16", "fp8") for g in ("bfloat16", "fp8_block")],
+    ),
+    "generation": (
+        "dsa_generation_module_perf.txt", HEADER,
+        [dsa_generation_row(batch=b, kv_len=1024 * b, heads=h) for b in (1, 8, 64) for h in (16, 128)],
+    ),
+    "skip_indexer variant": (
+        "dsa_context_module_perf.txt", HEADER,
+        [dsa_context_row(isl=i).replace("dsa_context_module,", "dsa_context_module_skip_indexer,") for i in (512, 1024)],
+    ),
+    "kernel table, no gemm/model columns": (
+        "context_mla_perf.txt", KERNEL_HEADER,
+        [f"TRTLLM,1.0,NVIDIA H200,mla_context,default,bfloat16,bfloat16,{h},1,{i},1,0,0.0{h}" for h in (64, 128) for i in (16, 32)],
+    ),
+    "upper-case dtypes, extra power column, unknown device (folder says the system)": (
+        "dsa_context_module_perf.txt", HEADER + ",power",
+        [dsa_context_row(isl=i, kv="BFloat16").replace("NVIDIA H200", "Some GPU") + ",650.5" for i in (128, 256)],
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", CLEAN_LOGS)
+def test_certify_equals_exact_validation(raw_dir, name):
+    stem, header, lines = CLEAN_LOGS[name]
+    f = write_log(raw_dir / stem, lines, header=header)
+    frame = _fast_frame(f)
+    ctx = context_for(f)
+    fast = certify(frame, ctx)
+    assert fast is not None, "certify declined a clean log"
+    exact, bad = validate(_as_text(frame), ctx)
+    assert bad.height == 0 and fast.height == len(lines)
+    assert _as_text(fast).equals(exact)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        dsa_context_row(batch=0),                          # out of range
+        dsa_context_row(latency="-1.5"),                   # non-positive
+        dsa_context_row(latency="nan"),                    # NaN parses as a float
+        dsa_context_row(kv="int4"),                        # unknown dtype
+        dsa_context_row().replace("dsa_context_module,", "foo_module,"),  # unknown op
+        dsa_context_row().replace("TRTLLM", "Tensor RT"),  # invalid framework name
+    ],
+)  # fmt: skip
+def test_certify_declines_and_exact_path_quarantines(home, raw_dir, line):
+    lines = [dsa_context_row(isl=i) for i in (128, 256, 512)] + [line]
+    f = write_log(raw_dir / "dsa_context_module_perf.txt", lines)
+    assert certify(_fast_frame(f), context_for(f)) is None
+    report = ingest_paths([f], home)
+    assert (report.rows_accepted, report.rows_quarantined) == (3, 1)
+
+
+def test_certify_declines_generation_row_with_isl(raw_dir):
+    f = write_log(raw_dir / "dsa_generation_module_perf.txt", [dsa_generation_row(), dsa_generation_row(isl=4)])
+    assert certify(_fast_frame(f), context_for(f)) is None
+
+
+def test_parallel_reader_follows_a_header_change(raw_dir):
+    """Blocks parsed ahead under the old header are re-parsed under the new one."""
+    def swap(row: str) -> str:  # batch_size <-> isl: still parses under the old header
+        f = row.split(",")
+        f[11], f[12] = f[12], f[11]
+        return ",".join(f)
+
+    lines = [dsa_context_row(batch=2, isl=16 * (i + 1), step=128, latency=0.5 + i) for i in range(400)]
+    lines = lines[:150] + [swap(HEADER)] + [swap(r) for r in lines[150:]]
+    f = write_log(raw_dir / "dsa_context_module_perf.txt", lines)
+    ctx = context_for(f)
+
+    def read(**kw):
+        from warehouse.ingest import validate_chunk
+
+        goods = [validate_chunk(c, ctx)[0] for c in read_collector_csv(f, **kw)]
+        return _as_text(pl.concat(goods)).sort("source_line")
+
+    whole = read()
+    assert whole.height == 400 and whole.get_column("batch_size").unique().to_list() == [2]
+    for workers in (1, 2, 4):
+        assert read(chunk_bytes=2000, workers=workers).equals(whole)
+
+
+def test_parts_store_dictionary_text_and_read_back_as_strings(home, raw_dir):
+    f = write_log(raw_dir / "dsa_context_module_perf.txt", [dsa_context_row(isl=i) for i in (128, 256)])
+    ingest_paths([f], home)
+    part = WarehousePaths.at(home).home / load_manifest(WarehousePaths.at(home)).live_parts()[0]
+    assert pl.read_parquet_schema(part)["model"] == pl.Categorical
+    frame = read_measurements(home)
+    assert frame.schema["model"] == pl.String and frame.get_column("framework").to_list() == ["trtllm"] * 2
+    assert duckdb.sql(f"select distinct typeof(model) from '{part}'").fetchall() == [("VARCHAR",)]
+
+
+def test_parts_written_as_plain_strings_still_read(home, raw_dir):
+    """Warehouses written before Categorical storage mix with new parts."""
+    f = write_log(raw_dir / "dsa_context_module_perf.txt", [dsa_context_row(isl=128)])
+    ingest_paths([f], home)
+    paths = WarehousePaths.at(home)
+    old = paths.home / load_manifest(paths).live_parts()[0]
+    pl.read_parquet(old).with_columns(pl.col(pl.Categorical).cast(pl.String)).write_parquet(old)
+    g = write_log(raw_dir / "dsa_generation_module_perf.txt", [dsa_generation_row()])
+    ingest_paths([g], home)
+    assert sorted(read_measurements(home).get_column("op").to_list()) == ["dsa_context", "dsa_generation"]
+
+
+def test_prefetch_keeps_order_and_reraises():
+    def items():
+        yield from range(5)
+        raise ValueError("boom at 5")
+
+    seen = []
+    with pytest.raises(ValueError, match="boom at 5"):
+        for x in Prefetch(items):
+            seen.append(x)
+    assert seen == [0, 1, 2, 3, 4]
+
+
+def test_prefetch_close_stops_the_producer():
+    produced = []
+    started = threading.Event()
+
+    def items():
+        for i in range(10_000):
+            produced.append(i)
+            started.set()
+            yield i
+
+    p = Prefetch(items, depth=2)
+    started.wait(5)
+    p.close()
+    assert len(produced) <= 4  # depth items queued, one in hand, one blocked

@@ -1,0 +1,144 @@
+"""Certify a clean fast-path block and canonicalise it without row-wise text work.
+
+Collector logs hold millions of rows but a handful of distinct devices, dtypes
+and op names. The fast-path reader hands over text columns as Categorical, so
+every text rule of `warehouse.validate` can be decided once per distinct value
+and every numeric rule with one vectorised pass. When all of them hold, the
+block's canonical rows come out of a few category maps and casts; when any
+fails (or the block has a shape this module does not cover), `certify`
+returns None and the exact validator runs, which names every reason.
+
+Both paths must give identical measurements; tests/warehouse checks that.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from .schema import DTYPES, GEMM_TYPES, KV_CACHE_DTYPES, OPS
+from .validate import (
+    ALWAYS_REQUIRED,
+    INT_LIMITS,
+    MODULE_REQUIRED,
+    SourceContext,
+    _framework,
+    _op_tables,
+    system_of_device,
+)
+
+# Columns this path knows how to canonicalise; any other known column
+# (op, system, prefix, kv_len, run_id, ...) sends the block to the exact path.
+_COVERED = {
+    "framework", "version", "device", "op_name", "kernel_source", "model", "architecture",
+    "mla_dtype", "kv_cache_dtype", "gemm_type", "num_heads", "batch_size", "isl", "tp_size",
+    "step", "latency", "source_line", "parse_error",
+}  # fmt: skip
+_OTHER_KNOWN = {"system", "op", "attn_dtype", "prefix", "kv_len", "latency_ms", "run_id", "gpu_clock_mhz"}
+
+
+def _distinct(frame: pl.DataFrame, col: str) -> list[str]:
+    return frame.get_column(col).unique().cast(pl.String).to_list()
+
+
+def _mapped(frame: pl.DataFrame, col: str, mapping: dict[str, str]) -> pl.Expr:
+    """The column with each distinct value replaced, staying Categorical."""
+    if len(mapping) == 1:
+        (value,) = mapping.values()
+        return pl.lit(value, dtype=pl.String).cast(pl.Categorical)
+    if all(k == v for k, v in mapping.items()):
+        return pl.col(col)
+    return pl.col(col).cast(pl.String).replace_strict(mapping, return_dtype=pl.String).cast(pl.Categorical)
+
+
+def certify(frame: pl.DataFrame, ctx: SourceContext) -> pl.DataFrame | None:
+    """Canonical measurements of a block that passes every rule, else None.
+
+    `frame` is a fast-path chunk: numeric columns parsed, text columns
+    Categorical with no null, empty or padded value (the reader checked).
+    """
+    cols = set(frame.columns)
+    if cols & _OTHER_KNOWN or not set(ALWAYS_REQUIRED) <= cols:
+        return None
+    if frame.schema.get("latency") != pl.Float64:
+        return None
+    to_op, to_variant = _op_tables()
+    if "op_name" in cols:
+        names = _distinct(frame, "op_name")
+        ops = {n: to_op.get(n.strip().lower()) for n in names}
+        variants = {to_variant.get(n.strip().lower()) for n in names}
+    else:
+        ops, variants = {"": ctx.table_op}, {None}
+    if None in ops.values() or len(variants) > 1:
+        return None  # unknown op, or op names mixing kernel variants
+    phases = {OPS[o] for o in ops.values()}
+    if len(phases) != 1:
+        return None
+    (phase,) = phases
+    (variant,) = variants
+    module = any(o in ("dsa_context", "dsa_generation", "mla_context", "mla_generation") for o in ops.values())
+    if module and not set(MODULE_REQUIRED) <= cols:
+        return None
+
+    text: dict[str, dict[str, str | None]] = {
+        "framework": {v: _framework(v) for v in _distinct(frame, "framework")},
+        "mla_dtype": {v: _norm_in(v, DTYPES) for v in _distinct(frame, "mla_dtype")},
+        "kv_cache_dtype": {v: _norm_in(v, KV_CACHE_DTYPES) for v in _distinct(frame, "kv_cache_dtype")},
+    }
+    if "gemm_type" in cols:
+        text["gemm_type"] = {v: _norm_in(v, GEMM_TYPES) for v in _distinct(frame, "gemm_type")}
+    if "device" in cols:
+        systems = {v: system_of_device(v) or ctx.folder_system for v in _distinct(frame, "device")}
+    else:
+        systems = {"": ctx.folder_system}
+    if any(None in m.values() for m in (*text.values(), systems)):
+        return None
+
+    lat = pl.col("latency")
+    broken = [(pl.col(n) < lo) | (pl.col(n) > hi) for n, (lo, hi) in INT_LIMITS.items()]
+    broken.append(~lat.is_finite() | (lat <= 0))
+    if phase == "generation":
+        broken.append(pl.col("isl") != 1)
+    if frame.select(pl.any_horizontal(broken).any()).item():
+        return None
+
+    def text_col(name: str) -> pl.Expr:
+        if name in cols:
+            return pl.col(name)
+        return pl.lit(None, dtype=pl.Categorical)
+
+    kernel_source = pl.col("kernel_source")
+    if variant is not None:
+        kernel_source = _mapped(
+            frame, "kernel_source",
+            {k: k if variant in k else f"{k}+{variant}" for k in _distinct(frame, "kernel_source")},
+        )  # fmt: skip
+    step = pl.col("step").cast(pl.Int32)
+    none_i32 = pl.lit(None, dtype=pl.Int32)
+    return frame.select(
+        (_mapped(frame, "device", systems) if "device" in cols else pl.lit(ctx.folder_system).cast(pl.Categorical)).alias("system"),
+        text_col("device").alias("device"),
+        _mapped(frame, "framework", text["framework"]).alias("framework"),
+        pl.col("version"),
+        (_mapped(frame, "op_name", ops) if "op_name" in cols else pl.lit(ctx.table_op).cast(pl.Categorical)).alias("op"),
+        kernel_source.alias("kernel_source"),
+        text_col("model").alias("model"),
+        text_col("architecture").alias("architecture"),
+        _mapped(frame, "mla_dtype", text["mla_dtype"]).alias("attn_dtype"),
+        _mapped(frame, "kv_cache_dtype", text["kv_cache_dtype"]).alias("kv_cache_dtype"),
+        (_mapped(frame, "gemm_type", text["gemm_type"]) if "gemm_type" in cols else text_col("gemm_type")).alias("gemm_type"),
+        pl.col("num_heads").cast(pl.Int32),
+        pl.col("batch_size").cast(pl.Int32),
+        pl.col("isl").cast(pl.Int32),
+        (step if phase == "context" else none_i32).alias("prefix"),
+        (step if phase == "generation" else none_i32).alias("kv_len"),
+        pl.col("tp_size").cast(pl.Int32),
+        lat.alias("latency_ms"),
+        pl.lit(None, dtype=pl.Categorical).alias("run_id"),
+        pl.lit(None, dtype=pl.Float64).alias("gpu_clock_mhz"),
+        pl.col("source_line").cast(pl.Int64),
+    )  # fmt: skip
+
+
+def _norm_in(value: str, valid: tuple[str, ...]) -> str | None:
+    v = value.strip().lower()
+    return v if v in valid else None
