@@ -40,10 +40,12 @@ KNOWN_COLUMNS = (
     "gemm_type", "num_heads", "batch_size", "isl", "tp_size", "step", "prefix",
     "kv_len", "latency", "latency_ms", "run_id", "gpu_clock_mhz",
 )  # fmt: skip
-# Parsed as numbers on the fast path (validation checks their ranges).
+# Parsed as numbers on the fast path (validation checks their ranges). Int32
+# is the stored type and wider than every valid range; a value that does not
+# fit fails to parse and sends its block to the line path, which names it.
 NUMERIC_COLUMNS = {
-    "num_heads": pl.Int64, "batch_size": pl.Int64, "isl": pl.Int64, "tp_size": pl.Int64,
-    "step": pl.Int64, "latency": pl.Float64,
+    "num_heads": pl.Int32, "batch_size": pl.Int32, "isl": pl.Int32, "tp_size": pl.Int32,
+    "step": pl.Int32, "latency": pl.Float64,
 }  # fmt: skip
 _HEADER_RE = re.compile(r"(^|,)\s*\"?latency(_ms)?\"?\s*(,|\r?$)")
 

@@ -166,3 +166,15 @@ def test_prefetch_close_stops_the_producer():
     started.wait(5)
     p.close()
     assert len(produced) <= 4  # depth items queued, one in hand, one blocked
+
+
+def test_number_too_wide_for_the_fast_parser_is_quarantined_exactly(home, raw_dir):
+    f = write_log(raw_dir / "dsa_context_module_perf.txt", [dsa_context_row(), dsa_context_row(isl=3_000_000_000)])
+    (chunk,) = read_collector_csv(f)
+    assert chunk.block is None  # Int32 parse failed: the line path took the block
+    report = ingest_paths([f], home)
+    assert (report.rows_accepted, report.rows_quarantined) == (1, 1)
+    reason = duckdb.connect(str(WarehousePaths.at(home).duckdb), read_only=True).sql(
+        "select reason from quarantine"
+    ).fetchall()
+    assert reason == [("isl: 3000000000 outside [1, 16777216]",)]
