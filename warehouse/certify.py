@@ -21,8 +21,9 @@ from .validate import (
     INT_LIMITS,
     MODULE_REQUIRED,
     SourceContext,
-    _framework,
-    _op_tables,
+    framework_name,
+    norm_in,
+    op_tables,
     system_of_device,
 )
 
@@ -61,7 +62,7 @@ def certify(frame: pl.DataFrame, ctx: SourceContext) -> pl.DataFrame | None:
         return None
     if frame.schema.get("latency") != pl.Float64:
         return None
-    to_op, to_variant = _op_tables()
+    to_op, to_variant = op_tables()
     if "op_name" in cols:
         names = _distinct(frame, "op_name")
         ops = {n: to_op.get(n.strip().lower()) for n in names}
@@ -80,12 +81,12 @@ def certify(frame: pl.DataFrame, ctx: SourceContext) -> pl.DataFrame | None:
         return None
 
     text: dict[str, dict[str, str | None]] = {
-        "framework": {v: _framework(v) for v in _distinct(frame, "framework")},
-        "mla_dtype": {v: _norm_in(v, DTYPES) for v in _distinct(frame, "mla_dtype")},
-        "kv_cache_dtype": {v: _norm_in(v, KV_CACHE_DTYPES) for v in _distinct(frame, "kv_cache_dtype")},
+        "framework": {v: framework_name(v) for v in _distinct(frame, "framework")},
+        "mla_dtype": {v: norm_in(v, DTYPES) for v in _distinct(frame, "mla_dtype")},
+        "kv_cache_dtype": {v: norm_in(v, KV_CACHE_DTYPES) for v in _distinct(frame, "kv_cache_dtype")},
     }
     if "gemm_type" in cols:
-        text["gemm_type"] = {v: _norm_in(v, GEMM_TYPES) for v in _distinct(frame, "gemm_type")}
+        text["gemm_type"] = {v: norm_in(v, GEMM_TYPES) for v in _distinct(frame, "gemm_type")}
     if "device" in cols:
         systems = {v: system_of_device(v) or ctx.folder_system for v in _distinct(frame, "device")}
     else:
@@ -138,7 +139,3 @@ def certify(frame: pl.DataFrame, ctx: SourceContext) -> pl.DataFrame | None:
         pl.col("source_line").cast(pl.Int64),
     )  # fmt: skip
 
-
-def _norm_in(value: str, valid: tuple[str, ...]) -> str | None:
-    v = value.strip().lower()
-    return v if v in valid else None

@@ -99,13 +99,19 @@ def _map_uniques(frame: pl.DataFrame, col: str, fn) -> pl.Expr:
     return pl.col(col).replace_strict(mapping, default=None, return_dtype=pl.String)
 
 
-def _framework(value: str) -> str | None:
+def norm_in(value: str, valid) -> str | None:
+    """The value trimmed and lower-cased if that is one of `valid`, else None."""
+    v = value.strip().lower()
+    return v if v in valid else None
+
+
+def framework_name(value: str) -> str | None:
     v = value.strip().lower()
     v = FRAMEWORK_ALIASES.get(v, v)
     return v if re.match(FRAMEWORK_RE, v) else None
 
 
-def _op_tables() -> tuple[dict, dict]:
+def op_tables() -> tuple[dict, dict]:
     to_op = {name: op for name, (op, _) in COLLECTOR_OP_NAMES.items()}
     to_variant = {name: v for name, (_, v) in COLLECTOR_OP_NAMES.items() if v}
     return to_op, to_variant
@@ -135,12 +141,12 @@ def validate(frame: pl.DataFrame, ctx: SourceContext) -> tuple[pl.DataFrame, pl.
                         "run_id", "gpu_clock_mhz") if c not in cols]  # fmt: skip
     frame = frame.with_columns([_lit_null().alias(c) for c in fill])
 
-    to_op, to_variant = _op_tables()
+    to_op, to_variant = op_tables()
 
     def norm(v: str) -> str:
         return v.strip().lower()
 
-    given_op = _map_uniques(frame, "op", lambda v: norm(v) if norm(v) in OPS else None)
+    given_op = _map_uniques(frame, "op", lambda v: norm_in(v, OPS))
     from_name = _map_uniques(frame, "op_name", lambda v: to_op.get(norm(v)))
     variant = _map_uniques(frame, "op_name", lambda v: to_variant.get(norm(v)))
     op = (
@@ -162,9 +168,9 @@ def validate(frame: pl.DataFrame, ctx: SourceContext) -> tuple[pl.DataFrame, pl.
             _map_uniques(frame, "device", system_of_device),
             pl.lit(ctx.folder_system, dtype=pl.String),
         ).alias("__system"),
-        _map_uniques(frame, "framework", _framework).alias("__framework"),
+        _map_uniques(frame, "framework", framework_name).alias("__framework"),
         *[
-            _map_uniques(frame, name, lambda v, ok=valid: norm(v) if norm(v) in ok else None).alias(f"__{name}")
+            _map_uniques(frame, name, lambda v, ok=valid: norm_in(v, ok)).alias(f"__{name}")
             for name, valid in (("mla_dtype", DTYPES), ("kv_cache_dtype", KV_CACHE_DTYPES), ("gemm_type", GEMM_TYPES))
         ],
     ).with_columns(
