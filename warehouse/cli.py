@@ -100,8 +100,9 @@ def cmd_ingest(args) -> int:
     bar = Progress()
 
     def progress(n, total, path, result):
-        if result is None:
-            bar.update(f"[{n}/{total}] {path.name} ...")
+        if result is None or result.status == "running":
+            rows = f" {result.rows_read:,} rows read" if result else ""
+            bar.update(f"[{n}/{total}] {path.name} ...{rows}")
         else:
             bar.update(
                 f"[{n}/{total}] {path.name}: {result.status}, {result.rows_accepted:,} accepted, "

@@ -35,7 +35,9 @@ from .views import refresh_views
 @dataclass
 class FileResult:
     path: str
-    status: str  # ingested | replaced | skipped-unchanged | skipped-duplicate | skipped-mirror | failed
+    # ingested | replaced | skipped-unchanged | skipped-duplicate | skipped-mirror | failed;
+    # "running" (rows_read so far) only in progress callbacks
+    status: str
     rows_read: int = 0
     rows_accepted: int = 0
     rows_quarantined: int = 0
@@ -193,8 +195,14 @@ def _validated_chunks(path: Path, fmt: str) -> Iterator[_Validated]:
         yield _Validated(good, bad, chunk.frame.height, chunk.blank_lines, chunk.header_lines)
 
 
-def _write_parts(paths: WarehousePaths, path: Path, sha: str, fmt: str, chunks: Iterable[_Validated]) -> SourceEntry:
-    """Write one file's parts and quarantine; nothing is committed here."""
+def _write_parts(
+    paths: WarehousePaths, path: Path, sha: str, fmt: str, chunks: Iterable[_Validated],
+    on_rows: Callable[[int], None] | None = None,
+) -> SourceEntry:
+    """Write one file's parts and quarantine; nothing is committed here.
+
+    `on_rows(rows read so far)` is called after each block (progress of a big file).
+    """
     ingested_at = datetime.now(timezone.utc)
     lineage = [
         pl.lit(str(path)).alias("source_file"),
@@ -209,6 +217,8 @@ def _write_parts(paths: WarehousePaths, path: Path, sha: str, fmt: str, chunks: 
         blank += chunk.blank_lines
         headers += chunk.header_lines
         read += chunk.rows_read
+        if on_rows:
+            on_rows(read)
         accepted += chunk.good.height
         if chunk.bad.height:
             bad_frames.append(chunk.bad)
@@ -269,7 +279,7 @@ def ingest_paths(
         for n, path in enumerate(files, start=1):
             if progress:
                 progress(n, len(files), path, None)
-            result = _ingest_one(paths, manifest, path)
+            result = _ingest_one(paths, manifest, path, _rows_progress(progress, n, len(files), path))
             report.files.append(result)
             if progress:
                 progress(n, len(files), path, result)
@@ -280,7 +290,16 @@ def ingest_paths(
     return report
 
 
-def _ingest_one(paths: WarehousePaths, manifest: Manifest, path: Path) -> FileResult:
+def _rows_progress(progress: ProgressFn | None, n: int, total: int, path: Path) -> Callable[[int], None] | None:
+    """Progress within one file: a "running" FileResult with the rows read so far."""
+    if progress is None:
+        return None
+    return lambda rows: progress(n, total, path, FileResult(str(path), "running", rows))
+
+
+def _ingest_one(
+    paths: WarehousePaths, manifest: Manifest, path: Path, on_rows: Callable[[int], None] | None = None
+) -> FileResult:
     t0 = time.perf_counter()
     fmt = format_of(path)
     # Parsing starts in a thread while this one hashes the file; if the hash
@@ -297,7 +316,7 @@ def _ingest_one(paths: WarehousePaths, manifest: Manifest, path: Path) -> FileRe
             return FileResult(str(path), status, message=msg, seconds=time.perf_counter() - t0)
         previous = manifest.by_path(str(path))
         try:
-            entry = _write_parts(paths, path, sha, fmt, chunks)
+            entry = _write_parts(paths, path, sha, fmt, chunks, on_rows)
         except (OSError, pl.exceptions.PolarsError, UnicodeDecodeError, ValueError) as exc:
             # A file we cannot read at all is recorded, not fatal for the run.
             stamp = now_iso()

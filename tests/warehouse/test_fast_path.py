@@ -178,3 +178,17 @@ def test_number_too_wide_for_the_fast_parser_is_quarantined_exactly(home, raw_di
         "select reason from quarantine"
     ).fetchall()
     assert reason == [("isl: 3000000000 outside [1, 16777216]",)]
+
+
+def test_progress_reports_rows_within_a_big_file(home, raw_dir, monkeypatch):
+    import functools
+
+    from warehouse import ingest
+
+    monkeypatch.setitem(ingest.READERS, "csv", functools.partial(read_collector_csv, chunk_bytes=2000))
+    f = write_log(raw_dir / "dsa_context_module_perf.txt", [dsa_context_row(isl=16 * (i + 1)) for i in range(300)])
+    seen = []
+    ingest_paths([f], home, progress=lambda n, total, path, result: seen.append(result and (result.status, result.rows_read)))
+    running = [rows for status, rows in filter(None, seen) if status == "running"]
+    assert seen[0] is None and seen[-1] == ("ingested", 300)
+    assert len(running) > 5 and running == sorted(running) and running[-1] == 300
