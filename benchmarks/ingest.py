@@ -1,7 +1,7 @@
 """Ingest benchmark: rows/s and peak RSS on a synthetic collector log, and the
 cold-process time to ingest the shared H200 data set.
 
-    python benchmarks/ingest.py [--rows 10000000] [--shared ../shared/data/aiconfigurator]
+    python benchmarks/ingest.py [--rows 10000000] [--bad-every N] [--shared ../shared/data/aiconfigurator]
 
 Each measurement runs `perfwh ingest` in a fresh process (so import time and
 the DuckDB view refresh are included) and reads that child's own peak RSS
@@ -31,8 +31,12 @@ HEADER = (
 )
 
 
-def synthetic_log(path: Path, rows: int, seed: int = 0) -> Path:
-    """A collector log shaped like the real ones (dsa_context_module, H200)."""
+def synthetic_log(path: Path, rows: int, seed: int = 0, bad_every: int = 0) -> Path:
+    """A collector log shaped like the real ones (dsa_context_module, H200).
+
+    bad_every=N: every N-th row gets a NaN latency and every N-th (offset N/2)
+    an unknown KV dtype, the faults failed measurements leave in real logs.
+    """
     import numpy as np
     import polars as pl
 
@@ -58,6 +62,13 @@ def synthetic_log(path: Path, rows: int, seed: int = 0) -> Path:
             "latency": np.round(rng.lognormal(0.0, 1.5, rows), 4),
         }
     )
+    if bad_every:
+        i = pl.int_range(pl.len())
+        frame = frame.with_columns(
+            pl.when(i % bad_every == bad_every - 1).then(float("nan")).otherwise(pl.col("latency")).alias("latency"),
+            pl.when(i % bad_every == bad_every // 2).then(pl.lit("int4")).otherwise(pl.col("kv_cache_dtype"))
+            .alias("kv_cache_dtype"),
+        )  # fmt: skip
     frame.write_csv(path)
     return path
 
@@ -87,10 +98,12 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=3, help="ingests of each input into a fresh warehouse (default 3)")
     p.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data" / "aiconfigurator")
     p.add_argument("--tmp", type=Path, default=None, help="scratch folder (default: system temp)")
+    p.add_argument("--bad-every", type=int, default=0, metavar="N",
+                   help="damage every N-th row of the synthetic log (NaN latency, unknown dtype); default clean")
     p.add_argument("--write-log", type=Path, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.write_log:
-        synthetic_log(args.write_log, args.rows)
+        synthetic_log(args.write_log, args.rows, bad_every=args.bad_every)
         return
     print(f"load average {os.getloadavg()[0]:.2f} at start; {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
@@ -106,7 +119,8 @@ def main() -> None:
         log_dir.mkdir(parents=True)
         t0 = time.perf_counter()
         log = log_dir / "dsa_context_module_perf.txt"
-        subprocess.run([sys.executable, __file__, "--write-log", str(log), "--rows", str(args.rows)], check=True)
+        subprocess.run([sys.executable, __file__, "--write-log", str(log), "--rows", str(args.rows),
+                        "--bad-every", str(args.bad_every)], check=True)
         os.sync()  # the log's dirty pages are flushed now, not during the first timed run
         size_mb = log.stat().st_size / 1e6
         print(f"synthetic log: {args.rows:,} rows, {size_mb:,.0f} MB, written in {time.perf_counter() - t0:.1f} s")

@@ -51,11 +51,14 @@ def _mapped(frame: pl.DataFrame, col: str, mapping: dict[str, str]) -> pl.Expr:
     return pl.col(col).cast(pl.String).replace_strict(mapping, return_dtype=pl.String).cast(pl.Categorical)
 
 
-def certify(frame: pl.DataFrame, ctx: SourceContext) -> pl.DataFrame | None:
-    """Canonical measurements of a block that passes every rule, else None.
+def certify(frame: pl.DataFrame, ctx: SourceContext) -> tuple[pl.DataFrame, pl.DataFrame] | None:
+    """(canonical measurements of the rows that pass every rule, the other rows
+    as they came), or None where the block's shape is not one this path covers.
 
     `frame` is a fast-path chunk: numeric columns parsed, text columns
     Categorical with no null, empty or padded value (the reader checked).
+    The rows handed back go to the exact validator, which names their faults;
+    a NaN latency sprinkled through a log costs those rows, not the block.
     """
     cols = set(frame.columns)
     if cols & _OTHER_KNOWN or not set(ALWAYS_REQUIRED) <= cols:
@@ -66,20 +69,21 @@ def certify(frame: pl.DataFrame, ctx: SourceContext) -> pl.DataFrame | None:
     if "op_name" in cols:
         names = _distinct(frame, "op_name")
         ops = {n: to_op.get(n.strip().lower()) for n in names}
-        variants = {to_variant.get(n.strip().lower()) for n in names}
+        variants = {to_variant.get(n.strip().lower()) for n in names if ops[n]}
+    elif ctx.table_op is None:
+        return None  # no op anywhere: the exact path reports it
     else:
         ops, variants = {"": ctx.table_op}, {None}
-    if None in ops.values() or len(variants) > 1:
-        return None  # unknown op, or op names mixing kernel variants
-    phases = {OPS[o] for o in ops.values()}
-    if len(phases) != 1:
-        return None
-    (phase,) = phases
-    (variant,) = variants
+    phases = {OPS[o] for o in ops.values() if o}
+    if len(variants) > 1 or len(phases) > 1:
+        return None  # op names mixing kernel variants or phases: the exact path sorts them out
+    phase = next(iter(phases), "context")
+    variant = next(iter(variants), None)
     module = any(o in ("dsa_context", "dsa_generation", "mla_context", "mla_generation") for o in ops.values())
     if module and not set(MODULE_REQUIRED) <= cols:
         return None
 
+    # Per distinct value: its canonical form, or None where a rule rejects it.
     text: dict[str, dict[str, str | None]] = {
         "framework": {v: framework_name(v) for v in _distinct(frame, "framework")},
         "mla_dtype": {v: norm_in(v, DTYPES) for v in _distinct(frame, "mla_dtype")},
@@ -87,11 +91,11 @@ def certify(frame: pl.DataFrame, ctx: SourceContext) -> pl.DataFrame | None:
     }
     if "gemm_type" in cols:
         text["gemm_type"] = {v: norm_in(v, GEMM_TYPES) for v in _distinct(frame, "gemm_type")}
+    if "op_name" in cols:
+        text["op_name"] = ops
     if "device" in cols:
-        systems = {v: system_of_device(v) or ctx.folder_system for v in _distinct(frame, "device")}
-    else:
-        systems = {"": ctx.folder_system}
-    if any(None in m.values() for m in (*text.values(), systems)):
+        text["device"] = {v: system_of_device(v) or ctx.folder_system for v in _distinct(frame, "device")}
+    elif ctx.folder_system is None:
         return None
 
     lat = pl.col("latency")
@@ -99,8 +103,15 @@ def certify(frame: pl.DataFrame, ctx: SourceContext) -> pl.DataFrame | None:
     broken.append(~lat.is_finite() | (lat <= 0))
     if phase == "generation":
         broken.append(pl.col("isl") != 1)
-    if frame.select(pl.any_horizontal(broken).any()).item():
-        return None
+    for name, mapping in text.items():
+        rejected = [v for v, canon in mapping.items() if canon is None]
+        if rejected:
+            broken.append(pl.col(name).cast(pl.String).is_in(rejected))
+    bad = frame.select(pl.any_horizontal(broken).alias("bad")).to_series()
+    rest = frame.filter(bad) if bad.any() else frame.clear()
+    if rest.height:
+        frame = frame.filter(~bad)
+    valid = {name: {v: c for v, c in mapping.items() if c is not None} for name, mapping in text.items()}
 
     def text_col(name: str) -> pl.Expr:
         if name in cols:
@@ -115,18 +126,18 @@ def certify(frame: pl.DataFrame, ctx: SourceContext) -> pl.DataFrame | None:
         )  # fmt: skip
     step = pl.col("step").cast(pl.Int32)
     none_i32 = pl.lit(None, dtype=pl.Int32)
-    return frame.select(
-        (_mapped(frame, "device", systems) if "device" in cols else pl.lit(ctx.folder_system).cast(pl.Categorical)).alias("system"),
+    good = frame.select(
+        (_mapped(frame, "device", valid["device"]) if "device" in cols else pl.lit(ctx.folder_system).cast(pl.Categorical)).alias("system"),
         text_col("device").alias("device"),
-        _mapped(frame, "framework", text["framework"]).alias("framework"),
+        _mapped(frame, "framework", valid["framework"]).alias("framework"),
         pl.col("version"),
-        (_mapped(frame, "op_name", ops) if "op_name" in cols else pl.lit(ctx.table_op).cast(pl.Categorical)).alias("op"),
+        (_mapped(frame, "op_name", valid["op_name"]) if "op_name" in cols else pl.lit(ctx.table_op).cast(pl.Categorical)).alias("op"),
         kernel_source.alias("kernel_source"),
         text_col("model").alias("model"),
         text_col("architecture").alias("architecture"),
-        _mapped(frame, "mla_dtype", text["mla_dtype"]).alias("attn_dtype"),
-        _mapped(frame, "kv_cache_dtype", text["kv_cache_dtype"]).alias("kv_cache_dtype"),
-        (_mapped(frame, "gemm_type", text["gemm_type"]) if "gemm_type" in cols else text_col("gemm_type")).alias("gemm_type"),
+        _mapped(frame, "mla_dtype", valid["mla_dtype"]).alias("attn_dtype"),
+        _mapped(frame, "kv_cache_dtype", valid["kv_cache_dtype"]).alias("kv_cache_dtype"),
+        (_mapped(frame, "gemm_type", valid["gemm_type"]) if "gemm_type" in cols else text_col("gemm_type")).alias("gemm_type"),
         pl.col("num_heads").cast(pl.Int32),
         pl.col("batch_size").cast(pl.Int32),
         pl.col("isl").cast(pl.Int32),
@@ -138,4 +149,4 @@ def certify(frame: pl.DataFrame, ctx: SourceContext) -> pl.DataFrame | None:
         pl.lit(None, dtype=pl.Float64).alias("gpu_clock_mhz"),
         pl.col("source_line").cast(pl.Int64),
     )  # fmt: skip
-
+    return good, rest

@@ -162,17 +162,21 @@ def validate_chunk(chunk: RawChunk, ctx: SourceContext) -> tuple[pl.DataFrame, p
     """(measurements with Categorical text, quarantine) of one chunk.
 
     Fast-path chunks are first offered to `certify` (rules decided per distinct
-    value); a chunk it declines, and every other chunk, goes through the exact
-    validator, which names each failed rule.
+    value); the rows it hands back, a chunk it declines, and every other chunk
+    go through the exact validator, which names each failed rule.
     """
-    frame = chunk.frame
+    frame, certified = chunk.frame, None
     if chunk.block is not None:
-        good = certify(frame, ctx)
-        if good is not None:
-            return good, _NO_BAD
+        done = certify(frame, ctx)
+        if done is not None:
+            certified, frame = done
+            if not frame.height:
+                return certified, _NO_BAD
         frame = frame.with_columns(pl.col(pl.Categorical).cast(pl.String))
     good, bad = validate(frame, ctx)
     good = good.with_columns(pl.col(pl.String).cast(pl.Categorical))  # as certify gives it
+    if certified is not None:
+        good = pl.concat([certified, good]).sort("source_line") if good.height else certified
     if bad.height and chunk.block is not None:
         raw = chunk.raw_lines(bad.get_column("source_line").to_list())
         bad = bad.with_columns(pl.Series("raw", raw, dtype=pl.String))

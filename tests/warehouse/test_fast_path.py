@@ -63,35 +63,65 @@ def test_certify_equals_exact_validation(raw_dir, name):
     f = write_log(raw_dir / stem, lines, header=header)
     frame = _fast_frame(f)
     ctx = context_for(f)
-    fast = certify(frame, ctx)
-    assert fast is not None, "certify declined a clean log"
+    fast, rest = certify(frame, ctx)
+    assert rest.height == 0, "certify handed back rows of a clean log"
     exact, bad = validate(_as_text(frame), ctx)
     assert bad.height == 0 and fast.height == len(lines)
     assert _as_text(fast).equals(exact)
 
 
-@pytest.mark.parametrize(
-    "line",
-    [
-        dsa_context_row(batch=0),                          # out of range
-        dsa_context_row(latency="-1.5"),                   # non-positive
-        dsa_context_row(latency="nan"),                    # NaN parses as a float
-        dsa_context_row(kv="int4"),                        # unknown dtype
-        dsa_context_row().replace("dsa_context_module,", "foo_module,"),  # unknown op
-        dsa_context_row().replace("TRTLLM", "Tensor RT"),  # invalid framework name
-    ],
-)  # fmt: skip
-def test_certify_declines_and_exact_path_quarantines(home, raw_dir, line):
+BAD_LINES = [
+    dsa_context_row(batch=0),                          # out of range
+    dsa_context_row(latency="-1.5"),                   # non-positive
+    dsa_context_row(latency="nan"),                    # NaN parses as a float
+    dsa_context_row(kv="int4"),                        # unknown dtype
+    dsa_context_row().replace("dsa_context_module,", "foo_module,"),  # unknown op
+    dsa_context_row().replace("TRTLLM", "Tensor RT"),  # invalid framework name
+    dsa_context_row(batch=0, kv="int4"),               # two faults in one row
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("line", BAD_LINES)
+def test_certify_hands_back_only_the_rows_that_break_a_rule(raw_dir, line):
     lines = [dsa_context_row(isl=i) for i in (128, 256, 512)] + [line]
     f = write_log(raw_dir / "dsa_context_module_perf.txt", lines)
+    good, rest = certify(_fast_frame(f), context_for(f))
+    assert good.get_column("source_line").to_list() == [2, 3, 4]
+    assert rest.get_column("source_line").to_list() == [5]
+
+
+def test_sprinkled_bad_rows_give_what_the_line_path_gives(home, raw_dir, tmp_path, monkeypatch):
+    """Same measurements and the same quarantine reasons, row for row."""
+    from warehouse import readers
+    from warehouse.read import sql
+
+    lines = [dsa_context_row(batch=1 + i % 5, isl=16 * (i + 1), latency=0.5 + i) for i in range(200)]
+    for k, bad in enumerate(BAD_LINES):
+        lines[7 + 25 * k] = bad
+    f = write_log(raw_dir / "dsa_context_module_perf.txt", lines)
+
+    def ingest(where):
+        report = ingest_paths([f], where)
+        q = sql("select source_line, raw, reason from quarantine order by source_line", where)
+        m = read_measurements(where).drop("ingested_at").sort("source_line")
+        return report.rows_quarantined, q, m
+
+    fast = ingest(home)
+    monkeypatch.setattr(readers, "_parse_block_fast", lambda *a: None)
+    slow = ingest(tmp_path / "wh_slow")
+    assert fast[0] == slow[0] == len(BAD_LINES)
+    assert fast[1].equals(slow[1]) and fast[2].equals(slow[2])
+
+
+def test_certify_declines_mixed_phases(raw_dir):
+    f = write_log(raw_dir / "dsa_context_module_perf.txt", [dsa_context_row(), dsa_generation_row()])
     assert certify(_fast_frame(f), context_for(f)) is None
-    report = ingest_paths([f], home)
-    assert (report.rows_accepted, report.rows_quarantined) == (3, 1)
 
 
-def test_certify_declines_generation_row_with_isl(raw_dir):
+def test_certify_hands_back_generation_row_with_isl(raw_dir):
     f = write_log(raw_dir / "dsa_generation_module_perf.txt", [dsa_generation_row(), dsa_generation_row(isl=4)])
-    assert certify(_fast_frame(f), context_for(f)) is None
+    good, rest = certify(_fast_frame(f), context_for(f))
+    assert (good.height, rest.get_column("source_line").to_list()) == (1, [3])
 
 
 def test_parallel_reader_follows_a_header_change(raw_dir):
