@@ -73,6 +73,15 @@ def synthetic_log(path: Path, rows: int, seed: int = 0, bad_every: int = 0) -> P
     return path
 
 
+def loop_reference() -> float:
+    """Seconds for a bare 1M-iteration Python loop: how fast this shared machine is right now
+    (the same reference as benchmarks/estimator_speed.py; ~0.035-0.05 s when it is quiet)."""
+    t0 = time.perf_counter()
+    for _ in range(1_000_000):
+        pass
+    return time.perf_counter() - t0
+
+
 def run_ingest(args: list[str], home: Path) -> tuple[float, int, str]:
     """(wall s, peak RSS KiB of this ingest process alone, summary line)."""
     t0 = time.perf_counter()
@@ -105,7 +114,8 @@ def main() -> None:
     if args.write_log:
         synthetic_log(args.write_log, args.rows, bad_every=args.bad_every)
         return
-    print(f"load average {os.getloadavg()[0]:.2f} at start; {os.cpu_count()} cores")
+    print(f"load average {os.getloadavg()[0]:.2f} at start; {os.cpu_count()} cores; "
+          f"loop reference {loop_reference():.3f} s")  # fmt: skip
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         tmp = Path(tmp)
         if args.shared.is_dir():
@@ -130,7 +140,7 @@ def main() -> None:
             walls.append(wall)
             peak_kib = max(peak_kib, peak)
             print(f"  run {i + 1}: {wall:.2f} s wall, {args.rows / wall:,.0f} rows/s, peak RSS {peak / 1024:,.0f} MiB, "
-                  f"load {os.getloadavg()[0]:.2f}")  # fmt: skip
+                  f"load {os.getloadavg()[0]:.2f}, loop reference {loop_reference():.3f} s")  # fmt: skip
             shutil.rmtree(tmp / f"wh{i}")
         best, median = min(walls), statistics.median(walls)
         print(
