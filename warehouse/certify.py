@@ -3,10 +3,10 @@
 Collector logs hold millions of rows but a handful of distinct devices, dtypes
 and op names. The fast-path reader hands over text columns as Categorical, so
 every text rule of `warehouse.validate` can be decided once per distinct value
-and every numeric rule with one vectorised pass. When all of them hold, the
-block's canonical rows come out of a few category maps and casts; when any
-fails (or the block has a shape this module does not cover), `certify`
-returns None and the exact validator runs, which names every reason.
+and every numeric rule with one vectorised pass. The rows that pass come out
+canonical from a few category maps and casts; the rows that break a rule (and
+whole blocks of a shape this module does not cover) go to the exact
+validator, which names every reason.
 
 Both paths must give identical measurements; tests/warehouse checks that.
 """
@@ -27,13 +27,8 @@ from .validate import (
     system_of_device,
 )
 
-# Columns this path knows how to canonicalise; any other known column
-# (op, system, prefix, kv_len, run_id, ...) sends the block to the exact path.
-_COVERED = {
-    "framework", "version", "device", "op_name", "kernel_source", "model", "architecture",
-    "mla_dtype", "kv_cache_dtype", "gemm_type", "num_heads", "batch_size", "isl", "tp_size",
-    "step", "latency", "source_line", "parse_error",
-}  # fmt: skip
+# Known columns this path does not canonicalise: their presence sends the
+# block to the exact path.
 _OTHER_KNOWN = {"system", "op", "attn_dtype", "prefix", "kv_len", "latency_ms", "run_id", "gpu_clock_mhz"}
 
 
@@ -41,7 +36,7 @@ def _distinct(frame: pl.DataFrame, col: str) -> list[str]:
     return frame.get_column(col).unique().cast(pl.String).to_list()
 
 
-def _mapped(frame: pl.DataFrame, col: str, mapping: dict[str, str]) -> pl.Expr:
+def _mapped(col: str, mapping: dict[str, str]) -> pl.Expr:
     """The column with each distinct value replaced, staying Categorical."""
     if len(mapping) == 1:
         (value,) = mapping.values()
@@ -120,24 +115,22 @@ def certify(frame: pl.DataFrame, ctx: SourceContext) -> tuple[pl.DataFrame, pl.D
 
     kernel_source = pl.col("kernel_source")
     if variant is not None:
-        kernel_source = _mapped(
-            frame, "kernel_source",
-            {k: k if variant in k else f"{k}+{variant}" for k in _distinct(frame, "kernel_source")},
-        )  # fmt: skip
+        suffixed = {k: k if variant in k else f"{k}+{variant}" for k in _distinct(frame, "kernel_source")}
+        kernel_source = _mapped("kernel_source", suffixed)
     step = pl.col("step").cast(pl.Int32)
     none_i32 = pl.lit(None, dtype=pl.Int32)
     good = frame.select(
-        (_mapped(frame, "device", valid["device"]) if "device" in cols else pl.lit(ctx.folder_system).cast(pl.Categorical)).alias("system"),
+        (_mapped("device", valid["device"]) if "device" in cols else pl.lit(ctx.folder_system).cast(pl.Categorical)).alias("system"),
         text_col("device").alias("device"),
-        _mapped(frame, "framework", valid["framework"]).alias("framework"),
+        _mapped("framework", valid["framework"]).alias("framework"),
         pl.col("version"),
-        (_mapped(frame, "op_name", valid["op_name"]) if "op_name" in cols else pl.lit(ctx.table_op).cast(pl.Categorical)).alias("op"),
+        (_mapped("op_name", valid["op_name"]) if "op_name" in cols else pl.lit(ctx.table_op).cast(pl.Categorical)).alias("op"),
         kernel_source.alias("kernel_source"),
         text_col("model").alias("model"),
         text_col("architecture").alias("architecture"),
-        _mapped(frame, "mla_dtype", valid["mla_dtype"]).alias("attn_dtype"),
-        _mapped(frame, "kv_cache_dtype", valid["kv_cache_dtype"]).alias("kv_cache_dtype"),
-        (_mapped(frame, "gemm_type", valid["gemm_type"]) if "gemm_type" in cols else text_col("gemm_type")).alias("gemm_type"),
+        _mapped("mla_dtype", valid["mla_dtype"]).alias("attn_dtype"),
+        _mapped("kv_cache_dtype", valid["kv_cache_dtype"]).alias("kv_cache_dtype"),
+        (_mapped("gemm_type", valid["gemm_type"]) if "gemm_type" in cols else text_col("gemm_type")).alias("gemm_type"),
         pl.col("num_heads").cast(pl.Int32),
         pl.col("batch_size").cast(pl.Int32),
         pl.col("isl").cast(pl.Int32),
