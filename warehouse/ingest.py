@@ -321,8 +321,9 @@ def _ingest_one(
         previous = manifest.by_path(str(path))
         try:
             entry = _write_parts(paths, path, sha, fmt, chunks, on_rows)
-        except (OSError, pl.exceptions.PolarsError, UnicodeDecodeError, ValueError) as exc:
-            # A file we cannot read at all is recorded, not fatal for the run.
+        except Exception as exc:  # noqa: BLE001
+            # A file that cannot be ingested is recorded as failed (with the
+            # error) and the run goes on to the next file; the exit code says so.
             stamp = now_iso()
             failed = SourceEntry(
                 path=str(path), sha256=sha, format=fmt, rows_read=0, rows_accepted=0,

@@ -47,7 +47,9 @@ NUMERIC_COLUMNS = {
     "num_heads": pl.Int32, "batch_size": pl.Int32, "isl": pl.Int32, "tp_size": pl.Int32,
     "step": pl.Int32, "latency": pl.Float64,
 }  # fmt: skip
-_HEADER_RE = re.compile(r"(^|,)\s*\"?latency(_ms)?\"?\s*(,|\r?$)")
+# Spaces and tabs only (not \s): Python's re and polars' Rust regex disagree on
+# what \s matches (\x1c-\x1f), and both must agree on what a header is.
+_HEADER_RE = re.compile(r"(^|,)[ \t]*\"?latency(_ms)?\"?[ \t]*(,|\r?$)")
 
 
 @dataclass
@@ -192,6 +194,8 @@ def read_collector_csv(path: Path, chunk_bytes: int = CHUNK_BYTES, workers: int 
     with open(path, "rb") as fh, ThreadPoolExecutor(max(1, workers)) as pool:
         fd = fh.fileno()
         blocks = _blocks(fd, size, chunk_bytes)
+        if not blocks:
+            return  # only a BOM
 
         def fast(block: _Block, header: list[str] | None) -> tuple[bytes, _Fast | None]:
             data = block.read(fd)
@@ -211,7 +215,7 @@ def read_collector_csv(path: Path, chunk_bytes: int = CHUNK_BYTES, workers: int 
             if assumed != state.header and (parsed is None or not parsed.header_here):
                 parsed = _parse_block_fast(data, state.header, block.truncated_tail)
             if parsed is None:
-                yield _parse_block_lines(data, state, block.truncated_tail)
+                yield from _parse_block_lines(data, state, block.truncated_tail)
                 continue
             start = state.line_offset + (2 if parsed.header_here else 1)
             state.line_offset += parsed.n_lines
@@ -241,6 +245,8 @@ def _parse_block_fast(data: bytes, header: list[str] | None, truncated_tail: boo
     """
     if truncated_tail or b'"' in data or b"\t" in data:
         return None
+    if b"\r" in data and data.count(b"\r") != data.count(b"\r\n") + data.endswith(b"\r"):
+        return None  # a lone \r: polars would accept "3\r" as 3, the line path rejects it
     first_end = data.find(b"\n")
     first = data[: first_end if first_end >= 0 else len(data)].decode("utf-8", "replace")
     header_here = _HEADER_RE.search(first) is not None and "batch_size" in first
@@ -250,6 +256,8 @@ def _parse_block_fast(data: bytes, header: list[str] | None, truncated_tail: boo
         return None
     if header_here and first_end < 0:
         return None  # header-only block
+    if data.find(b"batch_size", first_end + 1 if header_here else 0) >= 0:
+        return None  # a line that may be a header: the line path decides, line by line
     try:
         # Numbers parse straight into numeric columns; an unparsable one becomes
         # null (ignore_errors) and sends the block down the line path below.
@@ -284,7 +292,14 @@ def _parse_block_fast(data: bytes, header: list[str] | None, truncated_tail: boo
     return _Fast(frame, n_lines, header, header_here)
 
 
-def _parse_block_lines(data: bytes, state: ReadState, truncated_tail: bool) -> RawChunk:
+def _parse_block_lines(data: bytes, state: ReadState, truncated_tail: bool) -> Iterator[RawChunk]:
+    """The exact path: split lines, classify blank and header lines, cut fields.
+
+    One chunk per header segment, so that each is validated against its own
+    columns (a header renaming `latency` to `latency_ms` mid-block must read
+    the same as one that starts a block); blank and header line counts ride
+    on the first chunk.
+    """
     raw = _split_lines(data)
     n = raw.len()
     lines = pl.DataFrame(
@@ -294,37 +309,35 @@ def _parse_block_lines(data: bytes, state: ReadState, truncated_tail: bool) -> R
         }
     ).with_columns(pl.col("raw").str.strip_suffix("\r"))
     state.line_offset += n
+    # The file's last line, before blank lines are dropped: a blank one is not a truncated row.
+    last_line = state.line_offset if truncated_tail else None
     blank = lines.get_column("raw").str.strip_chars().str.len_bytes() == 0
     blank_count = int(blank.sum())
     lines = lines.filter(~blank)
     is_header = lines.select(_is_header_expr(pl.col("raw"))).to_series()
     header_count = int(is_header.sum())
-    last_line = lines.get_column("source_line").max() if truncated_tail and lines.height else None
 
-    if header_count == 0:
-        frame = _frame_for_segment(lines, state.header)
-    else:
-        seg = is_header.cast(pl.Int32).cum_sum()
-        lines = lines.with_columns(seg.alias("__seg"), is_header.alias("__hdr"))
-        pieces = []
-        headers = lines.filter(pl.col("__hdr"))
-        seg_headers = {0: state.header}
-        for s, text in zip(headers.get_column("__seg"), headers.get_column("raw")):
-            seg_headers[int(s)] = _header_fields(text)
-        data_lines = lines.filter(~pl.col("__hdr"))
-        for s, part in data_lines.partition_by("__seg", as_dict=True, maintain_order=True).items():
-            key = int(s[0]) if isinstance(s, tuple) else int(s)
-            pieces.append(_frame_for_segment(part.drop("__seg", "__hdr"), seg_headers[key]))
-        state.header = seg_headers[max(seg_headers)]
-        frame = pl.concat(pieces, how="diagonal_relaxed") if pieces else _empty_raw()
-    if last_line is not None and frame.height:
-        frame = frame.with_columns(
-            pl.when(pl.col("source_line") == last_line)
-            .then(pl.lit("truncated last line (file does not end with a newline)"))
-            .otherwise(pl.col("parse_error"))
-            .alias("parse_error")
-        )
-    return RawChunk(frame=frame, header_lines=header_count, blank_lines=blank_count)
+    seg = is_header.cast(pl.Int32).cum_sum()
+    lines = lines.with_columns(seg.alias("__seg"), is_header.alias("__hdr"))
+    seg_headers = {0: state.header}
+    headers = lines.filter(pl.col("__hdr"))
+    for s, text in zip(headers.get_column("__seg"), headers.get_column("raw")):
+        seg_headers[int(s)] = _header_fields(text)
+    state.header = seg_headers[max(seg_headers)]
+    pieces = []
+    for s, part in lines.filter(~pl.col("__hdr")).partition_by("__seg", as_dict=True, maintain_order=True).items():
+        frame = _frame_for_segment(part.drop("__seg", "__hdr"), seg_headers[int(s[0])])
+        if last_line is not None:
+            frame = frame.with_columns(
+                pl.when(pl.col("source_line") == last_line)
+                .then(pl.lit("truncated last line (file does not end with a newline)"))
+                .otherwise(pl.col("parse_error"))
+                .alias("parse_error")
+            )
+        pieces.append(frame)
+    for i, frame in enumerate(pieces or [_empty_raw()]):
+        first = i == 0
+        yield RawChunk(frame=frame, header_lines=header_count if first else 0, blank_lines=blank_count if first else 0)
 
 
 def _empty_raw() -> pl.DataFrame:

@@ -90,27 +90,98 @@ def test_certify_hands_back_only_the_rows_that_break_a_rule(raw_dir, line):
     assert rest.get_column("source_line").to_list() == [5]
 
 
-def test_sprinkled_bad_rows_give_what_the_line_path_gives(home, raw_dir, tmp_path, monkeypatch):
-    """Same measurements and the same quarantine reasons, row for row."""
-    from warehouse import readers
+def _ingest_result(f, home, monkeypatch, *, exact=False, chunk_bytes=None):
+    """(rows read, accepted measurements, quarantine) of ingesting `f` into a fresh `home`,
+    by the fast path or the exact line path, with an optional block size."""
+    import functools
+
+    from warehouse import ingest, readers
     from warehouse.read import sql
 
+    with monkeypatch.context() as m:
+        if exact:
+            m.setattr(readers, "_parse_block_fast", lambda *a: None)
+        if chunk_bytes:
+            m.setitem(ingest.READERS, "csv", functools.partial(read_collector_csv, chunk_bytes=chunk_bytes))
+        report = ingest_paths([f], home)
+    assert not report.failed, report.failed
+    assert report.rows_read == report.rows_accepted + report.rows_quarantined
+    q = sql("select source_line, raw, reason from quarantine order by source_line", home)
+    return report.rows_read, read_measurements(home).drop("ingested_at").sort("source_line"), q
+
+
+def _assert_same_everywhere(f, tmp_path, monkeypatch, chunk_sizes=(None, 64, 200)):
+    """Fast and exact path, at every block size, give the same rows and reasons."""
+    want = _ingest_result(f, tmp_path / "exact", monkeypatch, exact=True)
+    for i, chunk in enumerate(chunk_sizes):
+        for exact in (False, True):
+            got = _ingest_result(f, tmp_path / f"wh{i}{exact}", monkeypatch, exact=exact, chunk_bytes=chunk)
+            assert got[0] == want[0] and got[1].equals(want[1]) and got[2].equals(want[2]), (chunk, exact)
+    return want
+
+
+def test_sprinkled_bad_rows_give_what_the_line_path_gives(raw_dir, tmp_path, monkeypatch):
+    """Same measurements and the same quarantine reasons, row for row."""
     lines = [dsa_context_row(batch=1 + i % 5, isl=16 * (i + 1), latency=0.5 + i) for i in range(200)]
     for k, bad in enumerate(BAD_LINES):
         lines[7 + 25 * k] = bad
     f = write_log(raw_dir / "dsa_context_module_perf.txt", lines)
+    read, good, quarantined = _assert_same_everywhere(f, tmp_path, monkeypatch, chunk_sizes=(None,))
+    assert quarantined.height == len(BAD_LINES) and good.height == 200 - len(BAD_LINES)
 
-    def ingest(where):
-        report = ingest_paths([f], where)
-        q = sql("select source_line, raw, reason from quarantine order by source_line", where)
-        m = read_measurements(where).drop("ingested_at").sort("source_line")
-        return report.rows_quarantined, q, m
 
-    fast = ingest(home)
-    monkeypatch.setattr(readers, "_parse_block_fast", lambda *a: None)
-    slow = ingest(tmp_path / "wh_slow")
-    assert fast[0] == slow[0] == len(BAD_LINES)
-    assert fast[1].equals(slow[1]) and fast[2].equals(slow[2])
+# Inputs found by an adversarial review where the fast path, or the exact path
+# at another block size, gave other rows than the exact path.
+def _renamed(header: str, old: str, new: str) -> str:
+    return header.replace(f",{old}", f",{new}")
+
+
+ODD_LOGS = {
+    "lone CR after a number": [
+        HEADER, dsa_context_row(batch="3\r"), ",".join(dsa_context_row(batch=2).split(",")[:-2] + ["0\r", "1.0"]),
+    ],
+    "data row that looks like a header, mid-block": [
+        HEADER, dsa_context_row(batch=1),
+        dsa_context_row(batch=2).replace("default", "latency").replace("DeepseekV32ForCausalLM", "batch_size_arch"),
+        dsa_context_row(batch=3),
+    ],
+    "header with a \\x1c next to latency": [_renamed(HEADER, "latency", "\x1clatency"), dsa_context_row(), dsa_context_row(batch=2)],
+    "header renaming latency mid-file": [HEADER, dsa_context_row(batch=1), _renamed(HEADER, "latency", "latency_ms"), dsa_context_row(batch=2)],
+    "header renaming mla_dtype mid-file": [HEADER, dsa_context_row(batch=1), _renamed(HEADER, "mla_dtype", "attn_dtype"), dsa_context_row(batch=2)],
+    "header dropping a column, then the full header": [
+        HEADER, dsa_context_row(batch=1), HEADER.rsplit(",", 2)[0] + ",latency",
+        ",".join(dsa_context_row(batch=2).split(",")[:-2] + ["1.0"]), HEADER, dsa_context_row(batch=3),
+    ],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ODD_LOGS)
+def test_odd_logs_read_the_same_by_every_path_and_block_size(raw_dir, tmp_path, monkeypatch, name):
+    f = raw_dir / "dsa_context_module_perf.txt"
+    f.write_bytes(("\n".join(ODD_LOGS[name]) + "\n").encode())
+    _assert_same_everywhere(f, tmp_path, monkeypatch)
+
+
+@pytest.mark.parametrize("tail", ["   ", "\r", "\n\r"])
+def test_blank_unterminated_last_line_marks_no_row_truncated(raw_dir, tmp_path, monkeypatch, tail):
+    f = raw_dir / "dsa_context_module_perf.txt"
+    f.write_bytes(("\n".join([HEADER, dsa_context_row(batch=1), dsa_context_row(batch=2)]) + "\n" + tail).encode())
+    read, good, quarantined = _assert_same_everywhere(f, tmp_path, monkeypatch)
+    assert (read, good.height, quarantined.height) == (2, 2, 0)
+
+
+def test_lone_cr_is_quarantined_not_parsed(raw_dir, tmp_path, monkeypatch):
+    f = raw_dir / "dsa_context_module_perf.txt"
+    f.write_bytes(("\n".join(ODD_LOGS["lone CR after a number"]) + "\n").encode())
+    read, good, quarantined = _ingest_result(f, tmp_path / "wh", monkeypatch)
+    assert quarantined.get_column("reason").to_list() == ["batch_size: not an integer (3\r)", "step: not an integer (0\r)"]
+
+
+def test_bom_only_file_is_ingested_empty(home, raw_dir):
+    f = raw_dir / "dsa_context_module_perf.txt"
+    f.write_bytes(b"\xef\xbb\xbf")
+    report = ingest_paths([f], home)
+    assert not report.failed and report.rows_read == 0
 
 
 def test_certify_declines_mixed_phases(raw_dir):
