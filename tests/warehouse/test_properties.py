@@ -4,6 +4,7 @@ and the fast path reads them exactly as the line path does."""
 from __future__ import annotations
 
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -56,6 +57,19 @@ def damaged_line(draw):
     return line
 
 
+@contextmanager
+def _log(lines: list[str], crlf: bool, trailing_newline: bool, bom: bool = False):
+    """(path of a collector log holding HEADER + lines, its text) in a temporary h200_sxm folder."""
+    nl = "\r\n" if crlf else "\n"
+    text = nl.join([HEADER, *lines]) + (nl if trailing_newline else "")
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp) / "h200_sxm"
+        d.mkdir()
+        f = d / "dsa_context_module_perf.txt"
+        f.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode("utf-8", "surrogatepass"))
+        yield f, text
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     lines=st.lists(damaged_line(), max_size=40),
@@ -64,20 +78,14 @@ def damaged_line(draw):
     trailing_newline=st.booleans(),
 )
 def test_random_damage_keeps_the_books_balanced(lines, bom, crlf, trailing_newline):
-    nl = "\r\n" if crlf else "\n"
-    text = nl.join([HEADER, *lines]) + (nl if trailing_newline else "")
-    with tempfile.TemporaryDirectory() as tmp:
-        d = Path(tmp) / "h200_sxm"
-        d.mkdir()
-        f = d / "dsa_context_module_perf.txt"
-        f.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode("utf-8", "surrogatepass"))
+    with _log(lines, crlf, trailing_newline, bom) as (f, text):
         chunks = list(read_collector_csv(f))
         data_rows = sum(c.frame.height for c in chunks)
         blanks = sum(c.blank_lines for c in chunks)
         headers = sum(c.header_lines for c in chunks)
         physical = text.count("\n") + (0 if text.endswith("\n") else 1)
         assert data_rows + blanks + headers == physical
-        report = ingest_paths([f], Path(tmp) / "wh")
+        report = ingest_paths([f], f.parent.parent / "wh")
         (res,) = report.files
         assert res.status == "ingested"
         assert res.rows_read == data_rows
@@ -119,13 +127,7 @@ mostly_clean_line = st.integers(0, 9).flatmap(lambda k: good_line if k < 8 else 
     workers=st.integers(1, 3),
 )
 def test_fast_path_at_any_block_size_equals_the_exact_path(lines, crlf, trailing_newline, chunk_bytes, workers):
-    nl = "\r\n" if crlf else "\n"
-    text = nl.join([HEADER, *lines]) + (nl if trailing_newline else "")
-    with tempfile.TemporaryDirectory() as tmp:
-        d = Path(tmp) / "h200_sxm"
-        d.mkdir()
-        f = d / "dsa_context_module_perf.txt"
-        f.write_bytes(text.encode("utf-8", "surrogatepass"))
+    with _log(lines, crlf, trailing_newline) as (f, _):
         want_good, want_bad = _read_and_validate(f, exact=True)
         got_good, got_bad = _read_and_validate(f, exact=False, chunk_bytes=chunk_bytes, workers=workers)
         assert got_bad == want_bad
