@@ -83,6 +83,11 @@ class ReadState:
     line_offset: int = 0  # lines consumed before this chunk
 
 
+def _is_header_line(line: str) -> bool:
+    """The same test as `_is_header_expr`, for one line in Python."""
+    return _HEADER_RE.search(line) is not None and "batch_size" in line
+
+
 def _is_header_expr(col: pl.Expr) -> pl.Expr:
     return col.str.contains(_HEADER_RE.pattern) & col.str.contains("batch_size", literal=True)
 
@@ -203,7 +208,7 @@ def read_collector_csv(path: Path, chunk_bytes: int = CHUNK_BYTES, workers: int 
 
         # Until block 0 is parsed, later blocks assume the file's first line.
         first = os.pread(fd, min(size, 64 * 1024), blocks[0].start).split(b"\n", 1)[0].decode("utf-8", "replace")
-        hint = _header_fields(first) if _HEADER_RE.search(first) and "batch_size" in first else None
+        hint = _header_fields(first) if _is_header_line(first) else None
         pending: deque = deque()
         ahead = iter(blocks)
         for block in blocks:
@@ -249,7 +254,7 @@ def _parse_block_fast(data: bytes, header: list[str] | None, truncated_tail: boo
         return None  # a lone \r: polars would accept "3\r" as 3, the line path rejects it
     first_end = data.find(b"\n")
     first = data[: first_end if first_end >= 0 else len(data)].decode("utf-8", "replace")
-    header_here = _HEADER_RE.search(first) is not None and "batch_size" in first
+    header_here = _is_header_line(first)
     if header_here:
         header = _header_fields(first)
     if header is None or len(set(header)) != len(header) or not set(header) & set(NUMERIC_COLUMNS):
