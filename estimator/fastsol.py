@@ -11,6 +11,15 @@ from .sol import ACT_BYTES, KEY_TILE, SPARSE_HEAD_TILE, op_dims
 from .specs import ModelSpec, SystemSpec
 
 
+
+def _combined(kernel: str, ov: float, p: float, maximum: str) -> tuple[list[str], str]:
+    """Source lines and expression combining the per-module overhead `ov` with the kernel
+    time `kernel`: their sum for p == 1, else the p-norm, scaled by m = max(ov, kernel)
+    (`maximum` formats that for scalars or arrays) so that the powers cannot overflow."""
+    if p == 1.0:
+        return [], f"{ov!r} + {kernel}"
+    return [f"m = {maximum.format(kernel, ov)}"], f"m * (({ov!r} / m) ** {p!r} + ({kernel} / m) ** {p!r}) ** {1.0 / p!r}"
+
 def compile_scalar(op: str, model: ModelSpec, system: SystemSpec, params: CalibrationParams, *,
                    gemm_type: str, kv_cache_dtype: str):
     """A function (batch, seq, prefix, num_heads) -> (calibrated ms, roofline ms) for one op.
@@ -91,11 +100,10 @@ def compile_scalar(op: str, model: ModelSpec, system: SystemSpec, params: Calibr
             acc(IXT, "0.0", f"sk * 4.0 + t * {4.0 * topk!r}")
             body, lines[:] = lines[:], saved
             lines.extend("    " + ln for ln in body)
-    if p == 1.0:
-        lines.append(f"return {overhead!r} + cal * 1e3, raw * 1e3")
-    else:
-        lines.append(f"c = cal * 1e3; m = c if c > {overhead!r} else {overhead!r}")
-        lines.append(f"return m * (({overhead!r} / m) ** {p!r} + (c / m) ** {p!r}) ** {1.0 / p!r}, raw * 1e3")
+    lines.append("c = cal * 1e3")
+    pre, combined = _combined("c", overhead, p, "{0} if {0} > {1!r} else {1!r}")
+    lines += pre
+    lines.append(f"return {combined}, raw * 1e3")
     src = "def evaluate(batch, seq, prefix, h):\n" + "\n".join("    " + ln for ln in lines)
     namespace: dict = {}
     exec(compile(src, f"<calibrated SOL of {op}>", "exec"), namespace)  # noqa: S102 - generated from constants only
@@ -195,11 +203,9 @@ def compile_array(op: str, model: ModelSpec, system: SystemSpec, params: Calibra
         else:
             lines.append(f"cal += {cb}")
     ov, p = params.overhead_ms, params.combine_p
-    if p == 1.0:
-        lines.append(f"return cal + {ov!r}")
-    else:
-        lines.append(f"m = np.maximum(cal, {ov!r})")
-        lines.append(f"return m * (({ov!r} / m) ** {p!r} + (cal / m) ** {p!r}) ** {1.0 / p!r}")
+    pre, combined = _combined("cal", ov, p, "np.maximum({0}, {1!r})")
+    lines += pre
+    lines.append(f"return {combined}")
     src = "def evaluate(batch, seq, prefix, heads):\n" + "\n".join("    " + ln for ln in lines)
     namespace: dict = {"np": np, "DT": dtype}
     exec(compile(src, f"<calibrated SOL of {op}, vectorised>", "exec"), namespace)  # noqa: S102 - constants only
