@@ -11,7 +11,7 @@ export DAGSTER_HOME ?= $(CURDIR)/var/dagster
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,aic,collector]'
+	$(BIN)/python -m pip install -q -e '.[dev,aic,collector,deploy]'
 	touch $@
 
 SAMPLE_SQL := select system, framework, version, op, count(*) as points, \
@@ -33,8 +33,7 @@ bench: $(BIN)/.installed
 
 # The Dagster UI on http://127.0.0.1:3000 (sensor and schedule on).
 ui: $(BIN)/.installed
-	mkdir -p $(DAGSTER_HOME)
-	printf 'telemetry:\n  enabled: false\nnux:\n  enabled: false\nconcurrency:\n  runs:\n    max_concurrent_runs: 2\n' > $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m pipelines.instance $(DAGSTER_HOME)
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 clean:

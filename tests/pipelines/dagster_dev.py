@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from pipelines.materialize import INSTANCE_YAML
+from pipelines.instance import write_instance_config
 
 REPO = Path(__file__).resolve().parents[2]
 LOCATION = "perf_warehouse"
@@ -57,7 +57,7 @@ def stop_group(proc: subprocess.Popen, grace_s: float = 20.0) -> None:
 
 def dagster_env(dagster_home: Path, extra: dict[str, str]) -> dict[str, str]:
     dagster_home.mkdir(parents=True, exist_ok=True)
-    (dagster_home / "dagster.yaml").write_text(INSTANCE_YAML)
+    write_instance_config(dagster_home, environ={})
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PERFWH_", "DAGSTER_"))}
     env.update(DAGSTER_HOME=str(dagster_home), **extra)
     return env
