@@ -31,10 +31,10 @@ bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/estimator_speed.py
 	$(BIN)/python benchmarks/estimate.py
 
-# The Dagster UI on http://127.0.0.1:3000 (sensor and schedule on).
+# The Dagster UI on http://127.0.0.1:$(PORT) (sensor and schedule on); stops on Ctrl-C or SIGTERM.
+PORT ?= 3000
 ui: $(BIN)/.installed
-	$(BIN)/python -m pipelines.instance $(DAGSTER_HOME)
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(BIN)/python -m pipelines.ui --port $(PORT)
 
 clean:
 	rm -rf $(VENV) var
