@@ -62,19 +62,26 @@ def build_landing_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
         batch_new = [k for b in batches for k in b.new]
         new_keys = sorted(k for k in current if k not in known and k not in deferred and k not in set(batch_new))
         new_keys += batch_new
+        # Runs ingest only: `raw_log_files` (a listing and hash of the whole landing) is left
+        # to `perfwh materialize` and the UI, or every run would re-hash every landed file.
+        only = [dg.AssetKey("measurements")]
         requests = []
         for b in batches:
             tags = {BATCH_TAG: b.folder or "."}
             if len(b.new) == 1:
                 requests.append(dg.RunRequest(
-                    run_key=f"{b.run_key}:new", partition_key=b.new[0], tags={**tags, "perfwh/raw_log": b.new[0]}
+                    run_key=f"{b.run_key}:new", partition_key=b.new[0], tags={**tags, "perfwh/raw_log": b.new[0]},
+                    asset_selection=only,
                 ))  # fmt: skip
             elif b.new:
                 requests.append(dg.RunRequest(
-                    run_key=f"{b.run_key}:new", tags={**tags, RANGE_START: b.new[0], RANGE_END: b.new[-1]}
+                    run_key=f"{b.run_key}:new", tags={**tags, RANGE_START: b.new[0], RANGE_END: b.new[-1]},
+                    asset_selection=only,
                 ))  # fmt: skip
             requests += [
-                dg.RunRequest(run_key=f"{b.run_key}:{k}", partition_key=k, tags={**tags, "perfwh/raw_log": k})
+                dg.RunRequest(
+                    run_key=f"{b.run_key}:{k}", partition_key=k, tags={**tags, "perfwh/raw_log": k}, asset_selection=only
+                )
                 for k in b.known
             ]
         # Files with nothing to ingest (content already held) enter the cursor too.
