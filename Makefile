@@ -11,7 +11,7 @@ export DAGSTER_HOME ?= $(CURDIR)/var/dagster
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,aic,collector]'
+	$(BIN)/python -m pip install -q -e '.[dev,aic,collector,deploy]'
 	touch $@
 
 SAMPLE_SQL := select system, framework, version, op, count(*) as points, \
@@ -31,11 +31,10 @@ bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/estimator_speed.py
 	$(BIN)/python benchmarks/estimate.py
 
-# The Dagster UI on http://127.0.0.1:3000 (sensor and schedule on).
+# The Dagster UI on http://127.0.0.1:$(PORT) (sensor and schedule on); stops on Ctrl-C or SIGTERM.
+PORT ?= 3000
 ui: $(BIN)/.installed
-	mkdir -p $(DAGSTER_HOME)
-	printf 'telemetry:\n  enabled: false\nnux:\n  enabled: false\nconcurrency:\n  runs:\n    max_concurrent_runs: 2\n' > $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(BIN)/python -m pipelines.ui --port $(PORT)
 
 clean:
 	rm -rf $(VENV) var

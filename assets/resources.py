@@ -8,6 +8,7 @@ import dagster as dg
 from pydantic import Field
 
 from warehouse.landing import LandingFile, landing_source, scan_landing
+from warehouse.landing_s3 import S3Landing, default_cache, is_s3
 from warehouse.paths import resolve_home
 
 
@@ -16,8 +17,8 @@ class WarehouseSettings(dg.ConfigurableResource):
 
     home: str = Field(description="warehouse folder (Parquet store, perf.duckdb)")
     landing: str = Field(
-        description="folder of raw logs, or 'aiconfigurator:SYSTEM[,SYSTEM]' for the "
-        "published tables of the installed aiconfigurator-core"
+        description="folder of raw logs, s3://bucket/prefix/ (AWS_* environment), or "
+        "'aiconfigurator:SYSTEM[,SYSTEM]' for the published tables of the installed aiconfigurator-core"
     )
     quarantine_share_max: float = Field(
         default=0.01, description="warn when a file quarantines more than this share of its rows"
@@ -34,12 +35,20 @@ class WarehouseSettings(dg.ConfigurableResource):
         return resolve_home(self.home)
 
     def scan(self) -> tuple[Path, list[LandingFile]]:
-        """The landing root and its raw logs with content hashes."""
+        """The landing root and its raw logs with content hashes (an S3 landing is
+        mirrored into the local cache first)."""
+        if is_s3(self.landing):
+            root = S3Landing.parse(self.landing).sync(default_cache())
+            return root, scan_landing(root)
         root, files = landing_source(self.landing)
         return root, scan_landing(root, files)
 
     def raw_log(self, key: str) -> LandingFile:
-        """One landing file by partition key; FileNotFoundError when it is gone."""
+        """One landing file by partition key (fetched, for S3); FileNotFoundError when it is gone."""
+        if is_s3(self.landing):
+            landing = S3Landing.parse(self.landing)
+            path = landing.fetch(key, default_cache())
+            return scan_landing(landing.local_root(default_cache()), [path])[0]
         root, _ = landing_source(self.landing)
         path = root / key
         if not path.is_file():

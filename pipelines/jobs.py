@@ -7,11 +7,13 @@ import dagster as dg
 from assets.constants import GRIDS, INGEST, REPORTS
 from assets.ingest import measurements
 
+from .executors import job_executor
+
 ingest_job = dg.define_asset_job(
     "ingest_job",
     selection=dg.AssetSelection.groups(INGEST),
     description="List the landing folder and ingest one raw log (one partition per file).",
-    executor_def=dg.in_process_executor,
+    executor_def=job_executor(),
 )
 
 derived_job = dg.define_asset_job(
@@ -19,5 +21,5 @@ derived_job = dg.define_asset_job(
     # The measurement checks run again here: blocking, they gate the grid build.
     selection=dg.AssetSelection.groups(GRIDS, REPORTS) | dg.AssetSelection.checks_for_assets(measurements),
     description="Rebuild perf points, SOL calibration, grids, accuracy report and DuckDB views.",
-    executor_def=dg.in_process_executor,
+    executor_def=job_executor(),
 )

@@ -19,15 +19,10 @@ from typing import Callable
 from warehouse.landing import landing_mirrors
 from warehouse.paths import resolve_home
 
+from .instance import write_instance_config
 from .state import landing_state, resolve_landing, write_derived_fingerprint
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-# Telemetry off (no DNS lookups), no first-run popup, at most two queued runs at
-# once in `dagster dev` (the sensor requests one ~300 MB run process per new file).
-INSTANCE_YAML = (
-    "telemetry:\n  enabled: false\nnux:\n  enabled: false\n"
-    "concurrency:\n  runs:\n    max_concurrent_runs: 2\n"
-)
 FINGERPRINT_KEY = "warehouse_fingerprint"
 # Run tags that make one run cover a range of partitions (single-run backfill policy).
 RANGE_START = "dagster/asset_partition_range_start"
@@ -72,14 +67,13 @@ class MaterializeSummary:
 
 def open_instance(home: Path):
     """$DAGSTER_HOME's instance, else a persistent one under <home>/dagster; a missing
-    folder or dagster.yaml is created with telemetry and the first-run popup off."""
+    folder or dagster.yaml is created from settings (pipelines.instance)."""
     import dagster as dg
 
     folder = Path(os.environ.get("DAGSTER_HOME") or home / "dagster").expanduser().resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    config = folder / "dagster.yaml"
-    if not config.exists():
-        config.write_text(INSTANCE_YAML)
+    if not (folder / "dagster.yaml").exists():
+        write_instance_config(folder)
     return dg.DagsterInstance.from_config(str(folder))
 
 

@@ -1,15 +1,46 @@
-"""The landing-folder sensor: one ingest run per new or changed raw log."""
+"""The landing sensor: ingest runs for new or changed raw logs, batched by slice folder.
 
+Watches a landing folder (cursor: key -> sha256) or an S3 prefix (cursor: key ->
+ETag, listed without downloading). Changed files of one folder
+(`<system>/<framework>/<version>/`) go to one run; at most
+$PERFWH_SENSOR_MAX_RUNS runs per tick, the rest next tick (warehouse.landing_plan).
+"""
+
+import os
 
 import dagster as dg
 
 from assets.constants import RAW_LOG_PARTITIONS
 from assets.resources import WarehouseSettings
-from warehouse.landing import changed_since, decode_cursor, encode_cursor, pending
+from warehouse.landing import changed_since, decode_cursor, pending
+from warehouse.landing_plan import DEFAULT_MAX_RUNS_PER_TICK, plan_batches
+from warehouse.landing_s3 import S3Landing, is_s3
 from warehouse.manifest import load_manifest
 from warehouse.paths import WarehousePaths
 
 from .jobs import ingest_job
+from .materialize import RANGE_END, RANGE_START
+
+ENV_MAX_RUNS = "PERFWH_SENSOR_MAX_RUNS"
+BATCH_TAG = "perfwh/batch"
+
+
+def max_runs_per_tick() -> int:
+    text = os.environ.get(ENV_MAX_RUNS) or str(DEFAULT_MAX_RUNS_PER_TICK)
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"${ENV_MAX_RUNS} must be a positive integer, got {text!r}")
+    return int(text)
+
+
+def landing_changes(settings: WarehouseSettings, seen: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(current, changes): every landing key's content token, and those to ingest."""
+    if is_s3(settings.landing):
+        current = {o.key: o.etag for o in S3Landing.parse(settings.landing).list()}
+        return current, {k: v for k, v in current.items() if seen.get(k) != v}
+    _, files = settings.scan()
+    current = {f.key: f.sha256 for f in files}
+    todo = pending(changed_since(files, seen), load_manifest(WarehousePaths.at(settings.home_path())))
+    return current, {f.key: f.sha256 for f in todo}
 
 
 def build_landing_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
@@ -18,22 +49,55 @@ def build_landing_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
         job=ingest_job,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Watches the landing folder; cursor = JSON map file key -> sha256.",
+        description="Watches the landing folder or S3 prefix; one run per changed slice folder; "
+        "cursor = JSON map key -> sha256 (folder) or ETag (S3).",
     )
     def landing_sensor(context: dg.SensorEvaluationContext, settings: WarehouseSettings) -> dg.SensorResult:
-        _, files = settings.scan()
         seen = decode_cursor(context.cursor)
-        changed = changed_since(files, seen)
-        todo = pending(changed, load_manifest(WarehousePaths.at(settings.home_path())))
+        current, changes = landing_changes(settings, seen)
         known = set(context.instance.get_dynamic_partitions(RAW_LOG_PARTITIONS.name))
-        new_keys = [f.key for f in files if f.key not in known]
+        batches, deferred = plan_batches(changes, known, max_runs_per_tick())
+        # Every landing file becomes a partition (the UI lists them); a batch's new keys are
+        # added last and in batch order, so each batch's new keys form one partition range.
+        batch_new = [k for b in batches for k in b.new]
+        new_keys = sorted(k for k in current if k not in known and k not in deferred and k not in set(batch_new))
+        new_keys += batch_new
+        # Runs ingest only: `raw_log_files` (a listing and hash of the whole landing) is left
+        # to `perfwh materialize` and the UI, or every run would re-hash every landed file.
+        only = [dg.AssetKey("measurements")]
+        requests = []
+        for b in batches:
+            tags = {BATCH_TAG: b.folder or "."}
+            if len(b.new) == 1:
+                requests.append(dg.RunRequest(
+                    run_key=f"{b.run_key}:new", partition_key=b.new[0], tags={**tags, "perfwh/raw_log": b.new[0]},
+                    asset_selection=only,
+                ))  # fmt: skip
+            elif b.new:
+                requests.append(dg.RunRequest(
+                    run_key=f"{b.run_key}:new", tags={**tags, RANGE_START: b.new[0], RANGE_END: b.new[-1]},
+                    asset_selection=only,
+                ))  # fmt: skip
+            requests += [
+                dg.RunRequest(
+                    run_key=f"{b.run_key}:{k}", partition_key=k, tags={**tags, "perfwh/raw_log": k}, asset_selection=only
+                )
+                for k in b.known
+            ]
+        # Files with nothing to ingest (content already held) enter the cursor too.
+        cursor = {**seen, **{k: v for k, v in current.items() if k not in deferred}}
+        if deferred:
+            context.log.info(f"{len(deferred)} changed file(s) left for the next tick (run limit)")
         return dg.SensorResult(
-            run_requests=[
-                dg.RunRequest(run_key=f.sha256, partition_key=f.key, tags={"perfwh/raw_log": f.key})
-                for f in todo
-            ],
-            cursor=encode_cursor(changed, seen),
+            run_requests=requests,
+            cursor=encode(cursor),
             dynamic_partitions_requests=[RAW_LOG_PARTITIONS.build_add_request(new_keys)] if new_keys else [],
         )
 
     return landing_sensor
+
+
+def encode(cursor: dict[str, str]) -> str:
+    import json
+
+    return json.dumps(cursor, sort_keys=True, separators=(",", ":"))

@@ -9,14 +9,14 @@ import dagster as dg
 import pytest
 
 from assets.resources import WarehouseSettings
-from pipelines.materialize import INSTANCE_YAML
+from pipelines.instance import write_instance_config
 from tests.pipelines.fixtures import write_landing
 
 
 
 def make_dagster_home(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
-    (path / "dagster.yaml").write_text(INSTANCE_YAML)
+    write_instance_config(path, environ={})
     return path
 
 

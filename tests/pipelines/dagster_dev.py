@@ -1,4 +1,4 @@
-"""Drive `dagster dev` and headless Chromium from tests and the docs screenshot script.
+"""Drive the Dagster UI (`make ui`) and headless Chromium from tests and the docs screenshot script.
 
 Every process is started in its own session and stopped by signalling its
 process group, so nothing outlives the caller.
@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from pipelines.materialize import INSTANCE_YAML
+from pipelines.instance import write_instance_config
 
 REPO = Path(__file__).resolve().parents[2]
 LOCATION = "perf_warehouse"
@@ -57,7 +57,7 @@ def stop_group(proc: subprocess.Popen, grace_s: float = 20.0) -> None:
 
 def dagster_env(dagster_home: Path, extra: dict[str, str]) -> dict[str, str]:
     dagster_home.mkdir(parents=True, exist_ok=True)
-    (dagster_home / "dagster.yaml").write_text(INSTANCE_YAML)
+    write_instance_config(dagster_home, environ={})
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PERFWH_", "DAGSTER_"))}
     env.update(DAGSTER_HOME=str(dagster_home), **extra)
     return env
@@ -65,12 +65,12 @@ def dagster_env(dagster_home: Path, extra: dict[str, str]) -> dict[str, str]:
 
 @contextmanager
 def dagster_dev(dagster_home: Path, env_extra: dict[str, str], log: Path) -> Iterator[str]:
-    """Start `dagster dev` on a free port; yields its base URL; stops the whole group on exit."""
+    """Start the UI (`python -m pipelines.ui`, what `make ui` runs) on a free port; yields its
+    base URL; stops the whole group on exit."""
     port = free_port()
-    exe = str(Path(sys.executable).parent / "dagster")
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [exe, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+            [sys.executable, "-m", "pipelines.ui", "--port", str(port)],
             cwd=REPO, env=dagster_env(dagster_home, env_extra), stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from hashlib import sha256
 from datetime import datetime, timezone
 
 import dagster as dg
 import pytest
 
+from pipelines.materialize import RANGE_END, RANGE_START
 from tests.pipelines.fixtures import write_dsa_context, write_dsa_generation
 from warehouse.ingest import ingest_paths
 
@@ -43,7 +45,8 @@ def test_new_same_changed(sensor_defs, instance):
     assert len(first.run_requests) == 1
     request = first.run_requests[0]
     assert request.partition_key == KEY
-    assert request.run_key == json.loads(first.cursor)[KEY] and len(request.run_key) == 64
+    assert json.loads(first.cursor)[KEY] == sha256(f.read_bytes()).hexdigest()
+    assert request.tags["perfwh/batch"] == "h200_sxm/trtllm/1.0"
     assert request.job_name in (None, "ingest_job")
     assert [r.partitions_def_name for r in first.dynamic_partitions_requests] == ["raw_log_file"]
     assert list(first.dynamic_partitions_requests[0].partition_keys) == [KEY]
@@ -60,15 +63,42 @@ def test_new_same_changed(sensor_defs, instance):
     assert changed.dynamic_partitions_requests == []
 
 
-def test_one_request_per_new_file(sensor_defs, instance):
+GEN = "h200_sxm/trtllm/1.0/dsa_generation_module_perf.txt"
+
+
+def test_new_files_of_one_slice_folder_are_one_run(sensor_defs, instance):
     landing, _, defs = sensor_defs
     write_dsa_context(landing)
     write_dsa_generation(landing)
     result = tick(defs, instance, None)
-    assert sorted(r.partition_key for r in result.run_requests) == [
-        KEY, "h200_sxm/trtllm/1.0/dsa_generation_module_perf.txt"
+    (request,) = result.run_requests
+    assert request.partition_key is None
+    assert (request.tags[RANGE_START], request.tags[RANGE_END]) == (KEY, GEN)
+    assert list(result.dynamic_partitions_requests[0].partition_keys) == [KEY, GEN]
+
+
+def test_folders_are_separate_runs_and_the_tick_is_bounded(sensor_defs, instance, monkeypatch):
+    """Three slice folders, a limit of two runs per tick: two runs now, the third folder's
+    file stays out of the cursor (and out of the partitions) and is requested next tick."""
+    landing, _, defs = sensor_defs
+    text = write_dsa_context(landing).read_text()
+    for version in ("1.1", "1.2"):
+        (landing / "h200_sxm" / "trtllm" / version).mkdir(parents=True)
+        (landing / "h200_sxm" / "trtllm" / version / "dsa_context_module_perf.txt").write_text(
+            text.replace(",1.0,", f",{version},")
+        )
+    monkeypatch.setenv("PERFWH_SENSOR_MAX_RUNS", "2")
+    first = tick(defs, instance, None)
+    assert [r.partition_key for r in first.run_requests] == [
+        "h200_sxm/trtllm/1.0/dsa_context_module_perf.txt", "h200_sxm/trtllm/1.1/dsa_context_module_perf.txt"
     ]  # fmt: skip
-    assert len({r.run_key for r in result.run_requests}) == 2
+    late = "h200_sxm/trtllm/1.2/dsa_context_module_perf.txt"
+    assert late not in json.loads(first.cursor)
+    assert late not in first.dynamic_partitions_requests[0].partition_keys
+    instance.add_dynamic_partitions("raw_log_file", list(first.dynamic_partitions_requests[0].partition_keys))
+    second = tick(defs, instance, first.cursor)
+    assert [r.partition_key for r in second.run_requests] == [late]
+    assert tick(defs, instance, second.cursor).run_requests == []
 
 
 def test_content_already_in_the_warehouse_is_not_requested(sensor_defs, instance):
@@ -117,3 +147,19 @@ def test_interval_and_cron_come_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("PERFWH_SENSOR_INTERVAL_S", "soon")
     with pytest.raises(ValueError, match="PERFWH_SENSOR_INTERVAL_S"):
         build_defs(WarehouseSettings(home=str(tmp_path / "wh"), landing=str(tmp_path)))
+
+
+def test_a_batch_run_ingests_every_file_of_its_range(sensor_defs, instance):
+    from warehouse.read import scan_measurements
+
+    landing, settings, defs = sensor_defs
+    write_dsa_context(landing)
+    write_dsa_generation(landing)
+    result = tick(defs, instance, None)
+    instance.add_dynamic_partitions("raw_log_file", list(result.dynamic_partitions_requests[0].partition_keys))
+    (request,) = result.run_requests
+    run = defs.resolve_job_def("ingest_job").execute_in_process(instance=instance, tags=request.tags)
+    assert run.success
+    assert sorted(run.dagster_run.tags[k] for k in (RANGE_START, RANGE_END)) == [KEY, GEN]
+    counts = dict(scan_measurements(settings.home_path()).group_by("op").len().collect().iter_rows())
+    assert counts == {"dsa_context": 20, "dsa_generation": 20}
