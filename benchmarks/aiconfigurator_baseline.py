@@ -205,13 +205,19 @@ def run(points: pl.DataFrame, version: str, seeds: list[int], check_n: int = 200
 def format_markdown(result: dict) -> str:
     lines = [f"{result['system']} / {result['backend']} {result['version']}, seeds {result['seeds']}: "
              "absolute % error of held-out points, median / p90",
-             "", "| table | class | seed | n | perfwh | aiconfigurator 0.12 | aic refused |",
-             "|---|---|---:|---:|---|---|---:|"]
+             "", "| table | class | seed | n | perfwh | aiconfigurator 0.12 | aic refused | perfwh <= aic |",
+             "|---|---|---:|---:|---|---|---:|---|"]
     order = {"R": 0, "G": 1, "E": 2}
     for r in sorted(result["rows"], key=lambda r: (r["table"], order[r["class"]], r["seed"])):
-        aic = ("-" if r["aic_median_pct"] is None else f"{r['aic_median_pct']:.2f} / {r['aic_p90_pct']:.2f}")
+        if r["aic_median_pct"] is None:
+            aic, at_or_below = "-", ""
+        else:
+            aic = f"{r['aic_median_pct']:.2f} / {r['aic_p90_pct']:.2f}"
+            at_or_below = "yes" if (r["perfwh_median_pct"] <= r["aic_median_pct"]
+                                    and r["perfwh_p90_pct"] <= r["aic_p90_pct"]) else "no"
         lines.append(f"| {r['table']} | {r['class']} | {r['seed']} | {r['n']} | "
-                     f"{r['perfwh_median_pct']:.2f} / {r['perfwh_p90_pct']:.2f} | {aic} | {r['aic_refused']} |")
+                     f"{r['perfwh_median_pct']:.2f} / {r['perfwh_p90_pct']:.2f} | {aic} | {r['aic_refused']} | "
+                     f"{at_or_below} |")
     worst = max(c["max_rel_diff"] for c in result["training_checks"])
     nan = sum(c["nan"] for c in result["training_checks"])
     lines += ["", f"training-point check: max |aic/measured - 1| = {worst:.2e} over "

@@ -79,3 +79,18 @@ def test_aiconfigurator_answers_from_the_training_table_only(bench, tmp_path):
     fp8 = test.with_columns(pl.lit("fp8").alias("kv_cache_dtype"))
     pred, why = bench.aic_predict(tmp_path / "systems", "1.3.0rc20", fp8)
     assert np.isnan(pred[0]) and why[0].startswith("PerfDataNotAvailableError")
+
+
+def test_markdown_marks_cells_where_perfwh_is_worse_and_counts_refusals(bench):
+    row = dict(table="dsa_context", seed=0, n=3, perfwh_median_pct=1.0, perfwh_p90_pct=5.0, aic_refused=0)
+    result = {"system": "h200_sxm", "backend": "trtllm", "version": "v", "seeds": [0],
+              "rows": [row | {"class": "R", "aic_median_pct": 2.0, "aic_p90_pct": 4.0},
+                       row | {"class": "G", "aic_median_pct": 2.0, "aic_p90_pct": 6.0},
+                       row | {"class": "E", "aic_median_pct": None, "aic_p90_pct": None, "aic_refused": 3}],
+              "refusals": [{"reason": "PerfDataNotAvailableError: x"}] * 3,
+              "training_checks": [{"n": 5, "max_rel_diff": 0.0, "nan": 0}]}
+    lines = bench.format_markdown(result).splitlines()
+    assert "| dsa_context | R | 0 | 3 | 1.00 / 5.00 | 2.00 / 4.00 | 0 | no |" in lines
+    assert "| dsa_context | G | 0 | 3 | 1.00 / 5.00 | 2.00 / 6.00 | 0 | yes |" in lines
+    assert "| dsa_context | E | 0 | 3 | 1.00 / 5.00 | - | 3 |  |" in lines
+    assert lines[-1] == "refused / failed aiconfigurator queries: 3 x PerfDataNotAvailableError: x"
