@@ -5,7 +5,7 @@ import dagster as dg
 
 from assets.constants import RAW_LOG_PARTITIONS
 from assets.resources import WarehouseSettings
-from warehouse.landing import changed_since, decode_cursor, encode_cursor, pending
+from warehouse.landing import changed_since, decode_cursor, encode_cursor, landing_source, pending, scan_landing_all
 from warehouse.manifest import load_manifest
 from warehouse.paths import WarehousePaths
 
@@ -21,7 +21,9 @@ def build_landing_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
         description="Watches the landing folder; cursor = JSON map file key -> sha256.",
     )
     def landing_sensor(context: dg.SensorEvaluationContext, settings: WarehouseSettings) -> dg.SensorResult:
-        _, files = settings.scan()
+        files, skipped = scan_landing_all(*landing_source(settings.landing))
+        for path, reason in skipped:  # links, unreadable folders: passed over, the tick goes on
+            context.log.warning(f"landing: skipped {path}: {reason}")
         seen = decode_cursor(context.cursor)
         changed = changed_since(files, seen)
         todo = pending(changed, load_manifest(WarehousePaths.at(settings.home_path())))
