@@ -85,8 +85,10 @@ def landing_frame(files: list[LandingFile], manifest: Manifest | None = None) ->
 
 
 def pending(files: list[LandingFile], manifest: Manifest) -> list[LandingFile]:
-    """Files whose content the warehouse does not hold yet (new or changed)."""
-    return [f for f in files if f.sha256 not in manifest.sources]
+    """Files whose content the warehouse does not hold yet (new or changed),
+    less the tables already recorded as ignored (not modelled here)."""
+    ignored = {e.path for e in manifest.history if e.status == "ignored"}
+    return [f for f in files if f.sha256 not in manifest.sources and str(f.path) not in ignored]
 
 
 def changed_since(files: list[LandingFile], seen: dict[str, str]) -> list[LandingFile]:

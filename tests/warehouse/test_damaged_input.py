@@ -330,3 +330,17 @@ def test_read_only_home_is_one_line(tmp_path):
     assert "rc=2" in out.stdout, out
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "Read-only file system" in lines[0] and str(home) in lines[0], out.stderr
+
+
+def test_an_ignored_table_is_not_pending_again(home, raw_dir):
+    from warehouse.landing import pending, scan_landing
+    from warehouse.manifest import load_manifest
+    from warehouse.paths import WarehousePaths
+
+    write_log(raw_dir / "gemm_perf.txt", ["TRTLLM,1.0,NVIDIA H200,gemm,default,x,y,z,a,b,1,1,1,1,0,1.0"])
+    root = raw_dir.parents[2]
+    assert [f.key for f in pending(scan_landing(root), load_manifest(WarehousePaths.at(home)))] == [
+        "h200_sxm/trtllm/1.0/gemm_perf.txt"
+    ]
+    ingest_paths([root], home)
+    assert pending(scan_landing(root), load_manifest(WarehousePaths.at(home))) == []
