@@ -21,6 +21,9 @@ class SystemSpec:
     memory_bytes: float
     sm_count: int
     family: str
+    peak_fp4_flops_per_s: float | None = None  # only where the chip has FP4 tensor cores
+    sm_clock_hz: float | None = None  # max boost clock
+    sources: tuple[str, ...] = ()  # public datasheets the figures come from
 
 
 @dataclass(frozen=True)
@@ -62,10 +65,11 @@ def load_system(name: str) -> SystemSpec:
     raw = yaml.safe_load((_specs_dir() / f"{name}.yaml").read_text())
     numeric = {f.name: f.type for f in fields(SystemSpec) if f.type in ("float", "int")}
     values = {}
-    for f in fields(SystemSpec):
+    for f in fields(SystemSpec)[:7]:
         v = raw[f.name]
         values[f.name] = {"float": float, "int": int}[numeric[f.name]](v) if f.name in numeric else v
-    return SystemSpec(**values)
+    optional = {k: float(raw[k]) for k in ("peak_fp4_flops_per_s", "sm_clock_hz") if raw.get(k) is not None}
+    return SystemSpec(**values, **optional, sources=tuple(raw.get("sources") or ()))
 
 
 @lru_cache(maxsize=None)

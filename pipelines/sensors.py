@@ -12,7 +12,7 @@ import dagster as dg
 
 from assets.constants import RAW_LOG_PARTITIONS
 from assets.resources import WarehouseSettings
-from warehouse.landing import changed_since, decode_cursor, pending
+from warehouse.landing import changed_since, decode_cursor, landing_source, pending, scan_landing_all
 from warehouse.landing_plan import DEFAULT_MAX_RUNS_PER_TICK, plan_batches
 from warehouse.landing_s3 import S3Landing, is_s3
 from warehouse.manifest import load_manifest
@@ -32,12 +32,17 @@ def max_runs_per_tick() -> int:
     return int(text)
 
 
-def landing_changes(settings: WarehouseSettings, seen: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+def landing_changes(
+    settings: WarehouseSettings, seen: dict[str, str], log=None
+) -> tuple[dict[str, str], dict[str, str]]:
     """(current, changes): every landing key's content token, and those to ingest."""
     if is_s3(settings.landing):
         current = {o.key: o.etag for o in S3Landing.parse(settings.landing).list()}
         return current, {k: v for k, v in current.items() if seen.get(k) != v}
-    _, files = settings.scan()
+    files, skipped = scan_landing_all(*landing_source(settings.landing))
+    for path, reason in skipped:  # links, unreadable folders: passed over, the tick goes on
+        if log is not None:
+            log.warning(f"landing: skipped {path}: {reason}")
     current = {f.key: f.sha256 for f in files}
     todo = pending(changed_since(files, seen), load_manifest(WarehousePaths.at(settings.home_path())))
     return current, {f.key: f.sha256 for f in todo}
@@ -54,7 +59,7 @@ def build_landing_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
     )
     def landing_sensor(context: dg.SensorEvaluationContext, settings: WarehouseSettings) -> dg.SensorResult:
         seen = decode_cursor(context.cursor)
-        current, changes = landing_changes(settings, seen)
+        current, changes = landing_changes(settings, seen, context.log)
         known = set(context.instance.get_dynamic_partitions(RAW_LOG_PARTITIONS.name))
         batches, deferred = plan_batches(changes, known, max_runs_per_tick())
         # Every landing file becomes a partition (the UI lists them); a batch's new keys are

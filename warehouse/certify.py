@@ -19,6 +19,8 @@ from .schema import DTYPES, GEMM_TYPES, KV_CACHE_DTYPES, OPS
 from .validate import (
     ALWAYS_REQUIRED,
     INT_LIMITS,
+    LATENCY_MAX_MS,
+    LATENCY_MIN_MS,
     MODULE_REQUIRED,
     SourceContext,
     framework_name,
@@ -95,7 +97,7 @@ def certify(frame: pl.DataFrame, ctx: SourceContext) -> tuple[pl.DataFrame, pl.D
 
     lat = pl.col("latency")
     broken = [(pl.col(n) < lo) | (pl.col(n) > hi) for n, (lo, hi) in INT_LIMITS.items()]
-    broken.append(~lat.is_finite() | (lat <= 0))
+    broken.append(~lat.is_finite() | (lat < LATENCY_MIN_MS) | (lat > LATENCY_MAX_MS))
     if phase == "generation":
         broken.append(pl.col("isl") != 1)
     for name, mapping in text.items():

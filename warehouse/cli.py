@@ -110,17 +110,27 @@ def cmd_ingest(args) -> int:
                 done=not bar.tty or n == total,
             )
 
-    report = ingest_paths(targets, args.home, progress=progress)
+    import duckdb
+
+    try:
+        report = ingest_paths(targets, args.home, progress=progress)
+    except OSError as exc:  # disk full, read-only or unwritable home: one line, no traceback
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise ValueError(f"cannot write the warehouse: {exc.strerror or exc}{where}") from None
+    except duckdb.Error as exc:  # the view refresh hit the same wall
+        raise ValueError(f"cannot write the warehouse views: {str(exc).splitlines()[0]}") from None
     print(render(_summary(report), max_rows=10_000), end="")
     print(
         f"{len(report.files)} files: {report.count('ingested')} ingested, {report.count('replaced')} replaced, "
         f"{report.count('skipped-unchanged')} unchanged, {report.count('skipped-duplicate')} duplicate, "
         f"{report.count('skipped-mirror')} CSV mirrors of JSONL, "
+        f"{report.count('ignored')} tables not modelled (ignored), {report.count('skipped-path')} paths skipped, "
         f"{len(report.failed)} failed; rows {report.rows_read:,} read = {report.rows_accepted:,} accepted "
         f"+ {report.rows_quarantined:,} quarantined; {report.seconds:.2f} s; warehouse {report.home}"
     )
-    for f in report.failed:
-        print(f"failed: {f.path}: {f.message}", file=sys.stderr)
+    for f in report.files:
+        if f.status in ("failed", "skipped-path"):
+            print(f"{f.status}: {f.path}: {f.message}", file=sys.stderr)
     return 1 if report.failed else 0
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import mmap
 import os
 import sys
 import time
@@ -26,7 +25,7 @@ from .certify import certify
 from .manifest import Manifest, SourceEntry, collect_garbage, commit, load_manifest, now_iso
 from .paths import WarehousePaths
 from .prefetch import Prefetch
-from .readers import READERS, RawChunk, format_of
+from .readers import READERS, Discovery, FileChangedError, RawChunk, discover_raw_logs, format_of, unmodelled_reason
 from .schema import MEASUREMENT_SCHEMA, PARTITION_COLUMNS, QUARANTINE_SCHEMA, STORAGE_SCHEMA
 from .validate import SourceContext, context_for, slug, validate
 from .views import refresh_views
@@ -35,7 +34,8 @@ from .views import refresh_views
 @dataclass
 class FileResult:
     path: str
-    # ingested | replaced | skipped-unchanged | skipped-duplicate | skipped-mirror | failed;
+    # ingested | replaced | skipped-unchanged | skipped-duplicate | skipped-mirror | failed |
+    # ignored (a table not modelled here) | skipped-path (a link or folder not read);
     # "running" (rows_read so far) only in progress callbacks
     status: str
     rows_read: int = 0
@@ -82,28 +82,10 @@ def discover_all(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], dict[P
     `<table>.jsonl` (with samples and run ids). Ingesting both would count
     every measurement twice, so where both sit side by side the JSONL is the
     source and the CSV is returned as its mirror (reported, not ingested).
+    Paths passed over (links, unreadable folders): `readers.discover_raw_logs`.
     """
-    found: list[Path] = []
-    for p in paths:
-        path = Path(p).expanduser()
-        if not path.exists():
-            raise FileNotFoundError(f"no such file or folder: {path}")
-        if path.is_file():
-            if format_of(path) is None:
-                raise ValueError(f"{path}: unknown raw-log format (expected .txt, .csv, .jsonl or .parquet)")
-            found.append(path.resolve())
-        else:
-            for f in sorted(path.rglob("*")):
-                if f.is_file() and format_of(f) is not None and not f.name.startswith("."):
-                    found.append(f.resolve())
-    files = sorted(dict.fromkeys(found))
-    present = set(files)
-    mirrors = {}
-    for f in files:
-        twin = f.with_suffix(".jsonl")
-        if format_of(f) == "csv" and twin in present:
-            mirrors[f] = twin
-    return [f for f in files if f not in mirrors], mirrors
+    found = discover_raw_logs(paths)
+    return found.files, found.mirrors
 
 
 def discover(paths: Iterable[str | os.PathLike]) -> list[Path]:
@@ -111,23 +93,45 @@ def discover(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return discover_all(paths)[0]
 
 
-def sha256_of(path: Path) -> str:
-    """Hashed through a read-only mapping: no copy of the file, the GIL released.
+HASH_STEP = 8 * 1024 * 1024
 
-    Each hashed slice is dropped from the mapping at once, so the file's pages
-    never add up in this process's RSS.
-    """
+
+def sha256_of(path: Path, size: int | None = None) -> str:
+    """sha256 of exactly `size` bytes (default: the size at open), read with
+    pread into one reused buffer: no mapping (a file truncated meanwhile is a
+    FileChangedError, never SIGBUS), RSS stays flat, the GIL released."""
     h = hashlib.sha256()
-    step = 64 * 1024 * 1024
-    with open(path, "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        if size == 0:
-            return h.hexdigest()
-        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm, memoryview(mm) as view:
-            for start in range(0, size, step):
-                h.update(view[start: start + step])
-                mm.madvise(mmap.MADV_DONTNEED, start, min(step, size - start))
+    with open(path, "rb", buffering=0) as fh:
+        fd = fh.fileno()
+        if size is None:
+            size = os.fstat(fd).st_size
+        buf = bytearray(min(HASH_STEP, max(size, 1)))
+        view = memoryview(buf)
+        pos = 0
+        while pos < size:
+            n = os.preadv(fd, [view[: min(len(buf), size - pos)]], pos)
+            if n == 0:
+                raise FileChangedError(
+                    f"{path}: changed while it was read (hashed {pos:,} of {size:,} bytes); "
+                    "not ingested, re-run once the writer is done"
+                )
+            h.update(view[:n])
+            pos += n
     return h.hexdigest()
+
+
+def _identity(st: os.stat_result) -> tuple:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _check_unchanged(path: Path, before: os.stat_result) -> None:
+    """The file is the one (same inode, size, times) that was hashed and parsed."""
+    after = os.stat(path)
+    if _identity(after) != _identity(before):
+        raise FileChangedError(
+            f"{path}: changed while it was read (size {before.st_size:,} -> {after.st_size:,} bytes"
+            f"{', replaced' if after.st_ino != before.st_ino else ''}); not ingested, re-run once the writer is done"
+        )
 
 
 @contextmanager
@@ -271,15 +275,21 @@ def ingest_paths(
     """Ingest every raw log under `paths_in`; idempotent by content hash."""
     started = time.perf_counter()
     paths = WarehousePaths.at(home).ensure()
-    files, mirrors = discover_all(paths_in)
+    found = discover_raw_logs(paths_in)
+    mirrors = found.mirrors
+    passed_over = _passed_over(found)
+    files = [f for f in found.files if unmodelled_reason(f) is None]
     report = IngestReport(home=paths.home)
     report.files += [
         FileResult(str(csv), "skipped-mirror", message=f"same run as {twin.name} (ingested instead)")
         for csv, twin in mirrors.items()
     ]
+    report.files += passed_over
     with writer_lock(paths):
         manifest = load_manifest(paths)
         collect_garbage(paths, manifest)
+        if _record_passed_over(manifest, passed_over):
+            commit(paths, manifest)
         for n, path in enumerate(files, start=1):
             if progress:
                 progress(n, len(files), path, None)
@@ -294,6 +304,30 @@ def ingest_paths(
     return report
 
 
+def _passed_over(found: Discovery) -> list[FileResult]:
+    """Paths not read (links, unreadable folders) and tables not modelled, with the reason."""
+    out = [FileResult(str(p), "skipped-path", message=reason) for p, reason in found.skipped]
+    out += [FileResult(str(f), "ignored", message=reason) for f in found.files if (reason := unmodelled_reason(f))]
+    return out
+
+
+def _record_passed_over(manifest: Manifest, results: list[FileResult]) -> bool:
+    """Add each passed-over path to the ledger once (not again on every run)."""
+    known = {(e.path, e.status, e.message) for e in manifest.history}
+    stamp = now_iso()
+    new = [
+        SourceEntry(
+            path=r.path, sha256="", format=format_of(Path(r.path)) or "", rows_read=0, rows_accepted=0,
+            rows_quarantined=0, blank_lines=0, header_lines=0, status=r.status, first_ingested_at=stamp,
+            ingested_at=stamp, message=r.message,
+        )
+        for r in results
+        if (r.path, r.status, r.message) not in known
+    ]  # fmt: skip
+    manifest.history += new
+    return bool(new)
+
+
 def _rows_progress(progress: ProgressFn | None, n: int, total: int, path: Path) -> Callable[[int], None] | None:
     """Progress within one file: a "running" FileResult with the rows read so far."""
     if progress is None:
@@ -306,11 +340,20 @@ def _ingest_one(
 ) -> FileResult:
     t0 = time.perf_counter()
     fmt = format_of(path)
+    try:
+        before = os.stat(path)
+    except OSError as exc:
+        return FileResult(str(path), "failed", message=f"unreadable: {exc}")
     # Parsing starts in a thread while this one hashes the file; if the hash
     # says the file is already in, the few blocks read ahead are dropped.
+    # Hash and parse read the same bytes: both read exactly the size seen
+    # here (a short read is an error), and the file must still be that file
+    # (inode, size, times) when the parse is done.
     with Prefetch(lambda: _validated_chunks(path, fmt)) as chunks:
         try:
-            sha = sha256_of(path)
+            sha = sha256_of(path, before.st_size)
+        except FileChangedError as exc:
+            return FileResult(str(path), "failed", message=str(exc), seconds=time.perf_counter() - t0)
         except OSError as exc:
             return FileResult(str(path), "failed", message=f"unreadable: {exc}")
         existing = manifest.sources.get(sha)
@@ -321,6 +364,7 @@ def _ingest_one(
         previous = manifest.by_path(str(path))
         try:
             entry = _write_parts(paths, path, sha, fmt, chunks, on_rows)
+            _check_unchanged(path, before)
         except Exception as exc:  # noqa: BLE001
             # A file that cannot be ingested is recorded as failed (with the
             # error) and the run goes on to the next file; the exit code says so.

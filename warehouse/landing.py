@@ -16,8 +16,9 @@ from typing import Iterable
 
 import polars as pl
 
-from .ingest import discover, discover_all, sha256_of
+from .ingest import discover_all, sha256_of
 from .manifest import Manifest
+from .readers import discover_raw_logs
 
 LANDING_SCHEMA: dict[str, pl.DataType] = {
     "key": pl.String(),
@@ -44,11 +45,33 @@ def file_key(root: Path, path: Path) -> str:
 
 
 def scan_landing(root: str | os.PathLike, files: Iterable[str | os.PathLike] | None = None) -> list[LandingFile]:
-    """Raw logs under `root` (or exactly `files`, which must lie under it), hashed, sorted by key."""
+    """Raw logs under `root` (or exactly `files`, which must lie under it), hashed, sorted by key.
+
+    Paths passed over (see `scan_landing_all`) are left out, never an error.
+    """
+    return scan_landing_all(root, files)[0]
+
+
+def scan_landing_all(
+    root: str | os.PathLike, files: Iterable[str | os.PathLike] | None = None
+) -> tuple[list[LandingFile], list[tuple[Path, str]]]:
+    """(landing files, paths passed over with the reason).
+
+    The same rule as `perfwh ingest DIR` (`readers.walk_raw_logs`): links that
+    dangle, loop or point outside the folder and unreadable folders are passed
+    over; so is a file that cannot be hashed now (unreadable, or changing
+    while it is read: it is seen again on the next scan).
+    """
     base = Path(root).expanduser().resolve()
-    paths = discover([base]) if files is None else discover(list(files))
-    out = [LandingFile(file_key(base, p), p, sha256_of(p), p.stat().st_size) for p in paths]
-    return sorted(out, key=lambda f: f.key)
+    found = discover_raw_logs([base] if files is None else list(files))
+    skipped = list(found.skipped)
+    out = []
+    for p in found.files:
+        try:
+            out.append(LandingFile(file_key(base, p), p, sha256_of(p), p.stat().st_size))
+        except (OSError, ValueError) as exc:
+            skipped.append((p, str(exc)))
+    return sorted(out, key=lambda f: f.key), skipped
 
 
 def landing_frame(files: list[LandingFile], manifest: Manifest | None = None) -> pl.DataFrame:
@@ -62,8 +85,10 @@ def landing_frame(files: list[LandingFile], manifest: Manifest | None = None) ->
 
 
 def pending(files: list[LandingFile], manifest: Manifest) -> list[LandingFile]:
-    """Files whose content the warehouse does not hold yet (new or changed)."""
-    return [f for f in files if f.sha256 not in manifest.sources]
+    """Files whose content the warehouse does not hold yet (new or changed),
+    less the tables already recorded as ignored (not modelled here)."""
+    ignored = {e.path for e in manifest.history if e.status == "ignored"}
+    return [f for f in files if f.sha256 not in manifest.sources and str(f.path) not in ignored]
 
 
 def changed_since(files: list[LandingFile], seen: dict[str, str]) -> list[LandingFile]:
@@ -126,7 +151,10 @@ def landing_mirrors(landing: str) -> dict[Path, Path]:
     return {} if files is not None else discover_all([root])[1]
 
 
-INGEST_STATUSES = ("ingested", "replaced", "skipped-unchanged", "skipped-duplicate", "skipped-mirror", "failed")
+INGEST_STATUSES = (
+    "ingested", "replaced", "skipped-unchanged", "skipped-duplicate", "skipped-mirror", "failed",
+    "ignored", "skipped-path",
+)  # fmt: skip
 
 
 def ingest_frame(results, keys: dict[str, str]) -> pl.DataFrame:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import mmap
 import os
 import re
 from collections import deque
@@ -28,6 +27,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from .schema import TABLE_STEMS
 
 CHUNK_BYTES = 64 * 1024 * 1024
 PARSE_WORKERS = min(4, os.cpu_count() or 1)
@@ -47,6 +48,40 @@ NUMERIC_COLUMNS = {
     "num_heads": pl.Int32, "batch_size": pl.Int32, "isl": pl.Int32, "tp_size": pl.Int32,
     "step": pl.Int32, "latency": pl.Float64,
 }  # fmt: skip
+
+
+class FileChangedError(OSError):
+    """The file changed while it was read (truncated, grown or rewritten)."""
+
+
+class UnreadableLogError(ValueError):
+    """A file the readers cannot read at all (UTF-16 text, a Parquet file of another table)."""
+
+
+def pread_exact(fd: int, n: int, offset: int, path: Path | str = "") -> bytes:
+    """`n` bytes at `offset`; a short read means the file shrank under us."""
+    data = os.pread(fd, n, offset)  # releases the GIL
+    if len(data) != n:
+        raise FileChangedError(
+            f"{path}: changed while it was read (expected {n:,} bytes at offset {offset:,}, "
+            f"got {len(data):,}); not ingested, re-run once the writer is done"
+        )
+    return data
+
+
+def check_encoding(head: bytes, path: Path | str) -> None:
+    """Refuse UTF-16/32 text at once (one clear error instead of a file of
+    "no header line" rows); other undecodable bytes are judged line by line."""
+    sample = head[:64]
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(sample) >= 4 and sample.count(0) * 3 >= len(sample)):
+        raise UnreadableLogError(
+            f"{path}: UTF-16/UTF-32 text (byte-order mark or NUL bytes at the start); "
+            "raw logs must be UTF-8: convert it, e.g. `iconv -f UTF-16 -t UTF-8`"
+        )
+
+
+INVALID_UTF8 = "not valid UTF-8 text (e.g. Windows-1252 bytes)"
+
 # Spaces and tabs only (not \s): Python's re and polars' Rust regex disagree on
 # what \s matches (\x1c-\x1f), and both must agree on what a header is.
 _HEADER_RE = re.compile(r"(^|,)[ \t]*\"?latency(_ms)?\"?[ \t]*(,|\r?$)")
@@ -92,16 +127,26 @@ def _is_header_expr(col: pl.Expr) -> pl.Expr:
     return col.str.contains(_HEADER_RE.pattern) & col.str.contains("batch_size", literal=True)
 
 
-def _split_lines(block: bytes) -> pl.Series:
-    """Split bytes on \\n into a String series (no Python per-line work)."""
+def _split_lines(block: bytes) -> tuple[pl.Series, pl.Series | None]:
+    """Split bytes on \\n into a String series (no Python per-line work), and
+    where the block is not valid UTF-8, a boolean series marking the lines
+    that are not (None when every line is)."""
     try:
         text = pa.array([block], type=pa.large_binary()).cast(pa.large_string())
     except pa.ArrowInvalid:
-        # Invalid UTF-8 (a corrupted log): keep every line, mark the bad bytes.
-        fixed = block.decode("utf-8", "replace").encode("utf-8")
-        text = pa.array([fixed], type=pa.large_binary()).cast(pa.large_string())
+        # Invalid UTF-8 (a Windows-1252 or corrupted log): keep every line,
+        # shown with U+FFFD, and mark the lines that held undecodable bytes.
+        lines = block.split(b"\n")
+        bad = [False] * len(lines)
+        for i, line in enumerate(lines):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                bad[i] = True
+        fixed = [line.decode("utf-8", "replace") for line in lines]
+        return pl.Series("raw", fixed, dtype=pl.String), pl.Series("__bad_utf8", bad, dtype=pl.Boolean)
     parts = pc.split_pattern(text, "\n").flatten()
-    return pl.from_arrow(parts).cast(pl.String).alias("raw")
+    return pl.from_arrow(parts).cast(pl.String).alias("raw"), None
 
 
 def _header_fields(line: str) -> list[str]:
@@ -113,6 +158,12 @@ def _frame_for_segment(lines: pl.DataFrame, header: list[str] | None) -> pl.Data
     if header is None:
         return lines.with_columns(
             pl.lit("no header line before this row").alias("parse_error")
+        )
+    twice = sorted({name for name in header if name in KNOWN_COLUMNS and header.count(name) > 1})
+    if twice:
+        # Which of the two is meant cannot be known: every row under it is refused.
+        return lines.with_columns(
+            pl.lit(f"header names column(s) {', '.join(twice)} more than once").alias("parse_error")
         )
     m = len(header)
     n_commas = pl.col("raw").str.count_matches(",", literal=True)
@@ -137,7 +188,7 @@ def _frame_for_segment(lines: pl.DataFrame, header: list[str] | None) -> pl.Data
     ).unnest("__s")
     keep = {}
     for i, name in enumerate(header):
-        if name in KNOWN_COLUMNS and name not in keep:
+        if name in KNOWN_COLUMNS:
             keep[name] = pl.col(f"__f{i}").str.strip_chars(' "').alias(name)
     return framed.select("source_line", "raw", "parse_error", *keep.values())
 
@@ -150,8 +201,8 @@ class _Block:
     end: int
     truncated_tail: bool  # the file's last line, without a newline
 
-    def read(self, fd: int) -> bytes:
-        return os.pread(fd, self.end - self.start, self.start)  # releases the GIL
+    def read(self, fd: int, path: Path | str = "") -> bytes:
+        return pread_exact(fd, self.end - self.start, self.start, path)
 
 
 @dataclass
@@ -164,19 +215,43 @@ class _Fast:
     header_here: bool
 
 
-def _blocks(fd: int, size: int, chunk_bytes: int) -> list[_Block]:
-    with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mm:  # only pages near cuts are touched
-        pos = len(BOM) if mm[: len(BOM)] == BOM else 0
-        out = []
-        while pos < size:
-            end = min(pos + chunk_bytes, size)
-            if end < size:
-                cut = mm.rfind(b"\n", pos, end)
-                end = cut + 1 if cut >= 0 else (mm.find(b"\n", end) + 1 or size)
-            terminated = mm[end - 1: end] == b"\n"
-            out.append(_Block(pos, end - 1 if terminated else end, end >= size and not terminated))
-            pos = end
-        return out
+_CUT_WINDOW = 64 * 1024
+
+
+def _cut_after(fd: int, pos: int, end: int, size: int, path: Path | str) -> int:
+    """The offset just past the last newline in [pos, end), else past the first
+    one at or after `end`, else `size`. Reads only small windows near the cut
+    (pread, never a mapping: a file truncated meanwhile gives an error, not SIGBUS)."""
+    hi = end
+    while hi > pos:
+        lo = max(pos, hi - _CUT_WINDOW)
+        cut = pread_exact(fd, hi - lo, lo, path).rfind(b"\n")
+        if cut >= 0:
+            return lo + cut + 1
+        hi = lo
+    lo = end
+    while lo < size:
+        window = pread_exact(fd, min(_CUT_WINDOW, size - lo), lo, path)
+        cut = window.find(b"\n")
+        if cut >= 0:
+            return lo + cut + 1
+        lo += len(window)
+    return size
+
+
+def _blocks(fd: int, size: int, chunk_bytes: int, path: Path | str = "") -> list[_Block]:
+    head = pread_exact(fd, min(size, 4096), 0, path)
+    check_encoding(head, path)
+    pos = len(BOM) if head.startswith(BOM) else 0
+    out = []
+    while pos < size:
+        end = min(pos + chunk_bytes, size)
+        if end < size:
+            end = _cut_after(fd, pos, end, size, path)
+        terminated = pread_exact(fd, 1, end - 1, path) == b"\n"
+        out.append(_Block(pos, end - 1 if terminated else end, end >= size and not terminated))
+        pos = end
+    return out
 
 
 def read_collector_csv(path: Path, chunk_bytes: int = CHUNK_BYTES, workers: int = PARSE_WORKERS) -> Iterator[RawChunk]:
@@ -198,16 +273,16 @@ def read_collector_csv(path: Path, chunk_bytes: int = CHUNK_BYTES, workers: int 
     state = ReadState()
     with open(path, "rb") as fh, ThreadPoolExecutor(max(1, workers)) as pool:
         fd = fh.fileno()
-        blocks = _blocks(fd, size, chunk_bytes)
+        blocks = _blocks(fd, size, chunk_bytes, path)
         if not blocks:
             return  # only a BOM
 
         def fast(block: _Block, header: list[str] | None) -> tuple[bytes, _Fast | None]:
-            data = block.read(fd)
+            data = block.read(fd, path)
             return data, _parse_block_fast(data, header, block.truncated_tail)
 
         # Until block 0 is parsed, later blocks assume the file's first line.
-        first = os.pread(fd, min(size, 64 * 1024), blocks[0].start).split(b"\n", 1)[0].decode("utf-8", "replace")
+        first = pread_exact(fd, min(size - blocks[0].start, 64 * 1024), blocks[0].start, path).split(b"\n", 1)[0].decode("utf-8", "replace")
         hint = _header_fields(first) if _is_header_line(first) else None
         pending: deque = deque()
         ahead = iter(blocks)
@@ -305,12 +380,13 @@ def _parse_block_lines(data: bytes, state: ReadState, truncated_tail: bool) -> I
     the same as one that starts a block); blank and header line counts ride
     on the first chunk.
     """
-    raw = _split_lines(data)
+    raw, bad_utf8 = _split_lines(data)
     n = raw.len()
     lines = pl.DataFrame(
         {
             "source_line": pl.int_range(state.line_offset + 1, state.line_offset + n + 1, eager=True),
             "raw": raw,
+            "__bad_utf8": bad_utf8 if bad_utf8 is not None else pl.repeat(False, n, eager=True),
         }
     ).with_columns(pl.col("raw").str.strip_suffix("\r"))
     state.line_offset += n
@@ -319,7 +395,8 @@ def _parse_block_lines(data: bytes, state: ReadState, truncated_tail: bool) -> I
     blank = lines.get_column("raw").str.strip_chars().str.len_bytes() == 0
     blank_count = int(blank.sum())
     lines = lines.filter(~blank)
-    is_header = lines.select(_is_header_expr(pl.col("raw"))).to_series()
+    # A line with undecodable bytes is never taken for a header.
+    is_header = lines.select(_is_header_expr(pl.col("raw")) & ~pl.col("__bad_utf8")).to_series()
     header_count = int(is_header.sum())
 
     seg = is_header.cast(pl.Int32).cum_sum()
@@ -331,7 +408,12 @@ def _parse_block_lines(data: bytes, state: ReadState, truncated_tail: bool) -> I
     state.header = seg_headers[max(seg_headers)]
     pieces = []
     for s, part in lines.filter(~pl.col("__hdr")).partition_by("__seg", as_dict=True, maintain_order=True).items():
-        frame = _frame_for_segment(part.drop("__seg", "__hdr"), seg_headers[int(s[0])])
+        bad_utf8 = part.get_column("__bad_utf8")
+        frame = _frame_for_segment(part.drop("__seg", "__hdr", "__bad_utf8"), seg_headers[int(s[0])])
+        if bad_utf8.any():
+            frame = frame.with_columns(
+                pl.when(bad_utf8).then(pl.lit(INVALID_UTF8)).otherwise(pl.col("parse_error")).alias("parse_error")
+            )
         if last_line is not None:
             frame = frame.with_columns(
                 pl.when(pl.col("source_line") == last_line)
@@ -377,7 +459,8 @@ def read_jsonl(path: Path) -> Iterator[RawChunk]:
     """
     rows: list[dict] = []
     blank = 0
-    text = path.read_bytes()
+    text = read_whole(path)
+    check_encoding(text[:4096], path)
     if text.startswith(BOM):
         text = text[len(BOM):]
     lines = text.split(b"\n")
@@ -385,15 +468,29 @@ def read_jsonl(path: Path) -> Iterator[RawChunk]:
     if text.endswith(b"\n"):
         lines = lines[:-1]
     for i, line_b in enumerate(lines, start=1):
-        line = line_b.decode("utf-8", errors="replace").rstrip("\r")
+        try:
+            line, bad_text = line_b.decode("utf-8").rstrip("\r"), None
+        except UnicodeDecodeError:
+            line, bad_text = line_b.decode("utf-8", errors="replace").rstrip("\r"), INVALID_UTF8
         if not line.strip():
             blank += 1
             continue
-        row: dict = {"source_line": i, "raw": line, "parse_error": None}
+        row: dict = {"source_line": i, "raw": line, "parse_error": bad_text}
+        if bad_text:
+            rows.append(row)
+            continue
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             row["parse_error"] = f"invalid JSON: {exc.msg} at column {exc.colno}"
+            rows.append(row)
+            continue
+        except RecursionError:
+            row["parse_error"] = "invalid JSON: nested too deeply"
+            rows.append(row)
+            continue
+        except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+            row["parse_error"] = f"invalid JSON: {str(exc).split(';')[0]}"
             rows.append(row)
             continue
         if not isinstance(obj, dict):
@@ -423,9 +520,35 @@ def read_jsonl(path: Path) -> Iterator[RawChunk]:
 # Published Parquet tables ---------------------------------------------------
 
 
+# Columns a collector table must have (an alias of each counts), for a clear
+# file-level error instead of every row quarantined as "missing column".
+PARQUET_REQUIRED = (
+    ("framework",), ("version",), ("kernel_source",), ("mla_dtype", "attn_dtype"), ("kv_cache_dtype",),
+    ("num_heads",), ("batch_size",), ("isl",), ("tp_size",), ("step", "prefix", "kv_len"),
+    ("latency", "latency_ms"),
+)  # fmt: skip
+
+
 def read_parquet_table(path: Path) -> Iterator[RawChunk]:
-    """A table in the collector column layout, stored as Parquet (aiconfigurator)."""
-    table = pl.read_parquet(path)
+    """A table in the collector column layout, stored as Parquet (aiconfigurator).
+
+    The file is read into memory first (no mapping: a file truncated while it
+    is read is an error, not SIGBUS) and parsed from those bytes.
+    """
+    import io
+
+    data = read_whole(path)
+    try:
+        table = pl.read_parquet(io.BytesIO(data))
+    except pl.exceptions.PolarsError as exc:
+        raise UnreadableLogError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
+    lower = {c.lower() for c in table.columns}
+    missing = [names[0] for names in PARQUET_REQUIRED if not lower & set(names)]
+    if missing:
+        raise UnreadableLogError(
+            f"{path}: not a collector table: missing column(s) {', '.join(missing)} "
+            f"(has: {', '.join(table.columns[:20])}{', ...' if table.width > 20 else ''})"
+        )
     cols = [c for c in table.columns if c.lower() in KNOWN_COLUMNS]
     text = table.select(
         [pl.col(c).cast(pl.String).alias(c.lower()) for c in cols]
@@ -437,6 +560,13 @@ def read_parquet_table(path: Path) -> Iterator[RawChunk]:
         pl.lit(None, dtype=pl.String).alias("parse_error"),
     )
     yield RawChunk(frame=frame)
+
+
+def read_whole(path: Path) -> bytes:
+    """The whole file, checked against its size: a short read is an error."""
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        return pread_exact(fh.fileno(), size, 0, path) if size else b""
 
 
 READERS = {
@@ -454,4 +584,102 @@ def format_of(path: Path) -> str | None:
         return "jsonl"
     if suffix == ".parquet":
         return "parquet"
+    return None
+
+
+# Which files under a folder are raw logs ------------------------------------
+
+
+@dataclass
+class Discovery:
+    """Raw logs found under some paths, the CSV mirrors among them, and every
+    path that was passed over with the reason (never silently)."""
+
+    files: list[Path]
+    mirrors: dict[Path, Path]  # CSV -> its JSONL twin
+    skipped: list[tuple[Path, str]]
+
+
+def _link_problem(link: Path, root: Path) -> str | None:
+    """Why a symlink under `root` is not followed, or None (a file inside `root`)."""
+    try:
+        target = link.resolve(strict=True)
+    except FileNotFoundError:
+        return f"dangling symlink (-> {os.readlink(link)})"
+    except (RuntimeError, OSError) as exc:  # ELOOP; 3.11 raises RuntimeError for a loop
+        return f"symlink loop ({getattr(exc, 'strerror', None) or exc})"
+    if not target.is_relative_to(root):
+        return f"symlink to outside the folder (-> {target})"
+    return None
+
+
+def walk_raw_logs(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Raw logs under `folder` (resolved paths), and the paths passed over.
+
+    The rule, the same for `perfwh ingest DIR` and the landing sensor: folder
+    symlinks are not followed (files inside the folder are found where they
+    lie); a file symlink is followed only when its target lies inside the
+    folder; dangling links, link loops, links that point outside and folders
+    that cannot be listed are skipped and reported. Hidden files and other
+    extensions are not raw logs.
+    """
+    root = folder.resolve()
+    files: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
+
+    def unreadable(exc: OSError) -> None:
+        skipped.append((Path(exc.filename), f"unreadable folder ({exc.strerror})"))
+
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=unreadable):
+        dirnames.sort()
+        here = Path(dirpath)
+        for name in dirnames:
+            if (here / name).is_symlink() and (problem := _link_problem(here / name, root)):
+                skipped.append((here / name, problem))
+        for name in sorted(filenames):
+            f = here / name
+            if name.startswith(".") or format_of(f) is None:
+                continue
+            if f.is_symlink() and (problem := _link_problem(f, root)):
+                skipped.append((f, problem))
+                continue
+            if f.is_file():
+                files.append(f.resolve())
+            else:
+                skipped.append((f, "not a regular file"))
+    return files, skipped
+
+
+def discover_raw_logs(paths) -> Discovery:
+    """Raw logs under `paths` (files, or folders searched recursively)."""
+    found: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
+    for p in paths:
+        path = Path(p).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"no such file or folder: {path}")
+        if path.is_file():
+            if format_of(path) is None:
+                raise ValueError(f"{path}: unknown raw-log format (expected .txt, .csv, .jsonl or .parquet)")
+            found.append(path.resolve())
+        else:
+            more, passed = walk_raw_logs(path)
+            found += more
+            skipped += passed
+    files = sorted(dict.fromkeys(found))
+    present = set(files)
+    mirrors = {f: f.with_suffix(".jsonl") for f in files if format_of(f) == "csv" and f.with_suffix(".jsonl") in present}
+    return Discovery([f for f in files if f not in mirrors], mirrors, skipped)
+
+
+def unmodelled_reason(path: Path) -> str | None:
+    """Why a file is ignored as a table this warehouse does not model, or None.
+
+    Published collector tables are named `<table>_perf`; those other than the
+    modelled ones (aiconfigurator's gemm_perf, moe_perf, nccl_perf,
+    context_attention_perf, ...) are recorded as ignored, not read row by row.
+    """
+    stem = path.stem.lower()
+    if stem.endswith("_perf") and stem not in TABLE_STEMS:
+        return f"table {stem} is not modelled here (modelled: {', '.join(sorted(TABLE_STEMS))})"
     return None

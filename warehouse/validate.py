@@ -54,6 +54,12 @@ INT_LIMITS: dict[str, tuple[int, int]] = {
     "step": (0, 1 << 24),
 }
 
+# Bounds a latency per call must lie in, checkable without any model of the
+# kernel: below 1 us is under a kernel launch, above 1 hour no benchmark
+# repeats a call. Outside them a row is a unit slip or a broken timer.
+LATENCY_MIN_MS = 1e-3
+LATENCY_MAX_MS = 3.6e6
+
 MODULE_REQUIRED = ("gemm_type", "model", "architecture")
 ALWAYS_REQUIRED = (
     "framework", "version", "kernel_source", "mla_dtype", "kv_cache_dtype",
@@ -202,6 +208,13 @@ def validate(frame: pl.DataFrame, ctx: SourceContext) -> tuple[pl.DataFrame, pl.
         (lat.is_nan(), pl.lit("latency: NaN")),
         (lat.is_infinite(), pl.lit("latency: infinite")),
         (lat.is_finite() & (lat <= 0), pl.format("latency: non-positive ({})", lat)),
+        (
+            lat.is_finite() & (lat > 0) & ((lat < LATENCY_MIN_MS) | (lat > LATENCY_MAX_MS)),
+            pl.format(
+                "latency: {} ms outside [{}, {}] ms (1 us to 1 hour per call)",
+                lat, pl.lit(LATENCY_MIN_MS), pl.lit(LATENCY_MAX_MS),
+            ),
+        ),
         (
             pl.col("__op").is_null(),
             pl.format(

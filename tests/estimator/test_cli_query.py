@@ -75,7 +75,7 @@ def test_batch_csv_mode_keeps_extra_columns(home, tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["query", "gqa_context", "-b", "1", "-s", "1", "--num-heads", "1"], "valid: context_dsa"),
-    (["query", "dsa_context", "--system", "mi300", "-b", "1", "-s", "1", "--num-heads", "1"], "valid: h100_sxm"),
+    (["query", "dsa_context", "--system", "mi300", "-b", "1", "-s", "1", "--num-heads", "1"], "unknown system 'mi300'; valid: a100_pcie"),
     (["query", "dsa_context", "--backend", "onnx", "-b", "1", "-s", "1", "--num-heads", "1"], "valid: perfwh"),
     (["query", "dsa_context", "--version", "0.1", "-b", "1", "-s", "1", "--num-heads", "1"], "valid: 1.0"),
     (["query", "dsa_context", "-b", "0", "-s", "1", "--num-heads", "1"], "batch_size"),

@@ -347,4 +347,4 @@ def test_invalid_utf8_line_is_quarantined_not_fatal(home, raw_dir):
     f.write_bytes((HEADER + "\n" + dsa_context_row() + "\n").encode() + b"TRTLLM,\xff\xfe,broken\n")
     report = ingest_paths([f], home)
     assert (report.rows_read, report.rows_accepted, report.rows_quarantined) == (2, 1, 1)
-    assert "wrong field count" in quarantine(home)[0]["reason"]
+    assert quarantine(home)[0]["reason"] == "not valid UTF-8 text (e.g. Windows-1252 bytes)"
