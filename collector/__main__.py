@@ -16,7 +16,6 @@ import json
 import statistics
 import sys
 import time
-import uuid
 from pathlib import Path
 
 T0 = time.time()
@@ -296,47 +295,16 @@ def targets(args, results: dict, writer=None, clock=None):
 
 
 def run_sweep(args, results: dict):
-    torch = _setup()
-    from .config import system_of
-    from .logs import RawLogWriter, done_keys
-    from .modules import AttentionModule
-    from .sweep import expand, load_spec
-    from .timing import Bencher, env_info, gpu_clock_mhz
-    spec = load_spec(args.spec)
-    tcfg = spec.get("timing", {})
-    device = torch.cuda.get_device_name()
-    system = system_of(device)
-    env = env_info()
-    env["timing"] = f"cuda_graph_replay+events, l2_flush={tcfg.get('l2_flush', True)}, median"
-    run_id = results.setdefault("run_id", time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6])
-    writer = RawLogWriter(Path(args.out), system, device, run_id, env)
-    shapes = expand(spec, args.ops)
-    done = done_keys(Path(args.out), system)
-    todo = [s for s in shapes if s.key() not in done]
-    log(f"sweep: {len(shapes)} shapes in spec, {len(shapes) - len(todo)} already measured, {len(todo)} to do; "
-        f"device {device} -> {system}; run {run_id}")
-    every = spec.get("repeat", {}).get("every", 0)
-    repeat_list = [s for i, s in enumerate(shapes) if every and i % every == 0]
-    bench = Bencher(flush=tcfg.get("l2_flush", True))
-    mods: dict = {}
-    skipped, n_ok = [], 0
-    deadline = T0 + args.deadline
-    reserve = 35.0 if repeat_list else 5.0
-
-    def measure(s, rep: int):
-        key = (s.family, s.num_heads, s.gemm_type, s.kv_cache_dtype)
-        if key not in mods:  # weights stay cached (<= ~0.5 GB each); cleared on errors
-            mods[key] = AttentionModule(s.family, s.num_heads, s.gemm_type, s.kv_cache_dtype)
-        m = mods[key]
-        step = m.prepare_context(s.batch_size, s.isl, s.prefix) if s.phase == "context" \
-            else m.prepare_generation(s.batch_size, s.prefix)
-        tm = bench.time(step.run, target_ms=tcfg.get("target_ms", 12), min_samples=tcfg.get("min_samples", 5),
-                        max_samples=tcfg.get("max_samples", 20), warmup=tcfg.get("warmup", 1))
-        del step
-        writer.write(s, tm.median_ms, tm.samples_ms, clock(),
-                     extra={"timing_method": tm.method, "l2_flush": tm.l2_flush, "repeat": rep})
-        return tm
-
+    """The sweep, each shape in a measurement worker process (fault isolation: worker.py)."""
+    import sys as _sys
+    from .measure import current_configs
+    from .runner import sweep
+    from .timing import gpu_clock_mhz
+    if "torch" in _sys.modules:  # probe / check / targets ran here: hand the GPU memory back first
+        import torch
+        if torch.cuda.is_initialized():
+            gc.collect()
+            torch.cuda.empty_cache()
     last_clock = [None, 0.0]
 
     def clock():
@@ -344,53 +312,17 @@ def run_sweep(args, results: dict):
             last_clock[0], last_clock[1] = gpu_clock_mhz(), time.time()
         return last_clock[0]
 
-    for i, s in enumerate(todo):
-        if time.time() > deadline - reserve:
-            log(f"deadline: stopping with {len(todo) - i} shapes left (resume with the same command)")
-            break
-        try:
-            tm = measure(s, 0)
-            n_ok += 1
-            if n_ok % 50 == 0 or tm.median_ms > 20:
-                log(f"  [{i + 1}/{len(todo)}] {s.label()}: {tm.median_ms:.4f} ms (n={len(tm.samples_ms)})")
-        except torch.OutOfMemoryError as exc:
-            skipped.append((s.label(), "OOM"))
-            log(f"  SKIP (OOM) {s.label()}: {str(exc).splitlines()[0][:100]}")
-            mods.clear()
-        except Exception as exc:  # noqa: BLE001 - log and go on
-            skipped.append((s.label(), f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"))
-            log(f"  SKIP {s.label()}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
-            mods.clear()
-        finally:
-            if i % 25 == 0 or torch.cuda.memory_reserved() > 40 << 30:
-                gc.collect()
-                torch.cuda.empty_cache()
-    # repeats: re-measure a fixed subset (new graph, new inputs) for run-to-run spread
-    spreads = []
-    for s in repeat_list:
-        if time.time() > deadline - 3:
-            break
-        if s.key() not in done_keys(Path(args.out), system):
-            continue
-        try:
-            first = [r for r in _rows_for(Path(args.out), system, s)]
-            tm = measure(s, 1)
-            prev = first[0]["latency_ms"]
-            spreads.append(abs(tm.median_ms - prev) / ((tm.median_ms + prev) / 2))
-        except Exception as exc:  # noqa: BLE001
-            log(f"  repeat failed {s.label()}: {exc}")
-    if spreads:
-        log(f"run-to-run spread over {len(spreads)} repeated shapes: median {statistics.median(spreads) * 100:.2f}%, "
-            f"p90 {sorted(spreads)[int(0.9 * (len(spreads) - 1))] * 100:.2f}%, max {max(spreads) * 100:.2f}%")
-    results.update(measured=n_ok, skipped=skipped, repeats=len(spreads),
-                   spread_median=statistics.median(spreads) if spreads else None, system=system, device=device,
-                   env=env)
-    log(f"sweep done: {n_ok} measured, {len(skipped)} skipped")
-
-
-def _rows_for(root, system, s):
-    from .logs import read_rows, shape_from_json
-    return [r for r in read_rows(root, system) if shape_from_json(r).key() == s.key()]
+    kw = {"configs": current_configs()}
+    if args.inject_fault:
+        kw["inject_fault"] = list(args.inject_fault)
+    try:
+        res = sweep(args.spec, args.out, deadline_s=args.deadline, ops=args.ops, tag=args.tag or None,
+                    measurer_kwargs=kw, shape_timeout_s=args.shape_timeout, repeats=not args.no_repeats,
+                    log=log, clock=clock, t0=T0, run_id=results.get("run_id"))
+    except (RuntimeError, ValueError) as exc:
+        sys.exit(f"collector run: {exc}")
+    results.update(res)
+    return res
 
 
 def cmd_summary(args):
@@ -418,16 +350,8 @@ def cmd_summary(args):
 
 
 def load_configs(cfg: dict) -> None:
-    from . import modules as MOD
-    from .gemm import IMPL
-    from .kernels import indexer as IDX
-    from .kernels import mla_attn as ATT
-    IMPL.update(cfg.get("gemm_impl", {}))
-    ATT.CONFIG.update(cfg.get("attn_config", {}))
-    ATT.CONFIG_DEC.update(cfg.get("attn_config_dec", {}))
-    IDX.GEN_CONFIG.update(cfg.get("indexer_gen_config", {}))
-    IDX.CTX_CONFIG.update(cfg.get("indexer_config", {}))
-    MOD.SDPA_PAD_V = bool(cfg.get("sdpa", {}).get("pad_v", False))
+    from .measure import apply_configs
+    apply_configs(cfg)
 
 
 def main(argv=None):
@@ -441,6 +365,15 @@ def main(argv=None):
     ap.add_argument("--results", default=None, help="write a JSON summary of probes/targets/sweep here")
     ap.add_argument("--configs", default=None, help="JSON from an earlier probe (--results) to reuse")
     ap.add_argument("--skip", nargs="*", default=[], help="with 'all': parts to skip (probe check targets run)")
+    ap.add_argument("--tag", default="run",
+                    help="raw-log file tag: files <table>.<tag>.txt/.jsonl; 'run' (default) = the run id, "
+                         "'' = the plain <table>.txt names (appended)")
+    ap.add_argument("--shape-timeout", type=float, default=300.0,
+                    help="seconds one shape may take before its worker is killed (default 300)")
+    ap.add_argument("--no-repeats", action="store_true", help="skip the end-of-run re-measurement of every "
+                                                              "n-th shape")
+    ap.add_argument("--inject-fault", nargs="*", default=[], metavar="LABEL",
+                    help="(tests) shape labels before which the worker makes an illegal memory access")
     args = ap.parse_args(argv)
     results: dict = {}
     if args.configs:

@@ -1,9 +1,14 @@
-"""Raw-log writers: collector CSV (``<table>.txt``) and JSONL run log
-(``<table>.jsonl``) under ``<root>/<system>/perfwh/0.1/``.
+"""Raw-log writers: collector CSV (``<table>[.<tag>].txt``) and JSONL run log
+(``<table>[.<tag>].jsonl``) under ``<root>/<system>/perfwh/0.1/``.
 
 Both files are appended one measurement at a time and flushed, so a crash
-loses at most the shape in flight; ``done_keys`` reads the JSONL back so a
-re-run resumes where the last one stopped.
+loses at most the shape in flight; ``done_keys`` reads every JSONL of a table
+back (all tags) so a re-run resumes where the last one stopped. A run with a
+tag writes new files and leaves earlier ones byte for byte as they were (the
+warehouse keys raw logs by content hash: an appended file would be a new,
+overlapping source). Failed shapes go to ``.failures.jsonl`` (one object per
+failure: the shape, ``status: "failed"``, ``failure_kind``, ``error``); the
+warehouse's folder scan skips dot-files, so they never become bad rows.
 """
 from __future__ import annotations
 
@@ -35,15 +40,29 @@ def utcnow() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+FAILURES = ".failures.jsonl"
+
+
 class RawLogWriter:
-    def __init__(self, root: Path, system: str, device: str, run_id: str, env: dict):
+    def __init__(self, root: Path, system: str, device: str, run_id: str, env: dict, tag: str | None = None):
+        if tag is not None and (not tag or not all(c.isalnum() or c in "-_" for c in tag)):
+            raise ValueError(f"file tag {tag!r}: use letters, digits, '-' and '_' only")
         self.dir = out_dir(root, system)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.system, self.device, self.run_id, self.env = system, device, run_id, env
+        self.system, self.device, self.run_id, self.env, self.tag = system, device, run_id, env, tag
 
     def paths(self, op: str) -> tuple[Path, Path]:
-        stem = OPS[op][0]
+        stem = OPS[op][0] + (f".{self.tag}" if self.tag else "")
         return self.dir / f"{stem}.txt", self.dir / f"{stem}.jsonl"
+
+    def write_failure(self, shape: Shape, kind: str, error: str, extra: dict | None = None) -> None:
+        row = {k: v for k, v in self.json_row(shape, float("nan"), [], None).items()
+               if k not in ("latency_ms", "samples_ms", "gpu_clock_mhz")}
+        row.update(status="failed", failure_kind=kind, error=error)
+        if extra:
+            row.update(extra)
+        with open(self.dir / FAILURES, "a") as f:
+            f.write(json.dumps(row, separators=(",", ":")) + "\n")
 
     def csv_row(self, shape: Shape, latency_ms: float) -> str:
         model, arch = MODELS[shape.family]
@@ -93,17 +112,25 @@ def shape_from_json(row: dict) -> Shape:
                  int(row["batch_size"]), int(row["isl"]), int(prefix))
 
 
+def table_logs(root: Path, system: str, op: str) -> list[Path]:
+    """The JSONL logs of one table: ``<stem>.jsonl`` and every ``<stem>.<tag>.jsonl``."""
+    d, stem = out_dir(root, system), OPS[op][0]
+    return sorted(p for p in [d / f"{stem}.jsonl", *d.glob(f"{stem}.*.jsonl")] if p.is_file())
+
+
 def read_rows(root: Path, system: str) -> list[dict]:
     rows = []
-    d = out_dir(root, system)
-    for op, (stem, *_rest) in OPS.items():
-        p = d / f"{stem}.jsonl"
-        if not p.exists():
-            continue
-        for line in p.read_text().splitlines():
-            if line.strip():
-                rows.append(json.loads(line))
+    for op in OPS:
+        for p in table_logs(root, system, op):
+            for line in p.read_text().splitlines():
+                if line.strip():
+                    rows.append(json.loads(line))
     return rows
+
+
+def read_failures(root: Path, system: str) -> list[dict]:
+    p = out_dir(root, system) / FAILURES
+    return [json.loads(x) for x in p.read_text().splitlines() if x.strip()] if p.exists() else []
 
 
 def done_keys(root: Path, system: str) -> set[tuple]:

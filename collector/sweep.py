@@ -44,15 +44,38 @@ class Shape:
 def load_spec(path: str | Path | None = None) -> dict:
     with open(path or DEFAULT_SPEC) as f:
         spec = yaml.safe_load(f)
-    for op in spec.get("ops", {}):
+    if not isinstance(spec, dict) or not (spec.get("ops") or spec.get("shapes")):
+        raise ValueError(f"sweep spec {path or DEFAULT_SPEC}: expected a mapping with 'ops' and/or 'shapes'")
+    for op in spec.get("ops") or {}:
         if op not in OPS:
             raise ValueError(f"unknown op {op!r} in sweep spec: expected one of {sorted(OPS)}")
     return spec
 
 
 def expand(spec: dict, ops: list[str] | None = None) -> list[Shape]:
+    """The spec's shapes, cheapest first.
+
+    Per op a cartesian product filtered by limits: context ``b * isl <=
+    max_tokens`` (``max_tokens_b1`` at batch 1); ``prefix`` values > 0 only
+    where ``b * isl <= max_prefix_tokens``; ``prefix_b1`` values at batch 1
+    only, where ``isl <= max_prefix_tokens``; generation ``b * kv_len <=
+    max_kv_tokens``. A top-level ``shapes:`` list adds explicit shapes
+    ``[op, num_heads, gemm_type, kv_cache_dtype, batch, isl, prefix_or_kv_len]``.
+    """
     out: list[Shape] = []
-    for op, o in spec["ops"].items():
+    for row in spec.get("shapes", []) or []:
+        if not isinstance(row, (list, tuple)) or len(row) != 7:
+            raise ValueError(f"sweep spec shape {row!r}: expected [op, heads, gemm, kv_dtype, batch, isl, seq]")
+        op = row[0]
+        if op not in OPS:
+            raise ValueError(f"unknown op {op!r} in sweep spec shapes: expected one of {sorted(OPS)}")
+        if ops and op not in ops:
+            continue
+        s = Shape(op, int(row[1]), str(row[2]), str(row[3]), int(row[4]), int(row[5]), int(row[6]))
+        if s.phase == "generation" and s.isl != 1:
+            raise ValueError(f"sweep spec shape {row!r}: generation shapes have isl 1")
+        out.append(s)
+    for op, o in (spec.get("ops") or {}).items():
         if ops and op not in ops:
             continue
         phase = OPS[op][3]
@@ -69,11 +92,15 @@ def expand(spec: dict, ops: list[str] | None = None) -> list[Shape]:
                                 if prefix and T > o.get("max_prefix_tokens", 0):
                                     continue
                                 out.append(Shape(op, H, gemm, kvd, b, isl, prefix))
+                            if b == 1 and isl <= o.get("max_prefix_tokens", 0):
+                                for prefix in o.get("prefix_b1", []):
+                                    out.append(Shape(op, H, gemm, kvd, b, isl, prefix))
                     else:
                         for kv in o["kv_len"]:
                             if b * kv > o["max_kv_tokens"]:
                                 continue
                             out.append(Shape(op, H, gemm, kvd, b, 1, kv))
+    out = list(dict.fromkeys(out))
     out.sort(key=lambda s: (estimate_ms(s), s.key()))
     return out
 

@@ -26,6 +26,8 @@ if HAVE_TRITON:
     import triton
     import triton.language as tl
 
+    from .mla_attn import off64
+
     @triton.jit
     def _indexer_ctx_kernel(
         Q, W, K, KS, OUT,
@@ -38,25 +40,25 @@ if HAVE_TRITON:
         nb = tl.program_id(2)
         offs_m = mb * BLOCK_M + tl.arange(0, BLOCK_M)
         mmask = offs_m < n_q
-        tok = (r * n_q + offs_m).to(tl.int64)
+        tok = off64(r, n_q) + offs_m
         pos = pos0 + offs_m
         offs_n = nb * BLOCK_N + tl.arange(0, BLOCK_N)
         nmask = offs_n < L
         offs_d = tl.arange(0, D)
-        out_ptrs = OUT + tok[:, None] * s_o_t + offs_n[None, :]
+        out_ptrs = OUT + off64(tok, s_o_t)[:, None] + offs_n[None, :]
         omask = mmask[:, None] & nmask[None, :]
         last_pos = pos0 + tl.minimum((mb + 1) * BLOCK_M, n_q) - 1
         if nb * BLOCK_N > last_pos:
             tl.store(out_ptrs, tl.full([BLOCK_M, BLOCK_N], float("-inf"), tl.float32), mask=omask)
         else:
-            krow = (r * k_rows_per_req + offs_n).to(tl.int64)
+            krow = off64(r, k_rows_per_req) + offs_n
             k = tl.load(K + krow[:, None] * s_k + offs_d[None, :], mask=nmask[:, None], other=0.0)
             ks = tl.load(KS + krow, mask=nmask, other=0.0)
             acc = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
             for h in range(NH):
-                q = tl.load(Q + tok[:, None] * s_q_t + h * s_q_h + offs_d[None, :],
+                q = tl.load(Q + off64(tok, s_q_t)[:, None] + h * s_q_h + offs_d[None, :],
                             mask=mmask[:, None], other=0.0)
-                w = tl.load(W + tok * s_w_t + h, mask=mmask, other=0.0)
+                w = tl.load(W + off64(tok, s_w_t) + h, mask=mmask, other=0.0)
                 s = tl.dot(q, tl.trans(k))
                 acc += tl.maximum(s, 0.0) * w[:, None]
             acc = acc * ks[None, :]
@@ -75,10 +77,10 @@ if HAVE_TRITON:
         r64 = r.to(tl.int64)
         offs_h = tl.arange(0, NH)
         offs_d = tl.arange(0, D)
-        q = tl.load(Q + r64 * s_q_t + offs_h[:, None] * s_q_h + offs_d[None, :])
+        q = tl.load(Q + r64 * s_q_t + off64(offs_h, s_q_h)[:, None] + offs_d[None, :])
         w = tl.load(W + r64 * s_w_t + offs_h)
         for i in range(BLOCKS):
-            offs_n = (nb * BLOCKS + i) * BLOCK_N + tl.arange(0, BLOCK_N)
+            offs_n = off64(nb * BLOCKS + i, BLOCK_N) + tl.arange(0, BLOCK_N)
             nmask = offs_n < L
             krow = r64 * k_rows_per_req + offs_n
             k = tl.load(K + krow[:, None] * s_k + offs_d[None, :], mask=nmask[:, None], other=0.0)

@@ -48,6 +48,18 @@ LAST = {}  # compile report of the last launch (registers, spills)
 if HAVE_TRITON:
 
     @triton.jit
+    def off64(i, stride):
+        """Element offset ``i * stride`` in 64-bit arithmetic.
+
+        Every head / token / row offset in these kernels goes through this:
+        with int32 operands the product wraps past 2^31 - 1 elements (e.g. the
+        head stride of q_lat [H, T, 512] viewed as [T, H, 512] is T * 512, and
+        head 127 at T = 49,152 is at 3.2e9), which was the illegal memory
+        access of dsa_context H=128 isl=49152.
+        """
+        return i.to(tl.int64) * stride
+
+    @triton.jit
     def _attn_block(q_lat, q_pe, KV, rows, valid, m_i, l_i, acc, qk_scale, s_kv,
                     D_LAT: tl.constexpr, D_PE: tl.constexpr):
         """One block of keys: gather rows, QK over 512+64, online softmax, P @ latent."""
@@ -90,9 +102,9 @@ if HAVE_TRITON:
         offs_d = tl.arange(0, D_LAT)
         offs_r = tl.arange(0, D_PE)
         t64 = t.to(tl.int64)
-        q_lat = tl.load(Q_LAT + t64 * s_ql_t + offs_h[:, None] * s_ql_h + offs_d[None, :],
+        q_lat = tl.load(Q_LAT + off64(t, s_ql_t) + off64(offs_h, s_ql_h)[:, None] + offs_d[None, :],
                         mask=hmask[:, None], other=0.0)
-        q_pe = tl.load(Q_PE + t64 * s_qp_t + offs_h[:, None] * s_qp_h + offs_r[None, :],
+        q_pe = tl.load(Q_PE + off64(t, s_qp_t) + off64(offs_h, s_qp_h)[:, None] + offs_r[None, :],
                        mask=hmask[:, None], other=0.0)
         if DENSE:
             n_total = tl.load(LEN + t)
@@ -113,7 +125,7 @@ if HAVE_TRITON:
                 rows = base + offs_n.to(tl.int64)
                 valid = nmask
             else:
-                rows = tl.load(IDX + t64 * s_idx + offs_n, mask=nmask, other=-1).to(tl.int64)
+                rows = tl.load(IDX + off64(t, s_idx) + offs_n, mask=nmask, other=-1).to(tl.int64)
                 valid = rows >= 0
             rows = tl.where(valid, rows, 0)
             if SKIP_EMPTY:
@@ -129,10 +141,10 @@ if HAVE_TRITON:
             lse = tl.where(l_i > 0, m_i + tl.log2(l_div), float("-inf"))
             base_p = (t64 * NUM_SPLITS + sp) * H
             tl.store(LSE_PART + base_p + offs_h, lse, mask=hmask)
-            tl.store(O_PART + (base_p + offs_h[:, None]) * D_LAT + offs_d[None, :], out,
+            tl.store(O_PART + off64(base_p + offs_h, D_LAT)[:, None] + offs_d[None, :], out,
                      mask=hmask[:, None])
         else:
-            tl.store(O + t64 * s_o_t + offs_h[:, None] * s_o_h + offs_d[None, :],
+            tl.store(O + off64(t, s_o_t) + off64(offs_h, s_o_h)[:, None] + offs_d[None, :],
                      out.to(O.dtype.element_ty), mask=hmask[:, None])
 
 
@@ -142,7 +154,7 @@ if HAVE_TRITON:
     def _combine_kernel(O_PART, LSE, O, H, s_o_t, s_o_h,
                         NUM_SPLITS: tl.constexpr, D: tl.constexpr, BLOCK_S: tl.constexpr):
         t = tl.program_id(0).to(tl.int64)
-        h = tl.program_id(1)
+        h = tl.program_id(1).to(tl.int64)
         offs_s = tl.arange(0, BLOCK_S)
         smask = offs_s < NUM_SPLITS
         base = (t * NUM_SPLITS + offs_s) * H + h
@@ -152,9 +164,9 @@ if HAVE_TRITON:
         w = tl.where(smask, tl.exp2(lse - m), 0.0)
         den = tl.maximum(tl.sum(w, axis=0), 1e-30)
         offs_d = tl.arange(0, D)
-        o = tl.load(O_PART + base[:, None] * D + offs_d[None, :], mask=smask[:, None], other=0.0)
+        o = tl.load(O_PART + off64(base, D)[:, None] + offs_d[None, :], mask=smask[:, None], other=0.0)
         res = tl.sum(o * w[:, None], axis=0) / den
-        tl.store(O + t * s_o_t + h * s_o_h + offs_d, res.to(O.dtype.element_ty))
+        tl.store(O + off64(t, s_o_t) + off64(h, s_o_h) + offs_d, res.to(O.dtype.element_ty))
 
 
 def pick_splits(n_tokens: int, n_head_blocks: int, n_slots: int, n_sm: int = 132,

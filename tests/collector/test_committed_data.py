@@ -22,23 +22,41 @@ def test_size_budget():
     assert total <= 5 * 1024 * 1024
 
 
+def _pairs(d, stem):
+    """Every (CSV, JSONL) pair of a table: <stem>.txt/.jsonl and each run's <stem>.<tag>.txt/.jsonl."""
+    jls = sorted([d / f"{stem}.jsonl", *d.glob(f"{stem}.*.jsonl")])
+    assert sorted(d.glob(f"{stem}*.txt")) == sorted(j.with_suffix(".txt") for j in jls)
+    return [(j.with_suffix(".txt"), j) for j in jls]
+
+
+def test_no_failures_committed():
+    for d in DIRS:
+        assert not (d / ".failures.jsonl").exists()
+
+
 @pytest.mark.parametrize("op", sorted(OPS))
 def test_tables(op):
     stem, op_name, family, phase = OPS[op]
     for d in DIRS:
-        txt, jl = d / f"{stem}.txt", d / f"{stem}.jsonl"
-        lines = txt.read_text().splitlines()
-        assert lines[0] == CSV_HEADER
-        rows = list(csv.DictReader(lines))
-        js = [json.loads(x) for x in jl.read_text().splitlines()]
-        assert len(rows) == len(js)
         shapes = set()
-        for r, j in zip(rows, js):
-            assert r["framework"] == "perfwh" and r["version"] == "0.1" and r["op_name"] == op_name
-            assert JSON_KEYS <= set(j) and j["op"] == op and j["system"] == d.parts[-3]
-            assert float(r["latency"]) == pytest.approx(j["latency_ms"], rel=1e-4, abs=1e-5)
-            assert j["latency_ms"] > 0 and len(j["samples_ms"]) >= 5
-            seq = j["prefix"] if phase == "context" else j["kv_len"]
-            assert int(r["step"]) == seq
-            shapes.add((r["num_heads"], r["gemm_type"], r["kv_cache_dtype"], r["batch_size"], r["isl"], r["step"]))
+        for txt, jl in _pairs(d, stem):
+            shapes |= _check_pair(txt, jl, op, op_name, phase, d)
         assert len(shapes) >= 500
+
+
+def _check_pair(txt, jl, op, op_name, phase, d):
+    lines = txt.read_text().splitlines()
+    assert lines[0] == CSV_HEADER
+    rows = list(csv.DictReader(lines))
+    js = [json.loads(x) for x in jl.read_text().splitlines()]
+    assert len(rows) == len(js)
+    shapes = set()
+    for r, j in zip(rows, js):
+        assert r["framework"] == "perfwh" and r["version"] == "0.1" and r["op_name"] == op_name
+        assert JSON_KEYS <= set(j) and j["op"] == op and j["system"] == d.parts[-3]
+        assert float(r["latency"]) == pytest.approx(j["latency_ms"], rel=1e-4, abs=1e-5)
+        assert j["latency_ms"] > 0 and len(j["samples_ms"]) >= 5
+        seq = j["prefix"] if phase == "context" else j["kv_len"]
+        assert int(r["step"]) == seq
+        shapes.add((r["num_heads"], r["gemm_type"], r["kv_cache_dtype"], r["batch_size"], r["isl"], r["step"]))
+    return shapes

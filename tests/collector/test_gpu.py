@@ -28,3 +28,70 @@ def test_bencher_smoke():
     step = m.prepare_generation(2, 3000)
     t = Bencher().time(step.run, target_ms=2, min_samples=5, max_samples=8)
     assert t.method == "cuda_graph" and len(t.samples_ms) >= 5 and t.median_ms > 0
+
+
+def _rel(a, b):
+    return ((a.double() - b).norm() / b.norm()).item()
+
+
+def test_attention_offsets_past_2_31():
+    """q_lat / out as [H, T, 512] buffers seen as [T, H, 512] (as the module
+    passes them): at T = 49,152 and H = 128 head offsets pass 2^31 elements.
+    Checked at the first, middle and last token against the float64 reference,
+    with the output poisoned first; then 4 decode-like tokens (split-KV and the
+    combine kernel) inside the same big buffers."""
+    from collector.kernels import mla_attn as ATT
+    H, T, N, K = 128, 49152, 4096, 64
+    g = torch.Generator(device="cuda").manual_seed(7)
+    ql_buf = torch.randn((H, T, 512), device="cuda", generator=g, dtype=torch.bfloat16)
+    o_buf = torch.full((H, T, 512), float("nan"), device="cuda", dtype=torch.bfloat16)
+    qp = torch.randn((T, H, 64), device="cuda", generator=g).bfloat16()
+    kv = torch.randn((N, 576), device="cuda", generator=g).bfloat16()
+    idx = torch.randint(0, N, (T, K), device="cuda", generator=g, dtype=torch.int32)
+    ql, out = ql_buf.transpose(0, 1), o_buf.transpose(0, 1)
+    assert (H - 1) * ql.stride(1) > 2 ** 31
+    ATT.mla_attention(ql, qp, kv, out=out, sm_scale=0.07, idx=idx, splits=1)
+    torch.cuda.synchronize()
+    for t in (0, T // 2, T - 1):
+        ref = ATT.mla_attention_ref(ql[t:t + 1], qp[t:t + 1], kv, sm_scale=0.07, idx=idx[t:t + 1])
+        assert not torch.isnan(out[t]).any()
+        assert _rel(out[t:t + 1], ref) < 2e-2, t
+    assert not torch.isnan(out[-64:]).any()
+    # decode: 4 tokens at the end of the big buffers, split-KV + combine (head stride T*512)
+    o_buf[:, -4:].fill_(float("nan"))
+    ql4, out4, qp4, idx4 = ql[-4:], out[-4:], qp[-4:], torch.randint(0, N, (4, 2048), device="cuda",
+                                                                       generator=g, dtype=torch.int32)
+    ATT.mla_attention(ql4, qp4, kv, out=out4, sm_scale=0.07, idx=idx4, workspace={})
+    assert ATT.LAST["splits"] > 1
+    ref4 = ATT.mla_attention_ref(ql4, qp4, kv, sm_scale=0.07, idx=idx4)
+    assert not torch.isnan(out4).any() and _rel(out4, ref4) < 2e-2
+
+
+def test_dsa_context_h128_isl49152_runs():
+    """The shape that crashed with an illegal memory access (issue 16)."""
+    from collector.modules import AttentionModule
+    m = AttentionModule("dsa", 128, "fp8_block")
+    step = m.prepare_context(1, 49152, 0)
+    out = step.run()
+    torch.cuda.synchronize()
+    assert out.shape == (49152, 7168) and torch.isfinite(out).all()
+
+
+def test_injected_device_error_mid_sweep(tmp_path):
+    """A real illegal memory access in the worker before the 2nd of 4 shapes:
+    that shape is recorded as failed, the worker restarts, the others are measured."""
+    from collector.logs import read_failures, read_rows
+    from collector.runner import sweep
+    from collector.sweep import Shape
+    shapes = [Shape("mla_generation", 16, "bfloat16", "bfloat16", b, 1, 2048) for b in (1, 2, 4, 8)]
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("shapes:\n" + "".join(f"  - [mla_generation, 16, bfloat16, bfloat16, {s.batch_size}, 1, 2048]\n"
+                                          for s in shapes))
+    res = sweep(spec, tmp_path / "out", repeats=False, log=lambda *a: None,
+                measurer_kwargs={"inject_fault": [shapes[1].label()]})
+    fails = read_failures(tmp_path / "out", res["system"])
+    assert len(fails) == 1 and fails[0]["batch_size"] == 2 and fails[0]["failure_kind"] == "device"
+    assert "illegal memory access" in fails[0]["error"]
+    rows = read_rows(tmp_path / "out", res["system"])
+    assert sorted(r["batch_size"] for r in rows) == [1, 4, 8] and all(r["latency_ms"] > 0 for r in rows)
+    assert res["worker_starts"] == 2

@@ -124,3 +124,29 @@ def test_causal_all_indices():
     rows = IDX.causal_all_indices(2, 3, 1, 5, 10, "cpu")
     assert rows.tolist()[0] == [0, 1, -1, -1, -1]
     assert rows.tolist()[5] == [10, 11, 12, 13, -1]
+
+
+def test_offsets_are_64_bit_past_2_31():
+    """Every row/head/token offset in the kernels goes through off64. At
+    dsa_context H=128 isl=49152 the head stride of q_lat [H,T,512] seen as
+    [T,H,512] is 49152*512 and head 127 sits at 3.2e9 > 2^31 elements: the
+    int32 product wraps to a negative offset (the illegal memory access),
+    off64's does not. Runs compiled on a GPU, through the interpreter (which
+    wraps int32 the same way) on a CPU."""
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def _offsets(OUT, stride, N: tl.constexpr):
+        i = tl.arange(0, N) + 120
+        tl.store(OUT + tl.arange(0, N), ATT.off64(i, stride))
+        tl.store(OUT + N + tl.arange(0, N), (i * stride).to(tl.int64))
+
+    stride = 49152 * 512
+    out = torch.zeros(16, dtype=torch.int64, device=DEV)
+    _offsets[(1,)](out, stride, N=8)
+    want = [(120 + i) * stride for i in range(8)]
+    got = out.cpu().tolist()
+    assert got[:8] == want and max(want) > 2 ** 31
+    wrapped = [((w + 2 ** 31) % 2 ** 32) - 2 ** 31 for w in want]
+    assert got[8:] == wrapped and min(got[8:]) < 0  # the 32-bit hazard is real where off64 is not used

@@ -19,10 +19,42 @@ def test_default_sweep_meets_issue_targets():
         assert {s.gemm_type for s in sub} >= {"bfloat16", "fp8_block"}
         assert min(s.batch_size for s in sub) == 1 and max(s.batch_size for s in sub) == 256
         if OPS[op][3] == "context":
-            assert min(s.isl for s in sub) == 128 and max(s.isl for s in sub) == 32768
+            assert min(s.isl for s in sub) == 128 and max(s.isl for s in sub) == 131072
+            # long contexts (issue 16) at batch 1 only; everything else within 32k tokens
+            assert {s.isl for s in sub if s.batch_size * s.isl > 32768} == {65536, 131072}
+            assert {s.batch_size for s in sub if s.batch_size * s.isl > 32768} == {1}
         else:
-            assert min(s.prefix for s in sub) == 1024 and max(s.prefix for s in sub) == 131072
+            assert min(s.prefix for s in sub) == 1024 and max(s.prefix for s in sub) == 262144
+            assert max(s.batch_size for s in sub if s.prefix == 262144) == 64  # b * kv_len <= 2^24
             assert {s.isl for s in sub} == {1}
+    dsa = [s for s in shapes if s.op == "dsa_context"]
+    long_prefix = [s for s in dsa if s.prefix > 4096]
+    assert {s.prefix for s in long_prefix} == {16384, 65536}
+    assert {s.batch_size for s in long_prefix} == {1} and max(s.isl for s in long_prefix) == 4096
+    assert {s.prefix for s in shapes if s.op == "mla_context"} == {0}
+
+
+def test_explicit_shapes_in_spec(tmp_path):
+    p = tmp_path / "s.yaml"
+    p.write_text("shapes:\n  - [mla_generation, 16, bfloat16, fp8, 3, 1, 1536]\n"
+                 "  - [dsa_context, 32, fp8_block, bfloat16, 6, 384, 0]\n"
+                 "  - [mla_generation, 16, bfloat16, fp8, 3, 1, 1536]\n")
+    shapes = expand(load_spec(p))
+    assert sorted(s.key() for s in shapes) == sorted([
+        ("mla_generation", 16, "bfloat16", "fp8", 3, 1, 1536), ("dsa_context", 32, "fp8_block", "bfloat16", 6, 384, 0)])
+    assert [s.op for s in expand(load_spec(p), ["dsa_context"])] == ["dsa_context"]
+    p.write_text("shapes:\n  - [mla_generation, 16, bfloat16]\n")
+    with pytest.raises(ValueError, match="expected \\[op, heads"):
+        expand(load_spec(p))
+    p.write_text("shapes:\n  - [mla_decode, 16, bfloat16, fp8, 3, 1, 1536]\n")
+    with pytest.raises(ValueError, match="mla_decode"):
+        expand(load_spec(p))
+    p.write_text("shapes:\n  - [mla_generation, 16, bfloat16, fp8, 3, 4, 1536]\n")
+    with pytest.raises(ValueError, match="isl 1"):
+        expand(load_spec(p))
+    p.write_text("timing: {}\n")
+    with pytest.raises(ValueError, match="'ops' and/or 'shapes'"):
+        load_spec(p)
 
 
 def test_sweep_is_ordered_by_cost_and_unique():
@@ -62,3 +94,12 @@ def test_writer_formats_and_resume(tmp_path):
     assert row["samples_ms"] == [0.1, 0.11] and row["gpu_clock_mhz"] is None
     assert done_keys(tmp_path, "h200_sxm") == {ctx.key(), gen.key()}
     assert len(read_rows(tmp_path, "h200_sxm")) == 2
+    # a tagged run writes new files; resume reads all of them
+    w2 = RawLogWriter(tmp_path, "h200_sxm", "NVIDIA H200", "run-y", {}, tag="long1")
+    gen2 = Shape("mla_generation", 16, "bfloat16", "fp8", 4, 1, 262144)
+    w2.write(gen2, 0.2, [0.2] * 5, None)
+    assert (d / "mla_generation_module_perf.long1.jsonl").exists()
+    assert (d / "mla_generation_module_perf.jsonl").read_text().count("\n") == 1
+    assert done_keys(tmp_path, "h200_sxm") == {ctx.key(), gen.key(), gen2.key()}
+    with pytest.raises(ValueError, match="file tag"):
+        RawLogWriter(tmp_path, "h200_sxm", "NVIDIA H200", "run-z", {}, tag="a/b")
