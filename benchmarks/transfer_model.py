@@ -53,11 +53,19 @@ def system_spec(name: str) -> SystemSpec:
     raise ValueError(f"no spec for system {name!r}; known: {', '.join(sorted(set(system_names()) | set(EXTRA_SPECS)))}")
 
 
-def _parts(points: pl.DataFrame, system: SystemSpec, params: CalibrationParams):
+def _parts(points: pl.DataFrame, system: SystemSpec, params: CalibrationParams, source: SystemSpec | None = None):
     """(compute ms, bandwidth ms, raw SOL ms) per row of one op's points under `params` on `system`.
 
     compute / bandwidth: sum over kernels of the calibrated kernel time, attributed
     to whichever of its two roofline terms is the larger.
+
+    With `source` given (a transfer to `system`), a bandwidth-bound kernel's time
+    B/(BW*eb) is split into the HBM streaming time B/BW, which moves with the
+    target's bandwidth, and the rest B/BW*(1/eb - 1), the time the kernel spends
+    *not* streaming at the datasheet rate (latency, dequantisation, issue), which
+    moves with the chip's throughput (the BF16 tensor peak ratio: 1 between H100
+    and H200). A kernel that reaches only eb = 30% of HBM bandwidth on the source
+    thus moves with 30% of the bandwidth change, not all of it.
     """
     n = points.height
     op = points["op"][0]
@@ -65,6 +73,8 @@ def _parts(points: pl.DataFrame, system: SystemSpec, params: CalibrationParams):
     band = np.zeros(n)
     raw = np.zeros(n)
     keys = ["architecture", "gemm_type", "kv_cache_dtype"]
+    ref = source or system
+    chip = ref.peak_bf16_flops_per_s / system.peak_bf16_flops_per_s  # time scale of non-streaming work
     for (arch, gemm, kv), sub in points.with_row_index("_row").group_by(keys, maintain_order=True):
         rows = sub["_row"].to_numpy()
         ks = sol.kernels(op, model_for(op, arch), gemm_type=gemm or "bfloat16", kv_cache_dtype=kv,
@@ -72,9 +82,16 @@ def _parts(points: pl.DataFrame, system: SystemSpec, params: CalibrationParams):
         ct, bt, groups = kernel_times(ks, system, sub.height)
         raw[rows] = np.maximum(ct, bt).sum(axis=0)
         eff = np.array([params.efficiency(g) for g in groups])  # (kernels, 2)
-        c = ct / eff[:, :1]
-        b = bt / eff[:, 1:]
-        cb = c >= b
+        if source is None:
+            c = ct / eff[:, :1]
+            b = bt / eff[:, 1:]
+            cb = c >= b
+        else:
+            cs, bs, _ = kernel_times(ks, source, sub.height)
+            cb = cs / eff[:, :1] >= bs / eff[:, 1:]  # which term bounds the kernel is decided on the source
+            c = ct / eff[:, :1]
+            eb = np.minimum(eff[:, 1:], 1.0)
+            b = bt + bs * (1.0 / eb - 1.0) * chip
         comp[rows] = np.where(cb, c, 0.0).sum(axis=0)
         band[rows] = np.where(cb, 0.0, b).sum(axis=0)
     return comp, band, raw
@@ -87,7 +104,7 @@ def fit_source(points: pl.DataFrame, source: SystemSpec) -> CalibrationParams:
 
 
 def transfer_frame(pairs: pl.DataFrame, params: CalibrationParams, source: SystemSpec, target: SystemSpec,
-                   overhead_scale: float = 1.0) -> pl.DataFrame:
+                   overhead_scale: float = 1.0, split_bandwidth: bool = True) -> pl.DataFrame:
     """Predict target latencies of one op from source measurements of the same shapes.
 
     `pairs` holds the shape columns and `latency_src` (source measured, ms). Adds
@@ -96,7 +113,7 @@ def transfer_frame(pairs: pl.DataFrame, params: CalibrationParams, source: Syste
     (`frac_overhead`, `frac_compute`, `frac_bandwidth`).
     """
     cs, bs, raw_s = _parts(pairs, source, params)
-    ct, bt, raw_t = _parts(pairs, target, params)
+    ct, bt, raw_t = _parts(pairs, target, params, source=source if split_bandwidth else None)
     o = params.overhead_ms
     model_s = combine(o, cs + bs, params.combine_p)
     model_t = combine(o * overhead_scale, ct + bt, params.combine_p)

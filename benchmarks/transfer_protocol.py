@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from transfer_model import fit_interval, fit_source, interval, system_spec, transfer_frame  # noqa: E402
 
 from estimator.calibrate import single_blas_thread  # noqa: E402
+from estimator.common import DTYPE_BYTES  # noqa: E402
 from warehouse.read import perf_points_from, scan_measurements  # noqa: E402
 from warehouse.schema import KEY_COLUMNS  # noqa: E402
 
@@ -39,8 +41,16 @@ SHAPE_KEYS = [c for c in KEY_COLUMNS if c != "system"]
 
 
 def load_points(home, systems) -> pl.DataFrame:
+    """Module points of `systems`; rows whose dtype the SOL model has no byte width for (nvfp4) are left out."""
+    known = list(DTYPE_BYTES)
     lf = scan_measurements(home).filter(pl.col("system").is_in(list(systems)) & pl.col("op").is_in(MODULE_OPS))
-    return perf_points_from(lf)
+    pts = perf_points_from(lf)
+    ok = pl.col("gemm_type").fill_null("bfloat16").is_in(known) & pl.col("kv_cache_dtype").is_in(known)
+    skipped = pts.filter(~ok).group_by("system", "gemm_type", "kv_cache_dtype").len()
+    for row in skipped.iter_rows(named=True):
+        print(f"skipped {row['len']} {row['system']} points: gemm {row['gemm_type']}, kv {row['kv_cache_dtype']} "
+              "(no SOL byte width)", file=sys.stderr)
+    return pts.filter(ok)
 
 
 def run_pair(points: pl.DataFrame, target: str, source: str, overhead_scale: float = 1.0) -> pl.DataFrame:
@@ -62,7 +72,10 @@ def run_pair(points: pl.DataFrame, target: str, source: str, overhead_scale: flo
                                      & (pl.col("kernel_source") == ks))
                 if src.height < 10 or tgt.height == 0:
                     continue
+                t0 = time.perf_counter()
                 params = fit_source(src, src_spec)
+                print(f"{target}<-{source} {fw} {ver} {op} {ks}: fit {src.height} pts {time.perf_counter()-t0:.1f} s",
+                      file=sys.stderr)
                 pairs = tgt.select(*SHAPE_KEYS, pl.col("latency_ms").alias("latency_tgt")).join(
                     src.select(*SHAPE_KEYS, pl.col("latency_ms").alias("latency_src")), on=SHAPE_KEYS,
                     nulls_equal=True)
