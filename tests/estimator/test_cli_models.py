@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from estimator.cli import main
+from perfwh.cli import main
 from tests.estimator.test_models_fixture import context_ms, generation_ms, model_home  # noqa: F401
 
 V3, V32 = "deepseek-ai/DeepSeek-V3", "deepseek-ai/DeepSeek-V3.2"

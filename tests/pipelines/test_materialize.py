@@ -161,7 +161,7 @@ def test_perfwh_materialize_rerun_and_change(tmp_path, landing, dagster_home, ca
 
 
 def test_cli_materialize_prints_summary(tmp_path, landing, dagster_home, capsys):
-    from estimator.cli import main
+    from perfwh.cli import main
 
     assert main(["materialize", "--landing", str(landing), "--home", str(tmp_path / "wh")]) == 0
     out = capsys.readouterr()

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from estimator.cli import CliError
+from perfwh.cli import CliError
 
 SYSTEM_DEFAULT = "h200_sxm"
 BACKEND_DEFAULT = "trtllm"
@@ -441,7 +441,7 @@ def cmd_compare(args) -> int:
     table, fine, crossovers = run_compare(models, db, isls, args.batch)
     text = compare_text(models, table, crossovers, args.batch, db.version)
     if args.plot or args.html:
-        from estimator import plots
+        from perfwh import plots
 
         png = plots.compare_plot(fine, crossovers, models, args.batch, db, args.plot)
         if args.html:
