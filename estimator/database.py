@@ -318,6 +318,9 @@ class PerfDatabase:
                                    "index_topk", "index_n_heads"}
         if unknown:
             raise ValueError(f"unknown estimate_many options: {', '.join(sorted(unknown))}")
+        for name in ("index_topk", "index_n_heads"):
+            if defaults.get(name) is not None:
+                defaults[name] = _positive_int(name, defaults[name])
         n = frame.height
         b = self._int_column(frame, "batch_size", positive=True)
         h = self._int_column(frame, "num_heads", positive=True)
