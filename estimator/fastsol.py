@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from warehouse.vocab import Op
+
 from .calibrate import CalibrationParams, combine
 from .sol import SPARSE_HEAD_TILE, VARIABLES, kernel_specs, linear_form, shape_variables
 from .specs import ModelSpec, SystemSpec
@@ -18,7 +20,7 @@ _INDEX = {v: i for i, v in enumerate(VARIABLES)}
 
 
 def _is_context(op: str) -> bool:
-    return op.partition("_")[2].startswith("context")
+    return Op.parse(op).context
 
 
 def _scalar_variables(context: bool, topk: float):

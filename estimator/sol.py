@@ -21,6 +21,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from warehouse.vocab import Op
+
 from .common import DTYPE_BYTES
 from .specs import ModelSpec, SystemSpec
 
@@ -123,11 +125,11 @@ class OpDims(NamedTuple):
 
 
 def op_dims(op: str, model: ModelSpec, gemm_type: str, kv_cache_dtype: str) -> OpDims:
-    family, _, rest = op.partition("_")
+    o = Op.parse(op)
     fp8_gemm = gemm_type.startswith("fp8")
     rk, dr = model.kv_lora_rank, model.qk_rope_head_dim
     return OpDims(
-        family, rest.startswith("context"), rest.endswith("_kernel"),
+        o.family, o.context, o.kernel_only,
         model.hidden_size, model.q_lora_rank, rk, dr, model.qk_nope_head_dim, model.v_head_dim, rk + dr,
         DTYPE_BYTES[kv_cache_dtype], DTYPE_BYTES[gemm_type], fp8_gemm, "gemm_fp8" if fp8_gemm else "gemm_bf16",
     )  # fmt: skip
@@ -210,7 +212,7 @@ def kernels(
     """The kernels of one call of `op` at the given shape (scalars or arrays)."""
     specs = kernel_specs(op, model, gemm_type, kv_cache_dtype, index_topk)
     topk = model.index_topk if index_topk is None else index_topk
-    context = op.partition("_")[2].startswith("context")
+    context = Op.parse(op).context
     var = shape_variables(context, topk, batch=batch, isl=isl, prefix=prefix, kv_len=kv_len, num_heads=num_heads)
     return [Kernel(s.name, s.group, s.fp8, linear_form(s.flops, var), linear_form(s.bytes, var)) for s in specs]
 
