@@ -69,7 +69,7 @@ def run(home: Path, repeat: int) -> None:
     build_ms, model = _median_ms(lambda: get_model(ARGS["model"], ARGS["system"], ARGS["backend"], cfg), repeat)
     model.estimate(ARGS["isl"], ARGS["osl"], ARGS["batch"], db=db)  # warm-up
     est_ms, est = _median_ms(lambda: model.estimate(ARGS["isl"], ARGS["osl"], ARGS["batch"], db=db), repeat)
-    cmd = [sys.executable, "-m", "estimator.cli", "estimate", "--model-path", ARGS["model"], "--system",
+    cmd = [sys.executable, "-m", "perfwh.cli", "estimate", "--model-path", ARGS["model"], "--system",
            ARGS["system"], "--backend", ARGS["backend"], "--tp", str(ARGS["tp"]), "--isl", str(ARGS["isl"]),
            "--osl", str(ARGS["osl"]), "--batch", str(ARGS["batch"]), "--home", str(home)]
     env = dict(os.environ, PYTHONPATH=str(REPO))

@@ -86,7 +86,7 @@ def run_ingest(args: list[str], home: Path) -> tuple[float, int, str]:
     """(wall s, peak RSS KiB of this ingest process alone, summary line)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "estimator.cli", "ingest", *args, "--home", str(home)],
+        [sys.executable, "-m", "perfwh.cli", "ingest", *args, "--home", str(home)],
         cwd=REPO,
         env=dict(os.environ, PYTHONPATH=str(REPO)),
         stdout=subprocess.PIPE,

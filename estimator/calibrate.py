@@ -14,8 +14,6 @@ The fitted parameters are data (a long frame, written to the warehouse as
 
 from __future__ import annotations
 
-import ctypes
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -195,51 +193,17 @@ def fit_op(points: pl.DataFrame, system: SystemSpec) -> tuple[CalibrationParams,
     return params, err
 
 
-_BLAS_THREAD_SYMBOLS = (  # (get, set) in the OpenBLAS builds numpy and scipy wheels ship, and plain OpenBLAS
-    ("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
-    ("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
-    ("openblas_get_num_threads", "openblas_set_num_threads"),
-)
-
-
-def _loaded_openblas() -> list[tuple]:
-    """(get, set) thread-count functions of every OpenBLAS loaded in this process (Linux; [] elsewhere)."""
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if "openblas" in line and ".so" in line}
-    except OSError:
-        return []
-    found = []
-    for path in sorted(paths):
-        try:
-            lib = ctypes.CDLL(path)  # already loaded: the same handle, nothing new is initialised
-        except OSError:
-            continue
-        for get, set_ in _BLAS_THREAD_SYMBOLS:
-            if hasattr(lib, get) and hasattr(lib, set_):
-                found.append((getattr(lib, get), getattr(lib, set_)))
-                break
-    return found
-
-
-@contextmanager
 def single_blas_thread():
-    """Run the fits with one BLAS thread, restoring the previous count afterwards.
+    """A context that runs the fits with one BLAS thread, restoring the previous count afterwards.
 
     The fits' matrices are small (<= MAX_FIT_ROWS x ~20): threading gains nothing,
     and on a shared 2-core machine OpenBLAS threads that wait for a busy core made
     each SVD of the trust-region solver ~20x slower (calibration 4 s -> 20-30 s).
-    Same LAPACK routines, same results (checked bit for bit on the shared data).
+    Same LAPACK routines, same results.
     """
-    libs = _loaded_openblas()
-    before = [get() for get, _ in libs]
-    for _, set_ in libs:
-        set_(1)
-    try:
-        yield
-    finally:
-        for (_, set_), n in zip(libs, before):
-            set_(n)
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def calibrate(points: pl.DataFrame) -> pl.DataFrame:

@@ -6,13 +6,10 @@ The enum values are the strings the warehouse stores (`kv_cache_dtype`,
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class _StrEnum(str, Enum):
-    def __str__(self) -> str:
-        return self.value
-
+class _StrEnum(StrEnum):
     @classmethod
     def parse(cls, value: "str | _StrEnum") -> "_StrEnum":
         """Accept an enum member or its string value; name the valid values otherwise."""

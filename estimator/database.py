@@ -20,6 +20,7 @@ import numpy as np
 import polars as pl
 
 from warehouse.schema import phase_of, seq_column
+from warehouse.vocab import Op, op_names
 
 from . import interp
 from .calibrate import CalibrationParams, params_from_frame
@@ -32,11 +33,7 @@ from .lookup import lookup_one, nearest_measured
 from .slices import GROUP_KEYS, family_of, model_for
 from .specs import ModelSpec, architectures, load_system, system_names
 
-OPS = ("dsa_context", "dsa_generation", "mla_context", "mla_generation",
-       "mla_context_kernel", "mla_generation_kernel")
-OP_ALIASES = {"context_dsa": "dsa_context", "generation_dsa": "dsa_generation",
-              "context_mla": "mla_context", "generation_mla": "mla_generation",
-              **{op: op for op in OPS}}
+OPS = op_names()
 FRAMEWORKS = {"trtllm": "trtllm", "tensorrt-llm": "trtllm", "tensorrt_llm": "trtllm",
               "vllm": "vllm", "sglang": "sglang", "perfwh": "perfwh"}
 METHODS = ("interp", "nearest")
@@ -46,10 +43,8 @@ _SOURCE_NAMES = pl.Series("source", list(SOURCES), dtype=SOURCE_DTYPE)
 
 
 def canonical_op(op: str) -> str:
-    try:
-        return OP_ALIASES[op]
-    except KeyError:
-        raise ValueError(f"unknown op {op!r}; valid: {', '.join(OP_ALIASES)}") from None
+    """The canonical name of an op or alias (`Op.parse`); ValueError names the valid ones."""
+    return Op.parse(op).name
 
 
 def _version_key(v: str):
@@ -163,7 +158,7 @@ class PerfDatabase:
         if op not in self.ops:
             raise KeyError(f"no data or calibration for op {op!r} in {self.data_system}/{self.framework}/"
                            f"{self.version}; ops with data: {', '.join(self.ops)}")
-        kernel_op = op.endswith("_kernel")
+        kernel_op = Op.parse(op).kernel_only
         if architecture is not None and architecture not in architectures(family_of(op)) and not kernel_op:
             raise ValueError(f"unknown architecture {architecture!r} for {op}; "
                              f"valid: {', '.join(architectures(family_of(op)))}")
@@ -318,6 +313,9 @@ class PerfDatabase:
                                    "index_topk", "index_n_heads"}
         if unknown:
             raise ValueError(f"unknown estimate_many options: {', '.join(sorted(unknown))}")
+        for name in ("index_topk", "index_n_heads"):
+            if defaults.get(name) is not None:
+                defaults[name] = _positive_int(name, defaults[name])
         n = frame.height
         b = self._int_column(frame, "batch_size", positive=True)
         h = self._int_column(frame, "num_heads", positive=True)

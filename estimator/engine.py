@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from warehouse.vocab import Op
+
 from . import interp
 from .calibrate import CalibrationParams
 from .fastsol import compile_array
@@ -27,7 +29,7 @@ def estimate_group(grp: GroupGrids | None, op: str, model: ModelSpec, system: Sy
     to reuse; dtype: working precision (float32 in `estimate_many`).
     """
     batch = np.asarray(batch, dtype=dtype)
-    seq = np.asarray(isl if "_context" in op else kv_len, dtype=dtype)
+    seq = np.asarray(isl if Op.parse(op).context else kv_len, dtype=dtype)
     prefix = np.broadcast_to(np.asarray(prefix, dtype=dtype), batch.shape)
     num_heads = np.asarray(num_heads, dtype=dtype)
     if sol_fn is None:

@@ -16,7 +16,7 @@ import polars as pl
 from . import interp, sol
 from .calibrate import CAL_KEYS, CalibrationParams, calibrated_ms, params_from_frame
 from .common import Source
-from .slices import GROUP_KEYS, SLICE_KEYS, model_for, points_shape, seq_values
+from .slices import CONTEXT_OPS, GROUP_KEYS, SLICE_KEYS, model_for, points_shape, seq_values
 from .specs import load_system
 
 METHOD = "grid-logratio-v5"
@@ -450,7 +450,7 @@ def _cells_frame(raw, surface, sources, trends) -> pl.DataFrame:
 
 def _attach_sol(grids: pl.DataFrame, params, latency: bool = True) -> pl.DataFrame:
     """sol_ms and (latency=True) latency_ms of each cell (latency = SOL * 2^log2_ratio)."""
-    ctx = pl.col("op").str.contains("_context")
+    ctx = pl.col("op").is_in(CONTEXT_OPS)
     g = grids.with_columns(
         pl.when(ctx).then(pl.col("seq_len")).otherwise(1).alias("isl"),
         pl.when(ctx).then(None).otherwise(pl.col("seq_len")).alias("kv_len"),

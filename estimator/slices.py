@@ -10,7 +10,11 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from warehouse.vocab import OPS, Op
+
 from .specs import ModelSpec, default_model, load_model
+
+CONTEXT_OPS = [o.name for o in OPS if o.context]
 
 # Categorical part of a slice key; an estimate must match these (or be transferred).
 GROUP_KEYS = (
@@ -28,7 +32,7 @@ SLICE_KEYS = GROUP_KEYS + ("num_heads", "prefix")
 
 
 def family_of(op: str) -> str:
-    return op.split("_", 1)[0]
+    return Op.parse(op).family
 
 
 def model_for(op: str, architecture: str | None) -> ModelSpec:
@@ -49,4 +53,4 @@ def points_shape(points: pl.DataFrame) -> dict[str, np.ndarray]:
 
 def seq_values(points: pl.DataFrame) -> pl.Expr:
     """Expression: the sequence-axis value of each row (isl for context, kv_len for generation)."""
-    return pl.when(pl.col("op").str.contains("_context")).then(pl.col("isl")).otherwise(pl.col("kv_len"))
+    return pl.when(pl.col("op").is_in(CONTEXT_OPS)).then(pl.col("isl")).otherwise(pl.col("kv_len"))

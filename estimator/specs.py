@@ -21,9 +21,36 @@ class SystemSpec:
     memory_bytes: float
     sm_count: int
     family: str
-    peak_fp4_flops_per_s: float | None = None  # only where the chip has FP4 tensor cores
-    sm_clock_hz: float | None = None  # max boost clock
-    sources: tuple[str, ...] = ()  # public datasheets the figures come from
+    peak_fp4_flops_per_s: float | None = None  # optional keys of a system YAML
+    sm_clock_hz: float | None = None
+    sources: tuple[str, ...] = ()  # datasheet URLs or citations
+
+
+_REQUIRED = ("name", "peak_bf16_flops_per_s", "peak_fp8_flops_per_s", "hbm_bytes_per_s", "memory_bytes",
+             "sm_count", "family")
+_OPTIONAL = ("peak_fp4_flops_per_s", "sm_clock_hz", "sources")
+
+
+def system_from_mapping(raw: dict, where: str = "system spec") -> SystemSpec:
+    """A SystemSpec from a parsed YAML mapping; ValueError names a missing, unknown or badly typed key."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: expected a mapping of keys, got {type(raw).__name__}")
+    missing = [k for k in _REQUIRED if k not in raw]
+    unknown = sorted(set(raw) - set(_REQUIRED) - set(_OPTIONAL))
+    if missing or unknown:
+        raise ValueError(f"{where}: " + "; ".join(
+            ([f"missing {', '.join(missing)}"] if missing else []) + ([f"unknown {', '.join(unknown)}"] if unknown else [])))
+    try:
+        values = {"name": str(raw["name"]), "family": str(raw["family"]), "sm_count": int(raw["sm_count"]),
+                  **{k: float(raw[k]) for k in ("peak_bf16_flops_per_s", "peak_fp8_flops_per_s", "hbm_bytes_per_s",
+                                                "memory_bytes")},
+                  **{k: float(raw[k]) for k in ("peak_fp4_flops_per_s", "sm_clock_hz") if raw.get(k) is not None}}
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: a numeric key has a non-numeric value ({exc})") from None
+    sources = raw.get("sources") or ()
+    if isinstance(sources, str) or not all(isinstance(x, str) for x in sources):
+        raise ValueError(f"{where}: sources must be a list of strings")
+    return SystemSpec(**values, sources=tuple(sources))
 
 
 @dataclass(frozen=True)
@@ -63,13 +90,7 @@ def load_system(name: str) -> SystemSpec:
     if name not in system_names():
         raise ValueError(f"unknown system {name!r}; valid: {', '.join(system_names())}")
     raw = yaml.safe_load((_specs_dir() / f"{name}.yaml").read_text())
-    numeric = {f.name: f.type for f in fields(SystemSpec) if f.type in ("float", "int")}
-    values = {}
-    for f in fields(SystemSpec)[:7]:
-        v = raw[f.name]
-        values[f.name] = {"float": float, "int": int}[numeric[f.name]](v) if f.name in numeric else v
-    optional = {k: float(raw[k]) for k in ("peak_fp4_flops_per_s", "sm_clock_hz") if raw.get(k) is not None}
-    return SystemSpec(**values, **optional, sources=tuple(raw.get("sources") or ()))
+    return system_from_mapping(raw, f"estimator/specs/{name}.yaml")
 
 
 @lru_cache(maxsize=None)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from estimator.cli import main
+from perfwh.cli import main
 from tests.estimator.test_models_fixture import context_ms, generation_ms, model_home  # noqa: F401
 
 V3, V32 = "deepseek-ai/DeepSeek-V3", "deepseek-ai/DeepSeek-V3.2"
@@ -167,3 +167,12 @@ def test_missing_config_field_exits_2(capsys, model_home, tmp_path):
 def test_no_warehouse_exits_2(capsys, tmp_path):
     rc, _, err = run(capsys, "support", "--model-path", V32, "--home", str(tmp_path / "none"))
     assert rc == 2 and "no warehouse" in err
+
+
+def test_estimate_flags_share_the_query_spelling(capsys, model_home):
+    old = run(capsys, "estimate", "--model-path", V32, "--isl", "3000", "--osl", "2", "--batch", "4",
+              "--fmha-dtype", "bfloat16", "--home", str(model_home), "--json")
+    new = run(capsys, "estimate", "--model-path", V32, "--isl", "3000", "--osl", "2", "--batch-size", "4",
+              "--attn-dtype", "bfloat16", "--home", str(model_home), "--json")
+    assert old[0] == new[0] == 0 and json.loads(old[1]) == json.loads(new[1])
+    assert json.loads(new[1])["batch_size"] == 4

@@ -5,7 +5,7 @@ import json
 import polars as pl
 import pytest
 
-from estimator.cli import main
+from perfwh.cli import main
 
 from .conftest import synthetic_points, write_collector_csv
 

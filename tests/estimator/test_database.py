@@ -186,3 +186,10 @@ def test_no_nan_anywhere_in_a_wide_sweep(db):
 
 def test_synthetic_fixture_shape():
     assert synthetic_points(ops=("mla_context",)).height == 3 * 4 * 4
+
+
+@pytest.mark.parametrize("bad", [float("nan"), 0, -5, 2.5, "many"])
+def test_estimate_many_rejects_bad_index_topk_with_one_line(db, bad):
+    frame = pl.DataFrame({"batch_size": [1], "kv_len": [100], "num_heads": [128]})
+    with pytest.raises(ValueError, match="index_topk must be a positive integer"):
+        db.estimate_many("dsa_generation", frame, index_topk=bad)

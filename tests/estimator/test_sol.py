@@ -29,12 +29,6 @@ def test_unknown_system_and_model_list_valid_values():
         load_model("llama")
 
 
-def test_gemm_flops_and_bytes_by_hand():
-    k = sol._gemm("g", "gemm_bf16", False, 4, 8, 16, 2.0)
-    assert k.flops == 2 * 4 * 8 * 16
-    assert k.bytes == 2 * 8 * 16 + 2 * 4 * (8 + 16)
-
-
 def test_dsa_sparse_attention_pads_heads_to_64():
     a = {k.name: k for k in _ks("dsa_generation", V32, kv_len=512, num_heads=1)}
     b = {k.name: k for k in _ks("dsa_generation", V32, kv_len=512, num_heads=64)}
@@ -125,3 +119,24 @@ def test_compiled_array_sol_matches_kernel_list(op, model):
         f32 = compile_array(op, spec, system, params, gemm_type=gemm, kv_cache_dtype=kv, dtype=np.float32)(b, s, pre, h)
         assert np.allclose(f64, ref, rtol=1e-12, atol=0)
         assert np.allclose(f32, ref, rtol=2e-5, atol=0)
+
+
+def test_system_spec_optional_keys_and_bad_keys():
+    from estimator.specs import system_from_mapping
+
+    base = dict(name="x", peak_bf16_flops_per_s=1e15, peak_fp8_flops_per_s=2e15, hbm_bytes_per_s=8e12,
+                memory_bytes=1.8e11, sm_count=148, family="blackwell")
+    plain = system_from_mapping(base)
+    assert plain.peak_fp4_flops_per_s is None and plain.sm_clock_hz is None and plain.sources == ()
+    full = system_from_mapping({**base, "peak_fp4_flops_per_s": "4e15", "sm_clock_hz": 1.965e9,
+                                "sources": ["https://example.org/datasheet.pdf", "vendor brief"]})
+    assert full.peak_fp4_flops_per_s == 4e15 and full.sm_clock_hz == 1.965e9
+    assert full.sources == ("https://example.org/datasheet.pdf", "vendor brief")
+    with pytest.raises(ValueError, match="missing hbm_bytes_per_s"):
+        system_from_mapping({k: v for k, v in base.items() if k != "hbm_bytes_per_s"})
+    with pytest.raises(ValueError, match="unknown peak_fp16"):
+        system_from_mapping({**base, "peak_fp16": 1.0})
+    with pytest.raises(ValueError, match="sources must be a list of strings"):
+        system_from_mapping({**base, "sources": "one string"})
+    with pytest.raises(ValueError, match="non-numeric"):
+        system_from_mapping({**base, "sm_count": "many"})

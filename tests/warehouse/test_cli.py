@@ -15,7 +15,7 @@ def perfwh(*args, home=None):
     if home is not None:
         env["PERFWH_HOME"] = str(home)
     return subprocess.run(
-        [sys.executable, "-m", "estimator.cli", *map(str, args)], env=env, capture_output=True, text=True
+        [sys.executable, "-m", "perfwh.cli", *map(str, args)], env=env, capture_output=True, text=True
     )
 
 

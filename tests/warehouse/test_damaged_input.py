@@ -301,7 +301,7 @@ needs_mount = pytest.mark.skipif(not _namespace_mount_works(), reason="needs roo
 def _perfwh_in_tmpfs(home: Path, raw: Path, mount_opts: str) -> subprocess.CompletedProcess:
     script = (
         f"mount -t tmpfs -o {mount_opts} tmpfs {home} && "
-        f"{sys.executable} -m estimator.cli ingest {raw} --home {home}; echo rc=$?; "
+        f"{sys.executable} -m perfwh.cli ingest {raw} --home {home}; echo rc=$?; "
         f"find {home} -name '*.tmp' | sed 's/^/leftover: /'"
     )
     return subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=120, cwd=REPO)

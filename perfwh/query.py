@@ -40,7 +40,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from estimator.cli import CliError
+    from perfwh.cli import CliError
     from estimator.database import PerfDatabase, canonical_op
 
     op = canonical_op(args.op)

@@ -13,9 +13,11 @@ import importlib
 import sys
 
 COMMAND_MODULES = (
-    "warehouse.cli",
-    "estimator.commands",
-    "pipelines.cli",
+    "perfwh.warehouse",
+    "perfwh.query",
+    "perfwh.accuracy",
+    "perfwh.models",
+    "perfwh.pipeline",
 )
 
 
@@ -32,13 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 

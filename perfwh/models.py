@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from estimator.cli import CliError
+from perfwh.cli import CliError
 
 SYSTEM_DEFAULT = "h200_sxm"
 BACKEND_DEFAULT = "trtllm"
@@ -27,7 +27,8 @@ def _common(p: argparse.ArgumentParser, *, many_models: bool = False) -> None:
     p.add_argument("--tp", type=int, default=8, help="tensor-parallel size: heads per GPU = heads / tp (default 8)")
     p.add_argument("--gemm-type", default="bfloat16", help="projection GEMM precision: bfloat16, fp8_block (default bfloat16)")
     p.add_argument("--kv-cache-dtype", default="bfloat16", help="KV cache precision: bfloat16, fp8 (default bfloat16)")
-    p.add_argument("--fmha-dtype", default="bfloat16", help="attention math precision (default bfloat16)")
+    p.add_argument("--attn-dtype", "--fmha-dtype", dest="fmha_dtype", default="bfloat16",
+                   help="attention math precision (default bfloat16)")
     p.add_argument("--dense-attention-layers", type=int, default=0, metavar="N",
                    help="make the first N layers of a DSA model MLA (the original draft's 3 MLA + 58 DSA "
                         "reading of DeepSeek-V3.2; the real model has the indexer in every layer)")
@@ -46,7 +47,7 @@ def register(sub) -> None:
     _common(p)
     p.add_argument("--isl", type=int, required=True, help="input tokens per request")
     p.add_argument("--osl", type=int, required=True, help="output tokens per request (decode steps)")
-    p.add_argument("--batch", type=int, default=1, help="requests per step (default 1)")
+    p.add_argument("--batch-size", "--batch", dest="batch", type=int, default=1, help="requests per step (default 1)")
     p.add_argument("--prefix", type=int, default=0, help="cached tokens before the input (default 0)")
     p.add_argument("--layers", action="store_true", help="print every layer, not runs of equal layers")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -57,7 +58,7 @@ def register(sub) -> None:
                                    "several models (e.g. DeepSeek-V3 MLA vs DeepSeek-V3.2 DSA), the "
                                    "speed-up over the first model and the crossover length.")
     _common(p, many_models=True)
-    p.add_argument("--batch", type=int, default=1, help="requests per step (default 1)")
+    p.add_argument("--batch-size", "--batch", dest="batch", type=int, default=1, help="requests per step (default 1)")
     p.add_argument("--isl", type=int, action="append", default=None, metavar="N",
                    help="context lengths of the table (repeatable; default 1k, 2k, ..., 128k)")
     p.add_argument("--plot", default=None, metavar="PNG", help="write a log-log plot")
@@ -441,7 +442,7 @@ def cmd_compare(args) -> int:
     table, fine, crossovers = run_compare(models, db, isls, args.batch)
     text = compare_text(models, table, crossovers, args.batch, db.version)
     if args.plot or args.html:
-        from estimator import plots
+        from perfwh import plots
 
         png = plots.compare_plot(fine, crossovers, models, args.batch, db, args.plot)
         if args.html:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import polars as pl
 
-from .output import FORMATS, Progress, render
-from .paths import ENV_HOME, DEFAULT_HOME
+from warehouse.output import FORMATS, Progress, render
+from warehouse.paths import ENV_HOME, DEFAULT_HOME
 
 HOME_HELP = f"warehouse folder (default: ${ENV_HOME}, else {DEFAULT_HOME})"
 
@@ -80,11 +80,11 @@ def _common_root(paths: list[Path]) -> Path | None:
 
 
 def cmd_ingest(args) -> int:
-    from .ingest import ingest_paths
+    from warehouse.ingest import ingest_paths
 
     targets = list(args.paths)
     if args.from_aiconfigurator is not None:
-        from .aiconfigurator import find_published_tables
+        from warehouse.aiconfigurator import find_published_tables
 
         found = find_published_tables(args.from_aiconfigurator or None, args.system)
         print(
@@ -137,7 +137,7 @@ def cmd_ingest(args) -> int:
 def cmd_sql(args) -> int:
     import duckdb
 
-    from .read import sql
+    from warehouse.read import sql
 
     try:
         frame = sql(args.query, args.home)
@@ -148,7 +148,7 @@ def cmd_sql(args) -> int:
 
 
 def cmd_tables(args) -> int:
-    from .read import home_path, table_counts
+    from warehouse.read import home_path, table_counts
 
     frame = table_counts(args.home)
     sys.stdout.write(render(frame, args.format))

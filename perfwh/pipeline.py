@@ -28,7 +28,7 @@ def register(sub) -> None:
 
 
 def cmd_materialize(args) -> int:
-    from .materialize import run_materialize
+    from pipelines.materialize import run_materialize
 
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)

@@ -1,0 +1,5 @@
+import sys
+
+from perfwh.cli import main
+
+sys.exit(main())
