@@ -49,28 +49,23 @@ def test_kill_9_mid_ingest_then_clean_rerun(tmp_path):
     raw = tmp_path / "raw"
     home = tmp_path / "wh"
     files, total = make_logs(raw, 8)
+    # The child stalls right after its third file commits, so the kill lands mid-run on any
+    # machine speed (a timed kill missed on a fast CI host: the run had already finished).
     code = (
-        "import sys; from warehouse.ingest import ingest_paths; "
-        "ingest_paths([sys.argv[1]], sys.argv[2])"
+        "import sys, time; from warehouse.ingest import ingest_paths\n"
+        "def progress(n, total, path, result):\n"
+        "    if result is not None and result.status == 'ingested' and n == 3:\n"
+        "        print('committed', flush=True); time.sleep(120)\n"
+        "ingest_paths([sys.argv[1]], sys.argv[2], progress=progress)"
     )
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    manifest_file = home / "manifest.json"
-    killed_after_commit = False
-    for delay in (0.6, 1.2, 2.0):
-        proc = subprocess.Popen([sys.executable, "-c", code, str(raw), str(home)], env=env)
-        # Kill once the first files have committed (or after `delay` at most).
-        deadline = time.time() + delay + 10
-        while time.time() < deadline and not manifest_file.exists():
-            time.sleep(0.01)
-        time.sleep(delay / 4)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        assert proc.returncode == -signal.SIGKILL
-        visible = check_consistent(home)
-        killed_after_commit |= 0 < visible < total
-        if visible == total:
-            break
-    assert killed_after_commit, "the kill never landed mid-run; make the logs bigger"
+    proc = subprocess.Popen([sys.executable, "-c", code, str(raw), str(home)], env=env, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "committed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert check_consistent(home) == 3 * ROWS_PER_FILE
     report = ingest_paths([raw], home)
     assert report.rows_quarantined == 0
     assert check_consistent(home) == total
