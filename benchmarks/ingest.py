@@ -3,6 +3,10 @@ cold-process time to ingest the shared H200 data set.
 
     python benchmarks/ingest.py [--rows 10000000] [--bad-every N] [--shared ../shared/data/aiconfigurator]
 
+Beside each ingest it times a bare `polars.scan_csv(log).sink_parquet(out)`
+of the same log in a fresh process: the ratio is the cost of validation,
+lineage, checksums and the Delta commits over a plain copy.
+
 Each measurement runs `perfwh ingest` in a fresh process (so import time and
 the DuckDB view refresh are included) and reads that child's own peak RSS
 from os.wait4 (the largest over the runs is reported). The log is written by
@@ -101,6 +105,16 @@ def run_ingest(args: list[str], home: Path) -> tuple[float, int, str]:
     return wall, usage.ru_maxrss, output.strip().splitlines()[-1]
 
 
+BARE = "import sys, polars as pl; pl.scan_csv(sys.argv[1]).sink_parquet(sys.argv[2])"
+
+
+def run_bare(log: Path, out: Path) -> float:
+    """Wall s of a cold process doing a bare `polars.scan_csv(log).sink_parquet(out)` (no validation, no table)."""
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", BARE, str(log), str(out)], check=True)
+    return time.perf_counter() - t0
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, default=10_000_000)
@@ -109,6 +123,7 @@ def main() -> None:
     p.add_argument("--tmp", type=Path, default=None, help="scratch folder (default: system temp)")
     p.add_argument("--bad-every", type=int, default=0, metavar="N",
                    help="damage every N-th row of the synthetic log (NaN latency, unknown dtype); default clean")
+    p.add_argument("--skip-shared", action="store_true", help="leave out the shared data set")
     p.add_argument("--write-log", type=Path, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.write_log:
@@ -118,7 +133,7 @@ def main() -> None:
           f"loop reference {loop_reference():.3f} s")  # fmt: skip
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         tmp = Path(tmp)
-        if args.shared.is_dir():
+        if args.shared.is_dir() and not args.skip_shared:
             walls = []
             for i in range(args.repeat):
                 wall, _, summary = run_ingest([str(args.shared)], tmp / f"wh_shared{i}")
@@ -134,8 +149,11 @@ def main() -> None:
         os.sync()  # the log's dirty pages are flushed now, not during the first timed run
         size_mb = log.stat().st_size / 1e6
         print(f"synthetic log: {args.rows:,} rows, {size_mb:,.0f} MB, written in {time.perf_counter() - t0:.1f} s")
-        walls, peak_kib = [], 0
+        walls, bares, peak_kib = [], [], 0
         for i in range(args.repeat):
+            # The bare copy and the ingest alternate, so both see the same load on this shared machine.
+            bares.append(run_bare(log, tmp / "bare.parquet"))
+            (tmp / "bare.parquet").unlink()
             wall, peak, summary = run_ingest([str(log)], tmp / f"wh{i}")
             walls.append(wall)
             peak_kib = max(peak_kib, peak)
@@ -148,6 +166,12 @@ def main() -> None:
             f"median {median:.2f} s = {args.rows / median:,.0f} rows/s; peak RSS {peak_kib / 1024:,.0f} MiB"
         )
         print(f"  ({summary})")
+        bare = statistics.median(bares)
+        print(
+            f"bare polars scan_csv().sink_parquet() of the same log: median {bare:.2f} s "
+            f"({', '.join(f'{w:.2f}' for w in bares)}); ingest / bare = {median / bare:.2f}x (medians), "
+            f"{best / min(bares):.2f}x (best)"
+        )
 
 
 if __name__ == "__main__":

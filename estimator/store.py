@@ -16,7 +16,7 @@ import polars as pl
 from warehouse.derived import read_derived, write_derived
 from warehouse.manifest import load_manifest
 from warehouse.paths import WarehousePaths
-from warehouse.read import read_perf_points
+from warehouse.read import read_perf_points, warehouse_exists
 
 from .calibrate import METHOD as CAL_METHOD
 from .calibrate import calibrate
@@ -29,7 +29,7 @@ GRIDS_TABLE = "grids"
 def sources_tag(home) -> str:
     """Identity of the warehouse's current measurements (its committed, content-named parts)."""
     paths = WarehousePaths.at(home)
-    if not (paths.home / "manifest.json").exists():
+    if not warehouse_exists(paths.home):
         raise FileNotFoundError(f"no warehouse at {paths.home}: run `perfwh ingest PATH` first "
                                 "(or pass --home / set PERFWH_HOME)")
     parts = sorted(load_manifest(paths).live_parts())

@@ -48,8 +48,18 @@ def register(sub) -> None:
     p.add_argument("query", help='e.g. "select op, count(*) from measurements group by all"')
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument("--max-rows", type=int, default=200, help="rows shown in table format")
+    p.add_argument(
+        "--as-of", default=None, metavar="VERSION|TIME",
+        help="query an earlier committed version: a ledger version number or an ISO time (UTC if no zone)",
+    )
     add_home(p)
     p.set_defaults(handler=cmd_sql)
+
+    p = sub.add_parser("verify", help="check every live data file against the checksum recorded at commit")
+    p.add_argument("--repair", action="store_true", help="re-ingest the raw logs of bad files where still present")
+    p.add_argument("--format", choices=FORMATS, default="table")
+    add_home(p)
+    p.set_defaults(handler=cmd_verify)
 
     p = sub.add_parser("tables", help="list the warehouse views with row counts")
     p.add_argument("--format", choices=FORMATS, default="table")
@@ -140,7 +150,7 @@ def cmd_sql(args) -> int:
     from warehouse.read import sql
 
     try:
-        frame = sql(args.query, args.home)
+        frame = sql(args.query, args.home, as_of=args.as_of)
     except duckdb.Error as exc:
         raise ValueError(str(exc).splitlines()[0]) from None
     sys.stdout.write(render(frame, args.format, max_rows=args.max_rows))
@@ -155,3 +165,17 @@ def cmd_tables(args) -> int:
     if args.format == "table":
         print(f"warehouse: {home_path(args.home)}")
     return 0
+
+
+def cmd_verify(args) -> int:
+    from warehouse.paths import WarehousePaths
+    from warehouse.verify import frame, verify_home
+
+    home = WarehousePaths.at(args.home).home
+    found, left = verify_home(home, repair=args.repair)
+    shown = left if args.repair else found
+    sys.stdout.write(render(frame(shown), args.format))
+    repaired = len(found) - len(left) if args.repair else 0
+    print(f"{len(found)} bad data files" + (f", {repaired} repaired, {len(left)} left" if args.repair else "")
+          + f"; warehouse {home}", file=sys.stderr)
+    return 1 if shown else 0

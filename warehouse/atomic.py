@@ -25,12 +25,14 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_parquet_atomic(frame: pl.DataFrame, target: Path) -> Path:
-    """Readers see the old file or the new one, never a partial write."""
+def write_parquet_atomic(frame: pl.DataFrame, target: Path, metadata: dict[str, str] | None = None) -> Path:
+    """Readers see the old file or the new one, never a partial write; `metadata` goes in the footer."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_path_for(target)
     try:
-        frame.write_parquet(tmp, compression="zstd", compression_level=ZSTD_LEVEL, statistics=True)
+        frame.write_parquet(
+            tmp, compression="zstd", compression_level=ZSTD_LEVEL, statistics=True, metadata=metadata
+        )
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, target)

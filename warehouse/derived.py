@@ -23,10 +23,26 @@ def _check_name(name: str) -> str:
     return name
 
 
-def write_derived(home, name: str, frame: pl.DataFrame, *, refresh_views: bool = True):
-    """Replace derived table `name` atomically; returns its path."""
+VERSION_KEY = "perfwh.ledger_version"
+
+
+def write_derived(home, name: str, frame: pl.DataFrame, *, refresh_views: bool = True, built_from=None):
+    """Replace derived table `name` atomically; returns its path.
+
+    `built_from` (a `warehouse.read.snapshot`, or a ledger version) is the
+    committed version the table was computed from; it is recorded in the
+    file's Parquet metadata (`derived_version` reads it back). A snapshot may
+    also be passed as `home`, which records its version.
+    """
+    from .tables import Snapshot
+
+    if isinstance(home, Snapshot):
+        built_from = home if built_from is None else built_from
+        home = home.home
+    version = built_from.version if isinstance(built_from, Snapshot) else built_from
+    meta = {VERSION_KEY: str(int(version))} if version is not None else None
     paths = WarehousePaths.at(home).ensure()
-    target = write_parquet_atomic(frame, paths.derived_table(_check_name(name)))
+    target = write_parquet_atomic(frame, paths.derived_table(_check_name(name)), metadata=meta)
     if refresh_views:
         from .views import refresh_views as _refresh
 
@@ -40,6 +56,15 @@ def read_derived(home, name: str) -> pl.DataFrame:
     if not path.exists():
         raise FileNotFoundError(f"derived table {name!r} not built yet (looked for {path})")
     return pl.read_parquet(path)
+
+
+def derived_version(home, name: str) -> int | None:
+    """The ledger version derived table `name` was built from (None when not recorded)."""
+    path = WarehousePaths.at(home).derived_table(_check_name(name))
+    if not path.exists():
+        raise FileNotFoundError(f"derived table {name!r} not built yet (looked for {path})")
+    value = pl.read_parquet_metadata(path).get(VERSION_KEY)
+    return int(value) if value is not None else None
 
 
 def derived_tables(home) -> list[str]:

@@ -1,14 +1,16 @@
 """Ingest raw logs into the warehouse: read, validate, write parts, commit.
 
-One writer at a time (an flock on <home>/.ingest.lock, released by the OS if
-the process dies). Each file is committed on its own, so a killed run keeps
-every file it finished; the next run picks up the rest.
+Each file is committed on its own (warehouse/tables.py), so a killed run
+keeps every file it finished and the next run picks up the rest; writers in
+several processes or hosts need no lock between them.
 """
 
 from __future__ import annotations
 
 import fcntl
+import errno
 import hashlib
+import json
 import os
 import sys
 import time
@@ -20,22 +22,23 @@ from typing import Callable, Iterable, Iterator
 
 import polars as pl
 
-from .atomic import write_parquet_atomic
 from .certify import certify
-from .manifest import Manifest, SourceEntry, collect_garbage, commit, load_manifest, now_iso
+from .manifest import Manifest, SourceEntry, manifest_of, now_iso
 from .paths import WarehousePaths
 from .prefetch import Prefetch
 from .readers import READERS, Discovery, FileChangedError, RawChunk, discover_raw_logs, format_of, unmodelled_reason
-from .schema import MEASUREMENT_SCHEMA, PARTITION_COLUMNS, QUARANTINE_SCHEMA, STORAGE_SCHEMA
-from .validate import SourceContext, context_for, slug, validate
+from .schema import MEASUREMENT_SCHEMA, QUARANTINE_SCHEMA, STORAGE_SCHEMA
+from .tables import (
+    DATA_TABLES, ORPHAN_GRACE_S, PARTITION, WRITER, DataFile, Store, load_snapshot, new_file_name, now_utc,
+)
+from .validate import SourceContext, context_for, validate
 from .views import refresh_views
 
 
 @dataclass
 class FileResult:
     path: str
-    # ingested | replaced | skipped-unchanged | skipped-duplicate | skipped-mirror | failed |
-    # ignored (a table not modelled here) | skipped-path (a link or folder not read);
+    # ingested | replaced | skipped-unchanged | skipped-duplicate | skipped-mirror | failed;
     # "running" (rows_read so far) only in progress callbacks
     status: str
     rows_read: int = 0
@@ -152,13 +155,6 @@ def writer_lock(paths: WarehousePaths, wait: bool = True) -> Iterator[None]:
         os.close(fd)
 
 
-def _part_dir(paths: WarehousePaths, key: dict) -> Path:
-    d = paths.measurements
-    for col in PARTITION_COLUMNS:
-        d = d / f"{col}={slug(str(key[col]))}"
-    return d
-
-
 _NO_BAD = pl.DataFrame(schema={"source_line": pl.Int64, "raw": pl.String, "reason": pl.String})
 
 
@@ -203,11 +199,26 @@ def _validated_chunks(path: Path, fmt: str) -> Iterator[_Validated]:
         yield _Validated(good, bad, chunk.frame.height, chunk.blank_lines, chunk.header_lines)
 
 
+# Rows buffered per data file: fewer, larger files than one per parsed block.
+FILE_ROWS = 2_000_000
+
+
+@dataclass
+class _Written:
+    """One file's data files (written, not yet committed) and its counts."""
+
+    entry: SourceEntry
+    files: list[DataFile]
+    rows: list[int]
+    quarantine: list[DataFile]
+    quarantine_rows: list[int]
+
+
 def _write_parts(
-    paths: WarehousePaths, path: Path, sha: str, fmt: str, chunks: Iterable[_Validated],
+    store: Store, path: Path, sha: str, fmt: str, chunks: Iterable[_Validated],
     on_rows: Callable[[int], None] | None = None,
-) -> SourceEntry:
-    """Write one file's parts and quarantine; nothing is committed here.
+) -> _Written:
+    """Write one file's data files and quarantine; nothing is committed here.
 
     `on_rows(rows read so far)` is called after each block (progress of a big file).
     """
@@ -217,11 +228,23 @@ def _write_parts(
         pl.lit(sha).alias("source_sha256"),
         pl.lit(ingested_at).cast(MEASUREMENT_SCHEMA["ingested_at"]).alias("ingested_at"),
     ]
-    to_storage = [pl.col(c).cast(t) for c, t in STORAGE_SCHEMA.items()]
-    parts: list[str] = []
+    # The partition column (source_sha256) lives in the Delta log, not in the files.
+    to_storage = [pl.col(c).cast(t) for c, t in STORAGE_SCHEMA.items() if c != PARTITION]
+    files: list[DataFile] = []
+    rows: list[int] = []
+    pending: list[pl.DataFrame] = []
     bad_frames: list[pl.DataFrame] = []
     accepted = read = blank = headers = 0
-    for i, chunk in enumerate(chunks):
+
+    def flush() -> None:
+        if not pending:
+            return
+        frame = pl.concat(pending) if len(pending) > 1 else pending[0]
+        pending.clear()
+        files.append(store.write_file("measurements", sha, frame, new_file_name(sha, len(files))))
+        rows.append(frame.height)
+
+    for chunk in chunks:
         blank += chunk.blank_lines
         headers += chunk.header_lines
         read += chunk.rows_read
@@ -232,37 +255,69 @@ def _write_parts(
             bad_frames.append(chunk.bad)
         if not chunk.good.height:
             continue
-        good = chunk.good.with_columns(lineage).select(to_storage)
-        for key, part in _partitions(good):
-            target = _part_dir(paths, dict(zip(PARTITION_COLUMNS, key))) / f"{sha[:20]}-{i:05d}.parquet"
-            write_parquet_atomic(part, target)
-            parts.append(target.relative_to(paths.home).as_posix())
+        pending.append(chunk.good.with_columns(lineage).select(to_storage))
+        if sum(f.height for f in pending) >= FILE_ROWS:
+            flush()
+    flush()
     quarantined = sum(b.height for b in bad_frames)
     if accepted + quarantined != read:
         raise AssertionError(f"{path}: accounting broke: read {read} != {accepted} + {quarantined}")
-    q_rel = None
+    q_files: list[DataFile] = []
     if bad_frames:
         q = pl.concat(bad_frames).with_columns(lineage).select(
-            [pl.col(c).cast(t) for c, t in QUARANTINE_SCHEMA.items()]
+            [pl.col(c).cast(t) for c, t in QUARANTINE_SCHEMA.items() if c != PARTITION]
         )
-        target = paths.quarantine / f"{sha[:20]}.parquet"
-        write_parquet_atomic(q, target)
-        q_rel = target.relative_to(paths.home).as_posix()
+        q_files.append(store.write_file("quarantine", sha, q, new_file_name(sha)))
     stamp = ingested_at.isoformat(timespec="microseconds")
-    return SourceEntry(
+    entry = SourceEntry(
         path=str(path), sha256=sha, format=fmt, rows_read=read, rows_accepted=accepted,
         rows_quarantined=quarantined, blank_lines=blank, header_lines=headers,
         status="ingested", first_ingested_at=stamp, ingested_at=stamp,
-        parts=sorted(parts), quarantine=q_rel,
+        parts=[f"measurements/{f.path}" for f in files],
+        quarantine=f"quarantine/{q_files[0].path}" if q_files else None,
     )  # fmt: skip
+    return _Written(entry, files, rows, q_files, [quarantined] if q_files else [])
 
 
-def _partitions(frame: pl.DataFrame) -> list[tuple[tuple, pl.DataFrame]]:
-    """Split by the Hive partition columns; most blocks hold a single partition."""
-    first = frame.row(0, named=True)
-    if frame.select(pl.all_horizontal(pl.col(c).n_unique() == 1 for c in PARTITION_COLUMNS)).item():
-        return [(tuple(first[c] for c in PARTITION_COLUMNS), frame)]
-    return list(frame.partition_by(list(PARTITION_COLUMNS), as_dict=True).items())
+def _event(entry: SourceEntry, status: str, *, mv: int | None = None, qv: int | None = None,
+           files: list[DataFile] = (), message: str | None = None) -> dict:
+    """One ledger event for `entry` with `status`."""
+    return {
+        "path": entry.path, "sha256": entry.sha256, "format": entry.format,
+        "rows_read": entry.rows_read, "rows_accepted": entry.rows_accepted,
+        "rows_quarantined": entry.rows_quarantined, "status": status,
+        "first_ingested_at": _dt(entry.first_ingested_at), "ingested_at": _dt(entry.ingested_at),
+        "message": entry.message if message is None else message,
+        "blank_lines": entry.blank_lines, "header_lines": entry.header_lines,
+        "measurements_version": mv, "quarantine_version": qv,
+        "data_files": json.dumps([f.as_json() for f in files]),
+        "event_at": now_utc(), "writer": WRITER,
+    }  # fmt: skip
+
+
+def _dt(text: str) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+class _Ledger:
+    """This run's view of the ledger: the snapshot it started from plus its own commits."""
+
+    def __init__(self, store: Store, manifest: Manifest):
+        self.store = store
+        self.manifest = manifest
+
+    def commit(self, events: list[dict], retire: list[SourceEntry] = ()) -> None:
+        """Append `events` (the commit point), then drop the retired sources' partitions."""
+        self.manifest.version = self.store.append_events(events)
+        for old in retire:
+            self.manifest.sources.pop(old.sha256, None)
+            old.status = "superseded"
+            self.manifest.history.append(old)
+            for table in DATA_TABLES:
+                self.store.commit_partition(table, old.sha256, [], [])
+
+    def retire(self, old: SourceEntry, why: str) -> None:
+        self.commit([_event(old, "superseded", message=why)], [old])
 
 
 def ingest_paths(
@@ -271,8 +326,15 @@ def ingest_paths(
     *,
     progress: ProgressFn | None = None,
     refresh: bool = True,
+    force: Iterable[str] = (),
 ) -> IngestReport:
-    """Ingest every raw log under `paths_in`; idempotent by content hash."""
+    """Ingest every raw log under `paths_in`; idempotent by content hash.
+
+    Writers need no lock: each file's rows land in their own partition and
+    the ledger event that makes them live is a blind append, so several
+    processes (or hosts) ingesting different files all commit. Files in
+    `force` are re-ingested even when unchanged (repair of damaged data files).
+    """
     started = time.perf_counter()
     paths = WarehousePaths.at(home).ensure()
     found = discover_raw_logs(paths_in)
@@ -280,26 +342,28 @@ def ingest_paths(
     passed_over = _passed_over(found)
     files = [f for f in found.files if unmodelled_reason(f) is None]
     report = IngestReport(home=paths.home)
-    report.files += [
-        FileResult(str(csv), "skipped-mirror", message=f"same run as {twin.name} (ingested instead)")
-        for csv, twin in mirrors.items()
-    ]
     report.files += passed_over
-    with writer_lock(paths):
-        manifest = load_manifest(paths)
-        collect_garbage(paths, manifest)
-        if _record_passed_over(manifest, passed_over):
-            commit(paths, manifest)
-        for n, path in enumerate(files, start=1):
-            if progress:
-                progress(n, len(files), path, None)
-            result = _ingest_one(paths, manifest, path, _rows_progress(progress, n, len(files), path))
-            report.files.append(result)
-            if progress:
-                progress(n, len(files), path, result)
-        if refresh:
-            refresh_views(paths.home, manifest)
-        report.manifest_version = manifest.version
+    store = Store(paths.home)
+    store.create_tables()
+    manifest = manifest_of(load_snapshot(paths.home))
+    ledger = _Ledger(store, manifest)
+    forced = {str(Path(f)) for f in force}
+    remove_orphans(store, manifest)
+    _record_passed_over(ledger, passed_over)
+    for csv, twin in mirrors.items():
+        report.files.append(_mirror(ledger, csv, twin))
+    for n, path in enumerate(files, start=1):
+        if progress:
+            progress(n, len(files), path, None)
+        rows_progress = _rows_progress(progress, n, len(files), path)
+        result = _ingest_one(store, ledger, path, rows_progress, force=str(path) in forced)
+        report.files.append(result)
+        if progress:
+            progress(n, len(files), path, result)
+    store.vacuum()
+    if refresh:
+        refresh_views(paths.home)
+    report.manifest_version = manifest.version
     report.seconds = time.perf_counter() - started
     return report
 
@@ -311,9 +375,9 @@ def _passed_over(found: Discovery) -> list[FileResult]:
     return out
 
 
-def _record_passed_over(manifest: Manifest, results: list[FileResult]) -> bool:
-    """Add each passed-over path to the ledger once (not again on every run)."""
-    known = {(e.path, e.status, e.message) for e in manifest.history}
+def _record_passed_over(ledger: _Ledger, results: list[FileResult]) -> None:
+    """One ledger event per passed-over path (not again on every run)."""
+    known = {(e.path, e.status, e.message) for e in ledger.manifest.history}
     stamp = now_iso()
     new = [
         SourceEntry(
@@ -324,8 +388,39 @@ def _record_passed_over(manifest: Manifest, results: list[FileResult]) -> bool:
         for r in results
         if (r.path, r.status, r.message) not in known
     ]  # fmt: skip
-    manifest.history += new
-    return bool(new)
+    if new:
+        ledger.commit([_event(e, e.status) for e in new])
+        ledger.manifest.history += new
+
+
+def remove_orphans(store: Store, manifest: Manifest, grace_s: float = ORPHAN_GRACE_S) -> int:
+    """Drop partitions no ledger event makes live once all their files are older than `grace_s`.
+
+    They are rows of a writer killed between its data commit and its ledger
+    event, or of a source superseded by a writer killed before removing them;
+    no reader sees them (readers keep live partitions only), this frees them.
+    """
+    live = set(manifest.sources)
+    cutoff = (time.time() - grace_s) * 1000
+    removed = 0
+    for table in DATA_TABLES:
+        if not store.has_log(table):
+            continue
+        files = Store.files(store.table(table)).filter(~pl.col("sha").is_in(list(live)))
+        stale = files.group_by("sha").agg(pl.col("modified").max()).filter(pl.col("modified") < cutoff)
+        for sha in stale.get_column("sha").to_list():
+            store.commit_partition(table, sha, [], [])
+            removed += 1
+    return removed
+
+
+def _mirror(ledger: _Ledger, csv: Path, twin: Path) -> FileResult:
+    """A collector CSV beside its JSONL twin: not ingested; rows it committed earlier are retired."""
+    msg = f"same run as {twin.name} (ingested instead)"
+    old = ledger.manifest.by_path(str(csv))
+    if old is not None:
+        ledger.retire(old, f"mirror of {twin}")
+    return FileResult(str(csv), "skipped-mirror", message=msg)
 
 
 def _rows_progress(progress: ProgressFn | None, n: int, total: int, path: Path) -> Callable[[int], None] | None:
@@ -335,11 +430,36 @@ def _rows_progress(progress: ProgressFn | None, n: int, total: int, path: Path) 
     return lambda rows: progress(n, total, path, FileResult(str(path), "running", rows))
 
 
+_HOME_FULL = (errno.ENOSPC, errno.EROFS, errno.EDQUOT)
+
+
+def _failed(ledger, manifest, path: Path, sha: str, fmt: str, exc: Exception, t0: float) -> FileResult:
+    """A file that cannot be ingested is recorded as failed (with the error); the run goes on."""
+    stamp = now_iso()
+    failed = SourceEntry(
+        path=str(path), sha256=sha, format=fmt, rows_read=0, rows_accepted=0,
+        rows_quarantined=0, blank_lines=0, header_lines=0, status="failed",
+        first_ingested_at=stamp, ingested_at=stamp, message=f"{type(exc).__name__}: {exc}",
+    )  # fmt: skip
+    ledger.commit([_event(failed, "failed")])
+    manifest.history.append(failed)
+    return FileResult(str(path), "failed", message=failed.message, seconds=time.perf_counter() - t0)
+
+
 def _ingest_one(
-    paths: WarehousePaths, manifest: Manifest, path: Path, on_rows: Callable[[int], None] | None = None
+    store: Store, ledger: _Ledger, path: Path, on_rows: Callable[[int], None] | None = None,
+    *, force: bool = False,
 ) -> FileResult:
     t0 = time.perf_counter()
     fmt = format_of(path)
+    manifest = ledger.manifest
+    previous = manifest.by_path(str(path))
+    twin = path.with_suffix(".jsonl")
+    if fmt == "csv" and twin != path and manifest.by_path(str(twin)) is not None:
+        # The JSONL twin of this collector CSV is in: the CSV alone must not count its rows again.
+        result = _mirror(ledger, path, twin)
+        result.seconds = time.perf_counter() - t0
+        return result
     try:
         before = os.stat(path)
     except OSError as exc:
@@ -357,33 +477,39 @@ def _ingest_one(
         except OSError as exc:
             return FileResult(str(path), "failed", message=f"unreadable: {exc}")
         existing = manifest.sources.get(sha)
-        if existing is not None:
-            status = "skipped-unchanged" if existing.path == str(path) else "skipped-duplicate"
-            msg = "" if status == "skipped-unchanged" else f"same content as {existing.path}"
-            return FileResult(str(path), status, message=msg, seconds=time.perf_counter() - t0)
-        previous = manifest.by_path(str(path))
+        if existing is not None and not (force and existing.path == str(path)):
+            if existing.path == str(path):
+                return FileResult(str(path), "skipped-unchanged", seconds=time.perf_counter() - t0)
+            msg = f"same content as {existing.path}"
+            if previous is not None:
+                # This path's earlier content is no longer in the file: its rows go.
+                ledger.retire(previous, f"now the same content as {existing.path}")
+            return FileResult(str(path), "skipped-duplicate", message=msg, seconds=time.perf_counter() - t0)
         try:
-            entry = _write_parts(paths, path, sha, fmt, chunks, on_rows)
+            written = _write_parts(store, path, sha, fmt, chunks, on_rows)
             _check_unchanged(path, before)
+        except OSError as exc:
+            if exc.errno in _HOME_FULL:  # the warehouse cannot take writes: stop the run, record nothing
+                raise
+            return _failed(ledger, manifest, path, sha, fmt, exc, t0)
         except Exception as exc:  # noqa: BLE001
-            # A file that cannot be ingested is recorded as failed (with the
-            # error) and the run goes on to the next file; the exit code says so.
-            stamp = now_iso()
-            failed = SourceEntry(
-                path=str(path), sha256=sha, format=fmt, rows_read=0, rows_accepted=0,
-                rows_quarantined=0, blank_lines=0, header_lines=0, status="failed",
-                first_ingested_at=stamp, ingested_at=stamp, message=f"{type(exc).__name__}: {exc}",
-            )  # fmt: skip
-            manifest.history.append(failed)
-            commit(paths, manifest)
-            return FileResult(str(path), "failed", message=failed.message, seconds=time.perf_counter() - t0)
+            return _failed(ledger, manifest, path, sha, fmt, exc, t0)
+    entry = written.entry
+    mv = store.commit_partition("measurements", sha, written.files, written.rows)
+    qv = store.commit_partition("quarantine", sha, written.quarantine, written.quarantine_rows)
     status = "ingested"
+    retire = []
+    events = []
     if previous is not None:
         entry.first_ingested_at = previous.first_ingested_at
-        manifest.supersede(previous.sha256)
-        status = "replaced"
+        if previous.sha256 != sha:
+            status = "replaced"
+            retire.append(previous)
+            events.append(_event(previous, "superseded", message=f"replaced by {sha[:12]}"))
+    entry.status = "ingested"  # the ledger's live status; the run reports "replaced"
+    events.append(_event(entry, "ingested", mv=mv, qv=qv, files=[*written.files, *written.quarantine]))
+    ledger.commit(events, retire)
     manifest.sources[sha] = entry
-    commit(paths, manifest)
     return FileResult(
         str(path), status, entry.rows_read, entry.rows_accepted, entry.rows_quarantined,
         seconds=time.perf_counter() - t0,

@@ -1,9 +1,9 @@
 """Where the warehouse lives on disk.
 
 Layout under the home folder:
-    measurements/system=.../framework=.../version=.../op=.../<sha256>.parquet
-    quarantine/<sha256>.parquet
-    ledger.parquet
+    measurements/   Delta table, partitioned by source_sha256 (warehouse/tables.py)
+    quarantine/     Delta table, partitioned by source_sha256
+    ledger/         Delta table: append-only ingest events, the commit point
     derived/<table>.parquet          (perf_points, grids, sol_calibration, ...)
     perf.duckdb                      (views only; Parquet is the source of truth)
 """
@@ -19,7 +19,12 @@ DEFAULT_HOME = Path("~/.local/share/perfwh").expanduser()
 
 
 def resolve_home(home: str | os.PathLike | None = None) -> Path:
-    """--home, then $PERFWH_HOME, then ~/.local/share/perfwh; always absolute."""
+    """--home, then $PERFWH_HOME, then ~/.local/share/perfwh; always absolute.
+
+    A pinned snapshot (warehouse.read.snapshot) stands for its own home.
+    """
+    if isinstance(getattr(home, "home", None), Path) and hasattr(home, "version"):
+        home = home.home
     if home is None or str(home) == "":
         home = os.environ.get(ENV_HOME) or DEFAULT_HOME
     return Path(home).expanduser().resolve()

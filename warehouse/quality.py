@@ -125,4 +125,5 @@ def source_quarantine(home, sha256: str) -> pl.DataFrame:
         raise KeyError(f"no committed source with sha256 {sha256} in {paths.home}")
     if not entry.quarantine:
         return pl.DataFrame(schema=QUARANTINE_SCHEMA)
-    return pl.read_parquet(paths.home / entry.quarantine)
+    frame = pl.read_parquet(paths.home / entry.quarantine).with_columns(pl.lit(sha256).alias("source_sha256"))
+    return frame.select([pl.col(c).cast(t) for c, t in QUARANTINE_SCHEMA.items()])

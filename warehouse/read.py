@@ -1,40 +1,57 @@
 """Read API for the estimator, the pipeline and the CLI.
 
-Readers go through the manifest (never a directory glob), so they see one
-committed state even while an ingest runs.
+Readers pin one committed version (`snapshot`) and read only the data files
+it names (never a directory glob), so they see one state even while writers
+commit.
 """
 
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
-from .manifest import load_manifest
 from .paths import WarehousePaths
 from .schema import KEY_COLUMNS, MEASUREMENT_SCHEMA, PERF_POINT_SCHEMA
-from .views import refresh_views
+from .tables import PARTITION, Snapshot, Store, load_snapshot, parse_as_of
+from .views import connect_snapshot
 
-Home = str | os.PathLike | None
-
-
-def connect(home: Home = None) -> duckdb.DuckDBPyConnection:
-    """A read-only DuckDB connection to the warehouse views."""
-    paths = WarehousePaths.at(home)
-    if not paths.duckdb.exists():
-        if not (paths.home / "manifest.json").exists():
-            raise FileNotFoundError(
-                f"no warehouse at {paths.home}: run `perfwh ingest PATH` first "
-                "(or pass --home / set PERFWH_HOME)"
-            )
-        refresh_views(paths.home)
-    return duckdb.connect(str(paths.duckdb), read_only=True)
+Home = str | os.PathLike | Snapshot | None
 
 
-def sql(query: str, home: Home = None, params: list | None = None) -> pl.DataFrame:
-    con = connect(home)
+def snapshot(home: Home = None, as_of: int | str | datetime | None = None) -> Snapshot:
+    """One committed version of the warehouse, pinned: every read through it sees that version only.
+
+    `as_of` is a ledger version (an integer) or a time (datetime or ISO 8601
+    text); default the latest. Pass the snapshot where a function takes
+    `home` (scan_measurements, read_perf_points, sql, ...) to read several
+    tables from the same version while writers commit new ones.
+    """
+    if isinstance(home, Snapshot):
+        return home
+    return load_snapshot(WarehousePaths.at(home).home, parse_as_of(as_of))
+
+
+def connect(home: Home = None, as_of: int | str | datetime | None = None) -> duckdb.DuckDBPyConnection:
+    """A read-only DuckDB connection to the views of one committed version (no file system access)."""
+    snap = snapshot(home, as_of)
+    if snap.version <= 0 and not Store(snap.home).exists():
+        raise FileNotFoundError(
+            f"no warehouse at {snap.home}: run `perfwh ingest PATH` first "
+            "(or pass --home / set PERFWH_HOME)"
+        )
+    return connect_snapshot(snap)
+
+
+def sql(query: str, home: Home = None, params: list | None = None, *, as_of=None) -> pl.DataFrame:
+    """Run one SQL statement (a query) against one committed version."""
+    statements = duckdb.extract_statements(query)
+    if len(statements) != 1:
+        raise ValueError(f"give exactly one SQL statement per call (got {len(statements)})")
+    con = connect(home, as_of)
     try:
         return con.sql(query, params=params).pl() if params else con.sql(query).pl()
     finally:
@@ -46,15 +63,17 @@ def _filters(**eq) -> list[pl.Expr]:
 
 
 def scan_measurements(home: Home = None) -> pl.LazyFrame:
-    paths = WarehousePaths.at(home)
-    manifest = load_manifest(paths)
-    files = [str(paths.home / p) for p in manifest.live_parts()]
+    """The measurements of one committed version (the latest, or the snapshot passed as `home`)."""
+    snap = snapshot(home)
+    files = snap.files("measurements")
     if not files:
         return pl.LazyFrame(schema=MEASUREMENT_SCHEMA)
-    # Parts store text as Categorical (STORAGE_SCHEMA); older parts as String.
-    return pl.scan_parquet(
-        files, schema=MEASUREMENT_SCHEMA, cast_options=pl.ScanCastOptions(categorical_to_string="allow")
-    )
+    # Files store text as Categorical (STORAGE_SCHEMA); the partition column comes from the path.
+    lf = pl.scan_parquet(
+        files, hive_partitioning=True, hive_schema={PARTITION: pl.String},
+        cast_options=pl.ScanCastOptions(categorical_to_string="allow"),
+    )  # fmt: skip
+    return lf.select([pl.col(c).cast(t) for c, t in MEASUREMENT_SCHEMA.items()])
 
 
 def read_measurements(home: Home = None, **eq) -> pl.DataFrame:
@@ -121,8 +140,12 @@ def table_counts(home: Home = None) -> pl.DataFrame:
 
 
 def warehouse_exists(home: Home = None) -> bool:
-    return (WarehousePaths.at(home).home / "manifest.json").exists()
+    if isinstance(home, Snapshot):
+        return True
+    return Store(WarehousePaths.at(home).home).exists()
 
 
 def home_path(home: Home = None) -> Path:
+    if isinstance(home, Snapshot):
+        return home.home
     return WarehousePaths.at(home).home

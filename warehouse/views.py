@@ -1,9 +1,18 @@
-"""The DuckDB file: views over the Parquet files the manifest names.
+"""SQL over one committed version: perf.duckdb for the duckdb CLI, locked connections for Python.
 
-perf.duckdb holds no data, only views with absolute paths, so it works from
-any working directory and from the duckdb CLI. It is rebuilt in a temporary
-file and renamed into place: a reader holding the old file keeps a consistent
-(old) state.
+perf.duckdb holds views with absolute paths over the data files of the
+latest committed version (see warehouse/tables.py), the folded ingest ledger
+(a small table) and `warehouse_version` (which version the views show). It is
+rebuilt in a temporary file and renamed into place after each ingest run, so
+a reader holding the old file keeps a consistent (old) state: files a commit
+removes stay on disk for the Delta retention period (7 days) before vacuum
+deletes them.
+
+`connect_snapshot` serves Python and `perfwh sql`: an in-memory DuckDB over
+Arrow datasets of one pinned version, with file system access switched off,
+so a query can read the warehouse but never write or delete a file in it.
+Each table gets its own view; a table whose files cannot be opened becomes a
+view that raises a message naming the table, and the others keep working.
 """
 
 from __future__ import annotations
@@ -12,10 +21,13 @@ import os
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.dataset as ds
 
 from .atomic import tmp_path_for
 from .paths import WarehousePaths
 from .schema import KEY_COLUMNS, LEDGER_SCHEMA, MEASUREMENT_SCHEMA, OPS, QUARANTINE_SCHEMA
+from .tables import PARTITION, Snapshot, arrow_schema, load_snapshot
 
 _DUCK_TYPES = {
     "String": "VARCHAR",
@@ -25,10 +37,15 @@ _DUCK_TYPES = {
     "Float64": "DOUBLE",
     "Datetime": "TIMESTAMP WITH TIME ZONE",
 }
+BASE_VIEWS = ("measurements", "perf_points", "quarantine", "ingest_ledger", "warehouse_version")
 
 
 def _duck_type(dtype) -> str:
     return _DUCK_TYPES[dtype.base_type().__name__]
+
+
+def _casts(schema: dict) -> str:
+    return ", ".join(f"CAST({c} AS {_duck_type(t)}) AS {c}" for c, t in schema.items())
 
 
 def _empty_select(schema: dict) -> str:
@@ -36,15 +53,24 @@ def _empty_select(schema: dict) -> str:
     return f"SELECT {cols} WHERE false"
 
 
-def _sql_list(files: list[Path]) -> str:
-    return "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
+def _quote(text: str) -> str:
+    return "'" + str(text).replace("'", "''") + "'"
 
 
-def _parquet_select(files: list[Path], schema: dict) -> str:
+def _sql_list(files: list) -> str:
+    return "[" + ", ".join(_quote(f) for f in files) + "]"
+
+
+def _parquet_select(files: list[str], schema: dict) -> str:
     if not files:
         return _empty_select(schema)
-    cols = ", ".join(f"CAST({c} AS {_duck_type(t)}) AS {c}" for c, t in schema.items())
-    return f"SELECT {cols} FROM read_parquet({_sql_list(files)}, union_by_name = true)"
+    return f"SELECT {_casts(schema)} FROM read_parquet({_sql_list(files)}, hive_partitioning = true, union_by_name = true)"
+
+
+def _error_view(name: str, message: str, schema: dict | None = None) -> str:
+    """A view with `schema`'s columns whose every query fails with `message` (other views unaffected)."""
+    cols = ", ".join(f"CAST(NULL AS {_duck_type(t)}) AS {c}" for c, t in (schema or {}).items()) or "NULL AS error"
+    return f"CREATE OR REPLACE VIEW {name} AS SELECT {cols} FROM range(1) WHERE error({_quote(f'{name}: {message}')}) IS NULL"
 
 
 def perf_points_sql(source: str = "measurements") -> str:
@@ -57,42 +83,96 @@ def perf_points_sql(source: str = "measurements") -> str:
     )
 
 
-def view_statements(home: Path, manifest) -> list[str]:
-    paths = WarehousePaths.at(home)
-    parts = [paths.home / p for p in manifest.live_parts()]
-    quarantine = [paths.home / p for p in manifest.live_quarantine()]
-    ledger = [paths.home / manifest.ledger] if manifest.ledger else []
-    stmts = [
-        f"CREATE OR REPLACE VIEW measurements AS {_parquet_select(parts, MEASUREMENT_SCHEMA)}",
-        f"CREATE OR REPLACE VIEW perf_points AS {perf_points_sql()}",
-        f"CREATE OR REPLACE VIEW quarantine AS {_parquet_select(quarantine, QUARANTINE_SCHEMA)}",
-        f"CREATE OR REPLACE VIEW ingest_ledger AS {_parquet_select(ledger, LEDGER_SCHEMA)}",
-    ]
+def _derived_files(home: Path) -> list[Path]:
+    d = WarehousePaths.at(home).derived
+    if not d.exists():
+        return []
+    reserved = set(OPS) | set(BASE_VIEWS)
+    return [f for f in sorted(d.glob("*.parquet")) if f.stem not in reserved]
+
+
+def _version_select(snap: Snapshot) -> str:
+    at = f"TIMESTAMPTZ {_quote(snap.committed_at.isoformat())}" if snap.committed_at else "CAST(NULL AS TIMESTAMPTZ)"
+    return (
+        f"SELECT {snap.version} AS ledger_version, {snap.measurements_version} AS measurements_version, "
+        f"{snap.quarantine_version} AS quarantine_version, {at} AS committed_at"
+    )
+
+
+def _derived_views(con, home: Path, source) -> None:
+    for f in _derived_files(home):
+        try:
+            con.execute(f"CREATE OR REPLACE VIEW {f.stem} AS SELECT * FROM {source(f)}")
+        except (duckdb.Error, OSError, pa.ArrowException) as exc:
+            con.execute(_error_view(f.stem, f"cannot read {f} ({str(exc).splitlines()[0]})"))
+
+
+def _common_views(con) -> None:
+    con.execute(f"CREATE OR REPLACE VIEW perf_points AS {perf_points_sql()}")
     for op in OPS:
-        stmts.append(f"CREATE OR REPLACE VIEW {op} AS SELECT * FROM perf_points WHERE op = '{op}'")
-    if paths.derived.exists():
-        for f in sorted(paths.derived.glob("*.parquet")):
-            if f.stem in OPS or f.stem in ("measurements", "perf_points", "quarantine", "ingest_ledger"):
-                continue
-            stmts.append(
-                f"CREATE OR REPLACE VIEW {f.stem} AS SELECT * FROM read_parquet({_sql_list([f])})"
-            )
-    return stmts
+        con.execute(f"CREATE OR REPLACE VIEW {op} AS SELECT * FROM perf_points WHERE op = '{op}'")
 
 
-def refresh_views(home, manifest=None) -> Path:
-    """Rebuild perf.duckdb from the manifest (current one if not given)."""
-    from .manifest import load_manifest
+def write_views(con, snap: Snapshot) -> None:
+    """The views of `snap` in `con` over the data files themselves (perf.duckdb)."""
+    for name, schema in (("measurements", MEASUREMENT_SCHEMA), ("quarantine", QUARANTINE_SCHEMA)):
+        try:
+            con.execute(f"CREATE OR REPLACE VIEW {name} AS {_parquet_select(snap.files(name), schema)}")
+        except duckdb.Error as exc:
+            con.execute(_error_view(name, f"a data file cannot be read; run `perfwh verify` ({str(exc).splitlines()[0]})", schema))
+    con.register("_ledger", snap.ledger.select(list(LEDGER_SCHEMA)).to_arrow())
+    con.execute("CREATE OR REPLACE TABLE ingest_ledger AS SELECT * FROM _ledger")
+    con.unregister("_ledger")
+    con.execute(f"CREATE OR REPLACE VIEW warehouse_version AS {_version_select(snap)}")
+    _common_views(con)
+    _derived_views(con, snap.home, lambda f: f"read_parquet({_sql_list([f])})")
 
+
+def _dataset(snap: Snapshot, name: str, schema: dict) -> ds.Dataset:
+    full = arrow_schema(schema)
+    return ds.dataset(
+        snap.files(name), schema=full, format="parquet",
+        partitioning=ds.partitioning(pa.schema([full.field(PARTITION)]), flavor="hive"),
+        partition_base_dir=str(snap.home / name),
+    )  # fmt: skip
+
+
+def connect_snapshot(snap: Snapshot) -> duckdb.DuckDBPyConnection:
+    """An in-memory, read-only DuckDB connection over one pinned version (no file system access)."""
+    con = duckdb.connect()
+    for name, schema in (("measurements", MEASUREMENT_SCHEMA), ("quarantine", QUARANTINE_SCHEMA)):
+        try:
+            con.register(f"_{name}_data", _dataset(snap, name, schema))
+            con.execute(f"CREATE VIEW {name} AS SELECT {_casts(schema)} FROM _{name}_data")
+        except (OSError, pa.ArrowException, duckdb.Error) as exc:
+            con.execute(_error_view(name, f"a data file cannot be opened; run `perfwh verify` ({str(exc).splitlines()[0]})", schema))
+    con.register("_ingest_ledger", snap.ledger.select(list(LEDGER_SCHEMA)).to_arrow())
+    con.execute("CREATE VIEW ingest_ledger AS SELECT * FROM _ingest_ledger")
+    con.execute(f"CREATE VIEW warehouse_version AS {_version_select(snap)}")
+    _common_views(con)
+    derived = {}
+    for f in _derived_files(snap.home):
+        try:
+            derived[f.stem] = ds.dataset(str(f), format="parquet")
+        except (OSError, pa.ArrowException) as exc:
+            con.execute(_error_view(f.stem, f"cannot read {f} ({str(exc).splitlines()[0]})"))
+            continue
+        con.register(f"_derived_{f.stem}", derived[f.stem])
+        con.execute(f"CREATE VIEW {f.stem} AS SELECT * FROM _derived_{f.stem}")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+    return con
+
+
+def refresh_views(home) -> Path:
+    """Rebuild perf.duckdb from the latest committed version."""
     paths = WarehousePaths.at(home).ensure()
-    if manifest is None:
-        manifest = load_manifest(paths)
+    snap = load_snapshot(paths.home)
     tmp = tmp_path_for(paths.duckdb)
     try:
         con = duckdb.connect(str(tmp))
         try:
-            for stmt in view_statements(paths.home, manifest):
-                con.execute(stmt)
+            write_views(con, snap)
             con.execute("CHECKPOINT")
         finally:
             con.close()

@@ -338,8 +338,9 @@ def test_csv_mirror_of_a_jsonl_run_log_is_reported_not_counted_twice(home, raw_d
     report = ingest_paths([raw_dir], home)
     assert sorted(r.status for r in report.files) == ["ingested", "skipped-mirror"]
     assert read_measurements(home).height == 1
-    alone = ingest_paths([csv], home)  # named on its own, the CSV is a source
-    assert [r.status for r in alone.files] == ["ingested"]
+    alone = ingest_paths([csv], home)  # named on its own, its JSONL twin is in: still a mirror
+    assert [r.status for r in alone.files] == ["skipped-mirror"]
+    assert read_measurements(home).height == 1
 
 
 def test_invalid_utf8_line_is_quarantined_not_fatal(home, raw_dir):

@@ -1,0 +1,244 @@
+"""The Delta Lake store: injective partitions, ledger semantics, lock-free writers, time travel, integrity."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tests.conftest import REPO, dsa_context_row, write_log
+from warehouse.ingest import ingest_paths
+from warehouse.read import read_measurements, read_perf_points, snapshot, sql
+from warehouse.tables import StorageError
+from warehouse.verify import verify_home
+from warehouse.views import refresh_views
+
+
+def _rows(version: str, n: int, latency: float = 1.0) -> list[str]:
+    return [dsa_context_row(isl=i + 1, latency=latency).replace("TRTLLM,1.0,", f"TRTLLM,{version},") for i in range(n)]
+
+
+def test_versions_that_escape_alike_stay_apart_and_long_ones_fit(home, tmp_path):
+    """D3: `1.0 beta`/`1.0_beta`, `v1/2`/`v1_2` and a 300-character version each keep their rows."""
+    versions = ["1.0 beta", "1.0_beta", "v1/2", "v1_2", "2024-01-01 10:00:00", "x" * 300]
+    for i, v in enumerate(versions):
+        write_log(tmp_path / "raw" / f"d{i}" / "h200_sxm" / "trtllm" / "dsa_context_module_perf.txt", _rows(v, 2 + i))
+    report = ingest_paths([tmp_path / "raw"], home)
+    assert not report.failed and report.rows_accepted == sum(2 + i for i in range(len(versions)))
+    py = read_measurements(home).group_by("version").len().sort("version")
+    db = sql("select version, count(*) as len from measurements group by 1 order by 1", home)
+    assert py.rows() == db.rows()
+    assert dict(py.rows()) == {v: 2 + i for i, v in enumerate(versions)}
+
+
+def test_lost_transaction_log_refuses_and_deletes_nothing(home, raw_dir):
+    """D2: with a table's _delta_log gone, ingest stops with one line and every data file stays."""
+    f = write_log(raw_dir / "dsa_context_module_perf.txt", _rows("1.0", 5))
+    ingest_paths([f], home)
+    data = sorted(p for p in (home / "measurements").rglob("*.parquet"))
+    assert data
+    shutil.rmtree(home / "measurements" / "_delta_log")
+    write_log(f, _rows("1.0", 6, latency=2.0))
+    with pytest.raises(StorageError, match="no readable Delta transaction log"):
+        ingest_paths([f], home)
+    assert all(p.exists() for p in data)
+    out = subprocess.run(
+        [sys.executable, "-m", "perfwh.cli", "ingest", str(f), "--home", str(home)],
+        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )  # fmt: skip
+    assert out.returncode != 0 and "Traceback" not in out.stderr and "_delta_log" in out.stderr
+
+
+def test_changed_file_equal_to_another_drops_its_old_rows(home, raw_dir):
+    """D4: P rewritten with Q's content is a duplicate of Q, and P's earlier rows leave."""
+    p = write_log(raw_dir / "a" / "dsa_context_module_perf.txt", _rows("1.0", 3, latency=1.0))
+    q = write_log(raw_dir / "b" / "dsa_context_module_perf.txt", _rows("1.0", 4, latency=2.0))
+    ingest_paths([raw_dir], home)
+    assert read_measurements(home).height == 7
+    p.write_bytes(q.read_bytes())
+    report = ingest_paths([p], home)
+    assert [r.status for r in report.files] == ["skipped-duplicate"]
+    m = read_measurements(home)
+    assert m.height == 4 and set(m.get_column("source_file")) == {str(q)}
+    live = sql("select path from ingest_ledger where status = 'ingested'", home).get_column("path").to_list()
+    assert live == [str(q)]
+
+
+def _jsonl(path: Path, n: int) -> Path:
+    rec = {
+        "run_id": "r1", "device": "NVIDIA H200", "framework": "perfwh", "version": "0.1", "op": "dsa_context",
+        "kernel_source": "triton", "model": "deepseek-ai/DeepSeek-V3.2", "architecture": "DeepseekV32ForCausalLM",
+        "attn_dtype": "bfloat16", "kv_cache_dtype": "bfloat16", "gemm_type": "bfloat16", "num_heads": 128,
+        "batch_size": 1, "prefix": 0, "tp_size": 1, "latency_ms": 1.0,
+    }  # fmt: skip
+    path.write_text("".join(json.dumps({**rec, "isl": 128 * (i + 1)}) + "\n" for i in range(n)))
+    return path
+
+
+def test_csv_ingested_before_its_jsonl_twin_is_not_counted_twice(home, raw_dir):
+    """D5: the CSV came first; once the JSONL twin arrives the CSV's rows leave."""
+    write_log(raw_dir / "dsa_context_module_perf.txt", _rows("1.0", 5))
+    ingest_paths([raw_dir], home)
+    assert read_measurements(home).height == 5
+    _jsonl(raw_dir / "dsa_context_module_perf.jsonl", 5)
+    report = ingest_paths([raw_dir], home)
+    assert sorted(r.status for r in report.files) == ["ingested", "skipped-mirror"]
+    m = read_measurements(home)
+    assert m.height == 5 and set(m.get_column("source_file")) == {str(raw_dir / "dsa_context_module_perf.jsonl")}
+    assert read_perf_points(home).get_column("n").to_list() == [1] * 5
+
+
+def test_concurrent_writers_without_a_lock_all_commit(home, tmp_path):
+    """Three processes ingesting different files at once: every row once, ledger = rows visible."""
+    groups = []
+    for w in range(3):
+        d = tmp_path / f"raw{w}"
+        for i in range(4):
+            write_log(d / f"v{w}_{i}" / "h200_sxm" / "trtllm" / "dsa_context_module_perf.txt", _rows(f"{w}.{i}", 50 + i))
+        groups.append(d)
+    ingest_paths([groups[0] / "v0_0"], home)  # the tables exist before the race
+    code = "import sys; from warehouse.ingest import ingest_paths; ingest_paths([sys.argv[1]], sys.argv[2])"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(d), str(home)], env=env) for d in groups]
+    assert [p.wait() for p in procs] == [0, 0, 0]
+    total = 3 * sum(50 + i for i in range(4))
+    m = read_measurements(home)
+    assert m.height == total and m.select("source_file", "source_line").is_duplicated().sum() == 0
+    ledger = sql("select count(*), sum(rows_accepted) from ingest_ledger where status = 'ingested'", home).row(0)
+    assert ledger == (12, total)
+    assert sql("select count(*) from measurements", home).item() == total
+
+
+def test_snapshot_and_as_of_read_one_version(home, raw_dir):
+    """A pinned snapshot keeps its rows while later commits land; --as-of reads an old version."""
+    f = write_log(raw_dir / "a" / "dsa_context_module_perf.txt", _rows("1.0", 3))
+    ingest_paths([f], home)
+    snap = snapshot(home)
+    first = sql("select ledger_version from warehouse_version", home).item()
+    write_log(f, _rows("1.0", 8, latency=3.0))
+    ingest_paths([f], home)
+    assert read_measurements(snap).height == 3 and read_measurements(home).height == 8
+    assert sql("select count(*) from measurements", snap).item() == 3
+    assert sql("select count(*) from measurements", home, as_of=first).item() == 3
+    assert read_perf_points(snap).get_column("latency_ms").to_list() == [1.0] * 3
+    with pytest.raises(ValueError, match="no version"):
+        sql("select 1", home, as_of=9999)
+
+
+def test_sql_cannot_write_files_or_run_several_statements(home, raw_dir, tmp_path):
+    f = write_log(raw_dir / "dsa_context_module_perf.txt", _rows("1.0", 3))
+    ingest_paths([f], home)
+    part = snapshot(home).files("measurements")[0]
+    before = Path(part).read_bytes()
+    with pytest.raises(duckdb.Error, match="disabled"):
+        sql(f"COPY (select 1 as x) TO '{part}' (FORMAT parquet)", home)
+    assert Path(part).read_bytes() == before
+    with pytest.raises(ValueError, match="one SQL statement"):
+        sql("select 1; select 2", home)
+    out = subprocess.run(
+        [sys.executable, "-m", "perfwh.cli", "sql", f"COPY (select 1) TO '{part}'", "--home", str(home)],
+        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )  # fmt: skip
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert Path(part).read_bytes() == before
+
+
+def test_verify_names_damaged_files_and_repair_reingests(home, raw_dir):
+    """D7: flipped bytes and a missing file are named; --repair rewrites them from the raw logs."""
+    a = write_log(raw_dir / "a" / "dsa_context_module_perf.txt", _rows("1.0", 40))
+    write_log(raw_dir / "b" / "dsa_context_module_perf.txt", _rows("2.0", 30))
+    ingest_paths([raw_dir], home)
+    files = snapshot(home).files("measurements")
+    flipped, gone = sorted(files, key=lambda p: "a" in p and str(a) in p)
+    data = bytearray(Path(flipped).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    Path(flipped).write_bytes(bytes(data))
+    Path(gone).unlink()
+    bad, _ = verify_home(home)
+    assert {(Path(b.file).name, b.problem) for b in bad} == {
+        (Path(flipped).name, "checksum differs"), (Path(gone).name, "missing"),
+    }  # fmt: skip
+    # D6: the damaged table fails alone; the ledger and quarantine views still answer.
+    assert sql("select count(*) from ingest_ledger", home).item() == 2
+    assert sql("select count(*) from quarantine", home).item() == 0
+    with pytest.raises(duckdb.Error, match="measurements"):
+        sql("select count(*) from measurements", home)
+    refresh_views(home)  # perf.duckdb for the duckdb CLI: same isolation
+    con = duckdb.connect(str(home / "perf.duckdb"), read_only=True)
+    try:
+        assert con.sql("select count(*) from ingest_ledger").fetchall() == [(2,)]
+        with pytest.raises(duckdb.Error):
+            con.sql("select count(*) from measurements").fetchall()
+    finally:
+        con.close()
+    found, left = verify_home(home, repair=True)
+    assert len(found) == 2 and left == []
+    assert read_measurements(home).height == 70
+    out = subprocess.run(
+        [sys.executable, "-m", "perfwh.cli", "verify", "--home", str(home)],
+        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+
+
+def test_derived_table_records_the_version_it_was_built_from(home, raw_dir):
+    from warehouse.derived import derived_version, write_derived
+
+    f = write_log(raw_dir / "dsa_context_module_perf.txt", _rows("1.0", 3))
+    ingest_paths([f], home)
+    snap = snapshot(home)
+    write_log(f, _rows("1.0", 5, latency=2.0))
+    ingest_paths([f], home)  # a later commit lands while the derived table is built
+    write_derived(snap, "perf_points_copy", read_perf_points(snap))
+    assert derived_version(home, "perf_points_copy") == snap.version < snapshot(home).version
+    assert sql("select count(*) from perf_points_copy", home).item() == 3
+
+
+def test_sql_serves_the_last_commit_when_a_run_died_before_its_view_refresh(home, raw_dir):
+    """D9: perf.duckdb lags a killed run, `perfwh sql` and Python do not, and the old files stay readable."""
+    a = write_log(raw_dir / "a" / "dsa_context_module_perf.txt", _rows("1.0", 3))
+    ingest_paths([a], home)
+    write_log(a, _rows("1.0", 5, latency=2.0))
+    ingest_paths([a], home, refresh=False)  # as if killed after the commit, before the refresh
+    assert sql("select count(*) from measurements", home).item() == read_measurements(home).height == 5
+    con = duckdb.connect(str(home / "perf.duckdb"), read_only=True)
+    try:
+        assert con.sql("select count(*) from measurements").fetchall() == [(3,)]  # stale, still whole
+    finally:
+        con.close()
+
+
+def test_cli_sql_as_of_version_and_time(home, raw_dir):
+    import time
+    from datetime import datetime, timezone
+
+    f = write_log(raw_dir / "dsa_context_module_perf.txt", _rows("1.0", 3))
+    ingest_paths([f], home)
+    first = snapshot(home).version
+    time.sleep(1.1)
+    between = datetime.now(timezone.utc).isoformat()
+    time.sleep(1.1)
+    write_log(f, _rows("1.0", 7, latency=2.0))
+    ingest_paths([f], home)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+
+    def count(*extra):
+        out = subprocess.run(
+            [sys.executable, "-m", "perfwh.cli", "sql", "select count(*) as n from measurements",
+             "--format", "csv", "--home", str(home), *extra], capture_output=True, text=True, env=env,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        return int(out.stdout.split()[-1])
+
+    assert (count(), count("--as-of", str(first)), count("--as-of", between)) == (7, 3, 3)
+    bad = subprocess.run(
+        [sys.executable, "-m", "perfwh.cli", "sql", "select 1", "--as-of", "yesterday", "--home", str(home)],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr and "--as-of" in bad.stderr
