@@ -1,8 +1,8 @@
 """PerfDatabase: DSA/MLA latency lookups over the warehouse, with provenance.
 
-Construction loads the warehouse's perf points, the `sol_calibration` table
-and the `grids` table (rebuilding either when its input hash is stale) for one
-(system, framework, version). Lookups then never touch the disk.
+Construction loads the `sol_calibration` and `grids` tables of one
+(system, framework, version) partition only (estimator.store rebuilds that
+partition first when its inputs changed). Lookups then never touch the disk.
 
 Fallback chain (each answer says which step gave it):
 measured -> interpolated -> extrapolated -> transferred (related slice,
@@ -97,11 +97,14 @@ class PerfDatabase:
         if framework is None:
             raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(sorted(set(FRAMEWORKS.values())))}")
         self.framework = framework
-        if grids is None or calibration is None:
-            from .store import build_derived
+        store = None
+        if grids is None or calibration is None:  # load only this query's partition (store.py)
+            from .store import DerivedStore
 
-            calibration, grids = build_derived(home)
-        have = grids.select("system", "framework", "version").unique()
+            store = DerivedStore(home)
+            have = pl.DataFrame(list(store.partitions()), schema=["system", "framework", "version"], orient="row")
+        else:
+            have = grids.select("system", "framework", "version").unique()
         fw_rows = have.filter(pl.col("framework") == framework)
         if fw_rows.height == 0:
             raise ValueError(f"no data for backend {framework!r} in the warehouse; "
@@ -115,6 +118,14 @@ class PerfDatabase:
             raise ValueError(f"unknown version {version!r} for {self.data_system}/{framework}; "
                              f"valid: {', '.join(versions)}")
         self.version = version
+        self.build_errors = pl.DataFrame()
+        if store is not None:
+            from .store import SliceBuildError, slice_error
+
+            tables = store.load((self.data_system, framework, version))
+            calibration, grids, self.build_errors = (tables[t] for t in ("sol_calibration", "grids", "build_errors"))
+            if reason := slice_error(self.build_errors):
+                raise SliceBuildError(reason)
         mine = (pl.col("system") == self.data_system) & (pl.col("framework") == framework) & (
             pl.col("version") == version)
         self.grids = GridSet.from_frame(grids.filter(mine))
@@ -156,6 +167,10 @@ class PerfDatabase:
         if hit is not None:
             return hit
         if op not in self.ops:
+            from .store import SliceBuildError, slice_error
+
+            if self.build_errors.height and (reason := slice_error(self.build_errors, op)):
+                raise SliceBuildError(reason)
             raise KeyError(f"no data or calibration for op {op!r} in {self.data_system}/{self.framework}/"
                            f"{self.version}; ops with data: {', '.join(self.ops)}")
         kernel_op = Op.parse(op).kernel_only
