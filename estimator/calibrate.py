@@ -199,8 +199,13 @@ def single_blas_thread():
     The fits' matrices are small (<= MAX_FIT_ROWS x ~20): threading gains nothing,
     and on a shared 2-core machine OpenBLAS threads that wait for a busy core made
     each SVD of the trust-region solver ~20x slower (calibration 4 s -> 20-30 s).
-    Same LAPACK routines, same results.
+    scipy.optimize is imported first: threadpoolctl limits only the BLAS libraries
+    already loaded, so before this import the first fits of a process ran on every
+    core while later ones ran on one, and an ill-posed parameter (a compute
+    efficiency that no point binds) came out differently depending on which
+    partition a process built first.
     """
+    import scipy.optimize  # noqa: F401  (loads OpenBLAS so that the limit applies to it)
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=1, user_api="blas")
