@@ -36,9 +36,8 @@ import polars as pl
 from warehouse.atomic import write_parquet_atomic
 from warehouse.manifest import load_manifest
 from warehouse.paths import WarehousePaths
-from warehouse.read import perf_points_from, warehouse_exists
 from warehouse.schema import MEASUREMENT_SCHEMA, PERF_POINT_SCHEMA
-from warehouse.tables import PARTITION
+from warehouse.tables import PARTITION, Store
 
 from . import sol
 from .calibrate import CALIBRATION_SCHEMA, METHOD as CAL_METHOD, fit_op, rows_of_fit, single_blas_thread
@@ -48,6 +47,7 @@ from .specs import load_system
 
 STORE_VERSION = "derived-partitions-v1"
 INPUTS_KEY = "perfwh.inputs"
+LEDGER_KEY = "perfwh.ledger_version"  # the ledger version the sources index describes
 PARTITION_KEYS = ("system", "framework", "version")
 CALIBRATION_TABLE = "sol_calibration"
 GRIDS_TABLE = "grids"
@@ -196,13 +196,19 @@ class DerivedStore:
         self.progress = progress  # tqdm bar: True always, None only on a terminal, False never
         self.say = say or (lambda line: print(line, file=sys.stderr, flush=True))
         self._snapshot = None
+        self._parts: dict | None = None
 
     # -- what the warehouse holds
+    def _check_exists(self) -> Store:
+        store = Store(self.paths.home)
+        if not store.exists():
+            raise FileNotFoundError(f"no warehouse at {self.paths.home}: run `perfwh ingest PATH` first "
+                                    "(or pass --home / set PERFWH_HOME)")
+        return store
+
     def _snap(self):
         if self._snapshot is None:
-            if not warehouse_exists(self.paths.home):
-                raise FileNotFoundError(f"no warehouse at {self.paths.home}: run `perfwh ingest PATH` first "
-                                        "(or pass --home / set PERFWH_HOME)")
+            self._check_exists()
             self._snapshot = load_manifest(self.paths).snapshot
         return self._snapshot
 
@@ -217,6 +223,10 @@ class DerivedStore:
         derived/partitions/_sources.parquet.
         """
         path = self.root / "_sources.parquet"
+        if path.exists():  # fast path: the index already describes the current ledger version
+            version = self._check_exists().table("ledger").version()
+            if pl.read_parquet_metadata(path).get(LEDGER_KEY) == str(version):
+                return pl.read_parquet(path)
         live = set(self._snap().live_shas) & set(self._files()["sha"].to_list())
         known = pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=SOURCES_SCHEMA)
         new = sorted(live - set(known["sha256"].to_list()))
@@ -229,16 +239,17 @@ class DerivedStore:
                      .unique().collect())
             known = pl.concat([known, _typed(found, SOURCES_SCHEMA)])
         index = known.filter(pl.col("sha256").is_in(list(live))).sort(list(SOURCES_SCHEMA))
-        if new or index.height != known.height:
-            write_parquet_atomic(index, path)
+        write_parquet_atomic(index, path, metadata={LEDGER_KEY: str(self._snap().version)})
         return index
 
     def partitions(self) -> dict[tuple[str, str, str], list[str]]:
         """{(system, framework, version): sorted sha256s of the raw logs holding its rows}."""
-        out: dict[tuple, list[str]] = {}
-        for sha, *key in self.sources().iter_rows():
-            out.setdefault(tuple(key), []).append(sha)
-        return {k: sorted(v) for k, v in sorted(out.items())}
+        if self._parts is None:
+            out: dict[tuple, list[str]] = {}
+            for sha, *key in self.sources().iter_rows():
+                out.setdefault(tuple(key), []).append(sha)
+            self._parts = {k: sorted(v) for k, v in sorted(out.items())}
+        return self._parts
 
     # -- freshness and reads
     def _path(self, key, table: str) -> Path:
@@ -272,6 +283,8 @@ class DerivedStore:
     # -- builds
     def points_of(self, shas: list[str], key) -> pl.DataFrame:
         """The perf points of one partition, read from its raw logs' data files only."""
+        from warehouse.read import perf_points_from  # pyarrow.dataset: only when building
+
         files = self._files().filter(pl.col("sha").is_in(shas))["path"].to_list()
         if not files:
             return pl.DataFrame(schema=PERF_POINT_SCHEMA)
