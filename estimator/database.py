@@ -178,6 +178,12 @@ class PerfDatabase:
             raise ValueError(f"unknown architecture {architecture!r} for {op}; "
                              f"valid: {', '.join(architectures(family_of(op)))}")
         model = model_for(op, None if kernel_op else architecture)
+        if self.build_errors.height:  # a precision / architecture of this op that could not be modelled
+            from .store import SliceBuildError, slice_error
+
+            if reason := slice_error(self.build_errors, op, gemm_type=gemm_type, kv_cache_dtype=kv_cache_dtype,
+                                     architecture=None if kernel_op else model.architecture):
+                raise SliceBuildError(reason)
         want = {"op": op, "kernel_source": kernel_source, "architecture": None if kernel_op else model.architecture,
                 "attn_dtype": attn_dtype, "kv_cache_dtype": kv_cache_dtype,
                 "gemm_type": None if kernel_op else gemm_type}

@@ -49,6 +49,7 @@ STORE_VERSION = "derived-partitions-v1"
 INPUTS_KEY = "perfwh.inputs"
 LEDGER_KEY = "perfwh.ledger_version"  # the ledger version the sources index describes
 PARTITION_KEYS = ("system", "framework", "version")
+SUB_SLICE = ("architecture", "gemm_type", "kv_cache_dtype")
 CALIBRATION_TABLE = "sol_calibration"
 GRIDS_TABLE = "grids"
 POINTS_TABLE = "perf_points"
@@ -58,6 +59,9 @@ STAGES = ("spec", "sol", "calibration", "grids")
 ERRORS_SCHEMA: dict[str, pl.DataType] = {
     "system": pl.String(), "framework": pl.String(), "version": pl.String(),
     "op": pl.String(),  # "" when the whole partition failed (stage spec)
+    # the sub-slice that failed (stage sol: a precision or architecture the SOL model lacks);
+    # null: every one of the op's points
+    "architecture": pl.String(), "gemm_type": pl.String(), "kv_cache_dtype": pl.String(),
     "stage": pl.String(),  # spec | sol | calibration | grids
     "reason": pl.String(),
     "n_points": pl.Int64(),
@@ -111,9 +115,10 @@ def build_partition(points: pl.DataFrame) -> dict[str, pl.DataFrame]:
     key = {k: (points[k][0] if points.height else "") for k in PARTITION_KEYS}
     errors: list[dict] = []
 
-    def fail(op: str, stage: str, exc, n: int) -> None:
+    def fail(op: str, stage: str, exc, n: int, sub_slice=(None, None, None)) -> None:
         reason = exc if isinstance(exc, str) else _one_line(exc)
-        errors.append({**key, "op": op, "stage": stage, "reason": reason, "n_points": n})
+        errors.append({**key, "op": op, **dict(zip(SUB_SLICE, sub_slice)), "stage": stage, "reason": reason,
+                       "n_points": n})
 
     out = {POINTS_TABLE: _typed(points, PERF_POINT_SCHEMA)}
     cal_parts, grid_parts = [], []
@@ -125,7 +130,7 @@ def build_partition(points: pl.DataFrame) -> dict[str, pl.DataFrame]:
     if system is not None:
         with single_blas_thread():
             for (op,), sub in points.group_by(["op"], maintain_order=True):
-                cal = _build_op(op, sub, system, fail)
+                cal, sub = _build_op(op, sub, system, fail)
                 if cal is None:
                     continue
                 try:
@@ -139,34 +144,43 @@ def build_partition(points: pl.DataFrame) -> dict[str, pl.DataFrame]:
     return out
 
 
-def _build_op(op: str, sub: pl.DataFrame, system, fail) -> pl.DataFrame | None:
-    """Calibration frame of one op (every kernel_source), or None after recording why not."""
-    try:  # the SOL model of every precision/architecture the op's points use, at one shape each
-        for (arch, gemm, kv), g in sub.group_by(["architecture", "gemm_type", "kv_cache_dtype"]):
+def _build_op(op: str, sub: pl.DataFrame, system, fail) -> tuple[pl.DataFrame | None, pl.DataFrame]:
+    """(calibration frame of one op (every kernel_source) or None after recording why not, the
+    op's points that were modelled). Points of a precision or architecture the SOL model cannot
+    evaluate are recorded and left out; the op's other points are built as usual."""
+    bad = []
+    for (arch, gemm, kv), g in sub.group_by(list(SUB_SLICE), maintain_order=True):
+        try:  # the SOL model of this precision / architecture, at one shape
             sol.kernels(op, model_for(op, arch), gemm_type=gemm or "bfloat16", kv_cache_dtype=kv,
                         **points_shape(g.head(1)))
-    except Exception as exc:  # noqa: BLE001
-        fail(op, "sol", exc, sub.height)
-        return None
+        except Exception as exc:  # noqa: BLE001
+            fail(op, "sol", exc, g.height, (arch, gemm, kv))
+            bad.append((arch, gemm, kv))
+    if bad:
+        drop = pl.DataFrame(bad, schema={c: sub.schema[c] for c in SUB_SLICE}, orient="row")
+        sub = sub.join(drop, on=list(SUB_SLICE), how="anti", nulls_equal=True, maintain_order="left")
+        if sub.height == 0:
+            return None, sub
     rows = []
     try:
         for (source,), g in sub.group_by(["kernel_source"], maintain_order=True):
             if g.height < MIN_FIT_POINTS:
                 fail(op, "calibration", f"too few points to fit kernel_source {source!r}: {g.height} "
                      f"(need >= {MIN_FIT_POINTS})", sub.height)
-                return None
+                return None, sub
             params, err = fit_op(g, system)
             values = [params.overhead_ms, params.combine_p, *(v for e in params.eff.values() for v in e)]
             if not (np.all(np.isfinite(values)) and np.all(np.isfinite(err))):
                 fail(op, "calibration", f"the fit for kernel_source {source!r} did not converge "
                      "(non-finite parameters or errors)", sub.height)
-                return None
+                return None, sub
             rows += rows_of_fit(g, params, err)
     except Exception as exc:  # noqa: BLE001
         fail(op, "calibration", exc, sub.height)
-        return None
-    return _typed(pl.DataFrame(rows, schema=CALIBRATION_SCHEMA), CALIBRATION_SCHEMA).sort(
+        return None, sub
+    cal = _typed(pl.DataFrame(rows, schema=CALIBRATION_SCHEMA), CALIBRATION_SCHEMA).sort(
         "system", "framework", "version", "op", "kernel_source", "param", "group")
+    return cal, sub
 
 
 # ---- persistence ------------------------------------------------------------------------------
@@ -349,18 +363,22 @@ class DerivedStore:
         return {t: self.read(key, t) for t in tables}
 
 
-def slice_error(errors: pl.DataFrame, op: str | None = None) -> str | None:
-    """The reason a partition (op None: its spec) or one op of it could not be built, if any."""
+def slice_error(errors: pl.DataFrame, op: str | None = None, **sub_slice) -> str | None:
+    """The reason a partition (op None: its spec), one op of it, or one sub-slice of the op
+    (`sub_slice`: architecture / gemm_type / kv_cache_dtype of a query) could not be built."""
     if errors.height == 0:
         return None
     hit = errors.filter(pl.col("op") == "")
     if hit.height == 0 and op is not None:
         hit = errors.filter(pl.col("op") == op)
+        for col, value in sub_slice.items():
+            hit = hit.filter(pl.col(col).is_null() | (pl.col(col) == value))
     if hit.height == 0:
         return None
     r = hit.row(0, named=True)
     what = "/".join(str(r[k]) for k in PARTITION_KEYS) + (f" {r['op']}" if r["op"] else "")
-    return f"{what} could not be modelled ({r['stage']} stage): {r['reason']}"
+    detail = ", ".join(f"{c}={r[c]}" for c in SUB_SLICE if r.get(c) is not None)
+    return f"{what}{f' ({detail})' if detail else ''} could not be modelled ({r['stage']} stage): {r['reason']}"
 
 
 def partition_keys(root: Path) -> list[tuple[str, str, str]]:

@@ -32,10 +32,13 @@ def _unknown_system(raw):
 
 
 def _broken(raw, scale=1.0):
-    """vllm 0.1: mla_generation is fine, dsa_context has two points (too few to fit)."""
+    """vllm 0.1: mla_generation is fine except its nvfp4 GEMM rows (a precision the SOL model
+    lacks), dsa_context has two points (too few to fit)."""
     pts = synthetic_points(ops=("mla_generation", "dsa_context")).with_columns(
         pl.lit("0.1").alias("version"), pl.col("latency_ms") * scale)
-    pts = pl.concat([pts.filter(pl.col("op") == "mla_generation"), pts.filter(pl.col("op") == "dsa_context").head(2)])
+    mla = pts.filter(pl.col("op") == "mla_generation")
+    pts = pl.concat([mla, mla.with_columns(pl.lit("nvfp4").alias("gemm_type")),
+                     pts.filter(pl.col("op") == "dsa_context").head(2)])
     files = write_collector_csv(pts, raw / "h200_sxm" / "vllm" / "0.1")
     for f in files:
         f.write_text(f.read_text().replace("TRTLLM", "VLLM"))
@@ -81,14 +84,16 @@ def test_build_errors_name_the_slice_stage_and_reason(homes):
     _, mixed, _ = homes
     store = DerivedStore(mixed)
     store.refresh()
-    errors = store.read_all("build_errors").sort("system")
-    assert errors.select("system", "framework", "version", "op", "stage").rows() == [
-        ("h20", "trtllm", "1.0", "", "spec"), ("h200_sxm", "vllm", "0.1", "dsa_context", "calibration")]
+    errors = store.read_all("build_errors").sort("system", "op")
+    assert errors.select("system", "framework", "version", "op", "gemm_type", "stage").rows() == [
+        ("h20", "trtllm", "1.0", "", None, "spec"), ("h200_sxm", "vllm", "0.1", "dsa_context", None, "calibration"),
+        ("h200_sxm", "vllm", "0.1", "mla_generation", "nvfp4", "sol")]
     assert "unknown system 'h20'" in errors["reason"][0] and "too few points" in errors["reason"][1]
+    assert errors["reason"][2] == "KeyError: 'nvfp4'"
     assert store.read(VLLM, "grids")["op"].unique().to_list() == ["mla_generation"]  # the rest of the slice builds
     from warehouse.read import sql
 
-    assert sql("select count(*) as n from build_errors", mixed)["n"][0] == 2  # the SQL view unions the partitions
+    assert sql("select count(*) as n from build_errors", mixed)["n"][0] == 3  # the SQL view unions the partitions
 
 
 def test_only_the_broken_slice_fails_with_its_reason(homes):
@@ -101,6 +106,14 @@ def test_only_the_broken_slice_fails_with_its_reason(homes):
     with pytest.raises(SliceBuildError, match=r"h200_sxm/vllm/0.1 dsa_context could not be modelled "
                                               r"\(calibration stage\): too few points"):
         db.estimate("dsa_context", batch_size=2, s=300, num_heads=64)
+    # the nvfp4 rows of mla_generation are a sub-slice: only a query for that precision is refused
+    from estimator.store import slice_error
+
+    arch = {"architecture": "DeepseekV3ForCausalLM", "kv_cache_dtype": "bfloat16"}
+    assert slice_error(db.build_errors, "mla_generation", gemm_type="bfloat16", **arch) is None
+    assert slice_error(db.build_errors, "mla_generation", gemm_type="nvfp4", **arch) == (
+        "h200_sxm/vllm/0.1 mla_generation (architecture=DeepseekV3ForCausalLM, gemm_type=nvfp4, "
+        "kv_cache_dtype=bfloat16) could not be modelled (sol stage): KeyError: 'nvfp4'")
 
 
 def test_cli_names_the_reason_in_one_line(homes, capsys):
