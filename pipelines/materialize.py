@@ -56,6 +56,8 @@ class MaterializeSummary:
     files_seen: int = 0
     ingested: IngestTotals = field(default_factory=IngestTotals)
     derived: str = "skipped"  # rebuilt | up to date | failed | skipped
+    partitions_rebuilt: list = field(default_factory=list)  # (system, framework, version) of the derived build
+    build_errors: int = 0  # slices (or parts of them) that could not be modelled (table build_errors)
     checks: list[CheckOutcome] = field(default_factory=list)
     failed_runs: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -200,5 +202,16 @@ def run_materialize(
         if not result.success:
             summary.failed_runs.append(f"derived_job ({result.run_id})")
         progress(f"derived tables {summary.derived} ({time.perf_counter() - t0:.1f} s)")
+        if result.success:
+            from estimator.store import DerivedStore
+
+            store = DerivedStore(wh_home)
+            summary.partitions_rebuilt = stale
+            summary.build_errors = store.read_all("build_errors").height
+            names = ", ".join("/".join(k) for k in stale[:5]) + (f", +{len(stale) - 5} more" if len(stale) > 5 else "")
+            progress(f"derived partitions rebuilt: {len(stale)} of {len(store.partitions())}"
+                     + (f" ({names})" if stale else "")
+                     + (f"; {summary.build_errors} slice(s) not modelled: see table build_errors"
+                        if summary.build_errors else ""))
     summary.seconds = time.perf_counter() - started
     return summary
