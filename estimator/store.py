@@ -105,7 +105,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 # ---- the pure build -------------------------------------------------------------------------
-def build_partition(points: pl.DataFrame) -> dict[str, pl.DataFrame]:
+def build_partition(points: pl.DataFrame, on_op: Callable[[str], None] | None = None) -> dict[str, pl.DataFrame]:
     """Every PARTITION_TABLES table of one (system, framework, version)'s perf points.
 
     Pure (frames in, frames out). Each op is fitted and gridded in its own try;
@@ -130,6 +130,8 @@ def build_partition(points: pl.DataFrame) -> dict[str, pl.DataFrame]:
     if system is not None:
         with single_blas_thread():
             for (op,), sub in points.group_by(["op"], maintain_order=True):
+                if on_op is not None:
+                    on_op(op)
                 cal, sub = _build_op(op, sub, system, fail)
                 if cal is None:
                     continue
@@ -309,9 +311,9 @@ class DerivedStore:
             lf = lf.filter(pl.col(k) == v)
         return perf_points_from(lf)
 
-    def build(self, key, shas: list[str]) -> dict[str, pl.DataFrame]:
+    def build(self, key, shas: list[str], on_op: Callable[[str], None] | None = None) -> dict[str, pl.DataFrame]:
         """Rebuild one partition from its raw logs and write its tables (build_errors last)."""
-        tables = build_partition(self.points_of(shas, key))
+        tables = build_partition(self.points_of(shas, key), on_op)
         meta = {INPUTS_KEY: inputs_hash(shas, key[0])}
         for t in PARTITION_TABLES:  # ERRORS_TABLE is last: a crash leaves the partition stale
             write_parquet_atomic(_typed(tables[t.name], t.schema), self._path(key, t.name), metadata=meta)
@@ -337,7 +339,7 @@ class DerivedStore:
                    disable=None if self.progress is None else not self.progress)
         for key in bar:
             bar.set_postfix_str("/".join(key), refresh=False)
-            self.build(key, parts[key])
+            self.build(key, parts[key], lambda op, key=key: bar.set_postfix_str(f"{'/'.join(key)} {op}"))
         bar.close()
         return todo
 
