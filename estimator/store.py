@@ -58,11 +58,11 @@ MIN_FIT_POINTS = 3  # fewer points than this per (op, kernel_source) cannot pin 
 STAGES = ("spec", "sol", "calibration", "grids")
 ERRORS_SCHEMA: dict[str, pl.DataType] = {
     "system": pl.String(), "framework": pl.String(), "version": pl.String(),
-    "op": pl.String(),  # "" when the whole partition failed (stage spec)
+    "op": pl.String(),  # "": the whole partition (stage spec) or an added table (stage = its name)
     # the sub-slice that failed (stage sol: a precision or architecture the SOL model lacks);
     # null: every one of the op's points
     "architecture": pl.String(), "gemm_type": pl.String(), "kv_cache_dtype": pl.String(),
-    "stage": pl.String(),  # spec | sol | calibration | grids
+    "stage": pl.String(),  # spec | sol | calibration | grids | the name of an added table
     "reason": pl.String(),
     "n_points": pl.Int64(),
 }
@@ -77,11 +77,16 @@ class SliceBuildError(ValueError):
 
 @dataclass(frozen=True)
 class PartitionTable:
-    """One table of a partition build: its name and schema. Adding a table to every
-    partition is one entry in PARTITION_TABLES plus its builder in `build_partition`."""
+    """One table of every partition: name, schema and, for a table beyond the four core
+    ones, its builder `build(points, tables)` (the partition's perf points and the tables
+    built before it -> frame). Adding a table to every partition build is one entry here;
+    a builder that raises is recorded in build_errors (stage = the table name) and leaves
+    the partition's queries served."""
 
     name: str
     schema: dict
+    build: Callable[[pl.DataFrame, dict], pl.DataFrame] | None = None
+    version: str = ""  # bump to rebuild every partition's copy of this table
 
 
 PARTITION_TABLES: list[PartitionTable] = [
@@ -90,7 +95,15 @@ PARTITION_TABLES: list[PartitionTable] = [
     PartitionTable(GRIDS_TABLE, dict(GRID_SCHEMA)),
     PartitionTable(ERRORS_TABLE, ERRORS_SCHEMA),
 ]
-TABLE_NAMES = tuple(t.name for t in PARTITION_TABLES)
+
+
+def _tables() -> list[PartitionTable]:
+    """PARTITION_TABLES with build_errors last (written last: a crash leaves the partition stale)."""
+    return sorted(PARTITION_TABLES, key=lambda t: t.name == ERRORS_TABLE)
+
+
+def _table_names() -> tuple[str, ...]:
+    return tuple(t.name for t in _tables())
 
 
 def _typed(frame: pl.DataFrame | None, schema: dict) -> pl.DataFrame:
@@ -142,6 +155,13 @@ def build_partition(points: pl.DataFrame, on_op: Callable[[str], None] | None = 
                     fail(op, "grids", exc, sub.height)
     out[CALIBRATION_TABLE] = _typed(pl.concat(cal_parts) if cal_parts else None, CALIBRATION_SCHEMA)
     out[GRIDS_TABLE] = _typed(pl.concat(grid_parts) if grid_parts else None, GRID_SCHEMA)
+    for t in _tables():  # the tables added to PARTITION_TABLES with a builder
+        if t.build is not None:
+            try:
+                out[t.name] = _typed(t.build(points, dict(out)), t.schema)
+            except Exception as exc:  # noqa: BLE001
+                fail("", t.name, exc, points.height)
+                out[t.name] = _typed(None, t.schema)
     out[ERRORS_TABLE] = _typed(pl.DataFrame(errors, schema=ERRORS_SCHEMA) if errors else None, ERRORS_SCHEMA)
     return out
 
@@ -198,7 +218,8 @@ def inputs_hash(shas: list[str], system: str) -> str:
     except Exception as exc:  # noqa: BLE001 - the missing spec is part of the identity
         spec = f"no spec: {exc}"
     h = hashlib.sha256()
-    for part in (STORE_VERSION, CAL_METHOD, GRID_METHOD, str(MIN_FIT_POINTS), spec, *TABLE_NAMES, *sorted(shas)):
+    tables = [f"{t.name}:{t.version}" for t in _tables()]
+    for part in (STORE_VERSION, CAL_METHOD, GRID_METHOD, str(MIN_FIT_POINTS), spec, *tables, *sorted(shas)):
         h.update(part.encode() + b"\0")
     return h.hexdigest()[:20]
 
@@ -282,7 +303,7 @@ class DerivedStore:
 
     def is_fresh(self, key, shas: list[str]) -> bool:
         want = inputs_hash(shas, key[0])
-        return all(self._stored_hash(key, t) == want for t in TABLE_NAMES)
+        return all(self._stored_hash(key, t) == want for t in _table_names())
 
     def stale(self) -> list[tuple[str, str, str]]:
         return [k for k, shas in self.partitions().items() if not self.is_fresh(k, shas)]
@@ -315,7 +336,7 @@ class DerivedStore:
         """Rebuild one partition from its raw logs and write its tables (build_errors last)."""
         tables = build_partition(self.points_of(shas, key), on_op)
         meta = {INPUTS_KEY: inputs_hash(shas, key[0])}
-        for t in PARTITION_TABLES:  # ERRORS_TABLE is last: a crash leaves the partition stale
+        for t in _tables():  # ERRORS_TABLE is last: a crash leaves the partition stale
             write_parquet_atomic(_typed(tables[t.name], t.schema), self._path(key, t.name), metadata=meta)
         return tables
 
@@ -370,7 +391,7 @@ def slice_error(errors: pl.DataFrame, op: str | None = None, **sub_slice) -> str
     (`sub_slice`: architecture / gemm_type / kv_cache_dtype of a query) could not be built."""
     if errors.height == 0:
         return None
-    hit = errors.filter(pl.col("op") == "")
+    hit = errors.filter((pl.col("op") == "") & (pl.col("stage") == "spec"))
     if hit.height == 0 and op is not None:
         hit = errors.filter(pl.col("op") == op)
         for col, value in sub_slice.items():

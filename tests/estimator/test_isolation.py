@@ -145,3 +145,30 @@ def test_one_changed_file_rebuilds_only_its_partition(homes, tmp_path):
     assert {t: (p.stat().st_mtime_ns, pl.read_parquet_metadata(p)[INPUTS_KEY]) for t, p in trt_files.items()} == before
     assert pl.read_parquet_metadata(store._path(VLLM, "grids"))[INPUTS_KEY] != vllm_before
     assert store.refresh() == []
+
+
+def test_a_table_added_to_partition_tables_is_built_for_every_partition(homes, monkeypatch):
+    import estimator.store as store_mod
+    from estimator.database import PerfDatabase
+    from estimator.store import DerivedStore, PartitionTable
+
+    _, mixed, _ = homes
+    DerivedStore(mixed).refresh()
+
+    def counts(points, tables):  # a stand-in for e.g. an interval model: one row per op with a grid
+        if points["system"][0] == "h200_sxm" and points["framework"][0] == "vllm":
+            raise RuntimeError("no held-out points")
+        return tables["grids"].group_by("op").len().rename({"len": "cells"})
+
+    extra = PartitionTable("op_cells", {"op": pl.String(), "cells": pl.UInt32()}, counts)
+    monkeypatch.setattr(store_mod, "PARTITION_TABLES", [*store_mod.PARTITION_TABLES, extra])
+    store = DerivedStore(mixed)
+    assert sorted(store.stale()) == sorted(store.partitions())  # a new table: every partition is stale
+    store.refresh()
+    cells = store.read(TRT, "op_cells").sort("op")
+    assert cells["op"].to_list() == ["dsa_context", "dsa_generation", "mla_context", "mla_generation"]
+    errors = store.read(VLLM, "build_errors").filter(pl.col("stage") == "op_cells")
+    assert errors["reason"].to_list() == ["RuntimeError: no held-out points"]
+    # a failed added table does not take the partition's queries down
+    db = PerfDatabase("h200_sxm", "vllm", "0.1", home=mixed)
+    assert db.estimate("mla_generation", batch_size=2, s=256, num_heads=64).source.value == "measured"
