@@ -365,7 +365,12 @@ def _estimate_rows(db, table: str, values: dict[str, Any], *, batch: np.ndarray,
                 attn_dtype=values["fmha_quant_mode"].value, architecture=values["architecture"])
     if table.startswith("dsa"):
         opts.update(index_topk=values["index_topk"], index_n_heads=values["index_n_heads"])
-    out = db.estimate_many(table, pl.DataFrame(cols), **opts)
+    from .limits import OutOfRangeError
+
+    try:
+        out = db.estimate_many(table, pl.DataFrame(cols), **opts)
+    except OutOfRangeError as exc:  # its rows are internal to the rollup: name the limit alone
+        raise OutOfRangeError(f"{table}: {str(exc).split(': ', 1)[-1]}") from None
     return out["latency_ms"].to_numpy(), out["source"].to_numpy().astype(object)
 
 

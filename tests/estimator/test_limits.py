@@ -95,3 +95,12 @@ def test_impossible_points_are_left_out_of_calibration_and_grids(points):
     cell = grids.filter((pl.col("op") == "mla_context") & (pl.col("batch_size") == 8) & (pl.col("seq_len") == 1024)
                         & (pl.col("num_heads") == 128))
     assert cell["source"].to_list() != ["measured"]  # filled from its neighbours, not the impossible value
+
+
+def test_model_rollup_refuses_past_the_context_length_in_one_line(db):
+    from estimator.models import ModelConfig, get_model
+
+    m = get_model("deepseek-ai/DeepSeek-V3.2", "h200_sxm", "trtllm", ModelConfig(tp_size=4))
+    assert m.estimate(isl=1000, osl=2, batch_size=1, db=db).context_ms > 0
+    with pytest.raises(OutOfRangeError, match=r"^dsa_generation: kv_len=163841 exceeds the context length 163840 "):
+        m.estimate(isl=160000, osl=3842, batch_size=1, db=db)
