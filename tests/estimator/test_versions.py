@@ -58,3 +58,14 @@ def test_explicit_version_without_data_for_the_op_is_a_named_error(two_versions)
         db.estimate_many("mla_context", pl.DataFrame({"batch_size": [2], "isl": [64], "num_heads": [32]}))
     with pytest.raises(VersionError, match="unknown version '2.0' for h200_sxm/trtllm; valid: 1.0, 1.3.0rc23, 1.3.0"):
         PerfDatabase(calibration=cal, grids=grids, version="2.0")
+
+
+def test_model_rollup_names_the_versions_its_ops_answered_from(two_versions):
+    from estimator.models import ModelConfig, get_model
+
+    cal, grids = two_versions
+    db = PerfDatabase(calibration=cal, grids=grids)
+    m = get_model("deepseek-ai/DeepSeek-V3.2", "h200_sxm", "trtllm", ModelConfig(tp_size=4))
+    est = m.estimate(isl=100, osl=2, batch_size=1, db=db)
+    assert est.version == "1.0+1.3.0rc23"  # context from 1.0 (the only one with dsa_context), decode from rc23
+    assert m.estimate(isl=100, osl=0, batch_size=1, db=db).version == "1.0"
