@@ -13,7 +13,8 @@ def register(sub) -> None:
         "query",
         help="estimate DSA/MLA attention latency for a shape (or a CSV of shapes)",
         description="Estimate one layer's attention latency. Prints latency, source "
-        "(measured/interpolated/extrapolated/transferred/sol) and the neighbours used.",
+        "(measured/interpolated/extrapolated/transferred/sol/nearest), the data version and the "
+        "neighbours used; limits: docs/limits.md.",
     )
     p.add_argument("op", help="dsa_context, dsa_generation, mla_context, mla_generation "
                    "(or context_dsa, ...; mla_*_kernel for the bare kernels)")
