@@ -114,9 +114,24 @@ def nearest_source(target: str, candidates) -> str:
     tspec = load_system(target)
     known = sorted(c for c in set(candidates) if c != target and c in system_names())
     if not known:
-        raise ValueError(f"no system with data and a spec to transfer {target!r} from; "
+        raise ValueError(f"no data for system {target!r} and no system with data and a spec to transfer it from; "
                          f"have: {', '.join(sorted(set(candidates))) or 'none'}")
     return min(known, key=lambda c: (spec_distance(tspec, load_system(c)), c))
+
+
+def source_system(target: str, with_data, from_system: str | None = None, framework: str = "") -> str:
+    """Which system's data answers queries for `target`: `from_system` when given, else `target`
+    itself when it has data, else the system with data whose spec is nearest."""
+    with_data = sorted(set(with_data))
+    if from_system is not None:
+        load_system(from_system)  # an unknown name fails here, listing the known ones
+        if from_system not in with_data:
+            raise ValueError(f"no {framework} data for system {from_system!r} to transfer from; "
+                             f"systems with data: {', '.join(with_data)}")
+        return from_system
+    if target in with_data:
+        return target
+    return nearest_source(target, with_data)
 
 
 def provenance(target: str, source: str, framework: str, version: str) -> str:
