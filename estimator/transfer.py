@@ -162,7 +162,10 @@ def transfer_protocol(points: pl.DataFrame, target: str, source: str, *,
     hold, with the transfer (`pred_ms`), baseline (a) copy of the source's
     latency of the same shape (`copy_ms`, null when the source did not measure
     it) and (b) that latency x raw roofline(target) / roofline(source)
-    (`roofline_ms`).
+    (`roofline_ms`). Where the source ran an op with other kernels (e.g. vLLM's
+    FLASHINFER_MLA on B200, FLASHMLA on H200), the target's kernel_source is
+    answered by the source's nearest one (`from_kernel_source`, see
+    `kernel_source_map`), for the transfer and the baselines alike.
     """
     if target == source:
         raise ValueError(f"target and source are the same system ({target})")
@@ -182,22 +185,25 @@ def transfer_protocol(points: pl.DataFrame, target: str, source: str, *,
     gridset = GridSet.from_frame(build_grids(src, calibration))
     rule = TransferRule(sspec, tspec)
     shape = list(SHAPE_KEYS)
-    tgt = tgt.join(src.select(*shape, pl.col("latency_ms").alias("copy_ms")), on=shape, how="left",
-                   nulls_equal=True)
+    tgt = tgt.join(kernel_source_map(tgt, src), on=["framework", "version", "op", "kernel_source"], how="left")
+    src_shape = [c if c != "kernel_source" else "from_kernel_source" for c in shape]
+    tgt = tgt.join(src.select(*shape, pl.col("latency_ms").alias("copy_ms")).rename(
+        {"kernel_source": "from_kernel_source"}), on=src_shape, how="left", nulls_equal=True)
     tgt = tgt.with_columns(seq_values(tgt).alias("seq_len"), pl.col("prefix").fill_null(0)).with_row_index("_row")
     pred = np.full(tgt.height, np.nan)
     code = np.zeros(tgt.height, dtype=np.int8)
     raw_t = np.full(tgt.height, np.nan)
     raw_s = np.full(tgt.height, np.nan)
-    for key, sub in tgt.group_by(list(GROUP_KEYS), maintain_order=True):
+    for key, sub in tgt.group_by([*GROUP_KEYS, "from_kernel_source"], maintain_order=True):
         k = dict(zip(GROUP_KEYS, key))
-        pkey = (source, k["framework"], k["version"], k["op"], k["kernel_source"])
-        if pkey not in params:  # the source has no such kernel_source: not transferable here
+        key = (source, *key[1:4], key[-1], *key[5:-1])  # the source's group: its system and kernel_source
+        pkey = key[:5]
+        if pkey not in params:  # the source never ran this op in this (framework, version)
             continue
         rows = sub["_row"].to_numpy()
         model = model_for(k["op"], k["architecture"])
         kw = dict(gemm_type=k["gemm_type"] or "bfloat16", kv_cache_dtype=k["kv_cache_dtype"], **points_shape(sub))
-        grp = gridset.groups.get((source, *key[1:]))
+        grp = gridset.groups.get(key)
         lat, cd, _ = estimate_group(grp, k["op"], model, tspec, rule.params(params[pkey]), transferred=True, **kw)
         pred[rows], code[rows] = lat, cd
         roof = CalibrationParams({g: (1.0, 1.0) for g in params[pkey].eff}, 0.0, 1.0)  # raw roofline
@@ -207,9 +213,29 @@ def transfer_protocol(points: pl.DataFrame, target: str, source: str, *,
         pl.Series("pred_ms", pred), pl.Series("source", [SOURCES[c] for c in code]),
         pl.Series("raw_target_ms", raw_t), pl.Series("raw_source_ms", raw_s))
     return out.filter(pl.col("pred_ms").is_not_nan()).select(
-        pl.lit(target).alias("target"), pl.lit(source).alias("from_system"), *shape, "seq_len",
+        pl.lit(target).alias("target"), pl.lit(source).alias("from_system"), *shape, "from_kernel_source", "seq_len",
         pl.col("latency_ms").alias("measured_ms"), "pred_ms", "source", "copy_ms",
         (pl.col("copy_ms") * pl.col("raw_target_ms") / pl.col("raw_source_ms")).alias("roofline_ms"))
+
+
+def kernel_source_map(tgt: pl.DataFrame, src: pl.DataFrame) -> pl.DataFrame:
+    """(framework, version, op, kernel_source) of the target -> `from_kernel_source` on the source:
+    the same name where the source has it, else the most similar name (difflib ratio: keeps
+    `skip_indexer` with `skip_indexer`), ties to the one with more points."""
+    from difflib import SequenceMatcher
+
+    have = src.group_by("framework", "version", "op", "kernel_source").len()
+    rows = []
+    for fw, ver, op, ks in tgt.select("framework", "version", "op", "kernel_source").unique().iter_rows():
+        cands = have.filter((pl.col("framework") == fw) & (pl.col("version") == ver) & (pl.col("op") == op))
+        if cands.height == 0:
+            continue
+        best = max(cands.iter_rows(named=True), key=lambda r: (
+            r["kernel_source"] == ks, SequenceMatcher(None, ks or "", r["kernel_source"] or "").ratio(), r["len"],
+            r["kernel_source"] or ""))
+        rows.append((fw, ver, op, ks, best["kernel_source"]))
+    return pl.DataFrame(rows, schema={"framework": pl.String, "version": pl.String, "op": pl.String,
+                                      "kernel_source": pl.String, "from_kernel_source": pl.String}, orient="row")
 
 
 def summarize_transfer(errors: pl.DataFrame) -> pl.DataFrame:
