@@ -169,3 +169,27 @@ def test_cli_accuracy_transfer_and_query_from(two_systems, tmp_path, capsys):
     assert "(transferred)" in text and "h100_sxm<-h200_sxm (trtllm 1.0)" in text
     assert main(["accuracy", "--transfer", "b200_sxm", "--home", str(home)]) == 2
     assert "no module points for b200_sxm" in capsys.readouterr().err
+
+
+# ---- the published tables (skips without aiconfigurator-core) --------------------------------------------
+@pytest.mark.slow
+def test_h100_from_h200_trtllm_generation_beats_both_baselines(tmp_path):
+    """Issue 11's target pair on aiconfigurator-core 0.12's published TensorRT-LLM 1.3.0rc20 tables."""
+    from warehouse.aiconfigurator import find_published_tables
+    from warehouse.ingest import ingest_paths
+    from warehouse.read import read_perf_points
+
+    try:
+        found = find_published_tables(None, ["h100_sxm", "h200_sxm"])
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    tables = [p for p in found.tables if "trtllm" in p.parts and "1.3.0rc20" in p.parts
+              and p.stem in ("dsa_generation_module_perf", "mla_generation_module_perf")]
+    if len(tables) != 4:
+        pytest.skip(f"expected the 4 TensorRT-LLM 1.3.0rc20 generation tables, found {len(tables)}")
+    ingest_paths(tables, tmp_path / "wh")
+    table = summarize_transfer(transfer_protocol(read_perf_points(tmp_path / "wh"), "h100_sxm", "h200_sxm"))
+    assert sorted(table["op"].to_list()) == ["dsa_generation", "mla_generation"]
+    for r in table.iter_rows(named=True):
+        assert r["transfer_median_pct"] <= 5.0 and r["transfer_p90_pct"] <= 15.0, r
+        assert r["beats_both"], r
