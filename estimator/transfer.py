@@ -144,11 +144,15 @@ SHAPE_KEYS = ("framework", "version", "op", "kernel_source", "architecture", "at
               "gemm_type", "num_heads", "batch_size", "isl", "prefix", "kv_len")
 
 
+def priced() -> pl.Expr:
+    """True for points whose precisions the SOL model has byte widths for (false e.g. for nvfp4)."""
+    known = list(DTYPE_BYTES)
+    return pl.col("gemm_type").fill_null("bfloat16").is_in(known) & pl.col("kv_cache_dtype").is_in(known)
+
+
 def modelled(points: pl.DataFrame) -> pl.DataFrame:
     """Points whose precisions the SOL model has byte widths for (drops e.g. nvfp4 rows)."""
-    known = list(DTYPE_BYTES)
-    return points.filter(pl.col("gemm_type").fill_null("bfloat16").is_in(known)
-                         & pl.col("kv_cache_dtype").is_in(known))
+    return points.filter(priced())
 
 
 def transfer_protocol(points: pl.DataFrame, target: str, source: str, *,

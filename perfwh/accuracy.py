@@ -70,8 +70,8 @@ def run_transfer(args: argparse.Namespace) -> int:
     from warehouse.read import available_slices, perf_points_from, scan_measurements
 
     from estimator.database import FRAMEWORKS
-    from estimator.transfer import (MODULE_OPS, format_transfer_table, nearest_source, summarize_transfer,
-                                    transfer_protocol)
+    from estimator.transfer import (MODULE_OPS, format_transfer_table, nearest_source, priced,
+                                    summarize_transfer, transfer_protocol)
 
     if not args.transfer:
         raise ValueError("--from applies with --transfer TARGET only")
@@ -93,7 +93,8 @@ def run_transfer(args: argparse.Namespace) -> int:
         lf = lf.filter(pl.col("framework") == backend)
     if args.version:
         lf = lf.filter(pl.col("version") == args.version)
-    errors = transfer_protocol(perf_points_from(lf), args.transfer, source)
+    points = perf_points_from(lf)
+    errors = transfer_protocol(points, args.transfer, source)
     table = summarize_transfer(errors)
     if args.errors_out:
         errors.write_parquet(args.errors_out)
@@ -103,4 +104,9 @@ def run_transfer(args: argparse.Namespace) -> int:
         print(f"transfer to {args.transfer} from {source} (every {args.transfer} row removed before calibration "
               "and grids): absolute % error of its measured module points, on the shapes both measured")
         print(format_transfer_table(table))
+        cols = ["system", "gemm_type", "kv_cache_dtype"]
+        left = points.filter(~priced()).group_by(cols).len().sort(cols)
+        if left.height:
+            print("left out (no SOL byte width for the precision): " + ", ".join(
+                f"{n} {sys} {gemm}/{kv} points" for sys, gemm, kv, n in left.iter_rows()))
     return 0

@@ -193,3 +193,18 @@ def test_h100_from_h200_trtllm_generation_beats_both_baselines(tmp_path):
     for r in table.iter_rows(named=True):
         assert r["transfer_median_pct"] <= 5.0 and r["transfer_p90_pct"] <= 15.0, r
         assert r["beats_both"], r
+
+
+def test_kernel_source_map_keeps_the_name_else_the_most_similar():
+    from estimator.transfer import kernel_source_map
+
+    def frame(names, counts=None):
+        counts = counts or [1] * len(names)
+        return pl.DataFrame({"framework": "sglang", "version": "1", "op": "dsa_generation",
+                             "kernel_source": [n for n, c in zip(names, counts) for _ in range(c)]})
+
+    src = frame(["sglang_dsa_indexer_fa3", "sglang_dsa_skip_indexer_fa3", "shared"], [1, 1, 1])
+    tgt = frame(["sglang_dsa_indexer_trtllm", "sglang_dsa_skip_indexer_trtllm", "shared"])
+    got = dict(kernel_source_map(tgt, src).select("kernel_source", "from_kernel_source").iter_rows())
+    assert got == {"sglang_dsa_indexer_trtllm": "sglang_dsa_indexer_fa3",
+                   "sglang_dsa_skip_indexer_trtllm": "sglang_dsa_skip_indexer_fa3", "shared": "shared"}
