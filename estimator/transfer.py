@@ -49,8 +49,9 @@ MODULE_OPS = ("dsa_context", "dsa_generation", "mla_context", "mla_generation")
 def _split_efficiency(eff: float, peak_ratio: float, rate_ratio: float) -> float:
     """Target efficiency of one term: 1/e_t = 1 + (1/e - 1) * rate_ratio * peak_ratio.
 
-    peak_ratio = target peak / source peak, rate_ratio = source SM rate / target SM
-    rate; e >= 1 (the model over-counts the work) keeps e: the term moves with the peak.
+    peak_ratio = target / source peak of the term (bandwidth); rate_ratio = source /
+    target rate of the work not done at that peak (the BF16 peak). e >= 1 (the model
+    over-counts the work) keeps e: the whole term moves with the peak.
     """
     if eff >= 1.0:
         return eff
@@ -65,10 +66,6 @@ class TransferRule:
     target: SystemSpec
 
     @property
-    def compute_ratio(self) -> float:  # target / source tensor peak (BF16; FP8 has the same ratio in every spec)
-        return self.target.peak_bf16_flops_per_s / self.source.peak_bf16_flops_per_s
-
-    @property
     def bandwidth_ratio(self) -> float:
         return self.target.hbm_bytes_per_s / self.source.hbm_bytes_per_s
 
@@ -80,11 +77,13 @@ class TransferRule:
     def overhead_ratio(self) -> float:
         """Launch / synchronisation overhead, target / source: kept (1.0).
 
-        Measured across the published tables, the fitted overhead does not follow
-        the GPU: H100 and H200 match, GB200 vs B200 TensorRT-LLM moves 4% (inside
-        the fit noise) while vLLM's host-bound launches on GB200's Grace host
-        double. No datasheet figure predicts the latter, so it is not modelled;
-        the README says where transfer is not to be trusted.
+        No spec figure says how it moves. In the published tables, overhead-bound
+        shapes match between H100 and H200; on GB200 they run 4% faster than on
+        B200 with TensorRT-LLM (as every other shape does: less than the 11% its
+        datasheet peaks promise) but up to 2x slower with vLLM and SGLang
+        (launches from the Grace host); B200 vs H200 differs by backend. Scaling
+        by the peak ratio would be wrong for all of them, so it is kept; the
+        README says where transfer is not to be trusted.
         """
         return 1.0
 
@@ -96,7 +95,8 @@ class TransferRule:
 
 
 def transfer_params(params: CalibrationParams, source: SystemSpec, target: SystemSpec) -> CalibrationParams:
-    """The source's fitted parameters, moved to the target (see the module docstring)."""
+    """The source's fitted parameters, moved to the target (see the module docstring). Compute
+    efficiencies are kept: evaluated with the target's tensor peaks, the term moves with them."""
     return TransferRule(source, target).params(params)
 
 
