@@ -6,8 +6,9 @@ and the `grids` table (rebuilding either when its input hash is stale) for one
 
 Fallback chain (each answer says which step gave it):
 measured -> interpolated -> extrapolated -> transferred (related slice,
-another GPU of the family, another index_topk / index_n_heads) -> sol
-(calibrated SOL alone).
+another GPU: `from_system`, else the one with data nearest by spec, moved
+through the physics of estimator/transfer.py; another index_topk /
+index_n_heads) -> sol (calibrated SOL alone).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import polars as pl
 from warehouse.schema import phase_of, seq_column
 from warehouse.vocab import Op, op_names
 
-from . import interp
+from . import interp, transfer
 from .calibrate import CalibrationParams, params_from_frame
 from .common import FMHAQuantMode, GEMMQuantMode, KVCacheQuantMode, Source
 from .engine import estimate_group
@@ -31,7 +32,7 @@ from .grid import SOURCES, GridSet, GroupGrids
 from .limits import MAX_INT, Bounds, OutOfRangeError, beyond, beyond_many, check_int_max, check_model, group_bounds
 from .lookup import lookup_one, nearest_measured
 from .slices import GROUP_KEYS, family_of, model_for
-from .specs import ModelSpec, architectures, load_system, system_names
+from .specs import ModelSpec, architectures, load_system
 from .versions import VersionError, sort_versions, version_key
 
 OPS = op_names()
@@ -96,7 +97,8 @@ class PerfDatabase:
     """Latency lookups for one system / backend / version of the warehouse."""
 
     def __init__(self, system: str = "h200_sxm", backend: str = "trtllm", version: str | None = None,
-                 home=None, *, calibration: pl.DataFrame | None = None, grids: pl.DataFrame | None = None):
+                 home=None, *, calibration: pl.DataFrame | None = None, grids: pl.DataFrame | None = None,
+                 from_system: str | None = None):
         self.spec = load_system(system)
         self.system = system
         framework = FRAMEWORKS.get(str(backend).lower())
@@ -112,7 +114,8 @@ class PerfDatabase:
         if fw_rows.height == 0:
             raise ValueError(f"no data for backend {framework!r} in the warehouse; "
                              f"backends with data: {', '.join(sorted(have['framework'].unique()))}")
-        self.data_system = self._data_system(system, fw_rows)
+        self.data_system = transfer.source_system(system, fw_rows["system"].unique().to_list(), from_system,
+                                                  framework)
         versions = sort_versions(fw_rows.filter(pl.col("system") == self.data_system)["version"].to_list())
         if version is not None and version not in versions:
             raise VersionError(f"unknown version {version!r} for {self.data_system}/{framework}; "
@@ -125,22 +128,15 @@ class PerfDatabase:
         mine = (pl.col("system") == self.data_system) & (pl.col("framework") == framework)
         self.grids = GridSet.from_frame(grids.filter(mine))
         self.params = {(k[2], k[3], k[4]): p for k, p in params_from_frame(calibration.filter(mine)).items()}
+        if self.data_system != system:  # answers move from the source's spec to this one's (estimator/transfer.py)
+            rule = transfer.TransferRule(load_system(self.data_system), self.spec)
+            self.params = {k: rule.params(p) for k, p in self.params.items()}
         self._op_versions: dict[str, list[str]] = {}
         for v, op, _ in self.params:
             self._op_versions.setdefault(op, []).append(v)
         self._op_versions = {op: sort_versions(vs) for op, vs in self._op_versions.items()}
         self._resolved: dict[tuple, _Resolved] = {}
         self._by_args: dict[tuple, _Resolved] = {}  # raw estimate() arguments -> resolution
-
-    def _data_system(self, system: str, fw_rows: pl.DataFrame) -> str:
-        systems = sorted(fw_rows["system"].unique().to_list())
-        if system in systems:
-            return system
-        family = [s for s in systems if s in system_names() and load_system(s).family == self.spec.family]
-        if not family:
-            raise ValueError(f"no data for system {system!r} (or its family) with backend {self.framework!r}; "
-                             f"systems with data: {', '.join(systems)}")
-        return family[0]
 
     # ---- resolution ---------------------------------------------------------------------
     @property
@@ -203,7 +199,8 @@ class PerfDatabase:
         else:
             key = None
         if self.data_system != self.system:
-            notes.append(f"system={self.system}<-{self.data_system}")
+            notes.append(transfer.provenance(self.system, self.data_system, self.framework,
+                                             key[2] if key else version))
         repl = {}
         if index_topk is not None and family_of(op) == "dsa" and index_topk != model.index_topk:
             repl["index_topk"] = index_topk

@@ -22,6 +22,9 @@ def register(sub) -> None:
     p.add_argument("--backend", default="trtllm")
     p.add_argument("--version", default=None,
                    help="default: per op, the newest version (PEP 440 order) with data for it")
+    p.add_argument("--from", dest="from_system", default=None, metavar="SYSTEM",
+                   help="answer from SYSTEM's data, moved to --system through the physics (source "
+                   "'transferred'); default: --system's own data, else the system with data nearest by spec")
     p.add_argument("-b", "--batch-size", type=int)
     p.add_argument("-s", "--seq", type=int, help="isl (context) or kv_len (generation)")
     p.add_argument("--num-heads", type=int, default=None)
@@ -46,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     from estimator.database import PerfDatabase, canonical_op
 
     op = canonical_op(args.op)
-    db = PerfDatabase(system=args.system, backend=args.backend, version=args.version, home=args.home)
+    db = PerfDatabase(system=args.system, backend=args.backend, version=args.version, home=args.home,
+                      from_system=args.from_system)
     if args.points is not None:
         return _batch(db, op, args)
     missing = [f for f, v in (("-b/--batch-size", args.batch_size), ("-s/--seq", args.seq),

@@ -7,7 +7,13 @@ from estimator.common import FMHAQuantMode, GEMMQuantMode, KVCacheQuantMode, Sou
 from estimator.database import PerfDatabase
 from estimator.grid import build_grids
 
-from .conftest import fixed_calibration, ratio_pattern, sol_of, synthetic_points
+from estimator import sol
+from estimator.calibrate import calibrated_ms
+from estimator.slices import model_for
+from estimator.specs import load_system
+from estimator.transfer import transfer_params
+
+from .conftest import ARCH, PARAMS, fixed_calibration, ratio_pattern, sol_of, synthetic_points
 
 
 def truth(op, b, s, h, **kw):
@@ -64,9 +70,14 @@ def test_transfer_to_other_gpu_and_index_topk(points):
     cal = fixed_calibration(points)
     h100 = PerfDatabase(system="h100_sxm", calibration=cal, grids=build_grids(points, cal))
     est = h100.estimate("dsa_generation", batch_size=2, s=64, num_heads=64)
-    assert est.source is Source.transferred and "h100_sxm" in est.transferred_from
+    assert est.source is Source.transferred and "h100_sxm<-h200_sxm (trtllm 1.0)" in est.transferred_from
+    # the h200 answer of that shape, moved by the ratio of the transferred calibrated SOLs (estimator/transfer.py)
+    moved = transfer_params(PARAMS, load_system("h200_sxm"), load_system("h100_sxm"))
+    ks = sol.kernels("dsa_generation", model_for("dsa_generation", ARCH["dsa"]), batch=2, isl=1, prefix=0, kv_len=64,
+                     num_heads=64)
+    ratio = calibrated_ms(ks, load_system("h100_sxm"), moved) / sol_of("dsa_generation", 2, 64, 64)
     assert est.latency_ms == pytest.approx(
-        sol_of("dsa_generation", 2, 64, 64, system="h100_sxm") * 2 ** ratio_pattern(2, 64, 64), rel=1e-9)
+        sol_of("dsa_generation", 2, 64, 64) * 2 ** ratio_pattern(2, 64, 64) * ratio, rel=1e-9)
     with pytest.raises(KeyError, match="h100_sxm"):
         h100.query_generation_dsa(2, 64, 64)
     h200 = PerfDatabase(calibration=cal, grids=build_grids(points, cal))
