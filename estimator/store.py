@@ -42,6 +42,7 @@ from warehouse.tables import PARTITION, Store
 from . import sol
 from .calibrate import CALIBRATION_SCHEMA, METHOD as CAL_METHOD, fit_op, rows_of_fit, single_blas_thread
 from .grid import GRID_SCHEMA, METHOD as GRID_METHOD, build_grids
+from .limits import drop_impossible
 from .slices import model_for, points_shape
 from .specs import load_system
 
@@ -181,8 +182,13 @@ def _build_op(op: str, sub: pl.DataFrame, system, fail) -> tuple[pl.DataFrame | 
     if bad:
         drop = pl.DataFrame(bad, schema={c: sub.schema[c] for c in SUB_SLICE}, orient="row")
         sub = sub.join(drop, on=list(SUB_SLICE), how="anti", nulls_equal=True, maintain_order="left")
-        if sub.height == 0:
-            return None, sub
+    try:
+        sub = drop_impossible(sub)  # points below the raw roofline are left out (docs/limits.md)
+    except Exception as exc:  # noqa: BLE001
+        fail(op, "sol", exc, sub.height)
+        return None, sub
+    if sub.height == 0:
+        return None, sub
     rows = []
     try:
         for (source,), g in sub.group_by(["kernel_source"], maintain_order=True):
@@ -388,14 +394,16 @@ class DerivedStore:
 
 def slice_error(errors: pl.DataFrame, op: str | None = None, **sub_slice) -> str | None:
     """The reason a partition (op None: its spec), one op of it, or one sub-slice of the op
-    (`sub_slice`: architecture / gemm_type / kv_cache_dtype of a query) could not be built."""
+    (`sub_slice`: architecture / gemm_type / kv_cache_dtype of a query; None: any) could not
+    be built."""
     if errors.height == 0:
         return None
     hit = errors.filter((pl.col("op") == "") & (pl.col("stage") == "spec"))
     if hit.height == 0 and op is not None:
         hit = errors.filter(pl.col("op") == op)
         for col, value in sub_slice.items():
-            hit = hit.filter(pl.col(col).is_null() | (pl.col(col) == value))
+            if value is not None:
+                hit = hit.filter(pl.col(col).is_null() | (pl.col(col) == value))
     if hit.height == 0:
         return None
     r = hit.row(0, named=True)
