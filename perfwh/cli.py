@@ -18,11 +18,35 @@ COMMAND_MODULES = (
     "perfwh.accuracy",
     "perfwh.models",
     "perfwh.pipeline",
+    "perfwh.coverage",
 )
 
 
 class CliError(Exception):
     """A user-facing error: printed as one line, exit code 2."""
+
+
+class DefaultsFormatter(argparse.HelpFormatter):
+    """`--help` names every option's default and, where argparse knows them, its valid values."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.help is argparse.SUPPRESS or not action.option_strings or action.nargs == 0:
+            return text
+        if action.choices is not None and "one of" not in text:
+            text += f" (one of: {', '.join(map(str, action.choices))})"
+        if "default" not in text and action.default not in (None, argparse.SUPPRESS):
+            text += " (default: %(default)s)"
+        return text
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("perf-warehouse")
+    except PackageNotFoundError:  # run from a checkout without `pip install -e .`
+        return "unknown (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,10 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Perf warehouse for DSA/MLA attention: ingest GPU benchmark logs, "
         "query them with SQL, and estimate latency for any shape or model.",
     )
+    parser.add_argument("--version", action="version", version=f"perfwh {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    for p in (parser, *sub.choices.values()):
+        p.formatter_class = DefaultsFormatter
     return parser
 
 

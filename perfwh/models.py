@@ -61,8 +61,8 @@ def register(sub) -> None:
     p.add_argument("--batch-size", "--batch", dest="batch", type=int, default=1, help="requests per step (default 1)")
     p.add_argument("--isl", type=int, action="append", default=None, metavar="N",
                    help="context lengths of the table (repeatable; default 1k, 2k, ..., 128k)")
-    p.add_argument("--plot", default=None, metavar="PNG", help="write a log-log plot")
-    p.add_argument("--html", default=None, metavar="HTML", help="write an HTML report (table + plot)")
+    p.add_argument("--plot", default=None, metavar="PNG", help="write a log-log plot (PNG) (default: no plot)")
+    p.add_argument("--html", default=None, metavar="HTML", help="write an HTML report (table + plot) (default: no report)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=cmd_compare)
 

@@ -33,36 +33,38 @@ def register(sub) -> None:
         default=None,
         metavar="PATH",
         help="import the published tables of the installed aiconfigurator-core "
-        "(or of PATH, a folder laid out like its systems/data/)",
+        "(or of PATH, a folder laid out like its systems/data/) (default: off)",
     )
     p.add_argument(
         "--system",
         action="append",
         default=None,
-        help="with --from-aiconfigurator: only this system's tables (repeatable), e.g. h200_sxm",
+        help="with --from-aiconfigurator: only this system's tables (repeatable), e.g. h200_sxm "
+        "(default: every system)",
     )
     add_home(p)
     p.set_defaults(handler=cmd_ingest)
 
     p = sub.add_parser("sql", help="run a SQL query on the warehouse views (DuckDB)")
     p.add_argument("query", help='e.g. "select op, count(*) from measurements group by all"')
-    p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("--format", choices=FORMATS, default="table", help="output: an aligned table, CSV or JSON")
     p.add_argument("--max-rows", type=int, default=200, help="rows shown in table format")
     p.add_argument(
         "--as-of", default=None, metavar="VERSION|TIME",
-        help="query an earlier committed version: a ledger version number or an ISO time (UTC if no zone)",
+        help="query an earlier committed version: a ledger version number or an ISO time (UTC if no zone) "
+        "(default: the latest)",
     )
     add_home(p)
     p.set_defaults(handler=cmd_sql)
 
     p = sub.add_parser("verify", help="check every live data file against the checksum recorded at commit")
     p.add_argument("--repair", action="store_true", help="re-ingest the raw logs of bad files where still present")
-    p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("--format", choices=FORMATS, default="table", help="output: an aligned table, CSV or JSON")
     add_home(p)
     p.set_defaults(handler=cmd_verify)
 
     p = sub.add_parser("tables", help="list the warehouse views with row counts")
-    p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("--format", choices=FORMATS, default="table", help="output: an aligned table, CSV or JSON")
     add_home(p)
     p.set_defaults(handler=cmd_tables)
 
