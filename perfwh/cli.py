@@ -65,17 +65,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_home(args) -> None:
+    """A warehouse home that is a file: say so, before any command trips over it."""
+    if not hasattr(args, "home"):
+        return
+    from warehouse.paths import ENV_HOME, resolve_home
+
+    home = resolve_home(args.home)
+    if home.exists() and not home.is_dir():
+        via = "--home" if args.home else f"${ENV_HOME}"
+        raise CliError(f"{via} {home} is a file, not a warehouse folder: pass a folder (it is created if absent)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _check_home(args)
         return int(args.handler(args) or 0)
-    except (CliError, ValueError, KeyError, FileNotFoundError) as exc:
+    except (CliError, ValueError, KeyError, FileNotFoundError, NotADirectoryError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"perfwh {args.command}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(f"perfwh {args.command}: interrupted (what was committed stays; the next run does the rest)",
+              file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0

@@ -28,7 +28,13 @@ def register(sub) -> None:
 
 
 def cmd_materialize(args) -> int:
+    import logging
+
     from pipelines.materialize import run_materialize
+
+    # A Ctrl-C that lands while Dagster's run storage closes a connection is logged by SQLAlchemy
+    # with its stack trace before it reaches us; the interrupt itself is reported in one line (cli.main).
+    logging.getLogger("sqlalchemy.pool").setLevel(logging.CRITICAL)
 
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
@@ -42,10 +48,18 @@ def cmd_materialize(args) -> int:
     latest = {(c.asset, c.check): c for c in s.checks}  # measurement checks run in both jobs
     for c in latest.values():
         if not c.passed:
-            print(f"check {c.asset}/{c.check}: {'FAILED' if c.severity == 'ERROR' else 'warning'}")
+            why = f" ({c.why})" if c.why else ""
+            print(f"check {c.asset}/{c.check}: {'FAILED' if c.severity == 'ERROR' else 'warning'}{why}")
     if latest:
         print(f"checks: {sum(c.passed for c in latest.values())}/{len(latest)} passed")
     for run in s.failed_runs:
         print(f"failed run: {run}", file=sys.stderr)
     print(f"warehouse {s.home}" + (f"; Dagster runs in {s.dagster_home}" if s.dagster_home else ""))
+    if s.files_seen == 0:
+        print(f"warning: no raw logs in the landing folder {s.landing}", file=sys.stderr)
+        return 1
+    if s.derived.startswith("not built"):
+        print("warning: no accepted measurements: every row read was quarantined "
+              "(perfwh sql \"select source_file, reason from quarantine\")", file=sys.stderr)
+        return 1
     return 0 if s.ok else 1

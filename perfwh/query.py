@@ -92,9 +92,15 @@ def _batch(db, op: str, args) -> int:
 
     from warehouse.schema import phase_of
 
-    if not args.points.exists():
-        raise FileNotFoundError(f"points file {args.points} does not exist")
-    frame = pl.read_csv(args.points, infer_schema_length=None)
+    if not args.points.is_file():
+        what = "is a folder, not a CSV file" if args.points.is_dir() else "does not exist"
+        raise FileNotFoundError(f"points file {args.points} {what}")
+    try:
+        frame = pl.read_csv(args.points, infer_schema_length=None)
+    except (pl.exceptions.PolarsError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read points file {args.points}: {str(exc).splitlines()[0]}") from None
+    if frame.is_empty():
+        raise ValueError(f"points file {args.points} has no rows (a header line, then one shape per line)")
     work = frame.rename({k: v for k, v in COLLECTOR_RENAMES.items() if k in frame.columns})
     context = phase_of(op) == "context"
     if "step" in work.columns:

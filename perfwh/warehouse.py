@@ -143,7 +143,21 @@ def cmd_ingest(args) -> int:
     for f in report.files:
         if f.status in ("failed", "skipped-path"):
             print(f"{f.status}: {f.path}: {f.message}", file=sys.stderr)
-    return 1 if report.failed else 0
+    return _warn_empty(report, targets) or (1 if report.failed else 0)
+
+
+def _warn_empty(report, targets: list[str]) -> int:
+    """A run that found no raw log, or whose new files held no valid row, says so (exit 1)."""
+    if not report.files:
+        print(f"warning: no raw logs found in {', '.join(targets)} (looked for *.txt, *.csv, *.jsonl, "
+              "*.parquet, recursively)", file=sys.stderr)
+        return 1
+    garbage = [f for f in report.files if f.status in ("ingested", "replaced") and f.rows_accepted == 0]
+    for f in garbage:
+        print(f"warning: {f.path}: no row accepted, {f.rows_quarantined:,} quarantined "
+              f"(see: perfwh sql \"select source_line, reason from quarantine\")", file=sys.stderr)
+    new = [f for f in report.files if f.status in ("ingested", "replaced")]
+    return 1 if new and len(garbage) == len(new) else 0
 
 
 def cmd_sql(args) -> int:
