@@ -63,6 +63,17 @@ def register(sub) -> None:
     add_home(p)
     p.set_defaults(handler=cmd_verify)
 
+    p = sub.add_parser(
+        "remove", help="take a raw log's rows back out (one ledger commit; the ledger keeps the history)",
+        description="Retire the rows of raw logs named by path or content sha256 (or a unique prefix of 8+ "
+        "hex digits) in one ledger commit: they leave every view at once; `perfwh sql --as-of` an earlier "
+        "version still sees them. A removed file still on disk comes back if it is ingested again "
+        "(perfwh ingest, or materialize while it is in the landing folder).",
+    )
+    p.add_argument("targets", nargs="+", metavar="PATH|SHA256", help="raw log path or content sha256")
+    add_home(p)
+    p.set_defaults(handler=cmd_remove)
+
     p = sub.add_parser("tables", help="list the warehouse views with row counts")
     p.add_argument("--format", choices=FORMATS, default="table", help="output: an aligned table, CSV or JSON")
     add_home(p)
@@ -180,6 +191,19 @@ def cmd_tables(args) -> int:
     sys.stdout.write(render(frame, args.format))
     if args.format == "table":
         print(f"warehouse: {home_path(args.home)}")
+    return 0
+
+
+def cmd_remove(args) -> int:
+    from warehouse.remove import remove_sources
+
+    removed = remove_sources(args.targets, args.home)
+    for r in removed:
+        print(f"removed {r.path} (sha256 {r.sha256[:12]}): {r.rows_accepted:,} rows, "
+              f"{r.rows_quarantined:,} quarantined")
+        if Path(r.path).exists():
+            print(f"note: {r.path} is still on disk; ingesting it again (or materialize over its folder) "
+                  "brings its rows back", file=sys.stderr)
     return 0
 
 

@@ -162,6 +162,11 @@ def run_materialize(
     wh_home = resolve_home(home)
     landing = resolve_landing(landing)
     progress(f"landing: {landing}")
+    if Path(landing).is_dir():  # a local folder: apply its policy for deleted raw logs ($PERFWH_ON_DELETE)
+        from warehouse.remove import retire_deleted
+
+        for gone in retire_deleted(Path(landing), wh_home):
+            progress(f"retired {gone.path}: deleted from the landing folder ({gone.rows_accepted:,} rows)")
     state = landing_state(wh_home, landing)
     summary = MaterializeSummary(home=wh_home, landing=landing, dagster_home=None, files_seen=len(state.files))
     mirrors = landing_mirrors(landing)
