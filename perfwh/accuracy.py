@@ -45,7 +45,10 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         from estimator.accuracy import plot_errors
 
-        plot_errors(errors, args.plot)
+        dtypes = ", ".join(f"{c} {'/'.join(sorted(str(v) for v in points[c].unique().drop_nulls()))}"
+                           for c in ("gemm_type", "kv_cache_dtype", "attn_dtype"))
+        plot_errors(errors, args.plot, title=f"Estimator accuracy on held-out points: {args.system} / {backend} "
+                    f"{version}, seed {args.seed} ({dtypes})")
     if args.json:
         print(json.dumps(table.to_dicts(), indent=2))
     else:
