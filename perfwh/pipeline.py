@@ -27,6 +27,42 @@ def register(sub) -> None:
     p.set_defaults(handler=cmd_materialize)
 
 
+class PhaseProgress:
+    """Progress lines of `run_materialize` on stderr. On a terminal, a line ending in "..." (a long
+    phase: the ingest run, the derived build) shows a rich spinner with the time elapsed until the
+    next line; elsewhere (logs, CI, pipes) every line is printed as it comes."""
+
+    def __init__(self) -> None:
+        self.live = None
+        self.tty = sys.stderr.isatty()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop()
+
+    def _stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+    def __call__(self, line: str) -> None:
+        self._stop()
+        if self.tty and line.endswith("..."):
+            from rich.console import Console
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+            from rich.table import Column
+
+            self.live = Progress(SpinnerColumn(), TimeElapsedColumn(table_column=Column(min_width=7, no_wrap=True)),
+                                 TextColumn("{task.description}", table_column=Column(no_wrap=True, overflow="ellipsis")),
+                                 console=Console(stderr=True), transient=False)
+            self.live.add_task(line, total=None)
+            self.live.start()
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+
 def cmd_materialize(args) -> int:
     import logging
 
@@ -36,10 +72,8 @@ def cmd_materialize(args) -> int:
     # with its stack trace before it reaches us; the interrupt itself is reported in one line (cli.main).
     logging.getLogger("sqlalchemy.pool").setLevel(logging.CRITICAL)
 
-    def progress(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
-
-    s = run_materialize(args.home, args.landing, force=args.force, progress=progress)
+    with PhaseProgress() as progress:
+        s = run_materialize(args.home, args.landing, force=args.force, progress=progress)
     t = s.ingested
     print(
         f"{s.files_seen} raw logs seen, {t.ingested} ingested (rows {t.rows_read:,} read = {t.rows_accepted:,} "

@@ -200,6 +200,7 @@ def run_materialize(
     todo = state.pending
     t0 = time.perf_counter()
     if todo:
+        progress(f"ingesting {len(todo)} raw logs ...")
         # One run over the partition range that spans every pending file;
         # unchanged files inside the range are skipped by their sha256.
         order = {k: i for i, k in enumerate(instance.get_dynamic_partitions(RAW_LOG_PARTITIONS.name))}
