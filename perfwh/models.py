@@ -183,9 +183,11 @@ def support_text(model, holdings, served) -> str:
     lines.append(f"Warehouse data for {model.architecture} on {model.system} / {model.backend}:")
     if holdings:
         lines.append(_table(
-            ["table", "architecture", "version", "gemm_type", "kv_cache", "points", "batch", "isl", "kv_len",
-             "prefix", "heads"],
+            ["table", "architecture", "version", "gemm_type", "kv_cache", "points", "batch span", "isl span",
+             "kv_len span", "prefix", "heads"],
             holdings, right={5}))
+        lines.append(f"  spans are ranges, not the measured region (long sequences are often measured at small "
+                     f"batch only): perfwh coverage --system {model.system} --backend {model.backend}")
     else:
         lines.append("  none")
     c = model.config
