@@ -54,9 +54,9 @@ def warehouse(raw_dir, home):
 
 
 @pytest.mark.parametrize("content, says", [
-    (b"", "cannot read points file"),
-    (b"batch_size,isl,num_heads\n", "has no rows"),
-    (bytes(range(256)) * 4, "cannot read points file"),
+    (b"", "is empty"),
+    (b"batch_size,isl,num_heads\n", "has a header but no rows"),
+    (bytes(range(256)) * 4, "is not a readable CSV"),
     (b"foo,bar\n1,2\n", "needs columns batch_size"),
     (b"batch_size,isl,num_heads\nx,1024,128\n", "must hold integers"),
 ])
