@@ -30,17 +30,42 @@ def register(sub) -> None:
 class PhaseProgress:
     """Progress lines of `run_materialize` on stderr. On a terminal, a line ending in "..." (a long
     phase: the ingest run, the derived build) shows a rich spinner with the time elapsed until the
-    next line; elsewhere (logs, CI, pipes) every line is printed as it comes."""
+    next line; elsewhere (logs, CI, pipes) every line is printed as it comes.
+
+    It is also where Ctrl-C takes effect: inside the block SIGINT only sets a flag, and the next
+    progress line (every phase boundary) raises KeyboardInterrupt. A KeyboardInterrupt raised at an
+    arbitrary instruction could land inside Dagster's run storage (SQLAlchemy) and surface as an
+    unrelated traceback; inside a Dagster run, Dagster's own handler stops the step
+    (pipelines.materialize.stop_if_interrupted)."""
 
     def __init__(self) -> None:
         self.live = None
         self.tty = sys.stderr.isatty()
+        self.interrupted = False
+        self._old = None
+
+    def _on_sigint(self, _signo, _frame) -> None:
+        self.interrupted = True
+
+    def check(self) -> None:
+        if self.interrupted:
+            raise KeyboardInterrupt
 
     def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._on_sigint)
         return self
 
     def __exit__(self, *exc) -> None:
+        import signal
+
         self._stop()
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+            self._old = None
 
     def _stop(self) -> None:
         if self.live is not None:
@@ -49,6 +74,7 @@ class PhaseProgress:
 
     def __call__(self, line: str) -> None:
         self._stop()
+        self.check()
         if self.tty and line.endswith("..."):
             from rich.console import Console
             from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -74,6 +100,7 @@ def cmd_materialize(args) -> int:
 
     with PhaseProgress() as progress:
         s = run_materialize(args.home, args.landing, force=args.force, progress=progress)
+        progress.check()
     t = s.ingested
     print(
         f"{s.files_seen} raw logs seen, {t.ingested} ingested (rows {t.rows_read:,} read = {t.rows_accepted:,} "
