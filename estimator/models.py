@@ -127,6 +127,22 @@ class ModelEstimate:
         out["layers"] = self.layers.to_dicts()
         return out
 
+    def __str__(self) -> str:
+        """A short block for print() (the repr stays the one-line dataclass form)."""
+        def sources(phase: str) -> str:
+            return ", ".join(f"{n} {s}" for s, n in sorted(self.provenance.get(phase, {}).items()))
+
+        return "\n".join([
+            f"{self.model} on {self.system} / {self.backend} {self.version}, tp {self.tp_size} "
+            f"({self.num_heads} heads/GPU)",
+            f"  batch {self.batch_size}, isl {self.isl}, osl {self.osl}, prefix {self.prefix}",
+            f"  prefill (attention, all layers): {self.context_ms:,.3f} ms  [{sources('context')}]",
+            f"  decode step: first {self.generation_first_ms:,.3f} ms, mean {self.generation_mean_ms:,.3f} ms, "
+            f"last {self.generation_last_ms:,.3f} ms; {self.generation_steps} steps {self.generation_total_ms:,.1f} ms"
+            f"  [{sources('generation')}]",
+            f"  {self.scope}",
+        ])
+
 
 def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:

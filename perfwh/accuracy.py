@@ -16,14 +16,15 @@ def register(sub) -> None:
         "without them, and report median / p90 absolute % error per table and class, "
         "with literal nearest neighbour as the baseline.",
     )
-    p.add_argument("--system", default="h200_sxm")
-    p.add_argument("--backend", default=None, help="default: trtllm (with --transfer: every backend)")
+    p.add_argument("--system", default="h200_sxm", help="GPU system with data (`perfwh coverage` lists them)")
+    p.add_argument("--backend", default=None, help="framework with data: trtllm, vllm, sglang, perfwh "
+                   "(default: trtllm; with --transfer: every backend both systems hold)")
     p.add_argument("--version", default=None, help="default: the latest with data")
     p.add_argument("--tables", nargs="+", default=None, help="default: the four *_module tables")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random held-out points")
     p.add_argument("--no-baseline", action="store_true", help="skip the nearest-neighbour baseline")
-    p.add_argument("--errors-out", type=Path, help="write per-point errors (Parquet)")
-    p.add_argument("--plot", type=Path, help="write a predicted-vs-measured figure (PNG)")
+    p.add_argument("--errors-out", type=Path, help="write per-point errors (Parquet) (default: not written)")
+    p.add_argument("--plot", type=Path, help="write a predicted-vs-measured figure (PNG) (default: no figure)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--home", default=None, help="warehouse folder (default: $PERFWH_HOME)")
     p.add_argument("--transfer", metavar="TARGET", default=None,
@@ -53,7 +54,10 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         from estimator.accuracy import plot_errors
 
-        plot_errors(errors, args.plot)
+        dtypes = ", ".join(f"{c} {'/'.join(sorted(str(v) for v in points[c].unique().drop_nulls()))}"
+                           for c in ("gemm_type", "kv_cache_dtype", "attn_dtype"))
+        plot_errors(errors, args.plot, title=f"Estimator accuracy on held-out points: {args.system} / {backend} "
+                    f"{version}, seed {args.seed} ({dtypes})")
     if args.json:
         print(json.dumps(table.to_dicts(), indent=2))
     else:

@@ -61,8 +61,8 @@ def register(sub) -> None:
     p.add_argument("--batch-size", "--batch", dest="batch", type=int, default=1, help="requests per step (default 1)")
     p.add_argument("--isl", type=int, action="append", default=None, metavar="N",
                    help="context lengths of the table (repeatable; default 1k, 2k, ..., 128k)")
-    p.add_argument("--plot", default=None, metavar="PNG", help="write a log-log plot")
-    p.add_argument("--html", default=None, metavar="HTML", help="write an HTML report (table + plot)")
+    p.add_argument("--plot", default=None, metavar="PNG", help="write a log-log plot (PNG) (default: no plot)")
+    p.add_argument("--html", default=None, metavar="HTML", help="write an HTML report (table + plot) (default: no report)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=cmd_compare)
 
@@ -183,9 +183,11 @@ def support_text(model, holdings, served) -> str:
     lines.append(f"Warehouse data for {model.architecture} on {model.system} / {model.backend}:")
     if holdings:
         lines.append(_table(
-            ["table", "architecture", "version", "gemm_type", "kv_cache", "points", "batch", "isl", "kv_len",
-             "prefix", "heads"],
+            ["table", "architecture", "version", "gemm_type", "kv_cache", "points", "batch span", "isl span",
+             "kv_len span", "prefix", "heads"],
             holdings, right={5}))
+        lines.append(f"  spans are ranges, not the measured region (long sequences are often measured at small "
+                     f"batch only): perfwh coverage --system {model.system} --backend {model.backend}")
     else:
         lines.append("  none")
     c = model.config
@@ -359,39 +361,46 @@ def _short(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1]
 
 
-def compare_text(models, table, crossovers, batch: int, version: str) -> str:
+def compare_header(models, batch: int, version: str) -> list[str]:
+    base = models[0]
+    c = base.config
+    return [f"Attention time vs context length on {base.system} / {base.backend} {version}, "
+            f"tp {c.tp_size}, batch {batch}, gemm {c.gemm_quant_mode}, kv cache {c.kvcache_quant_mode}, "
+            f"attention {c.fmha_quant_mode} ({SCOPE_SHORT})",
+            "context: one prefill pass of isl new tokens; generation: one decode step at KV length isl.",
+            "ms/layer = model total / layers. speed-up = first model / this model. "
+            "source: worst provenance among the model's layer ops."]
+
+
+def compare_rows(models, table, phase: str) -> tuple[list[str], list[list[str]]]:
+    """(headers, rows) of one phase's comparison table: the text and the HTML report both print it."""
     import polars as pl
 
     base = models[0]
-    lines = [f"Attention time vs context length on {base.system} / {base.backend} {version}, "
-             f"tp {base.config.tp_size}, batch {batch} ({SCOPE_SHORT})",
-             "context: one prefill pass of isl new tokens; generation: one decode step at KV length isl.",
-             "ms/layer = model total / layers. speed-up = first model / this model. "
-             "source: worst provenance among the model's layer ops.", ""]
-    for phase in ("context", "generation"):
-        lines.append(f"{phase.capitalize()}:")
-        headers = ["isl"]
+    headers = ["isl"]
+    for m in models:
+        n = _short(m.model_path)
+        headers += [f"{n} ms/layer", f"{n} ms/model", "source"]
+        if m is not base:
+            headers.append("speed-up")
+    rows = []
+    sub = table.filter(pl.col("phase") == phase)
+    for s in sorted(set(sub["seq"].to_list())):
+        row = [f"{s // 1024}k" if s % 1024 == 0 else str(s)]
+        base_ms = None
         for m in models:
-            n = _short(m.model_path)
-            headers += [f"{n} ms/layer", f"{n} ms/model", "source"]
-            if m is not base:
-                headers.append("speed-up")
-        rows = []
-        sub = table.filter(pl.col("phase") == phase)
-        for s in sorted(set(sub["seq"].to_list())):
-            row = [f"{s // 1024}k" if s % 1024 == 0 else str(s)]
-            base_ms = None
-            for m in models:
-                r = sub.filter((pl.col("model") == m.model_path) & (pl.col("seq") == s)).row(0, named=True)
-                row += [_ms(r["layer_ms"]), _ms(r["model_ms"]), r["source"]]
-                if m is base:
-                    base_ms = r["model_ms"]
-                else:
-                    row.append(f"{base_ms / r['model_ms']:.2f}x")
-            rows.append(row)
-        right = {i for i, h in enumerate(headers) if h != "source"}
-        lines.append(_table(headers, rows, right=right))
-        lines.append("")
+            r = sub.filter((pl.col("model") == m.model_path) & (pl.col("seq") == s)).row(0, named=True)
+            row += [_ms(r["layer_ms"]), _ms(r["model_ms"]), r["source"]]
+            if m is base:
+                base_ms = r["model_ms"]
+            else:
+                row.append(f"{base_ms / r['model_ms']:.2f}x")
+        rows.append(row)
+    return headers, rows
+
+
+def crossover_lines(crossovers) -> list[str]:
+    lines = []
     for c in crossovers:
         if c.status == "crosses":
             what = f"{_short(c.other)} becomes cheaper than {_short(c.baseline)} at ~{c.seq:,.0f} tokens of context"
@@ -400,6 +409,18 @@ def compare_text(models, table, crossovers, batch: int, version: str) -> str:
         else:
             what = f"{_short(c.other)} is not cheaper than {_short(c.baseline)} anywhere in {c.lo}..{c.hi}"
         lines.append(f"Crossover ({c.phase}): {what}")
+    return lines
+
+
+def compare_text(models, table, crossovers, batch: int, version: str) -> str:
+    lines = [*compare_header(models, batch, version), ""]
+    for phase in ("context", "generation"):
+        lines.append(f"{phase.capitalize()}:")
+        headers, rows = compare_rows(models, table, phase)
+        right = {i for i, h in enumerate(headers) if h != "source"}
+        lines.append(_table(headers, rows, right=right))
+        lines.append("")
+    lines += crossover_lines(crossovers)
     return "\n".join(lines).rstrip()
 
 
@@ -446,7 +467,7 @@ def cmd_compare(args) -> int:
 
         png = plots.compare_plot(fine, crossovers, models, args.batch, db, args.plot)
         if args.html:
-            plots.compare_html(args.html, text, png)
+            plots.compare_html(args.html, models, table, crossovers, args.batch, db.version, png)
     if args.json:
         json.dump({"table": table.to_dicts(),
                    "crossovers": [c.__dict__ for c in crossovers],

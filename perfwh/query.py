@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from warehouse.schema import DTYPES, GEMM_TYPES
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -18,26 +20,35 @@ def register(sub) -> None:
     )
     p.add_argument("op", help="dsa_context, dsa_generation, mla_context, mla_generation "
                    "(or context_dsa, ...; mla_*_kernel for the bare kernels)")
-    p.add_argument("--system", default="h200_sxm")
-    p.add_argument("--backend", default="trtllm")
+    p.add_argument("--system", default="h200_sxm", help="GPU system: a spec in estimator/specs "
+                   "(h200_sxm, h100_sxm, b200_sxm, ...; `perfwh coverage` lists those with data)")
+    p.add_argument("--backend", default="trtllm", help="framework whose data answers: trtllm, vllm, sglang, "
+                   "perfwh (the embedded data set `make demo` loads)")
     p.add_argument("--version", default=None,
-                   help="default: per op, the newest version (PEP 440 order) with data for it")
+                   help="backend version (default: per op, the newest version (PEP 440 order) with data for it)")
     p.add_argument("--from", dest="from_system", default=None, metavar="SYSTEM",
                    help="answer from SYSTEM's data, moved to --system through the physics (source "
                    "'transferred'); default: --system's own data, else the system with data nearest by spec")
-    p.add_argument("-b", "--batch-size", type=int)
-    p.add_argument("-s", "--seq", type=int, help="isl (context) or kv_len (generation)")
-    p.add_argument("--num-heads", type=int, default=None)
+    p.add_argument("-b", "--batch-size", type=int, help="requests per step (required without --points; no default)")
+    p.add_argument("-s", "--seq", type=int, help="isl (context) or kv_len (generation) (required without "
+                   "--points; no default)")
+    p.add_argument("--num-heads", type=int, default=None, help="attention heads per GPU (required without "
+                   "--points; no default)")
     p.add_argument("--prefix", type=int, default=0, help="cached tokens (context ops)")
-    p.add_argument("--gemm-type", default="bfloat16")
-    p.add_argument("--kv-cache-dtype", default="bfloat16")
-    p.add_argument("--attn-dtype", default="bfloat16")
-    p.add_argument("--architecture", default=None)
-    p.add_argument("--kernel-source", default=None)
-    p.add_argument("--index-topk", type=int, default=None)
-    p.add_argument("--index-n-heads", type=int, default=None)
-    p.add_argument("--method", default="interp", choices=("interp", "nearest"))
-    p.add_argument("--points", type=Path, help="CSV of points (collector column names)")
+    p.add_argument("--gemm-type", default="bfloat16", help="projection GEMM precision: " + ", ".join(GEMM_TYPES))
+    p.add_argument("--kv-cache-dtype", default="bfloat16", help="KV cache precision: " + ", ".join(DTYPES))
+    p.add_argument("--attn-dtype", default="bfloat16", help="attention math precision: " + ", ".join(DTYPES))
+    p.add_argument("--architecture", default=None, help="model architecture of the slice, e.g. "
+                   "DeepseekV32ForCausalLM (default: the op's usual one)")
+    p.add_argument("--kernel-source", default=None, help="kernel of the slice (default: any that has data)")
+    p.add_argument("--index-topk", type=int, default=None, help="DSA: keys each query attends to "
+                   "(default: the architecture's, 2048 for DeepSeek-V3.2)")
+    p.add_argument("--index-n-heads", type=int, default=None, help="DSA: indexer heads (default: the "
+                   "architecture's, 64 for DeepSeek-V3.2)")
+    p.add_argument("--method", default="interp", choices=("interp", "nearest"),
+                   help="interp: the estimator; nearest: the nearest measured point (a baseline)")
+    p.add_argument("--points", type=Path, help="CSV of points (collector column names: batch_size, isl, step, num_heads, ...; default: "
+                   "one point from -b/-s/--num-heads)")
     p.add_argument("--out", type=Path, help="with --points: output file (default: stdout)")
     p.add_argument("--json", action="store_true", help="JSON output (with --points: a list of row objects)")
     p.add_argument("--home", default=None, help="warehouse folder (default: $PERFWH_HOME)")

@@ -23,7 +23,10 @@ from warehouse.paths import resolve_home
 from .instance import write_instance_config
 from .state import landing_state, resolve_landing, stale_partitions
 
-QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# Dagster's console logger prints each step failure with its stack trace; `perfwh materialize`
+# reports failed steps itself, one line each (`step_failures`), so only CRITICAL gets through.
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+INTERRUPTED = ("DagsterExecutionInterruptedError", "KeyboardInterrupt")
 FINGERPRINT_KEY = "warehouse_fingerprint"
 # Run tags that make one run cover a range of partitions (single-run backfill policy).
 RANGE_START = "dagster/asset_partition_range_start"
@@ -36,6 +39,7 @@ class CheckOutcome:
     check: str
     passed: bool
     severity: str
+    why: str = ""  # the check's numbers (what it counted, its threshold): why it warned or failed
 
 
 @dataclass
@@ -80,11 +84,52 @@ def open_instance(home: Path):
     return dg.DagsterInstance.from_config(str(folder))
 
 
+def _why(metadata: dict) -> str:
+    """The scalar metadata of a check evaluation (counts, thresholds) as `name value, ...`."""
+    parts = []
+    for name, value in metadata.items():
+        v = value.value
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        parts.append(f"{name} {v:,}" if isinstance(v, int) else f"{name} {v:.4g}")
+    return ", ".join(parts)
+
+
 def _checks(result) -> list[CheckOutcome]:
     return [
-        CheckOutcome(e.asset_key.to_user_string(), e.check_name, e.passed, e.severity.value)
+        CheckOutcome(e.asset_key.to_user_string(), e.check_name, e.passed, e.severity.value, _why(e.metadata))
         for e in result.get_asset_check_evaluations()
     ]
+
+
+def _errors(result):
+    """(step, error chain) of every failure event of a run."""
+    for event in result.all_events:
+        error = getattr(event.event_specific_data, "error", None)
+        chain = []
+        while error is not None:
+            chain.append(error)
+            error = error.cause
+        if chain:
+            yield event.step_key or "run", chain
+
+
+def stop_if_interrupted(result) -> None:
+    """Ctrl-C inside a Dagster step becomes a failed step; turn it back into KeyboardInterrupt so that
+    nothing runs after it (the ledger keeps what was committed; the next run does the rest)."""
+    if any(e.cls_name in INTERRUPTED for _, chain in _errors(result) for e in chain):
+        raise KeyboardInterrupt
+
+
+def step_failures(result) -> list[str]:
+    """One line per failed step: its name and the innermost error's first line."""
+    lines = []
+    for step, chain in _errors(result):
+        msg = (chain[-1].message or chain[-1].cls_name or "").strip().splitlines()
+        line = f"step {step} failed: {msg[0] if msg else 'unknown error'}"
+        if line not in lines:
+            lines.append(line)
+    return lines
 
 
 def _ingest_metadata(result, key) -> dict | None:
@@ -107,6 +152,15 @@ def _views_built(home: Path) -> bool:
     return "accuracy_report" in derived_tables(home)
 
 
+def _has_measurements(home: Path) -> bool:
+    from warehouse.read import snapshot
+
+    try:
+        return bool(snapshot(home).files("measurements"))
+    except FileNotFoundError:
+        return False
+
+
 def run_materialize(
     home: str | None = None,
     landing: str | None = None,
@@ -118,6 +172,11 @@ def run_materialize(
     wh_home = resolve_home(home)
     landing = resolve_landing(landing)
     progress(f"landing: {landing}")
+    if Path(landing).is_dir():  # a local folder: apply its policy for deleted raw logs ($PERFWH_ON_DELETE)
+        from warehouse.remove import retire_deleted
+
+        for gone in retire_deleted(Path(landing), wh_home):
+            progress(f"retired {gone.path}: deleted from the landing folder ({gone.rows_accepted:,} rows)")
     state = landing_state(wh_home, landing)
     summary = MaterializeSummary(home=wh_home, landing=landing, dagster_home=None, files_seen=len(state.files))
     mirrors = landing_mirrors(landing)
@@ -151,6 +210,7 @@ def run_materialize(
     todo = state.pending
     t0 = time.perf_counter()
     if todo:
+        progress(f"ingesting {len(todo)} raw logs ...")
         # One run over the partition range that spans every pending file;
         # unchanged files inside the range are skipped by their sha256.
         order = {k: i for i, k in enumerate(instance.get_dynamic_partitions(RAW_LOG_PARTITIONS.name))}
@@ -165,10 +225,13 @@ def run_materialize(
         result = ingest_job.execute_in_process(
             instance=instance, asset_selection=[raw_log_files.key], run_config=QUIET_LOGS, raise_on_error=False
         )
+    stop_if_interrupted(result)
     summary.checks += _checks(result)
     if not result.success:
         summary.failed_runs.append(f"ingest_job ({result.run_id})")
         progress(f"ingest FAILED (run {result.run_id})")
+        for line in step_failures(result):
+            progress(line)
     meta = _ingest_metadata(result, measurements.key)
     if meta:
         summary.ingested = IngestTotals(
@@ -190,6 +253,9 @@ def run_materialize(
     if not force and not stale and _views_built(wh_home):
         summary.derived = "up to date"
         progress("derived tables are up to date (no partition's inputs changed)")
+    elif not _has_measurements(wh_home):
+        summary.derived = "not built (no accepted measurements)"
+        progress("derived tables not built: the warehouse holds no accepted measurements")
     else:
         progress(f"building perf_points, sol_calibration, interpolation_grids ({len(stale)} stale partition(s)), "
                  "accuracy_report, warehouse_views ...")
@@ -197,10 +263,13 @@ def run_materialize(
         result = derived_job.execute_in_process(
             instance=instance, run_config=QUIET_LOGS, tags={FINGERPRINT_KEY: current}, raise_on_error=False
         )
+        stop_if_interrupted(result)
         summary.checks += _checks(result)
         summary.derived = "rebuilt" if result.success else "failed"
         if not result.success:
             summary.failed_runs.append(f"derived_job ({result.run_id})")
+            for line in step_failures(result):
+                progress(line)
         progress(f"derived tables {summary.derived} ({time.perf_counter() - t0:.1f} s)")
         if result.success:
             from estimator.store import DerivedStore

@@ -78,7 +78,7 @@ def perf_points_sql(source: str = "measurements") -> str:
     return (
         f"SELECT {keys}, median(latency_ms) AS latency_ms, CAST(count(*) AS UINTEGER) AS n, "
         "min(latency_ms) AS latency_min_ms, max(latency_ms) AS latency_max_ms, "
-        "(max(latency_ms) - min(latency_ms)) / median(latency_ms) AS spread_rel "
+        "CASE WHEN count(*) > 1 THEN (max(latency_ms) - min(latency_ms)) / median(latency_ms) END AS spread_rel "
         f"FROM {source} GROUP BY {keys}"
     )
 
