@@ -60,14 +60,21 @@ def run(args: argparse.Namespace) -> int:
     from estimator.database import PerfDatabase, canonical_op
 
     op = canonical_op(args.op)
+    # Bad input is refused before the database loads (which may rebuild derived tables first).
+    frame = None
+    if args.points is not None:
+        frame = _read_points(args.points)
+        if args.out is not None and args.out.is_dir():
+            raise CliError(f"--out {args.out} is a folder; give a file path")
+    else:
+        missing = [f for f, v in (("-b/--batch-size", args.batch_size), ("-s/--seq", args.seq),
+                                  ("--num-heads", args.num_heads)) if v is None]
+        if missing:
+            raise CliError(f"missing {', '.join(missing)} (or pass --points IN.csv)")
     db = PerfDatabase(system=args.system, backend=args.backend, version=args.version, home=args.home,
                       from_system=args.from_system)
-    if args.points is not None:
-        return _batch(db, op, args)
-    missing = [f for f, v in (("-b/--batch-size", args.batch_size), ("-s/--seq", args.seq),
-                              ("--num-heads", args.num_heads)) if v is None]
-    if missing:
-        raise CliError(f"missing {', '.join(missing)} (or pass --points IN.csv)")
+    if frame is not None:
+        return _batch(db, op, args, frame)
     est = db.estimate(op, batch_size=args.batch_size, s=args.seq, num_heads=args.num_heads,
                       prefix=args.prefix, gemm_type=args.gemm_type, kv_cache_dtype=args.kv_cache_dtype,
                       attn_dtype=args.attn_dtype, architecture=args.architecture,
@@ -95,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
 COLLECTOR_RENAMES = {"mla_dtype": "attn_dtype"}
 
 
-def _batch(db, op: str, args) -> int:
+def _batch(db, op: str, args, frame) -> int:
     import re
 
     import polars as pl
@@ -103,9 +110,6 @@ def _batch(db, op: str, args) -> int:
     from perfwh.cli import CliError
     from warehouse.schema import phase_of
 
-    frame = _read_points(args.points)
-    if args.out is not None and args.out.is_dir():
-        raise CliError(f"--out {args.out} is a folder; give a file path")
     work = frame.rename({k: v for k, v in COLLECTOR_RENAMES.items() if k in frame.columns})
     context = phase_of(op) == "context"
     if "step" in work.columns:
