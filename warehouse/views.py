@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from .atomic import tmp_path_for
+from .location import arrow_location
 from .paths import WarehousePaths
 from .schema import KEY_COLUMNS, LEDGER_SCHEMA, MEASUREMENT_SCHEMA, OPS, QUARANTINE_SCHEMA
 from .tables import PARTITION, Snapshot, arrow_schema, load_snapshot
@@ -130,10 +131,11 @@ def write_views(con, snap: Snapshot) -> None:
 
 def _dataset(snap: Snapshot, name: str, schema: dict) -> ds.Dataset:
     full = arrow_schema(schema)
+    fs, base = arrow_location(snap.home / name)  # S3 file system for an object home
     return ds.dataset(
-        snap.files(name), schema=full, format="parquet",
+        [arrow_location(f)[1] for f in snap.files(name)], schema=full, format="parquet", filesystem=fs,
         partitioning=ds.partitioning(pa.schema([full.field(PARTITION)]), flavor="hive"),
-        partition_base_dir=str(snap.home / name),
+        partition_base_dir=base,
     )  # fmt: skip
 
 
@@ -164,9 +166,12 @@ def connect_snapshot(snap: Snapshot) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def refresh_views(home) -> Path:
-    """Rebuild perf.duckdb from the latest committed version."""
+def refresh_views(home) -> Path | None:
+    """Rebuild perf.duckdb from the latest committed version (None for an object-storage home:
+    DuckDB reaches S3 only through an extension it would have to download; `perfwh sql` serves it)."""
     paths = WarehousePaths.at(home).ensure()
+    if not paths.is_local:
+        return None
     snap = load_snapshot(paths.home)
     tmp = tmp_path_for(paths.duckdb)
     try:
