@@ -15,6 +15,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -41,9 +42,10 @@ def s3_server():
         _unavailable(f"moto[server] not installed ({exc})")
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
+    log = tempfile.TemporaryFile()  # the server logs every request: a pipe would fill and stall it
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL, stderr=log,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 30
@@ -53,7 +55,8 @@ def s3_server():
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    err = proc.stderr.read().decode(errors="replace")[-300:] if proc.poll() is not None else ""
+                    log.seek(0)
+                    err = log.read().decode(errors="replace")[-300:]
                     _unavailable(f"moto server did not start on {url}: {err or 'timeout'}")
                 time.sleep(0.1)
         yield url
@@ -64,7 +67,7 @@ def s3_server():
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        proc.stderr.close()
+        log.close()
 
 
 @pytest.fixture

@@ -35,8 +35,9 @@ class ObjectHome(str):
 
     def __new__(cls, url: str) -> "ObjectHome":
         parsed = urlparse(str(url))
-        key = parsed.path.strip("/")
-        if parsed.scheme != "s3" or not parsed.netloc or "//" in key or ".." in key.split("/"):
+        key = parsed.path[1:].rstrip("/")  # the path after the bucket's slash
+        if parsed.scheme != "s3" or not parsed.netloc or key.startswith("/") or "//" in key \
+                or ".." in key.split("/") or parsed.query or parsed.fragment:
             raise ValueError(f"not an object-storage home (s3://bucket/prefix): {url!r}")
         return super().__new__(cls, f"{SCHEME}{parsed.netloc}/{key}".rstrip("/"))
 
@@ -120,10 +121,15 @@ def arrow_location(path) -> tuple[object | None, str]:
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_S3_ERROR = re.compile(r"<\?xml.*?<Code>(?P<code>[^<]*)</Code>\s*<Message>(?P<message>[^<]*)</Message>.*", re.S)
 
 
 def one_line(exc: BaseException, limit: int = 400) -> str:
     """An error as one line: delta-rs and the AWS SDK nest causes over several lines."""
-    parts = [p.strip().lstrip("\u21b3").strip() for p in _ANSI.sub("", str(exc)).splitlines()]
+    text = _ANSI.sub("", str(exc))
+    xml = _S3_ERROR.search(text)  # an S3 error body: its code and message say it all
+    if xml:
+        text = text[: xml.start()] + f"{xml['code']}: {xml['message']}"
+    parts = [p.strip().lstrip("\u21b3").strip() for p in text.splitlines()]
     text = " -> ".join(p for p in parts if p) or type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
