@@ -55,12 +55,12 @@ def landing_state(home: Path, landing: str) -> LandingState:
 
 def read_derived_fingerprint(home: Path) -> str | None:
     """The fingerprint recorded by the last complete derived build, if its tables still exist."""
-    path = WarehousePaths.at(home).home / STATE_FILE
+    path = WarehousePaths.at(home).local / STATE_FILE  # an object home: its local cache
     if not path.exists() or not set(DERIVED_TABLES) <= set(derived_tables(home)):
         return None
     return json.loads(path.read_text()).get("fingerprint")
 
 
 def write_derived_fingerprint(home: Path, value: str, run_id: str) -> None:
-    path = WarehousePaths.at(home).home / STATE_FILE
+    path = WarehousePaths.at(home).local / STATE_FILE
     write_text_atomic(json.dumps({"fingerprint": value, "run_id": run_id}) + "\n", path)

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from .atomic import tmp_path_for
-from .location import arrow_location
+from .location import ObjectHome, arrow_location
 from .paths import WarehousePaths
 from .schema import KEY_COLUMNS, LEDGER_SCHEMA, MEASUREMENT_SCHEMA, OPS, QUARANTINE_SCHEMA
 from .tables import PARTITION, Snapshot, arrow_schema, load_snapshot
@@ -117,6 +117,9 @@ def _common_views(con) -> None:
 def write_views(con, snap: Snapshot) -> None:
     """The views of `snap` in `con` over the data files themselves (perf.duckdb)."""
     for name, schema in (("measurements", MEASUREMENT_SCHEMA), ("quarantine", QUARANTINE_SCHEMA)):
+        if isinstance(snap.home, ObjectHome):  # DuckDB reads S3 only through httpfs, an extension it must download
+            con.execute(_error_view(name, f"the data is in {snap.home}: query it with `perfwh sql --home {snap.home}`", schema))
+            continue
         try:
             con.execute(f"CREATE OR REPLACE VIEW {name} AS {_parquet_select(snap.files(name), schema)}")
         except duckdb.Error as exc:
@@ -166,12 +169,9 @@ def connect_snapshot(snap: Snapshot) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def refresh_views(home) -> Path | None:
-    """Rebuild perf.duckdb from the latest committed version (None for an object-storage home:
-    DuckDB reaches S3 only through an extension it would have to download; `perfwh sql` serves it)."""
+def refresh_views(home) -> Path:
+    """Rebuild perf.duckdb from the latest committed version (an object home's in its local cache)."""
     paths = WarehousePaths.at(home).ensure()
-    if not paths.is_local:
-        return None
     snap = load_snapshot(paths.home)
     tmp = tmp_path_for(paths.duckdb)
     try:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import uuid
 
+import duckdb
 import pytest
 
 from tests.conftest import REPO, dsa_context_row, write_log
@@ -58,9 +59,14 @@ def test_ingest_sql_and_verify_on_object_storage(s3_home, s3_env, tmp_path):  # 
     for table in ("measurements", "quarantine", "ledger"):
         assert any(k.startswith(f"{table}/_delta_log/") for k in keys), table
     assert any(k.startswith("measurements/source_sha256=") and k.endswith(".parquet") for k in keys)
-    # Nothing local but the cache: no perf.duckdb, no folder named after the URL.
+    # Nothing local but the cache (no folder named after the URL). Its perf.duckdb holds the
+    # ledger and derived tables; DuckDB cannot read S3 offline, so the data views say where to go.
     assert not (tmp_path / "s3:").exists()
-    assert not WarehousePaths.at(s3_home).duckdb.exists()
+    con = duckdb.connect(str(WarehousePaths.at(s3_home).duckdb), read_only=True)
+    assert con.sql("select count(*) from ingest_ledger").fetchall() == [(3,)]
+    with pytest.raises(duckdb.Error, match="perfwh sql --home " + s3_home):
+        con.sql("select count(*) from measurements").fetchall()
+    con.close()
     by_op = sql("select op, count(*) as n from measurements group by 1 order by 1", s3_home)
     assert by_op.rows() == [("dsa_context", 20), ("dsa_generation", 20), ("mla_context", 20)]
     assert sql("select count(*) from quarantine", s3_home).item() == 3
@@ -184,3 +190,18 @@ def test_home_kinds():
     for bad in ("s3://", "s3://bkt/a/../b", "s3://bkt//a"):
         with pytest.raises(ValueError, match="s3://bucket/prefix"):
             ObjectHome(bad)
+
+
+def test_materialize_on_object_storage(s3_home, tmp_path, monkeypatch):
+    """The Dagster graph on an s3 home: ingest runs commit to the bucket; the derived tables,
+    Dagster's instance and perf.duckdb live in the home's local cache."""
+    from pipelines.materialize import run_materialize
+
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    write_landing(tmp_path / "landing")
+    summary = run_materialize(s3_home, str(tmp_path / "landing"))
+    assert summary.ingested.rows_accepted == 60 and not summary.failed_runs
+    local = WarehousePaths.at(s3_home).local
+    assert local == cache_dir(ObjectHome(s3_home)) and summary.dagster_home == local / "dagster"
+    assert {"perf_points", "sol_calibration", "accuracy_report"} <= {p.stem for p in (local / "derived").glob("*.parquet")}
+    assert sql("select count(*) from perf_points", s3_home).item() == 60
