@@ -12,10 +12,13 @@ import uuid
 
 import duckdb
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import REPO, dsa_context_row, write_log
 from tests.pipelines.fixtures import context_latency, write_landing
 from tests.s3server import s3_env, s3_server  # noqa: F401  (fixtures)
+from tests.warehouse.test_properties import _log, damaged_line
 from warehouse.ingest import ingest_paths
 from warehouse.location import ObjectHome, cache_dir
 from warehouse.paths import WarehousePaths
@@ -205,3 +208,16 @@ def test_materialize_on_object_storage(s3_home, tmp_path, monkeypatch):
     assert local == cache_dir(ObjectHome(s3_home)) and summary.dagster_home == local / "dagster"
     assert {"perf_points", "sol_calibration", "accuracy_report"} <= {p.stem for p in (local / "derived").glob("*.parquet")}
     assert sql("select count(*) from perf_points", s3_home).item() == 60
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(damaged_line(), max_size=30), crlf=st.booleans())
+def test_random_damage_keeps_the_books_balanced_on_object_storage(s3_home, lines, crlf):
+    """The damaged-log property of test_properties.py on an s3 home: per file rows read =
+    accepted + quarantined, and SQL over the bucket shows exactly those rows."""
+    home = f"{s3_home}/{uuid.uuid4().hex[:8]}"
+    with _log(lines, crlf, True) as (f, _):
+        (res,) = ingest_paths([f], home).files
+    assert res.status == "ingested" and res.rows_read == res.rows_accepted + res.rows_quarantined
+    counts = sql("select (select count(*) from measurements), (select count(*) from quarantine)", home)
+    assert counts.row(0) == (res.rows_accepted, res.rows_quarantined)
