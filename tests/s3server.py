@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import contextmanager
 
 import pytest
 
@@ -34,12 +35,15 @@ def _unavailable(reason: str):
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
-def s3_server():
-    try:
-        import moto.server  # noqa: F401
-    except ImportError as exc:
-        _unavailable(f"moto[server] not installed ({exc})")
+class ServerFailed(RuntimeError):
+    pass
+
+
+@contextmanager
+def moto_server():
+    """A moto S3 server process on 127.0.0.1 at a free port; yields its URL (also for benchmarks)."""
+    import moto.server  # noqa: F401  (ImportError: not installed)
+
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log = tempfile.TemporaryFile()  # the server logs every request: a pipe would fill and stall it
@@ -57,7 +61,7 @@ def s3_server():
                 if proc.poll() is not None or time.monotonic() > deadline:
                     log.seek(0)
                     err = log.read().decode(errors="replace")[-300:]
-                    _unavailable(f"moto server did not start on {url}: {err or 'timeout'}")
+                    raise ServerFailed(f"moto server did not start on {url}: {err or 'timeout'}") from None
                 time.sleep(0.1)
         yield url
     finally:
@@ -68,6 +72,19 @@ def s3_server():
             proc.kill()
             proc.wait()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    try:
+        server = moto_server()
+        url = server.__enter__()
+    except (ImportError, ServerFailed) as exc:
+        _unavailable(str(exc) if isinstance(exc, ServerFailed) else f"moto[server] not installed ({exc})")
+    try:
+        yield url
+    finally:
+        server.__exit__(None, None, None)
 
 
 @pytest.fixture
