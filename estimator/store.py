@@ -14,9 +14,10 @@ import hashlib
 import polars as pl
 
 from warehouse.derived import read_derived, write_derived
-from warehouse.manifest import load_manifest
+from warehouse.manifest import load_manifest, manifest_of
 from warehouse.paths import WarehousePaths
-from warehouse.read import read_perf_points, warehouse_exists
+from warehouse.read import read_perf_points, snapshot, warehouse_exists
+from warehouse.tables import Snapshot
 
 from .calibrate import METHOD as CAL_METHOD
 from .calibrate import calibrate
@@ -33,7 +34,8 @@ def sources_tag(home) -> str:
     if not warehouse_exists(paths.home):
         raise FileNotFoundError(f"no warehouse at {paths.home}: run `perfwh ingest PATH` first "
                                 "(or pass --home / set PERFWH_HOME)")
-    parts = sorted(load_manifest(paths).live_parts())
+    manifest = manifest_of(home) if isinstance(home, Snapshot) else load_manifest(paths)
+    parts = sorted(manifest.live_parts())
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
@@ -78,6 +80,11 @@ def ensure_grids(home, points: pl.DataFrame | None = None, calibration: pl.DataF
 
 
 def build_derived(home, *, force: bool = False) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(calibration, grids) of the warehouse, rebuilding either where stale (or both when forced)."""
-    cal = ensure_calibration(home, force=force)
-    return cal, ensure_grids(home, calibration=cal, force=force)
+    """(calibration, grids) of the warehouse, rebuilding either where stale (or both when forced).
+
+    Every read is of one pinned committed version (D8): a commit landing
+    meanwhile is seen by the next build, never half by this one.
+    """
+    snap = snapshot(home)
+    cal = ensure_calibration(snap, force=force)
+    return cal, ensure_grids(snap, calibration=cal, force=force)
