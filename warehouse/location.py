@@ -75,7 +75,8 @@ def cache_dir(home: ObjectHome) -> Path:
 
 
 def _endpoint() -> str | None:
-    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+    """AWS_ENDPOINT_URL: the one variable every client here (delta-rs, pyarrow, polars, boto3) reads."""
+    return os.environ.get("AWS_ENDPOINT_URL") or None
 
 
 def delta_storage_options() -> dict[str, str]:

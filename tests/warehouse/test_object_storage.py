@@ -221,3 +221,19 @@ def test_random_damage_keeps_the_books_balanced_on_object_storage(s3_home, lines
     assert res.status == "ingested" and res.rows_read == res.rows_accepted + res.rows_quarantined
     counts = sql("select (select count(*) from measurements), (select count(*) from quarantine)", home)
     assert counts.row(0) == (res.rows_accepted, res.rows_quarantined)
+
+
+def test_lost_transaction_log_in_the_bucket_refuses_and_deletes_nothing(s3_home, s3_env, tmp_path):  # noqa: F811
+    """D2 on an s3 home: with measurements/_delta_log gone, ingest stops with one line and
+    every data object stays."""
+    f = write_log(tmp_path / "raw" / "h200_sxm" / "trtllm" / "1.0" / "dsa_context_module_perf.txt", _rows("1.0", 5))
+    ingest_paths([f], s3_home)
+    home = ObjectHome(s3_home)
+    data = [k for k in _keys(s3_env, s3_home) if k.startswith("measurements/source_sha256=")]
+    for key in _keys(s3_env, s3_home):
+        if key.startswith("measurements/_delta_log/"):
+            s3_env.delete_object(Bucket=home.bucket, Key=f"{home.key}/{key}")
+    write_log(f, _rows("1.0", 6, latency=2.0))
+    out = _cli("ingest", str(f), "--home", s3_home)
+    assert out.returncode == 2 and "no readable Delta transaction log" in out.stderr and "Traceback" not in out.stderr
+    assert [k for k in _keys(s3_env, s3_home) if k.startswith("measurements/source_sha256=")] == data
