@@ -9,6 +9,9 @@ Layout under the home folder:
     ledger/_delta_log/...                               append-only event log
     ledger/<part>.parquet
 
+The home may be `s3://bucket/prefix` (warehouse/location.py): the same layout
+under the prefix, the same commits (delta-rs, conditional-put log entries).
+
 Both data tables are partitioned by the content hash of the raw log the rows
 came from: a partition value is 64 hex digits whatever the system, framework
 or version strings hold (so partition folders are injective and short), and
@@ -45,7 +48,7 @@ from deltalake.exceptions import TableNotFoundError
 from deltalake.transaction import AddAction, RemoveAction
 
 from .atomic import ZSTD_LEVEL, fsync_dir
-from .location import ObjectHome, arrow_location, delta_storage_options
+from .location import ObjectHome, arrow_location, delta_storage_options, is_object_url
 from .schema import LEDGER_SCHEMA, MEASUREMENT_SCHEMA, QUARANTINE_SCHEMA
 
 PARTITION = "source_sha256"
@@ -125,14 +128,14 @@ class Store:
     """
 
     def __init__(self, home: Path | ObjectHome):
-        self.home = home if isinstance(home, ObjectHome) else Path(home)
+        self.home = ObjectHome(home) if is_object_url(str(home)) else Path(home)
         self.local = not isinstance(self.home, ObjectHome)
         self.options = None if self.local else delta_storage_options()
 
     def uri(self, table: str) -> str:
         return str(self.home / table)
 
-    def _any_file(self, rel: str) -> bool:
+    def any_file(self, rel: str) -> bool:
         """Whether the folder `rel` (under the home) holds anything."""
         if self.local:
             folder = self.home / rel
@@ -143,7 +146,7 @@ class Store:
         return bool(fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=False)))
 
     def has_log(self, table: str) -> bool:
-        return self._any_file(f"{table}/_delta_log")
+        return self.any_file(f"{table}/_delta_log")
 
     def exists(self) -> bool:
         return self.has_log("ledger")
@@ -160,7 +163,7 @@ class Store:
             dt = DeltaTable(uri, storage_options=self.options)
         except TableNotFoundError:
             folder = self.home / name
-            if self._any_file(name):
+            if self.any_file(name):
                 raise StorageError(
                     f"{folder}: data files but no readable Delta transaction log (_delta_log); "
                     "refusing to write over them: restore the log or ingest into a fresh --home"
@@ -344,9 +347,9 @@ def load_snapshot(home: Path | ObjectHome, as_of: int | datetime | None = None) 
         if as_of is not None:
             raise ValueError(f"no warehouse at {home}: no version {as_of!r}")
         for name in DATA_TABLES:  # a lost ledger log over existing files is refused here too
-            if store._any_file(name) and not store.has_log(name):
+            if store.any_file(name) and not store.has_log(name):
                 store.table(name)
-        if store._any_file("ledger"):
+        if store.any_file("ledger"):
             store.table("ledger")
         return empty_snapshot(store.home)
     dt = store.table("ledger", as_of)
