@@ -1,8 +1,9 @@
 """PerfDatabase: DSA/MLA latency lookups over the warehouse, with provenance.
 
-Construction loads the warehouse's perf points, the `sol_calibration` table
-and the `grids` table (rebuilding either when its input hash is stale) for one
-(system, framework, version). Lookups then never touch the disk.
+Construction loads the `sol_calibration` and `grids` tables of one system /
+framework's (system, framework, version) partitions only (estimator.store
+rebuilds a partition first when its inputs changed). Lookups then never touch
+the disk.
 
 Fallback chain (each answer says which step gave it):
 measured -> interpolated -> extrapolated -> transferred (related slice,
@@ -105,11 +106,14 @@ class PerfDatabase:
         if framework is None:
             raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(sorted(set(FRAMEWORKS.values())))}")
         self.framework = framework
-        if grids is None or calibration is None:
-            from .store import build_derived
+        store = None
+        if grids is None or calibration is None:  # load only this system/backend's partitions (store.py)
+            from .store import DerivedStore
 
-            calibration, grids = build_derived(home)
-        have = grids.select("system", "framework", "version").unique()
+            store = DerivedStore(home)
+            have = pl.DataFrame(list(store.partitions()), schema=["system", "framework", "version"], orient="row")
+        else:
+            have = grids.select("system", "framework", "version").unique()
         fw_rows = have.filter(pl.col("framework") == framework)
         if fw_rows.height == 0:
             raise ValueError(f"no data for backend {framework!r} in the warehouse; "
@@ -125,6 +129,9 @@ class PerfDatabase:
         self.pinned_version = version
         self._all_versions = versions
         self.version = version or versions[-1]
+        self.build_errors = pl.DataFrame()
+        if store is not None:
+            calibration, grids, self.build_errors = self._load_partitions(store, framework, versions)
         mine = (pl.col("system") == self.data_system) & (pl.col("framework") == framework)
         self.grids = GridSet.from_frame(grids.filter(mine))
         self.params = {(k[2], k[3], k[4]): p for k, p in params_from_frame(calibration.filter(mine)).items()}
@@ -137,6 +144,27 @@ class PerfDatabase:
         self._op_versions = {op: sort_versions(vs) for op, vs in self._op_versions.items()}
         self._resolved: dict[tuple, _Resolved] = {}
         self._by_args: dict[tuple, _Resolved] = {}  # raw estimate() arguments -> resolution
+
+    def _load_partitions(self, store, framework: str, versions: list[str]):
+        """(calibration, grids, build_errors) of every version of this system/backend, each partition
+        rebuilt first if stale; SliceBuildError when the system itself could not be modelled."""
+        from .store import SliceBuildError, slice_error
+
+        parts = [store.load((self.data_system, framework, v)) for v in versions]
+        calibration, grids, errors = (pl.concat([p[t] for p in parts], how="vertical_relaxed")
+                                      for t in ("sol_calibration", "grids", "build_errors"))
+        if reason := slice_error(errors):
+            raise SliceBuildError(reason)
+        return calibration, grids, errors
+
+    def _build_error(self, op: str, version: str | None = None, **sub_slice) -> None:
+        """Raise SliceBuildError when this op (or its sub-slice) could not be modelled (store.py)."""
+        if self.build_errors.height:
+            from .store import SliceBuildError, slice_error
+
+            errors = self.build_errors if version is None else self.build_errors.filter(pl.col("version") == version)
+            if reason := slice_error(errors, op, **sub_slice):
+                raise SliceBuildError(reason)
 
     # ---- resolution ---------------------------------------------------------------------
     @property
@@ -166,6 +194,7 @@ class PerfDatabase:
         if hit is not None:
             return hit
         if op not in self._op_versions:
+            self._build_error(op)
             raise KeyError(f"no data or calibration for op {op!r} in {self.data_system}/{self.framework}; "
                            f"ops with data: {', '.join(self.ops)}")
         have = self._op_versions[op]
@@ -186,6 +215,9 @@ class PerfDatabase:
         exact = [k for k in cands if all(
             want[c] is None and c == "kernel_source" or dict(zip(GROUP_KEYS, k))[c] == want[c]
             for c in ("kernel_source", "architecture", "attn_dtype", "kv_cache_dtype", "gemm_type"))]
+        if not exact:  # a precision / architecture of this op that could not be modelled
+            self._build_error(op, version, gemm_type=gemm_type, kv_cache_dtype=kv_cache_dtype,
+                              architecture=want["architecture"])
         if exact:  # the newest version with data for this op and slice
             version = max((k[2] for k in exact), key=version_key)
             key = self._pick_kernel_source([k for k in exact if k[2] == version])
