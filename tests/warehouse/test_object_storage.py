@@ -159,7 +159,7 @@ def test_cli_ingest_sql_query_verify_and_repair(s3_home, s3_env, tmp_path):  # n
     est = json.loads(out.stdout)
     assert est["source"] == "measured" and est["latency_ms"] == pytest.approx(context_latency(2, 1024))
     cached = cache_dir(ObjectHome(s3_home)) / "derived"
-    assert {p.stem for p in cached.glob("*.parquet")} >= {"sol_calibration", "grids"}
+    assert {p.stem for p in cached.rglob("*.parquet")} >= {"sol_calibration", "grids"}
     # A damaged object: verify names it; --repair re-ingests its raw log.
     home = ObjectHome(s3_home)
     part = snapshot(s3_home).files("measurements")[0]
@@ -206,7 +206,7 @@ def test_materialize_on_object_storage(s3_home, tmp_path, monkeypatch):
     assert summary.ingested.rows_accepted == 60 and not summary.failed_runs
     local = WarehousePaths.at(s3_home).local
     assert local == cache_dir(ObjectHome(s3_home)) and summary.dagster_home == local / "dagster"
-    assert {"perf_points", "sol_calibration", "accuracy_report"} <= {p.stem for p in (local / "derived").glob("*.parquet")}
+    assert {"perf_points", "sol_calibration", "accuracy_report"} <= {p.stem for p in (local / "derived").rglob("*.parquet")}
     assert sql("select count(*) from perf_points", s3_home).item() == 60
 
 
