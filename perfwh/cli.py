@@ -93,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # storage out of reach (an s3:// home's endpoint, bucket, credentials)
+        from warehouse.location import one_line
+
+        print(f"perfwh {args.command}: error: {one_line(exc)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # `python -m perfwh.cli`: run the imported module, so that its CliError is the one raised

@@ -11,7 +11,10 @@ import polars as pl
 from warehouse.output import FORMATS, Progress, render
 from warehouse.paths import ENV_HOME, DEFAULT_HOME
 
-HOME_HELP = f"warehouse folder (default: ${ENV_HOME}, else {DEFAULT_HOME})"
+HOME_HELP = (
+    f"warehouse folder, or s3://bucket/prefix (endpoint and credentials from the AWS_* environment) "
+    f"(default: ${ENV_HOME}, else {DEFAULT_HOME})"
+)
 
 
 def add_home(p: argparse.ArgumentParser) -> None:
@@ -104,6 +107,7 @@ def _common_root(paths: list[Path]) -> Path | None:
 
 def cmd_ingest(args) -> int:
     from warehouse.ingest import ingest_paths
+    from warehouse.location import one_line
 
     targets = list(args.paths)
     if args.from_aiconfigurator is not None:
@@ -139,7 +143,7 @@ def cmd_ingest(args) -> int:
         report = ingest_paths(targets, args.home, progress=progress)
     except OSError as exc:  # disk full, read-only or unwritable home: one line, no traceback
         where = f" ({exc.filename})" if exc.filename else ""
-        raise ValueError(f"cannot write the warehouse: {exc.strerror or exc}{where}") from None
+        raise ValueError(f"cannot write the warehouse: {exc.strerror or one_line(exc)}{where}") from None
     except duckdb.Error as exc:  # the view refresh hit the same wall
         raise ValueError(f"cannot write the warehouse views: {str(exc).splitlines()[0]}") from None
     print(render(_summary(report), max_rows=10_000), end="")

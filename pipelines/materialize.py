@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from warehouse.landing import landing_mirrors
-from warehouse.paths import resolve_home
+from warehouse.paths import WarehousePaths, resolve_home
 
 from .instance import write_instance_config
 from .state import landing_state, resolve_landing, stale_partitions
@@ -77,7 +77,7 @@ def open_instance(home: Path):
     folder or dagster.yaml is created from settings (pipelines.instance)."""
     import dagster as dg
 
-    folder = Path(os.environ.get("DAGSTER_HOME") or home / "dagster").expanduser().resolve()
+    folder = Path(os.environ.get("DAGSTER_HOME") or WarehousePaths.at(home).local / "dagster").expanduser().resolve()
     folder.mkdir(parents=True, exist_ok=True)
     if not (folder / "dagster.yaml").exists():
         write_instance_config(folder)
