@@ -43,6 +43,8 @@ SWEEP = [
     ("desc bn32 w8 s3", dict(block_n=32, num_warps=8, num_stages=3, desc=True), None),
     ("desc bn32 w8 s4", dict(block_n=32, num_warps=8, num_stages=4, desc=True), None),
     ("desc bn64 w16 s2", dict(block_n=64, num_warps=16, num_stages=2, desc=True), None),
+    ("bh32 bn64 w4 s2", dict(block_h=32, block_n=64, num_warps=4, num_stages=2, ctas_per_sm=2), None),
+    ("bh32 bn32 w4 s3", dict(block_h=32, block_n=32, num_warps=4, num_stages=3, ctas_per_sm=2), None),
     ("bn64 w8 s2 split4", dict(block_n=64, num_warps=8, num_stages=2), 4),
     ("bn64 w8 s2 split33", dict(block_n=64, num_warps=8, num_stages=2), 33),
 ]
