@@ -79,12 +79,17 @@ if HAVE_TRITON:
         m_i = tl.full([BLOCK_H], float("-inf"), tl.float32)
         l_i = tl.zeros([BLOCK_H], tl.float32)
         acc = tl.zeros([BLOCK_H, D_LAT], tl.float32)
+        # one 64-bit scalar base per program; offsets inside the chunk stay 32-bit
+        # (chunk * 576 < 2^31), so the per-element addresses need no 64-bit math
+        kv_base = KV + (base + lo) * s_kv
         for n0 in range(lo, hi, BLOCK_N):
-            offs_n = n0 + tl.arange(0, BLOCK_N)
-            valid = offs_n < hi
-            row_ptr = KV + (base + offs_n.to(tl.int64)) * s_kv
-            k_lat = tl.load(row_ptr[:, None] + offs_d[None, :], mask=valid[:, None], other=0.0).to(q_lat.dtype)
-            k_pe = tl.load(row_ptr[:, None] + D_LAT + offs_r[None, :], mask=valid[:, None], other=0.0).to(q_lat.dtype)
+            offs_c = (n0 - lo) + tl.arange(0, BLOCK_N)
+            valid = offs_c < hi - lo
+            row_off = offs_c * s_kv
+            k_lat = tl.load(kv_base + row_off[:, None] + offs_d[None, :], mask=valid[:, None], other=0.0)
+            k_pe = tl.load(kv_base + row_off[:, None] + D_LAT + offs_r[None, :], mask=valid[:, None], other=0.0)
+            k_lat = k_lat.to(q_lat.dtype)
+            k_pe = k_pe.to(q_lat.dtype)
             qk = tl.dot(q_lat, tl.trans(k_lat))
             qk = tl.dot(q_pe, tl.trans(k_pe), qk)
             qk = tl.where(valid[None, :], qk * qk_scale, float("-inf"))
