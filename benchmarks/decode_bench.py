@@ -45,6 +45,8 @@ SWEEP = [
     ("desc bn64 w16 s2", dict(block_n=64, num_warps=16, num_stages=2, desc=True), None),
     ("bh32 bn64 w4 s2", dict(block_h=32, block_n=64, num_warps=4, num_stages=2, ctas_per_sm=2), None),
     ("bh32 bn32 w4 s3", dict(block_h=32, block_n=32, num_warps=4, num_stages=3, ctas_per_sm=2), None),
+    ("fp8dot bn64 w8 s2", dict(block_n=64, num_warps=8, num_stages=2, fp8_dot=True), None),
+    ("fp8dot bn64 w8 s3", dict(block_n=64, num_warps=8, num_stages=3, fp8_dot=True), None),
     ("bn64 w8 s2 split4", dict(block_n=64, num_warps=8, num_stages=2), 4),
     ("bn64 w8 s2 split33", dict(block_n=64, num_warps=8, num_stages=2), 33),
 ]
@@ -152,6 +154,8 @@ def main(argv=None) -> int:
         for name, cfg, splits in [("old kernel (0.1)", None, None)] + sweep:
             if time.time() - t0 > a.deadline:
                 print(f"deadline: skipping {name} {kvname}", flush=True)
+                continue
+            if cfg is not None and cfg.get("fp8_dot") and kvd != FP8:
                 continue
             fn = old_fn if cfg is None else new_fn(cfg, splits)
             row = dict(kv=kvname, name=name, config=cfg, splits_arg=splits, batch=b, kv_len=L, heads=H)

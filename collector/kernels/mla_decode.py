@@ -54,7 +54,7 @@ if HAVE_TRITON:
         H, CHUNK, N_HB, N_SPLIT, qk_scale, out_scale,
         s_ql_t, s_ql_h, s_qp_t, s_qp_h, s_kv, s_o_t, s_o_h,
         D_LAT: tl.constexpr, D_PE: tl.constexpr,
-        BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT: tl.constexpr,
+        BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT: tl.constexpr, FP8_DOT: tl.constexpr = False,
     ):
         # program order: head group fastest, then kv chunk, then token, so the
         # head groups sharing a cache chunk are co-resident (L2 serves the 2nd read)
@@ -79,6 +79,14 @@ if HAVE_TRITON:
         m_i = tl.full([BLOCK_H], float("-inf"), tl.float32)
         l_i = tl.zeros([BLOCK_H], tl.float32)
         acc = tl.zeros([BLOCK_H, D_LAT], tl.float32)
+        if FP8_DOT:
+            # FP8 tensor-core dots (FP8 cache only): q quantised per head, P scaled by 448
+            q_amax = tl.maximum(tl.max(tl.abs(q_lat.to(tl.float32)), axis=1), tl.max(tl.abs(q_pe.to(tl.float32)), axis=1))
+            q_s = tl.maximum(q_amax, 1e-12) / 448.0
+            q_lat = (q_lat.to(tl.float32) / q_s[:, None]).to(KV.dtype.element_ty)
+            q_pe = (q_pe.to(tl.float32) / q_s[:, None]).to(KV.dtype.element_ty)
+            qk_row_scale = q_s * qk_scale
+            out_scale = out_scale / 448.0
         # one 64-bit scalar base per program; offsets inside the chunk stay 32-bit
         # (chunk * 576 < 2^31), so the per-element addresses need no 64-bit math
         kv_base = KV + (base + lo) * s_kv
@@ -92,13 +100,20 @@ if HAVE_TRITON:
             k_pe = k_pe.to(q_lat.dtype)
             qk = tl.dot(q_lat, tl.trans(k_lat))
             qk = tl.dot(q_pe, tl.trans(k_pe), qk)
-            qk = tl.where(valid[None, :], qk * qk_scale, float("-inf"))
+            if FP8_DOT:
+                qk = qk * qk_row_scale[:, None]
+            else:
+                qk = qk * qk_scale
+            qk = tl.where(valid[None, :], qk, float("-inf"))
             m_new = tl.maximum(m_i, tl.max(qk, axis=1))
             alpha = tl.exp2(m_i - m_new)
             p = tl.exp2(qk - m_new[:, None])
             l_i = l_i * alpha + tl.sum(p, axis=1)
             acc = acc * alpha[:, None]
-            acc = tl.dot(p.to(k_lat.dtype), k_lat, acc)
+            if FP8_DOT:
+                acc = tl.dot((p * 448.0).to(k_lat.dtype), k_lat, acc)
+            else:
+                acc = tl.dot(p.to(k_lat.dtype), k_lat, acc)
             m_i = m_new
         _finish(acc, m_i, l_i, O, O_PART, LSE_PART, t64, sp, offs_h, hmask, offs_d, H, N_SPLIT, out_scale,
                 s_o_t, s_o_h, D_LAT, SPLIT)
@@ -276,6 +291,8 @@ def mla_decode(q_lat: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor, *, out
     scal = (H, chunk, n_hb, splits, sm_scale * kv_scale * LOG2E, kv_scale)
     meta = dict(D_LAT=d_lat, D_PE=d_pe, BLOCK_H=bh, BLOCK_N=bn, SPLIT=splits > 1,
                 num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+    if cfg.get("fp8_dot") and kv.dtype == torch.float8_e4m3fn and not cfg["desc"]:
+        meta["FP8_DOT"] = True
     if cfg["desc"]:
         k = _decode_kernel_desc[grid](
             q_lat, q_pe, *_descs(kv, bn, workspace), start, length, out, o_part, lse, *scal,
