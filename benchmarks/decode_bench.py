@@ -128,6 +128,8 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default="", help="comma-separated config names (default: all)")
     ap.add_argument("--kv", default="bf16,fp8")
     ap.add_argument("--full-check", action="store_true", help="float64 check of the whole problem, best config")
+    ap.add_argument("--write-config", type=Path, default=None,
+                    help="merge the fastest correct bf16 config as decode_config into this collector configs JSON")
     a = ap.parse_args(argv)
     t0 = time.time()
     dev = torch.cuda.get_device_name()
@@ -184,6 +186,18 @@ def main(argv=None) -> int:
             best["full_rel_err"] = err
             print(f"{kvname} best {best['name']}: float64 check of the whole b={b} kv_len={L} problem: "
                   f"rel err {err:.2e}", flush=True)
+        if a.write_config and kvname == "fp8" and best is not None and best["config"].get("fp8_dot") \
+                and a.write_config.exists():
+            cj = json.loads(a.write_config.read_text())
+            cj.setdefault("decode_config", dict(DEC.CONFIG))["fp8_dot"] = True
+            a.write_config.write_text(json.dumps(cj, indent=1))
+            print("FP8 tensor-core dots were fastest for the FP8 cache: decode_config fp8_dot = True", flush=True)
+        if a.write_config and kvname == "bf16" and best is not None:
+            src = a.write_config if a.write_config.exists() else Path(__file__).parents[1] / "collector/configs/h200.json"
+            cj = json.loads(src.read_text())
+            cj["decode_config"] = dict(DEC.CONFIG, **best["config"])
+            a.write_config.write_text(json.dumps(cj, indent=1))
+            print(f"wrote decode_config {cj['decode_config']} to {a.write_config}", flush=True)
         del inp
         torch.cuda.empty_cache()
     print("\nsummary (GB/s = cache + q + out bytes / time)")
