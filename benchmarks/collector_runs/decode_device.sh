@@ -1,7 +1,7 @@
 #!/bin/bash
 # Issue 16 item 3 on the device: decode-kernel configs (bf16, then FP8 subset), the fastest
 # correct one written to $OUT/configs.json, then the MLA generation table re-measured with it.
-# Usage: bash benchmarks/collector_runs/decode_device.sh BF16_S FP8_S SWEEP_S [TAG] [FP8_ONLY]
+# Usage: [PYTEST_S=90] bash benchmarks/collector_runs/decode_device.sh BF16_S FP8_S SWEEP_S [TAG] [FP8_ONLY]
 set -u
 BF16_S=$1; FP8_S=$2; SWEEP_S=$3; TAG=${4:-dec1}
 FP8_ONLY=${5:-"bn64 w8 s2,bn64 w8 s3,bn32 w8 s3,desc bn64 w8 s2,fp8dot bn64 w8 s2,fp8dot bn64 w8 s3,bh32 bn64 w4 s2"}
@@ -24,5 +24,9 @@ if [ "$SWEEP_S" != 0 ]; then
     --deadline "$SWEEP_S" --results "$OUT/sweep_$TAG.json" > "$OUT/sweep_$TAG.log" 2>&1
   grep -E "sweep|FAIL|deadline|Error" "$OUT/sweep_$TAG.log" | tail -6
   tar czf "$OUT/raw_$TAG.tgz" -C /tmp raw
+fi
+if [ "${PYTEST_S:-0}" != 0 ]; then
+  timeout "$PYTEST_S" python3 -m pytest -q -p no:cacheprovider tests/collector/test_kernels.py tests/collector/test_gpu.py \
+    -k "mla_decode or dense or checks" 2>&1 | tee "$OUT/pytest.txt" | tail -4
 fi
 ls -la "$OUT"
