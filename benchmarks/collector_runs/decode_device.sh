@@ -4,7 +4,7 @@
 # Usage: [PYTEST_S=90] bash benchmarks/collector_runs/decode_device.sh BF16_S FP8_S SWEEP_S [TAG] [FP8_ONLY]
 set -u
 BF16_S=$1; FP8_S=$2; SWEEP_S=$3; TAG=${4:-dec1}
-FP8_ONLY=${5:-"bn64 w8 s2,bn64 w8 s3,bn32 w8 s3,desc bn64 w8 s2,fp8dot bn64 w8 s2,fp8dot bn64 w8 s3,bh32 bn64 w4 s2"}
+FP8_ONLY=${5:-"bn64 w8 s2,fp8dot bn64 w8 s2,desc bn64 w8 s2,bn32 w8 s3,bh32 bn64 w4 s2,fp8dot bn64 w8 s3"}
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv | tee "$OUT/env.txt"
