@@ -118,6 +118,35 @@ def _old(ql, qp, kv, o, start, ln, n, kv_scale, ws):
                       n_slots=n, workspace=ws, n_sm=torch.cuda.get_device_properties(0).multi_processor_count)
 
 
+# TensorRT-LLM 1.3.0rc20 MLA generation module, H=128 b=64 kv_len=32768 (aiconfigurator-core tables)
+TRT_MODULE_MS = {("h100", "bfloat16", "bfloat16"): 1.083, ("h100", "fp8_block", "fp8"): 0.909,
+                 ("h200", "bfloat16", "bfloat16"): 1.035}
+
+
+def module_rows(a, bench, rows, t0) -> None:
+    """The whole MLA generation module (one layer, CUDA graph, L2 flushed) with the 0.1 and 0.2 decode."""
+    from collector.modules import AttentionModule
+    card = "h200" if "H200" in torch.cuda.get_device_name() else "h100"
+    if a.write_config and a.write_config.exists():  # the config chosen by the bf16 pass
+        DEC.CONFIG.update(json.loads(a.write_config.read_text()).get("decode_config", {}))
+    print(f"module timing with decode_config {DEC.CONFIG}", flush=True)
+    for gemm, kvd in (("bfloat16", "bfloat16"), ("fp8_block", "fp8")):
+        m = AttentionModule("mla", a.heads, gemm, kvd)
+        step = m.prepare_generation(a.batch, a.kv_len)
+        for impl in ("decode", "legacy"):
+            if time.time() - t0 > a.deadline + 60:
+                break
+            ATT.DENSE_IMPL = impl
+            ms = bench.time(step.run, target_ms=30, min_samples=10, max_samples=20).median_ms
+            trt = TRT_MODULE_MS.get((card, gemm, kvd))
+            rows.append(dict(kind="module", gemm=gemm, kv=kvd, impl=impl, ms=ms, trt_ms=trt))
+            print(f"module MLA gen H={a.heads} b={a.batch} kv_len={a.kv_len} {gemm}/{kvd} decode={impl}: {ms:.3f} ms"
+                  + (f" vs TRT-LLM {trt:.3f} ms ({card}) = {ms / trt:.2f}x" if trt else ""), flush=True)
+        ATT.DENSE_IMPL = "decode"
+        del step, m
+        torch.cuda.empty_cache()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--batch", type=int, default=64)
@@ -128,6 +157,8 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default="", help="comma-separated config names (default: all)")
     ap.add_argument("--kv", default="bf16,fp8")
     ap.add_argument("--full-check", action="store_true", help="float64 check of the whole problem, best config")
+    ap.add_argument("--module", action="store_true",
+                    help="also time the whole MLA generation module at b x kv_len, 0.1 vs 0.2 decode path")
     ap.add_argument("--write-config", type=Path, default=None,
                     help="merge the fastest correct bf16 config as decode_config into this collector configs JSON")
     a = ap.parse_args(argv)
@@ -200,9 +231,11 @@ def main(argv=None) -> int:
             print(f"wrote decode_config {cj['decode_config']} to {a.write_config}", flush=True)
         del inp
         torch.cuda.empty_cache()
+    if a.module:
+        module_rows(a, bench, rows, t0)
     print("\nsummary (GB/s = cache + q + out bytes / time)")
     for r in rows:
-        if "ms" in r:
+        if "ms" in r and r.get("kind") != "module":
             print(f"  {r['kv']:4s} {r['name']:22s} {r['ms']:.4f} ms {r['tbs']:6.0f} GB/s {r['tflops']:4.0f} TFLOP/s "
                   f"err {r['rel_err']:.1e}")
     if a.json:

@@ -15,7 +15,7 @@ if [ "$BF16_S" != 0 ]; then
     > "$OUT/bench.log" 2>&1; grep -v "^  " "$OUT/bench.log" | tail -30
 fi
 if [ "$FP8_S" != 0 ]; then
-  python3 benchmarks/decode_bench.py --kv fp8 --only "$FP8_ONLY" --deadline "$FP8_S" --json "$OUT/bench_fp8.json" \
+  python3 benchmarks/decode_bench.py --kv fp8 --only "$FP8_ONLY" --deadline "$FP8_S" --json "$OUT/bench_fp8.json" ${MODULE:+--module} \
     --write-config "$CFG" >> "$OUT/bench.log" 2>&1; grep -A30 "^device" "$OUT/bench.log" | tail -14
 fi
 [ -f "$CFG" ] || cp collector/configs/h200.json "$CFG"
