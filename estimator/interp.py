@@ -16,12 +16,30 @@ import numpy as np
 MEASURED, INTERPOLATED, EXTRAPOLATED, TRANSFERRED, SOL = range(5)
 
 
-def bracket(axis: np.ndarray, q: np.ndarray, trend: float = 0.0):
-    """Bracketing indices and weight of each query on a sorted axis.
+POWERS = (0.0, 0.5, 1.0)  # interpolation coordinate along an axis: 0 = log2(x), p > 0 = x**p
 
-    Returns (i0, i1, w, outside): value = (1-w)*v[i0] + w*v[i1]. Outside the
-    axis the boundary value holds (trend 0) or the last segment's slope
-    continues, damped by `trend` (0..1).
+
+def power_weight(x0, x1, x, power: float):
+    """Weight of x between x0 and x1 (all log2 values) in the coordinate x**power (log2 when 0).
+
+    Why: the log2-ratio surface is not equally straight in every coordinate
+    (decode latency is affine in kv_len and batch, so its ratio to a SOL with a
+    max() in it bends in log2 space); the grid build picks the power per op and
+    axis by cross-validation (`grid.choose_powers`).
+    """
+    if not power:
+        return (x - x0) / (x1 - x0)
+    a0 = np.exp2(power * x0)
+    return (np.exp2(power * x) - a0) / (np.exp2(power * x1) - a0)
+
+
+def bracket(axis: np.ndarray, q: np.ndarray, trend: float = 0.0, power: float = 0.0):
+    """Bracketing indices and weight of each query on a sorted (log2) axis.
+
+    Returns (i0, i1, w, outside): value = (1-w)*v[i0] + w*v[i1]. Inside the
+    axis the weight is linear in x**power (`power_weight`; log2 when 0). Outside
+    the axis the boundary value holds (trend 0) or the last segment's slope
+    continues in log2, damped by `trend` (0..1).
     """
     n = axis.shape[0]
     q = np.asarray(q, dtype=np.float64)
@@ -33,6 +51,9 @@ def bracket(axis: np.ndarray, q: np.ndarray, trend: float = 0.0):
     a0 = axis[i0]
     a1 = axis[i1]
     w = (q - a0) / (a1 - a0)
+    if power:
+        with np.errstate(invalid="ignore", over="ignore"):
+            w = np.where((w > 0.0) & (w < 1.0), power_weight(a0, a1, q, power), w)
     outside = (q < axis[0]) | (q > axis[-1])
     if trend:
         return i0, i1, np.where(w > 1.0, 1.0 + trend * (w - 1.0), np.where(w < 0.0, trend * w, w)), outside
@@ -139,7 +160,7 @@ def extrapolate_holes(values: np.ndarray, src: np.ndarray, xb: np.ndarray, xs: n
     return out, src
 
 
-def _line_brackets(x: np.ndarray, values: np.ndarray, known: np.ndarray):
+def _line_brackets(x: np.ndarray, values: np.ndarray, known: np.ndarray, power: float = 0.0):
     """`_interp_line` for every cell of every row at once (rows = lines along `x`).
 
     Returns (value, distance to the nearer neighbour, has): the nearest known
@@ -156,22 +177,24 @@ def _line_brackets(x: np.ndarray, values: np.ndarray, known: np.ndarray):
     jl, jr = np.clip(left, 0, n - 1), np.clip(right, 0, n - 1)
     rows = np.arange(values.shape[0])[:, None]
     xj, xl, xr = x[idx][None, :], x[jl], x[jr]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        w = (xj - xl) / (xr - xl)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        w = power_weight(xl, xr, xj, power)
         value = values[rows, jl] * (1 - w) + values[rows, jr] * w
     return value, np.minimum(xj - xl, xr - xj), has
 
 
-def line_estimates(values: np.ndarray, known: np.ndarray, xb: np.ndarray, xs: np.ndarray, *, parts: bool = False):
+def line_estimates(values: np.ndarray, known: np.ndarray, xb: np.ndarray, xs: np.ndarray, *, parts: bool = False,
+                   powers: tuple[float, float] = (0.0, 0.0)):
     """`line_estimate` of every cell at once: (estimates, has-estimate mask).
 
     Same arithmetic, in the same order, as the scalar function (row candidate
     first, then column), so the results are bit-identical; the per-cell Python
     loop was the grid build's main cost. parts=True also returns the row and
     column estimates themselves (NaN where that line does not bracket the cell).
+    powers: (batch, seq) coordinate of each line (`power_weight`); distances stay log2.
     """
-    rv, rd, rh = _line_brackets(xs, values, known)
-    cv, cd, ch = _line_brackets(xb, values.T, known.T)
+    rv, rd, rh = _line_brackets(xs, values, known, powers[1])
+    cv, cd, ch = _line_brackets(xb, values.T, known.T, powers[0])
     cv, cd, ch = cv.T, cd.T, ch.T
     with np.errstate(divide="ignore", invalid="ignore"):
         both = (rv / rd + cv / cd) / (1.0 / rd + 1.0 / cd)
