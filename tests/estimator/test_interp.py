@@ -219,3 +219,16 @@ def test_lookup_scalar_and_numpy_agree_with_a_raw_batch_coordinate(tmp_path):
     grp.stacked = None
     by_slice, _ = lookup.lookup_many(grp, [64], [0], np.array([3.0]), np.array([64.0]))
     assert np.isclose(by_slice[0], 0.5) and np.isclose(lookup.lookup_one(grp, 64, 0, 3, 64)[0], 0.5)
+
+
+def test_median_row_and_median_col_rules_by_hand():
+    from estimator.grid import FILL_RULES, slice_estimates
+
+    x = np.array([0.0, 1.0, 2.0])
+    vals = np.array([[0.0, 0.0, 0.0], [1.0, np.nan, 3.0], [0.0, 10.0, 0.0]])
+    sib1, sib2 = vals.copy(), vals.copy()
+    sib1[1, 1], sib2[1, 1] = 2.5, 7.0  # siblings agree with the slice elsewhere: offset 0
+    est = slice_estimates(vals, x, x, [sib1, sib2])
+    # row line 2, column line 5, sibling estimates 2.5 and 7
+    assert est["median_row"][1, 1] == 2.5 and est["median_col"][1, 1] == 5.0 and est["median"][1, 1] == 3.75
+    assert {"median_row", "median_col"} <= set(FILL_RULES)
