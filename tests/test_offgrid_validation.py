@@ -61,6 +61,16 @@ def test_offgrid_shapes_are_off_the_committed_grid(ov, fit):
     assert yaml_text.count("\n  - [") == shapes.height and "never into data/raw" in yaml_text
 
 
+def test_written_spec_is_a_collector_spec(ov, tmp_path):
+    pytest.importorskip("yaml")
+    from collector.sweep import load_spec
+
+    out = tmp_path / "spec.yaml"
+    assert ov.main(["--raw", str(RAW), "--write-spec", str(out)]) == 0
+    spec = load_spec(out)
+    assert len(spec["shapes"]) >= 120 and all(len(row) == 7 for row in spec["shapes"])
+
+
 def test_score_fits_without_the_held_out_points(ov, fit):
     # hold out the kv_len 4096 line of MLA generation: those points become interior off-grid points
     held = (pl.col("op") == "mla_generation") & (pl.col("seq_len") == 4096)
