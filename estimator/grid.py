@@ -127,7 +127,7 @@ def _aligned(batch, seq, sibling) -> np.ndarray:
     return out
 
 
-FILL_RULES = ("line", "sibling", "blend", "median", "median_row", "median_col")
+FILL_RULES = ("line", "sibling", "blend", "median", "median_row", "median_col", "median_local", "median_local_row")
 
 
 def fill_rule_errors(vals, est) -> dict[str, np.ndarray]:
@@ -200,6 +200,10 @@ def slice_estimates(vals, xb, xs, sibs, powers: tuple[float, float] = (0.0, 0.0)
 
     'median' is the median of the row line, the column line and each sibling's
     own estimate (`interp.median_estimates`): robust where cells jump between levels.
+    'median_row' / 'median_col' leave out the column / row line (decode: the batch
+    line is the weak one). 'median_local' adds each sibling with a local offset
+    (`interp.local_sibling_estimates`) to 'median'; 'median_local_row' is the row line
+    with the local-offset siblings.
     """
     known = ~np.isnan(vals)
     line, has_line, row, col = interp.line_estimates(vals, known, xb, xs, parts=True, powers=powers)
@@ -207,8 +211,12 @@ def slice_estimates(vals, xb, xs, sibs, powers: tuple[float, float] = (0.0, 0.0)
     med, _ = interp.median_estimates(np.concatenate([row[None], col[None], each]))
     med_row, _ = interp.median_estimates(np.concatenate([row[None], each]))
     med_col, _ = interp.median_estimates(np.concatenate([col[None], each]))
+    local = interp.local_sibling_estimates(vals, sibs, xb, xs)
+    med_local, _ = interp.median_estimates(np.concatenate([row[None], col[None], each, local]))
+    med_local_row, _ = interp.median_estimates(np.concatenate([row[None], local]))
     return {"line": line, "has_line": has_line, "sibling": sib, "has_sibling": has_sib,
-            "blend": 0.5 * (line + sib), "median": med, "median_row": med_row, "median_col": med_col}
+            "blend": 0.5 * (line + sib), "median": med, "median_row": med_row, "median_col": med_col,
+            "median_local": med_local, "median_local_row": med_local_row}
 
 
 def fill_slice(vals, batch, seq, est, rule: str):

@@ -259,6 +259,22 @@ def sibling_estimates(values: np.ndarray, known: np.ndarray, siblings: list[np.n
     return (est, has, each) if parts else (est, has)
 
 
+def local_sibling_estimates(values: np.ndarray, siblings: list[np.ndarray], xb: np.ndarray, xs: np.ndarray):
+    """Each sibling's estimate of every cell with a local offset: its value plus the difference
+    (self - sibling) interpolated at the cell along its row and column (`line_estimates` of the
+    difference surface). Stacked (n_siblings, nb, ns), NaN where it does not qualify.
+
+    Why: the offset between two slices drifts (FP8 vs BF16 KV cache differ more at long
+    kv_len); the median over a whole row and column (`sibling_estimates`) misses the drift.
+    """
+    out = np.full((len(siblings), *values.shape), np.nan)
+    for k, sib in enumerate(siblings):
+        diff = values - sib
+        est, has = line_estimates(diff, ~np.isnan(diff), xb, xs)
+        out[k] = np.where(has & ~np.isnan(sib), sib + est, np.nan)
+    return out
+
+
 def median_estimates(candidates: np.ndarray):
     """Median over candidate estimates (n, nb, ns), NaN ignored: (estimates, has-estimate mask).
 

@@ -232,3 +232,15 @@ def test_median_row_and_median_col_rules_by_hand():
     # row line 2, column line 5, sibling estimates 2.5 and 7
     assert est["median_row"][1, 1] == 2.5 and est["median_col"][1, 1] == 5.0 and est["median"][1, 1] == 3.75
     assert {"median_row", "median_col"} <= set(FILL_RULES)
+
+
+def test_local_sibling_offset_follows_a_drift_along_the_row():
+    # the slice sits above its sibling by an offset that grows along the row: 0, 0.1, (0.2), 0.3
+    x = np.array([0.0, 1.0, 2.0, 3.0])
+    sib = np.array([[1.0, 2.0, 3.0, 4.0]])
+    vals = sib + np.array([[0.0, 0.1, np.nan, 0.3]])
+    local = interp.local_sibling_estimates(vals, [sib], np.array([0.0]), x)
+    assert np.isclose(local[0, 0, 2], 3.2)
+    # the whole-row median offset (0.1) misses the drift
+    glob, _ = interp.sibling_estimates(vals, ~np.isnan(vals), [sib])
+    assert np.isclose(glob[0, 2], 3.1)
