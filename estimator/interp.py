@@ -192,10 +192,15 @@ def line_estimates(values: np.ndarray, known: np.ndarray, xb: np.ndarray, xs: np
     loop was the grid build's main cost. parts=True also returns the row and
     column estimates themselves (NaN where that line does not bracket the cell).
     powers: (batch, seq) coordinate of each line (`power_weight`); distances stay log2.
+    values may carry leading axes (..., nb, ns): each (nb, ns) plane is its own grid.
     """
-    rv, rd, rh = _line_brackets(xs, values, known, powers[1])
-    cv, cd, ch = _line_brackets(xb, values.T, known.T, powers[0])
-    cv, cd, ch = cv.T, cd.T, ch.T
+    shape = values.shape
+    nb, ns = shape[-2:]
+    rv, rd, rh = (a.reshape(shape) for a in
+                  _line_brackets(xs, values.reshape(-1, ns), known.reshape(-1, ns), powers[1]))
+    vt, kt = np.swapaxes(values, -1, -2), np.swapaxes(known, -1, -2)
+    cv, cd, ch = (np.swapaxes(a.reshape(vt.shape), -1, -2) for a in
+                  _line_brackets(xb, vt.reshape(-1, nb), kt.reshape(-1, nb), powers[0]))
     with np.errstate(divide="ignore", invalid="ignore"):
         both = (rv / rd + cv / cd) / (1.0 / rd + 1.0 / cd)
         row_only = (rv / rd) / (1.0 / rd)
@@ -267,12 +272,12 @@ def local_sibling_estimates(values: np.ndarray, siblings: list[np.ndarray], xb: 
     Why: the offset between two slices drifts (FP8 vs BF16 KV cache differ more at long
     kv_len); the median over a whole row and column (`sibling_estimates`) misses the drift.
     """
-    out = np.full((len(siblings), *values.shape), np.nan)
-    for k, sib in enumerate(siblings):
-        diff = values - sib
-        est, has = line_estimates(diff, ~np.isnan(diff), xb, xs)
-        out[k] = np.where(has & ~np.isnan(sib), sib + est, np.nan)
-    return out
+    if not siblings:
+        return np.full((0, *values.shape), np.nan)
+    sibs = np.stack(siblings)
+    diff = values[None] - sibs
+    est, has = line_estimates(diff, ~np.isnan(diff), xb, xs)  # all siblings in one pass
+    return np.where(has & ~np.isnan(sibs), sibs + est, np.nan)
 
 
 def median_estimates(candidates: np.ndarray):
