@@ -162,9 +162,9 @@ def power_errors(vals, xb, xs) -> dict[tuple[str, float], np.ndarray]:
     (axis 'seq') or column ('batch'), weights linear in x**power (interp.POWERS)."""
     known = ~np.isnan(vals)
     out = {}
-    for p in interp.POWERS:
-        rv, _, rh = interp._line_brackets(xs, vals, known, p)
-        cv, _, ch = interp._line_brackets(xb, vals.T, known.T, p)
+    rvs, _, rh = interp._line_brackets(xs, vals, known, interp.POWERS)
+    cvs, _, ch = interp._line_brackets(xb, vals.T, known.T, interp.POWERS)
+    for p, rv, cv in zip(interp.POWERS, rvs, cvs):
         out["seq", p] = np.abs(rv - vals)[known & rh]
         out["batch", p] = np.abs(cv.T - vals)[known & ch.T]
     return out
