@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 # Provenance codes stored in grids (index into estimator.common.Source order).
-MEASURED, INTERPOLATED, EXTRAPOLATED, TRANSFERRED, SOL = range(5)
+MEASURED, INTERPOLATED, EXTRAPOLATED, TRANSFERRED, SOL, NEAREST = range(6)
 
 
 POWERS = (0.0, 0.5, 1.0)  # interpolation coordinate along an axis: 0 = log2(x), p > 0 = x**p

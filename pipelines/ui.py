@@ -46,6 +46,17 @@ def _stop(procs: list[subprocess.Popen]) -> None:
             p.wait()
 
 
+def _create_storage() -> None:
+    """Create and migrate the instance's storage here, once, before the two services start.
+
+    Started together on a fresh DAGSTER_HOME, the webserver and the daemon both
+    create the SQLite schema and race ("alembic_version has more than one head").
+    """
+    import dagster as dg
+
+    dg.DagsterInstance.get().dispose()  # creating the instance creates runs.db, index.db, schedules.db
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.ui", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="interface to serve on (default: %(default)s)")
@@ -62,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         write_instance_config(home)
+        _create_storage()
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
