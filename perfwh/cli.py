@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 COMMAND_MODULES = (
     "perfwh.warehouse",
@@ -72,7 +73,7 @@ def _check_home(args) -> None:
     from warehouse.paths import ENV_HOME, resolve_home
 
     home = resolve_home(args.home)
-    if home.exists() and not home.is_dir():
+    if isinstance(home, Path) and home.exists() and not home.is_dir():
         via = "--home" if args.home else f"${ENV_HOME}"
         raise CliError(f"{via} {home} is a file, not a warehouse folder: pass a folder (it is created if absent)")
 
