@@ -29,6 +29,7 @@ from .engine import estimate_group
 from .estimate import Estimate
 from .fastsol import compile_array, compile_scalar
 from .grid import SOURCES, GridSet, GroupGrids
+from .intervals import IntervalLookup, class_code, distance_many, distance_one
 from .lookup import lookup_one, nearest_measured
 from .slices import GROUP_KEYS, family_of, model_for
 from .specs import ModelSpec, architectures, load_system, system_names
@@ -40,6 +41,9 @@ METHODS = ("interp", "nearest")
 _SOURCE_ENUM = tuple(Source(s) for s in SOURCES)
 SOURCE_DTYPE = pl.Enum(list(SOURCES))  # estimate_many's `source` column
 _SOURCE_NAMES = pl.Series("source", list(SOURCES), dtype=SOURCE_DTYPE)
+_IV_CLASS = tuple(class_code(s) for s in SOURCES)  # grid provenance code -> interval class
+_IV_CLASS_ARR = np.asarray(_IV_CLASS, dtype=np.int8)
+_IV_NEAREST = class_code("nearest", "nearest")
 
 
 def canonical_op(op: str) -> str:
@@ -90,7 +94,8 @@ class PerfDatabase:
     """Latency lookups for one system / backend / version of the warehouse."""
 
     def __init__(self, system: str = "h200_sxm", backend: str = "trtllm", version: str | None = None,
-                 home=None, *, calibration: pl.DataFrame | None = None, grids: pl.DataFrame | None = None):
+                 home=None, *, calibration: pl.DataFrame | None = None, grids: pl.DataFrame | None = None,
+                 intervals: pl.DataFrame | None = None):
         self.spec = load_system(system)
         self.system = system
         framework = FRAMEWORKS.get(str(backend).lower())
@@ -101,6 +106,10 @@ class PerfDatabase:
             from .store import build_derived
 
             calibration, grids = build_derived(home)
+            if intervals is None:
+                from .store import ensure_interval_model
+
+                intervals = ensure_interval_model(home, grids)
         have = grids.select("system", "framework", "version").unique()
         fw_rows = have.filter(pl.col("framework") == framework)
         if fw_rows.height == 0:
@@ -119,6 +128,7 @@ class PerfDatabase:
             pl.col("version") == version)
         self.grids = GridSet.from_frame(grids.filter(mine))
         self.params = {(k[3], k[4]): p for k, p in params_from_frame(calibration.filter(mine)).items()}
+        self.intervals = IntervalLookup(intervals)  # empty (NaN bounds) when no interval table is given
         self._resolved: dict[tuple, _Resolved] = {}
         self._by_args: dict[tuple, _Resolved] = {}  # raw estimate() arguments -> resolution
 
@@ -274,10 +284,12 @@ class PerfDatabase:
         if res.transferred_from and code < interp.TRANSFERRED:
             code = interp.TRANSFERRED
         latency = cal * 2.0**ratio
+        lo, hi, err = self.intervals.bounds(op, _IV_NEAREST if method == "nearest" else _IV_CLASS[code],
+                                            distance_one(res.group, h, pre, b, seq), latency)
         # positional: (latency_ms, source, op, system, framework, version, sol_ms, raw_sol_ms,
-        # log2_ratio, neighbour_cells, slice, transferred_from, method)
+        # log2_ratio, neighbour_cells, slice, transferred_from, method, low_ms, high_ms, expected_error_pct)
         return Estimate(latency, _SOURCE_ENUM[code], op, self.system, self.framework, self.version, cal, raw,
-                        ratio, nbrs, res.slice_items, res.transferred_from, method)
+                        ratio, nbrs, res.slice_items, res.transferred_from, method, lo, hi, err)
 
     @staticmethod
     def _seq_arg(op: str, s, isl, kv_len) -> int:
@@ -293,7 +305,7 @@ class PerfDatabase:
 
     # ---- vectorised ------------------------------------------------------------------------
     def estimate_many(self, op: str, frame: pl.DataFrame, **defaults) -> pl.DataFrame:
-        """`frame` plus latency_ms and source columns, vectorised (float32 arithmetic:
+        """`frame` plus latency_ms, source, low_ms and high_ms (80% interval) columns, vectorised (float32 arithmetic:
         values agree with `estimate` to ~1e-6 relative).
 
         Columns: batch_size, isl (context) or kv_len (generation) (or seq_len), num_heads,
@@ -331,6 +343,7 @@ class PerfDatabase:
         cats = [c for c in cat_defaults if c in frame.columns]
         latency = np.empty(n)
         code = np.empty(n, dtype=np.int8)
+        q_lo, q_hi = np.full(n, np.nan), np.full(n, np.nan)
         if cats:
             groups = frame.select(cats).with_row_index("_row").group_by(cats, maintain_order=True)
             parts = [(dict(zip(cats, key)), sub["_row"].to_numpy()) for key, sub in groups]
@@ -353,8 +366,13 @@ class PerfDatabase:
                 sol_fn=res.array_sol, dtype=np.float32)
             latency[sel] = lat
             code[sel] = cd
+            if self.intervals.cells:
+                dist = distance_many(res.group, h[sel], pre[sel], b[sel], sq)
+                q_lo[sel], q_hi[sel], _ = self.intervals.quantiles_many(op, _IV_CLASS_ARR[cd], dist)
         source = _SOURCE_NAMES.gather(code.astype(np.uint32))
-        return frame.with_columns(pl.Series("latency_ms", latency), source)
+        return frame.with_columns(pl.Series("latency_ms", latency), source,
+                                  pl.Series("low_ms", latency * np.exp2(q_lo)),
+                                  pl.Series("high_ms", latency * np.exp2(q_hi)))
 
     @staticmethod
     def _int_column(frame: pl.DataFrame, name: str, *, positive: bool) -> np.ndarray:

@@ -80,3 +80,22 @@ def build_derived(home, *, force: bool = False) -> tuple[pl.DataFrame, pl.DataFr
     """(calibration, grids) of the warehouse, rebuilding either where stale (or both when forced)."""
     cal = ensure_calibration(home, force=force)
     return cal, ensure_grids(home, calibration=cal, force=force)
+
+
+# ---- interval model (estimator.intervals): one hunk, portable to a per-partition store ------
+INTERVALS_TABLE = "interval_model"
+
+
+def ensure_interval_model(home, grids: pl.DataFrame, *, force: bool = False) -> pl.DataFrame:
+    """The `interval_model` table for the current grids (rebuilt when the grids' hash changes):
+    cross-validation residuals of the warehouse's points -> 80% interval quantiles."""
+    from .intervals import METHOD as IV_METHOD
+    from .intervals import build_interval_model, cv_residuals
+
+    tag = hashlib.sha256(f"{grids['input_hash'][0] if grids.height else ''}|{IV_METHOD}".encode()).hexdigest()[:16]
+    model = None if force else _read_or_none(home, INTERVALS_TABLE)
+    if _fresh(model, tag):
+        return model
+    model = build_interval_model(cv_residuals(read_perf_points(home))).with_columns(pl.lit(tag).alias("input_hash"))
+    write_derived(home, INTERVALS_TABLE, model)
+    return model
