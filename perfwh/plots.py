@@ -77,7 +77,7 @@ def compare_plot(fine: pl.DataFrame, crossovers, models, batch: int, db,
 
     Solid lines: interpolated from measured data; dashed and shaded: beyond the
     measured range (extrapolated along the SOL growth law, transferred or SOL
-    alone). Dots: points measured exactly at this shape.
+    alone). Dots: points measured exactly at this shape. Bands: the 80% interval of the model total.
     """
     plt = _pyplot()
     from matplotlib.patches import Patch
@@ -107,6 +107,8 @@ def compare_plot(fine: pl.DataFrame, crossovers, models, batch: int, db,
                     ax.plot(x[last_in:], y[last_in:], color=c, lw=2.2, ls="--")
             else:
                 ax.plot(x, y, color=c, lw=2.2, ls="--", label=label)
+            if "low_ms" in d.columns and d["low_ms"].is_not_nan().all():  # the 80% interval as a band
+                ax.fill_between(x, d["low_ms"].to_numpy(), d["high_ms"].to_numpy(), color=c, alpha=0.18, lw=0)
             meas = d["source"].to_numpy() == "measured"
             ax.plot(x[meas], y[meas], "o", color=c, ms=6, mec="white", mew=0.8, zorder=5)
             if beyond.any():
