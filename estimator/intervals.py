@@ -11,10 +11,12 @@ residual quantiles per (op, provenance, distance bucket):
   fold refits calibration and grids without the held-out points. Residual =
   log2(measured / estimated). `sol` residuals come from the calibrated SOL
   alone, `nearest` from the literal nearest measured point.
-* distance: L-infinity distance, in octaves along (log2 heads, log2(1+prefix),
-  log2 batch, log2 seq), from the query to the nearest measured grid cell of
-  its group, computed from the bracketing grid cells and a per-cell
-  precomputed distance field (cheap: a handful of list lookups per query).
+* distance: in octaves along (log2 heads, log2(1+prefix), log2 batch, log2
+  seq), L-infinity: the distance from the query to its nearest grid cell plus
+  that cell's precomputed distance to the nearest measured cell (0 on
+  measured data, the gap to the neighbouring lines in a filled hole, the
+  distance past the edge when extrapolating). Cheap: two bisects and a list
+  lookup per query, the same rule for fitting and for answering.
 * quantiles: split-conformal order statistics per cell (the
   floor((n+1)*0.1)-th and ceil((n+1)*0.9)-th smallest residual), so that a new
   exchangeable point lands inside with probability >= 80%. Cells with fewer
@@ -39,7 +41,7 @@ Pure functions of frames; persistence lives in `estimator.store`.
 from __future__ import annotations
 
 import math
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 
 import numpy as np
 import polars as pl
@@ -85,73 +87,66 @@ def distance_field(grp: GroupGrids) -> np.ndarray | None:
             field[start:start + 512] = np.abs(block[:, None, :] - pts[None, :, :]).max(axis=2).min(axis=1)
     field = field.reshape(st.measured.shape)
     grp.__dict__["_interval_dist"] = field
-    grp.__dict__["_interval_dist_py"] = ([a.tolist() for a in axes], field.tolist())
+    grp.__dict__["_interval_dist_py"] = ([a.tolist() for a in axes], field.tolist(), {})
     return field
 
 
+def _nearest_py(axis: list[float], q: float) -> tuple[int, float]:
+    n = len(axis)
+    i = bisect_left(axis, q)
+    if i >= n:
+        return n - 1, q - axis[n - 1]
+    if i == 0:
+        return 0, axis[0] - q
+    d0, d1 = q - axis[i - 1], axis[i] - q
+    return (i - 1, d0) if d0 <= d1 else (i, d1)
+
+
 def distance_one(grp: GroupGrids | None, heads: float, prefix: float, batch: float, seq: float) -> float:
-    """Scalar twin of `distance_many` (plain Python on precomputed lists)."""
+    """Scalar twin of `distance_many` (plain Python on precomputed lists; heads/prefix memoised)."""
     if grp is None or distance_field(grp) is None:
         return math.inf
-    (ah, ap, ab, as_), field = grp.__dict__["_interval_dist_py"]
-    cand = []
-    for axis, q in ((ah, math.log2(heads)), (ap, math.log2(1.0 + prefix)), (ab, math.log2(batch)),
-                    (as_, math.log2(seq))):
-        n = len(axis)
-        if n == 1:
-            cand.append(((0, abs(q - axis[0])),))
-            continue
-        i1 = bisect_right(axis, q)
-        i1 = 1 if i1 < 1 else (n - 1 if i1 > n - 1 else i1)
-        cand.append(((i1 - 1, abs(q - axis[i1 - 1])), (i1, abs(q - axis[i1]))))
-    best = math.inf
-    for ih, dh in cand[0]:
-        fh = field[ih]
-        for ip, dp in cand[1]:
-            d1 = dh if dh > dp else dp
-            if d1 >= best:
-                continue
-            fp = fh[ip]
-            for ib, db in cand[2]:
-                d2 = d1 if d1 > db else db
-                if d2 >= best:
-                    continue
-                fb = fp[ib]
-                for is_, ds in cand[3]:
-                    d = (d2 if d2 > ds else ds) + fb[is_]
-                    if d < best:
-                        best = d
-    return best
+    (ah, ap, ab, as_), field, hp_memo = grp.__dict__["_interval_dist_py"]
+    hp = hp_memo.get((heads, prefix))
+    if hp is None:
+        ih, dh = _nearest_py(ah, math.log2(heads))
+        ip, dp = _nearest_py(ap, math.log2(1.0 + prefix))
+        hp = hp_memo[(heads, prefix)] = (field[ih][ip], dh if dh > dp else dp)
+    rows, d = hp
+    ib, db = _nearest_py(ab, math.log2(batch))
+    is_, ds = _nearest_py(as_, math.log2(seq))
+    if db > d:
+        d = db
+    if ds > d:
+        d = ds
+    return d + rows[ib][is_]
+
+
+def _nearest_np(axis: np.ndarray, q: np.ndarray):
+    """Index of the nearest axis value (ties to the lower one) and the distance to it."""
+    i = np.searchsorted(axis, q, side="left")
+    hi = np.minimum(i, axis.size - 1)
+    lo = np.maximum(i - 1, 0)
+    d_lo, d_hi = np.abs(q - axis[lo]), np.abs(axis[hi] - q)
+    take_lo = d_lo <= d_hi
+    return np.where(take_lo, lo, hi), np.where(take_lo, d_lo, d_hi)
 
 
 def distance_many(grp: GroupGrids | None, heads, prefix, batch, seq) -> np.ndarray:
-    """Per query: min over its bracketing cells c of (L-inf distance to c + distance field at c),
-    an upper bound on the distance to the nearest measured cell, exact when that cell brackets
-    the query. inf for unstacked groups and missing grids (the widest bucket answers)."""
+    """Per query: the L-inf distance to the nearest grid cell (nearest axis value on each axis) plus
+    that cell's distance to the nearest measured cell (the precomputed field): 0 on a measured
+    cell, the gap to the neighbouring lines on a filled hole, the distance past the edge when
+    extrapolating. inf for unstacked groups and missing grids (the widest bucket answers)."""
     heads = np.asarray(heads, dtype=np.float64)
-    n = heads.shape[0]
     field = None if grp is None else distance_field(grp)
     if field is None:
-        return np.full(n, np.inf)
+        return np.full(heads.shape[0], np.inf)
     axes = _cell_coords(grp.stacked)
     qs = [np.log2(heads), np.log2(1.0 + np.asarray(prefix, dtype=np.float64)),
           np.log2(np.asarray(batch, dtype=np.float64)), np.log2(np.asarray(seq, dtype=np.float64))]
-    cand = []
-    for axis, q in zip(axes, qs):
-        if axis.size == 1:
-            z = np.zeros(n, dtype=np.int64)
-            cand.append([(z, np.abs(q - axis[0]))])
-            continue
-        i1 = np.clip(np.searchsorted(axis, q, side="right"), 1, axis.size - 1)
-        cand.append([(i1 - 1, np.abs(q - axis[i1 - 1])), (i1, np.abs(q - axis[i1]))])
-    best = np.full(n, np.inf)
-    for ih, dh in cand[0]:
-        for ip, dp in cand[1]:
-            for ib, db in cand[2]:
-                for is_, ds in cand[3]:
-                    d = np.maximum(np.maximum(dh, dp), np.maximum(db, ds)) + field[ih, ip, ib, is_]
-                    np.minimum(best, d, out=best)
-    return best
+    idx, dist = zip(*(_nearest_np(a, q) for a, q in zip(axes, qs)))
+    d = np.maximum(np.maximum(dist[0], dist[1]), np.maximum(dist[2], dist[3]))
+    return d + field[idx]
 
 
 def bucket_of(distance) -> np.ndarray:
