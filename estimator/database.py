@@ -284,8 +284,11 @@ class PerfDatabase:
         if res.transferred_from and code < interp.TRANSFERRED:
             code = interp.TRANSFERRED
         latency = cal * 2.0**ratio
-        lo, hi, err = self.intervals.bounds(op, _IV_NEAREST if method == "nearest" else _IV_CLASS[code],
-                                            distance_one(res.group, h, pre, b, seq), latency)
+        if self.intervals.cells:
+            lo, hi, err = self.intervals.bounds(op, _IV_NEAREST if method == "nearest" else _IV_CLASS[code],
+                                                distance_one(res.group, h, pre, b, seq), latency)
+        else:
+            lo = hi = err = math.nan
         # positional: (latency_ms, source, op, system, framework, version, sol_ms, raw_sol_ms,
         # log2_ratio, neighbour_cells, slice, transferred_from, method, low_ms, high_ms, expected_error_pct)
         return Estimate(latency, _SOURCE_ENUM[code], op, self.system, self.framework, self.version, cal, raw,

@@ -87,34 +87,31 @@ def distance_field(grp: GroupGrids) -> np.ndarray | None:
             field[start:start + 512] = np.abs(block[:, None, :] - pts[None, :, :]).max(axis=2).min(axis=1)
     field = field.reshape(st.measured.shape)
     grp.__dict__["_interval_dist"] = field
-    grp.__dict__["_interval_dist_py"] = ([a.tolist() for a in axes], field.tolist(), {})
+    mids = [_mids(a.astype(np.float32)).astype(np.float64).tolist() for a in axes]  # as distance_many
+    grp.__dict__["_interval_dist_py"] = ([a.tolist() for a in axes], mids, field.tolist(), {})
     return field
 
 
-def _nearest_py(axis: list[float], q: float) -> tuple[int, float]:
-    n = len(axis)
-    i = bisect_left(axis, q)
-    if i >= n:
-        return n - 1, q - axis[n - 1]
-    if i == 0:
-        return 0, axis[0] - q
-    d0, d1 = q - axis[i - 1], axis[i] - q
-    return (i - 1, d0) if d0 <= d1 else (i, d1)
+def _nearest_py(axis: list[float], mids: list[float], q: float) -> tuple[int, float]:
+    """Nearest axis value (ties to the lower one) via the midpoints between values."""
+    i = bisect_left(mids, q)
+    d = q - axis[i]
+    return i, (d if d >= 0 else -d)
 
 
 def distance_one(grp: GroupGrids | None, heads: float, prefix: float, batch: float, seq: float) -> float:
     """Scalar twin of `distance_many` (plain Python on precomputed lists; heads/prefix memoised)."""
     if grp is None or distance_field(grp) is None:
         return math.inf
-    (ah, ap, ab, as_), field, hp_memo = grp.__dict__["_interval_dist_py"]
+    (ah, ap, ab, as_), (mh, mp, mb, ms), field, hp_memo = grp.__dict__["_interval_dist_py"]
     hp = hp_memo.get((heads, prefix))
     if hp is None:
-        ih, dh = _nearest_py(ah, math.log2(heads))
-        ip, dp = _nearest_py(ap, math.log2(1.0 + prefix))
+        ih, dh = _nearest_py(ah, mh, math.log2(heads))
+        ip, dp = _nearest_py(ap, mp, math.log2(1.0 + prefix))
         hp = hp_memo[(heads, prefix)] = (field[ih][ip], dh if dh > dp else dp)
     rows, d = hp
-    ib, db = _nearest_py(ab, math.log2(batch))
-    is_, ds = _nearest_py(as_, math.log2(seq))
+    ib, db = _nearest_py(ab, mb, math.log2(batch))
+    is_, ds = _nearest_py(as_, ms, math.log2(seq))
     if db > d:
         d = db
     if ds > d:
@@ -122,31 +119,40 @@ def distance_one(grp: GroupGrids | None, heads: float, prefix: float, batch: flo
     return d + rows[ib][is_]
 
 
-def _nearest_np(axis: np.ndarray, q: np.ndarray):
-    """Index of the nearest axis value (ties to the lower one) and the distance to it."""
-    i = np.searchsorted(axis, q, side="left")
-    hi = np.minimum(i, axis.size - 1)
-    lo = np.maximum(i - 1, 0)
-    d_lo, d_hi = np.abs(q - axis[lo]), np.abs(axis[hi] - q)
-    take_lo = d_lo <= d_hi
-    return np.where(take_lo, lo, hi), np.where(take_lo, d_lo, d_hi)
-
-
 def distance_many(grp: GroupGrids | None, heads, prefix, batch, seq) -> np.ndarray:
     """Per query: the L-inf distance to the nearest grid cell (nearest axis value on each axis) plus
     that cell's distance to the nearest measured cell (the precomputed field): 0 on a measured
     cell, the gap to the neighbouring lines on a filled hole, the distance past the edge when
-    extrapolating. inf for unstacked groups and missing grids (the widest bucket answers)."""
-    heads = np.asarray(heads, dtype=np.float64)
+    extrapolating. inf for unstacked groups and missing grids (the widest bucket answers).
+    Works in float32 (as estimate_many); the scalar twin agrees to ~1e-6 octaves."""
+    batch = np.asarray(batch, dtype=np.float32)
     field = None if grp is None else distance_field(grp)
     if field is None:
-        return np.full(heads.shape[0], np.inf)
-    axes = _cell_coords(grp.stacked)
-    qs = [np.log2(heads), np.log2(1.0 + np.asarray(prefix, dtype=np.float64)),
-          np.log2(np.asarray(batch, dtype=np.float64)), np.log2(np.asarray(seq, dtype=np.float64))]
-    idx, dist = zip(*(_nearest_np(a, q) for a, q in zip(axes, qs)))
-    d = np.maximum(np.maximum(dist[0], dist[1]), np.maximum(dist[2], dist[3]))
-    return d + field[idx]
+        return np.full(batch.shape[0], np.inf)
+    axes = [a.astype(np.float32) for a in _cell_coords(grp.stacked)]
+    mids = [_mids(a) for a in axes]
+    qs = [np.log2(np.asarray(heads, dtype=np.float32)), np.log2(np.float32(1.0) + np.asarray(prefix, dtype=np.float32)),
+          np.log2(batch), np.log2(np.asarray(seq, dtype=np.float32))]
+    d = None
+    flat = None
+    for axis, mid, q, stride in zip(axes, mids, qs, _strides(field.shape)):
+        i = np.searchsorted(mid, q, side="left")  # nearest value, ties to the lower one
+        di = np.abs(q - axis[i])
+        d = di if d is None else np.maximum(d, di, out=d)
+        flat = i * stride if flat is None else flat + i * stride
+    return d.astype(np.float64) + field.reshape(-1)[flat]
+
+
+def _mids(axis):
+    return (axis[:-1] + axis[1:]) / 2
+
+
+def _strides(shape) -> list[int]:
+    out, acc = [], 1
+    for n in reversed(shape):
+        out.append(acc)
+        acc *= n
+    return out[::-1]
 
 
 def bucket_of(distance) -> np.ndarray:
@@ -423,6 +429,7 @@ class IntervalLookup:
 
     def __init__(self, table: pl.DataFrame | None):
         self.cells: dict[tuple[str, int], tuple] = {}
+        self._by_op: dict[str, tuple] = {}
         if table is None or table.height == 0:
             return
         codes = {p: i for i, p in enumerate(self.classes)}
@@ -443,19 +450,29 @@ class IntervalLookup:
         i = bisect_left(c[0], distance)
         return latency_ms * 2.0 ** c[1][i], latency_ms * 2.0 ** c[2][i], c[3][i]
 
+    def _arrays(self, op: str):
+        """(q_lo, q_hi, err) arrays of shape (classes, buckets) for one op (pooled rows where the op
+        has none; NaN where neither has a class)."""
+        got = self._by_op.get(op)
+        if got is None:
+            nb = len(BUCKETS) - 1
+            got = tuple(np.full((len(self.classes) + 1, nb), np.nan) for _ in range(3))
+            for code in range(len(self.classes)):
+                cell = self._cell(op, code)
+                if cell is not None:
+                    for arr, k in zip(got, (1, 2, 3)):
+                        arr[code, :] = cell[k]
+            self._by_op[op] = got
+        return got
+
     def quantiles_many(self, op: str, code, distance: np.ndarray):
-        """(q_lo, q_hi, expected_error_pct) arrays for one op; `code` a scalar or an array."""
-        distance = np.asarray(distance, dtype=np.float64)
-        codes = np.broadcast_to(np.asarray(code), distance.shape)
-        lo, hi, err = (np.full(distance.shape, np.nan) for _ in range(3))
-        for c in np.unique(codes):
-            cell = self._cell(op, int(c))
-            if cell is None:
-                continue
-            m = codes == c
-            i = np.searchsorted(np.asarray(cell[0]), distance[m], side="left")
-            lo[m], hi[m], err[m] = (np.asarray(cell[k])[i] for k in (1, 2, 3))
-        return lo, hi, err
+        """(q_lo, q_hi, expected_error_pct) arrays for one op; `code` a scalar or an array
+        (-1: no class, NaN)."""
+        distance = np.asarray(distance)
+        bucket = np.searchsorted(np.asarray(BUCKETS[1:-1], dtype=distance.dtype), distance, side="left")
+        codes = np.broadcast_to(np.asarray(code, dtype=np.int64), distance.shape)
+        codes = np.where(codes < 0, len(self.classes), codes)
+        return tuple(a[codes, bucket] for a in self._arrays(op))
 
 
 def class_code(source: str, method: str = "interp") -> int:
