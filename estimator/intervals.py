@@ -21,7 +21,10 @@ residual quantiles per (op, provenance, distance bucket):
   floor((n+1)*0.1)-th and ceil((n+1)*0.9)-th smallest residual), so that a new
   exchangeable point lands inside with probability >= 80%. Cells with fewer
   than MIN_CELL residuals borrow the nearest lower bucket (the first filled one
-  below them). Widths are not forced to grow with distance: measured, the
+  below them); past the farthest held-out data (`grow_from`, the borrowed
+  bucket's upper edge) the log-width grows in proportion to the distance
+  (extrapolation error grows with it; capped at MAX_GROWTH). That widening is
+  a rule, not validated: no held-out point lies there. Widths are not forced to grow with distance: measured, the
   error of interpolated context answers is larger close to data (the
   closely spaced isl lines where latency zig-zags) than one octave away.
 * coverage: cross-fitted. Residual points are split into folds by slice; each
@@ -58,7 +61,9 @@ FOLDS = ("R", "G", "E", "E2", "B")
 CLASSES = ("measured", "interpolated", "extrapolated", "transferred", "sol", "nearest")
 SCHEMA = {"op": pl.String, "provenance": pl.String, "bucket": pl.Int8, "d_lo": pl.Float64, "d_hi": pl.Float64,
           "n": pl.Int64, "q_lo": pl.Float64, "q_hi": pl.Float64, "expected_error_pct": pl.Float64,
-          "coverage_pct": pl.Float64, "n_heldout": pl.Int64, "borrowed_from": pl.String}
+          "coverage_pct": pl.Float64, "n_heldout": pl.Int64, "borrowed_from": pl.String,
+          "grow_from": pl.Float64}
+MAX_GROWTH = 4.0  # cap on the distance widening of cells above the data
 
 
 # ---- distance to measured data --------------------------------------------------------------
@@ -285,18 +290,20 @@ def fit_cells(resid: pl.DataFrame, extra_classes: bool = True) -> pl.DataFrame:
             vals = by_bucket.get(b, np.empty(0))
             if vals.size >= MIN_CELL:
                 lo, hi = _conformal(vals)
-                cells.append([b, vals.size, lo, hi, _expected_pct(vals), None])
-            elif cells:
+                cells.append([b, vals.size, lo, hi, _expected_pct(vals), None, None, b])
+            elif cells and cells[-1][2] is not None:  # above the data: widen with distance
                 prev = cells[-1]
-                cells.append([b, vals.size, prev[2], prev[3], prev[4], f"{op}/{prov}/bucket{prev[0]}"])
+                src = prev[7]
+                grow = None if prov in ("sol", "transferred") else BUCKETS[src + 1]
+                cells.append([b, vals.size, prev[2], prev[3], prev[4], f"{op}/{prov}/bucket{src}", grow, src])
             else:
-                cells.append([b, vals.size, None, None, None, None])
+                cells.append([b, vals.size, None, None, None, None, None, None])
         filled = [c for c in cells if c[2] is not None and c[5] is None]
         if not filled and sub.height >= MIN_CELL:  # no bucket is big enough alone: pool the buckets
             v = sub["resid"].to_numpy()
             lo, hi = _conformal(v)
             cells = [[b, int((sub["bucket"] == b).sum()), lo, hi, _expected_pct(v),
-                      None if b == 0 else f"{op}/{prov}/bucket0"] for b in range(nb)]
+                      None if b == 0 else f"{op}/{prov}/bucket0", None, 0] for b in range(nb)]
             filled = cells[:1]
         if not filled:
             continue
@@ -306,7 +313,7 @@ def fit_cells(resid: pl.DataFrame, extra_classes: bool = True) -> pl.DataFrame:
                 c[2], c[3], c[4], c[5] = f[2], f[3], f[4], f"{op}/{prov}/bucket{f[0]}"
             rows.append(dict(op=op, provenance=prov, bucket=c[0], d_lo=BUCKETS[c[0]], d_hi=BUCKETS[c[0] + 1],
                              n=c[1], q_lo=c[2], q_hi=c[3], expected_error_pct=c[4], coverage_pct=None,
-                             n_heldout=None, borrowed_from=c[5]))
+                             n_heldout=None, borrowed_from=c[5], grow_from=c[6]))
     table = pl.DataFrame(rows, schema=SCHEMA)
     return _borrow_classes(table) if extra_classes else table
 
@@ -437,7 +444,8 @@ class IntervalLookup:
             if prov not in codes:
                 continue
             self.cells[(op, codes[prov])] = (sub["d_lo"].to_list()[1:], sub["q_lo"].to_list(),
-                                             sub["q_hi"].to_list(), sub["expected_error_pct"].to_list())
+                                             sub["q_hi"].to_list(), sub["expected_error_pct"].to_list(),
+                                             sub["grow_from"].fill_null(0.0).to_list())
 
     def _cell(self, op: str, code: int):
         c = self.cells.get((op, code))
@@ -448,6 +456,10 @@ class IntervalLookup:
         if c is None:
             return math.nan, math.nan, math.nan
         i = bisect_left(c[0], distance)
+        g = c[4][i]
+        if g and distance > g:  # past the farthest held-out data: log-width grows with distance
+            f = min(distance / g, MAX_GROWTH)
+            return latency_ms * 2.0 ** (c[1][i] * f), latency_ms * 2.0 ** (c[2][i] * f), c[3][i] * f
         return latency_ms * 2.0 ** c[1][i], latency_ms * 2.0 ** c[2][i], c[3][i]
 
     def _arrays(self, op: str):
@@ -456,11 +468,12 @@ class IntervalLookup:
         got = self._by_op.get(op)
         if got is None:
             nb = len(BUCKETS) - 1
-            got = tuple(np.full((len(self.classes) + 1, nb), np.nan) for _ in range(3))
+            got = tuple(np.full((len(self.classes) + 1, nb), np.nan) for _ in range(4))
+            got[3][:] = 0.0
             for code in range(len(self.classes)):
                 cell = self._cell(op, code)
                 if cell is not None:
-                    for arr, k in zip(got, (1, 2, 3)):
+                    for arr, k in zip(got, (1, 2, 3, 4)):
                         arr[code, :] = cell[k]
             self._by_op[op] = got
         return got
@@ -472,7 +485,12 @@ class IntervalLookup:
         bucket = np.searchsorted(np.asarray(BUCKETS[1:-1], dtype=distance.dtype), distance, side="left")
         codes = np.broadcast_to(np.asarray(code, dtype=np.int64), distance.shape)
         codes = np.where(codes < 0, len(self.classes), codes)
-        return tuple(a[codes, bucket] for a in self._arrays(op))
+        lo, hi, err, grow = (a[codes, bucket] for a in self._arrays(op))
+        far = (grow > 0) & (distance > grow)
+        if far.any():
+            f = np.minimum(distance[far] / grow[far], MAX_GROWTH)
+            lo[far], hi[far], err[far] = lo[far] * f, hi[far] * f, err[far] * f
+        return lo, hi, err
 
 
 def class_code(source: str, method: str = "interp") -> int:

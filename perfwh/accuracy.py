@@ -68,4 +68,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"\n80% interval coverage on held-out points (cross-fitted: each point's interval "
                   f"comes from a model fitted without it), {inside}/{coverage.height} within 75-85%:")
             print(format_coverage(coverage))
+            print("measured answers cannot be held out: they borrow the op's closest interpolated interval; "
+                  "transferred answers get the wider of sol and extrapolated (few or no held-out points).")
     return 0

@@ -165,6 +165,8 @@ def test_wider_for_extrapolation_and_sol_than_for_interpolation(db):
     assert (near.source.value, far.source.value) == ("interpolated", "extrapolated")
     width = lambda e: (e.high_ms - e.low_ms) / e.latency_ms  # noqa: E731
     assert width(far) > width(near)
+    farther = db.estimate("dsa_generation", batch_size=3, s=2**22, num_heads=64)  # 8 octaves past the data
+    assert width(farther) > 1.5 * width(far)
     lk = db.intervals
     code = iv.CLASSES.index
     sol_w = lk.bounds("dsa_generation", code("sol"), 0.7, 1.0)
