@@ -163,6 +163,9 @@ def compare_plot(fine: pl.DataFrame, crossovers, models, batch: int, db,
                 Patch(color="0.88")]
     labels += ["measured at this exact shape", "beyond measured data (extrapolated along SOL)",
                "region with extrapolated / SOL estimates"]
+    if "low_ms" in fine.columns and fine["low_ms"].is_not_nan().any():
+        handles.append(Patch(color="0.3", alpha=0.25))
+        labels.append("80% interval of the model total")
     if len(models) > 1:
         for m in models[1:]:
             handles.append(plt.Line2D([], [], color=colors[m.model_path], lw=2))
