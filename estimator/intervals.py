@@ -63,6 +63,7 @@ SCHEMA = {"op": pl.String, "provenance": pl.String, "bucket": pl.Int8, "d_lo": p
           "n": pl.Int64, "q_lo": pl.Float64, "q_hi": pl.Float64, "expected_error_pct": pl.Float64,
           "coverage_pct": pl.Float64, "n_heldout": pl.Int64, "borrowed_from": pl.String,
           "grow_from": pl.Float64}
+_LOG2 = math.log2
 MAX_GROWTH = 4.0  # cap on the distance widening of cells above the data
 
 
@@ -105,23 +106,37 @@ def _nearest_py(axis: list[float], mids: list[float], q: float) -> tuple[int, fl
 
 
 def distance_one(grp: GroupGrids | None, heads: float, prefix: float, batch: float, seq: float) -> float:
-    """Scalar twin of `distance_many` (plain Python on precomputed lists; heads/prefix memoised)."""
-    if grp is None or distance_field(grp) is None:
+    """Scalar twin of `distance_many` (plain Python on precomputed lists; heads/prefix memoised;
+    the nearest-value search inlined: this runs on every scalar estimate)."""
+    if grp is None:
         return math.inf
-    (ah, ap, ab, as_), (mh, mp, mb, ms), field, hp_memo = grp.__dict__["_interval_dist_py"]
+    py = grp.__dict__.get("_interval_dist_py")
+    if py is None:
+        if distance_field(grp) is None:
+            return math.inf
+        py = grp.__dict__["_interval_dist_py"]
+    (ah, ap, ab, as_), (mh, mp, mb, ms), field, hp_memo = py
     hp = hp_memo.get((heads, prefix))
     if hp is None:
         ih, dh = _nearest_py(ah, mh, math.log2(heads))
         ip, dp = _nearest_py(ap, mp, math.log2(1.0 + prefix))
         hp = hp_memo[(heads, prefix)] = (field[ih][ip], dh if dh > dp else dp)
     rows, d = hp
-    ib, db = _nearest_py(ab, mb, math.log2(batch))
-    is_, ds = _nearest_py(as_, ms, math.log2(seq))
-    if db > d:
-        d = db
-    if ds > d:
-        d = ds
-    return d + rows[ib][is_]
+    q = _LOG2(batch)
+    ib = bisect_left(mb, q)
+    x = q - ab[ib]
+    if x < 0:
+        x = -x
+    if x > d:
+        d = x
+    q = _LOG2(seq)
+    i = bisect_left(ms, q)
+    x = q - as_[i]
+    if x < 0:
+        x = -x
+    if x > d:
+        d = x
+    return d + rows[ib][i]
 
 
 def distance_many(grp: GroupGrids | None, heads, prefix, batch, seq) -> np.ndarray:
