@@ -93,7 +93,7 @@ def distance_field(grp: GroupGrids) -> np.ndarray | None:
             field[start:start + 512] = np.abs(block[:, None, :] - pts[None, :, :]).max(axis=2).min(axis=1)
     field = field.reshape(st.measured.shape)
     grp.__dict__["_interval_dist"] = field
-    mids = [_mids(a.astype(np.float32)).astype(np.float64).tolist() for a in axes]  # as distance_many
+    mids = [_mids(a).tolist() for a in axes]  # as distance_many
     grp.__dict__["_interval_dist_py"] = ([a.tolist() for a in axes], mids, field.tolist(), {})
     return field
 
@@ -139,28 +139,52 @@ def distance_one(grp: GroupGrids | None, heads: float, prefix: float, batch: flo
     return d + rows[ib][i]
 
 
+TABLE_LIMIT = 1 << 17  # integer queries up to this use per-axis lookup tables (searchsorted is the cost)
+
+
+def _axis_nearest(grp: GroupGrids, k: int, axis: np.ndarray, q: np.ndarray, offset: float):
+    """(nearest index, |distance| in octaves) of log2(q + offset) on `axis`, ties to the lower value.
+
+    Integer queries (estimate_many's columns are validated integers) up to TABLE_LIMIT gather from a
+    per-group table built once; others bisect. Both work in float64 like the scalar twin."""
+    mids = _mids(axis)
+    qmax = float(q.max()) if q.size else 0.0
+    if 0 <= qmax <= TABLE_LIMIT and float(q.min()) >= 0:
+        tables = grp.__dict__.setdefault("_interval_tables", {})
+        t = tables.get(k)
+        if t is None or t[0].size <= qmax:
+            size = 1 << max(int(qmax).bit_length(), 10)
+            with np.errstate(divide="ignore"):
+                lq = np.log2(np.arange(size, dtype=np.float64) + offset)
+            ti = np.searchsorted(mids, lq, side="left")
+            t = tables[k] = (ti.astype(np.int16), np.abs(lq - axis[ti]))
+        qi = q.astype(np.int64)
+        if np.array_equal(qi, q):
+            return t[0][qi].astype(np.int64), t[1][qi]
+    lq = np.log2(np.asarray(q, dtype=np.float64) + offset)
+    i = np.searchsorted(mids, lq, side="left")
+    return i, np.abs(lq - axis[i])
+
+
 def distance_many(grp: GroupGrids | None, heads, prefix, batch, seq) -> np.ndarray:
     """Per query: the L-inf distance to the nearest grid cell (nearest axis value on each axis) plus
     that cell's distance to the nearest measured cell (the precomputed field): 0 on a measured
     cell, the gap to the neighbouring lines on a filled hole, the distance past the edge when
     extrapolating. inf for unstacked groups and missing grids (the widest bucket answers).
-    Works in float32 (as estimate_many); the scalar twin agrees to ~1e-6 octaves."""
-    batch = np.asarray(batch, dtype=np.float32)
+    Same float64 arithmetic as the scalar twin `distance_one`."""
+    batch = np.asarray(batch)
     field = None if grp is None else distance_field(grp)
     if field is None:
         return np.full(batch.shape[0], np.inf)
-    axes = [a.astype(np.float32) for a in _cell_coords(grp.stacked)]
-    mids = [_mids(a) for a in axes]
-    qs = [np.log2(np.asarray(heads, dtype=np.float32)), np.log2(np.float32(1.0) + np.asarray(prefix, dtype=np.float32)),
-          np.log2(batch), np.log2(np.asarray(seq, dtype=np.float32))]
+    axes = _cell_coords(grp.stacked)
     d = None
     flat = None
-    for axis, mid, q, stride in zip(axes, mids, qs, _strides(field.shape)):
-        i = np.searchsorted(mid, q, side="left")  # nearest value, ties to the lower one
-        di = np.abs(q - axis[i])
-        d = di if d is None else np.maximum(d, di, out=d)
+    for k, (axis, q, offset, stride) in enumerate(zip(axes, (heads, prefix, batch, seq), (0.0, 1.0, 0.0, 0.0),
+                                                      _strides(field.shape))):
+        i, di = _axis_nearest(grp, k, axis, np.asarray(q), offset)
+        d = di if d is None else np.maximum(d, di)
         flat = i * stride if flat is None else flat + i * stride
-    return d.astype(np.float64) + field.reshape(-1)[flat]
+    return d + field.reshape(-1)[flat]
 
 
 def _mids(axis):
