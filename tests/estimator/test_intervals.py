@@ -209,3 +209,21 @@ def test_without_interval_table_bounds_are_nan(points):
 
 def test_rollup_sums_layer_bounds():
     assert iv.rollup_bounds([1.0, 2.0], [3.0, 4.0]) == (3.0, 7.0)
+
+
+def test_model_rollups_carry_the_summed_layer_bounds(db):
+    from estimator.models import ModelConfig, attention_curve, compare_models, get_model
+
+    m = get_model("deepseek-ai/DeepSeek-V3.2", "h200_sxm", "trtllm", ModelConfig(tp_size=2))
+    est = m.estimate(isl=3000, osl=4, batch_size=3, db=db)
+    layers = est.layers
+    assert est.context_low_ms == pytest.approx(layers["context_low_ms"].sum())
+    assert est.context_high_ms == pytest.approx(layers["context_high_ms"].sum())
+    assert est.context_low_ms < est.context_ms < est.context_high_ms
+    assert est.generation_total_low_ms < est.generation_total_ms < est.generation_total_high_ms
+    assert est.generation_mean_low_ms < est.generation_mean_ms < est.generation_mean_high_ms
+    total, _, low, high = attention_curve(m, "context", [3000], 3, db=db, with_bounds=True)
+    assert (low[0], total[0], high[0]) == pytest.approx((est.context_low_ms, est.context_ms, est.context_high_ms))
+    table = compare_models([m], [1024, 4096], batch_size=1, db=db)
+    assert {"low_ms", "high_ms"} <= set(table.columns)
+    assert (table["low_ms"] < table["model_ms"]).all() and (table["model_ms"] < table["high_ms"]).all()
