@@ -521,10 +521,15 @@ class IntervalLookup:
         """(q_lo, q_hi, expected_error_pct) arrays for one op; `code` a scalar or an array
         (-1: no class, NaN)."""
         distance = np.asarray(distance)
-        bucket = np.searchsorted(np.asarray(BUCKETS[1:-1], dtype=distance.dtype), distance, side="left")
-        codes = np.broadcast_to(np.asarray(code, dtype=np.int64), distance.shape)
-        codes = np.where(codes < 0, len(self.classes), codes)
-        lo, hi, err, grow = (a[codes, bucket] for a in self._arrays(op))
+        bucket = np.zeros(distance.shape, dtype=np.int64)
+        for edge in BUCKETS[1:-1]:  # (lo, hi] buckets: count the edges below
+            bucket += distance > edge
+        codes = np.asarray(code, dtype=np.int64)
+        if codes.ndim == 0 or codes.min() < 0:
+            codes = np.broadcast_to(codes, distance.shape)
+            codes = np.where(codes < 0, len(self.classes), codes)
+        flat = codes * (len(BUCKETS) - 1) + bucket
+        lo, hi, err, grow = (a.reshape(-1).take(flat) for a in self._arrays(op))
         far = (grow > 0) & (distance > grow)
         if far.any():
             f = np.minimum(distance[far] / grow[far], MAX_GROWTH)
