@@ -105,6 +105,29 @@ def repeat_spread(settings: WarehouseSettings) -> dg.AssetCheckResult:
     )
 
 
+@dg.asset_check(asset=perf_points)
+def below_roofline(settings: WarehouseSettings) -> dg.AssetCheckResult:
+    """Warn about points measured far below the raw roofline of their shape (physically impossible);
+    calibration and grids leave them out (estimator.limits, docs/limits.md)."""
+    from estimator.limits import ROOFLINE_FLOOR, impossible_points, raw_roofline_ms
+
+    points = _points(settings)
+    bad = points.filter(impossible_points(points))
+    sample = bad.with_columns(pl.Series("roofline_ms", raw_roofline_ms(bad))).select(
+        "system", "framework", "version", "op", "num_heads", "batch_size", "isl", "prefix", "kv_len",
+        "latency_ms", "roofline_ms",
+    )  # fmt: skip
+    return dg.AssetCheckResult(
+        passed=bad.height == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "floor": dg.MetadataValue.float(ROOFLINE_FLOOR),
+            "impossible_points": dg.MetadataValue.int(bad.height),
+            "sample": dg.MetadataValue.md(markdown_table(sample, PREVIEW_ROWS)),
+        },
+    )
+
+
 @dg.asset(group_name=GRIDS, deps=[perf_points], kinds={"parquet", "polars"})
 def sol_calibration(settings: WarehouseSettings) -> dg.MaterializeResult:
     """Fitted SOL efficiencies and overhead per system/framework/version/op."""
@@ -149,4 +172,4 @@ def interpolation_grids(settings: WarehouseSettings) -> dg.MaterializeResult:
 
 
 GRIDS_ASSETS = [perf_points, sol_calibration, interpolation_grids]
-GRIDS_CHECKS = [unique_keys, latency_monotonic, repeat_spread]
+GRIDS_CHECKS = [unique_keys, latency_monotonic, repeat_spread, below_roofline]

@@ -18,6 +18,8 @@ _LAZY = {
     "calibrate": "estimator.calibrate",
     "build_grids": "estimator.grid",
     "run_accuracy": "estimator.accuracy",
+    "OutOfRangeError": "estimator.limits",
+    "VersionError": "estimator.versions",
 }
 
 

@@ -55,6 +55,7 @@ class Source(_StrEnum):
     extrapolated = "extrapolated"
     transferred = "transferred"
     sol = "sol"
+    nearest = "nearest"  # method="nearest" off a measured cell: the nearest measurement, not interpolated
 
 
 # Bytes per element of each stored precision.

@@ -6,15 +6,15 @@ and the `grids` table (rebuilding either when its input hash is stale) for one
 
 Fallback chain (each answer says which step gave it):
 measured -> interpolated -> extrapolated -> transferred (related slice,
-another GPU of the family, another index_topk / index_n_heads) -> sol
-(calibrated SOL alone).
+another GPU: `from_system`, else the one with data nearest by spec, moved
+through the physics of estimator/transfer.py; another index_topk /
+index_n_heads) -> sol (calibrated SOL alone).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import re
 
 import numpy as np
 import polars as pl
@@ -22,7 +22,7 @@ import polars as pl
 from warehouse.schema import phase_of, seq_column
 from warehouse.vocab import Op, op_names
 
-from . import interp
+from . import interp, transfer
 from .calibrate import CalibrationParams, params_from_frame
 from .common import FMHAQuantMode, GEMMQuantMode, KVCacheQuantMode, Source
 from .engine import estimate_group
@@ -30,20 +30,23 @@ from .estimate import Estimate
 from .fastsol import compile_array, compile_scalar
 from .grid import SOURCES, GridSet, GroupGrids
 from .intervals import IntervalLookup, class_code, distance_many, distance_one
+from .limits import MAX_INT, Bounds, OutOfRangeError, beyond, beyond_many, check_int_max, check_model, group_bounds
 from .lookup import lookup_one, nearest_measured
 from .slices import GROUP_KEYS, family_of, model_for
-from .specs import ModelSpec, architectures, load_system, system_names
+from .specs import ModelSpec, architectures, load_system
+from .versions import VersionError, sort_versions, version_key
 
 OPS = op_names()
 FRAMEWORKS = {"trtllm": "trtllm", "tensorrt-llm": "trtllm", "tensorrt_llm": "trtllm",
               "vllm": "vllm", "sglang": "sglang", "perfwh": "perfwh"}
 METHODS = ("interp", "nearest")
 _SOURCE_ENUM = tuple(Source(s) for s in SOURCES)
+_CAT_COLUMNS = ("gemm_type", "kv_cache_dtype", "attn_dtype", "architecture", "kernel_source")
+_INT_OPTIONS = ("index_topk", "index_n_heads")
 SOURCE_DTYPE = pl.Enum(list(SOURCES))  # estimate_many's `source` column
 _SOURCE_NAMES = pl.Series("source", list(SOURCES), dtype=SOURCE_DTYPE)
 _IV_CLASS = tuple(class_code(s) for s in SOURCES)  # grid provenance code -> interval class
 _IV_CLASS_ARR = np.asarray(_IV_CLASS, dtype=np.int8)
-_IV_NEAREST = class_code("nearest", "nearest")
 
 
 def canonical_op(op: str) -> str:
@@ -51,12 +54,12 @@ def canonical_op(op: str) -> str:
     return Op.parse(op).name
 
 
-def _version_key(v: str):
-    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.findall(r"\d+|[A-Za-z]+", v))
+_version_key = version_key  # PEP 440 order (estimator.versions); old name kept for importers
+__all__ = ["PerfDatabase", "OutOfRangeError", "VersionError", "canonical_op"]
 
 
 def _positive_int(name: str, value) -> int:
-    if type(value) is int and value > 0:
+    if type(value) is int and 0 < value <= MAX_INT:
         return value
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         if isinstance(value, (float, np.floating)) and float(value).is_integer():
@@ -65,7 +68,7 @@ def _positive_int(name: str, value) -> int:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+    return check_int_max(name, int(value))
 
 
 def _non_negative_int(name: str, value) -> int:
@@ -88,6 +91,9 @@ class _Resolved:
     scalar_sol: object  # fastsol.compile_scalar(...) for this query: (b, seq, prefix, heads) -> (cal, raw)
     array_sol: object  # fastsol.compile_array(..., float32) for estimate_many
     slice_items: tuple  # ((key, value), ...) of the answering data, for Estimate.slice
+    max_heads: int = 0  # limits (estimator.limits): refuse above these
+    max_seq: int = 0
+    bounds: Bounds | None = None  # past these, the calibrated SOL answers
 
 
 class PerfDatabase:
@@ -95,7 +101,7 @@ class PerfDatabase:
 
     def __init__(self, system: str = "h200_sxm", backend: str = "trtllm", version: str | None = None,
                  home=None, *, calibration: pl.DataFrame | None = None, grids: pl.DataFrame | None = None,
-                 intervals: pl.DataFrame | None = None):
+                 from_system: str | None = None, intervals: pl.DataFrame | None = None):
         self.spec = load_system(system)
         self.system = system
         framework = FRAMEWORKS.get(str(backend).lower())
@@ -115,44 +121,46 @@ class PerfDatabase:
         if fw_rows.height == 0:
             raise ValueError(f"no data for backend {framework!r} in the warehouse; "
                              f"backends with data: {', '.join(sorted(have['framework'].unique()))}")
-        self.data_system = self._data_system(system, fw_rows)
-        versions = sorted(fw_rows.filter(pl.col("system") == self.data_system)["version"].to_list(),
-                          key=_version_key)
-        if version is None:
-            version = versions[-1]
-        elif version not in versions:
-            raise ValueError(f"unknown version {version!r} for {self.data_system}/{framework}; "
-                             f"valid: {', '.join(versions)}")
-        self.version = version
-        mine = (pl.col("system") == self.data_system) & (pl.col("framework") == framework) & (
-            pl.col("version") == version)
+        self.data_system = transfer.source_system(system, fw_rows["system"].unique().to_list(), from_system,
+                                                  framework)
+        versions = sort_versions(fw_rows.filter(pl.col("system") == self.data_system)["version"].to_list())
+        if version is not None and version not in versions:
+            raise VersionError(f"unknown version {version!r} for {self.data_system}/{framework}; "
+                               f"valid: {', '.join(versions)}")
+        # Every version is loaded: without a pinned version each op answers from the newest
+        # version with data for it (and its slice); `version` is then the newest overall.
+        self.pinned_version = version
+        self._all_versions = versions
+        self.version = version or versions[-1]
+        mine = (pl.col("system") == self.data_system) & (pl.col("framework") == framework)
         self.grids = GridSet.from_frame(grids.filter(mine))
-        self.params = {(k[3], k[4]): p for k, p in params_from_frame(calibration.filter(mine)).items()}
         self.intervals = IntervalLookup(intervals)  # empty (NaN bounds) when no interval table is given
+        self.params = {(k[2], k[3], k[4]): p for k, p in params_from_frame(calibration.filter(mine)).items()}
+        if self.data_system != system:  # answers move from the source's spec to this one's (estimator/transfer.py)
+            rule = transfer.TransferRule(load_system(self.data_system), self.spec)
+            self.params = {k: rule.params(p) for k, p in self.params.items()}
+        self._op_versions: dict[str, list[str]] = {}
+        for v, op, _ in self.params:
+            self._op_versions.setdefault(op, []).append(v)
+        self._op_versions = {op: sort_versions(vs) for op, vs in self._op_versions.items()}
         self._resolved: dict[tuple, _Resolved] = {}
         self._by_args: dict[tuple, _Resolved] = {}  # raw estimate() arguments -> resolution
-
-    def _data_system(self, system: str, fw_rows: pl.DataFrame) -> str:
-        systems = sorted(fw_rows["system"].unique().to_list())
-        if system in systems:
-            return system
-        family = [s for s in systems if s in system_names() and load_system(s).family == self.spec.family]
-        if not family:
-            raise ValueError(f"no data for system {system!r} (or its family) with backend {self.framework!r}; "
-                             f"systems with data: {', '.join(systems)}")
-        return family[0]
 
     # ---- resolution ---------------------------------------------------------------------
     @property
     def ops(self) -> tuple[str, ...]:
-        return tuple(sorted({op for op, _ in self.params}))
+        return tuple(sorted(self._op_versions))
 
-    def _params_for(self, op: str, kernel_source: str | None) -> CalibrationParams:
+    def versions_for(self, op: str) -> list[str]:
+        """The versions with data for `op`, oldest first (PEP 440 order)."""
+        return list(self._op_versions.get(canonical_op(op), ()))
+
+    def _params_for(self, version: str, op: str, kernel_source: str | None) -> CalibrationParams:
         """The op's fit for this kernel_source; else its 'default' (or first) kernel_source's."""
-        if (op, kernel_source) in self.params:
-            return self.params[(op, kernel_source)]
-        sources = sorted(s for o, s in self.params if o == op)
-        return self.params[(op, "default" if "default" in sources else sources[0])]
+        if (version, op, kernel_source) in self.params:
+            return self.params[(version, op, kernel_source)]
+        sources = sorted(s for v, o, s in self.params if o == op and v == version)
+        return self.params[(version, op, "default" if "default" in sources else sources[0])]
 
     def slices(self) -> pl.DataFrame:
         """The group keys this database holds (what `query_*` can answer from data)."""
@@ -165,9 +173,14 @@ class PerfDatabase:
         hit = self._resolved.get(ck)
         if hit is not None:
             return hit
-        if op not in self.ops:
-            raise KeyError(f"no data or calibration for op {op!r} in {self.data_system}/{self.framework}/"
-                           f"{self.version}; ops with data: {', '.join(self.ops)}")
+        if op not in self._op_versions:
+            raise KeyError(f"no data or calibration for op {op!r} in {self.data_system}/{self.framework}; "
+                           f"ops with data: {', '.join(self.ops)}")
+        have = self._op_versions[op]
+        if self.pinned_version is not None and self.pinned_version not in have:
+            raise VersionError(f"version {self.pinned_version} has no {op} data for {self.data_system}/"
+                               f"{self.framework}; versions with {op} data: {', '.join(have)}")
+        version = self.pinned_version or have[-1]  # the op's newest, unless a slice match is newer below
         kernel_op = Op.parse(op).kernel_only
         if architecture is not None and architecture not in architectures(family_of(op)) and not kernel_op:
             raise ValueError(f"unknown architecture {architecture!r} for {op}; "
@@ -176,14 +189,16 @@ class PerfDatabase:
         want = {"op": op, "kernel_source": kernel_source, "architecture": None if kernel_op else model.architecture,
                 "attn_dtype": attn_dtype, "kv_cache_dtype": kv_cache_dtype,
                 "gemm_type": None if kernel_op else gemm_type}
-        cands = [k for k in self.grids.groups if k[3] == op]
+        cands = [k for k in self.grids.groups if k[3] == op and (self.pinned_version is None or k[2] == version)]
         notes = []
         exact = [k for k in cands if all(
             want[c] is None and c == "kernel_source" or dict(zip(GROUP_KEYS, k))[c] == want[c]
             for c in ("kernel_source", "architecture", "attn_dtype", "kv_cache_dtype", "gemm_type"))]
-        if exact:
-            key = self._pick_kernel_source(exact)
+        if exact:  # the newest version with data for this op and slice
+            version = max((k[2] for k in exact), key=version_key)
+            key = self._pick_kernel_source([k for k in exact if k[2] == version])
         elif cands:
+            cands = [k for k in cands if k[2] == version] or cands
             key = max(cands, key=lambda k: self._similarity(dict(zip(GROUP_KEYS, k)), want))
             kd = dict(zip(GROUP_KEYS, key))
             notes += [f"{c}={want[c]}->{kd[c]}" for c in ("architecture", "attn_dtype", "kv_cache_dtype",
@@ -192,7 +207,8 @@ class PerfDatabase:
         else:
             key = None
         if self.data_system != self.system:
-            notes.append(f"system={self.system}<-{self.data_system}")
+            notes.append(transfer.provenance(self.system, self.data_system, self.framework,
+                                             key[2] if key else version))
         repl = {}
         if index_topk is not None and family_of(op) == "dsa" and index_topk != model.index_topk:
             repl["index_topk"] = index_topk
@@ -202,18 +218,18 @@ class PerfDatabase:
             notes.append(f"index_n_heads={index_n_heads}<-{model.index_n_heads}")
         if repl:
             model = dataclasses.replace(model, **repl)
-        params = self._params_for(op, key[4] if key else kernel_source)
+        params = self._params_for(key[2] if key else version, op, key[4] if key else kernel_source)
         sol_gemm = "bfloat16" if kernel_op else gemm_type
         res = _Resolved(self.grids.groups.get(key) if key else None,
-                        key if key else (self.data_system, self.framework, self.version, op, kernel_source,
+                        key if key else (self.data_system, self.framework, version, op, kernel_source,
                                          want["architecture"], attn_dtype, kv_cache_dtype, want["gemm_type"]),
                         "; ".join(notes) or None, model, params, sol_gemm, kv_cache_dtype,
                         compile_scalar(op, model, self.spec, params, gemm_type=sol_gemm,
                                        kv_cache_dtype=kv_cache_dtype),
                         compile_array(op, model, self.spec, params, gemm_type=sol_gemm,
                                       kv_cache_dtype=kv_cache_dtype, dtype=np.float32),
-                        ())
-        res = dataclasses.replace(res, slice_items=tuple(zip(GROUP_KEYS, res.key)))
+                        (), model.num_attention_heads, model.max_position_embeddings)
+        res = dataclasses.replace(res, slice_items=tuple(zip(GROUP_KEYS, res.key)), bounds=group_bounds(res.group))
         self._resolved[ck] = res
         return res
 
@@ -268,14 +284,20 @@ class PerfDatabase:
                 None if index_n_heads is None else _positive_int("index_n_heads", index_n_heads))
             if raw_key is not None:
                 self._by_args[raw_key] = res
+        if h > res.max_heads or seq + pre > res.max_seq:
+            check_model(op, res.model, h, seq, pre, phase_of(op) == "context")
+        bd, limit = res.bounds, None
+        if bd is not None and (h > bd.heads[1] or h < bd.heads[0] or b > bd.batch[1] or b < bd.batch[0]
+                               or seq > bd.seq[1] or seq < bd.seq[0] or seq + pre > bd.context):
+            limit = beyond(bd, h, b, seq, pre)
         cal, raw = res.scalar_sol(b, seq, pre, h)
-        if res.group is None:
+        if res.group is None or limit is not None:
             ratio, code, nbrs = 0.0, interp.SOL, []
         elif method == "nearest":
             lat, cell = nearest_measured(res.group, h, pre, b, seq)
             ratio = math.log2(lat / cal)
             exact = cell == (h, pre, b, seq)
-            code = interp.MEASURED if exact else interp.INTERPOLATED
+            code = interp.MEASURED if exact else interp.NEAREST
             nbrs = [(cell[0], cell[1], cell[2], cell[3], 1.0, interp.MEASURED)]
         else:
             ratio, code, nbrs = lookup_one(res.group, h, pre, b, seq)
@@ -285,18 +307,19 @@ class PerfDatabase:
             code = interp.TRANSFERRED
         latency = cal * 2.0**ratio
         if self.intervals.cells:
-            lo, hi, err = self.intervals.bounds(op, _IV_NEAREST if method == "nearest" else _IV_CLASS[code],
-                                                distance_one(res.group, h, pre, b, seq), latency)
+            lo, hi, err = self.intervals.bounds(op, _IV_CLASS[code], distance_one(res.group, h, pre, b, seq),
+                                                latency)
         else:
             lo = hi = err = math.nan
         # positional: (latency_ms, source, op, system, framework, version, sol_ms, raw_sol_ms,
-        # log2_ratio, neighbour_cells, slice, transferred_from, method, low_ms, high_ms, expected_error_pct)
-        return Estimate(latency, _SOURCE_ENUM[code], op, self.system, self.framework, self.version, cal, raw,
-                        ratio, nbrs, res.slice_items, res.transferred_from, method, lo, hi, err)
+        # log2_ratio, neighbour_cells, slice, transferred_from, method, limit, low_ms, high_ms,
+        # expected_error_pct)
+        return Estimate(latency, _SOURCE_ENUM[code], op, self.system, self.framework, res.key[2], cal, raw,
+                        ratio, nbrs, res.slice_items, res.transferred_from, method, limit, lo, hi, err)
 
     @staticmethod
     def _seq_arg(op: str, s, isl, kv_len) -> int:
-        if isl is None and kv_len is None and type(s) is int and s > 0:
+        if isl is None and kv_len is None and type(s) is int and 0 < s <= MAX_INT:
             return s
         name = seq_column(op)
         given = {"s": s, "isl": isl, "kv_len": kv_len}
@@ -308,13 +331,17 @@ class PerfDatabase:
 
     # ---- vectorised ------------------------------------------------------------------------
     def estimate_many(self, op: str, frame: pl.DataFrame, **defaults) -> pl.DataFrame:
-        """`frame` plus latency_ms, source, low_ms and high_ms (80% interval) columns, vectorised (float32 arithmetic:
-        values agree with `estimate` to ~1e-6 relative).
+        """`frame` plus latency_ms, source, sol_ms, version, low_ms and high_ms (80% interval)
+        columns, vectorised (float32 arithmetic: values agree with `estimate` to ~1e-6 relative).
 
         Columns: batch_size, isl (context) or kv_len (generation) (or seq_len), num_heads,
-        optional prefix; optional categorical columns gemm_type, kv_cache_dtype,
-        attn_dtype, architecture, kernel_source (else `defaults`, else the same
-        defaults as `estimate`). Extra columns are kept.
+        optional prefix (a missing column means 0); optional columns gemm_type, kv_cache_dtype,
+        attn_dtype, architecture, kernel_source, index_topk, index_n_heads. A column missing as
+        a whole takes the keyword in `defaults`, else the same default as `estimate`; inside a
+        column every value is validated as `estimate` validates it, and a null or empty value
+        is an error naming its row (0-based) and column. The limits of docs/limits.md apply
+        point by point: a refused point fails the call (naming its row), a point past the
+        measured range gets source `sol`. Extra columns are kept.
         """
         op = canonical_op(op)
         context = phase_of(op) == "context"
@@ -324,11 +351,10 @@ class PerfDatabase:
             raise ValueError(f"estimate_many({op}) needs columns batch_size, num_heads and "
                              f"{'isl' if context else 'kv_len'} (or seq_len); missing: "
                              f"{', '.join(missing + ([] if seq_col else ['isl' if context else 'kv_len']))}")
-        unknown = set(defaults) - {"gemm_type", "kv_cache_dtype", "attn_dtype", "architecture", "kernel_source",
-                                   "index_topk", "index_n_heads"}
+        unknown = set(defaults) - set(_CAT_COLUMNS) - set(_INT_OPTIONS)
         if unknown:
             raise ValueError(f"unknown estimate_many options: {', '.join(sorted(unknown))}")
-        for name in ("index_topk", "index_n_heads"):
+        for name in _INT_OPTIONS:
             if defaults.get(name) is not None:
                 defaults[name] = _positive_int(name, defaults[name])
         n = frame.height
@@ -338,53 +364,102 @@ class PerfDatabase:
         pre = (self._int_column(frame, "prefix", positive=False) if "prefix" in frame.columns
                else np.zeros(n, dtype=np.float32))
         if not context and np.any(pre != 0):
-            raise ValueError(f"prefix applies to context ops only; {op} got non-zero prefix")
-        cat_defaults = {"gemm_type": GEMMQuantMode.parse(defaults.get("gemm_type", "bfloat16")).value,
-                        "kv_cache_dtype": KVCacheQuantMode.parse(defaults.get("kv_cache_dtype", "bfloat16")).value,
-                        "attn_dtype": FMHAQuantMode.parse(defaults.get("attn_dtype", "bfloat16")).value,
-                        "architecture": defaults.get("architecture"), "kernel_source": defaults.get("kernel_source")}
-        cats = [c for c in cat_defaults if c in frame.columns]
+            raise ValueError(f"prefix applies to context ops only; {op} got non-zero prefix in row "
+                             f"{int(np.flatnonzero(pre != 0)[0])}")
+        cat_defaults = {"gemm_type": GEMMQuantMode.parse(defaults.get("gemm_type") or "bfloat16").value,
+                        "kv_cache_dtype": KVCacheQuantMode.parse(defaults.get("kv_cache_dtype") or "bfloat16").value,
+                        "attn_dtype": FMHAQuantMode.parse(defaults.get("attn_dtype") or "bfloat16").value,
+                        "architecture": defaults.get("architecture"), "kernel_source": defaults.get("kernel_source"),
+                        "index_topk": defaults.get("index_topk"), "index_n_heads": defaults.get("index_n_heads")}
+        cats = [c for c in _CAT_COLUMNS if c in frame.columns]
+        for c in cats:
+            self._no_blanks(frame, c)
+        work = {c: frame[c] for c in cats}
+        for c in _INT_OPTIONS:
+            if c in frame.columns:
+                work[c] = pl.Series(c, self._int_column(frame, c, positive=True).astype(np.int64))
+                cats.append(c)
         latency = np.empty(n)
+        sol_ms = np.empty(n)
         code = np.empty(n, dtype=np.int8)
         q_lo, q_hi = np.full(n, np.nan), np.full(n, np.nan)
+        vcode = np.zeros(n, dtype=np.uint32)
+        vindex = {v: i for i, v in enumerate(self._all_versions)}
         if cats:
-            groups = frame.select(cats).with_row_index("_row").group_by(cats, maintain_order=True)
+            groups = pl.DataFrame(work).with_row_index("_row").group_by(cats, maintain_order=True)
             parts = [(dict(zip(cats, key)), sub["_row"].to_numpy()) for key, sub in groups]
         else:
             parts = [({}, None)]
         for values, rows in parts:
-            cat = {**cat_defaults, **{c: v for c, v in values.items() if v is not None}}
-            for c in ("gemm_type", "kv_cache_dtype", "attn_dtype"):
-                cat[c] = {"gemm_type": GEMMQuantMode, "kv_cache_dtype": KVCacheQuantMode,
-                          "attn_dtype": FMHAQuantMode}[c].parse(cat[c]).value
-            res = self._resolve(op, cat["kernel_source"], cat["architecture"], cat["attn_dtype"],
-                                cat["kv_cache_dtype"], cat["gemm_type"], defaults.get("index_topk"),
-                                defaults.get("index_n_heads"))
+            cat = {**cat_defaults, **values}
+            first = 0 if rows is None else int(rows[0])
+            try:
+                for c, enum in (("gemm_type", GEMMQuantMode), ("kv_cache_dtype", KVCacheQuantMode),
+                                ("attn_dtype", FMHAQuantMode)):
+                    cat[c] = enum.parse(cat[c]).value
+                res = self._resolve(op, cat["kernel_source"], cat["architecture"], cat["attn_dtype"],
+                                    cat["kv_cache_dtype"], cat["gemm_type"],
+                                    None if cat["index_topk"] is None else int(cat["index_topk"]),
+                                    None if cat["index_n_heads"] is None else int(cat["index_n_heads"]))
+            except ValueError as exc:
+                raise type(exc)(f"row {first}: {exc}") from None
             sel = slice(None) if rows is None else rows
-            sq = seq[sel]
-            lat, cd, _ = estimate_group(
+            bs, sq, hs, ps = b[sel], seq[sel], h[sel], pre[sel]
+            self._check_model_many(op, res, hs, sq, ps, context, rows)
+            lat, cd, sm = estimate_group(
                 res.group, op, res.model, self.spec, res.params, gemm_type=res.gemm_type,
-                kv_cache_dtype=res.kv_cache_dtype, batch=b[sel], isl=sq if context else 1.0, prefix=pre[sel],
-                kv_len=0.0 if context else sq, num_heads=h[sel], transferred=res.transferred_from is not None,
+                kv_cache_dtype=res.kv_cache_dtype, batch=bs, isl=sq if context else 1.0, prefix=ps,
+                kv_len=0.0 if context else sq, num_heads=hs, transferred=res.transferred_from is not None,
                 sol_fn=res.array_sol, dtype=np.float32)
+            if res.bounds is not None:
+                far = beyond_many(res.bounds, hs, bs, sq, ps)
+                if far.any():
+                    lat = np.where(far, sm, lat)
+                    cd = np.where(far, interp.SOL, cd)
             latency[sel] = lat
             code[sel] = cd
+            sol_ms[sel] = sm
+            vcode[sel] = vindex[res.key[2]]
             if self.intervals.cells:
-                dist = distance_many(res.group, h[sel], pre[sel], b[sel], sq)
+                dist = distance_many(res.group, hs, ps, bs, sq)
                 q_lo[sel], q_hi[sel], _ = self.intervals.quantiles_many(op, _IV_CLASS_ARR[cd], dist)
         source = _SOURCE_NAMES.gather(code.astype(np.uint32))
-        return frame.with_columns(pl.Series("latency_ms", latency), source,
+        version = pl.Series("version", self._all_versions, dtype=pl.Enum(self._all_versions)).gather(vcode)
+        return frame.with_columns(pl.Series("latency_ms", latency), source, pl.Series("sol_ms", sol_ms), version,
                                   pl.Series("low_ms", latency * np.exp2(q_lo)),
                                   pl.Series("high_ms", latency * np.exp2(q_hi)))
+
+    @staticmethod
+    def _check_model_many(op, res, heads, seq, prefix, context, rows) -> None:
+        """Refuse (naming the first row) points past the model's heads or context length."""
+        bad = (heads > res.max_heads) | ((seq + prefix) > res.max_seq)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            try:
+                check_model(op, res.model, int(heads[i]), int(seq[i]), int(prefix[i]), context)
+            except OutOfRangeError as exc:
+                raise OutOfRangeError(f"row {i if rows is None else int(rows[i])}: {exc}") from None
+
+    @staticmethod
+    def _no_blanks(frame: pl.DataFrame, name: str) -> None:
+        col = frame[name]
+        blank = col.is_null()
+        if col.dtype == pl.String:
+            blank = blank | (col.str.strip_chars() == "")
+        if blank.any():
+            i = int(blank.arg_true()[0])
+            raise ValueError(f"row {i}: column {name} is empty (leave the whole column out to use its default)")
 
     @staticmethod
     def _int_column(frame: pl.DataFrame, name: str, *, positive: bool) -> np.ndarray:
         col = frame[name]
         if col.null_count():
-            raise ValueError(f"column {name} has {col.null_count()} null value(s)")
+            i = int(col.is_null().arg_true()[0])
+            raise ValueError(f"row {i}: column {name} is empty (it must hold "
+                             f"{'positive' if positive else 'non-negative'} integers)")
         if col.dtype.is_integer():
-            low = col.min()
-            if low is None or (low > 0 if positive else low >= 0):
+            low, high = col.min(), col.max()
+            if low is None or ((low > 0 if positive else low >= 0) and high <= MAX_INT):
                 return col.to_numpy().astype(np.float32)
         elif not col.dtype.is_numeric():
             raise ValueError(f"column {name} must hold integers; it has type {col.dtype}")
@@ -393,7 +468,12 @@ class PerfDatabase:
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             kind = "positive" if positive else "non-negative"
-            raise ValueError(f"column {name} must hold {kind} integers; row {i} has {col[i]!r}")
+            raise ValueError(f"row {i}: column {name} must hold {kind} integers; it has {col[i]!r}")
+        over = arr > MAX_INT
+        if over.any():
+            i = int(np.flatnonzero(over)[0])
+            raise OutOfRangeError(f"row {i}: column {name} has {col[i]!r}, above the largest supported value "
+                                  f"{MAX_INT} (2^31-1)")
         return arr.astype(np.float32)
 
     # ---- the draft's lookup API (data only; KeyError when the slice has no data) ------------

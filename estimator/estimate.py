@@ -12,8 +12,9 @@ _SOURCES = tuple(Source)  # provenance codes are indices in this order
 class Neighbour(NamedTuple):
     """One grid cell an estimate used, with its weight and the cell's own provenance.
 
-    Weights sum to 1; past the last sequence value a continued trend gives the
-    two boundary cells weights outside [0, 1].
+    Weights lie in [0, 1] and sum to 1. Past the last sequence value the answer
+    continues the last segment's log-ratio slope from the boundary cells, which
+    are listed with their weights at the boundary (docs/limits.md).
     """
 
     num_heads: int
@@ -28,7 +29,10 @@ class Estimate(NamedTuple):
     """A latency in milliseconds and its provenance.
 
     source: measured | interpolated | extrapolated | transferred | sol (the
-    fallback chain's step). low_ms / high_ms: the 80% interval, learned from
+    fallback chain's step), or nearest (method="nearest" off a measured cell).
+    `version` is the data version that answered (per op: docs/limits.md);
+    `limit` names the rule that made the calibrated SOL answer past the measured
+    range (None otherwise). low_ms / high_ms: the 80% interval, learned from
     cross-validation residuals of answers of the same op, provenance and
     distance to measured data (`estimator.intervals`). sol_ms is the calibrated SOL at the query's own
     shape; the estimate is sol_ms * 2**log2_ratio where the ratio comes from
@@ -51,6 +55,7 @@ class Estimate(NamedTuple):
     slice: tuple[tuple[str, object], ...] = ()
     transferred_from: str | None = None
     method: str = "interp"
+    limit: str | None = None
     low_ms: float = float("nan")  # 80% interval (estimator.intervals); NaN without an interval model
     high_ms: float = float("nan")
     expected_error_pct: float = float("nan")  # mean absolute % error of held-out answers like this one
@@ -90,6 +95,7 @@ class Estimate(NamedTuple):
             "method": self.method,
             "slice": dict(self.slice),
             "transferred_from": self.transferred_from,
+            "limit": self.limit,
             "neighbours": [
                 {"num_heads": n.num_heads, "prefix": n.prefix, "batch_size": n.batch_size,
                  "seq_len": n.seq_len, "weight": n.weight, "source": n.source.value}

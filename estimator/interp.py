@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 
 # Provenance codes stored in grids (index into estimator.common.Source order).
-MEASURED, INTERPOLATED, EXTRAPOLATED, TRANSFERRED, SOL = range(5)
+MEASURED, INTERPOLATED, EXTRAPOLATED, TRANSFERRED, SOL, NEAREST = range(6)
 
 
 def bracket(axis: np.ndarray, q: np.ndarray, trend: float = 0.0):

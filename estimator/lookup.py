@@ -192,13 +192,17 @@ class StackedCells(NamedTuple):
     s: tuple
 
     def expand(self) -> list[tuple]:
-        """(num_heads, prefix, batch, seq, weight, source code) of every corner with weight != 0."""
+        """(num_heads, prefix, batch, seq, weight, source code) of every corner with weight != 0.
+
+        Weights are clipped to [0, 1]: past the last sequence value they are the boundary cells'
+        (the answer continues the slope from there), never negative."""
         xh, xp, xb, xs, ratio, source, trend, hv, pv, bv, sv, _ = self.py
         out = []
+        sw = min(max(self.s[2], 0.0), 1.0)
         for hidx, hwt in ((self.h[0], 1.0 - self.h[2]), (self.h[1], self.h[2])):
             for pidx, pwt in ((self.p[0], 1.0 - self.p[2]), (self.p[1], self.p[2])):
                 for bidx, bwt in ((self.b[0], 1.0 - self.b[2]), (self.b[1], self.b[2])):
-                    for sidx, swt in ((self.s[0], 1.0 - self.s[2]), (self.s[1], self.s[2])):
+                    for sidx, swt in ((self.s[0], 1.0 - sw), (self.s[1], sw)):
                         w = hwt * pwt * bwt * swt
                         if w != 0.0:
                             out.append((hv[hidx], pv[pidx], bv[bidx], sv[sidx], w,
@@ -298,18 +302,20 @@ def lookup_one(grp: GroupGrids, heads: int, prefix: int, batch: int, seq: int):
             si0, si1, sw, sout = _bracket1(xs, ls, trend)
             outside = outside or bout or sout
             exact = exact and not (bout or sout) and bw in (0.0, 1.0) and sw in (0.0, 1.0)
+            swc = min(max(sw, 0.0), 1.0)  # reported weights: the boundary's past the last sequence value
             for bi, bwt in ((bi0, 1.0 - bw), (bi1, bw)):
                 if bwt <= 0:
                     continue
                 row, srow = ratio[bi], source[bi]
-                for si, swt in ((si0, 1.0 - sw), (si1, sw)):
+                for si, swt, rwt in ((si0, 1.0 - sw, 1.0 - swc), (si1, sw, swc)):
                     cw = w * bwt * swt
                     if cw == 0:
                         continue
                     acc += cw * row[si]
                     c = srow[si]
                     code = c if c > code else code
-                    neighbours.append((int(h), int(p), bvals[bi], svals[si], cw, c))
+                    if rwt > 0:
+                        neighbours.append((int(h), int(p), bvals[bi], svals[si], w * bwt * rwt, c))
                     last_cell = (int(h), int(p), bi, si)
             wsum += w
     if wsum <= 0:

@@ -308,6 +308,7 @@ class Model:
         gen_worst = np.empty(n, dtype=object)
         step_total = np.zeros(osl)
         prov = {"context": Counter(), "generation": Counter()}
+        used: set[str] = set()  # the data versions that answered (per op: docs/limits.md)
 
         for kind in sorted({layer.attention for layer in self.layers}):
             idx = np.array([layer.index for layer in self.layers if layer.attention == kind])
@@ -315,7 +316,7 @@ class Model:
             scale_g = np.array([self.generation_ops[i].scale_factor for i in idx], dtype=np.float64)
             c_lat, c_src, c_lo, c_hi = _estimate_rows(db, f"{kind}_context", self.op_settings[kind],
                                           batch=np.array([batch_size]), seq=np.array([isl]),
-                                          prefix=np.array([prefix]))
+                                          prefix=np.array([prefix]), versions=used)
             ctx_ms[idx] = c_lat[0] * scale_c
             ctx_lo[idx], ctx_hi[idx] = c_lo[0] * scale_c, c_hi[0] * scale_c
             ctx_src[idx] = c_src[0]
@@ -323,7 +324,7 @@ class Model:
             if osl:
                 g_lat, g_src, g_lo, g_hi = _estimate_rows(db, f"{kind}_generation", self.op_settings[kind],
                                               batch=np.full(osl, batch_size), seq=kv,
-                                              prefix=np.zeros(osl, dtype=np.int64))
+                                              prefix=np.zeros(osl, dtype=np.int64), versions=used)
                 gen_first[idx] = g_lat[0] * scale_g
                 gen_mean[idx] = g_lat.mean() * scale_g
                 gen_last[idx] = g_lat[-1] * scale_g
@@ -353,7 +354,7 @@ class Model:
         }, schema_overrides={"context_source": pl.String, "generation_worst_source": pl.String})
         return ModelEstimate(
             model=self.model_path, architecture=self.architecture, system=self.system,
-            backend=self.backend, version=getattr(db, "version", self.version),
+            backend=self.backend, version=_versions_label(used) or getattr(db, "version", self.version),
             tp_size=self.config.tp_size, num_heads=self.num_heads, batch_size=batch_size,
             isl=isl, osl=osl, prefix=prefix,
             context_ms=float(ctx_ms.sum()),
@@ -375,10 +376,17 @@ def _worst(sources: np.ndarray) -> str:
     return max(sources.tolist(), key=SOURCE_ORDER.index)
 
 
+def _versions_label(versions: set[str]) -> str | None:
+    """One version, or several joined by '+' (oldest first) when the ops answered from different ones."""
+    from .versions import sort_versions
+
+    return "+".join(sort_versions(versions)) or None
+
+
 def _estimate_rows(db, table: str, values: dict[str, Any], *, batch: np.ndarray, seq: np.ndarray,
-                   prefix: np.ndarray):
+                   prefix: np.ndarray, versions: set | None = None):
     """(latency_ms, source, low_ms, high_ms) arrays of one op kind at many shapes: one
-    `db.estimate_many` call."""
+    `db.estimate_many` call (adds the data versions that answered to `versions`)."""
     context = table.endswith("_context")
     cols = {"batch_size": batch.astype(np.int64), ("isl" if context else "kv_len"): seq.astype(np.int64),
             "num_heads": np.full(seq.size, values["num_heads"], dtype=np.int64)}
@@ -388,7 +396,14 @@ def _estimate_rows(db, table: str, values: dict[str, Any], *, batch: np.ndarray,
                 attn_dtype=values["fmha_quant_mode"].value, architecture=values["architecture"])
     if table.startswith("dsa"):
         opts.update(index_topk=values["index_topk"], index_n_heads=values["index_n_heads"])
-    out = db.estimate_many(table, pl.DataFrame(cols), **opts)
+    from .limits import OutOfRangeError
+
+    try:
+        out = db.estimate_many(table, pl.DataFrame(cols), **opts)
+    except OutOfRangeError as exc:  # its rows are internal to the rollup: name the limit alone
+        raise OutOfRangeError(f"{table}: {str(exc).split(': ', 1)[-1]}") from None
+    if versions is not None and "version" in out.columns:
+        versions.update(out["version"].cast(pl.String).unique().to_list())
     return (out["latency_ms"].to_numpy(), out["source"].to_numpy().astype(object), out["low_ms"].to_numpy(),
             out["high_ms"].to_numpy())
 

@@ -73,6 +73,7 @@ class ModelSpec:
     index_topk: int
     num_hidden_layers: int
     first_k_dense_replace: int
+    max_position_embeddings: int  # the model's context length (HF config): longer sequences are refused
 
 
 def _specs_dir():

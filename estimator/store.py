@@ -21,6 +21,7 @@ from warehouse.read import read_perf_points, warehouse_exists
 from .calibrate import METHOD as CAL_METHOD
 from .calibrate import calibrate
 from .grid import build_grids, grids_hash
+from .limits import drop_impossible
 
 CALIBRATION_TABLE = "sol_calibration"
 GRIDS_TABLE = "grids"
@@ -53,7 +54,7 @@ def ensure_calibration(home, points: pl.DataFrame | None = None, *, force: bool 
     cal = None if force else _read_or_none(home, CALIBRATION_TABLE)
     if _fresh(cal, tag):
         return cal
-    points = read_perf_points(home) if points is None else points
+    points = drop_impossible(read_perf_points(home) if points is None else points)  # docs/limits.md
     if points.height == 0:
         raise KeyError(f"the warehouse at {WarehousePaths.at(home).home} has no perf points: "
                        "run `perfwh ingest PATH` first")
@@ -70,7 +71,7 @@ def ensure_grids(home, points: pl.DataFrame | None = None, calibration: pl.DataF
     grids = None if force else _read_or_none(home, GRIDS_TABLE)
     if _fresh(grids, grids_hash(src, calibration)):
         return grids
-    points = read_perf_points(home) if points is None else points
+    points = drop_impossible(read_perf_points(home) if points is None else points)  # docs/limits.md
     grids = build_grids(points, calibration, inputs_tag=src)
     write_derived(home, GRIDS_TABLE, grids)
     return grids

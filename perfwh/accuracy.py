@@ -18,7 +18,7 @@ def register(sub) -> None:
         "80% intervals per op and provenance.",
     )
     p.add_argument("--system", default="h200_sxm")
-    p.add_argument("--backend", default="trtllm")
+    p.add_argument("--backend", default=None, help="default: trtllm (with --transfer: every backend)")
     p.add_argument("--version", default=None, help="default: the latest with data")
     p.add_argument("--tables", nargs="+", default=None, help="default: the four *_module tables")
     p.add_argument("--seed", type=int, default=0)
@@ -29,15 +29,23 @@ def register(sub) -> None:
     p.add_argument("--plot", type=Path, help="write a predicted-vs-measured figure (PNG)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--home", default=None, help="warehouse folder (default: $PERFWH_HOME)")
+    p.add_argument("--transfer", metavar="TARGET", default=None,
+                   help="leave-one-system-out: remove every TARGET row, predict TARGET's measured module "
+                   "points from --from SOURCE's data, beside copying SOURCE's latency and scaling it by "
+                   "the raw roofline ratio (--backend/--version narrow it; default: all both hold)")
+    p.add_argument("--from", dest="from_system", metavar="SOURCE", default=None,
+                   help="with --transfer: the system whose data answers (default: nearest by spec)")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.transfer or args.from_system:
+        return run_transfer(args)
     from warehouse.read import read_perf_points
 
     from estimator.accuracy import MODULE_TABLES, format_table, latest_version, run_accuracy, summarize
 
-    backend = args.backend.lower()
+    backend = (args.backend or "trtllm").lower()
     version = args.version or latest_version(args.home, args.system, backend)
     points = read_perf_points(args.home, system=args.system, framework=backend, version=version)
     errors = run_accuracy(points, tables=tuple(args.tables or MODULE_TABLES), seed=args.seed,
@@ -70,4 +78,53 @@ def run(args: argparse.Namespace) -> int:
             print(format_coverage(coverage))
             print("measured answers cannot be held out: they borrow the op's closest interpolated interval; "
                   "transferred answers get the wider of sol and extrapolated (few or no held-out points).")
+    return 0
+
+
+def run_transfer(args: argparse.Namespace) -> int:
+    """`perfwh accuracy --transfer TARGET --from SOURCE`: the leave-one-system-out table."""
+    import polars as pl
+
+    from warehouse.read import available_slices, perf_points_from, scan_measurements
+
+    from estimator.database import FRAMEWORKS
+    from estimator.transfer import (MODULE_OPS, format_transfer_table, nearest_source, priced,
+                                    summarize_transfer, transfer_protocol)
+
+    if not args.transfer:
+        raise ValueError("--from applies with --transfer TARGET only")
+    backend = FRAMEWORKS.get(args.backend.lower(), args.backend.lower()) if args.backend else None
+    have = available_slices(args.home).filter(pl.col("op").is_in(list(MODULE_OPS)))
+    if backend:
+        have = have.filter(pl.col("framework") == backend)
+    if args.version:
+        have = have.filter(pl.col("version") == args.version)
+    systems = set(have["system"].to_list())
+    if args.transfer not in systems:
+        raise ValueError(f"no module points for {args.transfer}"
+                       f"{' / ' + backend if backend else ''}{' ' + args.version if args.version else ''} to "
+                       f"score a transfer on; systems with data: {', '.join(sorted(systems)) or 'none'}")
+    source = args.from_system or nearest_source(args.transfer, systems - {args.transfer})
+    lf = scan_measurements(args.home).filter(pl.col("system").is_in([args.transfer, source])
+                                             & pl.col("op").is_in(list(MODULE_OPS)))
+    if backend:
+        lf = lf.filter(pl.col("framework") == backend)
+    if args.version:
+        lf = lf.filter(pl.col("version") == args.version)
+    points = perf_points_from(lf)
+    errors = transfer_protocol(points, args.transfer, source)
+    table = summarize_transfer(errors)
+    if args.errors_out:
+        errors.write_parquet(args.errors_out)
+    if args.json:
+        print(json.dumps(table.to_dicts(), indent=2))
+    else:
+        print(f"transfer to {args.transfer} from {source} (every {args.transfer} row removed before calibration "
+              "and grids): absolute % error of its measured module points, on the shapes both measured")
+        print(format_transfer_table(table))
+        cols = ["system", "gemm_type", "kv_cache_dtype"]
+        left = points.filter(~priced()).group_by(cols).len().sort(cols)
+        if left.height:
+            print("left out (no SOL byte width for the precision): " + ", ".join(
+                f"{n} {sys} {gemm}/{kv} points" for sys, gemm, kv, n in left.iter_rows()))
     return 0

@@ -54,5 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # `python -m perfwh.cli`: run the imported module, so that its CliError is the one raised
+    from perfwh.cli import main as _main
+
+    sys.exit(_main())

@@ -13,13 +13,18 @@ def register(sub) -> None:
         "query",
         help="estimate DSA/MLA attention latency for a shape (or a CSV of shapes)",
         description="Estimate one layer's attention latency. Prints latency, its 80% interval, source "
-        "(measured/interpolated/extrapolated/transferred/sol), expected error and the neighbours used.",
+        "(measured/interpolated/extrapolated/transferred/sol/nearest), expected error, the data version "
+        "and the neighbours used; limits: docs/limits.md.",
     )
     p.add_argument("op", help="dsa_context, dsa_generation, mla_context, mla_generation "
                    "(or context_dsa, ...; mla_*_kernel for the bare kernels)")
     p.add_argument("--system", default="h200_sxm")
     p.add_argument("--backend", default="trtllm")
-    p.add_argument("--version", default=None, help="default: the latest with data")
+    p.add_argument("--version", default=None,
+                   help="default: per op, the newest version (PEP 440 order) with data for it")
+    p.add_argument("--from", dest="from_system", default=None, metavar="SYSTEM",
+                   help="answer from SYSTEM's data, moved to --system through the physics (source "
+                   "'transferred'); default: --system's own data, else the system with data nearest by spec")
     p.add_argument("-b", "--batch-size", type=int)
     p.add_argument("-s", "--seq", type=int, help="isl (context) or kv_len (generation)")
     p.add_argument("--num-heads", type=int, default=None)
@@ -33,8 +38,8 @@ def register(sub) -> None:
     p.add_argument("--index-n-heads", type=int, default=None)
     p.add_argument("--method", default="interp", choices=("interp", "nearest"))
     p.add_argument("--points", type=Path, help="CSV of points (collector column names)")
-    p.add_argument("--out", type=Path, help="with --points: output CSV (default: stdout)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--out", type=Path, help="with --points: output file (default: stdout)")
+    p.add_argument("--json", action="store_true", help="JSON output (with --points: a list of row objects)")
     p.add_argument("--home", default=None, help="warehouse folder (default: $PERFWH_HOME)")
     p.set_defaults(handler=run)
 
@@ -44,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     from estimator.database import PerfDatabase, canonical_op
 
     op = canonical_op(args.op)
-    db = PerfDatabase(system=args.system, backend=args.backend, version=args.version, home=args.home)
+    db = PerfDatabase(system=args.system, backend=args.backend, version=args.version, home=args.home,
+                      from_system=args.from_system)
     if args.points is not None:
         return _batch(db, op, args)
     missing = [f for f, v in (("-b/--batch-size", args.batch_size), ("-s/--seq", args.seq),
@@ -64,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
           f"measured/SOL ratio {2.0 ** est.log2_ratio:.3f}")
     if est.transferred_from:
         print(f"  transferred: {est.transferred_from}")
+    if est.limit:
+        print(f"  limit: {est.limit}: the calibrated SOL answers (docs/limits.md)")
     slice_ = dict(est.slice)
     print("  slice: " + ", ".join(f"{k}={slice_[k]}" for k in ("kernel_source", "architecture", "attn_dtype",
                                                               "kv_cache_dtype", "gemm_type")))
@@ -85,13 +93,16 @@ COLLECTOR_RENAMES = {"mla_dtype": "attn_dtype"}
 
 
 def _batch(db, op: str, args) -> int:
+    import re
+
     import polars as pl
 
+    from perfwh.cli import CliError
     from warehouse.schema import phase_of
 
-    if not args.points.exists():
-        raise FileNotFoundError(f"points file {args.points} does not exist")
-    frame = pl.read_csv(args.points, infer_schema_length=None)
+    frame = _read_points(args.points)
+    if args.out is not None and args.out.is_dir():
+        raise CliError(f"--out {args.out} is a folder; give a file path")
     work = frame.rename({k: v for k, v in COLLECTOR_RENAMES.items() if k in frame.columns})
     context = phase_of(op) == "context"
     if "step" in work.columns:
@@ -103,13 +114,50 @@ def _batch(db, op: str, args) -> int:
         work = work.drop("isl")  # one new token per request; the KV length is kv_len (step)
     if args.num_heads is not None and "num_heads" not in work.columns:
         work = work.with_columns(pl.lit(args.num_heads).alias("num_heads"))
-    out = db.estimate_many(op, work, **defaults)
-    result = frame.with_columns(out["latency_ms"], out["source"], out["low_ms"], out["high_ms"])
-    if args.out is None:
-        result.write_csv(sys.stdout)
-    else:
-        result.write_csv(args.out)
+    try:
+        out = db.estimate_many(op, work, **defaults)
+    except ValueError as exc:  # rows counted from the first data line: name the file's line instead
+        msg = re.sub(r"^row (\d+):", lambda m: f"line {int(m.group(1)) + 2}:", str(exc))
+        raise type(exc)(f"points file {args.points}: {msg}") from None
+    result = frame.with_columns(out["latency_ms"], out["source"], out["sol_ms"], out["version"], out["low_ms"],
+                                out["high_ms"])
+    try:
+        if args.json:
+            text = result.write_json()
+            if args.out is None:
+                sys.stdout.write(text + "\n")
+            else:
+                args.out.write_text(text + "\n")
+        elif args.out is None:
+            result.write_csv(sys.stdout)
+        else:
+            result.write_csv(args.out)
+    except OSError as exc:
+        raise CliError(f"cannot write {args.out}: {exc.strerror or exc}") from None
+    if args.out is not None:
         counts = result.group_by("source").len().sort("source")
         summary = ", ".join(f"{s} {n}" for s, n in counts.iter_rows())
         print(f"wrote {result.height} rows to {args.out} ({summary})")
     return 0
+
+
+def _read_points(path: Path):
+    """The points CSV, or one line saying why it cannot be read."""
+    import polars as pl
+
+    from perfwh.cli import CliError
+
+    if not path.exists():
+        raise FileNotFoundError(f"points file {path} does not exist")
+    if path.is_dir():
+        raise CliError(f"points file {path} is a folder; give a CSV file")
+    try:
+        frame = pl.read_csv(path, infer_schema_length=None)
+    except pl.exceptions.NoDataError:
+        raise CliError(f"points file {path} is empty") from None
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CliError(f"points file {path} is not a readable CSV: {first}") from None
+    if frame.height == 0:
+        raise CliError(f"points file {path} has a header but no rows")
+    return frame

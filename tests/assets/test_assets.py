@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from assets.grids import latency_monotonic, perf_points, repeat_spread, unique_keys
+from assets.grids import below_roofline, latency_monotonic, perf_points, repeat_spread, unique_keys
 from assets.ingest import latency_valid, ledger_balanced, measurements, quarantine_share, raw_log_files
 from assets.metadata import markdown_table
 from assets.resources import WarehouseSettings
@@ -64,6 +64,8 @@ def test_perf_points_and_its_checks(settings):
     assert latency_monotonic(settings=settings).passed
     spread = repeat_spread(settings=settings)
     assert spread.passed and spread.metadata["repeated_points"].value == len(BATCHES) * len(SEQS)
+    roof = below_roofline(settings=settings)
+    assert roof.passed and roof.metadata["impossible_points"].value == 0
 
 
 def test_markdown_table_notes_rows_left_out():

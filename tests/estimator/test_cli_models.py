@@ -29,8 +29,8 @@ dsa_generation  DeepseekV32ForCausalLM  1.0      bfloat16   bfloat16      14  1.
 
 Ops at tp 8 (16 heads/GPU; gemm bfloat16, kv cache bfloat16, fmha bfloat16):
 ops                          layers  table           slice points  served from
----------------------------  ------  --------------  ------------  ------------------------------------------------------
-context_dsa_layer_{0-60}         61  dsa_context               10  data 1.0; b=1 isl 4k: measured, isl 128k: extrapolated
+---------------------------  ------  --------------  ------------  ----------------------------------------------------
+context_dsa_layer_{0-60}         61  dsa_context               10  data 1.0; b=1 isl 4k: measured, isl 128k: sol
 generation_dsa_layer_{0-60}      61  dsa_generation            14  data 1.0; b=1 kv 4k: measured, kv 128k: extrapolated
 """
 

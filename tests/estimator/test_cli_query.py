@@ -63,15 +63,16 @@ def test_grids_rebuilt_when_measurements_change(home, tmp_path):
 def test_batch_csv_mode_keeps_extra_columns(home, tmp_path):
     src = tmp_path / "in.csv"
     pl.DataFrame({"architecture": ["DeepseekV32ForCausalLM"] * 3, "gemm_type": ["bfloat16", "fp8_block", "bfloat16"],
-                  "kv_cache_dtype": ["bfloat16"] * 3, "num_heads": [32, 64, 128], "batch_size": [2, 3, 64],
-                  "isl": [1, 1, 1], "step": [64, 100, 70000], "note": ["a", "b", "c"]}).write_csv(src)
+                  "kv_cache_dtype": ["bfloat16"] * 3, "num_heads": [32, 64, 128], "batch_size": [2, 3, 16],
+                  "isl": [1, 1, 1], "step": [64, 100, 3000], "note": ["a", "b", "c"]}).write_csv(src)
     out = tmp_path / "out.csv"
     rc = main(["query", "dsa_generation", "--home", str(home), "--points", str(src), "--out", str(out)])
     assert rc == 0
-    res = pl.read_csv(out)
+    res = pl.read_csv(out, schema_overrides={"version": pl.String})
     assert res.columns == ["architecture", "gemm_type", "kv_cache_dtype", "num_heads", "batch_size", "isl", "step",
-                           "note", "latency_ms", "source", "low_ms", "high_ms"]
+                           "note", "latency_ms", "source", "sol_ms", "version", "low_ms", "high_ms"]
     assert res["source"].to_list() == ["measured", "interpolated", "extrapolated"]
+    assert res["version"].to_list() == ["1.0"] * 3 and (res["sol_ms"] > 0).all()
     assert (res["latency_ms"] > 0).all()
     assert ((res["low_ms"] < res["latency_ms"]) & (res["latency_ms"] < res["high_ms"])).all()
 

@@ -97,6 +97,7 @@ def make_points(home: Path, seed: int = 0) -> pl.DataFrame:
 def predict(home: Path, points: pl.DataFrame) -> pl.DataFrame:
     """`points` plus the estimator's answers: scalar estimate (latency, source, SOL) and estimate_many."""
     from estimator.database import PerfDatabase
+    from estimator.limits import OutOfRangeError
 
     dbs: dict = {}
     lat, src, sol, raw = [], [], [], []
@@ -104,10 +105,18 @@ def predict(home: Path, points: pl.DataFrame) -> pl.DataFrame:
         key = (r["system"], r["backend"], r["version"])
         if key not in dbs:
             dbs[key] = PerfDatabase(system=r["system"], backend=r["backend"], version=r["version"], home=home)
-        est = dbs[key].estimate(r["op"], batch_size=r["batch_size"], s=r["seq"], num_heads=r["num_heads"],
-                                prefix=r["prefix"], gemm_type=r["gemm_type"] or "bfloat16", kv_cache_dtype=r["kv_cache_dtype"],
-                                attn_dtype=r["attn_dtype"], architecture=r["architecture"],
-                                kernel_source=r["kernel_source"], index_topk=r["index_topk"], method=r["method"])
+        try:
+            est = dbs[key].estimate(r["op"], batch_size=r["batch_size"], s=r["seq"], num_heads=r["num_heads"],
+                                    prefix=r["prefix"], gemm_type=r["gemm_type"] or "bfloat16",
+                                    kv_cache_dtype=r["kv_cache_dtype"], attn_dtype=r["attn_dtype"],
+                                    architecture=r["architecture"], kernel_source=r["kernel_source"],
+                                    index_topk=r["index_topk"], method=r["method"])
+        except OutOfRangeError:  # refused by a limit (docs/limits.md): recorded as such
+            lat.append(None)
+            src.append("refused")
+            sol.append(None)
+            raw.append(None)
+            continue
         lat.append(est.latency_ms)
         src.append(est.source.value)
         sol.append(est.sol_ms)
@@ -117,7 +126,7 @@ def predict(home: Path, points: pl.DataFrame) -> pl.DataFrame:
     # estimate_many on the interp rows, one call per (database, op, index_topk).
     many_lat = np.full(out.height, np.nan)
     many_src = np.full(out.height, None, dtype=object)
-    indexed = out.with_row_index("_row").filter(pl.col("method") == "interp")
+    indexed = out.with_row_index("_row").filter((pl.col("method") == "interp") & (pl.col("source") != "refused"))
     groups = ("system", "backend", "version", "op", "index_topk")
     for key, sub in indexed.group_by(groups, maintain_order=True):
         k = dict(zip(groups, key))
@@ -126,6 +135,9 @@ def predict(home: Path, points: pl.DataFrame) -> pl.DataFrame:
         frame = sub.select(
             "batch_size", pl.col("seq").alias("isl" if context else "kv_len"), "num_heads", "prefix",
             "gemm_type", "kv_cache_dtype", "attn_dtype", "architecture", "kernel_source")
+        # as the scalar call: gemm_type null -> bfloat16; a column null throughout is left out (its default)
+        frame = frame.with_columns(pl.col("gemm_type").fill_null("bfloat16"))
+        frame = frame.select([c for c in frame.columns if frame[c].null_count() < frame.height])
         extra = {} if k["index_topk"] is None else {"index_topk": k["index_topk"]}
         res = db.estimate_many(k["op"], frame, **extra)
         rows = sub["_row"].to_numpy()

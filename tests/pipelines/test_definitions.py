@@ -18,7 +18,7 @@ ASSETS = {
 CHECKS = {
     ("measurements", "ledger_balanced"), ("measurements", "latency_valid"),
     ("measurements", "quarantine_share"), ("perf_points", "unique_keys"),
-    ("perf_points", "latency_monotonic"), ("perf_points", "repeat_spread"),
+    ("perf_points", "latency_monotonic"), ("perf_points", "repeat_spread"), ("perf_points", "below_roofline"),
     ("accuracy_report", "accuracy_targets"),
 }  # fmt: skip
 BLOCKING = {("measurements", "ledger_balanced"), ("measurements", "latency_valid"), ("perf_points", "unique_keys")}

@@ -56,7 +56,7 @@ def test_new_same_changed(sensor_defs, instance):
     assert same.run_requests == [] and same.dynamic_partitions_requests == []
     assert same.cursor == first.cursor
 
-    f.write_text(f.read_text().replace(",0.2", ",0.3"))  # new content, same name
+    f.write_text(f.read_text() + f.read_text().splitlines()[-1] + "\n")  # new content (a repeat), same name
     changed = tick(defs, instance, same.cursor)
     assert [r.partition_key for r in changed.run_requests] == [KEY]
     assert changed.run_requests[0].run_key != request.run_key
