@@ -12,3 +12,13 @@ REPORTS = "reports"
 RAW_LOG_PARTITIONS = dg.DynamicPartitionsDefinition(name="raw_log_file")
 
 PREVIEW_ROWS = 20
+
+# eager() without its "no dependency missing" clause: the landing sensor registers a partition
+# for every landed file, also those whose content the warehouse already holds (never
+# materialized), and warehouse_views reads raw_log_files, which only `perfwh materialize` and
+# the UI build. So: run after any dependency updated, once none is in progress.
+DERIVED_AUTOMATION = (
+    dg.AutomationCondition.any_deps_updated().since_last_handled()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("after any upstream update")

@@ -1,4 +1,11 @@
-"""Derived perf tables: perf points, SOL calibration, interpolation grids."""
+"""Derived perf tables: perf points, SOL calibration, interpolation grids.
+
+All three are built by `estimator.store.DerivedStore`, one (system, framework,
+version) partition at a time and only where the partition's inputs changed;
+the first asset of a run does the builds, the next two find their partitions
+current and report them. `DERIVED_AUTOMATION` brings them up to date after a
+sensor-launched ingest, so the UI never shows them stale.
+"""
 
 
 import dagster as dg
@@ -6,44 +13,55 @@ import polars as pl
 
 from estimator.common import Source
 from estimator.slices import SLICE_KEYS
-from estimator.store import CALIBRATION_TABLE, GRIDS_TABLE, ensure_calibration, ensure_grids
-from warehouse.derived import read_derived, write_derived
+from estimator.store import CALIBRATION_TABLE, ERRORS_TABLE, GRIDS_TABLE, POINTS_TABLE, DerivedStore
 from warehouse.landing import fingerprint
 from warehouse.manifest import load_manifest
 from warehouse.paths import WarehousePaths
 from warehouse.quality import decreasing_latency, duplicate_keys, high_spread
-from warehouse.read import read_perf_points
 
-from .constants import GRIDS, PREVIEW_ROWS
+from .constants import DERIVED_AUTOMATION, GRIDS, PREVIEW_ROWS
 from .ingest import measurements
 from .metadata import markdown_table
 from .resources import WarehouseSettings
 
-PERF_POINTS_TABLE = "perf_points"
+PERF_POINTS_TABLE = POINTS_TABLE
 
 
-def _table_metadata(settings: WarehouseSettings, name: str, frame: pl.DataFrame) -> dict:
+def _store(settings: WarehouseSettings) -> DerivedStore:
+    return DerivedStore(settings.home_path(), progress=False, say=lambda line: None)
+
+
+def _refresh(settings: WarehouseSettings) -> tuple[DerivedStore, list]:
+    store = _store(settings)
+    return store, store.refresh()
+
+
+def _table_metadata(settings: WarehouseSettings, store: DerivedStore, name: str, frame: pl.DataFrame,
+                    rebuilt: list) -> dict:
     return {
         "dagster/row_count": dg.MetadataValue.int(frame.height),
-        "path": dg.MetadataValue.path(str(settings.home_path() / "derived" / f"{name}.parquet")),
+        "path": dg.MetadataValue.path(str(store.root / "<system>" / "<framework>" / "<version>" / f"{name}.parquet")),
+        "partitions": dg.MetadataValue.int(len(store.partitions())),
+        "partitions_rebuilt": dg.MetadataValue.int(len(rebuilt)),
+        "rebuilt": dg.MetadataValue.md("\n".join(f"- {'/'.join(k)}" for k in rebuilt) or "_none_"),
     }
 
 
 def _points(settings: WarehouseSettings) -> pl.DataFrame:
     """The materialized perf_points table (what downstream assets and checks see)."""
-    return read_derived(settings.home_path(), PERF_POINTS_TABLE)
+    return _store(settings).read_all(POINTS_TABLE)
 
 
-@dg.asset(group_name=GRIDS, deps=[measurements], kinds={"parquet", "polars"})
+@dg.asset(group_name=GRIDS, deps=[measurements], kinds={"parquet", "polars"}, automation_condition=DERIVED_AUTOMATION)
 def perf_points(settings: WarehouseSettings) -> dg.MaterializeResult:
-    """One row per measured shape: median latency of its repeats, n and spread."""
+    """One row per measured shape: median of repeats, n, spread (builds every stale partition)."""
     state = fingerprint(load_manifest(WarehousePaths.at(settings.home_path())))
-    points = read_perf_points(settings.home_path())
-    write_derived(settings.home_path(), PERF_POINTS_TABLE, points, refresh_views=False)
+    store, rebuilt = _refresh(settings)
+    points = store.read_all(POINTS_TABLE)
     per_op = points.group_by("op").agg(pl.len().alias("points"), pl.col("n").sum().alias("measurements")).sort("op")
     return dg.MaterializeResult(
         metadata={
-            **_table_metadata(settings, PERF_POINTS_TABLE, points),
+            **_table_metadata(settings, store, PERF_POINTS_TABLE, points, rebuilt),
             "measurements": dg.MetadataValue.int(int(points["n"].sum()) if points.height else 0),
             "warehouse_fingerprint": state,
             "slices": dg.MetadataValue.int(points.select("system", "framework", "version", "op").n_unique()),
@@ -128,33 +146,34 @@ def below_roofline(settings: WarehouseSettings) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset(group_name=GRIDS, deps=[perf_points], kinds={"parquet", "polars"})
+@dg.asset(group_name=GRIDS, deps=[perf_points], kinds={"parquet", "polars"}, automation_condition=DERIVED_AUTOMATION)
 def sol_calibration(settings: WarehouseSettings) -> dg.MaterializeResult:
     """Fitted SOL efficiencies and overhead per system/framework/version/op."""
-    calibration = ensure_calibration(settings.home_path(), _points(settings))
+    store, rebuilt = _refresh(settings)
+    calibration = store.read_all(CALIBRATION_TABLE)
     fits = calibration.select("system", "framework", "version", "op", "n_points", "fit_median_pct", "fit_p90_pct").unique(maintain_order=True)
     return dg.MaterializeResult(
         metadata={
-            **_table_metadata(settings, CALIBRATION_TABLE, calibration),
+            **_table_metadata(settings, store, CALIBRATION_TABLE, calibration, rebuilt),
             "fits": dg.MetadataValue.int(fits.height),
             "worst_fit_p90_pct": dg.MetadataValue.float(float(fits["fit_p90_pct"].max()) if fits.height else 0.0),
-            "input_hash": str(calibration["input_hash"][0]) if calibration.height else "",
             "preview": dg.MetadataValue.md(markdown_table(fits, PREVIEW_ROWS)),
         }
     )
 
 
-@dg.asset(group_name=GRIDS, deps=[perf_points, sol_calibration], kinds={"parquet", "polars"})
+@dg.asset(group_name=GRIDS, deps=[perf_points, sol_calibration], kinds={"parquet", "polars"},
+          automation_condition=DERIVED_AUTOMATION)
 def interpolation_grids(settings: WarehouseSettings) -> dg.MaterializeResult:
     """Dense batch x sequence grid per slice, every cell tagged with its provenance."""
-    home = settings.home_path()
-    grids = ensure_grids(home, _points(settings))
+    store, rebuilt = _refresh(settings)
+    grids = store.read_all(GRIDS_TABLE)
     by_source = grids.group_by("source").agg(pl.len().alias("cells")).sort("source")
     total = max(grids.height, 1)
     metadata = {
-        **_table_metadata(settings, GRIDS_TABLE, grids),
+        **_table_metadata(settings, store, GRIDS_TABLE, grids, rebuilt),
         "slices": dg.MetadataValue.int(grids.select(SLICE_KEYS).n_unique() if grids.height else 0),
-        "input_hash": str(grids["input_hash"][0]) if grids.height else "",
+        "build_errors": dg.MetadataValue.int(store.read_all(ERRORS_TABLE).height),
         "cells_by_source": dg.MetadataValue.md(
             markdown_table(by_source.with_columns((pl.col("cells") / total).alias("share")), PREVIEW_ROWS)
         ),
@@ -171,5 +190,21 @@ def interpolation_grids(settings: WarehouseSettings) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=metadata)
 
 
+@dg.asset_check(asset=interpolation_grids)
+def every_slice_modelled(settings: WarehouseSettings) -> dg.AssetCheckResult:
+    """Warn when a (system, framework, version) or one of its ops could not be modelled
+    (no system spec, too few points, a fit that does not converge): its queries fail with
+    the reason listed here; every other slice is served as usual."""
+    errors = _store(settings).read_all(ERRORS_TABLE)
+    return dg.AssetCheckResult(
+        passed=errors.height == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "slices_not_modelled": dg.MetadataValue.int(errors.height),
+            "build_errors": dg.MetadataValue.md(markdown_table(errors, PREVIEW_ROWS)),
+        },
+    )
+
+
 GRIDS_ASSETS = [perf_points, sol_calibration, interpolation_grids]
-GRIDS_CHECKS = [unique_keys, latency_monotonic, repeat_spread, below_roofline]
+GRIDS_CHECKS = [unique_keys, latency_monotonic, repeat_spread, below_roofline, every_slice_modelled]

@@ -11,7 +11,7 @@ from warehouse.quality import view_row_counts
 from warehouse.read import read_perf_points
 from warehouse.views import refresh_views
 
-from .constants import PREVIEW_ROWS, REPORTS
+from .constants import DERIVED_AUTOMATION, PREVIEW_ROWS, REPORTS
 from .grids import interpolation_grids, perf_points, sol_calibration
 from .ingest import raw_log_files
 from .metadata import markdown_table
@@ -36,7 +36,8 @@ def accuracy_slice(home, config: AccuracyConfig) -> tuple[str, str, str]:
     return default_slice(home, config.system, config.backend, config.version)
 
 
-@dg.asset(group_name=REPORTS, deps=[perf_points, sol_calibration, interpolation_grids], kinds={"parquet", "polars"})
+@dg.asset(group_name=REPORTS, deps=[perf_points, sol_calibration, interpolation_grids], kinds={"parquet", "polars"},
+          automation_condition=DERIVED_AUTOMATION)
 def accuracy_report(config: AccuracyConfig, settings: WarehouseSettings) -> dg.MaterializeResult:
     """Cross-validated estimator error (median / p90 %) per table, class and method."""
     home = settings.home_path()
@@ -77,6 +78,7 @@ def accuracy_targets(settings: WarehouseSettings) -> dg.AssetCheckResult:
     group_name=REPORTS,
     deps=[raw_log_files, perf_points, sol_calibration, interpolation_grids, accuracy_report],
     kinds={"duckdb"},
+    automation_condition=DERIVED_AUTOMATION,
 )
 def warehouse_views(settings: WarehouseSettings, duckdb: DuckDBResource) -> dg.MaterializeResult:
     """perf.duckdb: views over the Parquet store and every derived table, refreshed."""

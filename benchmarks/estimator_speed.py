@@ -38,12 +38,12 @@ def python_loop_s() -> float:
 def build_home(tmp: Path) -> Path:
     from warehouse.ingest import ingest_paths
 
-    from estimator.store import build_derived
+    from estimator.store import DerivedStore
 
     if not SHARED.exists():
         raise SystemExit(f"no --home given and {SHARED} is absent")
     ingest_paths([SHARED], tmp)
-    build_derived(tmp)
+    DerivedStore(tmp).refresh()
     return tmp
 
 

@@ -33,6 +33,7 @@ def main(argv=None) -> int:
     with_iv = PerfDatabase(home=args.home)
     bare = PerfDatabase(home=args.home)
     bare.intervals = IntervalLookup(None)
+    bare._iv_by_version = {}
     rng = random.Random(0)
     for op in ("dsa_context", "dsa_generation", "mla_context", "mla_generation"):
         ctx = "context" in op

@@ -199,8 +199,13 @@ def single_blas_thread():
     The fits' matrices are small (<= MAX_FIT_ROWS x ~20): threading gains nothing,
     and on a shared 2-core machine OpenBLAS threads that wait for a busy core made
     each SVD of the trust-region solver ~20x slower (calibration 4 s -> 20-30 s).
-    Same LAPACK routines, same results.
+    scipy.optimize is imported first: threadpoolctl limits only the BLAS libraries
+    already loaded, so before this import the first fits of a process ran on every
+    core while later ones ran on one, and an ill-posed parameter (a compute
+    efficiency that no point binds) came out differently depending on which
+    partition a process built first.
     """
+    import scipy.optimize  # noqa: F401  (loads OpenBLAS so that the limit applies to it)
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=1, user_api="blas")
@@ -214,17 +219,24 @@ def calibrate(points: pl.DataFrame) -> pl.DataFrame:
 
 def _calibrate(points: pl.DataFrame) -> pl.DataFrame:
     rows: list[dict] = []
-    for (system, framework, version, op, source), sub in points.group_by(list(CAL_KEYS), maintain_order=True):
+    for (system, _, _, _, _), sub in points.group_by(list(CAL_KEYS), maintain_order=True):
         params, err = fit_op(sub, load_system(system))
-        base = dict(system=system, framework=framework, version=version, op=op, kernel_source=source, n_points=sub.height,
-                    fit_median_pct=float(np.median(err)), fit_p90_pct=float(np.quantile(err, 0.9)),
-                    method=METHOD)
-        for g, (ef, eb) in sorted(params.eff.items()):
-            rows.append({**base, "param": "eff_compute", "group": g, "value": ef})
-            rows.append({**base, "param": "eff_bandwidth", "group": g, "value": eb})
-        rows.append({**base, "param": "overhead_ms", "group": "", "value": params.overhead_ms})
-        rows.append({**base, "param": "combine_p", "group": "", "value": params.combine_p})
+        rows += rows_of_fit(sub, params, err)
     return pl.DataFrame(rows, schema=CALIBRATION_SCHEMA).sort(*CAL_KEYS, "param", "group")
+
+
+def rows_of_fit(sub: pl.DataFrame, params: CalibrationParams, err: np.ndarray) -> list[dict]:
+    """CALIBRATION_SCHEMA rows of one (system, framework, version, op, kernel_source) fit."""
+    base = {k: sub[k][0] for k in CAL_KEYS}
+    base.update(n_points=sub.height, fit_median_pct=float(np.median(err)),
+                fit_p90_pct=float(np.quantile(err, 0.9)), method=METHOD)
+    rows = []
+    for g, (ef, eb) in sorted(params.eff.items()):
+        rows.append({**base, "param": "eff_compute", "group": g, "value": ef})
+        rows.append({**base, "param": "eff_bandwidth", "group": g, "value": eb})
+    rows.append({**base, "param": "overhead_ms", "group": "", "value": params.overhead_ms})
+    rows.append({**base, "param": "combine_p", "group": "", "value": params.combine_p})
+    return rows
 
 
 def params_from_frame(calibration: pl.DataFrame) -> dict[tuple, CalibrationParams]:

@@ -1,8 +1,9 @@
 """PerfDatabase: DSA/MLA latency lookups over the warehouse, with provenance.
 
-Construction loads the warehouse's perf points, the `sol_calibration` table
-and the `grids` table (rebuilding either when its input hash is stale) for one
-(system, framework, version). Lookups then never touch the disk.
+Construction loads the `sol_calibration` and `grids` tables of one system /
+framework's (system, framework, version) partitions only (estimator.store
+rebuilds a partition first when its inputs changed). Lookups then never touch
+the disk.
 
 Fallback chain (each answer says which step gave it):
 measured -> interpolated -> extrapolated -> transferred (related slice,
@@ -108,15 +109,14 @@ class PerfDatabase:
         if framework is None:
             raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(sorted(set(FRAMEWORKS.values())))}")
         self.framework = framework
-        if grids is None or calibration is None:
-            from .store import build_derived
+        store = None
+        if grids is None or calibration is None:  # load only this system/backend's partitions (store.py)
+            from .store import DerivedStore
 
-            calibration, grids = build_derived(home)
-            if intervals is None:
-                from .store import ensure_interval_model
-
-                intervals = ensure_interval_model(home, grids)
-        have = grids.select("system", "framework", "version").unique()
+            store = DerivedStore(home)
+            have = pl.DataFrame(list(store.partitions()), schema=["system", "framework", "version"], orient="row")
+        else:
+            have = grids.select("system", "framework", "version").unique()
         fw_rows = have.filter(pl.col("framework") == framework)
         if fw_rows.height == 0:
             raise ValueError(f"no data for backend {framework!r} in the warehouse; "
@@ -132,9 +132,17 @@ class PerfDatabase:
         self.pinned_version = version
         self._all_versions = versions
         self.version = version or versions[-1]
+        self.build_errors = pl.DataFrame()
+        self._iv_loaded: dict[str, IntervalLookup] = {}
+        if store is not None:
+            calibration, grids, self.build_errors = self._load_partitions(store, framework, versions)
         mine = (pl.col("system") == self.data_system) & (pl.col("framework") == framework)
         self.grids = GridSet.from_frame(grids.filter(mine))
-        self.intervals = IntervalLookup(intervals)  # empty (NaN bounds) when no interval table is given
+        # 80% intervals (estimator.intervals): the given table for every version, else each version
+        # partition's own `interval_model`; empty (NaN bounds) without one
+        self.intervals = (IntervalLookup(intervals) if intervals is not None
+                          else self._iv_loaded.get(self.version, IntervalLookup(None)))
+        self._iv_by_version: dict[str, IntervalLookup] = dict(self._iv_loaded) if intervals is None else {}
         self.params = {(k[2], k[3], k[4]): p for k, p in params_from_frame(calibration.filter(mine)).items()}
         if self.data_system != system:  # answers move from the source's spec to this one's (estimator/transfer.py)
             rule = transfer.TransferRule(load_system(self.data_system), self.spec)
@@ -145,6 +153,31 @@ class PerfDatabase:
         self._op_versions = {op: sort_versions(vs) for op, vs in self._op_versions.items()}
         self._resolved: dict[tuple, _Resolved] = {}
         self._by_args: dict[tuple, _Resolved] = {}  # raw estimate() arguments -> resolution
+
+    def _load_partitions(self, store, framework: str, versions: list[str]):
+        """(calibration, grids, build_errors) of every version of this system/backend, each partition
+        rebuilt first if stale; SliceBuildError when the system itself could not be modelled."""
+        from .store import SliceBuildError, slice_error
+
+        from .intervals import TABLE as IV_TABLE
+
+        parts = [store.load((self.data_system, framework, v),
+                            tables=("sol_calibration", "grids", "build_errors", IV_TABLE)) for v in versions]
+        self._iv_loaded = {v: IntervalLookup(p[IV_TABLE]) for v, p in zip(versions, parts)}
+        calibration, grids, errors = (pl.concat([p[t] for p in parts], how="vertical_relaxed")
+                                      for t in ("sol_calibration", "grids", "build_errors"))
+        if reason := slice_error(errors):
+            raise SliceBuildError(reason)
+        return calibration, grids, errors
+
+    def _build_error(self, op: str, version: str | None = None, **sub_slice) -> None:
+        """Raise SliceBuildError when this op (or its sub-slice) could not be modelled (store.py)."""
+        if self.build_errors.height:
+            from .store import SliceBuildError, slice_error
+
+            errors = self.build_errors if version is None else self.build_errors.filter(pl.col("version") == version)
+            if reason := slice_error(errors, op, **sub_slice):
+                raise SliceBuildError(reason)
 
     # ---- resolution ---------------------------------------------------------------------
     @property
@@ -174,6 +207,7 @@ class PerfDatabase:
         if hit is not None:
             return hit
         if op not in self._op_versions:
+            self._build_error(op)
             raise KeyError(f"no data or calibration for op {op!r} in {self.data_system}/{self.framework}; "
                            f"ops with data: {', '.join(self.ops)}")
         have = self._op_versions[op]
@@ -194,6 +228,9 @@ class PerfDatabase:
         exact = [k for k in cands if all(
             want[c] is None and c == "kernel_source" or dict(zip(GROUP_KEYS, k))[c] == want[c]
             for c in ("kernel_source", "architecture", "attn_dtype", "kv_cache_dtype", "gemm_type"))]
+        if not exact:  # a precision / architecture of this op that could not be modelled
+            self._build_error(op, version, gemm_type=gemm_type, kv_cache_dtype=kv_cache_dtype,
+                              architecture=want["architecture"])
         if exact:  # the newest version with data for this op and slice
             version = max((k[2] for k in exact), key=version_key)
             key = self._pick_kernel_source([k for k in exact if k[2] == version])
@@ -306,9 +343,9 @@ class PerfDatabase:
         if res.transferred_from and code < interp.TRANSFERRED:
             code = interp.TRANSFERRED
         latency = cal * 2.0**ratio
-        if self.intervals.cells:
-            lo, hi, err = self.intervals.bounds(op, _IV_CLASS[code], distance_one(res.group, h, pre, b, seq),
-                                                latency)
+        iv = self._iv_by_version.get(res.key[2], self.intervals)
+        if iv.cells:
+            lo, hi, err = iv.bounds(op, _IV_CLASS[code], distance_one(res.group, h, pre, b, seq), latency)
         else:
             lo = hi = err = math.nan
         # positional: (latency_ms, source, op, system, framework, version, sol_ms, raw_sol_ms,
@@ -420,9 +457,10 @@ class PerfDatabase:
             code[sel] = cd
             sol_ms[sel] = sm
             vcode[sel] = vindex[res.key[2]]
-            if self.intervals.cells:
+            iv = self._iv_by_version.get(res.key[2], self.intervals)
+            if iv.cells:
                 dist = distance_many(res.group, hs, ps, bs, sq)
-                q_lo[sel], q_hi[sel], _ = self.intervals.quantiles_many(op, _IV_CLASS_ARR[cd], dist)
+                q_lo[sel], q_hi[sel], _ = iv.quantiles_many(op, _IV_CLASS_ARR[cd], dist)
         source = _SOURCE_NAMES.gather(code.astype(np.uint32))
         version = pl.Series("version", self._all_versions, dtype=pl.Enum(self._all_versions)).gather(vcode)
         return frame.with_columns(pl.Series("latency_ms", latency), source, pl.Series("sol_ms", sol_ms), version,

@@ -433,6 +433,21 @@ def build_interval_model(resid: pl.DataFrame, extra_residuals: pl.DataFrame | No
             .drop("_n", "_c").select(list(SCHEMA)).sort("op", "provenance", "bucket"))
 
 
+def build_for_partition(points: pl.DataFrame, tables: dict | None = None) -> pl.DataFrame:
+    """`estimator.store` builder: the interval table of one partition's perf points (points below
+    the raw roofline left out, per op, as the grids leave them out; docs/limits.md). A partition
+    without module-table points gets an empty table (its answers carry NaN bounds)."""
+    from .accuracy import MODULE_TABLES
+    from .limits import drop_impossible
+
+    pts = points.filter(pl.col("op").is_in(list(MODULE_TABLES)))
+    if pts.height == 0:
+        return pl.DataFrame(schema=SCHEMA)
+    pts = pl.concat([drop_impossible(sub) for _, sub in pts.group_by("op", maintain_order=True)],
+                    how="vertical_relaxed")
+    return build_interval_model(cv_residuals(pts))
+
+
 def coverage_table(resid: pl.DataFrame, *, crossfit: int = 5) -> pl.DataFrame:
     """Held-out coverage per (op, provenance): n, coverage %, median interval width %, and
     whether it is within 75-85%."""

@@ -1,102 +1,425 @@
-"""Warehouse I/O for the estimator: thin wrappers around the pure functions.
+"""The one owner of the estimator's derived tables: built per (system, framework, version).
 
-`sol_calibration` and `grids` are derived tables stamped with the hash of
-their inputs (the warehouse's committed source parts, the calibration, the
-method versions); `ensure_*` rebuilds them when that hash no longer matches,
-so a stale grid is never served, and a fresh one loads without re-reading the
-measurements.
+A partition's tables (`PARTITION_TABLES`: perf points, SOL calibration, grids,
+build errors) are a pure function of that slice's perf points
+(`build_partition`), persisted as
+
+    derived/partitions/<system>/<framework>/<version>/<table>.parquet
+
+with the partition's inputs hash in each file's Parquet footer
+(`perfwh.inputs`): the sha256s of the raw logs that hold the slice's rows
+(raw logs are content-addressed, so these name the content), the system spec
+and the method versions. One freshness rule: a table whose footer hash differs
+from the current one is rebuilt, alone with its partition, so a changed raw
+log rebuilds only the slices it holds. The Dagster assets and `PerfDatabase`
+both go through `DerivedStore`; there is no other fingerprint.
+
+Every partition (and every op inside it) is built in its own try: a slice the
+estimator cannot model (no system spec, too few points, a fit that does not
+converge) lands in `build_errors` with its stage and reason, and only queries
+for that slice fail (`SliceBuildError`), naming it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+from urllib.parse import quote, unquote
 
+import numpy as np
 import polars as pl
 
-from warehouse.derived import read_derived, write_derived
+from warehouse.atomic import write_parquet_atomic
 from warehouse.manifest import load_manifest
 from warehouse.paths import WarehousePaths
-from warehouse.read import read_perf_points, warehouse_exists
+from warehouse.schema import MEASUREMENT_SCHEMA, PERF_POINT_SCHEMA
+from warehouse.tables import PARTITION, Store
 
-from .calibrate import METHOD as CAL_METHOD
-from .calibrate import calibrate
-from .grid import build_grids, grids_hash
+from . import sol
+from .calibrate import CALIBRATION_SCHEMA, METHOD as CAL_METHOD, fit_op, rows_of_fit, single_blas_thread
+from .grid import GRID_SCHEMA, METHOD as GRID_METHOD, build_grids
 from .limits import drop_impossible
+from .slices import model_for, points_shape
+from .specs import load_system
 
+STORE_VERSION = "derived-partitions-v1"
+INPUTS_KEY = "perfwh.inputs"
+LEDGER_KEY = "perfwh.ledger_version"  # the ledger version the sources index describes
+PARTITION_KEYS = ("system", "framework", "version")
+SUB_SLICE = ("architecture", "gemm_type", "kv_cache_dtype")
 CALIBRATION_TABLE = "sol_calibration"
 GRIDS_TABLE = "grids"
+POINTS_TABLE = "perf_points"
+ERRORS_TABLE = "build_errors"
+MIN_FIT_POINTS = 3  # fewer points than this per (op, kernel_source) cannot pin a calibration
+STAGES = ("spec", "sol", "calibration", "grids")
+ERRORS_SCHEMA: dict[str, pl.DataType] = {
+    "system": pl.String(), "framework": pl.String(), "version": pl.String(),
+    "op": pl.String(),  # "": the whole partition (stage spec) or an added table (stage = its name)
+    # the sub-slice that failed (stage sol: a precision or architecture the SOL model lacks);
+    # null: every one of the op's points
+    "architecture": pl.String(), "gemm_type": pl.String(), "kv_cache_dtype": pl.String(),
+    "stage": pl.String(),  # spec | sol | calibration | grids | the name of an added table
+    "reason": pl.String(),
+    "n_points": pl.Int64(),
+}
+SOURCES_SCHEMA = {"sha256": pl.String(), "system": pl.String(), "framework": pl.String(), "version": pl.String()}
+LEGACY_FILES = ("sol_calibration.parquet", "grids.parquet", "perf_points.parquet", "build_errors.parquet",
+                "../materialized.json")
 
 
-def sources_tag(home) -> str:
-    """Identity of the warehouse's current measurements (its committed, content-named parts)."""
-    paths = WarehousePaths.at(home)
-    if not warehouse_exists(paths.home):
-        raise FileNotFoundError(f"no warehouse at {paths.home}: run `perfwh ingest PATH` first "
-                                "(or pass --home / set PERFWH_HOME)")
-    parts = sorted(load_manifest(paths).live_parts())
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+class SliceBuildError(ValueError):
+    """A query for a slice whose derived tables could not be built; the message names the reason."""
 
 
-def _read_or_none(home, name: str) -> pl.DataFrame | None:
+@dataclass(frozen=True)
+class PartitionTable:
+    """One table of every partition: name, schema and, for a table beyond the four core
+    ones, its builder `build(points, tables)` (the partition's perf points and the tables
+    built before it -> frame). Adding a table to every partition build is one entry here;
+    a builder that raises is recorded in build_errors (stage = the table name) and leaves
+    the partition's queries served."""
+
+    name: str
+    schema: dict
+    build: Callable[[pl.DataFrame, dict], pl.DataFrame] | None = None
+    version: str = ""  # bump to rebuild every partition's copy of this table
+
+
+PARTITION_TABLES: list[PartitionTable] = [
+    PartitionTable(POINTS_TABLE, dict(PERF_POINT_SCHEMA)),
+    PartitionTable(CALIBRATION_TABLE, dict(CALIBRATION_SCHEMA)),
+    PartitionTable(GRIDS_TABLE, dict(GRID_SCHEMA)),
+    PartitionTable(ERRORS_TABLE, ERRORS_SCHEMA),
+]
+
+
+# estimator.intervals: the 80% interval table of every partition (cross-validation residuals of its points)
+from .intervals import METHOD as INTERVALS_METHOD, SCHEMA as INTERVALS_SCHEMA, TABLE as INTERVALS_TABLE, \
+    build_for_partition  # noqa: E402
+
+PARTITION_TABLES.append(PartitionTable(INTERVALS_TABLE, dict(INTERVALS_SCHEMA), build_for_partition, INTERVALS_METHOD))
+
+
+def _tables() -> list[PartitionTable]:
+    """PARTITION_TABLES with build_errors last (written last: a crash leaves the partition stale)."""
+    return sorted(PARTITION_TABLES, key=lambda t: t.name == ERRORS_TABLE)
+
+
+def _table_names() -> tuple[str, ...]:
+    return tuple(t.name for t in _tables())
+
+
+def _typed(frame: pl.DataFrame | None, schema: dict) -> pl.DataFrame:
+    if frame is None or frame.height == 0:
+        return pl.DataFrame(schema=schema)
+    return frame.select([pl.col(c).cast(t) for c, t in schema.items()])
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+# ---- the pure build -------------------------------------------------------------------------
+def build_partition(points: pl.DataFrame, on_op: Callable[[str], None] | None = None) -> dict[str, pl.DataFrame]:
+    """Every PARTITION_TABLES table of one (system, framework, version)'s perf points.
+
+    Pure (frames in, frames out). Each op is fitted and gridded in its own try;
+    what fails is a `build_errors` row (stage, reason) and is left out of the
+    other tables, so the ops that build are exactly what a whole build gave.
+    """
+    key = {k: (points[k][0] if points.height else "") for k in PARTITION_KEYS}
+    errors: list[dict] = []
+
+    def fail(op: str, stage: str, exc, n: int, sub_slice=(None, None, None)) -> None:
+        reason = exc if isinstance(exc, str) else _one_line(exc)
+        errors.append({**key, "op": op, **dict(zip(SUB_SLICE, sub_slice)), "stage": stage, "reason": reason,
+                       "n_points": n})
+
+    out = {POINTS_TABLE: _typed(points, PERF_POINT_SCHEMA)}
+    cal_parts, grid_parts = [], []
     try:
-        return read_derived(home, name)
-    except FileNotFoundError:
+        system = load_system(key["system"])
+    except Exception as exc:  # noqa: BLE001 - every failure is recorded, none escapes
+        fail("", "spec", exc, points.height)
+        system = None
+    if system is not None:
+        with single_blas_thread():
+            for (op,), sub in points.group_by(["op"], maintain_order=True):
+                if on_op is not None:
+                    on_op(op)
+                cal, sub = _build_op(op, sub, system, fail)
+                if cal is None:
+                    continue
+                try:
+                    grid_parts.append(build_grids(sub, cal))
+                    cal_parts.append(cal)
+                except Exception as exc:  # noqa: BLE001
+                    fail(op, "grids", exc, sub.height)
+    out[CALIBRATION_TABLE] = _typed(pl.concat(cal_parts) if cal_parts else None, CALIBRATION_SCHEMA)
+    out[GRIDS_TABLE] = _typed(pl.concat(grid_parts) if grid_parts else None, GRID_SCHEMA)
+    for t in _tables():  # the tables added to PARTITION_TABLES with a builder
+        if t.build is not None:
+            try:
+                out[t.name] = _typed(t.build(points, dict(out)), t.schema)
+            except Exception as exc:  # noqa: BLE001
+                fail("", t.name, exc, points.height)
+                out[t.name] = _typed(None, t.schema)
+    out[ERRORS_TABLE] = _typed(pl.DataFrame(errors, schema=ERRORS_SCHEMA) if errors else None, ERRORS_SCHEMA)
+    return out
+
+
+def _build_op(op: str, sub: pl.DataFrame, system, fail) -> tuple[pl.DataFrame | None, pl.DataFrame]:
+    """(calibration frame of one op (every kernel_source) or None after recording why not, the
+    op's points that were modelled). Points of a precision or architecture the SOL model cannot
+    evaluate are recorded and left out; the op's other points are built as usual."""
+    bad = []
+    for (arch, gemm, kv), g in sub.group_by(list(SUB_SLICE), maintain_order=True):
+        try:  # the SOL model of this precision / architecture, at one shape
+            sol.kernels(op, model_for(op, arch), gemm_type=gemm or "bfloat16", kv_cache_dtype=kv,
+                        **points_shape(g.head(1)))
+        except Exception as exc:  # noqa: BLE001
+            fail(op, "sol", exc, g.height, (arch, gemm, kv))
+            bad.append((arch, gemm, kv))
+    if bad:
+        drop = pl.DataFrame(bad, schema={c: sub.schema[c] for c in SUB_SLICE}, orient="row")
+        sub = sub.join(drop, on=list(SUB_SLICE), how="anti", nulls_equal=True, maintain_order="left")
+    try:
+        sub = drop_impossible(sub)  # points below the raw roofline are left out (docs/limits.md)
+    except Exception as exc:  # noqa: BLE001
+        fail(op, "sol", exc, sub.height)
+        return None, sub
+    if sub.height == 0:
+        return None, sub
+    rows = []
+    try:
+        for (source,), g in sub.group_by(["kernel_source"], maintain_order=True):
+            if g.height < MIN_FIT_POINTS:
+                fail(op, "calibration", f"too few points to fit kernel_source {source!r}: {g.height} "
+                     f"(need >= {MIN_FIT_POINTS})", sub.height)
+                return None, sub
+            params, err = fit_op(g, system)
+            values = [params.overhead_ms, params.combine_p, *(v for e in params.eff.values() for v in e)]
+            if not (np.all(np.isfinite(values)) and np.all(np.isfinite(err))):
+                fail(op, "calibration", f"the fit for kernel_source {source!r} did not converge "
+                     "(non-finite parameters or errors)", sub.height)
+                return None, sub
+            rows += rows_of_fit(g, params, err)
+    except Exception as exc:  # noqa: BLE001
+        fail(op, "calibration", exc, sub.height)
+        return None, sub
+    cal = _typed(pl.DataFrame(rows, schema=CALIBRATION_SCHEMA), CALIBRATION_SCHEMA).sort(
+        "system", "framework", "version", "op", "kernel_source", "param", "group")
+    return cal, sub
+
+
+# ---- persistence ------------------------------------------------------------------------------
+def partition_dir(root: Path, key: tuple[str, str, str]) -> Path:
+    """derived/partitions/<system>/<framework>/<version>: each part %-escaped (no '/' or '..' escapes)."""
+    return root.joinpath(*(quote(str(k), safe="") or "%00" for k in key))
+
+
+def inputs_hash(shas: list[str], system: str) -> str:
+    """Identity of a partition's inputs: its raw logs' content, the system spec, the methods."""
+    try:
+        spec = repr(load_system(system))
+    except Exception as exc:  # noqa: BLE001 - the missing spec is part of the identity
+        spec = f"no spec: {exc}"
+    h = hashlib.sha256()
+    tables = [f"{t.name}:{t.version}" for t in _tables()]
+    for part in (STORE_VERSION, CAL_METHOD, GRID_METHOD, str(MIN_FIT_POINTS), spec, *tables, *sorted(shas)):
+        h.update(part.encode() + b"\0")
+    return h.hexdigest()[:20]
+
+
+class DerivedStore:
+    """The derived tables of one warehouse home, per (system, framework, version) partition."""
+
+    def __init__(self, home=None, *, progress: bool | None = None, say: Callable[[str], None] | None = None):
+        self.paths = WarehousePaths.at(home)
+        self.root = self.paths.derived / "partitions"
+        self.progress = progress  # tqdm bar: True always, None only on a terminal, False never
+        self.say = say or (lambda line: print(line, file=sys.stderr, flush=True))
+        self._snapshot = None
+        self._parts: dict | None = None
+
+    # -- what the warehouse holds
+    def _check_exists(self) -> Store:
+        store = Store(self.paths.home)
+        if not store.exists():
+            raise FileNotFoundError(f"no warehouse at {self.paths.home}: run `perfwh ingest PATH` first "
+                                    "(or pass --home / set PERFWH_HOME)")
+        return store
+
+    def _snap(self):
+        if self._snapshot is None:
+            self._check_exists()
+            self._snapshot = load_manifest(self.paths).snapshot
+        return self._snapshot
+
+    def _files(self) -> pl.DataFrame:
+        return self._snap().measurement_files
+
+    def sources(self) -> pl.DataFrame:
+        """(sha256, system, framework, version) of every live raw log: which partitions it feeds.
+
+        Raw logs are content-addressed, so a log's partitions never change: only
+        logs not seen before are read (three columns), and the index is kept in
+        derived/partitions/_sources.parquet.
+        """
+        path = self.root / "_sources.parquet"
+        if path.exists():  # fast path: the index already describes the current ledger version
+            version = self._check_exists().table("ledger").version()
+            if pl.read_parquet_metadata(path).get(LEDGER_KEY) == str(version):
+                return pl.read_parquet(path)
+        live = set(self._snap().live_shas) & set(self._files()["sha"].to_list())
+        known = pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=SOURCES_SCHEMA)
+        new = sorted(live - set(known["sha256"].to_list()))
+        if new:
+            files = self._files().filter(pl.col("sha").is_in(new))["path"].to_list()
+            found = (pl.scan_parquet(files, hive_partitioning=True, hive_schema={PARTITION: pl.String},
+                                     cast_options=pl.ScanCastOptions(categorical_to_string="allow"))
+                     .select(pl.col(PARTITION).alias("sha256"),
+                             *(pl.col(k).cast(pl.String) for k in PARTITION_KEYS))
+                     .unique().collect())
+            known = pl.concat([known, _typed(found, SOURCES_SCHEMA)])
+        index = known.filter(pl.col("sha256").is_in(list(live))).sort(list(SOURCES_SCHEMA))
+        write_parquet_atomic(index, path, metadata={LEDGER_KEY: str(self._snap().version)})
+        return index
+
+    def partitions(self) -> dict[tuple[str, str, str], list[str]]:
+        """{(system, framework, version): sorted sha256s of the raw logs holding its rows}."""
+        if self._parts is None:
+            out: dict[tuple, list[str]] = {}
+            for sha, *key in self.sources().iter_rows():
+                out.setdefault(tuple(key), []).append(sha)
+            self._parts = {k: sorted(v) for k, v in sorted(out.items())}
+        return self._parts
+
+    # -- freshness and reads
+    def _path(self, key, table: str) -> Path:
+        return partition_dir(self.root, key) / f"{table}.parquet"
+
+    def _stored_hash(self, key, table: str) -> str | None:
+        path = self._path(key, table)
+        if not path.exists():
+            return None
+        try:
+            return pl.read_parquet_metadata(path).get(INPUTS_KEY)
+        except Exception:  # noqa: BLE001 - an unreadable file is a stale one
+            return None
+
+    def is_fresh(self, key, shas: list[str]) -> bool:
+        want = inputs_hash(shas, key[0])
+        return all(self._stored_hash(key, t) == want for t in _table_names())
+
+    def stale(self) -> list[tuple[str, str, str]]:
+        return [k for k, shas in self.partitions().items() if not self.is_fresh(k, shas)]
+
+    def read(self, key, table: str) -> pl.DataFrame:
+        return pl.read_parquet(self._path(key, table))
+
+    def read_all(self, table: str) -> pl.DataFrame:
+        """`table` over every live partition (call `refresh` first for current content)."""
+        schema = {t.name: t.schema for t in PARTITION_TABLES}[table]
+        frames = [self.read(k, table) for k in self.partitions() if self._path(k, table).exists()]
+        return _typed(pl.concat(frames, how="vertical_relaxed") if frames else None, schema)
+
+    # -- builds
+    def points_of(self, shas: list[str], key) -> pl.DataFrame:
+        """The perf points of one partition, read from its raw logs' data files only."""
+        from warehouse.read import perf_points_from  # pyarrow.dataset: only when building
+
+        files = self._files().filter(pl.col("sha").is_in(shas))["path"].to_list()
+        if not files:
+            return pl.DataFrame(schema=PERF_POINT_SCHEMA)
+        lf = pl.scan_parquet(files, hive_partitioning=True, hive_schema={PARTITION: pl.String},
+                             cast_options=pl.ScanCastOptions(categorical_to_string="allow"))
+        lf = lf.select([pl.col(c).cast(t) for c, t in MEASUREMENT_SCHEMA.items()])
+        for k, v in zip(PARTITION_KEYS, key):
+            lf = lf.filter(pl.col(k) == v)
+        return perf_points_from(lf)
+
+    def build(self, key, shas: list[str], on_op: Callable[[str], None] | None = None) -> dict[str, pl.DataFrame]:
+        """Rebuild one partition from its raw logs and write its tables (build_errors last)."""
+        tables = build_partition(self.points_of(shas, key), on_op)
+        meta = {INPUTS_KEY: inputs_hash(shas, key[0])}
+        for t in _tables():  # ERRORS_TABLE is last: a crash leaves the partition stale
+            write_parquet_atomic(_typed(tables[t.name], t.schema), self._path(key, t.name), metadata=meta)
+        return tables
+
+    def refresh(self, keys=None) -> list[tuple[str, str, str]]:
+        """Rebuild every stale partition (or the stale ones of `keys`); returns those rebuilt.
+
+        Says so and shows a progress bar (stderr) when anything is rebuilt;
+        removes the folders of partitions no live raw log feeds any more.
+        """
+        parts = self.partitions()
+        self._drop_dead(parts)
+        todo = [k for k in (parts if keys is None else [k for k in keys if k in parts])
+                if not self.is_fresh(k, parts[k])]
+        if not todo:
+            return []
+        self.say(f"rebuilding derived tables of {len(todo)} of {len(parts)} partition(s) whose inputs changed"
+                 + (f": {'/'.join(todo[0])}" if len(todo) == 1 else ""))
+        from tqdm import tqdm
+
+        bar = tqdm(todo, desc="derived", unit="partition", file=sys.stderr,
+                   disable=None if self.progress is None else not self.progress)
+        for key in bar:
+            bar.set_postfix_str("/".join(key), refresh=False)
+            self.build(key, parts[key], lambda op, key=key: bar.set_postfix_str(f"{'/'.join(key)} {op}"))
+        bar.close()
+        return todo
+
+    def _drop_dead(self, parts) -> None:
+        for name in LEGACY_FILES:  # whole-warehouse tables and fingerprint of the previous layout
+            p = (self.paths.derived / name).resolve()
+            if p.exists():
+                p.unlink()
+        if not self.root.exists():
+            return
+        live = {partition_dir(self.root, k) for k in parts}
+        for leaf in self.root.glob("*/*/*"):
+            if leaf.is_dir() and leaf not in live:
+                shutil.rmtree(leaf, ignore_errors=True)
+
+    def load(self, key, tables=(CALIBRATION_TABLE, GRIDS_TABLE, ERRORS_TABLE)) -> dict[str, pl.DataFrame]:
+        """One partition's tables, rebuilt first when its inputs changed (only this partition)."""
+        parts = self.partitions()
+        if key not in parts:
+            raise KeyError(f"no data for {'/'.join(key)} in the warehouse at {self.paths.home}")
+        if not self.is_fresh(key, parts[key]):
+            self.refresh([key])
+        return {t: self.read(key, t) for t in tables}
+
+
+def slice_error(errors: pl.DataFrame, op: str | None = None, **sub_slice) -> str | None:
+    """The reason a partition (op None: its spec), one op of it, or one sub-slice of the op
+    (`sub_slice`: architecture / gemm_type / kv_cache_dtype of a query; None: any) could not
+    be built."""
+    if errors.height == 0:
         return None
+    hit = errors.filter((pl.col("op") == "") & (pl.col("stage") == "spec"))
+    if hit.height == 0 and op is not None:
+        hit = errors.filter(pl.col("op") == op)
+        for col, value in sub_slice.items():
+            if value is not None:
+                hit = hit.filter(pl.col(col).is_null() | (pl.col(col) == value))
+    if hit.height == 0:
+        return None
+    r = hit.row(0, named=True)
+    what = "/".join(str(r[k]) for k in PARTITION_KEYS) + (f" {r['op']}" if r["op"] else "")
+    detail = ", ".join(f"{c}={r[c]}" for c in SUB_SLICE if r.get(c) is not None)
+    return f"{what}{f' ({detail})' if detail else ''} could not be modelled ({r['stage']} stage): {r['reason']}"
 
 
-def _fresh(frame: pl.DataFrame | None, tag: str) -> bool:
-    return frame is not None and frame.height > 0 and "input_hash" in frame.columns and frame["input_hash"][0] == tag
-
-
-def ensure_calibration(home, points: pl.DataFrame | None = None, *, force: bool = False) -> pl.DataFrame:
-    """The `sol_calibration` table for the warehouse's current measurements (refit if stale or forced)."""
-    tag = hashlib.sha256(f"{sources_tag(home)}|{CAL_METHOD}".encode()).hexdigest()[:16]
-    cal = None if force else _read_or_none(home, CALIBRATION_TABLE)
-    if _fresh(cal, tag):
-        return cal
-    points = drop_impossible(read_perf_points(home) if points is None else points)  # docs/limits.md
-    if points.height == 0:
-        raise KeyError(f"the warehouse at {WarehousePaths.at(home).home} has no perf points: "
-                       "run `perfwh ingest PATH` first")
-    cal = calibrate(points).with_columns(pl.lit(tag).alias("input_hash"))
-    write_derived(home, CALIBRATION_TABLE, cal)
-    return cal
-
-
-def ensure_grids(home, points: pl.DataFrame | None = None, calibration: pl.DataFrame | None = None, *,
-                 force: bool = False) -> pl.DataFrame:
-    """The `grids` table for the current measurements and calibration (rebuilt if stale or forced)."""
-    calibration = ensure_calibration(home, points) if calibration is None else calibration
-    src = sources_tag(home)
-    grids = None if force else _read_or_none(home, GRIDS_TABLE)
-    if _fresh(grids, grids_hash(src, calibration)):
-        return grids
-    points = drop_impossible(read_perf_points(home) if points is None else points)  # docs/limits.md
-    grids = build_grids(points, calibration, inputs_tag=src)
-    write_derived(home, GRIDS_TABLE, grids)
-    return grids
-
-
-def build_derived(home, *, force: bool = False) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(calibration, grids) of the warehouse, rebuilding either where stale (or both when forced)."""
-    cal = ensure_calibration(home, force=force)
-    return cal, ensure_grids(home, calibration=cal, force=force)
-
-
-# ---- interval model (estimator.intervals): one hunk, portable to a per-partition store ------
-INTERVALS_TABLE = "interval_model"
-
-
-def ensure_interval_model(home, grids: pl.DataFrame, *, force: bool = False) -> pl.DataFrame:
-    """The `interval_model` table for the current grids (rebuilt when the grids' hash changes):
-    cross-validation residuals of the warehouse's points -> 80% interval quantiles."""
-    from .intervals import METHOD as IV_METHOD
-    from .intervals import build_interval_model, cv_residuals
-
-    tag = hashlib.sha256(f"{grids['input_hash'][0] if grids.height else ''}|{IV_METHOD}".encode()).hexdigest()[:16]
-    model = None if force else _read_or_none(home, INTERVALS_TABLE)
-    if _fresh(model, tag):
-        return model
-    model = build_interval_model(cv_residuals(read_perf_points(home))).with_columns(pl.lit(tag).alias("input_hash"))
-    write_derived(home, INTERVALS_TABLE, model)
-    return model
+def partition_keys(root: Path) -> list[tuple[str, str, str]]:
+    """The (system, framework, version) of every partition folder under `root` (for views)."""
+    return [tuple(unquote(p) for p in leaf.relative_to(root).parts) for leaf in sorted(root.glob("*/*/*"))
+            if leaf.is_dir()]

@@ -10,7 +10,7 @@ from assets.reports import REPORTS_ASSETS, REPORTS_CHECKS
 from assets.resources import WarehouseSettings
 
 from .jobs import derived_job, ingest_job
-from .schedules import build_derived_schedule
+from .schedules import build_derived_schedule, derived_automation_sensor
 from .sensors import build_landing_sensor
 from .settings import derived_cron, duckdb_resource, sensor_interval_s, warehouse_settings
 
@@ -30,6 +30,7 @@ def grids_defs(cron: str) -> dg.Definitions:
         asset_checks=GRIDS_CHECKS,
         jobs=[derived_job],
         schedules=[build_derived_schedule(cron)],
+        sensors=[derived_automation_sensor()],
     )
 
 

@@ -1,8 +1,9 @@
 """Run the whole asset graph in this process: list the landing folder, ingest
 new or changed raw logs (one run over their partition range), then rebuild the
-derived tables when the warehouse content changed since they were last built.
+derived tables when a derived partition's inputs changed (estimator.store; only
+those partitions are rebuilt).
 
-When nothing is new and the derived tables are current, no run is launched
+When nothing is new and every derived partition is current, no run is launched
 (and Dagster is not even imported). Runs are recorded in a persistent Dagster
 instance ($DAGSTER_HOME, else <home>/dagster), so `dagster dev` with the same
 DAGSTER_HOME shows them.
@@ -20,7 +21,7 @@ from warehouse.landing import landing_mirrors
 from warehouse.paths import resolve_home
 
 from .instance import write_instance_config
-from .state import landing_state, resolve_landing, write_derived_fingerprint
+from .state import landing_state, resolve_landing, stale_partitions
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 FINGERPRINT_KEY = "warehouse_fingerprint"
@@ -55,6 +56,8 @@ class MaterializeSummary:
     files_seen: int = 0
     ingested: IngestTotals = field(default_factory=IngestTotals)
     derived: str = "skipped"  # rebuilt | up to date | failed | skipped
+    partitions_rebuilt: list = field(default_factory=list)  # (system, framework, version) of the derived build
+    build_errors: int = 0  # slices (or parts of them) that could not be modelled (table build_errors)
     checks: list[CheckOutcome] = field(default_factory=list)
     failed_runs: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -97,6 +100,13 @@ def _ingest_metadata(result, key) -> dict | None:
     return None
 
 
+def _views_built(home: Path) -> bool:
+    """The reports a derived run writes besides the partitions (a home never materialized has none)."""
+    from warehouse.derived import derived_tables
+
+    return "accuracy_report" in derived_tables(home)
+
+
 def run_materialize(
     home: str | None = None,
     landing: str | None = None,
@@ -113,7 +123,7 @@ def run_materialize(
     mirrors = landing_mirrors(landing)
     also = f" (+{len(mirrors)} CSV mirrors of JSONL run logs, not ingested twice)" if mirrors else ""
     progress(f"{len(state.files)} raw logs{also}, {len(state.pending)} new or changed")
-    if not force and not state.pending and state.derived_fingerprint == state.fingerprint:
+    if not force and not state.pending and not state.stale_partitions and _views_built(wh_home):
         summary.derived = "up to date"
         progress("nothing to do: no new raw logs, derived tables built from the current warehouse")
         summary.seconds = time.perf_counter() - started
@@ -176,21 +186,32 @@ def run_materialize(
             progress("failed files:\n" + meta["failed_files"])
 
     current = fingerprint(load_manifest(WarehousePaths.at(wh_home)))
-    if not force and current == state.derived_fingerprint:
+    stale = stale_partitions(wh_home)
+    if not force and not stale and _views_built(wh_home):
         summary.derived = "up to date"
-        progress("derived tables are up to date (warehouse content unchanged)")
+        progress("derived tables are up to date (no partition's inputs changed)")
     else:
-        progress("building perf_points, sol_calibration, interpolation_grids, accuracy_report, warehouse_views ...")
+        progress(f"building perf_points, sol_calibration, interpolation_grids ({len(stale)} stale partition(s)), "
+                 "accuracy_report, warehouse_views ...")
         t0 = time.perf_counter()
         result = derived_job.execute_in_process(
             instance=instance, run_config=QUIET_LOGS, tags={FINGERPRINT_KEY: current}, raise_on_error=False
         )
         summary.checks += _checks(result)
         summary.derived = "rebuilt" if result.success else "failed"
-        if result.success:
-            write_derived_fingerprint(wh_home, current, result.run_id)
-        else:
+        if not result.success:
             summary.failed_runs.append(f"derived_job ({result.run_id})")
         progress(f"derived tables {summary.derived} ({time.perf_counter() - t0:.1f} s)")
+        if result.success:
+            from estimator.store import DerivedStore
+
+            store = DerivedStore(wh_home)
+            summary.partitions_rebuilt = stale
+            summary.build_errors = store.read_all("build_errors").height
+            names = ", ".join("/".join(k) for k in stale[:5]) + (f", +{len(stale) - 5} more" if len(stale) > 5 else "")
+            progress(f"derived partitions rebuilt: {len(stale)} of {len(store.partitions())}"
+                     + (f" ({names})" if stale else "")
+                     + (f"; {summary.build_errors} slice(s) not modelled: see table build_errors"
+                        if summary.build_errors else ""))
     summary.seconds = time.perf_counter() - started
     return summary

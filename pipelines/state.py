@@ -1,16 +1,15 @@
 """What `perfwh materialize` needs to know before it imports Dagster: where the
-landing folder is, which raw logs are new, and whether the derived tables were
-built from the warehouse's current content (a small JSON file in the home)."""
+landing folder is, which raw logs are new, and which derived partitions are
+stale (estimator.store's one freshness rule: the inputs hash in each
+partition's Parquet footer; there is no fingerprint file of its own)."""
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from warehouse.atomic import write_text_atomic
-from warehouse.derived import derived_tables
+from estimator.store import DerivedStore
 from warehouse.ingest import discover
 from warehouse.landing import PUBLISHED_PREFIX, LandingFile, fingerprint, landing_source, pending, scan_landing
 from warehouse.manifest import load_manifest
@@ -20,8 +19,6 @@ REPO = Path(__file__).resolve().parents[1]
 REPO_LANDING = REPO / "data" / "raw"
 PUBLISHED_FALLBACK = PUBLISHED_PREFIX + "h200_sxm,h100_sxm"
 ENV_LANDING = "PERFWH_LANDING"
-STATE_FILE = "materialized.json"
-DERIVED_TABLES = ("perf_points", "sol_calibration", "grids", "accuracy_report")
 
 
 def default_landing() -> str:
@@ -42,7 +39,7 @@ class LandingState:
     files: list[LandingFile]
     pending: list[LandingFile]
     fingerprint: str  # of the warehouse's committed sources
-    derived_fingerprint: str | None  # what the derived tables were last built from
+    stale_partitions: list[tuple[str, str, str]]  # derived partitions whose inputs changed
 
 
 def landing_state(home: Path, landing: str) -> LandingState:
@@ -50,17 +47,12 @@ def landing_state(home: Path, landing: str) -> LandingState:
     root, only = landing_source(landing)
     files = scan_landing(root, only)
     manifest = load_manifest(paths)
-    return LandingState(files, pending(files, manifest), fingerprint(manifest), read_derived_fingerprint(home))
+    return LandingState(files, pending(files, manifest), fingerprint(manifest), stale_partitions(home))
 
 
-def read_derived_fingerprint(home: Path) -> str | None:
-    """The fingerprint recorded by the last complete derived build, if its tables still exist."""
-    path = WarehousePaths.at(home).home / STATE_FILE
-    if not path.exists() or not set(DERIVED_TABLES) <= set(derived_tables(home)):
-        return None
-    return json.loads(path.read_text()).get("fingerprint")
-
-
-def write_derived_fingerprint(home: Path, value: str, run_id: str) -> None:
-    path = WarehousePaths.at(home).home / STATE_FILE
-    write_text_atomic(json.dumps({"fingerprint": value, "run_id": run_id}) + "\n", path)
+def stale_partitions(home: Path) -> list[tuple[str, str, str]]:
+    """(system, framework, version) partitions to rebuild; none when the warehouse is empty."""
+    store = DerivedStore(home)
+    if store.paths.home.exists() and load_manifest(store.paths).sources:
+        return store.stale()
+    return []

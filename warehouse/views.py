@@ -83,12 +83,20 @@ def perf_points_sql(source: str = "measurements") -> str:
     )
 
 
-def _derived_files(home: Path) -> list[Path]:
+def _derived_files(home: Path) -> dict[str, list[Path]]:
+    """{view name: files}: derived/<table>.parquet, and the estimator's per-partition tables
+    derived/partitions/<system>/<framework>/<version>/<table>.parquet unioned into one view each
+    (they take the name over a top-level file of the same name)."""
     d = WarehousePaths.at(home).derived
     if not d.exists():
-        return []
+        return {}
     reserved = set(OPS) | set(BASE_VIEWS)
-    return [f for f in sorted(d.glob("*.parquet")) if f.stem not in reserved]
+    out: dict[str, list[Path]] = {f.stem: [f] for f in sorted(d.glob("*.parquet"))}
+    parts: dict[str, list[Path]] = {}
+    for f in sorted((d / "partitions").glob("*/*/*/*.parquet")):
+        parts.setdefault(f.stem, []).append(f)
+    out.update(parts)
+    return {name: files for name, files in out.items() if name not in reserved}
 
 
 def _version_select(snap: Snapshot) -> str:
@@ -100,11 +108,11 @@ def _version_select(snap: Snapshot) -> str:
 
 
 def _derived_views(con, home: Path, source) -> None:
-    for f in _derived_files(home):
+    for name, files in _derived_files(home).items():
         try:
-            con.execute(f"CREATE OR REPLACE VIEW {f.stem} AS SELECT * FROM {source(f)}")
+            con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {source(files)}")
         except (duckdb.Error, OSError, pa.ArrowException) as exc:
-            con.execute(_error_view(f.stem, f"cannot read {f} ({str(exc).splitlines()[0]})"))
+            con.execute(_error_view(name, f"cannot read {files[0]} ({str(exc).splitlines()[0]})"))
 
 
 def _common_views(con) -> None:
@@ -125,7 +133,7 @@ def write_views(con, snap: Snapshot) -> None:
     con.unregister("_ledger")
     con.execute(f"CREATE OR REPLACE VIEW warehouse_version AS {_version_select(snap)}")
     _common_views(con)
-    _derived_views(con, snap.home, lambda f: f"read_parquet({_sql_list([f])})")
+    _derived_views(con, snap.home, lambda files: f"read_parquet({_sql_list(files)}, union_by_name = true)")
 
 
 def _dataset(snap: Snapshot, name: str, schema: dict) -> ds.Dataset:
@@ -150,15 +158,14 @@ def connect_snapshot(snap: Snapshot) -> duckdb.DuckDBPyConnection:
     con.execute("CREATE VIEW ingest_ledger AS SELECT * FROM _ingest_ledger")
     con.execute(f"CREATE VIEW warehouse_version AS {_version_select(snap)}")
     _common_views(con)
-    derived = {}
-    for f in _derived_files(snap.home):
+    for name, files in _derived_files(snap.home).items():
         try:
-            derived[f.stem] = ds.dataset(str(f), format="parquet")
+            data = ds.dataset([str(f) for f in files], format="parquet")
         except (OSError, pa.ArrowException) as exc:
-            con.execute(_error_view(f.stem, f"cannot read {f} ({str(exc).splitlines()[0]})"))
+            con.execute(_error_view(name, f"cannot read {files[0]} ({str(exc).splitlines()[0]})"))
             continue
-        con.register(f"_derived_{f.stem}", derived[f.stem])
-        con.execute(f"CREATE VIEW {f.stem} AS SELECT * FROM _derived_{f.stem}")
+        con.register(f"_derived_{name}", data)
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM _derived_{name}")
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
     return con

@@ -37,26 +37,31 @@ def test_query_json_and_stale_grid_rebuild(home, capsys):
                "--gemm-type", "fp8_block", "--json"])
     first = json.loads(capsys.readouterr().out)
     assert rc == 0 and first["source"] == "measured" and first["slice"]["gemm_type"] == "fp8_block"
-    from warehouse.derived import read_derived
+    from estimator.store import DerivedStore
 
-    grids = read_derived(home, "grids")
-    assert grids["input_hash"].n_unique() == 1
+    grids = DerivedStore(home).read_all("grids")
+    assert grids.height > 0
     assert set(grids["source"].unique()) <= {"measured", "interpolated", "extrapolated", "transferred"}
 
 
-def test_grids_rebuilt_when_measurements_change(home, tmp_path):
-    from warehouse.derived import read_derived
+def test_grids_rebuilt_when_measurements_change(home, tmp_path, capsys):
     from warehouse.ingest import ingest_paths
 
     from estimator.database import PerfDatabase
+    from estimator.store import INPUTS_KEY, DerivedStore
 
     PerfDatabase(home=home)
-    before = read_derived(home, "grids")["input_hash"][0]
+    store = DerivedStore(home)
+    key = ("h200_sxm", "trtllm", "1.0")
+    grids_file = store.root / "h200_sxm" / "trtllm" / "1.0" / "grids.parquet"
+    before = pl.read_parquet_metadata(grids_file)[INPUTS_KEY]
+    capsys.readouterr()
     extra = synthetic_points(ops=("mla_context",), kv_dtypes=("fp8",))
     ingest_paths(write_collector_csv(extra, tmp_path / "h200_sxm" / "trtllm" / "1.0"), home)
     db = PerfDatabase(home=home)
-    after = read_derived(home, "grids")["input_hash"][0]
-    assert after != before
+    assert "rebuilding derived tables of 1 of 1 partition(s)" in capsys.readouterr().err  # says so
+    after = pl.read_parquet_metadata(grids_file)[INPUTS_KEY]
+    assert after != before and DerivedStore(home).stale() == [] and key in store.partitions()
     assert db.estimate("mla_context", batch_size=2, s=64, num_heads=64, kv_cache_dtype="fp8").source.value == "measured"
 
 
@@ -110,11 +115,15 @@ def test_accuracy_json_carries_errors_and_coverage(home, capsys):
     assert all(0 <= r["coverage_pct"] <= 100 for r in got["coverage"])
 
 
-def test_store_force_rebuild_and_grid_summary(home):
+def test_store_rebuild_and_grid_summary(home):
     from estimator.grid import grid_summary
-    from estimator.store import build_derived
+    from estimator.store import DerivedStore
 
-    cal, grids = build_derived(home, force=True)
+    store = DerivedStore(home)
+    key = ("h200_sxm", "trtllm", "1.0")
+    tables = store.build(key, store.partitions()[key])
+    cal, grids = tables["sol_calibration"], tables["grids"]
+    assert store.read(key, "grids").equals(grids) and tables["build_errors"].height == 0
     summary = grid_summary(grids)
     assert summary["cells"] == grids.height and sum(summary["cells_by_source"].values()) == grids.height
     assert summary["cells_by_source"]["measured"] > 0 and summary["share_by_source"]["sol"] == 0.0

@@ -19,7 +19,7 @@ CHECKS = {
     ("measurements", "ledger_balanced"), ("measurements", "latency_valid"),
     ("measurements", "quarantine_share"), ("perf_points", "unique_keys"),
     ("perf_points", "latency_monotonic"), ("perf_points", "repeat_spread"), ("perf_points", "below_roofline"),
-    ("accuracy_report", "accuracy_targets"),
+    ("accuracy_report", "accuracy_targets"), ("interpolation_grids", "every_slice_modelled"),
 }  # fmt: skip
 BLOCKING = {("measurements", "ledger_balanced"), ("measurements", "latency_valid"), ("perf_points", "unique_keys")}
 
@@ -48,6 +48,7 @@ def test_every_asset_check_job_schedule_and_sensor(settings):
     assert defs.resolve_job_def("ingest_job") and defs.resolve_job_def("derived_job")
     assert defs.resolve_schedule_def("daily_derived").job_name == "derived_job"
     assert defs.resolve_sensor_def("landing_sensor").job_name == "ingest_job"
+    assert defs.resolve_sensor_def("derived_automation").default_status == dg.DefaultSensorStatus.RUNNING
 
 
 def test_groups_and_kinds(settings):

@@ -156,6 +156,7 @@ def test_perfwh_materialize_rerun_and_change(tmp_path, landing, dagster_home, ca
     write_dsa_generation(landing, scale=1.1)  # same shapes, new latencies
     changed = run_materialize(str(home), str(landing), progress=lambda line: None)
     assert changed.ingested.ingested == 1 and changed.derived == "rebuilt"
+    assert first.partitions_rebuilt == changed.partitions_rebuilt == [("h200_sxm", "trtllm", "1.0")]
     ledger = sql("select status, count(*) as n from ingest_ledger group by status order by status", home)
     assert dict(ledger.iter_rows()) == {"ingested": 3, "superseded": 1}
 
