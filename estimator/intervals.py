@@ -322,7 +322,7 @@ def fit_cells(resid: pl.DataFrame, extra_classes: bool = True) -> pl.DataFrame:
     nb = len(BUCKETS) - 1
     for (op, prov), sub in pl.concat([r, pooled]).group_by("op", "provenance", maintain_order=True):
         by_bucket = {int(b): s["resid"].to_numpy() for (b,), s in sub.group_by("bucket")}
-        if prov in ("sol", "transferred"):  # distance says little about SOL-only answers: one cell
+        if prov == "transferred":  # a handful of points when any: one cell
             by_bucket = {0: sub["resid"].to_numpy()}
         cells = []
         for b in range(nb):
@@ -333,7 +333,7 @@ def fit_cells(resid: pl.DataFrame, extra_classes: bool = True) -> pl.DataFrame:
             elif cells and cells[-1][2] is not None:  # above the data: widen with distance
                 prev = cells[-1]
                 src = prev[7]
-                grow = None if prov in ("sol", "transferred") else BUCKETS[src + 1]
+                grow = None if prov == "transferred" else BUCKETS[src + 1]
                 cells.append([b, vals.size, prev[2], prev[3], prev[4], f"{op}/{prov}/bucket{src}", grow, src])
             else:
                 cells.append([b, vals.size, None, None, None, None, None, None])
