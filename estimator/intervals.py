@@ -439,8 +439,14 @@ def build_for_partition(points: pl.DataFrame, tables: dict | None = None) -> pl.
     without module-table points gets an empty table (its answers carry NaN bounds)."""
     from .accuracy import MODULE_TABLES
     from .limits import drop_impossible
+    from .slices import GROUP_KEYS
 
     pts = points.filter(pl.col("op").is_in(list(MODULE_TABLES)))
+    grids = (tables or {}).get("grids")
+    if grids is not None:  # only what the partition modelled (its build_errors name the rest)
+        pts = pts.join(grids.select(GROUP_KEYS).unique(), on=list(GROUP_KEYS), how="semi", nulls_equal=True)
+    # an op with too few points to hold any out leaves no residuals (its answers get no interval)
+    pts = pts.filter(pl.len().over("op") >= MIN_CELL)
     if pts.height == 0:
         return pl.DataFrame(schema=SCHEMA)
     pts = pl.concat([drop_impossible(sub) for _, sub in pts.group_by("op", maintain_order=True)],
