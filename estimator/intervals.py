@@ -52,7 +52,7 @@ import polars as pl
 from .grid import SOURCES, GroupGrids
 
 TABLE = "interval_model"
-METHOD = "intervals-1"  # bump when the residual folds, buckets or quantile rule change
+METHOD = "intervals-2"  # bump when the residual folds, buckets or quantile rule change
 LEVEL = 0.8
 BUCKETS = (0.0, 0.5, 1.0, 2.0, math.inf)  # distance buckets (octaves): [0, 0.5], (0.5, 1], (1, 2], (2, inf)
 MIN_CELL = 30
