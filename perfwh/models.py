@@ -282,6 +282,12 @@ def cmd_support(args) -> int:
 
 # ---- estimate -----------------------------------------------------------------------------
 
+def _band(est, name: str) -> str:
+    """' (80% in LO-HI ms)' of a ModelEstimate total, or '' without an interval model."""
+    lo, hi = getattr(est, f"{name}_low_ms"), getattr(est, f"{name}_high_ms")
+    return "" if lo != lo else f" (80% in {_ms(lo)}-{_ms(hi)} ms)"
+
+
 def estimate_text(model, est) -> str:
     c = model.config
     lc = model.layer_counts
@@ -297,15 +303,16 @@ def estimate_text(model, est) -> str:
         lines.append("Note: the estimator uses its spec of the architecture for these dims: " + "; ".join(diffs))
     lines += [
         "",
-        f"Context (prefill pass, attention share of TTFT): {_ms(est.context_ms)} ms "
+        f"Context (prefill pass, attention share of TTFT): {_ms(est.context_ms)} ms{_band(est, 'context')} "
         f"({_ms(est.context_ms / model.num_layers)} ms/layer)",
     ]
     if est.osl:
         lo = est.prefix + est.isl
         lines.append(
             f"Generation (per decode step, attention share of TPOT, kv {lo}..{lo + est.osl - 1}): "
-            f"first {_ms(est.generation_first_ms)} ms, mean {_ms(est.generation_mean_ms)} ms, "
-            f"last {_ms(est.generation_last_ms)} ms; all {est.osl} steps {_ms(est.generation_total_ms)} ms")
+            f"first {_ms(est.generation_first_ms)} ms, mean {_ms(est.generation_mean_ms)} ms"
+            f"{_band(est, 'generation_mean')}, last {_ms(est.generation_last_ms)} ms; all {est.osl} steps "
+            f"{_ms(est.generation_total_ms)} ms{_band(est, 'generation_total')}")
     else:
         lines.append("Generation: osl 0, no decode steps")
     for phase, counts in est.provenance.items():
@@ -369,7 +376,8 @@ def compare_header(models, batch: int, version: str) -> list[str]:
             f"attention {c.fmha_quant_mode} ({SCOPE_SHORT})",
             "context: one prefill pass of isl new tokens; generation: one decode step at KV length isl.",
             "ms/layer = model total / layers. speed-up = first model / this model. "
-            "source: worst provenance among the model's layer ops."]
+            "source: worst provenance among the model's layer ops. 80%: the model total's interval "
+            "(sum of the layers' bounds)."]
 
 
 def compare_rows(models, table, phase: str) -> tuple[list[str], list[list[str]]]:
@@ -380,7 +388,7 @@ def compare_rows(models, table, phase: str) -> tuple[list[str], list[list[str]]]
     headers = ["isl"]
     for m in models:
         n = _short(m.model_path)
-        headers += [f"{n} ms/layer", f"{n} ms/model", "source"]
+        headers += [f"{n} ms/layer", f"{n} ms/model", "80%", "source"]
         if m is not base:
             headers.append("speed-up")
     rows = []
@@ -390,7 +398,9 @@ def compare_rows(models, table, phase: str) -> tuple[list[str], list[list[str]]]
         base_ms = None
         for m in models:
             r = sub.filter((pl.col("model") == m.model_path) & (pl.col("seq") == s)).row(0, named=True)
-            row += [_ms(r["layer_ms"]), _ms(r["model_ms"]), r["source"]]
+            low, high = r.get("low_ms"), r.get("high_ms")  # absent from tables built without intervals
+            band = "-" if low is None or low != low else f"{_ms(low)}-{_ms(high)}"
+            row += [_ms(r["layer_ms"]), _ms(r["model_ms"]), band, r["source"]]
             if m is base:
                 base_ms = r["model_ms"]
             else:

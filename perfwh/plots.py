@@ -87,10 +87,13 @@ def beyond_runs(x: np.ndarray, beyond: np.ndarray) -> list[tuple[float, float]]:
     return runs
 
 
-def _draw_curve(ax, x, y, beyond, color, label) -> None:
-    """Solid between in-data points, dashed over every segment that touches a point beyond the data,
-    and a band in the curve's colour behind exactly those ranges. (Interval bands, once estimates
-    carry them, belong beside this: one fill_between per curve.)"""
+def _draw_curve(ax, x, y, beyond, color, label, low=None, high=None) -> None:
+    """Solid between in-data points, dashed over every segment that touches a point beyond the data.
+
+    With `low`/`high` (the 80% interval) a band in the curve's colour spans the
+    whole curve, drawn a second time (darker) over exactly the ranges beyond the
+    data; without them only the beyond-data ranges get a band (a +-35% marker).
+    """
     seg_beyond = beyond[:-1] | beyond[1:]
     if len(x) < 2:
         ax.plot(x, y, color=color, lw=2.2, ls="--" if beyond.any() else "-", label=label)
@@ -100,19 +103,26 @@ def _draw_curve(ax, x, y, beyond, color, label) -> None:
             ax.plot(x[start:k + 1], y[start:k + 1], color=color, lw=2.2, ls="--" if seg_beyond[start] else "-",
                     label=label if start == 0 else None)
             start = k
+    has_band = low is not None and high is not None and np.isfinite(low).all() and np.isfinite(high).all()
+    if has_band:
+        ax.fill_between(x, low, high, color=color, alpha=0.15, lw=0, zorder=1)
     for lo, hi in beyond_runs(x, beyond):
         m = (x >= lo) & (x <= hi)
-        ax.fill_between(x[m], y[m] / 1.35, y[m] * 1.35, color=color, alpha=0.13, lw=0, zorder=1)
+        if has_band:
+            ax.fill_between(x[m], low[m], high[m], color=color, alpha=0.15, lw=0, zorder=1)
+        else:
+            ax.fill_between(x[m], y[m] / 1.35, y[m] * 1.35, color=color, alpha=0.13, lw=0, zorder=1)
 
 
 def compare_plot(fine: pl.DataFrame, crossovers, models, batch: int, db,
                  path: str | os.PathLike | None) -> bytes:
     """Log-log attention time vs context length per model and phase, and the speed-up; PNG bytes.
 
-    Solid lines: interpolated from measured data; dashed, with a band in the
-    curve's colour: exactly the ranges of that curve beyond its data
-    (extrapolated along the SOL growth law, transferred or SOL alone), at
-    either end or in between. Dots: points measured exactly at this shape.
+    Solid lines: interpolated from measured data; dashed: exactly the ranges of
+    that curve beyond its data (extrapolated along the SOL growth law,
+    transferred or SOL alone), at either end or in between. Bands: the 80%
+    interval of the model total, darker where the curve is beyond its data.
+    Dots: points measured exactly at this shape.
     """
     plt = _pyplot()
     from matplotlib.patches import Patch
@@ -132,7 +142,9 @@ def compare_plot(fine: pl.DataFrame, crossovers, models, batch: int, db,
             c = colors[m.model_path]
             label = (f"{_short(m.model_path)} ({m.hf.attention.upper()}, {m.num_layers} layers, "
                      f"{m.num_heads} heads/GPU)")
-            _draw_curve(ax, x, y, beyond, c, label)
+            bands = ("low_ms" in d.columns) and d["low_ms"].is_not_nan().all()
+            _draw_curve(ax, x, y, beyond, c, label, d["low_ms"].to_numpy() if bands else None,
+                        d["high_ms"].to_numpy() if bands else None)
             meas = d["source"].to_numpy() == "measured"
             ax.plot(x[meas], y[meas], "o", color=c, ms=6, mec="white", mew=0.8, zorder=5)
         xmax = sub["seq"].max()
@@ -184,9 +196,11 @@ def compare_plot(fine: pl.DataFrame, crossovers, models, batch: int, db,
     handles, labels = axes[0, 0].get_legend_handles_labels()
     handles += [plt.Line2D([], [], color="0.3", marker="o", ls="", mec="white"),
                 plt.Line2D([], [], color="0.3", ls="--"),
-                Patch(color="0.3", alpha=0.13)]
+                Patch(color="0.3", alpha=0.15)]
     labels += ["measured at this exact shape", "beyond that curve's data (extrapolated / transferred / SOL)",
-               "band: the range of that curve outside its data"]
+               "80% interval of the model total (darker: beyond the curve's data)"
+               if "low_ms" in fine.columns and fine["low_ms"].is_not_nan().any()
+               else "band: the range of that curve outside its data"]
     if len(models) > 1:
         for m in models[1:]:
             handles.append(plt.Line2D([], [], color=colors[m.model_path], lw=2))
