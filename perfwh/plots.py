@@ -87,12 +87,13 @@ def beyond_runs(x: np.ndarray, beyond: np.ndarray) -> list[tuple[float, float]]:
     return runs
 
 
-def _draw_curve(ax, x, y, beyond, color, label, low=None, high=None) -> None:
+def _draw_curve(ax, x, y, beyond, color, label, low=None, high=None, marker_band: bool = True) -> None:
     """Solid between in-data points, dashed over every segment that touches a point beyond the data.
 
     With `low`/`high` (the 80% interval) a band in the curve's colour spans the
     whole curve, drawn a second time (darker) over exactly the ranges beyond the
-    data; without them only the beyond-data ranges get a band (a +-35% marker).
+    data; without them (and with `marker_band`) only the beyond-data ranges get
+    a band, a +-35% marker that is no interval.
     """
     seg_beyond = beyond[:-1] | beyond[1:]
     if len(x) < 2:
@@ -110,7 +111,7 @@ def _draw_curve(ax, x, y, beyond, color, label, low=None, high=None) -> None:
         m = (x >= lo) & (x <= hi)
         if has_band:
             ax.fill_between(x[m], low[m], high[m], color=color, alpha=0.15, lw=0, zorder=1)
-        else:
+        elif marker_band:
             ax.fill_between(x[m], y[m] / 1.35, y[m] * 1.35, color=color, alpha=0.13, lw=0, zorder=1)
 
 
@@ -154,7 +155,8 @@ def compare_plot(fine: pl.DataFrame, crossovers, models, batch: int, db,
             ratio = base_d["model_ms"].to_numpy() / b["model_ms"].to_numpy()
             # the ratio is an estimate wherever either curve is
             either = np.isin(base_d["source"].to_numpy(), BEYOND) | np.isin(b["source"].to_numpy(), BEYOND)
-            _draw_curve(rax, base_d["seq"].to_numpy(), ratio, either, colors[m.model_path], None)
+            _draw_curve(rax, base_d["seq"].to_numpy(), ratio, either, colors[m.model_path], None,
+                        marker_band=False)  # no interval of a ratio: dashes only
         rax.axhline(1.0, color="0.3", lw=1, ls=":")
         for cr in crossovers:
             if cr.phase == phase and cr.status == "crosses":
@@ -197,8 +199,8 @@ def compare_plot(fine: pl.DataFrame, crossovers, models, batch: int, db,
     handles += [plt.Line2D([], [], color="0.3", marker="o", ls="", mec="white"),
                 plt.Line2D([], [], color="0.3", ls="--"),
                 Patch(color="0.3", alpha=0.15)]
-    labels += ["measured at this exact shape", "beyond that curve's data (extrapolated / transferred / SOL)",
-               "80% interval of the model total (darker: beyond the curve's data)"
+    labels += ["measured at this exact shape", "beyond that curve's data (extrapolated / SOL)",
+               "80% interval (darker: beyond the data)"
                if "low_ms" in fine.columns and fine["low_ms"].is_not_nan().any()
                else "band: the range of that curve outside its data"]
     if len(models) > 1:
