@@ -1,4 +1,7 @@
-"""Reports and the query surface: accuracy cross-validation, DuckDB views."""
+"""Reports and the query surface: accuracy cross-validation, DuckDB views.
+
+Unpartitioned, downstream of every derived partition: after partition runs finish,
+their automation condition runs them once (not once per partition)."""
 
 
 import dagster as dg
@@ -11,7 +14,7 @@ from warehouse.quality import view_row_counts
 from warehouse.read import read_perf_points
 from warehouse.views import refresh_views
 
-from .constants import DERIVED_AUTOMATION, PREVIEW_ROWS, REPORTS
+from .constants import DERIVED_AUTOMATION, PREVIEW_ROWS, REPORTS, VIEWS_POOL
 from .grids import interpolation_grids, perf_points, sol_calibration
 from .ingest import raw_log_files
 from .metadata import markdown_table
@@ -79,6 +82,7 @@ def accuracy_targets(settings: WarehouseSettings) -> dg.AssetCheckResult:
     deps=[raw_log_files, perf_points, sol_calibration, interpolation_grids, accuracy_report],
     kinds={"duckdb"},
     automation_condition=DERIVED_AUTOMATION,
+    pool=VIEWS_POOL,
 )
 def warehouse_views(settings: WarehouseSettings, duckdb: DuckDBResource) -> dg.MaterializeResult:
     """perf.duckdb: views over the Parquet store and every derived table, refreshed."""

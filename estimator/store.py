@@ -50,6 +50,7 @@ STORE_VERSION = "derived-partitions-v1"
 INPUTS_KEY = "perfwh.inputs"
 LEDGER_KEY = "perfwh.ledger_version"  # the ledger version the sources index describes
 PARTITION_KEYS = ("system", "framework", "version")
+SLICE_SEP = "|"  # a partition's one-string key (Dagster partition key): system|framework|version
 SUB_SLICE = ("architecture", "gemm_type", "kv_cache_dtype")
 CALIBRATION_TABLE = "sol_calibration"
 GRIDS_TABLE = "grids"
@@ -211,6 +212,27 @@ def _build_op(op: str, sub: pl.DataFrame, system, fail) -> tuple[pl.DataFrame | 
     return cal, sub
 
 
+def slice_key(key: tuple[str, str, str]) -> str:
+    """The one-string key of a partition, e.g. h200_sxm|trtllm|1.3.0rc20."""
+    if any(SLICE_SEP in str(k) for k in key):
+        raise ValueError(f"partition {key!r} holds {SLICE_SEP!r} in a name; it cannot be keyed")
+    return SLICE_SEP.join(str(k) for k in key)
+
+
+def parse_slice_key(text: str) -> tuple[str, str, str]:
+    """(system, framework, version) of a `slice_key`; ValueError in one line otherwise."""
+    parts = tuple(text.split(SLICE_SEP))
+    if len(parts) != 3 or not all(parts):
+        raise ValueError(f"partition key {text!r} is not system{SLICE_SEP}framework{SLICE_SEP}version")
+    return parts
+
+
+def _build_in_worker(home: str, key: tuple[str, str, str], shas: list[str]) -> tuple[str, str, str]:
+    """One partition's build in a worker process (refresh with workers > 1)."""
+    DerivedStore(home, progress=False, say=lambda line: None).build(key, shas)
+    return key
+
+
 # ---- persistence ------------------------------------------------------------------------------
 def partition_dir(root: Path, key: tuple[str, str, str]) -> Path:
     """derived/partitions/<system>/<framework>/<version>: each part %-escaped (no '/' or '..' escapes)."""
@@ -314,6 +336,10 @@ class DerivedStore:
     def stale(self) -> list[tuple[str, str, str]]:
         return [k for k, shas in self.partitions().items() if not self.is_fresh(k, shas)]
 
+    def stale_inputs(self) -> dict[tuple[str, str, str], str]:
+        """{stale partition: the inputs hash its rebuild will carry} (a run key that changes with its inputs)."""
+        return {k: inputs_hash(shas, k[0]) for k, shas in self.partitions().items() if not self.is_fresh(k, shas)}
+
     def read(self, key, table: str) -> pl.DataFrame:
         return pl.read_parquet(self._path(key, table))
 
@@ -346,11 +372,13 @@ class DerivedStore:
             write_parquet_atomic(_typed(tables[t.name], t.schema), self._path(key, t.name), metadata=meta)
         return tables
 
-    def refresh(self, keys=None) -> list[tuple[str, str, str]]:
+    def refresh(self, keys=None, workers: int = 1) -> list[tuple[str, str, str]]:
         """Rebuild every stale partition (or the stale ones of `keys`); returns those rebuilt.
 
         Says so and shows a progress bar (stderr) when anything is rebuilt;
         removes the folders of partitions no live raw log feeds any more.
+        `workers` > 1 builds that many partitions at once, each in its own
+        process (partitions write disjoint folders, so builds never overlap).
         """
         parts = self.partitions()
         self._drop_dead(parts)
@@ -364,11 +392,44 @@ class DerivedStore:
 
         bar = tqdm(todo, desc="derived", unit="partition", file=sys.stderr,
                    disable=None if self.progress is None else not self.progress)
+        if workers > 1 and len(todo) > 1:
+            self._build_parallel(todo, parts, workers, bar)
+            return todo
         for key in bar:
             bar.set_postfix_str("/".join(key), refresh=False)
             self.build(key, parts[key], lambda op, key=key: bar.set_postfix_str(f"{'/'.join(key)} {op}"))
         bar.close()
         return todo
+
+    def _build_parallel(self, todo, parts, workers: int, bar) -> None:
+        """Largest partitions first (the longest builds start early); spawned workers, as
+        polars' thread pool does not survive fork."""
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        order = sorted(todo, key=lambda k: -len(parts[k]))
+        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=mp.get_context("spawn")) as pool:
+            futures = [pool.submit(_build_in_worker, str(self.paths.home), k, parts[k]) for k in order]
+            for done in as_completed(futures):
+                bar.set_postfix_str("/".join(done.result()), refresh=False)
+                bar.update()
+        bar.close()
+
+    def status(self) -> pl.DataFrame:
+        """One row per live partition: key, current (inputs unchanged since its build), rows of
+        perf points, slices not modelled (build_errors rows)."""
+        rows = []
+        for key, shas in self.partitions().items():
+            fresh = self.is_fresh(key, shas)
+            n = errs = None
+            if self._path(key, POINTS_TABLE).exists():
+                n = pl.scan_parquet(self._path(key, POINTS_TABLE)).select(pl.len()).collect().item()
+            if self._path(key, ERRORS_TABLE).exists():
+                errs = self.read(key, ERRORS_TABLE).height
+            rows.append({"partition": slice_key(key), "current": fresh, "raw_logs": len(shas),
+                         "perf_points": n, "build_errors": errs})
+        return pl.DataFrame(rows, schema={"partition": pl.String, "current": pl.Boolean, "raw_logs": pl.Int64,
+                                          "perf_points": pl.Int64, "build_errors": pl.Int64})
 
     def _drop_dead(self, parts) -> None:
         for name in LEGACY_FILES:  # whole-warehouse tables and fingerprint of the previous layout
