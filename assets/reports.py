@@ -9,7 +9,10 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from estimator.accuracy import default_slice, format_table, missed_targets, run_accuracy, summarize
-from warehouse.derived import read_derived, write_derived
+from estimator.store import INPUTS_KEY, DerivedStore
+from warehouse.atomic import write_parquet_atomic
+from warehouse.derived import read_derived
+from warehouse.paths import WarehousePaths
 from warehouse.quality import view_row_counts
 from warehouse.read import read_perf_points
 from warehouse.views import refresh_views
@@ -46,16 +49,26 @@ def accuracy_report(config: AccuracyConfig, settings: WarehouseSettings) -> dg.M
     home = settings.home_path()
     system, backend, version = accuracy_slice(home, config)
     points = read_perf_points(home, system=system, framework=backend, version=version)
-    summary = summarize(run_accuracy(points, seed=config.seed)).with_columns(
-        pl.lit(system).alias("system"), pl.lit(backend).alias("framework"), pl.lit(version).alias("version")
-    )
-    target = write_derived(home, ACCURACY_TABLE, summary, refresh_views=False)
+    # The same freshness rule as the derived partitions: recomputed only when the slice's inputs
+    # (or the seed) changed since the report on disk was computed.
+    inputs = f"{DerivedStore(home, progress=False).inputs_of((system, backend, version))}:{config.seed}"
+    target = WarehousePaths.at(home).derived_table(ACCURACY_TABLE)
+    current = target.exists() and pl.read_parquet_metadata(target).get(INPUTS_KEY) == inputs
+    if current:
+        summary = pl.read_parquet(target)
+    else:
+        summary = summarize(run_accuracy(points, seed=config.seed)).with_columns(
+            pl.lit(system).alias("system"), pl.lit(backend).alias("framework"), pl.lit(version).alias("version")
+        )
+        write_parquet_atomic(summary, WarehousePaths.at(home).ensure().derived_table(ACCURACY_TABLE),
+                             metadata={INPUTS_KEY: inputs})
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": dg.MetadataValue.int(summary.height),
             "path": dg.MetadataValue.path(str(target)),
             "slice": f"{system} / {backend} {version}",
             "points": dg.MetadataValue.int(points.height),
+            "recomputed": dg.MetadataValue.bool(not current),
             "report": dg.MetadataValue.md(format_table(summary)),
         }
     )

@@ -227,9 +227,10 @@ def parse_slice_key(text: str) -> tuple[str, str, str]:
     return parts
 
 
-def _build_in_worker(home: str, key: tuple[str, str, str], shas: list[str]) -> tuple[str, str, str]:
-    """One partition's build in a worker process (refresh with workers > 1)."""
-    DerivedStore(home, progress=False, say=lambda line: None).build(key, shas)
+def _build_in_worker(home: str, key: tuple[str, str, str], shas: list[str], files: list[str]) -> tuple[str, str, str]:
+    """One partition's build in a worker process (refresh with workers > 1); `files` are its
+    raw logs' data files, so the worker need not load the ledger again."""
+    DerivedStore(home, progress=False, say=lambda line: None).build(key, shas, files=files)
     return key
 
 
@@ -350,11 +351,20 @@ class DerivedStore:
         return _typed(pl.concat(frames, how="vertical_relaxed") if frames else None, schema)
 
     # -- builds
-    def points_of(self, shas: list[str], key) -> pl.DataFrame:
+    def files_of(self, shas: list[str]) -> list[str]:
+        """The data files of raw logs `shas`."""
+        return self._files().filter(pl.col("sha").is_in(shas))["path"].to_list()
+
+    def inputs_of(self, key) -> str | None:
+        """The inputs hash of partition `key` as the warehouse holds it now (None: no such slice)."""
+        shas = self.partitions().get(tuple(key))
+        return None if shas is None else inputs_hash(shas, key[0])
+
+    def points_of(self, shas: list[str], key, files: list[str] | None = None) -> pl.DataFrame:
         """The perf points of one partition, read from its raw logs' data files only."""
         from warehouse.read import perf_points_from  # pyarrow.dataset: only when building
 
-        files = self._files().filter(pl.col("sha").is_in(shas))["path"].to_list()
+        files = self.files_of(shas) if files is None else files
         if not files:
             return pl.DataFrame(schema=PERF_POINT_SCHEMA)
         lf = pl.scan_parquet(files, hive_partitioning=True, hive_schema={PARTITION: pl.String},
@@ -364,9 +374,10 @@ class DerivedStore:
             lf = lf.filter(pl.col(k) == v)
         return perf_points_from(lf)
 
-    def build(self, key, shas: list[str], on_op: Callable[[str], None] | None = None) -> dict[str, pl.DataFrame]:
+    def build(self, key, shas: list[str], on_op: Callable[[str], None] | None = None,
+              files: list[str] | None = None) -> dict[str, pl.DataFrame]:
         """Rebuild one partition from its raw logs and write its tables (build_errors last)."""
-        tables = build_partition(self.points_of(shas, key), on_op)
+        tables = build_partition(self.points_of(shas, key, files), on_op)
         meta = {INPUTS_KEY: inputs_hash(shas, key[0])}
         for t in _tables():  # ERRORS_TABLE is last: a crash leaves the partition stale
             write_parquet_atomic(_typed(tables[t.name], t.schema), self._path(key, t.name), metadata=meta)
@@ -409,7 +420,8 @@ class DerivedStore:
 
         order = sorted(todo, key=lambda k: -len(parts[k]))
         with ProcessPoolExecutor(min(workers, len(todo)), mp_context=mp.get_context("spawn")) as pool:
-            futures = [pool.submit(_build_in_worker, str(self.paths.home), k, parts[k]) for k in order]
+            futures = [pool.submit(_build_in_worker, str(self.paths.home), k, parts[k], self.files_of(parts[k]))
+                       for k in order]
             for done in as_completed(futures):
                 bar.set_postfix_str("/".join(done.result()), refresh=False)
                 bar.update()

@@ -174,3 +174,16 @@ def test_max_concurrent_comes_from_settings(monkeypatch):
     assert warehouse_settings(use_env_var=False).workers() == 3
     monkeypatch.delenv("PERFWH_MAX_CONCURRENT")
     assert warehouse_settings(use_env_var=False).workers() == os.cpu_count()
+
+
+def test_views_writer_runs_alone_across_runs(settings):
+    """warehouse_views (the one writer of perf.duckdb) is in a pool of one slot; partition
+    steps write disjoint folders and have no pool."""
+    from pipelines.definitions import build_defs
+    from pipelines.instance import instance_config
+
+    graph = build_defs(settings).resolve_asset_graph()
+    pools = {k.to_user_string(): graph.get(k).pools for k in graph.get_all_asset_keys()}
+    assert pools["warehouse_views"] == {"warehouse_views"}
+    assert not pools["perf_points"] and not pools["interpolation_grids"]
+    assert instance_config({})["concurrency"]["pools"] == {"default_limit": 1}
