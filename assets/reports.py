@@ -38,8 +38,12 @@ class AccuracyConfig(dg.Config):
 
 
 def accuracy_slice(home, config: AccuracyConfig) -> tuple[str, str, str]:
-    """(system, backend, version) the config names, defaults filled by the estimator."""
-    return default_slice(home, config.system, config.backend, config.version)
+    """(system, backend, version) the config names, defaults filled by the estimator (from the
+    derived partitions' point counts: no pass over every measurement)."""
+    store = DerivedStore(home, progress=False, say=lambda line: None)
+    store.refresh()  # a no-op after the derived partitions' run
+    slices = store.slice_counts()
+    return default_slice(home, config.system, config.backend, config.version, slices=slices)
 
 
 @dg.asset(group_name=REPORTS, deps=[perf_points, sol_calibration, interpolation_grids], kinds={"parquet", "polars"},
@@ -48,7 +52,6 @@ def accuracy_report(config: AccuracyConfig, settings: WarehouseSettings) -> dg.M
     """Cross-validated estimator error (median / p90 %) per table, class and method."""
     home = settings.home_path()
     system, backend, version = accuracy_slice(home, config)
-    points = read_perf_points(home, system=system, framework=backend, version=version)
     # The same freshness rule as the derived partitions: recomputed only when the slice's inputs
     # (or the seed) changed since the report on disk was computed.
     inputs = f"{DerivedStore(home, progress=False).inputs_of((system, backend, version))}:{config.seed}"
@@ -56,7 +59,9 @@ def accuracy_report(config: AccuracyConfig, settings: WarehouseSettings) -> dg.M
     current = target.exists() and pl.read_parquet_metadata(target).get(INPUTS_KEY) == inputs
     if current:
         summary = pl.read_parquet(target)
+        points = DerivedStore(home, progress=False).read((system, backend, version), "perf_points")
     else:
+        points = read_perf_points(home, system=system, framework=backend, version=version)
         summary = summarize(run_accuracy(points, seed=config.seed)).with_columns(
             pl.lit(system).alias("system"), pl.lit(backend).alias("framework"), pl.lit(version).alias("version")
         )

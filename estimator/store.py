@@ -427,6 +427,16 @@ class DerivedStore:
                 bar.update()
         bar.close()
 
+    def slice_counts(self) -> pl.DataFrame:
+        """(system, framework, version, op, points) of the built partitions (footer-cheap: perf points
+        are counted, not recomputed from measurements; `refresh` first for current counts)."""
+        cols = [*PARTITION_KEYS, "op"]
+        scans = [pl.scan_parquet(self._path(k, POINTS_TABLE)).group_by(cols).agg(pl.len().alias("points"))
+                 for k in self.partitions() if self._path(k, POINTS_TABLE).exists()]
+        if not scans:
+            return pl.DataFrame(schema={**{c: pl.String for c in cols}, "points": pl.UInt32})
+        return pl.concat(pl.collect_all(scans)).sort(cols)
+
     def status(self) -> pl.DataFrame:
         """One row per live partition: key, current (inputs unchanged since its build), rows of
         perf points, slices not modelled (build_errors rows)."""
