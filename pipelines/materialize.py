@@ -1,7 +1,9 @@
 """Run the whole asset graph in this process: list the landing folder, ingest
-new or changed raw logs (one run over their partition range), then rebuild the
-derived tables when a derived partition's inputs changed (estimator.store; only
-those partitions are rebuilt).
+new or changed raw logs (one run over their partition range), register the
+warehouse's (system, framework, version) slices as `derived_slice` partitions,
+run `derived_job` over the stale ones only (estimator.store's freshness rule;
+one run per contiguous range of stale keys, built `PERFWH_MAX_CONCURRENT` at
+once), then `reports_job` once, and print every partition's status.
 
 When nothing is new and every derived partition is current, no run is launched
 (and Dagster is not even imported). Runs are recorded in a persistent Dagster
