@@ -18,7 +18,7 @@ import polars as pl
 from estimator.common import Source
 from estimator.slices import SLICE_KEYS
 from estimator.store import (
-    CALIBRATION_TABLE, ERRORS_TABLE, GRIDS_TABLE, PARTITION_TABLES, POINTS_TABLE, DerivedStore, parse_slice_key,
+    CALIBRATION_TABLE, ERRORS_TABLE, GRIDS_TABLE, POINTS_TABLE, DerivedStore, parse_slice_key,
 )  # fmt: skip
 from warehouse.landing import fingerprint
 from warehouse.manifest import load_manifest
@@ -52,10 +52,8 @@ def _keys(context) -> list[tuple[str, str, str]]:
 
 
 def _read(store: DerivedStore, keys, table: str) -> pl.DataFrame:
-    """`table` over the run's partitions that have it (a partition no raw log feeds any more has none)."""
-    schema = {t.name: t.schema for t in PARTITION_TABLES}[table]
-    frames = [store.read(k, table) for k in keys if store._path(k, table).exists()]
-    return pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame(schema=schema)
+    """`table` over the run's partitions."""
+    return store.read_many(keys, table)
 
 
 def _refresh(context, settings: WarehouseSettings) -> tuple[DerivedStore, list, list]:

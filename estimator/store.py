@@ -346,8 +346,12 @@ class DerivedStore:
 
     def read_all(self, table: str) -> pl.DataFrame:
         """`table` over every live partition (call `refresh` first for current content)."""
+        return self.read_many(self.partitions(), table)
+
+    def read_many(self, keys, table: str) -> pl.DataFrame:
+        """`table` over the partitions `keys` that have it (a slice no raw log feeds any more has none)."""
         schema = {t.name: t.schema for t in PARTITION_TABLES}[table]
-        frames = [self.read(k, table) for k in self.partitions() if self._path(k, table).exists()]
+        frames = [self.read(k, table) for k in keys if self._path(k, table).exists()]
         return _typed(pl.concat(frames, how="vertical_relaxed") if frames else None, schema)
 
     # -- builds
