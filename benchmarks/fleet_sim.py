@@ -3,6 +3,7 @@ each is queryable, how many runs, and is every measurement ingested exactly once
 
     python benchmarks/fleet_sim.py --collectors 50 --logs 20 --interval 5 --window 60
     python benchmarks/fleet_sim.py --landing s3      # the same against a local S3 server (moto)
+    python benchmarks/fleet_sim.py --landing s3 --home s3   # and the warehouse in that bucket too
 
 Each collector writes one slice folder (`h200_sxm/trtllm/0.<v>/`, its rows say
 version 0.<v>; v = c, or c mod --slices when hosts share a slice) and drops `--logs` logs of `--rows` unique measurements at
@@ -60,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--interval", type=float, default=5.0, help="sensor interval, s")
     p.add_argument("--window", type=float, default=60.0, help="drops spread over this many s")
     p.add_argument("--landing", choices=("folder", "s3"), default="folder")
+    p.add_argument("--home", choices=("folder", "s3"), default="folder", help="warehouse home kind")
     p.add_argument("--max-runs", type=int, default=20, help="PERFWH_SENSOR_MAX_RUNS")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
@@ -84,24 +86,23 @@ def main(argv: list[str] | None = None) -> int:
 
     write_instance_config(tmp / "dh", environ={})
     server = None
-    if args.landing == "s3":
+    if "s3" in (args.landing, args.home):
         import boto3
-        from moto.server import ThreadedMotoServer
 
-        from tests.s3server import _free_port
+        from tests.s3server import moto_server
 
-        port = _free_port()
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        server.start()
-        os.environ.update(AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", AWS_ACCESS_KEY_ID="x",
-                          AWS_SECRET_ACCESS_KEY="x", AWS_REGION="us-east-1")
+        server = moto_server()  # its own process: delta-rs holds the GIL in some S3 calls
+        url = server.__enter__()
+        os.environ.update(AWS_ENDPOINT_URL=url, AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x",
+                          AWS_REGION="us-east-1", PERFWH_CACHE=str(tmp / "cache"))
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket="fleet")
+    if args.landing == "s3":
         landing = "s3://fleet/landing/"
     else:
         (tmp / "landing").mkdir()
         landing = str(tmp / "landing")
-    home = tmp / "wh"
+    home = "s3://fleet/warehouse" if args.home == "s3" else tmp / "wh"
     settings = WarehouseSettings(home=str(home), landing=landing)
     defs = build_defs(settings)
     sensor = defs.resolve_sensor_def("landing_sensor")
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             v = c % args.slices if args.slices else c
             key = f"h200_sxm/trtllm/0.{v}/dsa_context_module_perf_c{c:03d}_{j:03d}.txt"
             text = log_text(v, c * args.logs + j, args.rows, random.Random(c * 1000 + j))
-            if server is not None:
+            if args.landing == "s3":
                 s3.put_object(Bucket="fleet", Key="landing/" + key, Body=text.encode())
             else:
                 path = Path(landing) / key
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     lat = sorted(queryable[k] - dropped[k] for k in queryable)
     q = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) > 1 else lat * 99
     summary = {
-        "landing": args.landing, "collectors": args.collectors, "logs_each": args.logs, "files": total,
+        "landing": args.landing, "home": args.home, "collectors": args.collectors, "logs_each": args.logs, "files": total,
         "slices": args.slices or args.collectors, "rows_expected": total * args.rows, "rows_stored": int(counts["len"].sum()),
         "files_with_wrong_count": int((counts["len"] != args.rows).sum()), "files_queryable": len(queryable),
         "sensor_interval_s": args.interval, "ticks": ticks, "runs": runs, "batches": batches,
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": round(time.monotonic() - start, 1),
     }
     if server is not None:
-        server.stop()
+        server.__exit__(None, None, None)
     if args.json:
         print(json.dumps(summary))
     else:

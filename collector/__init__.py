@@ -6,4 +6,5 @@ the GPU); ``python -m collector --help`` lists the commands.
 """
 
 FRAMEWORK = "perfwh"
-VERSION = "0.1"
+# 0.2: MLA decode through kernels/mla_decode.py (issue 16); 0.1 rows (the first data set) stay as they are.
+VERSION = "0.2"

@@ -228,12 +228,15 @@ def format_table(table: pl.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def plot_errors(errors: pl.DataFrame, path) -> None:
-    """Predicted vs measured (log-log), one panel per table, one colour per class; PNG at `path`."""
+def plot_errors(errors: pl.DataFrame, path, title: str | None = None) -> None:
+    """Predicted vs measured (log-log), one panel per table, one colour per class; PNG at `path`.
+
+    `title` should name the system, backend, version and dtypes the points came from."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import ticker
 
     tables = sorted(errors["table"].unique().to_list())
     fig, axes = plt.subplots(1, len(tables), figsize=(4.2 * len(tables), 4.2), squeeze=False)
@@ -254,7 +257,14 @@ def plot_errors(errors: pl.DataFrame, path) -> None:
         ax.set_title(table)
         ax.set_xlabel("measured ms")
         ax.set_ylabel("estimated ms")
+        for axis in (ax.xaxis, ax.yaxis):  # 1-2-5 labels, plain numbers, no minor labels (they overlapped)
+            axis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=6))
+            axis.set_major_formatter(ticker.FuncFormatter(lambda v, _p: f"{v:g}"))
+            axis.set_minor_formatter(ticker.NullFormatter())
+        ax.tick_params(labelsize=8)
         ax.legend(fontsize=7, loc="upper left")
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -30,6 +30,7 @@ from .engine import estimate_group
 from .estimate import Estimate
 from .fastsol import compile_array, compile_scalar
 from .grid import SOURCES, GridSet, GroupGrids
+from .intervals import IntervalLookup, class_code, distance_many, distance_one
 from .limits import MAX_INT, Bounds, OutOfRangeError, beyond, beyond_many, check_int_max, check_model, group_bounds
 from .lookup import lookup_one, nearest_measured
 from .slices import GROUP_KEYS, family_of, model_for
@@ -45,6 +46,8 @@ _CAT_COLUMNS = ("gemm_type", "kv_cache_dtype", "attn_dtype", "architecture", "ke
 _INT_OPTIONS = ("index_topk", "index_n_heads")
 SOURCE_DTYPE = pl.Enum(list(SOURCES))  # estimate_many's `source` column
 _SOURCE_NAMES = pl.Series("source", list(SOURCES), dtype=SOURCE_DTYPE)
+_IV_CLASS = tuple(class_code(s) for s in SOURCES)  # grid provenance code -> interval class
+_IV_CLASS_ARR = np.asarray(_IV_CLASS, dtype=np.int8)
 
 
 def canonical_op(op: str) -> str:
@@ -99,7 +102,7 @@ class PerfDatabase:
 
     def __init__(self, system: str = "h200_sxm", backend: str = "trtllm", version: str | None = None,
                  home=None, *, calibration: pl.DataFrame | None = None, grids: pl.DataFrame | None = None,
-                 from_system: str | None = None):
+                 from_system: str | None = None, intervals: pl.DataFrame | None = None):
         self.spec = load_system(system)
         self.system = system
         framework = FRAMEWORKS.get(str(backend).lower())
@@ -130,10 +133,16 @@ class PerfDatabase:
         self._all_versions = versions
         self.version = version or versions[-1]
         self.build_errors = pl.DataFrame()
+        self._iv_loaded: dict[str, IntervalLookup] = {}
         if store is not None:
             calibration, grids, self.build_errors = self._load_partitions(store, framework, versions)
         mine = (pl.col("system") == self.data_system) & (pl.col("framework") == framework)
         self.grids = GridSet.from_frame(grids.filter(mine))
+        # 80% intervals (estimator.intervals): the given table for every version, else each version
+        # partition's own `interval_model`; empty (NaN bounds) without one
+        self.intervals = (IntervalLookup(intervals) if intervals is not None
+                          else self._iv_loaded.get(self.version, IntervalLookup(None)))
+        self._iv_by_version: dict[str, IntervalLookup] = dict(self._iv_loaded) if intervals is None else {}
         self.params = {(k[2], k[3], k[4]): p for k, p in params_from_frame(calibration.filter(mine)).items()}
         if self.data_system != system:  # answers move from the source's spec to this one's (estimator/transfer.py)
             rule = transfer.TransferRule(load_system(self.data_system), self.spec)
@@ -150,7 +159,11 @@ class PerfDatabase:
         rebuilt first if stale; SliceBuildError when the system itself could not be modelled."""
         from .store import SliceBuildError, slice_error
 
-        parts = [store.load((self.data_system, framework, v)) for v in versions]
+        from .intervals import TABLE as IV_TABLE
+
+        parts = [store.load((self.data_system, framework, v),
+                            tables=("sol_calibration", "grids", "build_errors", IV_TABLE)) for v in versions]
+        self._iv_loaded = {v: IntervalLookup(p[IV_TABLE]) for v, p in zip(versions, parts)}
         calibration, grids, errors = (pl.concat([p[t] for p in parts], how="vertical_relaxed")
                                       for t in ("sol_calibration", "grids", "build_errors"))
         if reason := slice_error(errors):
@@ -330,10 +343,16 @@ class PerfDatabase:
         if res.transferred_from and code < interp.TRANSFERRED:
             code = interp.TRANSFERRED
         latency = cal * 2.0**ratio
+        iv = self._iv_by_version.get(res.key[2], self.intervals)
+        if iv.cells:
+            lo, hi, err = iv.bounds(op, _IV_CLASS[code], distance_one(res.group, h, pre, b, seq), latency)
+        else:
+            lo = hi = err = math.nan
         # positional: (latency_ms, source, op, system, framework, version, sol_ms, raw_sol_ms,
-        # log2_ratio, neighbour_cells, slice, transferred_from, method, limit)
+        # log2_ratio, neighbour_cells, slice, transferred_from, method, limit, low_ms, high_ms,
+        # expected_error_pct)
         return Estimate(latency, _SOURCE_ENUM[code], op, self.system, self.framework, res.key[2], cal, raw,
-                        ratio, nbrs, res.slice_items, res.transferred_from, method, limit)
+                        ratio, nbrs, res.slice_items, res.transferred_from, method, limit, lo, hi, err)
 
     @staticmethod
     def _seq_arg(op: str, s, isl, kv_len) -> int:
@@ -349,8 +368,8 @@ class PerfDatabase:
 
     # ---- vectorised ------------------------------------------------------------------------
     def estimate_many(self, op: str, frame: pl.DataFrame, **defaults) -> pl.DataFrame:
-        """`frame` plus latency_ms, source, sol_ms and version columns, vectorised (float32
-        arithmetic: values agree with `estimate` to ~1e-6 relative).
+        """`frame` plus latency_ms, source, sol_ms, version, low_ms and high_ms (80% interval)
+        columns, vectorised (float32 arithmetic: values agree with `estimate` to ~1e-6 relative).
 
         Columns: batch_size, isl (context) or kv_len (generation) (or seq_len), num_heads,
         optional prefix (a missing column means 0); optional columns gemm_type, kv_cache_dtype,
@@ -400,6 +419,7 @@ class PerfDatabase:
         latency = np.empty(n)
         sol_ms = np.empty(n)
         code = np.empty(n, dtype=np.int8)
+        q_lo, q_hi = np.full(n, np.nan), np.full(n, np.nan)
         vcode = np.zeros(n, dtype=np.uint32)
         vindex = {v: i for i, v in enumerate(self._all_versions)}
         if cats:
@@ -437,9 +457,15 @@ class PerfDatabase:
             code[sel] = cd
             sol_ms[sel] = sm
             vcode[sel] = vindex[res.key[2]]
+            iv = self._iv_by_version.get(res.key[2], self.intervals)
+            if iv.cells:
+                dist = distance_many(res.group, hs, ps, bs, sq)
+                q_lo[sel], q_hi[sel], _ = iv.quantiles_many(op, _IV_CLASS_ARR[cd], dist)
         source = _SOURCE_NAMES.gather(code.astype(np.uint32))
         version = pl.Series("version", self._all_versions, dtype=pl.Enum(self._all_versions)).gather(vcode)
-        return frame.with_columns(pl.Series("latency_ms", latency), source, pl.Series("sol_ms", sol_ms), version)
+        return frame.with_columns(pl.Series("latency_ms", latency), source, pl.Series("sol_ms", sol_ms), version,
+                                  pl.Series("low_ms", latency * np.exp2(q_lo)),
+                                  pl.Series("high_ms", latency * np.exp2(q_hi)))
 
     @staticmethod
     def _check_model_many(op, res, heads, seq, prefix, context, rows) -> None:

@@ -32,7 +32,9 @@ class Estimate(NamedTuple):
     fallback chain's step), or nearest (method="nearest" off a measured cell).
     `version` is the data version that answered (per op: docs/limits.md);
     `limit` names the rule that made the calibrated SOL answer past the measured
-    range (None otherwise). sol_ms is the calibrated SOL at the query's own
+    range (None otherwise). low_ms / high_ms: the 80% interval, learned from
+    cross-validation residuals of answers of the same op, provenance and
+    distance to measured data (`estimator.intervals`). sol_ms is the calibrated SOL at the query's own
     shape; the estimate is sol_ms * 2**log2_ratio where the ratio comes from
     the neighbours (0 for `sol`). `slice` names the data the answer came from;
     `transferred_from` says what differed from the query when a related slice,
@@ -54,6 +56,9 @@ class Estimate(NamedTuple):
     transferred_from: str | None = None
     method: str = "interp"
     limit: str | None = None
+    low_ms: float = float("nan")  # 80% interval (estimator.intervals); NaN without an interval model
+    high_ms: float = float("nan")
+    expected_error_pct: float = float("nan")  # mean absolute % error of held-out answers like this one
 
     def __repr__(self) -> str:
         # The raw lookup corners are arrays: show what a person wants instead.
@@ -61,6 +66,7 @@ class Estimate(NamedTuple):
         return (
             f"Estimate(latency_ms={self.latency_ms:.6g}, source={self.source.value}, op={self.op!r}, "
             f"system={self.system!r}, framework={self.framework!r}, version={self.version!r}, "
+            f"low_ms={self.low_ms:.6g}, high_ms={self.high_ms:.6g}, "
             f"sol_ms={self.sol_ms:.6g}{where}, method={self.method!r}, neighbours={len(self.neighbours)})"
         )
 
@@ -75,6 +81,9 @@ class Estimate(NamedTuple):
     def as_dict(self) -> dict:
         return {
             "latency_ms": self.latency_ms,
+            "low_ms": self.low_ms,
+            "high_ms": self.high_ms,
+            "expected_error_pct": self.expected_error_pct,
             "source": self.source.value,
             "op": self.op,
             "system": self.system,

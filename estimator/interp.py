@@ -8,20 +8,36 @@ constant is extrapolating along the SOL.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 # Provenance codes stored in grids (index into estimator.common.Source order).
 MEASURED, INTERPOLATED, EXTRAPOLATED, TRANSFERRED, SOL, NEAREST = range(6)
 
 
-def bracket(axis: np.ndarray, q: np.ndarray, trend: float = 0.0):
-    """Bracketing indices and weight of each query on a sorted axis.
+POWERS = (0.0, 0.5, 1.0)  # interpolation coordinate along an axis: 0 = log2(x), p > 0 = x**p
 
-    Returns (i0, i1, w, outside): value = (1-w)*v[i0] + w*v[i1]. Outside the
-    axis the boundary value holds (trend 0) or the last segment's slope
-    continues, damped by `trend` (0..1).
+
+def power_weight(x0, x1, x, power: float):
+    """Weight of x between x0 and x1 (all log2 values) in the coordinate x**power (log2 when 0).
+
+    Why: the log2-ratio surface is not equally straight in every coordinate
+    (decode latency is affine in kv_len and batch, so its ratio to a SOL with a
+    max() in it bends in log2 space); the grid build picks the power per op and
+    axis by cross-validation (`grid.choose_powers`).
+    """
+    if not power:
+        return (x - x0) / (x1 - x0)
+    a0 = np.exp2(power * x0)
+    return (np.exp2(power * x) - a0) / (np.exp2(power * x1) - a0)
+
+
+def bracket(axis: np.ndarray, q: np.ndarray, trend: float = 0.0, power: float = 0.0):
+    """Bracketing indices and weight of each query on a sorted (log2) axis.
+
+    Returns (i0, i1, w, outside): value = (1-w)*v[i0] + w*v[i1]. Inside the
+    axis the weight is linear in x**power (`power_weight`; log2 when 0). Outside
+    the axis the boundary value holds (trend 0) or the last segment's slope
+    continues in log2, damped by `trend` (0..1).
     """
     n = axis.shape[0]
     q = np.asarray(q, dtype=np.float64)
@@ -33,6 +49,9 @@ def bracket(axis: np.ndarray, q: np.ndarray, trend: float = 0.0):
     a0 = axis[i0]
     a1 = axis[i1]
     w = (q - a0) / (a1 - a0)
+    if power:
+        with np.errstate(invalid="ignore", over="ignore"):
+            w = np.where((w > 0.0) & (w < 1.0), power_weight(a0, a1, q, power), w)
     outside = (q < axis[0]) | (q > axis[-1])
     if trend:
         return i0, i1, np.where(w > 1.0, 1.0 + trend * (w - 1.0), np.where(w < 0.0, trend * w, w)), outside
@@ -139,12 +158,13 @@ def extrapolate_holes(values: np.ndarray, src: np.ndarray, xb: np.ndarray, xs: n
     return out, src
 
 
-def _line_brackets(x: np.ndarray, values: np.ndarray, known: np.ndarray):
+def _line_brackets(x: np.ndarray, values: np.ndarray, known: np.ndarray, power: float | tuple = 0.0):
     """`_interp_line` for every cell of every row at once (rows = lines along `x`).
 
     Returns (value, distance to the nearer neighbour, has): the nearest known
     entries strictly left and right of each cell (the cell itself never counts,
-    so the same answer serves leave-one-out scoring and hole filling).
+    so the same answer serves leave-one-out scoring and hole filling). With a
+    tuple of powers, value is a list (one per power) on the same neighbours.
     """
     n = values.shape[1]
     idx = np.arange(n)
@@ -156,23 +176,34 @@ def _line_brackets(x: np.ndarray, values: np.ndarray, known: np.ndarray):
     jl, jr = np.clip(left, 0, n - 1), np.clip(right, 0, n - 1)
     rows = np.arange(values.shape[0])[:, None]
     xj, xl, xr = x[idx][None, :], x[jl], x[jr]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        w = (xj - xl) / (xr - xl)
-        value = values[rows, jl] * (1 - w) + values[rows, jr] * w
+    vl, vr = values[rows, jl], values[rows, jr]
+    values_out = []
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for p in (power if isinstance(power, tuple) else (power,)):
+            w = power_weight(xl, xr, xj, p)
+            values_out.append(vl * (1 - w) + vr * w)
+    value = values_out if isinstance(power, tuple) else values_out[0]
     return value, np.minimum(xj - xl, xr - xj), has
 
 
-def line_estimates(values: np.ndarray, known: np.ndarray, xb: np.ndarray, xs: np.ndarray, *, parts: bool = False):
+def line_estimates(values: np.ndarray, known: np.ndarray, xb: np.ndarray, xs: np.ndarray, *, parts: bool = False,
+                   powers: tuple[float, float] = (0.0, 0.0)):
     """`line_estimate` of every cell at once: (estimates, has-estimate mask).
 
     Same arithmetic, in the same order, as the scalar function (row candidate
     first, then column), so the results are bit-identical; the per-cell Python
     loop was the grid build's main cost. parts=True also returns the row and
     column estimates themselves (NaN where that line does not bracket the cell).
+    powers: (batch, seq) coordinate of each line (`power_weight`); distances stay log2.
+    values may carry leading axes (..., nb, ns): each (nb, ns) plane is its own grid.
     """
-    rv, rd, rh = _line_brackets(xs, values, known)
-    cv, cd, ch = _line_brackets(xb, values.T, known.T)
-    cv, cd, ch = cv.T, cd.T, ch.T
+    shape = values.shape
+    nb, ns = shape[-2:]
+    rv, rd, rh = (a.reshape(shape) for a in
+                  _line_brackets(xs, values.reshape(-1, ns), known.reshape(-1, ns), powers[1]))
+    vt, kt = np.swapaxes(values, -1, -2), np.swapaxes(known, -1, -2)
+    cv, cd, ch = (np.swapaxes(a.reshape(vt.shape), -1, -2) for a in
+                  _line_brackets(xb, vt.reshape(-1, nb), kt.reshape(-1, nb), powers[0]))
     with np.errstate(divide="ignore", invalid="ignore"):
         both = (rv / rd + cv / cd) / (1.0 / rd + 1.0 / cd)
         row_only = (rv / rd) / (1.0 / rd)
@@ -236,6 +267,22 @@ def sibling_estimates(values: np.ndarray, known: np.ndarray, siblings: list[np.n
     return (est, has, each) if parts else (est, has)
 
 
+def local_sibling_estimates(values: np.ndarray, siblings: list[np.ndarray], xb: np.ndarray, xs: np.ndarray):
+    """Each sibling's estimate of every cell with a local offset: its value plus the difference
+    (self - sibling) interpolated at the cell along its row and column (`line_estimates` of the
+    difference surface). Stacked (n_siblings, nb, ns), NaN where it does not qualify.
+
+    Why: the offset between two slices drifts (FP8 vs BF16 KV cache differ more at long
+    kv_len); the median over a whole row and column (`sibling_estimates`) misses the drift.
+    """
+    if not siblings:
+        return np.full((0, *values.shape), np.nan)
+    sibs = np.stack(siblings)
+    diff = values[None] - sibs
+    est, has = line_estimates(diff, ~np.isnan(diff), xb, xs)  # all siblings in one pass
+    return np.where(has & ~np.isnan(sibs), sibs + est, np.nan)
+
+
 def median_estimates(candidates: np.ndarray):
     """Median over candidate estimates (n, nb, ns), NaN ignored: (estimates, has-estimate mask).
 
@@ -244,7 +291,11 @@ def median_estimates(candidates: np.ndarray):
     mean of the candidates lands between the levels, away from both; the median
     follows the majority, which is what the median error rewards.
     """
-    has = (~np.isnan(candidates)).any(axis=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells: NaN, marked by `has`
-        return np.nanmedian(candidates, axis=0), has
+    # np.nanmedian goes through masked arrays (most of the grid build's time with five
+    # medians per slice): sort instead (NaN last) and read the middle of the finite values.
+    count = (~np.isnan(candidates)).sum(axis=0)
+    ordered = np.sort(candidates, axis=0)
+    lo = np.take_along_axis(ordered, np.clip((count - 1) // 2, 0, None)[None], axis=0)[0]
+    hi = np.take_along_axis(ordered, np.clip(count // 2, 0, max(candidates.shape[0] - 1, 0))[None], axis=0)[0]
+    med = np.where(count == 0, np.nan, np.where(count % 2 == 1, hi, (lo + hi) / 2))
+    return med, count > 0

@@ -35,8 +35,10 @@ def _lookup_stacked(st, heads, prefix, batch, seq):
     dt = batch.dtype if batch.dtype in (np.float32, np.float64) else np.float64
     hi0, hi1, hw, hout = interp.bracket(st.xh.astype(dt), np.log2(np.asarray(heads, dtype=dt)))
     pi0, pi1, pw, pout = interp.bracket(st.xp.astype(dt), np.asarray(prefix, dtype=dt))
-    bi0, bi1, bw, bout = interp.bracket(st.xb.astype(dt), np.log2(np.asarray(batch, dtype=dt)))
-    si0, si1, sw, sout = interp.bracket(st.xs.astype(dt), np.log2(np.asarray(seq, dtype=dt)), st.trend)
+    bi0, bi1, bw, bout = interp.bracket(st.xb.astype(dt), np.log2(np.asarray(batch, dtype=dt)),
+                                        power=st.batch_power)
+    si0, si1, sw, sout = interp.bracket(st.xs.astype(dt), np.log2(np.asarray(seq, dtype=dt)), st.trend,
+                                        st.seq_power)
     nh, npf, nb, ns = st.ratio.shape
     flat_r = st.__dict__.get("_flat_" + dt.name) if hasattr(dt, "name") else None
     if flat_r is None:
@@ -124,8 +126,8 @@ def _lookup_by_slice(grp: GroupGrids, heads, prefix, batch, seq):
                 sg = grp.slices.get((int(grp.heads[c // npref]), int(grp.prefixes[c % npref])))
                 if sg is None:
                     continue
-                bi0, bi1, bw, bout = interp.bracket(sg.xb, lb[m])
-                si0, si1, sw, sout = interp.bracket(sg.xs, ls[m], sg.trend)
+                bi0, bi1, bw, bout = interp.bracket(sg.xb, lb[m], power=sg.batch_power)
+                si0, si1, sw, sout = interp.bracket(sg.xs, ls[m], sg.trend, sg.seq_power)
                 val = interp.bilinear(sg.ratio, bi0, bi1, bw, si0, si1, sw)
                 if sg.measured is not None:
                     on = (w[m] == 1) & ~bout & ~sout & ((bw == 0) | (bw == 1)) & ((sw == 0) | (sw == 1))
@@ -148,7 +150,13 @@ def _lookup_by_slice(grp: GroupGrids, heads, prefix, batch, seq):
     return ratio, code.astype(np.int8)
 
 
-def _bracket1(axis: list[float], q: float, trend: float = 0.0):
+def _power_w(a0: float, a1: float, q: float, power: float) -> float:
+    """Scalar twin of interp.power_weight for an inside point."""
+    b0 = 2.0 ** (power * a0)
+    return (2.0 ** (power * q) - b0) / (2.0 ** (power * a1) - b0)
+
+
+def _bracket1(axis: list[float], q: float, trend: float = 0.0, power: float = 0.0):
     n = len(axis)
     if n == 1:
         return 0, 0, 0.0, q != axis[0]
@@ -160,10 +168,12 @@ def _bracket1(axis: list[float], q: float, trend: float = 0.0):
         w = 1.0 + trend * (w - 1.0)
     elif w < 0.0:
         w = trend * w
+    elif power and 0.0 < w < 1.0:
+        w = _power_w(a0, a1, q, power)
     return i1 - 1, i1, w, out
 
 
-def _axis_py(axis: list[float], q: float, trend: float = 0.0):
+def _axis_py(axis: list[float], q: float, trend: float = 0.0, power: float = 0.0):
     """Inline-friendly bracket on a plain list: (i0, i1, w, outside)."""
     n = len(axis)
     if n == 1:
@@ -179,6 +189,8 @@ def _axis_py(axis: list[float], q: float, trend: float = 0.0):
         return i1 - 1, i1, 1.0 + trend * (w - 1.0), True
     if w < 0.0:
         return i1 - 1, i1, trend * w, True
+    if power and w > 0.0 and w < 1.0:
+        return i1 - 1, i1, _power_w(a0, axis[i1], q, power), False
     return i1 - 1, i1, w, False
 
 
@@ -196,7 +208,7 @@ class StackedCells(NamedTuple):
 
         Weights are clipped to [0, 1]: past the last sequence value they are the boundary cells'
         (the answer continues the slope from there), never negative."""
-        xh, xp, xb, xs, ratio, source, trend, hv, pv, bv, sv, _ = self.py
+        xh, xp, xb, xs, ratio, source, trend, hv, pv, bv, sv = self.py[:11]
         out = []
         sw = min(max(self.s[2], 0.0), 1.0)
         for hidx, hwt in ((self.h[0], 1.0 - self.h[2]), (self.h[1], self.h[2])):
@@ -219,7 +231,7 @@ def _stacked_py(st) -> tuple:
     return (st.xh.tolist(), st.xp.tolist(), st.xb.tolist(), st.xs.tolist(), st.ratio.tolist(), st.source.tolist(),
             st.trend, [int(round(2**x)) for x in st.xh.tolist()], [int(x) for x in st.xp.tolist()],
             [int(round(2**x)) for x in st.xb.tolist()], [int(round(2**x)) for x in st.xs.tolist()],
-            st.measured.tolist())
+            st.measured.tolist(), st.batch_power, st.seq_power)
 
 
 def lookup_one(grp: GroupGrids, heads: int, prefix: int, batch: int, seq: int):
@@ -232,11 +244,11 @@ def lookup_one(grp: GroupGrids, heads: int, prefix: int, batch: int, seq: int):
         py = grp.__dict__.get("_stacked_py")
         if py is None:
             py = grp.__dict__["_stacked_py"] = _stacked_py(st)
-        xh, xp, xb, xs, ratio, source, trend, hv, pv, bv, sv, measured = py
+        xh, xp, xb, xs, ratio, source, trend, hv, pv, bv, sv, measured, bpow, spow = py
         hi0, hi1, hw, hout = _axis_py(xh, _LOG2(heads))
         pi0, pi1, pw, pout = _axis_py(xp, float(prefix))
-        bi0, bi1, bw, bout = _axis_py(xb, _LOG2(batch))
-        si0, si1, sw, sout = _axis_py(xs, _LOG2(seq), trend)
+        bi0, bi1, bw, bout = _axis_py(xb, _LOG2(batch), 0.0, bpow)
+        si0, si1, sw, sout = _axis_py(xs, _LOG2(seq), trend, spow)
         acc = 0.0
         code = interp.MEASURED
         used = 0
@@ -297,9 +309,9 @@ def lookup_one(grp: GroupGrids, heads: int, prefix: int, batch: int, seq: int):
             py = cache["slices"].get((int(h), int(p)))
             if py is None:
                 continue
-            xb, xs, ratio, source, bvals, svals, trend = py
-            bi0, bi1, bw, bout = _bracket1(xb, lb)
-            si0, si1, sw, sout = _bracket1(xs, ls, trend)
+            xb, xs, ratio, source, bvals, svals, trend, bpow, spow = py
+            bi0, bi1, bw, bout = _bracket1(xb, lb, 0.0, bpow)
+            si0, si1, sw, sout = _bracket1(xs, ls, trend, spow)
             outside = outside or bout or sout
             exact = exact and not (bout or sout) and bw in (0.0, 1.0) and sw in (0.0, 1.0)
             swc = min(max(sw, 0.0), 1.0)  # reported weights: the boundary's past the last sequence value
@@ -338,7 +350,7 @@ def _py_axes(grp: GroupGrids) -> dict:
         "prefixes": [float(p) for p in grp.prefixes.tolist()],
         "slices": {
             k: (sg.xb.tolist(), sg.xs.tolist(), sg.ratio.tolist(), sg.source.tolist(),
-                sg.batch.tolist(), sg.seq.tolist(), sg.trend)
+                sg.batch.tolist(), sg.seq.tolist(), sg.trend, sg.batch_power, sg.seq_power)
             for k, sg in grp.slices.items()
         },
     }

@@ -26,6 +26,7 @@ import numpy as np
 import polars as pl
 
 from .common import FMHAQuantMode, GEMMQuantMode, KVCacheQuantMode, Source
+from .intervals import rollup_bounds
 from .utils import DeepSeekV32Config, HFModelConfig, load_model_config
 
 __all__ = [
@@ -98,6 +99,9 @@ class ModelEstimate:
     generation_*_ms: one decode step (batch_size tokens) summed over layers, at
     KV length prefix+isl+j for steps j = 0..osl-1: the attention share of TPOT.
     provenance: phase -> source -> number of layer-estimates with that source.
+    *_low_ms / *_high_ms: the 80% interval of the sum, as the sum of the layers'
+    bounds (errors of the layers of one model are strongly correlated: they hit
+    the same grids and calibration, so they do not average out).
     layers: one row per layer.
     """
 
@@ -121,11 +125,34 @@ class ModelEstimate:
     provenance: dict[str, dict[str, int]]
     layers: pl.DataFrame = field(repr=False)
     scope: str = SCOPE_NOTE
+    # 80% intervals (estimator.intervals), summed over layers and steps: see `rollup_bounds`.
+    context_low_ms: float = float("nan")
+    context_high_ms: float = float("nan")
+    generation_mean_low_ms: float = float("nan")
+    generation_mean_high_ms: float = float("nan")
+    generation_total_low_ms: float = float("nan")
+    generation_total_high_ms: float = float("nan")
 
     def as_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "layers"}
         out["layers"] = self.layers.to_dicts()
         return out
+
+    def __str__(self) -> str:
+        """A short block for print() (the repr stays the one-line dataclass form)."""
+        def sources(phase: str) -> str:
+            return ", ".join(f"{n} {s}" for s, n in sorted(self.provenance.get(phase, {}).items()))
+
+        return "\n".join([
+            f"{self.model} on {self.system} / {self.backend} {self.version}, tp {self.tp_size} "
+            f"({self.num_heads} heads/GPU)",
+            f"  batch {self.batch_size}, isl {self.isl}, osl {self.osl}, prefix {self.prefix}",
+            f"  prefill (attention, all layers): {self.context_ms:,.3f} ms  [{sources('context')}]",
+            f"  decode step: first {self.generation_first_ms:,.3f} ms, mean {self.generation_mean_ms:,.3f} ms, "
+            f"last {self.generation_last_ms:,.3f} ms; {self.generation_steps} steps {self.generation_total_ms:,.1f} ms"
+            f"  [{sources('generation')}]",
+            f"  {self.scope}",
+        ])
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -288,6 +315,8 @@ class Model:
         kv = prefix + isl + np.arange(osl, dtype=np.int64)
 
         ctx_ms = np.zeros(n)
+        ctx_lo, ctx_hi = np.zeros(n), np.zeros(n)
+        step_lo, step_hi = np.zeros(osl), np.zeros(osl)
         ctx_src = np.empty(n, dtype=object)
         gen_first = np.zeros(n)
         gen_mean = np.zeros(n)
@@ -301,14 +330,15 @@ class Model:
             idx = np.array([layer.index for layer in self.layers if layer.attention == kind])
             scale_c = np.array([self.context_ops[i].scale_factor for i in idx], dtype=np.float64)
             scale_g = np.array([self.generation_ops[i].scale_factor for i in idx], dtype=np.float64)
-            c_lat, c_src = _estimate_rows(db, f"{kind}_context", self.op_settings[kind],
+            c_lat, c_src, c_lo, c_hi = _estimate_rows(db, f"{kind}_context", self.op_settings[kind],
                                           batch=np.array([batch_size]), seq=np.array([isl]),
                                           prefix=np.array([prefix]), versions=used)
             ctx_ms[idx] = c_lat[0] * scale_c
+            ctx_lo[idx], ctx_hi[idx] = c_lo[0] * scale_c, c_hi[0] * scale_c
             ctx_src[idx] = c_src[0]
             prov["context"][c_src[0]] += idx.size
             if osl:
-                g_lat, g_src = _estimate_rows(db, f"{kind}_generation", self.op_settings[kind],
+                g_lat, g_src, g_lo, g_hi = _estimate_rows(db, f"{kind}_generation", self.op_settings[kind],
                                               batch=np.full(osl, batch_size), seq=kv,
                                               prefix=np.zeros(osl, dtype=np.int64), versions=used)
                 gen_first[idx] = g_lat[0] * scale_g
@@ -316,6 +346,8 @@ class Model:
                 gen_last[idx] = g_lat[-1] * scale_g
                 gen_worst[idx] = _worst(g_src)
                 step_total += g_lat * scale_g.sum()
+                step_lo += g_lo * scale_g.sum()
+                step_hi += g_hi * scale_g.sum()
                 for s, cnt in Counter(g_src.tolist()).items():
                     prov["generation"][s] += cnt * idx.size
             else:
@@ -329,6 +361,8 @@ class Model:
             "generation_op": [op.name for op in self.generation_ops],
             "context_ms": ctx_ms,
             "context_source": ctx_src.tolist(),
+            "context_low_ms": ctx_lo,
+            "context_high_ms": ctx_hi,
             "generation_first_ms": gen_first,
             "generation_mean_ms": gen_mean,
             "generation_last_ms": gen_last,
@@ -347,6 +381,10 @@ class Model:
             generation_total_ms=float(step_total.sum()),
             provenance={p: {s: c[s] for s in SOURCE_ORDER if c.get(s)} for p, c in prov.items()},
             layers=layers,
+            **dict(zip(("context_low_ms", "context_high_ms"), rollup_bounds(ctx_lo, ctx_hi))),
+            **dict(zip(("generation_total_low_ms", "generation_total_high_ms"), rollup_bounds(step_lo, step_hi))),
+            generation_mean_low_ms=float(step_lo.mean()) if osl else 0.0,
+            generation_mean_high_ms=float(step_hi.mean()) if osl else 0.0,
         )
 
 
@@ -363,8 +401,8 @@ def _versions_label(versions: set[str]) -> str | None:
 
 def _estimate_rows(db, table: str, values: dict[str, Any], *, batch: np.ndarray, seq: np.ndarray,
                    prefix: np.ndarray, versions: set | None = None):
-    """(latency_ms, source) arrays of one op kind at many shapes: one `db.estimate_many` call
-    (adds the data versions that answered to `versions`)."""
+    """(latency_ms, source, low_ms, high_ms) arrays of one op kind at many shapes: one
+    `db.estimate_many` call (adds the data versions that answered to `versions`)."""
     context = table.endswith("_context")
     cols = {"batch_size": batch.astype(np.int64), ("isl" if context else "kv_len"): seq.astype(np.int64),
             "num_heads": np.full(seq.size, values["num_heads"], dtype=np.int64)}
@@ -382,7 +420,8 @@ def _estimate_rows(db, table: str, values: dict[str, Any], *, batch: np.ndarray,
         raise OutOfRangeError(f"{table}: {str(exc).split(': ', 1)[-1]}") from None
     if versions is not None and "version" in out.columns:
         versions.update(out["version"].cast(pl.String).unique().to_list())
-    return out["latency_ms"].to_numpy(), out["source"].to_numpy().astype(object)
+    return (out["latency_ms"].to_numpy(), out["source"].to_numpy().astype(object), out["low_ms"].to_numpy(),
+            out["high_ms"].to_numpy())
 
 
 def get_model(model_path: str | os.PathLike, system: str = "h200_sxm", backend: str = "trtllm",
@@ -412,8 +451,9 @@ PHASES = ("context", "generation")
 COMPARE_ISLS = tuple(1024 * 2**k for k in range(8))  # 1k .. 128k
 
 
-def attention_curve(model: Model, phase: str, seq, batch_size: int, db=None):
-    """Attention time summed over layers at many sequence lengths, and the worst source per point.
+def attention_curve(model: Model, phase: str, seq, batch_size: int, db=None, *, with_bounds: bool = False):
+    """Attention time summed over layers at many sequence lengths, and the worst source per point
+    (with_bounds: also the 80% interval's low and high sums, see `rollup_bounds`).
 
     context: one prefill pass of batch_size requests of `seq` new tokens;
     generation: one decode step at KV length `seq`.
@@ -427,30 +467,35 @@ def attention_curve(model: Model, phase: str, seq, batch_size: int, db=None):
     db = model.database() if db is None else db
     ops = model.context_ops if phase == "context" else model.generation_ops
     total = np.zeros(seq.size)
+    low, high = np.zeros(seq.size), np.zeros(seq.size)
     worst = np.zeros(seq.size, dtype=np.int64)
     rank = {s: i for i, s in enumerate(SOURCE_ORDER)}
     for kind in sorted({layer.attention for layer in model.layers}):
         scale = sum(ops[layer.index].scale_factor for layer in model.layers if layer.attention == kind)
-        lat, src = _estimate_rows(db, f"{kind}_{phase}", model.op_settings[kind],
-                                  batch=np.full(seq.size, batch_size), seq=seq,
-                                  prefix=np.zeros(seq.size, dtype=np.int64))
+        lat, src, lo, hi = _estimate_rows(db, f"{kind}_{phase}", model.op_settings[kind],
+                                          batch=np.full(seq.size, batch_size), seq=seq,
+                                          prefix=np.zeros(seq.size, dtype=np.int64))
         total += lat * scale
+        low += lo * scale
+        high += hi * scale
         worst = np.maximum(worst, np.array([rank[s] for s in src]))
-    return total, np.array(SOURCE_ORDER, dtype=object)[worst]
+    src = np.array(SOURCE_ORDER, dtype=object)[worst]
+    return (total, src, low, high) if with_bounds else (total, src)
 
 
 def compare_models(models: list[Model], seq=COMPARE_ISLS, batch_size: int = 1, db=None) -> pl.DataFrame:
-    """Long frame: model, attention, layers, phase, seq, model_ms, layer_ms (mean per layer), source."""
+    """Long frame: model, attention, layers, phase, seq, model_ms, layer_ms (mean per layer), source,
+    low_ms and high_ms (the model total's 80% interval)."""
     if not models:
         raise ValueError("compare needs at least one model")
     frames = []
     for m in models:
         for phase in PHASES:
-            total, src = attention_curve(m, phase, seq, batch_size, db=db)
+            total, src, low, high = attention_curve(m, phase, seq, batch_size, db=db, with_bounds=True)
             frames.append(pl.DataFrame({
                 "model": m.model_path, "attention": m.hf.attention, "layers": m.num_layers,
                 "phase": phase, "seq": np.asarray(seq, dtype=np.int64), "model_ms": total,
-                "layer_ms": total / m.num_layers, "source": src.tolist(),
+                "layer_ms": total / m.num_layers, "source": src.tolist(), "low_ms": low, "high_ms": high,
             }, schema_overrides={"source": pl.String}))
     return pl.concat(frames)
 

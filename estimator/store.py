@@ -99,6 +99,13 @@ PARTITION_TABLES: list[PartitionTable] = [
 ]
 
 
+# estimator.intervals: the 80% interval table of every partition (cross-validation residuals of its points)
+from .intervals import METHOD as INTERVALS_METHOD, SCHEMA as INTERVALS_SCHEMA, TABLE as INTERVALS_TABLE, \
+    build_for_partition  # noqa: E402
+
+PARTITION_TABLES.append(PartitionTable(INTERVALS_TABLE, dict(INTERVALS_SCHEMA), build_for_partition, INTERVALS_METHOD))
+
+
 def _tables() -> list[PartitionTable]:
     """PARTITION_TABLES with build_errors last (written last: a crash leaves the partition stale)."""
     return sorted(PARTITION_TABLES, key=lambda t: t.name == ERRORS_TABLE)

@@ -14,16 +14,20 @@ def register(sub) -> None:
         description="Hold out points (R: 10% random interior, G: a middle sequence line, "
         "E: the largest sequence, SOL: calibrated SOL alone), rebuild calibration and grids "
         "without them, and report median / p90 absolute % error per table and class, "
-        "with literal nearest neighbour as the baseline.",
+        "with literal nearest neighbour as the baseline; then the held-out coverage of the "
+        "80% intervals per op and provenance.",
     )
-    p.add_argument("--system", default="h200_sxm")
-    p.add_argument("--backend", default=None, help="default: trtllm (with --transfer: every backend)")
+    p.add_argument("--system", default="h200_sxm", help="GPU system with data (`perfwh coverage` lists them)")
+    p.add_argument("--backend", default=None, help="framework with data: trtllm, vllm, sglang, perfwh "
+                   "(default: trtllm; with --transfer: every backend both systems hold)")
     p.add_argument("--version", default=None, help="default: the latest with data")
     p.add_argument("--tables", nargs="+", default=None, help="default: the four *_module tables")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random held-out points")
     p.add_argument("--no-baseline", action="store_true", help="skip the nearest-neighbour baseline")
-    p.add_argument("--errors-out", type=Path, help="write per-point errors (Parquet)")
-    p.add_argument("--plot", type=Path, help="write a predicted-vs-measured figure (PNG)")
+    p.add_argument("--no-coverage", action="store_true",
+                   help="skip the 80%%-interval coverage check (its extra hold-out folds)")
+    p.add_argument("--errors-out", type=Path, help="write per-point errors (Parquet) (default: not written)")
+    p.add_argument("--plot", type=Path, help="write a predicted-vs-measured figure (PNG) (default: no figure)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--home", default=None, help="warehouse folder (default: $PERFWH_HOME)")
     p.add_argument("--transfer", metavar="TARGET", default=None,
@@ -53,13 +57,31 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         from estimator.accuracy import plot_errors
 
-        plot_errors(errors, args.plot)
+        dtypes = ", ".join(f"{c} {'/'.join(sorted(str(v) for v in points[c].unique().drop_nulls()))}"
+                           for c in ("gemm_type", "kv_cache_dtype", "attn_dtype"))
+        plot_errors(errors, args.plot, title=f"Estimator accuracy on held-out points: {args.system} / {backend} "
+                    f"{version}, seed {args.seed} ({dtypes})")
+    coverage = None
+    if not args.no_coverage:
+        from estimator.intervals import coverage_table, cv_residuals
+
+        coverage = coverage_table(cv_residuals(points, tables=tuple(args.tables or MODULE_TABLES), seed=args.seed))
     if args.json:
-        print(json.dumps(table.to_dicts(), indent=2))
+        print(json.dumps({"errors": table.to_dicts(),
+                          "coverage": None if coverage is None else coverage.to_dicts()}, indent=2))
     else:
         print(f"accuracy on {args.system} / {backend} {version} (seed {args.seed}): "
               "absolute % error of held-out points")
         print(format_table(table))
+        if coverage is not None:
+            from estimator.intervals import format_coverage
+
+            inside = int(coverage["within_75_85"].sum())
+            print(f"\n80% interval coverage on held-out points (cross-fitted: each point's interval "
+                  f"comes from a model fitted without it), {inside}/{coverage.height} within 75-85%:")
+            print(format_coverage(coverage))
+            print("measured answers cannot be held out: they borrow the op's closest interpolated interval; "
+                  "transferred answers get the wider of sol and extrapolated (few or no held-out points).")
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 COMMAND_MODULES = (
     "perfwh.warehouse",
@@ -18,11 +19,35 @@ COMMAND_MODULES = (
     "perfwh.accuracy",
     "perfwh.models",
     "perfwh.pipeline",
+    "perfwh.coverage",
 )
 
 
 class CliError(Exception):
     """A user-facing error: printed as one line, exit code 2."""
+
+
+class DefaultsFormatter(argparse.HelpFormatter):
+    """`--help` names every option's default and, where argparse knows them, its valid values."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.help is argparse.SUPPRESS or not action.option_strings or action.nargs == 0:
+            return text
+        if action.choices is not None and "one of" not in text:
+            text += f" (one of: {', '.join(map(str, action.choices))})"
+        if "default" not in text and action.default not in (None, argparse.SUPPRESS):
+            text += " (default: %(default)s)"
+        return text
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("perf-warehouse")
+    except PackageNotFoundError:  # run from a checkout without `pip install -e .`
+        return "unknown (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,27 +56,49 @@ def build_parser() -> argparse.ArgumentParser:
         description="Perf warehouse for DSA/MLA attention: ingest GPU benchmark logs, "
         "query them with SQL, and estimate latency for any shape or model.",
     )
+    parser.add_argument("--version", action="version", version=f"perfwh {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    for p in (parser, *sub.choices.values()):
+        p.formatter_class = DefaultsFormatter
     return parser
+
+
+def _check_home(args) -> None:
+    """A warehouse home that is a file: say so, before any command trips over it."""
+    if not hasattr(args, "home"):
+        return
+    from warehouse.paths import ENV_HOME, resolve_home
+
+    home = resolve_home(args.home)
+    if isinstance(home, Path) and home.exists() and not home.is_dir():
+        via = "--home" if args.home else f"${ENV_HOME}"
+        raise CliError(f"{via} {home} is a file, not a warehouse folder: pass a folder (it is created if absent)")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _check_home(args)
         return int(args.handler(args) or 0)
-    except (CliError, ValueError, KeyError, FileNotFoundError) as exc:
+    except (CliError, ValueError, KeyError, FileNotFoundError, NotADirectoryError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"perfwh {args.command}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(f"perfwh {args.command}: interrupted (what was committed stays; the next run does the rest)",
+              file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # storage out of reach (an s3:// home's endpoint, bucket, credentials)
+        from warehouse.location import one_line
+
+        print(f"perfwh {args.command}: error: {one_line(exc)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # `python -m perfwh.cli`: run the imported module, so that its CliError is the one raised

@@ -61,8 +61,8 @@ def register(sub) -> None:
     p.add_argument("--batch-size", "--batch", dest="batch", type=int, default=1, help="requests per step (default 1)")
     p.add_argument("--isl", type=int, action="append", default=None, metavar="N",
                    help="context lengths of the table (repeatable; default 1k, 2k, ..., 128k)")
-    p.add_argument("--plot", default=None, metavar="PNG", help="write a log-log plot")
-    p.add_argument("--html", default=None, metavar="HTML", help="write an HTML report (table + plot)")
+    p.add_argument("--plot", default=None, metavar="PNG", help="write a log-log plot (PNG) (default: no plot)")
+    p.add_argument("--html", default=None, metavar="HTML", help="write an HTML report (table + plot) (default: no report)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=cmd_compare)
 
@@ -183,9 +183,11 @@ def support_text(model, holdings, served) -> str:
     lines.append(f"Warehouse data for {model.architecture} on {model.system} / {model.backend}:")
     if holdings:
         lines.append(_table(
-            ["table", "architecture", "version", "gemm_type", "kv_cache", "points", "batch", "isl", "kv_len",
-             "prefix", "heads"],
+            ["table", "architecture", "version", "gemm_type", "kv_cache", "points", "batch span", "isl span",
+             "kv_len span", "prefix", "heads"],
             holdings, right={5}))
+        lines.append(f"  spans are ranges, not the measured region (long sequences are often measured at small "
+                     f"batch only): perfwh coverage --system {model.system} --backend {model.backend}")
     else:
         lines.append("  none")
     c = model.config
@@ -280,6 +282,12 @@ def cmd_support(args) -> int:
 
 # ---- estimate -----------------------------------------------------------------------------
 
+def _band(est, name: str) -> str:
+    """' (80% in LO-HI ms)' of a ModelEstimate total, or '' without an interval model."""
+    lo, hi = getattr(est, f"{name}_low_ms"), getattr(est, f"{name}_high_ms")
+    return "" if lo != lo else f" (80% in {_ms(lo)}-{_ms(hi)} ms)"
+
+
 def estimate_text(model, est) -> str:
     c = model.config
     lc = model.layer_counts
@@ -295,15 +303,16 @@ def estimate_text(model, est) -> str:
         lines.append("Note: the estimator uses its spec of the architecture for these dims: " + "; ".join(diffs))
     lines += [
         "",
-        f"Context (prefill pass, attention share of TTFT): {_ms(est.context_ms)} ms "
+        f"Context (prefill pass, attention share of TTFT): {_ms(est.context_ms)} ms{_band(est, 'context')} "
         f"({_ms(est.context_ms / model.num_layers)} ms/layer)",
     ]
     if est.osl:
         lo = est.prefix + est.isl
         lines.append(
             f"Generation (per decode step, attention share of TPOT, kv {lo}..{lo + est.osl - 1}): "
-            f"first {_ms(est.generation_first_ms)} ms, mean {_ms(est.generation_mean_ms)} ms, "
-            f"last {_ms(est.generation_last_ms)} ms; all {est.osl} steps {_ms(est.generation_total_ms)} ms")
+            f"first {_ms(est.generation_first_ms)} ms, mean {_ms(est.generation_mean_ms)} ms"
+            f"{_band(est, 'generation_mean')}, last {_ms(est.generation_last_ms)} ms; all {est.osl} steps "
+            f"{_ms(est.generation_total_ms)} ms{_band(est, 'generation_total')}")
     else:
         lines.append("Generation: osl 0, no decode steps")
     for phase, counts in est.provenance.items():
@@ -359,39 +368,49 @@ def _short(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1]
 
 
-def compare_text(models, table, crossovers, batch: int, version: str) -> str:
+def compare_header(models, batch: int, version: str) -> list[str]:
+    base = models[0]
+    c = base.config
+    return [f"Attention time vs context length on {base.system} / {base.backend} {version}, "
+            f"tp {c.tp_size}, batch {batch}, gemm {c.gemm_quant_mode}, kv cache {c.kvcache_quant_mode}, "
+            f"attention {c.fmha_quant_mode} ({SCOPE_SHORT})",
+            "context: one prefill pass of isl new tokens; generation: one decode step at KV length isl.",
+            "ms/layer = model total / layers. speed-up = first model / this model. "
+            "source: worst provenance among the model's layer ops. 80%: the model total's interval "
+            "(sum of the layers' bounds)."]
+
+
+def compare_rows(models, table, phase: str) -> tuple[list[str], list[list[str]]]:
+    """(headers, rows) of one phase's comparison table: the text and the HTML report both print it."""
     import polars as pl
 
     base = models[0]
-    lines = [f"Attention time vs context length on {base.system} / {base.backend} {version}, "
-             f"tp {base.config.tp_size}, batch {batch} ({SCOPE_SHORT})",
-             "context: one prefill pass of isl new tokens; generation: one decode step at KV length isl.",
-             "ms/layer = model total / layers. speed-up = first model / this model. "
-             "source: worst provenance among the model's layer ops.", ""]
-    for phase in ("context", "generation"):
-        lines.append(f"{phase.capitalize()}:")
-        headers = ["isl"]
+    headers = ["isl"]
+    for m in models:
+        n = _short(m.model_path)
+        headers += [f"{n} ms/layer", f"{n} ms/model", "80%", "source"]
+        if m is not base:
+            headers.append("speed-up")
+    rows = []
+    sub = table.filter(pl.col("phase") == phase)
+    for s in sorted(set(sub["seq"].to_list())):
+        row = [f"{s // 1024}k" if s % 1024 == 0 else str(s)]
+        base_ms = None
         for m in models:
-            n = _short(m.model_path)
-            headers += [f"{n} ms/layer", f"{n} ms/model", "source"]
-            if m is not base:
-                headers.append("speed-up")
-        rows = []
-        sub = table.filter(pl.col("phase") == phase)
-        for s in sorted(set(sub["seq"].to_list())):
-            row = [f"{s // 1024}k" if s % 1024 == 0 else str(s)]
-            base_ms = None
-            for m in models:
-                r = sub.filter((pl.col("model") == m.model_path) & (pl.col("seq") == s)).row(0, named=True)
-                row += [_ms(r["layer_ms"]), _ms(r["model_ms"]), r["source"]]
-                if m is base:
-                    base_ms = r["model_ms"]
-                else:
-                    row.append(f"{base_ms / r['model_ms']:.2f}x")
-            rows.append(row)
-        right = {i for i, h in enumerate(headers) if h != "source"}
-        lines.append(_table(headers, rows, right=right))
-        lines.append("")
+            r = sub.filter((pl.col("model") == m.model_path) & (pl.col("seq") == s)).row(0, named=True)
+            low, high = r.get("low_ms"), r.get("high_ms")  # absent from tables built without intervals
+            band = "-" if low is None or low != low else f"{_ms(low)}-{_ms(high)}"
+            row += [_ms(r["layer_ms"]), _ms(r["model_ms"]), band, r["source"]]
+            if m is base:
+                base_ms = r["model_ms"]
+            else:
+                row.append(f"{base_ms / r['model_ms']:.2f}x")
+        rows.append(row)
+    return headers, rows
+
+
+def crossover_lines(crossovers) -> list[str]:
+    lines = []
     for c in crossovers:
         if c.status == "crosses":
             what = f"{_short(c.other)} becomes cheaper than {_short(c.baseline)} at ~{c.seq:,.0f} tokens of context"
@@ -400,6 +419,18 @@ def compare_text(models, table, crossovers, batch: int, version: str) -> str:
         else:
             what = f"{_short(c.other)} is not cheaper than {_short(c.baseline)} anywhere in {c.lo}..{c.hi}"
         lines.append(f"Crossover ({c.phase}): {what}")
+    return lines
+
+
+def compare_text(models, table, crossovers, batch: int, version: str) -> str:
+    lines = [*compare_header(models, batch, version), ""]
+    for phase in ("context", "generation"):
+        lines.append(f"{phase.capitalize()}:")
+        headers, rows = compare_rows(models, table, phase)
+        right = {i for i, h in enumerate(headers) if h != "source"}
+        lines.append(_table(headers, rows, right=right))
+        lines.append("")
+    lines += crossover_lines(crossovers)
     return "\n".join(lines).rstrip()
 
 
@@ -446,7 +477,7 @@ def cmd_compare(args) -> int:
 
         png = plots.compare_plot(fine, crossovers, models, args.batch, db, args.plot)
         if args.html:
-            plots.compare_html(args.html, text, png)
+            plots.compare_html(args.html, models, table, crossovers, args.batch, db.version, png)
     if args.json:
         json.dump({"table": table.to_dicts(),
                    "crossovers": [c.__dict__ for c in crossovers],

@@ -28,13 +28,80 @@ def register(sub) -> None:
     p.set_defaults(handler=cmd_materialize)
 
 
+class PhaseProgress:
+    """Progress lines of `run_materialize` on stderr. On a terminal, a line ending in "..." (a long
+    phase: the ingest run, the derived build) shows a rich spinner with the time elapsed until the
+    next line; elsewhere (logs, CI, pipes) every line is printed as it comes.
+
+    It is also where Ctrl-C takes effect: inside the block SIGINT only sets a flag, and the next
+    progress line (every phase boundary) raises KeyboardInterrupt. A KeyboardInterrupt raised at an
+    arbitrary instruction could land inside Dagster's run storage (SQLAlchemy) and surface as an
+    unrelated traceback; inside a Dagster run, Dagster's own handler stops the step
+    (pipelines.materialize.stop_if_interrupted)."""
+
+    def __init__(self) -> None:
+        self.live = None
+        self.tty = sys.stderr.isatty()
+        self.interrupted = False
+        self._old = None
+
+    def _on_sigint(self, _signo, _frame) -> None:
+        self.interrupted = True
+
+    def check(self) -> None:
+        if self.interrupted:
+            raise KeyboardInterrupt
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        self._stop()
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+            self._old = None
+
+    def _stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+    def __call__(self, line: str) -> None:
+        self._stop()
+        self.check()
+        if self.tty and line.endswith("..."):
+            from rich.console import Console
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+            from rich.table import Column
+
+            self.live = Progress(SpinnerColumn(), TimeElapsedColumn(table_column=Column(min_width=7, no_wrap=True)),
+                                 TextColumn("{task.description}", table_column=Column(no_wrap=True, overflow="ellipsis")),
+                                 console=Console(stderr=True), transient=False)
+            self.live.add_task(line, total=None)
+            self.live.start()
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+
 def cmd_materialize(args) -> int:
+    import logging
+
     from pipelines.materialize import run_materialize
 
-    def progress(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
+    # A Ctrl-C that lands while Dagster's run storage closes a connection is logged by SQLAlchemy
+    # with its stack trace before it reaches us; the interrupt itself is reported in one line (cli.main).
+    logging.getLogger("sqlalchemy.pool").setLevel(logging.CRITICAL)
 
-    s = run_materialize(args.home, args.landing, force=args.force, progress=progress)
+    with PhaseProgress() as progress:
+        s = run_materialize(args.home, args.landing, force=args.force, progress=progress)
+        progress.check()
     t = s.ingested
     print(
         f"{s.files_seen} raw logs seen, {t.ingested} ingested (rows {t.rows_read:,} read = {t.rows_accepted:,} "
@@ -43,10 +110,18 @@ def cmd_materialize(args) -> int:
     latest = {(c.asset, c.check): c for c in s.checks}  # measurement checks run in both jobs
     for c in latest.values():
         if not c.passed:
-            print(f"check {c.asset}/{c.check}: {'FAILED' if c.severity == 'ERROR' else 'warning'}")
+            why = f" ({c.why})" if c.why else ""
+            print(f"check {c.asset}/{c.check}: {'FAILED' if c.severity == 'ERROR' else 'warning'}{why}")
     if latest:
         print(f"checks: {sum(c.passed for c in latest.values())}/{len(latest)} passed")
     for run in s.failed_runs:
         print(f"failed run: {run}", file=sys.stderr)
     print(f"warehouse {s.home}" + (f"; Dagster runs in {s.dagster_home}" if s.dagster_home else ""))
+    if s.files_seen == 0:
+        print(f"warning: no raw logs in the landing folder {s.landing}", file=sys.stderr)
+        return 1
+    if s.derived.startswith("not built"):
+        print("warning: no accepted measurements: every row read was quarantined "
+              "(perfwh sql \"select source_file, reason from quarantine\")", file=sys.stderr)
+        return 1
     return 0 if s.ok else 1

@@ -71,13 +71,58 @@ def _short(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1]
 
 
+def beyond_runs(x: np.ndarray, beyond: np.ndarray) -> list[tuple[float, float]]:
+    """The x ranges a curve spends beyond its data: each run of consecutive beyond points,
+    widened to the neighbouring in-data points (the segment joining them is an estimate too)."""
+    runs, i, n = [], 0, len(x)
+    while i < n:
+        if not beyond[i]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < n and beyond[j + 1]:
+            j += 1
+        runs.append((float(x[max(i - 1, 0)]), float(x[min(j + 1, n - 1)])))
+        i = j + 1
+    return runs
+
+
+def _draw_curve(ax, x, y, beyond, color, label, low=None, high=None) -> None:
+    """Solid between in-data points, dashed over every segment that touches a point beyond the data.
+
+    With `low`/`high` (the 80% interval) a band in the curve's colour spans the
+    whole curve, drawn a second time (darker) over exactly the ranges beyond the
+    data; without them only the beyond-data ranges get a band (a +-35% marker).
+    """
+    seg_beyond = beyond[:-1] | beyond[1:]
+    if len(x) < 2:
+        ax.plot(x, y, color=color, lw=2.2, ls="--" if beyond.any() else "-", label=label)
+    start = 0
+    for k in range(1, len(seg_beyond) + 1):  # one line per run of equal segments (dashes stay visible)
+        if k == len(seg_beyond) or seg_beyond[k] != seg_beyond[start]:
+            ax.plot(x[start:k + 1], y[start:k + 1], color=color, lw=2.2, ls="--" if seg_beyond[start] else "-",
+                    label=label if start == 0 else None)
+            start = k
+    has_band = low is not None and high is not None and np.isfinite(low).all() and np.isfinite(high).all()
+    if has_band:
+        ax.fill_between(x, low, high, color=color, alpha=0.15, lw=0, zorder=1)
+    for lo, hi in beyond_runs(x, beyond):
+        m = (x >= lo) & (x <= hi)
+        if has_band:
+            ax.fill_between(x[m], low[m], high[m], color=color, alpha=0.15, lw=0, zorder=1)
+        else:
+            ax.fill_between(x[m], y[m] / 1.35, y[m] * 1.35, color=color, alpha=0.13, lw=0, zorder=1)
+
+
 def compare_plot(fine: pl.DataFrame, crossovers, models, batch: int, db,
                  path: str | os.PathLike | None) -> bytes:
     """Log-log attention time vs context length per model and phase, and the speed-up; PNG bytes.
 
-    Solid lines: interpolated from measured data; dashed and shaded: beyond the
-    measured range (extrapolated along the SOL growth law, transferred or SOL
-    alone). Dots: points measured exactly at this shape.
+    Solid lines: interpolated from measured data; dashed: exactly the ranges of
+    that curve beyond its data (extrapolated along the SOL growth law,
+    transferred or SOL alone), at either end or in between. Bands: the 80%
+    interval of the model total, darker where the curve is beyond its data.
+    Dots: points measured exactly at this shape.
     """
     plt = _pyplot()
     from matplotlib.patches import Patch
@@ -90,7 +135,6 @@ def compare_plot(fine: pl.DataFrame, crossovers, models, batch: int, db,
     for col, phase in enumerate(("context", "generation")):
         ax, rax = axes[0, col], axes[1, col]
         sub = fine.filter(pl.col("phase") == phase)
-        shade_from = None
         for m in models:
             d = sub.filter(pl.col("model") == m.model_path).sort("seq")
             x, y = d["seq"].to_numpy(), d["model_ms"].to_numpy()
@@ -98,37 +142,31 @@ def compare_plot(fine: pl.DataFrame, crossovers, models, batch: int, db,
             c = colors[m.model_path]
             label = (f"{_short(m.model_path)} ({m.hf.attention.upper()}, {m.num_layers} layers, "
                      f"{m.num_heads} heads/GPU)")
-            inside = ~beyond
-            # draw the in-data part solid and the rest dashed, joined at the boundary
-            if inside.any():
-                last_in = np.flatnonzero(inside)[-1]
-                ax.plot(x[: last_in + 1], y[: last_in + 1], color=c, lw=2.2, label=label)
-                if last_in + 1 < x.size:
-                    ax.plot(x[last_in:], y[last_in:], color=c, lw=2.2, ls="--")
-            else:
-                ax.plot(x, y, color=c, lw=2.2, ls="--", label=label)
+            bands = ("low_ms" in d.columns) and d["low_ms"].is_not_nan().all()
+            _draw_curve(ax, x, y, beyond, c, label, d["low_ms"].to_numpy() if bands else None,
+                        d["high_ms"].to_numpy() if bands else None)
             meas = d["source"].to_numpy() == "measured"
             ax.plot(x[meas], y[meas], "o", color=c, ms=6, mec="white", mew=0.8, zorder=5)
-            if beyond.any():
-                first = x[np.flatnonzero(beyond)[0]]
-                shade_from = first if shade_from is None else min(shade_from, first)
         xmax = sub["seq"].max()
-        if shade_from is not None:
-            for a in (ax, rax):
-                a.axvspan(shade_from, xmax, color="0.88", zorder=0, lw=0)
+        base_d = sub.filter(pl.col("model") == base.model_path).sort("seq")
         for m in models[1:]:
-            a = sub.filter(pl.col("model") == base.model_path).sort("seq")
             b = sub.filter(pl.col("model") == m.model_path).sort("seq")
-            ratio = a["model_ms"].to_numpy() / b["model_ms"].to_numpy()
-            rax.plot(a["seq"].to_numpy(), ratio, color=colors[m.model_path], lw=2)
+            ratio = base_d["model_ms"].to_numpy() / b["model_ms"].to_numpy()
+            # the ratio is an estimate wherever either curve is
+            either = np.isin(base_d["source"].to_numpy(), BEYOND) | np.isin(b["source"].to_numpy(), BEYOND)
+            _draw_curve(rax, base_d["seq"].to_numpy(), ratio, either, colors[m.model_path], None)
         rax.axhline(1.0, color="0.3", lw=1, ls=":")
         for cr in crossovers:
             if cr.phase == phase and cr.status == "crosses":
                 for a in (ax, rax):
                     a.axvline(cr.seq, color=colors[cr.other], lw=1.2, ls="-.")
+                # label on the side of the line with more room, so it stays inside the axes
+                x0, x1 = sub["seq"].min(), xmax
+                right_half = np.log2(cr.seq / x0) > 0.5 * np.log2(x1 / x0)
                 ax.annotate(f"crossover ~{cr.seq:,.0f}", xy=(cr.seq, 0.03),
-                            xycoords=("data", "axes fraction"), xytext=(5, 0), textcoords="offset points",
-                            color=colors[cr.other], fontsize=10, fontweight="bold")
+                            xycoords=("data", "axes fraction"), xytext=(-5 if right_half else 5, 0),
+                            textcoords="offset points", ha="right" if right_half else "left",
+                            color=colors[cr.other], fontsize=10, fontweight="bold", annotation_clip=True)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         rax.set_yscale("log")
@@ -158,9 +196,11 @@ def compare_plot(fine: pl.DataFrame, crossovers, models, batch: int, db,
     handles, labels = axes[0, 0].get_legend_handles_labels()
     handles += [plt.Line2D([], [], color="0.3", marker="o", ls="", mec="white"),
                 plt.Line2D([], [], color="0.3", ls="--"),
-                Patch(color="0.88")]
-    labels += ["measured at this exact shape", "beyond measured data (extrapolated along SOL)",
-               "region with extrapolated / SOL estimates"]
+                Patch(color="0.3", alpha=0.15)]
+    labels += ["measured at this exact shape", "beyond that curve's data (extrapolated / transferred / SOL)",
+               "80% interval of the model total (darker: beyond the curve's data)"
+               if "low_ms" in fine.columns and fine["low_ms"].is_not_nan().any()
+               else "band: the range of that curve outside its data"]
     if len(models) > 1:
         for m in models[1:]:
             handles.append(plt.Line2D([], [], color=colors[m.model_path], lw=2))
@@ -169,7 +209,7 @@ def compare_plot(fine: pl.DataFrame, crossovers, models, batch: int, db,
     fig.suptitle(
         f"Attention block time vs context length: {base.system} / {base.backend} {db.version}, "
         f"tp {c.tp_size}, batch {batch}, "
-        f"gemm {c.gemm_quant_mode}, kv {c.kvcache_quant_mode}",
+        f"gemm {c.gemm_quant_mode}, kv cache {c.kvcache_quant_mode}, attention {c.fmha_quant_mode}",
         fontsize=12)
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=9.5, frameon=False,
                bbox_to_anchor=(0.5, 0.025))
@@ -186,15 +226,32 @@ def compare_plot(fine: pl.DataFrame, crossovers, models, batch: int, db,
     return data
 
 
-def compare_html(path: str | os.PathLike, text: str, png: bytes) -> None:
-    """A self-contained HTML report: the compare table and the plot inline."""
+def compare_html(path: str | os.PathLike, models, table: pl.DataFrame, crossovers, batch: int, version: str,
+                 png: bytes) -> None:
+    """A self-contained HTML report: the header, one real table per phase, the crossovers, the plot inline."""
+    from .models import compare_header, compare_rows, crossover_lines
+
+    esc = html.escape
+    head = compare_header(models, batch, version)
+    parts = [f"<h1>{esc(head[0])}</h1>", *(f"<p>{esc(line)}</p>" for line in head[1:])]
+    for phase in ("context", "generation"):
+        headers, rows = compare_rows(models, table, phase)
+        parts.append(f"<h2>{phase.capitalize()}</h2>\n<table>\n<thead><tr>"
+                     + "".join(f"<th>{esc(h)}</th>" for h in headers) + "</tr></thead>\n<tbody>")
+        for row in rows:
+            cells = "".join(f"<td class='{'src' if h == 'source' else 'num'} {esc(v) if h == 'source' else ''}'>"
+                            f"{esc(v)}</td>" for h, v in zip(headers, row))
+            parts.append(f"<tr>{cells}</tr>")
+        parts.append("</tbody>\n</table>")
+    parts.append("<ul>" + "".join(f"<li>{esc(line)}</li>" for line in crossover_lines(crossovers)) + "</ul>")
     img = base64.b64encode(png).decode()
+    parts.append(f"<img alt='attention time vs context length' src='data:image/png;base64,{img}'>")
     page = (
         "<!doctype html>\n<html><head><meta charset='utf-8'><title>perfwh compare</title>"
-        "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}"
-        "pre{font-size:13px;background:#f6f6f6;padding:1em;overflow-x:auto}img{max-width:100%}</style>"
-        "</head><body>\n<h1>Attention time: model comparison</h1>\n"
-        f"<pre>{html.escape(text)}</pre>\n<img alt='attention time vs context length' "
-        f"src='data:image/png;base64,{img}'>\n</body></html>\n"
+        "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}h1{font-size:1.3em}"
+        "table{border-collapse:collapse;margin-bottom:1.5em}th,td{border:1px solid #ccc;padding:.25em .6em}"
+        "th{background:#f0f0f0}td.num{text-align:right;font-variant-numeric:tabular-nums}"
+        "td.extrapolated,td.transferred,td.sol{background:#fde8e8}img{max-width:100%}</style>"
+        "</head><body>\n" + "\n".join(parts) + "\n</body></html>\n"
     )
     _write_bytes(path, page.encode())

@@ -7,37 +7,48 @@ import json
 import sys
 from pathlib import Path
 
+from warehouse.schema import DTYPES, GEMM_TYPES
+
 
 def register(sub) -> None:
     p = sub.add_parser(
         "query",
         help="estimate DSA/MLA attention latency for a shape (or a CSV of shapes)",
-        description="Estimate one layer's attention latency. Prints latency, source "
-        "(measured/interpolated/extrapolated/transferred/sol/nearest), the data version and the "
-        "neighbours used; limits: docs/limits.md.",
+        description="Estimate one layer's attention latency. Prints latency, its 80% interval, source "
+        "(measured/interpolated/extrapolated/transferred/sol/nearest), expected error, the data version "
+        "and the neighbours used; limits: docs/limits.md.",
     )
     p.add_argument("op", help="dsa_context, dsa_generation, mla_context, mla_generation "
                    "(or context_dsa, ...; mla_*_kernel for the bare kernels)")
-    p.add_argument("--system", default="h200_sxm")
-    p.add_argument("--backend", default="trtllm")
+    p.add_argument("--system", default="h200_sxm", help="GPU system: a spec in estimator/specs "
+                   "(h200_sxm, h100_sxm, b200_sxm, ...; `perfwh coverage` lists those with data)")
+    p.add_argument("--backend", default="trtllm", help="framework whose data answers: trtllm, vllm, sglang, "
+                   "perfwh (the embedded data set `make demo` loads)")
     p.add_argument("--version", default=None,
-                   help="default: per op, the newest version (PEP 440 order) with data for it")
+                   help="backend version (default: per op, the newest version (PEP 440 order) with data for it)")
     p.add_argument("--from", dest="from_system", default=None, metavar="SYSTEM",
                    help="answer from SYSTEM's data, moved to --system through the physics (source "
                    "'transferred'); default: --system's own data, else the system with data nearest by spec")
-    p.add_argument("-b", "--batch-size", type=int)
-    p.add_argument("-s", "--seq", type=int, help="isl (context) or kv_len (generation)")
-    p.add_argument("--num-heads", type=int, default=None)
+    p.add_argument("-b", "--batch-size", type=int, help="requests per step (required without --points; no default)")
+    p.add_argument("-s", "--seq", type=int, help="isl (context) or kv_len (generation) (required without "
+                   "--points; no default)")
+    p.add_argument("--num-heads", type=int, default=None, help="attention heads per GPU (required without "
+                   "--points; no default)")
     p.add_argument("--prefix", type=int, default=0, help="cached tokens (context ops)")
-    p.add_argument("--gemm-type", default="bfloat16")
-    p.add_argument("--kv-cache-dtype", default="bfloat16")
-    p.add_argument("--attn-dtype", default="bfloat16")
-    p.add_argument("--architecture", default=None)
-    p.add_argument("--kernel-source", default=None)
-    p.add_argument("--index-topk", type=int, default=None)
-    p.add_argument("--index-n-heads", type=int, default=None)
-    p.add_argument("--method", default="interp", choices=("interp", "nearest"))
-    p.add_argument("--points", type=Path, help="CSV of points (collector column names)")
+    p.add_argument("--gemm-type", default="bfloat16", help="projection GEMM precision: " + ", ".join(GEMM_TYPES))
+    p.add_argument("--kv-cache-dtype", default="bfloat16", help="KV cache precision: " + ", ".join(DTYPES))
+    p.add_argument("--attn-dtype", default="bfloat16", help="attention math precision: " + ", ".join(DTYPES))
+    p.add_argument("--architecture", default=None, help="model architecture of the slice, e.g. "
+                   "DeepseekV32ForCausalLM (default: the op's usual one)")
+    p.add_argument("--kernel-source", default=None, help="kernel of the slice (default: any that has data)")
+    p.add_argument("--index-topk", type=int, default=None, help="DSA: keys each query attends to "
+                   "(default: the architecture's, 2048 for DeepSeek-V3.2)")
+    p.add_argument("--index-n-heads", type=int, default=None, help="DSA: indexer heads (default: the "
+                   "architecture's, 64 for DeepSeek-V3.2)")
+    p.add_argument("--method", default="interp", choices=("interp", "nearest"),
+                   help="interp: the estimator; nearest: the nearest measured point (a baseline)")
+    p.add_argument("--points", type=Path, help="CSV of points (collector column names: batch_size, isl, step, num_heads, ...; default: "
+                   "one point from -b/-s/--num-heads)")
     p.add_argument("--out", type=Path, help="with --points: output file (default: stdout)")
     p.add_argument("--json", action="store_true", help="JSON output (with --points: a list of row objects)")
     p.add_argument("--home", default=None, help="warehouse folder (default: $PERFWH_HOME)")
@@ -49,14 +60,21 @@ def run(args: argparse.Namespace) -> int:
     from estimator.database import PerfDatabase, canonical_op
 
     op = canonical_op(args.op)
+    # Bad input is refused before the database loads (which may rebuild derived tables first).
+    frame = None
+    if args.points is not None:
+        frame = _read_points(args.points)
+        if args.out is not None and args.out.is_dir():
+            raise CliError(f"--out {args.out} is a folder; give a file path")
+    else:
+        missing = [f for f, v in (("-b/--batch-size", args.batch_size), ("-s/--seq", args.seq),
+                                  ("--num-heads", args.num_heads)) if v is None]
+        if missing:
+            raise CliError(f"missing {', '.join(missing)} (or pass --points IN.csv)")
     db = PerfDatabase(system=args.system, backend=args.backend, version=args.version, home=args.home,
                       from_system=args.from_system)
-    if args.points is not None:
-        return _batch(db, op, args)
-    missing = [f for f, v in (("-b/--batch-size", args.batch_size), ("-s/--seq", args.seq),
-                              ("--num-heads", args.num_heads)) if v is None]
-    if missing:
-        raise CliError(f"missing {', '.join(missing)} (or pass --points IN.csv)")
+    if frame is not None:
+        return _batch(db, op, args, frame)
     est = db.estimate(op, batch_size=args.batch_size, s=args.seq, num_heads=args.num_heads,
                       prefix=args.prefix, gemm_type=args.gemm_type, kv_cache_dtype=args.kv_cache_dtype,
                       attn_dtype=args.attn_dtype, architecture=args.architecture,
@@ -65,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(est.as_dict(), indent=2))
         return 0
-    print(f"{op} on {est.system} / {est.framework} {est.version}: {est.latency_ms:.4f} ms ({est.source.value})")
+    print(f"{op} on {est.system} / {est.framework} {est.version}: {format_answer(est)}")
     print(f"  calibrated SOL {est.sol_ms:.4f} ms, roofline {est.raw_sol_ms:.4f} ms, "
           f"measured/SOL ratio {2.0 ** est.log2_ratio:.3f}")
     if est.transferred_from:
@@ -81,10 +99,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def format_answer(est) -> str:
+    """'0.357 ms, 80% in 0.342-0.371 ms, interpolated (expected error 3.6%)'."""
+    if est.low_ms != est.low_ms:  # NaN: no interval model
+        return f"{est.latency_ms:.4g} ms ({est.source.value})"
+    return (f"{est.latency_ms:.4g} ms, 80% in {est.low_ms:.4g}-{est.high_ms:.4g} ms, {est.source.value} "
+            f"(expected error {est.expected_error_pct:.1f}%)")
+
+
 COLLECTOR_RENAMES = {"mla_dtype": "attn_dtype"}
 
 
-def _batch(db, op: str, args) -> int:
+def _batch(db, op: str, args, frame) -> int:
     import re
 
     import polars as pl
@@ -92,9 +118,6 @@ def _batch(db, op: str, args) -> int:
     from perfwh.cli import CliError
     from warehouse.schema import phase_of
 
-    frame = _read_points(args.points)
-    if args.out is not None and args.out.is_dir():
-        raise CliError(f"--out {args.out} is a folder; give a file path")
     work = frame.rename({k: v for k, v in COLLECTOR_RENAMES.items() if k in frame.columns})
     context = phase_of(op) == "context"
     if "step" in work.columns:
@@ -111,7 +134,8 @@ def _batch(db, op: str, args) -> int:
     except ValueError as exc:  # rows counted from the first data line: name the file's line instead
         msg = re.sub(r"^row (\d+):", lambda m: f"line {int(m.group(1)) + 2}:", str(exc))
         raise type(exc)(f"points file {args.points}: {msg}") from None
-    result = frame.with_columns(out["latency_ms"], out["source"], out["sol_ms"], out["version"])
+    result = frame.with_columns(out["latency_ms"], out["source"], out["sol_ms"], out["version"], out["low_ms"],
+                                out["high_ms"])
     try:
         if args.json:
             text = result.write_json()

@@ -11,7 +11,10 @@ import polars as pl
 from warehouse.output import FORMATS, Progress, render
 from warehouse.paths import ENV_HOME, DEFAULT_HOME
 
-HOME_HELP = f"warehouse folder (default: ${ENV_HOME}, else {DEFAULT_HOME})"
+HOME_HELP = (
+    f"warehouse folder, or s3://bucket/prefix (endpoint and credentials from the AWS_* environment) "
+    f"(default: ${ENV_HOME}, else {DEFAULT_HOME})"
+)
 
 
 def add_home(p: argparse.ArgumentParser) -> None:
@@ -33,36 +36,49 @@ def register(sub) -> None:
         default=None,
         metavar="PATH",
         help="import the published tables of the installed aiconfigurator-core "
-        "(or of PATH, a folder laid out like its systems/data/)",
+        "(or of PATH, a folder laid out like its systems/data/) (default: off)",
     )
     p.add_argument(
         "--system",
         action="append",
         default=None,
-        help="with --from-aiconfigurator: only this system's tables (repeatable), e.g. h200_sxm",
+        help="with --from-aiconfigurator: only this system's tables (repeatable), e.g. h200_sxm "
+        "(default: every system)",
     )
     add_home(p)
     p.set_defaults(handler=cmd_ingest)
 
     p = sub.add_parser("sql", help="run a SQL query on the warehouse views (DuckDB)")
     p.add_argument("query", help='e.g. "select op, count(*) from measurements group by all"')
-    p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("--format", choices=FORMATS, default="table", help="output: an aligned table, CSV or JSON")
     p.add_argument("--max-rows", type=int, default=200, help="rows shown in table format")
     p.add_argument(
         "--as-of", default=None, metavar="VERSION|TIME",
-        help="query an earlier committed version: a ledger version number or an ISO time (UTC if no zone)",
+        help="query an earlier committed version: a ledger version number or an ISO time (UTC if no zone) "
+        "(default: the latest)",
     )
     add_home(p)
     p.set_defaults(handler=cmd_sql)
 
     p = sub.add_parser("verify", help="check every live data file against the checksum recorded at commit")
     p.add_argument("--repair", action="store_true", help="re-ingest the raw logs of bad files where still present")
-    p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("--format", choices=FORMATS, default="table", help="output: an aligned table, CSV or JSON")
     add_home(p)
     p.set_defaults(handler=cmd_verify)
 
+    p = sub.add_parser(
+        "remove", help="take a raw log's rows back out (one ledger commit; the ledger keeps the history)",
+        description="Retire the rows of raw logs named by path or content sha256 (or a unique prefix of 8+ "
+        "hex digits) in one ledger commit: they leave every view at once; `perfwh sql --as-of` an earlier "
+        "version still sees them. A removed file still on disk comes back if it is ingested again "
+        "(perfwh ingest, or materialize while it is in the landing folder).",
+    )
+    p.add_argument("targets", nargs="+", metavar="PATH|SHA256", help="raw log path or content sha256")
+    add_home(p)
+    p.set_defaults(handler=cmd_remove)
+
     p = sub.add_parser("tables", help="list the warehouse views with row counts")
-    p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("--format", choices=FORMATS, default="table", help="output: an aligned table, CSV or JSON")
     add_home(p)
     p.set_defaults(handler=cmd_tables)
 
@@ -91,6 +107,7 @@ def _common_root(paths: list[Path]) -> Path | None:
 
 def cmd_ingest(args) -> int:
     from warehouse.ingest import ingest_paths
+    from warehouse.location import one_line
 
     targets = list(args.paths)
     if args.from_aiconfigurator is not None:
@@ -126,7 +143,7 @@ def cmd_ingest(args) -> int:
         report = ingest_paths(targets, args.home, progress=progress)
     except OSError as exc:  # disk full, read-only or unwritable home: one line, no traceback
         where = f" ({exc.filename})" if exc.filename else ""
-        raise ValueError(f"cannot write the warehouse: {exc.strerror or exc}{where}") from None
+        raise ValueError(f"cannot write the warehouse: {exc.strerror or one_line(exc)}{where}") from None
     except duckdb.Error as exc:  # the view refresh hit the same wall
         raise ValueError(f"cannot write the warehouse views: {str(exc).splitlines()[0]}") from None
     print(render(_summary(report), max_rows=10_000), end="")
@@ -141,7 +158,21 @@ def cmd_ingest(args) -> int:
     for f in report.files:
         if f.status in ("failed", "skipped-path"):
             print(f"{f.status}: {f.path}: {f.message}", file=sys.stderr)
-    return 1 if report.failed else 0
+    return _warn_empty(report, targets) or (1 if report.failed else 0)
+
+
+def _warn_empty(report, targets: list[str]) -> int:
+    """A run that found no raw log, or whose new files held no valid row, says so (exit 1)."""
+    if not report.files:
+        print(f"warning: no raw logs found in {', '.join(targets)} (looked for *.txt, *.csv, *.jsonl, "
+              "*.parquet, recursively)", file=sys.stderr)
+        return 1
+    garbage = [f for f in report.files if f.status in ("ingested", "replaced") and f.rows_accepted == 0]
+    for f in garbage:
+        print(f"warning: {f.path}: no row accepted, {f.rows_quarantined:,} quarantined "
+              f"(see: perfwh sql \"select source_line, reason from quarantine\")", file=sys.stderr)
+    new = [f for f in report.files if f.status in ("ingested", "replaced")]
+    return 1 if new and len(garbage) == len(new) else 0
 
 
 def cmd_sql(args) -> int:
@@ -164,6 +195,19 @@ def cmd_tables(args) -> int:
     sys.stdout.write(render(frame, args.format))
     if args.format == "table":
         print(f"warehouse: {home_path(args.home)}")
+    return 0
+
+
+def cmd_remove(args) -> int:
+    from warehouse.remove import remove_sources
+
+    removed = remove_sources(args.targets, args.home)
+    for r in removed:
+        print(f"removed {r.path} (sha256 {r.sha256[:12]}): {r.rows_accepted:,} rows, "
+              f"{r.rows_quarantined:,} quarantined")
+        if Path(r.path).exists():
+            print(f"note: {r.path} is still on disk; ingesting it again (or materialize over its folder) "
+                  "brings its rows back", file=sys.stderr)
     return 0
 
 

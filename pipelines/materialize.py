@@ -21,12 +21,15 @@ from typing import Callable
 
 from estimator.store import DerivedStore, slice_key
 from warehouse.landing import landing_mirrors
-from warehouse.paths import resolve_home
+from warehouse.paths import WarehousePaths, resolve_home
 
 from .instance import write_instance_config
 from .state import landing_state, resolve_landing, stale_partitions
 
-QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# Dagster's console logger prints each step failure with its stack trace; `perfwh materialize`
+# reports failed steps itself, one line each (`step_failures`), so only CRITICAL gets through.
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+INTERRUPTED = ("DagsterExecutionInterruptedError", "KeyboardInterrupt")
 FINGERPRINT_KEY = "warehouse_fingerprint"
 # Run tags that make one run cover a range of partitions (single-run backfill policy).
 RANGE_START = "dagster/asset_partition_range_start"
@@ -39,6 +42,7 @@ class CheckOutcome:
     check: str
     passed: bool
     severity: str
+    why: str = ""  # the check's numbers (what it counted, its threshold): why it warned or failed
 
 
 @dataclass
@@ -76,18 +80,59 @@ def open_instance(home: Path):
     folder or dagster.yaml is created from settings (pipelines.instance)."""
     import dagster as dg
 
-    folder = Path(os.environ.get("DAGSTER_HOME") or home / "dagster").expanduser().resolve()
+    folder = Path(os.environ.get("DAGSTER_HOME") or WarehousePaths.at(home).local / "dagster").expanduser().resolve()
     folder.mkdir(parents=True, exist_ok=True)
     if not (folder / "dagster.yaml").exists():
         write_instance_config(folder)
     return dg.DagsterInstance.from_config(str(folder))
 
 
+def _why(metadata: dict) -> str:
+    """The scalar metadata of a check evaluation (counts, thresholds) as `name value, ...`."""
+    parts = []
+    for name, value in metadata.items():
+        v = value.value
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        parts.append(f"{name} {v:,}" if isinstance(v, int) else f"{name} {v:.4g}")
+    return ", ".join(parts)
+
+
 def _checks(result) -> list[CheckOutcome]:
     return [
-        CheckOutcome(e.asset_key.to_user_string(), e.check_name, e.passed, e.severity.value)
+        CheckOutcome(e.asset_key.to_user_string(), e.check_name, e.passed, e.severity.value, _why(e.metadata))
         for e in result.get_asset_check_evaluations()
     ]
+
+
+def _errors(result):
+    """(step, error chain) of every failure event of a run."""
+    for event in result.all_events:
+        error = getattr(event.event_specific_data, "error", None)
+        chain = []
+        while error is not None:
+            chain.append(error)
+            error = error.cause
+        if chain:
+            yield event.step_key or "run", chain
+
+
+def stop_if_interrupted(result) -> None:
+    """Ctrl-C inside a Dagster step becomes a failed step; turn it back into KeyboardInterrupt so that
+    nothing runs after it (the ledger keeps what was committed; the next run does the rest)."""
+    if any(e.cls_name in INTERRUPTED for _, chain in _errors(result) for e in chain):
+        raise KeyboardInterrupt
+
+
+def step_failures(result) -> list[str]:
+    """One line per failed step: its name and the innermost error's first line."""
+    lines = []
+    for step, chain in _errors(result):
+        msg = (chain[-1].message or chain[-1].cls_name or "").strip().splitlines()
+        line = f"step {step} failed: {msg[0] if msg else 'unknown error'}"
+        if line not in lines:
+            lines.append(line)
+    return lines
 
 
 def _ingest_metadata(result, key) -> dict | None:
@@ -147,6 +192,15 @@ def partition_table(status, rebuilt: set[str]) -> str:
     return "\n".join(lines)
 
 
+def _has_measurements(home: Path) -> bool:
+    from warehouse.read import snapshot
+
+    try:
+        return bool(snapshot(home).files("measurements"))
+    except FileNotFoundError:
+        return False
+
+
 def run_materialize(
     home: str | None = None,
     landing: str | None = None,
@@ -158,6 +212,11 @@ def run_materialize(
     wh_home = resolve_home(home)
     landing = resolve_landing(landing)
     progress(f"landing: {landing}")
+    if Path(landing).is_dir():  # a local folder: apply its policy for deleted raw logs ($PERFWH_ON_DELETE)
+        from warehouse.remove import retire_deleted
+
+        for gone in retire_deleted(Path(landing), wh_home):
+            progress(f"retired {gone.path}: deleted from the landing folder ({gone.rows_accepted:,} rows)")
     state = landing_state(wh_home, landing)
     summary = MaterializeSummary(home=wh_home, landing=landing, dagster_home=None, files_seen=len(state.files))
     mirrors = landing_mirrors(landing)
@@ -192,6 +251,7 @@ def run_materialize(
     todo = state.pending
     t0 = time.perf_counter()
     if todo:
+        progress(f"ingesting {len(todo)} raw logs ...")
         # One run over the partition range that spans every pending file;
         # unchanged files inside the range are skipped by their sha256.
         order = {k: i for i, k in enumerate(instance.get_dynamic_partitions(RAW_LOG_PARTITIONS.name))}
@@ -206,10 +266,13 @@ def run_materialize(
         result = ingest_job.execute_in_process(
             instance=instance, asset_selection=[raw_log_files.key], run_config=QUIET_LOGS, raise_on_error=False
         )
+    stop_if_interrupted(result)
     summary.checks += _checks(result)
     if not result.success:
         summary.failed_runs.append(f"ingest_job ({result.run_id})")
         progress(f"ingest FAILED (run {result.run_id})")
+        for line in step_failures(result):
+            progress(line)
     meta = _ingest_metadata(result, measurements.key)
     if meta:
         summary.ingested = IngestTotals(
@@ -233,14 +296,20 @@ def run_materialize(
     if not ranges and _views_built(wh_home):
         summary.derived = "up to date"
         progress("derived tables are up to date (no partition's inputs changed)")
+    elif not _has_measurements(wh_home):
+        summary.derived = "not built (no accepted measurements)"
+        progress("derived tables not built: the warehouse holds no accepted measurements")
     else:
         progress(f"building perf_points, sol_calibration, interpolation_grids of {len(stale)} stale partition(s) "
                  f"({settings.workers()} at once, in {len(ranges)} run(s)), then accuracy_report, warehouse_views ...")
         t0 = time.perf_counter()
-        results = [derived_job.execute_in_process(instance=instance, run_config=QUIET_LOGS, raise_on_error=False,
-                                                  tags={FINGERPRINT_KEY: current, **range_tags(first, last)},
-                                                  partition_key=first if first == last else None)
-                   for first, last in ranges]
+        results = []
+        for first, last in ranges:
+            results.append(derived_job.execute_in_process(
+                instance=instance, run_config=QUIET_LOGS, raise_on_error=False,
+                tags={FINGERPRINT_KEY: current, **range_tags(first, last)},
+                partition_key=first if first == last else None))
+            stop_if_interrupted(results[-1])
         t1 = time.perf_counter()
         if all(r.success for r in results):
             # the measurement checks ran in this ingest run already: not a second time
@@ -249,10 +318,15 @@ def run_materialize(
             results.append(reports_job.execute_in_process(instance=instance, run_config=QUIET_LOGS,
                                                           tags={FINGERPRINT_KEY: current}, raise_on_error=False,
                                                           **only))
+            stop_if_interrupted(results[-1])
         failed = [f"{r.job_def.name} ({r.run_id})" for r in results if not r.success]
         for result in results:
             summary.checks += _checks(result)
         summary.failed_runs += failed
+        for result in results:
+            if not result.success:
+                for line in step_failures(result):
+                    progress(line)
         summary.derived = "failed" if failed else "rebuilt"
         progress(f"derived tables {summary.derived} ({t1 - t0:.1f} s partitions, "
                  f"{time.perf_counter() - t1:.1f} s reports)")

@@ -21,7 +21,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from assets.resources import WarehouseSettings
-from warehouse.paths import resolve_home
+from warehouse.paths import WarehousePaths, resolve_home
 
 from .executors import max_concurrent
 from .state import ENV_LANDING, resolve_landing
@@ -68,7 +68,7 @@ def warehouse_settings(
 def duckdb_resource(settings: WarehouseSettings) -> DuckDBResource:
     """Read-only DuckDB resource on the warehouse's perf.duckdb (other readers stay possible)."""
     return DuckDBResource(
-        database=str(settings.home_path() / "perf.duckdb"), connection_config={"access_mode": "READ_ONLY"}
+        database=str(WarehousePaths.at(settings.home_path()).duckdb), connection_config={"access_mode": "READ_ONLY"}
     )
 
 

@@ -14,6 +14,7 @@ from warehouse.ingest import discover
 from warehouse.landing import PUBLISHED_PREFIX, LandingFile, fingerprint, landing_source, pending, scan_landing
 from warehouse.manifest import load_manifest
 from warehouse.paths import WarehousePaths
+from warehouse.tables import Store
 
 REPO = Path(__file__).resolve().parents[1]
 REPO_LANDING = REPO / "data" / "raw"
@@ -53,6 +54,6 @@ def landing_state(home: Path, landing: str) -> LandingState:
 def stale_partitions(home: Path) -> list[tuple[str, str, str]]:
     """(system, framework, version) partitions to rebuild; none when the warehouse is empty."""
     store = DerivedStore(home)
-    if store.paths.home.exists() and load_manifest(store.paths).sources:
+    if Store(store.paths.home).exists() and load_manifest(store.paths).sources:  # local folder or s3://
         return store.stale()
     return []

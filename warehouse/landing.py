@@ -141,7 +141,8 @@ def landing_source(landing: str) -> tuple[Path, list[Path] | None]:
         return found.root, found.tables
     root = Path(landing).expanduser().resolve()
     if not root.is_dir():
-        raise FileNotFoundError(f"landing folder {root} does not exist")
+        what = "is a file, not a folder" if root.exists() else "does not exist"
+        raise FileNotFoundError(f"landing folder {root} {what}")
     return root, None
 
 

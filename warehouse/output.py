@@ -37,9 +37,9 @@ def render(frame: pl.DataFrame, fmt: str = "table", *, max_rows: int = 200) -> s
 class Progress:
     """One status line on a terminal, one line per item elsewhere (logs, CI)."""
 
-    def __init__(self, stream=sys.stderr):
-        self.stream = stream
-        self.tty = stream.isatty()
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr  # looked up per call: tests and wrappers swap sys.stderr
+        self.tty = self.stream.isatty()
 
     def update(self, text: str, done: bool = False) -> None:
         if self.tty:

@@ -6,6 +6,10 @@ Layout under the home folder:
     ledger/         Delta table: append-only ingest events, the commit point
     derived/<table>.parquet          (perf_points, grids, sol_calibration, ...)
     perf.duckdb                      (views only; Parquet is the source of truth)
+
+A home may also be `s3://bucket/prefix` (warehouse/location.py): the three
+Delta tables live there; derived tables sit in a local cache folder and there
+is no perf.duckdb (SQL goes through `perfwh sql`, over Arrow datasets).
 """
 
 from __future__ import annotations
@@ -14,25 +18,32 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .location import ObjectHome, cache_dir, is_object_url
+
 ENV_HOME = "PERFWH_HOME"
 DEFAULT_HOME = Path("~/.local/share/perfwh").expanduser()
 
 
-def resolve_home(home: str | os.PathLike | None = None) -> Path:
+def resolve_home(home: str | os.PathLike | None = None) -> Path | ObjectHome:
     """--home, then $PERFWH_HOME, then ~/.local/share/perfwh; always absolute.
 
-    A pinned snapshot (warehouse.read.snapshot) stands for its own home.
+    `s3://bucket/prefix` gives an ObjectHome. A pinned snapshot
+    (warehouse.read.snapshot) stands for its own home.
     """
-    if isinstance(getattr(home, "home", None), Path) and hasattr(home, "version"):
+    if isinstance(getattr(home, "home", None), (Path, ObjectHome)) and hasattr(home, "version"):
         home = home.home
     if home is None or str(home) == "":
         home = os.environ.get(ENV_HOME) or DEFAULT_HOME
+    if isinstance(home, ObjectHome):
+        return home
+    if is_object_url(str(home)):
+        return ObjectHome(str(home))
     return Path(home).expanduser().resolve()
 
 
 @dataclass(frozen=True)
 class WarehousePaths:
-    home: Path
+    home: Path | ObjectHome
 
     @classmethod
     def at(cls, home: str | os.PathLike | None = None) -> "WarehousePaths":
@@ -51,21 +62,31 @@ class WarehousePaths:
         return self.home / "ledger.parquet"
 
     @property
+    def is_local(self) -> bool:
+        return not isinstance(self.home, ObjectHome)
+
+    @property
+    def local(self) -> Path:
+        """This home's folder on the local disk: the home itself, or an object home's cache."""
+        return self.home if self.is_local else cache_dir(self.home)
+
+    @property
     def derived(self) -> Path:
-        return self.home / "derived"
+        return self.local / "derived"
 
     @property
     def duckdb(self) -> Path:
-        return self.home / "perf.duckdb"
+        return self.local / "perf.duckdb"
 
     @property
     def lock(self) -> Path:
-        return self.home / ".ingest.lock"
+        return self.local / ".ingest.lock"
 
     def derived_table(self, name: str) -> Path:
         return self.derived / f"{name}.parquet"
 
     def ensure(self) -> "WarehousePaths":
-        for d in (self.home, self.measurements, self.quarantine, self.derived):
+        local = (self.home, self.measurements, self.quarantine) if self.is_local else ()
+        for d in (*local, self.derived):
             d.mkdir(parents=True, exist_ok=True)
         return self

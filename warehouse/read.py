@@ -95,7 +95,10 @@ def perf_points_from(measurements: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
             pl.col("latency_ms").max().alias("latency_max_ms"),
         )
         .with_columns(
-            ((pl.col("latency_max_ms") - pl.col("latency_min_ms")) / pl.col("latency_ms")).alias("spread_rel")
+            # One sample has no spread: null, not 0.0 (which would read as "perfectly repeatable").
+            pl.when(pl.col("n") > 1)
+            .then((pl.col("latency_max_ms") - pl.col("latency_min_ms")) / pl.col("latency_ms"))
+            .alias("spread_rel")
         )
         .sort(list(KEY_COLUMNS), nulls_last=True)
         .collect()

@@ -87,6 +87,10 @@ INVALID_UTF8 = "not valid UTF-8 text (e.g. Windows-1252 bytes)"
 _HEADER_RE = re.compile(r"(^|,)[ \t]*\"?latency(_ms)?\"?[ \t]*(,|\r?$)")
 
 
+UNRECOGNISED_HEADER = "unrecognised header (a collector header names batch_size and latency)"
+_NUMERIC_FIELD = r"(^|,)[ \t\"]*[-+]?[0-9][0-9.eE+-]*[ \t\"]*(,|\r?$)"
+
+
 @dataclass
 class RawChunk:
     frame: pl.DataFrame  # columns + source_line (Int64) + parse_error [+ raw]
@@ -156,8 +160,14 @@ def _header_fields(line: str) -> list[str]:
 def _frame_for_segment(lines: pl.DataFrame, header: list[str] | None) -> pl.DataFrame:
     """Cut a run of data lines that share one header into text columns."""
     if header is None:
+        # A file's first line with no numeric field is a header this reader does not know
+        # (no batch_size / latency column): say so, rather than "no header" for it.
+        unknown_header = (pl.col("source_line") == 1) & ~pl.col("raw").str.contains(_NUMERIC_FIELD)
         return lines.with_columns(
-            pl.lit("no header line before this row").alias("parse_error")
+            pl.when(unknown_header)
+            .then(pl.lit(UNRECOGNISED_HEADER))
+            .otherwise(pl.lit("no header line before this row"))
+            .alias("parse_error")
         )
     twice = sorted({name for name in header if name in KNOWN_COLUMNS and header.count(name) > 1})
     if twice:

@@ -120,7 +120,7 @@ PERF_POINT_SCHEMA: dict[str, pl.DataType] = {
     "n": pl.UInt32(),
     "latency_min_ms": pl.Float64(),
     "latency_max_ms": pl.Float64(),
-    "spread_rel": pl.Float64(),  # (max - min) / median
+    "spread_rel": pl.Float64(),  # (max - min) / median; null for a single sample
 }
 
 QUARANTINE_SCHEMA: dict[str, pl.DataType] = {

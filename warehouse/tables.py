@@ -9,6 +9,9 @@ Layout under the home folder:
     ledger/_delta_log/...                               append-only event log
     ledger/<part>.parquet
 
+The home may be `s3://bucket/prefix` (warehouse/location.py): the same layout
+under the prefix, the same commits (delta-rs, conditional-put log entries).
+
 Both data tables are partitioned by the content hash of the raw log the rows
 came from: a partition value is 64 hex digits whatever the system, framework
 or version strings hold (so partition folders are injective and short), and
@@ -45,6 +48,7 @@ from deltalake.exceptions import TableNotFoundError
 from deltalake.transaction import AddAction, RemoveAction
 
 from .atomic import ZSTD_LEVEL, fsync_dir
+from .location import ObjectHome, arrow_location, delta_storage_options, is_object_url
 from .schema import LEDGER_SCHEMA, MEASUREMENT_SCHEMA, QUARANTINE_SCHEMA
 
 PARTITION = "source_sha256"
@@ -117,16 +121,32 @@ class DataFile:
 
 
 class Store:
-    """The three Delta tables of one warehouse home (a local folder)."""
+    """The three Delta tables of one warehouse home: a local folder or an `s3://` prefix.
 
-    def __init__(self, home: Path):
-        self.home = Path(home)
+    Both kinds share every commit path; only the data-file write differs
+    (fsync on a local disk, one PUT on object storage, which is atomic).
+    """
+
+    def __init__(self, home: Path | ObjectHome):
+        self.home = ObjectHome(home) if is_object_url(str(home)) else Path(home)
+        self.local = not isinstance(self.home, ObjectHome)
+        self.options = None if self.local else delta_storage_options()
 
     def uri(self, table: str) -> str:
         return str(self.home / table)
 
+    def any_file(self, rel: str) -> bool:
+        """Whether the folder `rel` (under the home) holds anything."""
+        if self.local:
+            folder = self.home / rel
+            return folder.is_dir() and any(folder.iterdir())
+        import pyarrow.fs as pafs
+
+        fs, path = arrow_location(self.home / rel)
+        return bool(fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=False)))
+
     def has_log(self, table: str) -> bool:
-        return (self.home / table / "_delta_log").is_dir() and any((self.home / table / "_delta_log").iterdir())
+        return self.any_file(f"{table}/_delta_log")
 
     def exists(self) -> bool:
         return self.has_log("ledger")
@@ -140,10 +160,10 @@ class Store:
         """
         uri = self.uri(name)
         try:
-            dt = DeltaTable(uri)
+            dt = DeltaTable(uri, storage_options=self.options)
         except TableNotFoundError:
             folder = self.home / name
-            if folder.exists() and any(folder.iterdir()):
+            if self.any_file(name):
                 raise StorageError(
                     f"{folder}: data files but no readable Delta transaction log (_delta_log); "
                     "refusing to write over them: restore the log or ingest into a fresh --home"
@@ -165,9 +185,10 @@ class Store:
             return DeltaTable.create(
                 self.uri(name), schema, mode="ignore", partition_by=partition_by,
                 configuration={"delta.deletedFileRetentionDuration": f"interval {RETENTION_HOURS} hours"},
+                storage_options=self.options,
             )  # fmt: skip
         except Exception:  # noqa: BLE001 - a concurrent writer created it first
-            return DeltaTable(self.uri(name))
+            return DeltaTable(self.uri(name), storage_options=self.options)
 
     def create_tables(self) -> None:
         """Open (or create empty) all three tables before any data file is written."""
@@ -181,6 +202,11 @@ class Store:
         frame.write_parquet(buf, compression="zstd", compression_level=ZSTD_LEVEL, statistics=True)
         data = buf.getbuffer()
         rel = f"{PARTITION}={sha}/{name}"
+        if not self.local:  # one PUT: the object appears whole or not at all
+            fs, path = arrow_location(self.home / table / rel)
+            with fs.open_output_stream(path) as out:
+                out.write(data)
+            return DataFile(table, rel, len(data), hashlib.sha256(data).hexdigest())
         target = self.home / table / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         with open(target, "wb") as fh:
@@ -269,7 +295,7 @@ class Snapshot:
     versions it records, restricted to the partitions of live sources.
     """
 
-    home: Path
+    home: Path | ObjectHome
     version: int
     committed_at: datetime | None
     measurements_version: int
@@ -303,7 +329,7 @@ class Snapshot:
         return h.hexdigest()[:16]
 
 
-def empty_snapshot(home: Path) -> Snapshot:
+def empty_snapshot(home: Path | ObjectHome) -> Snapshot:
     empty = pl.DataFrame(schema=LEDGER_EVENT_SCHEMA)
     nofiles = pl.DataFrame(schema={"path": pl.String, "sha": pl.String, "bytes": pl.Int64})
     return Snapshot(home, 0, None, -1, -1, empty, empty, nofiles, nofiles)
@@ -314,16 +340,16 @@ def read_events(dt: DeltaTable) -> pl.DataFrame:
     return pl.from_arrow(table).select([pl.col(c).cast(t) for c, t in LEDGER_EVENT_SCHEMA.items()])
 
 
-def load_snapshot(home: Path, as_of: int | datetime | None = None) -> Snapshot:
+def load_snapshot(home: Path | ObjectHome, as_of: int | datetime | None = None) -> Snapshot:
     """The committed state of the warehouse at `home` (latest, or the ledger version / time `as_of`)."""
     store = Store(home)
     if not store.exists():
         if as_of is not None:
             raise ValueError(f"no warehouse at {home}: no version {as_of!r}")
         for name in DATA_TABLES:  # a lost ledger log over existing files is refused here too
-            if (store.home / name).exists() and any((store.home / name).iterdir()) and not store.has_log(name):
+            if store.any_file(name) and not store.has_log(name):
                 store.table(name)
-        if (store.home / "ledger").exists() and any((store.home / "ledger").iterdir()):
+        if store.any_file("ledger"):
             store.table("ledger")
         return empty_snapshot(store.home)
     dt = store.table("ledger", as_of)

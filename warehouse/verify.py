@@ -8,6 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
+from .location import arrow_location
 from .tables import Snapshot, load_snapshot
 
 VERIFY_SCHEMA = {"table": pl.String, "file": pl.String, "problem": pl.String, "source": pl.String}
@@ -21,12 +22,24 @@ class BadFile:
     source: str  # the raw log its rows came from
 
 
-def _sha256(path: Path) -> str:
+def _sha256(path: str) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    fs, where = arrow_location(path)
+    with (fs.open_input_stream(where) if fs else open(where, "rb")) as fh:
         for block in iter(lambda: fh.read(1 << 22), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def _size(path: str) -> int | None:
+    """Bytes of the file (local or s3://), None when it is missing."""
+    fs, where = arrow_location(path)
+    if fs is None:
+        return Path(where).stat().st_size if Path(where).exists() else None
+    import pyarrow.fs as pafs
+
+    info = fs.get_file_info(where)
+    return info.size if info.type == pafs.FileType.File else None
 
 
 def verify(snap: Snapshot) -> list[BadFile]:
@@ -35,18 +48,19 @@ def verify(snap: Snapshot) -> list[BadFile]:
     bad = []
     for table in ("measurements", "quarantine"):
         frame = snap.measurement_files if table == "measurements" else snap.quarantine_files
-        root = snap.home / table
+        root = str(snap.home / table) + "/"
         for path, sha in zip(frame.get_column("path").to_list(), frame.get_column("sha").to_list()):
-            rel = Path(path).relative_to(root).as_posix()
+            rel = path[len(root):] if path.startswith(root) else path
             rec = snap.checksums.get((table, rel))
             src = source_of.get(sha, "")
+            size = _size(path) if rec is not None else None
             if rec is None:
                 problem = "not recorded"
-            elif not Path(path).exists():
+            elif size is None:
                 problem = "missing"
-            elif Path(path).stat().st_size != rec.bytes:
+            elif size != rec.bytes:
                 problem = "size differs"
-            elif _sha256(Path(path)) != rec.sha256:
+            elif _sha256(path) != rec.sha256:
                 problem = "checksum differs"
             else:
                 continue
@@ -54,7 +68,7 @@ def verify(snap: Snapshot) -> list[BadFile]:
     return bad
 
 
-def verify_home(home: Path, *, repair: bool = False) -> tuple[list[BadFile], list[BadFile]]:
+def verify_home(home, *, repair: bool = False) -> tuple[list[BadFile], list[BadFile]]:
     """(bad files found, bad files left after repair) of the latest version at `home`.
 
     Repair re-ingests the raw log of each bad file where it is still present

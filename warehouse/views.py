@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from .atomic import tmp_path_for
+from .location import ObjectHome, arrow_location
 from .paths import WarehousePaths
 from .schema import KEY_COLUMNS, LEDGER_SCHEMA, MEASUREMENT_SCHEMA, OPS, QUARANTINE_SCHEMA
 from .tables import PARTITION, Snapshot, arrow_schema, load_snapshot
@@ -78,7 +79,7 @@ def perf_points_sql(source: str = "measurements") -> str:
     return (
         f"SELECT {keys}, median(latency_ms) AS latency_ms, CAST(count(*) AS UINTEGER) AS n, "
         "min(latency_ms) AS latency_min_ms, max(latency_ms) AS latency_max_ms, "
-        "(max(latency_ms) - min(latency_ms)) / median(latency_ms) AS spread_rel "
+        "CASE WHEN count(*) > 1 THEN (max(latency_ms) - min(latency_ms)) / median(latency_ms) END AS spread_rel "
         f"FROM {source} GROUP BY {keys}"
     )
 
@@ -124,6 +125,9 @@ def _common_views(con) -> None:
 def write_views(con, snap: Snapshot) -> None:
     """The views of `snap` in `con` over the data files themselves (perf.duckdb)."""
     for name, schema in (("measurements", MEASUREMENT_SCHEMA), ("quarantine", QUARANTINE_SCHEMA)):
+        if isinstance(snap.home, ObjectHome):  # DuckDB reads S3 only through httpfs, an extension it must download
+            con.execute(_error_view(name, f"the data is in {snap.home}: query it with `perfwh sql --home {snap.home}`", schema))
+            continue
         try:
             con.execute(f"CREATE OR REPLACE VIEW {name} AS {_parquet_select(snap.files(name), schema)}")
         except duckdb.Error as exc:
@@ -138,10 +142,11 @@ def write_views(con, snap: Snapshot) -> None:
 
 def _dataset(snap: Snapshot, name: str, schema: dict) -> ds.Dataset:
     full = arrow_schema(schema)
+    fs, base = arrow_location(snap.home / name)  # S3 file system for an object home
     return ds.dataset(
-        snap.files(name), schema=full, format="parquet",
+        [arrow_location(f)[1] for f in snap.files(name)], schema=full, format="parquet", filesystem=fs,
         partitioning=ds.partitioning(pa.schema([full.field(PARTITION)]), flavor="hive"),
-        partition_base_dir=str(snap.home / name),
+        partition_base_dir=base,
     )  # fmt: skip
 
 
@@ -172,7 +177,7 @@ def connect_snapshot(snap: Snapshot) -> duckdb.DuckDBPyConnection:
 
 
 def refresh_views(home) -> Path:
-    """Rebuild perf.duckdb from the latest committed version."""
+    """Rebuild perf.duckdb from the latest committed version (an object home's in its local cache)."""
     paths = WarehousePaths.at(home).ensure()
     snap = load_snapshot(paths.home)
     tmp = tmp_path_for(paths.duckdb)

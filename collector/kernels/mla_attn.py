@@ -42,6 +42,9 @@ CONFIG = {"block_n": 64, "num_warps": 8, "num_stages": 3, "block_h_max": 64, "sk
 CONFIG_DEC = {"block_n": 64, "num_warps": 8, "num_stages": 2, "block_h_max": 64, "skip_empty": False,
               "split_target": 1, "split_target_dense": 4}
 DEC_PROGRAMS = 4
+# Dense (MLA decode) mode: "decode" = mla_decode.py (collector 0.2: all heads of a
+# cache block co-resident, kv split by makespan); "legacy" = this kernel (0.1).
+DENSE_IMPL = "decode"
 LAST = {}  # compile report of the last launch (registers, spills)
 
 
@@ -209,6 +212,11 @@ def mla_attention(q_lat: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor, *,
     d_pe = q_pe.shape[-1]
     assert kv.shape[1] == d_lat + d_pe and kv.stride(1) == 1
     dense = idx is None
+    if dense and DENSE_IMPL == "decode":
+        from . import mla_decode
+        return mla_decode.mla_decode(q_lat, q_pe, kv, out=out, start=start, length=length, n_slots=n_slots,
+                                     sm_scale=sm_scale, kv_scale=kv_scale, splits=splits, workspace=workspace,
+                                     n_sm=n_sm)
     if dense:
         assert start is not None and length is not None and n_slots is not None
         k_slots = int(n_slots)

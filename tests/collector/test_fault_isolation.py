@@ -8,6 +8,7 @@ import pytest
 
 pytest.importorskip("yaml")
 
+from collector import VERSION  # noqa: E402
 from collector.logs import FAILURES, read_failures, read_rows, shape_from_json  # noqa: E402
 from collector.runner import sweep  # noqa: E402
 from collector.sweep import Shape  # noqa: E402
@@ -49,7 +50,7 @@ def test_device_error_and_crash_do_not_poison_later_shapes(tmp_path):
     assert all(f["status"] == "failed" and "latency_ms" not in f and f["op"] == "mla_generation" for f in fails)
     fail_lines = [x for x in logs if "FAIL" in x]
     assert len(fail_lines) == 2 and SHAPES[1].label() in fail_lines[0] and "restarted" in fail_lines[0]
-    assert (out / "h200_sxm" / "perfwh" / "0.1" / FAILURES).exists()
+    assert (out / "h200_sxm" / "perfwh" / VERSION / FAILURES).exists()
 
 
 def test_failures_file_is_not_a_raw_log_for_the_warehouse(tmp_path):
@@ -76,7 +77,7 @@ def test_plain_exception_keeps_the_worker(tmp_path):
 
 def test_resume_retries_failed_shapes_in_new_files(tmp_path):
     _run(tmp_path, {SHAPES[1].label(): "device"}, tag="first")
-    d = tmp_path / "out" / "h200_sxm" / "perfwh" / "0.1"
+    d = tmp_path / "out" / "h200_sxm" / "perfwh" / VERSION
     before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in d.iterdir()}
     res, _ = _run(tmp_path, tag="second")
     assert res["measured"] == 1 and not res["failed"]  # only the failed shape was left

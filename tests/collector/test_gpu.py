@@ -95,3 +95,27 @@ def test_injected_device_error_mid_sweep(tmp_path):
     rows = read_rows(tmp_path / "out", res["system"])
     assert sorted(r["batch_size"] for r in rows) == [1, 4, 8] and all(r["latency_ms"] > 0 for r in rows)
     assert res["worker_starts"] == 2
+
+
+@pytest.mark.parametrize("desc", [False, True])
+def test_mla_decode_cache_past_2_31_elements(desc):
+    """Dense decode over a cache of 3.8M rows (2.2e9 elements > 2^31): two
+    tokens read the last rows, one of them split over the SMs (split-KV +
+    combine); float64 reference, output poisoned first."""
+    from collector.kernels import mla_attn as ATT
+    from collector.kernels import mla_decode as DEC
+    N, L = 3_800_000, 20_000
+    assert (N - 1) * 576 > 2 ** 31
+    g = torch.Generator(device="cuda").manual_seed(11)
+    kv = torch.empty((N, 576), device="cuda", dtype=torch.bfloat16)
+    kv[-2 * L:] = torch.randn((2 * L, 576), device="cuda", generator=g).bfloat16()
+    ql = torch.randn((2, 128, 512), device="cuda", generator=g).bfloat16()
+    qp = torch.randn((2, 128, 64), device="cuda", generator=g).bfloat16()
+    start = torch.tensor([N - 2 * L, N - L], device="cuda", dtype=torch.int32)
+    ln = torch.tensor([L, L - 3], device="cuda", dtype=torch.int32)
+    out = torch.full((2, 128, 512), float("nan"), device="cuda", dtype=torch.bfloat16)
+    DEC.mla_decode(ql, qp, kv, out=out, start=start, length=ln, n_slots=L, sm_scale=0.07,
+                   config={"desc": desc}, workspace={})
+    assert DEC.LAST["splits"] > 1
+    ref = ATT.mla_attention_ref(ql, qp, kv, sm_scale=0.07, start=start, length=ln)
+    assert not torch.isnan(out).any() and _rel(out, ref) < 2e-2

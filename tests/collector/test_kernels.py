@@ -150,3 +150,38 @@ def test_offsets_are_64_bit_past_2_31():
     assert got[:8] == want and max(want) > 2 ** 31
     wrapped = [((w + 2 ** 31) % 2 ** 32) - 2 ** 31 for w in want]
     assert got[8:] == wrapped and min(got[8:]) < 0  # the 32-bit hazard is real where off64 is not used
+
+
+@pytest.mark.parametrize("desc", [False, True])
+@pytest.mark.parametrize("splits", [1, 3, None])
+def test_mla_decode_kernel(desc, splits):
+    """The 0.2 dense decode kernel: 20 heads (two head groups, the second one
+    partly masked), uneven lengths incl. one shorter than a block, an FP8-like
+    kv_scale, the output poisoned first; desc=True reads the cache through
+    tensor descriptors (TMA on the GPU)."""
+    from collector.kernels import mla_decode as DEC
+    g = torch.Generator(device=DEV).manual_seed(5)
+    b, H, N = 3, 20, 300
+    ql = torch.randn((b, H, 512), generator=g, device=DEV).to(DT)
+    qp = torch.randn((b, H, 64), generator=g, device=DEV).to(DT)
+    kv = torch.randn((N, 576), generator=g, device=DEV).to(DT)
+    start = torch.tensor([0, 100, 200], device=DEV, dtype=torch.int32)
+    ln = torch.tensor([100, 9, 64], device=DEV, dtype=torch.int32)
+    out = torch.full((b, H, 512), float("nan"), device=DEV, dtype=DT)
+    cfg = dict(desc=desc) if CUDA else dict(desc=desc, block_h=16, block_n=16)
+    DEC.mla_decode(ql, qp, kv, out=out, start=start, length=ln, n_slots=100, sm_scale=0.1, kv_scale=0.5,
+                   splits=splits, config=cfg, workspace={})
+    ref = ATT.mla_attention_ref(ql, qp, kv, sm_scale=0.1, kv_scale=0.5, start=start, length=ln)
+    assert not torch.isnan(out).any()
+    assert _rel(out, ref) < TOL
+
+
+def test_mla_decode_pick_splits():
+    from collector.kernels import mla_decode as DEC
+    # b=64, 2 head groups = 128 programs: one wave on 132 SMs, no split
+    assert DEC.pick_splits(64, 2, 32768, 132) == 1
+    # b=1: 2 programs; split until the 132 SMs are busy (chunks of >= 512 keys)
+    s = DEC.pick_splits(1, 2, 32768, 132)
+    assert 2 * s <= 132 and 32768 / s >= 512 and s >= 32
+    # never a chunk under min_chunk
+    assert DEC.pick_splits(1, 2, 1024, 132) == 2

@@ -5,6 +5,7 @@ import pytest
 
 yaml = pytest.importorskip("yaml")
 
+from collector import VERSION  # noqa: E402
 from collector.config import OPS, system_of  # noqa: E402
 from collector.logs import CSV_HEADER, RawLogWriter, done_keys, read_rows  # noqa: E402
 from collector.sweep import Shape, expand, load_spec  # noqa: E402
@@ -83,10 +84,10 @@ def test_writer_formats_and_resume(tmp_path):
     gen = Shape("mla_generation", 16, "bfloat16", "fp8", 4, 1, 1024)
     w.write(ctx, 55.123456, [55.1, 55.2], 1980.0)
     w.write(gen, 0.1, [0.1, 0.11], None)
-    d = tmp_path / "h200_sxm" / "perfwh" / "0.1"
+    d = tmp_path / "h200_sxm" / "perfwh" / VERSION
     lines = (d / "dsa_context_module_perf.txt").read_text().splitlines()
     assert lines[0] == CSV_HEADER
-    assert lines[1] == ("perfwh,0.1,NVIDIA H200,dsa_context_module,triton_sparse,deepseek-ai/DeepSeek-V3.2,"
+    assert lines[1] == (f"perfwh,{VERSION},NVIDIA H200,dsa_context_module,triton_sparse,deepseek-ai/DeepSeek-V3.2,"
                         "DeepseekV32ForCausalLM,bfloat16,bfloat16,fp8_block,128,1,16384,1,128,55.12346")
     row = json.loads((d / "mla_generation_module_perf.jsonl").read_text())
     assert row["schema"] == "perfwh.run/1" and row["op"] == "mla_generation"

@@ -60,7 +60,7 @@ def test_missing_columns_take_documented_defaults_and_output_has_sol_ms_and_vers
     plain = db.estimate_many("dsa_context", pl.DataFrame(BASE))
     explicit = db.estimate_many("dsa_context", pl.DataFrame({**BASE, "gemm_type": ["bfloat16"] * 2,
                                                              "kv_cache_dtype": ["bfloat16"] * 2, "prefix": [0, 0]}))
-    assert plain.columns == list(BASE) + ["latency_ms", "source", "sol_ms", "version"]
+    assert plain.columns == list(BASE) + ["latency_ms", "source", "sol_ms", "version", "low_ms", "high_ms"]
     assert plain["latency_ms"].to_list() == explicit["latency_ms"].to_list()
     est = db.estimate("dsa_context", batch_size=2, s=256, num_heads=32)
     assert plain["sol_ms"][1] == pytest.approx(est.sol_ms, rel=1e-5)

@@ -22,10 +22,11 @@ Attention: 128 heads, hidden 7168, q_lora_rank 1536, kv_lora_rank 512, qk_nope/r
 Config: bundled config
 
 Warehouse data for DeepseekV32ForCausalLM on h200_sxm / trtllm:
-table           architecture            version  gemm_type  kv_cache  points  batch  isl          kv_len       prefix  heads
---------------  ----------------------  -------  ---------  --------  ------  -----  -----------  -----------  ------  -----
-dsa_context     DeepseekV32ForCausalLM  1.0      bfloat16   bfloat16      10  1..4   1024..16384  -            0       16
-dsa_generation  DeepseekV32ForCausalLM  1.0      bfloat16   bfloat16      14  1..4   1            1024..65536  -       16
+table           architecture            version  gemm_type  kv_cache  points  batch span  isl span     kv_len span  prefix  heads
+--------------  ----------------------  -------  ---------  --------  ------  ----------  -----------  -----------  ------  -----
+dsa_context     DeepseekV32ForCausalLM  1.0      bfloat16   bfloat16      10  1..4        1024..16384  -            0       16
+dsa_generation  DeepseekV32ForCausalLM  1.0      bfloat16   bfloat16      14  1..4        1            1024..65536  -       16
+  spans are ranges, not the measured region (long sequences are often measured at small batch only): perfwh coverage --system h200_sxm --backend trtllm
 
 Ops at tp 8 (16 heads/GPU; gemm bfloat16, kv cache bfloat16, fmha bfloat16):
 ops                          layers  table           slice points  served from

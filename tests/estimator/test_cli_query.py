@@ -1,6 +1,7 @@
 """perfwh query / accuracy end to end on a small warehouse built by the real ingest."""
 
 import json
+import re
 
 import polars as pl
 import pytest
@@ -27,7 +28,8 @@ def test_query_prints_latency_source_and_neighbours(home, capsys):
     rc = main(["query", "dsa_context", "--home", str(home), "-b", "3", "-s", "100", "--num-heads", "48"])
     out = capsys.readouterr().out
     assert rc == 0
-    assert "ms (interpolated)" in out and "neighbour heads=32" in out
+    assert re.search(r"ms, 80% in [0-9.]+-[0-9.]+ ms, interpolated \(expected error [0-9.]+%\)", out)
+    assert "neighbour heads=32" in out
 
 
 def test_query_json_and_stale_grid_rebuild(home, capsys):
@@ -73,10 +75,11 @@ def test_batch_csv_mode_keeps_extra_columns(home, tmp_path):
     assert rc == 0
     res = pl.read_csv(out, schema_overrides={"version": pl.String})
     assert res.columns == ["architecture", "gemm_type", "kv_cache_dtype", "num_heads", "batch_size", "isl", "step",
-                           "note", "latency_ms", "source", "sol_ms", "version"]
+                           "note", "latency_ms", "source", "sol_ms", "version", "low_ms", "high_ms"]
     assert res["source"].to_list() == ["measured", "interpolated", "extrapolated"]
     assert res["version"].to_list() == ["1.0"] * 3 and (res["sol_ms"] > 0).all()
     assert (res["latency_ms"] > 0).all()
+    assert ((res["low_ms"] < res["latency_ms"]) & (res["latency_ms"] < res["high_ms"])).all()
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -100,6 +103,16 @@ def test_accuracy_command_prints_table(home, capsys, tmp_path):
     assert rc == 0
     assert "| dsa_context | R | interp |" in out and "| mla_generation | SOL | sol |" in out
     assert "nearest" in out
+    assert "80% interval coverage on held-out points" in out and "| dsa_generation | interpolated |" in out
+
+
+def test_accuracy_json_carries_errors_and_coverage(home, capsys):
+    assert main(["accuracy", "--home", str(home), "--backend", "trtllm", "--no-baseline", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert set(got) == {"errors", "coverage"}
+    cov = {(r["op"], r["provenance"]): r for r in got["coverage"]}
+    assert cov[("dsa_generation", "interpolated")]["n"] > 0
+    assert all(0 <= r["coverage_pct"] <= 100 for r in got["coverage"])
 
 
 def test_store_rebuild_and_grid_summary(home):

@@ -122,7 +122,7 @@ def test_estimate_many_matches_scalar(db):
     frame = pl.DataFrame({"batch_size": [1, 3, 8, 16, 2], "isl": [16, 100, 1024, 5000, 64],
                           "num_heads": [32, 48, 128, 128, 64], "prefix": [0, 0, 0, 0, 0], "tag": list("abcde")})
     out = db.estimate_many("dsa_context", frame)
-    assert out.columns == frame.columns + ["latency_ms", "source", "sol_ms", "version"]
+    assert out.columns == frame.columns + ["latency_ms", "source", "sol_ms", "version", "low_ms", "high_ms"]
     for row in out.iter_rows(named=True):
         est = db.estimate("dsa_context", batch_size=row["batch_size"], s=row["isl"], num_heads=row["num_heads"])
         assert row["latency_ms"] == pytest.approx(est.latency_ms, rel=1e-5)

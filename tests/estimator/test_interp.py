@@ -181,3 +181,66 @@ def test_vectorised_extrapolation_matches_a_per_hole_argmin():
     for i, j in zip(*np.nonzero(np.isnan(vals))):
         k = int(np.argmin(np.abs(xb[ki] - xb[i]) * 2.0 + np.abs(xs[kj] - xs[j])))
         assert filled[i, j] == vals[ki[k], kj[k]] and src[i, j] == interp.EXTRAPOLATED
+
+
+def test_power_weight_linear_in_raw_coordinate():
+    # 3 between 2 and 4: log2 weight 0.585, raw (power 1) weight 0.5, sqrt weight (1.732-1.414)/(2-1.414)
+    x0, x1, x = np.log2(2.0), np.log2(4.0), np.log2(3.0)
+    assert np.isclose(interp.power_weight(x0, x1, x, 0.0), np.log2(1.5))
+    assert np.isclose(interp.power_weight(x0, x1, x, 1.0), 0.5)
+    assert np.isclose(interp.power_weight(x0, x1, x, 0.5), (3**0.5 - 2**0.5) / (2 - 2**0.5))
+    # inside points use the power; outside points keep the log2 trend rule
+    _, _, w, out = interp.bracket(np.log2([2.0, 4.0]), np.log2([3.0, 8.0]), trend=1.0, power=1.0)
+    assert np.allclose(w, [0.5, 2.0]) and out.tolist() == [False, True]
+
+
+def test_choose_powers_picks_raw_batch_for_a_surface_linear_in_batch():
+    from estimator.grid import choose_powers, power_errors
+
+    batch, seq = np.array([1.0, 2, 4, 8, 16, 32]), np.array([64.0, 128, 256, 512])
+    vals = 0.01 * batch[:, None] + 0.1 * np.log2(seq)[None, :]  # linear in raw batch, in log2 seq
+    assert choose_powers([power_errors(vals, np.log2(batch), np.log2(seq))]) == (1.0, 0.0)
+    assert choose_powers([power_errors(vals.T, np.log2(seq), np.log2(batch))]) == (0.0, 1.0)
+
+
+def test_lookup_scalar_and_numpy_agree_with_a_raw_batch_coordinate(tmp_path):
+    from estimator import lookup
+    from estimator.grid import GridSet, SliceGrid, GroupGrids, stack_group
+
+    batch, seq = np.array([2, 4]), np.array([64, 128])
+    ratio = np.array([[0.0, 0.2], [1.0, 1.2]])
+    sg = SliceGrid(batch, seq, np.log2(batch), np.log2(seq), ratio, np.zeros((2, 2), np.int8), np.ones((2, 2)),
+                   0.0, ratio.copy(), batch_power=1.0, seq_power=0.0)
+    grp = GroupGrids(("k",), np.array([64]), np.array([0]), {(64, 0): sg})
+    grp.stacked = stack_group(grp)
+    many, _ = lookup.lookup_many(grp, [64], [0], np.array([3.0]), np.array([64.0]))
+    one, code, _ = lookup.lookup_one(grp, 64, 0, 3, 64)
+    assert np.isclose(many[0], 0.5) and np.isclose(one, 0.5) and code == interp.INTERPOLATED
+    grp.stacked = None
+    by_slice, _ = lookup.lookup_many(grp, [64], [0], np.array([3.0]), np.array([64.0]))
+    assert np.isclose(by_slice[0], 0.5) and np.isclose(lookup.lookup_one(grp, 64, 0, 3, 64)[0], 0.5)
+
+
+def test_median_row_and_median_col_rules_by_hand():
+    from estimator.grid import FILL_RULES, slice_estimates
+
+    x = np.array([0.0, 1.0, 2.0])
+    vals = np.array([[0.0, 0.0, 0.0], [1.0, np.nan, 3.0], [0.0, 10.0, 0.0]])
+    sib1, sib2 = vals.copy(), vals.copy()
+    sib1[1, 1], sib2[1, 1] = 2.5, 7.0  # siblings agree with the slice elsewhere: offset 0
+    est = slice_estimates(vals, x, x, [sib1, sib2])
+    # row line 2, column line 5, sibling estimates 2.5 and 7
+    assert est["median_row"][1, 1] == 2.5 and est["median_col"][1, 1] == 5.0 and est["median"][1, 1] == 3.75
+    assert {"median_row", "median_col"} <= set(FILL_RULES)
+
+
+def test_local_sibling_offset_follows_a_drift_along_the_row():
+    # the slice sits above its sibling by an offset that grows along the row: 0, 0.1, (0.2), 0.3
+    x = np.array([0.0, 1.0, 2.0, 3.0])
+    sib = np.array([[1.0, 2.0, 3.0, 4.0]])
+    vals = sib + np.array([[0.0, 0.1, np.nan, 0.3]])
+    local = interp.local_sibling_estimates(vals, [sib], np.array([0.0]), x)
+    assert np.isclose(local[0, 0, 2], 3.2)
+    # the whole-row median offset (0.1) misses the drift
+    glob, _ = interp.sibling_estimates(vals, ~np.isnan(vals), [sib])
+    assert np.isclose(glob[0, 2], 3.1)

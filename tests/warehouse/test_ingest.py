@@ -303,6 +303,9 @@ def test_perf_points_aggregate_repeats(home, raw_dir):
     assert first["spread_rel"] == pytest.approx(2.0 / 1.15)
     via_sql = sql("select n, latency_ms from perf_points order by isl", home).rows()
     assert via_sql == [(4, pytest.approx(1.15)), (1, 5.0)]
+    assert pts["spread_rel"][1] is None  # one sample: no spread, not 0.0
+    assert sql("select spread_rel from perf_points order by isl", home)["spread_rel"].to_list() == [
+        pytest.approx(2.0 / 1.15), None]
 
 
 def test_unknown_extension_and_missing_path_fail_loudly(home, tmp_path):

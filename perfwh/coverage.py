@@ -1,0 +1,58 @@
+"""`perfwh coverage`: which systems, backends, versions and ops the warehouse holds, and where it measured."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from perfwh.warehouse import add_home
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "coverage",
+        help="systems, backends, versions, ops and the measured region of every slice",
+        description="List what the warehouse holds. Per slice (system, backend, version, op, kernel, "
+        "dtypes, heads, prefix) the measured region: runs of batch sizes with the isl (context) or "
+        "kv_len (generation) range measured at them, not a bounding box. A query inside a run's range "
+        "is measured or interpolated; outside it, extrapolated or transferred.",
+    )
+    p.add_argument("--system", default=None, help="only this system, e.g. h200_sxm (default: all)")
+    p.add_argument("--backend", default=None, help="only this backend (framework), e.g. trtllm, perfwh (default: all)")
+    p.add_argument("--version", default=None, help="only this backend version (default: all)")
+    p.add_argument("--op", default=None, help="only this op: dsa_context, dsa_generation, mla_context, "
+                   "mla_generation, mla_context_kernel, mla_generation_kernel (default: all)")
+    p.add_argument("--json", action="store_true", help="print JSON: one object per slice (default: text)")
+    add_home(p)
+    p.set_defaults(handler=cmd_coverage)
+
+
+def cmd_coverage(args) -> int:
+    from warehouse.coverage import coverage, region_text
+    from warehouse.read import home_path, warehouse_exists
+    from warehouse.vocab import Op
+
+    if not warehouse_exists(args.home):
+        raise FileNotFoundError(f"no warehouse at {home_path(args.home)}: run `perfwh ingest PATH` or "
+                                "`perfwh materialize` first (or pass --home / set PERFWH_HOME)")
+    op = Op.parse(args.op).name if args.op else None
+    slices = coverage(args.home, system=args.system, framework=args.backend, version=args.version, op=op)
+    if args.json:
+        print(json.dumps(slices, indent=1))
+        return 0
+    if not slices:
+        print("no data" + "".join(f" {k}={v}" for k, v in (("system", args.system), ("backend", args.backend),
+                                                          ("version", args.version), ("op", op)) if v),
+              file=sys.stderr)
+        return 1
+    last = None
+    for s in slices:
+        head = (s["system"], s["framework"], s["version"], s["op"])
+        if head != last:
+            print(f"{s['system']} / {s['framework']} {s['version']} / {s['op']}")
+            last = head
+        prefix = "" if s["prefix"] is None else f" prefix {s['prefix']}"
+        print(f"  {s['kernel_source']} {s['architecture']} attn {s['attn_dtype']} kv {s['kv_cache_dtype']} "
+              f"gemm {s['gemm_type']} heads {s['num_heads']}{prefix}: {s['points']} points")
+        print(f"    {region_text(s)}")
+    return 0

@@ -1,0 +1,134 @@
+"""Bad input gets one line and a non-zero exit, never a traceback (issue 14, item 5)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from perfwh.cli import main
+from tests.conftest import HEADER, dsa_context_row, write_log
+from warehouse.ingest import ingest_paths
+from warehouse.read import sql
+
+
+def _one_line_error(capsys, argv, code=2) -> str:
+    assert main(argv) == code
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.count("\n") == 1, err
+    return err
+
+
+@pytest.fixture
+def a_file(tmp_path):
+    f = tmp_path / "not-a-folder"
+    f.write_text("x")
+    return f
+
+
+@pytest.mark.parametrize("argv", [
+    ["ingest", "x.txt"],
+    ["materialize", "--landing", "."],
+    ["tables"],
+    ["sql", "select 1"],
+    ["coverage"],
+    ["query", "dsa_context", "-b", "1", "-s", "1024", "--num-heads", "128"],
+    ["verify"],
+])
+def test_home_that_is_a_file(argv, a_file, capsys):
+    err = _one_line_error(capsys, [*argv, "--home", str(a_file)])
+    assert f"--home {a_file} is a file, not a warehouse folder" in err
+
+
+def test_perfwh_home_env_that_is_a_file(a_file, capsys, monkeypatch):
+    monkeypatch.setenv("PERFWH_HOME", str(a_file))
+    assert "$PERFWH_HOME" in _one_line_error(capsys, ["tables"])
+
+
+@pytest.fixture
+def warehouse(raw_dir, home):
+    write_log(raw_dir / "dsa_context_module_perf.txt", [dsa_context_row(isl=s) for s in (1024, 2048, 4096)])
+    ingest_paths([raw_dir], home)
+    from estimator.store import DerivedStore
+
+    DerivedStore(home).refresh()  # built here: the queries below then print only their own error
+    return home
+
+
+@pytest.mark.parametrize("content, says", [
+    (b"", "is empty"),
+    (b"batch_size,isl,num_heads\n", "has a header but no rows"),
+    (bytes(range(256)) * 4, "is not a readable CSV"),
+    (b"foo,bar\n1,2\n", "needs columns batch_size"),
+    (b"batch_size,isl,num_heads\nx,1024,128\n", "must hold integers"),
+])
+def test_bad_points_file(content, says, warehouse, tmp_path, capsys):
+    points = tmp_path / "points.csv"
+    points.write_bytes(content)
+    err = _one_line_error(capsys, ["query", "dsa_context", "--home", str(warehouse), "--points", str(points)])
+    assert says in err
+
+
+def test_points_file_missing_or_a_folder(warehouse, tmp_path, capsys):
+    assert "does not exist" in _one_line_error(
+        capsys, ["query", "dsa_context", "--home", str(warehouse), "--points", str(tmp_path / "none.csv")])
+    assert "is a folder" in _one_line_error(
+        capsys, ["query", "dsa_context", "--home", str(warehouse), "--points", str(tmp_path)])
+
+
+def test_ingest_of_nothing_says_so(tmp_path, home, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    no_logs = tmp_path / "docs"
+    no_logs.mkdir()
+    (no_logs / "notes.md").write_text("hello\n")
+    for folder in (empty, no_logs):
+        assert main(["ingest", str(folder), "--home", str(home)]) == 1
+        err = capsys.readouterr().err
+        assert f"warning: no raw logs found in {folder}" in err and "Traceback" not in err
+
+
+def test_ingest_of_garbage_warns_and_fails(tmp_path, home, capsys):
+    garbage = tmp_path / "garbage.txt"
+    garbage.write_bytes(os.urandom(2000).replace(b"\n", b"") + b"\n" + os.urandom(500))
+    assert main(["ingest", str(garbage), "--home", str(home)]) == 1
+    err = capsys.readouterr().err
+    assert f"warning: {garbage}: no row accepted" in err and "Traceback" not in err
+
+
+def test_unrecognised_header_is_named(raw_dir, home):
+    f = raw_dir / "dsa_context_module_perf.txt"
+    f.write_text("foo,bar,baz\n1,2,3\n")
+    ingest_paths([f], home)
+    reasons = sql("select source_line, reason from quarantine order by source_line", home).rows()
+    assert reasons[0][0] == 1 and reasons[0][1].startswith("unrecognised header")
+    assert reasons[1] == (2, "no header line before this row")
+
+
+def test_a_data_row_before_the_header_is_not_called_a_header(raw_dir, home):
+    f = raw_dir / "dsa_context_module_perf.txt"
+    f.write_text(dsa_context_row() + "\n" + HEADER + "\n" + dsa_context_row() + "\n")
+    ingest_paths([f], home)
+    assert sql("select reason from quarantine", home).rows() == [("no header line before this row",)]
+
+
+def test_materialize_of_an_empty_landing_or_garbage(tmp_path, capsys):
+    empty = tmp_path / "landing"
+    empty.mkdir()
+    assert main(["materialize", "--landing", str(empty), "--home", str(tmp_path / "wh1")]) == 1
+    captured = capsys.readouterr()
+    assert "warning: no raw logs in the landing folder" in captured.err
+    assert "Traceback" not in captured.err + captured.out
+    (empty / "dsa_context_module_perf.txt").write_bytes(b"\xff\xfe\x00garbage\n" * 5)
+    assert main(["materialize", "--landing", str(empty), "--home", str(tmp_path / "wh2")]) == 1
+    captured = capsys.readouterr()
+    assert "warning: no accepted measurements" in captured.err
+    assert "derived tables not built" in captured.out
+    assert "Traceback" not in captured.err + captured.out
+
+
+def test_materialize_landing_is_a_file(a_file, tmp_path, capsys):
+    assert main(["materialize", "--landing", str(a_file), "--home", str(tmp_path / "wh")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"landing: {a_file}", f"perfwh materialize: error: landing folder {a_file} is a file, not a folder"]

@@ -1,0 +1,58 @@
+"""`perfwh coverage`: the measured region per slice, not its bounding box."""
+
+from __future__ import annotations
+
+import json
+
+from perfwh.cli import main
+from tests.conftest import dsa_context_row, dsa_generation_row, write_log
+from warehouse.coverage import contains, coverage, region_text
+from warehouse.ingest import ingest_paths
+
+
+def _triangle(raw_dir, home):
+    rows = [dsa_context_row(batch=1, isl=s) for s in (1024, 2048, 4096)]
+    rows += [dsa_context_row(batch=2, isl=s) for s in (1024, 2048)]
+    rows += [dsa_context_row(batch=8, isl=1024)]
+    write_log(raw_dir / "dsa_context_module_perf.txt", rows)
+    write_log(raw_dir / "dsa_generation_module_perf.txt",
+              [dsa_generation_row(batch=b, kv_len=k) for b in (1, 4) for k in (1024, 8192)])
+    ingest_paths([raw_dir], home)
+
+
+def test_region_is_the_triangle_not_the_box(raw_dir, home):
+    _triangle(raw_dir, home)
+    ctx = coverage(home, op="dsa_context")
+    assert len(ctx) == 1
+    s = ctx[0]
+    assert (s["system"], s["framework"], s["version"], s["num_heads"], s["points"]) == ("h200_sxm", "trtllm", "1.0", 128, 6)
+    assert [(r["batch_sizes"], r["seq_min"], r["seq_max"]) for r in s["region"]] == [
+        ([1], 1024, 4096), ([2], 1024, 2048), ([8], 1024, 1024)]
+    assert contains(s, 1, 4096) and contains(s, 2, 1500)
+    assert not contains(s, 8, 4096)  # inside the bounding box, outside what was measured
+    assert not contains(s, 4, 1024)  # batch 4 was never measured
+    assert region_text(s) == "batch 1: isl 1024..4096 (3); batch 2: isl 1024..2048 (2); batch 8: isl 1024 (1)"
+    gen = coverage(home, op="dsa_generation")[0]
+    assert gen["seq"] == "kv_len"
+    assert [(r["batch_sizes"], r["seq_min"], r["seq_max"]) for r in gen["region"]] == [([1, 4], 1024, 8192)]
+
+
+def test_cli_text_and_json(raw_dir, home, capsys):
+    _triangle(raw_dir, home)
+    assert main(["coverage", "--home", str(home)]) == 0
+    out = capsys.readouterr().out
+    assert "h200_sxm / trtllm 1.0 / dsa_context" in out and "h200_sxm / trtllm 1.0 / dsa_generation" in out
+    assert "batch 8: isl 1024 (1)" in out
+    assert main(["coverage", "--home", str(home), "--op", "context_dsa", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [d["op"] for d in data] == ["dsa_context"]
+    assert data[0]["region"][2] == {"batch_sizes": [8], "seq_min": 1024, "seq_max": 1024, "seq_values": 1}
+
+
+def test_cli_no_match_and_no_warehouse(raw_dir, home, tmp_path, capsys):
+    _triangle(raw_dir, home)
+    assert main(["coverage", "--home", str(home), "--backend", "vllm"]) == 1
+    assert "no data backend=vllm" in capsys.readouterr().err
+    assert main(["coverage", "--home", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no warehouse at" in err
