@@ -292,11 +292,12 @@ def run_materialize(
     current = fingerprint(load_manifest(WarehousePaths.at(wh_home)))
     store = DerivedStore(wh_home)
     stale = stale_partitions(wh_home)
-    ranges = register_slices(instance, store, stale if not force else list(store.partitions()))
+    have = _has_measurements(wh_home)
+    ranges = register_slices(instance, store, stale if not force else list(store.partitions())) if have else []
     if not ranges and _views_built(wh_home):
         summary.derived = "up to date"
         progress("derived tables are up to date (no partition's inputs changed)")
-    elif not _has_measurements(wh_home):
+    elif not have:
         summary.derived = "not built (no accepted measurements)"
         progress("derived tables not built: the warehouse holds no accepted measurements")
     else:
