@@ -11,6 +11,12 @@ REPORTS = "reports"
 # One partition per raw log file, keyed by its path relative to the landing folder.
 RAW_LOG_PARTITIONS = dg.DynamicPartitionsDefinition(name="raw_log_file")
 
+# One partition per derived slice, keyed system|framework|version (estimator.store.slice_key);
+# registered by `perfwh materialize` and the derived_slices sensor as ingests bring new slices.
+SLICE_PARTITIONS = dg.DynamicPartitionsDefinition(name="derived_slice")
+# Steps that write one warehouse-wide file (perf.duckdb) run one at a time across runs.
+VIEWS_POOL = "warehouse_views"
+
 PREVIEW_ROWS = 20
 
 # eager() without its "no dependency missing" clause: the landing sensor registers a partition

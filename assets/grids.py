@@ -1,67 +1,92 @@
 """Derived perf tables: perf points, SOL calibration, interpolation grids.
 
-All three are built by `estimator.store.DerivedStore`, one (system, framework,
-version) partition at a time and only where the partition's inputs changed;
-the first asset of a run does the builds, the next two find their partitions
-current and report them. `DERIVED_AUTOMATION` brings them up to date after a
-sensor-launched ingest, so the UI never shows them stale.
+Partitioned by (system, framework, version) (`SLICE_PARTITIONS`, key
+system|framework|version). All three are built by `estimator.store.DerivedStore`,
+only where a partition's inputs changed: the perf_points step builds the stale
+partitions of its run (in parallel, `settings.max_concurrent` processes), the next
+two find them current and report them. The checks run per partition. Which
+partitions exist and which are stale is decided by the store; the derived_slices
+sensor (pipelines.slices) registers them and requests runs for the stale ones.
 """
 
+
+import warnings
 
 import dagster as dg
 import polars as pl
 
 from estimator.common import Source
 from estimator.slices import SLICE_KEYS
-from estimator.store import CALIBRATION_TABLE, ERRORS_TABLE, GRIDS_TABLE, POINTS_TABLE, DerivedStore
+from estimator.store import (
+    CALIBRATION_TABLE, ERRORS_TABLE, GRIDS_TABLE, POINTS_TABLE, DerivedStore, parse_slice_key,
+)  # fmt: skip
 from warehouse.landing import fingerprint
 from warehouse.manifest import load_manifest
 from warehouse.paths import WarehousePaths
 from warehouse.quality import decreasing_latency, duplicate_keys, high_spread
 
-from .constants import DERIVED_AUTOMATION, GRIDS, PREVIEW_ROWS
+from .constants import GRIDS, PREVIEW_ROWS, SLICE_PARTITIONS
 from .ingest import measurements
 from .metadata import markdown_table
 from .resources import WarehouseSettings
 
 PERF_POINTS_TABLE = POINTS_TABLE
+# Every slice partition reads every raw-log partition's measurements (the store picks its own).
+MEASUREMENTS_DEP = dg.AssetDep(measurements, partition_mapping=dg.AllPartitionMapping())
+# A run over several partitions is one step per asset (perfwh materialize, backfills); beta in dagster 1.13.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", category=dg.BetaWarning)
+    SINGLE_RUN = dg.BackfillPolicy.single_run()
+# Checks per partition (partitions_def on an asset check) are a preview feature in dagster 1.13.
+warnings.filterwarnings("ignore", category=dg.PreviewWarning, message="Specifying a partitions_def on an AssetCheckSpec")
+warnings.filterwarnings("ignore", category=dg.BetaWarning, message="Parameter `backfill_policy`")
+PARTITIONED = {"partitions_def": SLICE_PARTITIONS, "backfill_policy": SINGLE_RUN, "kinds": {"parquet", "polars"}}
 
 
 def _store(settings: WarehouseSettings) -> DerivedStore:
     return DerivedStore(settings.home_path(), progress=False, say=lambda line: None)
 
 
-def _refresh(settings: WarehouseSettings) -> tuple[DerivedStore, list]:
+def _keys(context) -> list[tuple[str, str, str]]:
+    return [parse_slice_key(k) for k in context.partition_keys]
+
+
+def _read(store: DerivedStore, keys, table: str) -> pl.DataFrame:
+    """`table` over the run's partitions."""
+    return store.read_many(keys, table)
+
+
+def _refresh(context, settings: WarehouseSettings) -> tuple[DerivedStore, list, list]:
     store = _store(settings)
-    return store, store.refresh()
+    keys = _keys(context)
+    return store, keys, store.refresh(keys, workers=settings.workers())
 
 
-def _table_metadata(settings: WarehouseSettings, store: DerivedStore, name: str, frame: pl.DataFrame,
-                    rebuilt: list) -> dict:
+def _table_metadata(store: DerivedStore, name: str, frame: pl.DataFrame, keys: list, rebuilt: list) -> dict:
     return {
         "dagster/row_count": dg.MetadataValue.int(frame.height),
         "path": dg.MetadataValue.path(str(store.root / "<system>" / "<framework>" / "<version>" / f"{name}.parquet")),
-        "partitions": dg.MetadataValue.int(len(store.partitions())),
+        "partitions": dg.MetadataValue.int(len(keys)),
         "partitions_rebuilt": dg.MetadataValue.int(len(rebuilt)),
         "rebuilt": dg.MetadataValue.md("\n".join(f"- {'/'.join(k)}" for k in rebuilt) or "_none_"),
     }
 
 
-def _points(settings: WarehouseSettings) -> pl.DataFrame:
-    """The materialized perf_points table (what downstream assets and checks see)."""
-    return _store(settings).read_all(POINTS_TABLE)
+def _points(context, settings: WarehouseSettings) -> pl.DataFrame:
+    """The check's partitions' perf points (what downstream assets see)."""
+    return _read(_store(settings), _keys(context), POINTS_TABLE)
 
 
-@dg.asset(group_name=GRIDS, deps=[measurements], kinds={"parquet", "polars"}, automation_condition=DERIVED_AUTOMATION)
-def perf_points(settings: WarehouseSettings) -> dg.MaterializeResult:
-    """One row per measured shape: median of repeats, n, spread (builds every stale partition)."""
+@dg.asset(group_name=GRIDS, deps=[MEASUREMENTS_DEP], **PARTITIONED)
+def perf_points(context: dg.AssetExecutionContext, settings: WarehouseSettings) -> dg.MaterializeResult:
+    """One row per measured shape: median of repeats, n, spread (builds the run's stale partitions)."""
     state = fingerprint(load_manifest(WarehousePaths.at(settings.home_path())))
-    store, rebuilt = _refresh(settings)
-    points = store.read_all(POINTS_TABLE)
+    store, keys, rebuilt = _refresh(context, settings)
+    points = _read(store, keys, POINTS_TABLE)
     per_op = points.group_by("op").agg(pl.len().alias("points"), pl.col("n").sum().alias("measurements")).sort("op")
     return dg.MaterializeResult(
         metadata={
-            **_table_metadata(settings, store, PERF_POINTS_TABLE, points, rebuilt),
+            **_table_metadata(store, PERF_POINTS_TABLE, points, keys, rebuilt),
             "measurements": dg.MetadataValue.int(int(points["n"].sum()) if points.height else 0),
             "warehouse_fingerprint": state,
             "slices": dg.MetadataValue.int(points.select("system", "framework", "version", "op").n_unique()),
@@ -70,10 +95,10 @@ def perf_points(settings: WarehouseSettings) -> dg.MaterializeResult:
     )
 
 
-@dg.asset_check(asset=perf_points, blocking=True)
-def unique_keys(settings: WarehouseSettings) -> dg.AssetCheckResult:
+@dg.asset_check(asset=perf_points, blocking=True, partitions_def=SLICE_PARTITIONS)
+def unique_keys(context: dg.AssetCheckExecutionContext, settings: WarehouseSettings) -> dg.AssetCheckResult:
     """No two perf points share the same key columns."""
-    dups = duplicate_keys(_points(settings))
+    dups = duplicate_keys(_points(context, settings))
     return dg.AssetCheckResult(
         passed=dups.height == 0,
         metadata={
@@ -83,10 +108,10 @@ def unique_keys(settings: WarehouseSettings) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(asset=perf_points)
-def latency_monotonic(settings: WarehouseSettings) -> dg.AssetCheckResult:
+@dg.asset_check(asset=perf_points, partitions_def=SLICE_PARTITIONS)
+def latency_monotonic(context: dg.AssetCheckExecutionContext, settings: WarehouseSettings) -> dg.AssetCheckResult:
     """Warn where latency drops as isl or kv_len grows by more than the noise tolerance."""
-    drops = decreasing_latency(_points(settings), settings.monotonic_tolerance)
+    drops = decreasing_latency(_points(context, settings), settings.monotonic_tolerance)
     sample = drops.sort("drop_rel", descending=True).select(
         "system", "framework", "version", "op", "num_heads", "batch_size", "prefix",
         "prev_seq", "seq", "prev_latency_ms", "latency_ms", "drop_rel",
@@ -102,10 +127,10 @@ def latency_monotonic(settings: WarehouseSettings) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(asset=perf_points)
-def repeat_spread(settings: WarehouseSettings) -> dg.AssetCheckResult:
+@dg.asset_check(asset=perf_points, partitions_def=SLICE_PARTITIONS)
+def repeat_spread(context: dg.AssetCheckExecutionContext, settings: WarehouseSettings) -> dg.AssetCheckResult:
     """Warn where repeated measurements of one shape spread more than the threshold."""
-    points = _points(settings)
+    points = _points(context, settings)
     wide = high_spread(points, settings.spread_max)
     sample = wide.select(
         "system", "framework", "version", "op", "num_heads", "batch_size", "isl", "prefix", "kv_len",
@@ -123,13 +148,13 @@ def repeat_spread(settings: WarehouseSettings) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(asset=perf_points)
-def below_roofline(settings: WarehouseSettings) -> dg.AssetCheckResult:
+@dg.asset_check(asset=perf_points, partitions_def=SLICE_PARTITIONS)
+def below_roofline(context: dg.AssetCheckExecutionContext, settings: WarehouseSettings) -> dg.AssetCheckResult:
     """Warn about points measured far below the raw roofline of their shape (physically impossible);
     calibration and grids leave them out (estimator.limits, docs/limits.md)."""
     from estimator.limits import ROOFLINE_FLOOR, impossible_points, raw_roofline_ms
 
-    points = _points(settings)
+    points = _points(context, settings)
     bad = points.filter(impossible_points(points))
     sample = bad.with_columns(pl.Series("roofline_ms", raw_roofline_ms(bad))).select(
         "system", "framework", "version", "op", "num_heads", "batch_size", "isl", "prefix", "kv_len",
@@ -146,15 +171,15 @@ def below_roofline(settings: WarehouseSettings) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset(group_name=GRIDS, deps=[perf_points], kinds={"parquet", "polars"}, automation_condition=DERIVED_AUTOMATION)
-def sol_calibration(settings: WarehouseSettings) -> dg.MaterializeResult:
+@dg.asset(group_name=GRIDS, deps=[perf_points], **PARTITIONED)
+def sol_calibration(context: dg.AssetExecutionContext, settings: WarehouseSettings) -> dg.MaterializeResult:
     """Fitted SOL efficiencies and overhead per system/framework/version/op."""
-    store, rebuilt = _refresh(settings)
-    calibration = store.read_all(CALIBRATION_TABLE)
+    store, keys, rebuilt = _refresh(context, settings)
+    calibration = _read(store, keys, CALIBRATION_TABLE)
     fits = calibration.select("system", "framework", "version", "op", "n_points", "fit_median_pct", "fit_p90_pct").unique(maintain_order=True)
     return dg.MaterializeResult(
         metadata={
-            **_table_metadata(settings, store, CALIBRATION_TABLE, calibration, rebuilt),
+            **_table_metadata(store, CALIBRATION_TABLE, calibration, keys, rebuilt),
             "fits": dg.MetadataValue.int(fits.height),
             "worst_fit_p90_pct": dg.MetadataValue.float(float(fits["fit_p90_pct"].max()) if fits.height else 0.0),
             "preview": dg.MetadataValue.md(markdown_table(fits, PREVIEW_ROWS)),
@@ -162,18 +187,17 @@ def sol_calibration(settings: WarehouseSettings) -> dg.MaterializeResult:
     )
 
 
-@dg.asset(group_name=GRIDS, deps=[perf_points, sol_calibration], kinds={"parquet", "polars"},
-          automation_condition=DERIVED_AUTOMATION)
-def interpolation_grids(settings: WarehouseSettings) -> dg.MaterializeResult:
+@dg.asset(group_name=GRIDS, deps=[perf_points, sol_calibration], **PARTITIONED)
+def interpolation_grids(context: dg.AssetExecutionContext, settings: WarehouseSettings) -> dg.MaterializeResult:
     """Dense batch x sequence grid per slice, every cell tagged with its provenance."""
-    store, rebuilt = _refresh(settings)
-    grids = store.read_all(GRIDS_TABLE)
+    store, keys, rebuilt = _refresh(context, settings)
+    grids = _read(store, keys, GRIDS_TABLE)
     by_source = grids.group_by("source").agg(pl.len().alias("cells")).sort("source")
     total = max(grids.height, 1)
     metadata = {
-        **_table_metadata(settings, store, GRIDS_TABLE, grids, rebuilt),
+        **_table_metadata(store, GRIDS_TABLE, grids, keys, rebuilt),
         "slices": dg.MetadataValue.int(grids.select(SLICE_KEYS).n_unique() if grids.height else 0),
-        "build_errors": dg.MetadataValue.int(store.read_all(ERRORS_TABLE).height),
+        "build_errors": dg.MetadataValue.int(_read(store, keys, ERRORS_TABLE).height),
         "cells_by_source": dg.MetadataValue.md(
             markdown_table(by_source.with_columns((pl.col("cells") / total).alias("share")), PREVIEW_ROWS)
         ),
@@ -190,12 +214,12 @@ def interpolation_grids(settings: WarehouseSettings) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=metadata)
 
 
-@dg.asset_check(asset=interpolation_grids)
-def every_slice_modelled(settings: WarehouseSettings) -> dg.AssetCheckResult:
+@dg.asset_check(asset=interpolation_grids, partitions_def=SLICE_PARTITIONS)
+def every_slice_modelled(context: dg.AssetCheckExecutionContext, settings: WarehouseSettings) -> dg.AssetCheckResult:
     """Warn when a (system, framework, version) or one of its ops could not be modelled
     (no system spec, too few points, a fit that does not converge): its queries fail with
     the reason listed here; every other slice is served as usual."""
-    errors = _store(settings).read_all(ERRORS_TABLE)
+    errors = _read(_store(settings), _keys(context), ERRORS_TABLE)
     return dg.AssetCheckResult(
         passed=errors.height == 0,
         severity=dg.AssetCheckSeverity.WARN,

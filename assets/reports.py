@@ -1,4 +1,7 @@
-"""Reports and the query surface: accuracy cross-validation, DuckDB views."""
+"""Reports and the query surface: accuracy cross-validation, DuckDB views.
+
+Unpartitioned, downstream of every derived partition: after partition runs finish,
+their automation condition runs them once (not once per partition)."""
 
 
 import dagster as dg
@@ -6,13 +9,16 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from estimator.accuracy import default_slice, format_table, missed_targets, run_accuracy, summarize
-from warehouse.derived import read_derived, write_derived
+from estimator.store import INPUTS_KEY, DerivedStore
+from warehouse.atomic import write_parquet_atomic
+from warehouse.derived import read_derived
+from warehouse.paths import WarehousePaths
 from warehouse.quality import view_row_counts
 from warehouse.location import is_object_home
 from warehouse.read import read_perf_points, table_counts
 from warehouse.views import refresh_views
 
-from .constants import DERIVED_AUTOMATION, PREVIEW_ROWS, REPORTS
+from .constants import DERIVED_AUTOMATION, PREVIEW_ROWS, REPORTS, VIEWS_POOL
 from .grids import interpolation_grids, perf_points, sol_calibration
 from .ingest import raw_log_files
 from .metadata import markdown_table
@@ -33,8 +39,12 @@ class AccuracyConfig(dg.Config):
 
 
 def accuracy_slice(home, config: AccuracyConfig) -> tuple[str, str, str]:
-    """(system, backend, version) the config names, defaults filled by the estimator."""
-    return default_slice(home, config.system, config.backend, config.version)
+    """(system, backend, version) the config names, defaults filled by the estimator (from the
+    derived partitions' point counts: no pass over every measurement)."""
+    store = DerivedStore(home, progress=False, say=lambda line: None)
+    store.refresh()  # a no-op after the derived partitions' run
+    slices = store.slice_counts()
+    return default_slice(home, config.system, config.backend, config.version, slices=slices)
 
 
 @dg.asset(group_name=REPORTS, deps=[perf_points, sol_calibration, interpolation_grids], kinds={"parquet", "polars"},
@@ -43,17 +53,28 @@ def accuracy_report(config: AccuracyConfig, settings: WarehouseSettings) -> dg.M
     """Cross-validated estimator error (median / p90 %) per table, class and method."""
     home = settings.home_path()
     system, backend, version = accuracy_slice(home, config)
-    points = read_perf_points(home, system=system, framework=backend, version=version)
-    summary = summarize(run_accuracy(points, seed=config.seed)).with_columns(
-        pl.lit(system).alias("system"), pl.lit(backend).alias("framework"), pl.lit(version).alias("version")
-    )
-    target = write_derived(home, ACCURACY_TABLE, summary, refresh_views=False)
+    # The same freshness rule as the derived partitions: recomputed only when the slice's inputs
+    # (or the seed) changed since the report on disk was computed.
+    inputs = f"{DerivedStore(home, progress=False).inputs_of((system, backend, version))}:{config.seed}"
+    target = WarehousePaths.at(home).derived_table(ACCURACY_TABLE)
+    current = target.exists() and pl.read_parquet_metadata(target).get(INPUTS_KEY) == inputs
+    if current:
+        summary = pl.read_parquet(target)
+        points = DerivedStore(home, progress=False).read((system, backend, version), "perf_points")
+    else:
+        points = read_perf_points(home, system=system, framework=backend, version=version)
+        summary = summarize(run_accuracy(points, seed=config.seed)).with_columns(
+            pl.lit(system).alias("system"), pl.lit(backend).alias("framework"), pl.lit(version).alias("version")
+        )
+        write_parquet_atomic(summary, WarehousePaths.at(home).ensure().derived_table(ACCURACY_TABLE),
+                             metadata={INPUTS_KEY: inputs})
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": dg.MetadataValue.int(summary.height),
             "path": dg.MetadataValue.path(str(target)),
             "slice": f"{system} / {backend} {version}",
             "points": dg.MetadataValue.int(points.height),
+            "recomputed": dg.MetadataValue.bool(not current),
             "report": dg.MetadataValue.md(format_table(summary)),
         }
     )
@@ -80,6 +101,7 @@ def accuracy_targets(settings: WarehouseSettings) -> dg.AssetCheckResult:
     deps=[raw_log_files, perf_points, sol_calibration, interpolation_grids, accuracy_report],
     kinds={"duckdb"},
     automation_condition=DERIVED_AUTOMATION,
+    pool=VIEWS_POOL,
 )
 def warehouse_views(settings: WarehouseSettings, duckdb: DuckDBResource) -> dg.MaterializeResult:
     """perf.duckdb: views over the Parquet store and every derived table, refreshed."""

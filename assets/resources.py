@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -30,6 +31,12 @@ class WarehouseSettings(dg.ConfigurableResource):
     spread_max: float = Field(
         default=0.25, description="warn when (max - min) / median of repeats exceeds this"
     )
+    max_concurrent: int = Field(
+        default=0, description="derived partitions built at once, each in its own process; 0: the machine's cores"
+    )
+
+    def workers(self) -> int:
+        return self.max_concurrent if self.max_concurrent > 0 else (os.cpu_count() or 1)
 
     def home_path(self) -> Path:
         return resolve_home(self.home)

@@ -158,16 +158,19 @@ TARGETS: dict[tuple[str, str], tuple[float, float]] = {
 PROTOCOL_SLICE = ("h200_sxm", "trtllm")
 
 
-def default_slice(home, system: str = "", backend: str = "", version: str = "") -> tuple[str, str, str]:
+def default_slice(home, system: str = "", backend: str = "", version: str = "",
+                  slices: pl.DataFrame | None = None) -> tuple[str, str, str]:
     """(system, backend, version) to cross-validate; an explicit choice is never replaced.
 
     Without a choice: H200 / TensorRT-LLM when the warehouse has it, else the
     system/backend with the most module-table points; the latest version.
+    `slices`: `available_slices(home)` when the caller has it (e.g. from the derived store).
     """
     from warehouse.read import available_slices
 
+    slices = available_slices(home) if slices is None else slices
     if not (system and backend):
-        have = available_slices(home).filter(pl.col("op").is_in(list(MODULE_TABLES)))
+        have = slices.filter(pl.col("op").is_in(list(MODULE_TABLES)))
         if system:
             have = have.filter(pl.col("system") == system)
         if backend:
@@ -179,7 +182,7 @@ def default_slice(home, system: str = "", backend: str = "", version: str = "") 
         )
         protocol = pairs.filter((pl.col("system") == PROTOCOL_SLICE[0]) & (pl.col("framework") == PROTOCOL_SLICE[1]))
         system, backend = (protocol if protocol.height else pairs).select("system", "framework").row(0)
-    return system, backend, version or latest_version(home, system, backend)
+    return system, backend, version or latest_version(home, system, backend, slices)
 
 
 def missed_targets(summary: pl.DataFrame) -> pl.DataFrame:
@@ -194,13 +197,13 @@ def missed_targets(summary: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def latest_version(home, system: str, framework: str) -> str:
+def latest_version(home, system: str, framework: str, slices: pl.DataFrame | None = None) -> str:
     """The newest version with data for (system, framework); ValueError lists what exists."""
     from warehouse.read import available_slices
 
     from .database import _version_key
 
-    have = available_slices(home)
+    have = available_slices(home) if slices is None else slices
     mine = have.filter((pl.col("system") == system) & (pl.col("framework") == framework))
     if mine.height == 0:
         pairs = sorted({f"{s}/{f}" for s, f in have.select("system", "framework").iter_rows()})

@@ -50,6 +50,7 @@ STORE_VERSION = "derived-partitions-v1"
 INPUTS_KEY = "perfwh.inputs"
 LEDGER_KEY = "perfwh.ledger_version"  # the ledger version the sources index describes
 PARTITION_KEYS = ("system", "framework", "version")
+SLICE_SEP = "|"  # a partition's one-string key (Dagster partition key): system|framework|version
 SUB_SLICE = ("architecture", "gemm_type", "kv_cache_dtype")
 CALIBRATION_TABLE = "sol_calibration"
 GRIDS_TABLE = "grids"
@@ -218,6 +219,28 @@ def _build_op(op: str, sub: pl.DataFrame, system, fail) -> tuple[pl.DataFrame | 
     return cal, sub
 
 
+def slice_key(key: tuple[str, str, str]) -> str:
+    """The one-string key of a partition, e.g. h200_sxm|trtllm|1.3.0rc20."""
+    if any(SLICE_SEP in str(k) for k in key):
+        raise ValueError(f"partition {key!r} holds {SLICE_SEP!r} in a name; it cannot be keyed")
+    return SLICE_SEP.join(str(k) for k in key)
+
+
+def parse_slice_key(text: str) -> tuple[str, str, str]:
+    """(system, framework, version) of a `slice_key`; ValueError in one line otherwise."""
+    parts = tuple(text.split(SLICE_SEP))
+    if len(parts) != 3 or not all(parts):
+        raise ValueError(f"partition key {text!r} is not system{SLICE_SEP}framework{SLICE_SEP}version")
+    return parts
+
+
+def _build_in_worker(home: str, key: tuple[str, str, str], shas: list[str], files: list[str]) -> tuple[str, str, str]:
+    """One partition's build in a worker process (refresh with workers > 1); `files` are its
+    raw logs' data files, so the worker need not load the ledger again."""
+    DerivedStore(home, progress=False, say=lambda line: None).build(key, shas, files=files)
+    return key
+
+
 # ---- persistence ------------------------------------------------------------------------------
 def partition_dir(root: Path, key: tuple[str, str, str]) -> Path:
     """derived/partitions/<system>/<framework>/<version>: each part %-escaped (no '/' or '..' escapes)."""
@@ -321,21 +344,38 @@ class DerivedStore:
     def stale(self) -> list[tuple[str, str, str]]:
         return [k for k, shas in self.partitions().items() if not self.is_fresh(k, shas)]
 
+    def stale_inputs(self) -> dict[tuple[str, str, str], str]:
+        """{stale partition: the inputs hash its rebuild will carry} (a run key that changes with its inputs)."""
+        return {k: inputs_hash(shas, k[0]) for k, shas in self.partitions().items() if not self.is_fresh(k, shas)}
+
     def read(self, key, table: str) -> pl.DataFrame:
         return pl.read_parquet(self._path(key, table))
 
     def read_all(self, table: str) -> pl.DataFrame:
         """`table` over every live partition (call `refresh` first for current content)."""
+        return self.read_many(self.partitions(), table)
+
+    def read_many(self, keys, table: str) -> pl.DataFrame:
+        """`table` over the partitions `keys` that have it (a slice no raw log feeds any more has none)."""
         schema = {t.name: t.schema for t in PARTITION_TABLES}[table]
-        frames = [self.read(k, table) for k in self.partitions() if self._path(k, table).exists()]
+        frames = [self.read(k, table) for k in keys if self._path(k, table).exists()]
         return _typed(pl.concat(frames, how="vertical_relaxed") if frames else None, schema)
 
     # -- builds
-    def points_of(self, shas: list[str], key) -> pl.DataFrame:
+    def files_of(self, shas: list[str]) -> list[str]:
+        """The data files of raw logs `shas`."""
+        return self._files().filter(pl.col("sha").is_in(shas))["path"].to_list()
+
+    def inputs_of(self, key) -> str | None:
+        """The inputs hash of partition `key` as the warehouse holds it now (None: no such slice)."""
+        shas = self.partitions().get(tuple(key))
+        return None if shas is None else inputs_hash(shas, key[0])
+
+    def points_of(self, shas: list[str], key, files: list[str] | None = None) -> pl.DataFrame:
         """The perf points of one partition, read from its raw logs' data files only."""
         from warehouse.read import perf_points_from  # pyarrow.dataset: only when building
 
-        files = self._files().filter(pl.col("sha").is_in(shas))["path"].to_list()
+        files = self.files_of(shas) if files is None else files
         if not files:
             return pl.DataFrame(schema=PERF_POINT_SCHEMA)
         lf = pl.scan_parquet(files, hive_partitioning=True, hive_schema={PARTITION: pl.String},
@@ -345,19 +385,22 @@ class DerivedStore:
             lf = lf.filter(pl.col(k) == v)
         return perf_points_from(lf)
 
-    def build(self, key, shas: list[str], on_op: Callable[[str], None] | None = None) -> dict[str, pl.DataFrame]:
+    def build(self, key, shas: list[str], on_op: Callable[[str], None] | None = None,
+              files: list[str] | None = None) -> dict[str, pl.DataFrame]:
         """Rebuild one partition from its raw logs and write its tables (build_errors last)."""
-        tables = build_partition(self.points_of(shas, key), on_op)
+        tables = build_partition(self.points_of(shas, key, files), on_op)
         meta = {INPUTS_KEY: inputs_hash(shas, key[0])}
         for t in _tables():  # ERRORS_TABLE is last: a crash leaves the partition stale
             write_parquet_atomic(_typed(tables[t.name], t.schema), self._path(key, t.name), metadata=meta)
         return tables
 
-    def refresh(self, keys=None) -> list[tuple[str, str, str]]:
+    def refresh(self, keys=None, workers: int = 1) -> list[tuple[str, str, str]]:
         """Rebuild every stale partition (or the stale ones of `keys`); returns those rebuilt.
 
         Says so and shows a progress bar (stderr) when anything is rebuilt;
         removes the folders of partitions no live raw log feeds any more.
+        `workers` > 1 builds that many partitions at once, each in its own
+        process (partitions write disjoint folders, so builds never overlap).
         """
         parts = self.partitions()
         self._drop_dead(parts)
@@ -371,11 +414,55 @@ class DerivedStore:
 
         bar = tqdm(todo, desc="derived", unit="partition", file=sys.stderr,
                    disable=None if self.progress is None else not self.progress)
+        if workers > 1 and len(todo) > 1:
+            self._build_parallel(todo, parts, workers, bar)
+            return todo
         for key in bar:
             bar.set_postfix_str("/".join(key), refresh=False)
             self.build(key, parts[key], lambda op, key=key: bar.set_postfix_str(f"{'/'.join(key)} {op}"))
         bar.close()
         return todo
+
+    def _build_parallel(self, todo, parts, workers: int, bar) -> None:
+        """Largest partitions first (the longest builds start early); spawned workers, as
+        polars' thread pool does not survive fork."""
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        order = sorted(todo, key=lambda k: -len(parts[k]))
+        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=mp.get_context("spawn")) as pool:
+            futures = [pool.submit(_build_in_worker, str(self.paths.home), k, parts[k], self.files_of(parts[k]))
+                       for k in order]
+            for done in as_completed(futures):
+                bar.set_postfix_str("/".join(done.result()), refresh=False)
+                bar.update()
+        bar.close()
+
+    def slice_counts(self) -> pl.DataFrame:
+        """(system, framework, version, op, points) of the built partitions (footer-cheap: perf points
+        are counted, not recomputed from measurements; `refresh` first for current counts)."""
+        cols = [*PARTITION_KEYS, "op"]
+        scans = [pl.scan_parquet(self._path(k, POINTS_TABLE)).group_by(cols).agg(pl.len().alias("points"))
+                 for k in self.partitions() if self._path(k, POINTS_TABLE).exists()]
+        if not scans:
+            return pl.DataFrame(schema={**{c: pl.String for c in cols}, "points": pl.UInt32})
+        return pl.concat(pl.collect_all(scans)).sort(cols)
+
+    def status(self) -> pl.DataFrame:
+        """One row per live partition: key, current (inputs unchanged since its build), rows of
+        perf points, slices not modelled (build_errors rows)."""
+        rows = []
+        for key, shas in self.partitions().items():
+            fresh = self.is_fresh(key, shas)
+            n = errs = None
+            if self._path(key, POINTS_TABLE).exists():
+                n = pl.scan_parquet(self._path(key, POINTS_TABLE)).select(pl.len()).collect().item()
+            if self._path(key, ERRORS_TABLE).exists():
+                errs = self.read(key, ERRORS_TABLE).height
+            rows.append({"partition": slice_key(key), "current": fresh, "raw_logs": len(shas),
+                         "perf_points": n, "build_errors": errs})
+        return pl.DataFrame(rows, schema={"partition": pl.String, "current": pl.Boolean, "raw_logs": pl.Int64,
+                                          "perf_points": pl.Int64, "build_errors": pl.Int64})
 
     def _drop_dead(self, parts) -> None:
         for name in LEGACY_FILES:  # whole-warehouse tables and fingerprint of the previous layout

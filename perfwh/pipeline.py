@@ -10,8 +10,9 @@ def register(sub) -> None:
         "materialize",
         help="run the Dagster asset graph in process: ingest new raw logs, rebuild derived tables",
         description="List the landing folder, ingest new or changed raw logs (one in-process run over "
-        "their partitions, one partition per file), then rebuild perf_points, sol_calibration, interpolation_grids, accuracy_report and the "
-        "DuckDB views when the warehouse changed. With nothing new, no run is launched. "
+        "their partitions, one partition per file), then rebuild perf_points, sol_calibration and interpolation_grids of the "
+        "(system, framework, version) partitions whose inputs changed ($PERFWH_MAX_CONCURRENT at once), then accuracy_report and the "
+        "DuckDB views, and print each partition's status. With nothing new, no run is launched. "
         "Runs are recorded in $DAGSTER_HOME (default <home>/dagster). Exit 1 when a run failed "
         "or a blocking check did not pass.",
     )

@@ -9,9 +9,10 @@ from assets.ingest import INGEST_ASSETS, INGEST_CHECKS
 from assets.reports import REPORTS_ASSETS, REPORTS_CHECKS
 from assets.resources import WarehouseSettings
 
-from .jobs import derived_job, ingest_job
-from .schedules import build_derived_schedule, derived_automation_sensor
-from .sensors import build_landing_sensor
+from .jobs import derived_job, ingest_job, reports_job
+from .schedules import derived_automation_sensor
+from .sensors import build_landing_sensor, max_runs_per_tick
+from .slices import build_slices_schedule, build_slices_sensor
 from .settings import derived_cron, duckdb_resource, sensor_interval_s, warehouse_settings
 
 
@@ -24,18 +25,19 @@ def ingest_defs(sensor_interval: int) -> dg.Definitions:
     )
 
 
-def grids_defs(cron: str) -> dg.Definitions:
+def grids_defs(cron: str, sensor_interval: int) -> dg.Definitions:
     return dg.Definitions(
         assets=GRIDS_ASSETS,
         asset_checks=GRIDS_CHECKS,
         jobs=[derived_job],
-        schedules=[build_derived_schedule(cron)],
-        sensors=[derived_automation_sensor()],
+        schedules=[build_slices_schedule(cron)],
+        sensors=[build_slices_sensor(sensor_interval, max_runs_per_tick())],
     )
 
 
 def reports_defs() -> dg.Definitions:
-    return dg.Definitions(assets=REPORTS_ASSETS, asset_checks=REPORTS_CHECKS)
+    return dg.Definitions(assets=REPORTS_ASSETS, asset_checks=REPORTS_CHECKS, jobs=[reports_job],
+                          sensors=[derived_automation_sensor()])
 
 
 def build_defs(settings: WarehouseSettings | None = None) -> dg.Definitions:
@@ -43,7 +45,7 @@ def build_defs(settings: WarehouseSettings | None = None) -> dg.Definitions:
     settings = settings or warehouse_settings()
     resources = dg.Definitions(resources={"settings": settings, "duckdb": duckdb_resource(settings)})
     return dg.Definitions.merge(
-        ingest_defs(sensor_interval_s()), grids_defs(derived_cron()), reports_defs(), resources
+        ingest_defs(sensor_interval_s()), grids_defs(derived_cron(), sensor_interval_s()), reports_defs(), resources
     )
 
 

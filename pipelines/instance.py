@@ -44,6 +44,8 @@ def instance_config(environ: dict[str, str] | None = None) -> dict:
         "nux": {"enabled": False},
         "concurrency": {
             "runs": {"max_concurrent_runs": _positive_int(env, ENV_MAX_CONCURRENT_RUNS, DEFAULT_MAX_CONCURRENT_RUNS)},
+            # one step at a time per pool: warehouse_views (perf.duckdb) must not overlap across runs
+            "pools": {"default_limit": 1},
         },
     }
     if env.get(ENV_PG_URL):

@@ -18,8 +18,16 @@ ingest_job = dg.define_asset_job(
 
 derived_job = dg.define_asset_job(
     "derived_job",
-    # The measurement checks run again here: blocking, they gate the grid build.
-    selection=dg.AssetSelection.groups(GRIDS, REPORTS) | dg.AssetSelection.checks_for_assets(measurements),
-    description="Rebuild perf points, SOL calibration, grids, accuracy report and DuckDB views.",
+    selection=dg.AssetSelection.groups(GRIDS),
+    description="Rebuild perf points, SOL calibration and grids of (system, framework, version) partitions "
+    "(one partition, or a range: one run, the range's stale partitions built in parallel).",
+    executor_def=job_executor(),
+)
+
+reports_job = dg.define_asset_job(
+    "reports_job",
+    # The measurement checks run again here: blocking, they gate the reports.
+    selection=dg.AssetSelection.groups(REPORTS) | dg.AssetSelection.checks_for_assets(measurements),
+    description="Accuracy report and DuckDB views over every derived partition.",
     executor_def=job_executor(),
 )

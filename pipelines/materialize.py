@@ -1,7 +1,9 @@
 """Run the whole asset graph in this process: list the landing folder, ingest
-new or changed raw logs (one run over their partition range), then rebuild the
-derived tables when a derived partition's inputs changed (estimator.store; only
-those partitions are rebuilt).
+new or changed raw logs (one run over their partition range), register the
+warehouse's (system, framework, version) slices as `derived_slice` partitions,
+run `derived_job` over the stale ones only (estimator.store's freshness rule;
+one run per contiguous range of stale keys, built `PERFWH_MAX_CONCURRENT` at
+once), then `reports_job` once, and print every partition's status.
 
 When nothing is new and every derived partition is current, no run is launched
 (and Dagster is not even imported). Runs are recorded in a persistent Dagster
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from estimator.store import DerivedStore, slice_key
 from warehouse.landing import landing_mirrors
 from warehouse.paths import WarehousePaths, resolve_home
 
@@ -152,6 +155,43 @@ def _views_built(home: Path) -> bool:
     return "accuracy_report" in derived_tables(home)
 
 
+def range_tags(first: str, last: str) -> dict[str, str]:
+    """Tags of one run over the partitions first..last (none for a single partition)."""
+    return {} if first == last else {RANGE_START: first, RANGE_END: last}
+
+
+def register_slices(instance, store, todo: list) -> list[tuple[str, str]]:
+    """Registers every slice of `store` as a derived_slice partition (new ones appended)
+    and returns the runs for `todo`: (first, last) key ranges, in registration order,
+    that hold the `todo` partitions and no other."""
+    from assets.constants import SLICE_PARTITIONS
+
+    known = instance.get_dynamic_partitions(SLICE_PARTITIONS.name)
+    new = [k for k in map(slice_key, store.partitions()) if k not in set(known)]
+    if new:
+        instance.add_dynamic_partitions(SLICE_PARTITIONS.name, new)
+    wanted = set(map(slice_key, todo))
+    ranges: list[list[str]] = []
+    previous_wanted = False
+    for key in [*known, *new]:
+        if key in wanted:
+            if previous_wanted:
+                ranges[-1][1] = key
+            else:
+                ranges.append([key, key])
+        previous_wanted = key in wanted
+    return [tuple(r) for r in ranges]
+
+
+def partition_table(status, rebuilt: set[str]) -> str:
+    """Per-partition status lines: key, rebuilt in this run or current, perf points, slices not modelled."""
+    lines = [f"  {'partition':<44} {'status':<10} {'points':>8} {'not modelled':>12}"]
+    for row in status.iter_rows(named=True):
+        state = "rebuilt" if row["partition"] in rebuilt else ("current" if row["current"] else "STALE")
+        lines.append(f"  {row['partition']:<44} {state:<10} {row['perf_points'] or 0:>8,} {row['build_errors'] or 0:>12}")
+    return "\n".join(lines)
+
+
 def _has_measurements(home: Path) -> bool:
     from warehouse.read import snapshot
 
@@ -203,6 +243,7 @@ def run_materialize(
     defs = build_defs(settings)
     ingest_job = defs.resolve_job_def("ingest_job")
     derived_job = defs.resolve_job_def("derived_job")
+    reports_job = defs.resolve_job_def("reports_job")
     known = instance.get_dynamic_partitions(RAW_LOG_PARTITIONS.name)
     new_keys = [f.key for f in state.files if f.key not in set(known)]
     if new_keys:
@@ -249,38 +290,56 @@ def run_materialize(
             progress("failed files:\n" + meta["failed_files"])
 
     current = fingerprint(load_manifest(WarehousePaths.at(wh_home)))
+    store = DerivedStore(wh_home)
     stale = stale_partitions(wh_home)
-    if not force and not stale and _views_built(wh_home):
+    have = _has_measurements(wh_home)
+    ranges = register_slices(instance, store, stale if not force else list(store.partitions())) if have else []
+    if not ranges and _views_built(wh_home):
         summary.derived = "up to date"
         progress("derived tables are up to date (no partition's inputs changed)")
-    elif not _has_measurements(wh_home):
+    elif not have:
         summary.derived = "not built (no accepted measurements)"
         progress("derived tables not built: the warehouse holds no accepted measurements")
     else:
-        progress(f"building perf_points, sol_calibration, interpolation_grids ({len(stale)} stale partition(s)), "
-                 "accuracy_report, warehouse_views ...")
+        progress(f"building perf_points, sol_calibration, interpolation_grids of {len(stale)} stale partition(s) "
+                 f"({settings.workers()} at once, in {len(ranges)} run(s)), then accuracy_report, warehouse_views ...")
         t0 = time.perf_counter()
-        result = derived_job.execute_in_process(
-            instance=instance, run_config=QUIET_LOGS, tags={FINGERPRINT_KEY: current}, raise_on_error=False
-        )
-        stop_if_interrupted(result)
-        summary.checks += _checks(result)
-        summary.derived = "rebuilt" if result.success else "failed"
-        if not result.success:
-            summary.failed_runs.append(f"derived_job ({result.run_id})")
-            for line in step_failures(result):
-                progress(line)
-        progress(f"derived tables {summary.derived} ({time.perf_counter() - t0:.1f} s)")
-        if result.success:
-            from estimator.store import DerivedStore
-
-            store = DerivedStore(wh_home)
+        results = []
+        for first, last in ranges:
+            results.append(derived_job.execute_in_process(
+                instance=instance, run_config=QUIET_LOGS, raise_on_error=False,
+                tags={FINGERPRINT_KEY: current, **range_tags(first, last)},
+                partition_key=first if first == last else None))
+            stop_if_interrupted(results[-1])
+        t1 = time.perf_counter()
+        if all(r.success for r in results):
+            # the measurement checks ran in this ingest run already: not a second time
+            only = {"asset_selection": [k for k in reports_job.asset_layer.selected_asset_keys
+                                        if k != measurements.key]} if todo else {}
+            results.append(reports_job.execute_in_process(instance=instance, run_config=QUIET_LOGS,
+                                                          tags={FINGERPRINT_KEY: current}, raise_on_error=False,
+                                                          **only))
+            stop_if_interrupted(results[-1])
+        failed = [f"{r.job_def.name} ({r.run_id})" for r in results if not r.success]
+        for result in results:
+            summary.checks += _checks(result)
+        summary.failed_runs += failed
+        for result in results:
+            if not result.success:
+                for line in step_failures(result):
+                    progress(line)
+        summary.derived = "failed" if failed else "rebuilt"
+        progress(f"derived tables {summary.derived} ({t1 - t0:.1f} s partitions, "
+                 f"{time.perf_counter() - t1:.1f} s reports)")
+        if not failed:
+            status = DerivedStore(wh_home).status()
             summary.partitions_rebuilt = stale
-            summary.build_errors = store.read_all("build_errors").height
+            summary.build_errors = int(status["build_errors"].sum() or 0)
             names = ", ".join("/".join(k) for k in stale[:5]) + (f", +{len(stale) - 5} more" if len(stale) > 5 else "")
-            progress(f"derived partitions rebuilt: {len(stale)} of {len(store.partitions())}"
+            progress(f"derived partitions rebuilt: {len(stale)} of {status.height}"
                      + (f" ({names})" if stale else "")
                      + (f"; {summary.build_errors} slice(s) not modelled: see table build_errors"
                         if summary.build_errors else ""))
+            progress(partition_table(status, {slice_key(k) for k in stale}))
     summary.seconds = time.perf_counter() - started
     return summary

@@ -1,33 +1,20 @@
-"""The daily rebuild of the derived tables, and the automation sensor that keeps them current."""
+"""The automation sensor that keeps the reports current (the daily pass over the derived
+partitions is pipelines.slices)."""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from assets.constants import GRIDS, REPORTS
-
-from .jobs import derived_job
-
-
-def build_derived_schedule(cron: str) -> dg.ScheduleDefinition:
-    return dg.ScheduleDefinition(
-        name="daily_derived",
-        job=derived_job,
-        cron_schedule=cron,
-        execution_timezone="UTC",
-        default_status=dg.DefaultScheduleStatus.RUNNING,
-        description="Re-materializes perf points, calibration, grids, accuracy report and views.",
-    )
+from assets.constants import REPORTS
 
 
 def derived_automation_sensor() -> dg.AutomationConditionSensorDefinition:
-    """Evaluates the derived assets' automation condition (assets.constants.DERIVED_AUTOMATION):
-    after a sensor-launched ingest it requests perf points, calibration, grids, the accuracy
-    report and the views, so Dagster itself brings them up to date (only stale partitions
-    are rebuilt, estimator.store)."""
+    """Evaluates the reports' automation condition (assets.constants.DERIVED_AUTOMATION): after
+    derived partition runs (pipelines.slices) it requests the accuracy report and the views
+    once, so Dagster itself brings them up to date."""
     return dg.AutomationConditionSensorDefinition(
         "derived_automation",
-        target=dg.AssetSelection.groups(GRIDS, REPORTS),
+        target=dg.AssetSelection.groups(REPORTS),
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=30,
     )

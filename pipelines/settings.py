@@ -10,6 +10,7 @@
 | PERFWH_SPREAD_MAX             | 0.25                                                 |
 | PERFWH_SENSOR_INTERVAL_S      | 30                                                   |
 | PERFWH_DERIVED_CRON           | 0 4 * * *  (daily, UTC)                              |
+| PERFWH_MAX_CONCURRENT         | the machine's cores (partitions built at once)       |
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dagster_duckdb import DuckDBResource
 from assets.resources import WarehouseSettings
 from warehouse.paths import WarehousePaths, resolve_home
 
+from .executors import max_concurrent
 from .state import ENV_LANDING, resolve_landing
 
 ENV_THRESHOLDS = {
@@ -59,7 +61,8 @@ def warehouse_settings(
     else:
         landing_value = resolve_landing(landing)
     thresholds = {k: v for k, name in ENV_THRESHOLDS.items() if (v := _float(name)) is not None}
-    return WarehouseSettings(home=str(resolve_home(home)), landing=landing_value, **thresholds)
+    return WarehouseSettings(home=str(resolve_home(home)), landing=landing_value, max_concurrent=max_concurrent(),
+                             **thresholds)
 
 
 def duckdb_resource(settings: WarehouseSettings) -> DuckDBResource:

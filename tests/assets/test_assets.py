@@ -57,14 +57,21 @@ def test_missing_partition_file_fails_clearly(settings):
 
 def test_perf_points_and_its_checks(settings):
     _ingest(settings, "h200_sxm/trtllm/1.0/dsa_context_module_perf.txt")
-    result = perf_points(settings=settings)
-    assert result.metadata["dagster/row_count"].value == len(BATCHES) * len(SEQS)
-    assert result.metadata["measurements"].value == 2 * len(BATCHES) * len(SEQS)
-    assert unique_keys(settings=settings).passed
-    assert latency_monotonic(settings=settings).passed
-    spread = repeat_spread(settings=settings)
+    key = "h200_sxm|trtllm|1.0"  # the one derived_slice partition
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("derived_slice", [key])
+        run = dg.materialize([perf_points, unique_keys, latency_monotonic, repeat_spread, below_roofline],
+                             partition_key=key, instance=instance, resources={"settings": settings})
+    meta = {k: v.value for k, v in run.asset_materializations_for_node("perf_points")[0].metadata.items()}
+    assert meta["dagster/row_count"] == len(BATCHES) * len(SEQS)
+    assert meta["measurements"] == 2 * len(BATCHES) * len(SEQS)
+    assert meta["partitions_rebuilt"] == 1
+    checks = {e.check_name: e for e in run.get_asset_check_evaluations()}
+    assert all(e.partition == key for e in checks.values())
+    assert checks["unique_keys"].passed and checks["latency_monotonic"].passed
+    spread = checks["repeat_spread"]
     assert spread.passed and spread.metadata["repeated_points"].value == len(BATCHES) * len(SEQS)
-    roof = below_roofline(settings=settings)
+    roof = checks["below_roofline"]
     assert roof.passed and roof.metadata["impossible_points"].value == 0
 
 

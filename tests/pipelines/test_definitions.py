@@ -49,6 +49,7 @@ def test_every_asset_check_job_schedule_and_sensor(settings):
     assert defs.resolve_schedule_def("daily_derived").job_name == "derived_job"
     assert defs.resolve_sensor_def("landing_sensor").job_name == "ingest_job"
     assert defs.resolve_sensor_def("derived_automation").default_status == dg.DefaultSensorStatus.RUNNING
+    assert defs.resolve_sensor_def("derived_slices").job_name == "derived_job"
 
 
 def test_groups_and_kinds(settings):
@@ -69,8 +70,20 @@ def test_jobs_select_by_group(settings):
     defs = _defs(settings)
     ingest = {k.to_user_string() for k in defs.resolve_job_def("ingest_job").asset_layer.selected_asset_keys}
     derived = {k.to_user_string() for k in defs.resolve_job_def("derived_job").asset_layer.selected_asset_keys}
+    reports = {k.to_user_string() for k in defs.resolve_job_def("reports_job").asset_layer.selected_asset_keys}
     assert ingest == {"raw_log_files", "measurements"}
-    assert derived == ASSETS - ingest
+    assert derived == {"perf_points", "sol_calibration", "interpolation_grids"}
+    assert reports == ASSETS - ingest - derived
+
+
+def test_derived_assets_and_their_checks_are_partitioned_by_slice(settings):
+    graph = _defs(settings).resolve_asset_graph()
+    for name in ("perf_points", "sol_calibration", "interpolation_grids"):
+        assert graph.get(dg.AssetKey(name)).partitions_def.name == "derived_slice"
+    for asset, name in CHECKS:
+        spec = graph.get_check_spec(dg.AssetCheckKey(dg.AssetKey(asset), name))
+        partitioned = asset in ("perf_points", "interpolation_grids")
+        assert (spec.partitions_def is not None and spec.partitions_def.name == "derived_slice") == partitioned
 
 
 @pytest.mark.slow

@@ -41,8 +41,22 @@ def graph_run(tmp_path_factory):
             instance=instance,
             tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]},
         )
-        derived = defs.resolve_job_def("derived_job").execute_in_process(instance=instance)
+        instance.add_dynamic_partitions("derived_slice", ["h200_sxm|trtllm|1.0"])
+        derived = Runs([defs.resolve_job_def("derived_job").execute_in_process(instance=instance, partition_key="h200_sxm|trtllm|1.0"),
+                        defs.resolve_job_def("reports_job").execute_in_process(instance=instance)])
         yield settings, keys, ingest, derived
+
+
+class Runs(list):
+    """The derived partition run and the reports run, read as one result."""
+
+    success = property(lambda self: all(r.success for r in self))
+
+    def get_asset_check_evaluations(self):
+        return [e for r in self for e in r.get_asset_check_evaluations()]
+
+    def get_asset_materialization_events(self):
+        return [e for r in self for e in r.get_asset_materialization_events()]
 
 
 def _checks(result) -> dict[str, tuple[bool, str, dict]]:
@@ -132,11 +146,13 @@ def test_monotonic_check_warns_on_a_decreasing_line(tmp_path, dagster_home):
         instance.add_dynamic_partitions("raw_log_file", [f.relative_to(landing).as_posix()])
         key = f.relative_to(landing).as_posix()
         assert defs.resolve_job_def("ingest_job").execute_in_process(instance=instance, partition_key=key).success
+        instance.add_dynamic_partitions("derived_slice", ["h200_sxm|trtllm|1.0"])
         result = dg.materialize(
             [a for a in defs.assets if a.key.to_user_string() in ("perf_points",)] + list(defs.asset_checks),
             instance=instance,
             resources={"settings": settings},
             selection=dg.AssetSelection.assets("perf_points"),
+            partition_key="h200_sxm|trtllm|1.0",
         )
     passed, severity, meta = _checks(result)["latency_monotonic"]
     assert not passed and severity == "WARN"

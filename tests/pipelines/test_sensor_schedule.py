@@ -130,8 +130,11 @@ def test_daily_schedule_requests_the_derived_job(sensor_defs, instance):
     context = dg.build_schedule_context(
         instance=instance, scheduled_execution_time=datetime(2026, 11, 27, 4, tzinfo=timezone.utc)
     )
+    assert schedule.evaluate_tick(context).run_requests == []  # no derived slice registered yet
+    instance.add_dynamic_partitions("derived_slice", ["h200_sxm|trtllm|1.0", "h200_sxm|trtllm|1.1"])
     data = schedule.evaluate_tick(context)
-    assert len(data.run_requests) == 1
+    assert len(data.run_requests) == 1  # one run over every slice; the store rebuilds the stale ones
+    assert data.run_requests[0].tags["dagster/asset_partition_range_end"] == "h200_sxm|trtllm|1.1"
     assert schedule.job_name == "derived_job"
 
 
