@@ -86,11 +86,10 @@ def distance_field(grp: GroupGrids) -> np.ndarray | None:
     mesh = np.stack([m.ravel() for m in np.meshgrid(*axes, indexing="ij")], axis=1)
     meas = ~np.isnan(st.measured.ravel())
     field = np.full(mesh.shape[0], np.inf)
-    if meas.any():
-        pts = mesh[meas]
-        for start in range(0, mesh.shape[0], 512):
-            block = mesh[start:start + 512]
-            field[start:start + 512] = np.abs(block[:, None, :] - pts[None, :, :]).max(axis=2).min(axis=1)
+    if meas.any():  # nearest measured cell in the Chebyshev (L-inf) metric, by k-d tree
+        from scipy.spatial import cKDTree
+
+        field = cKDTree(mesh[meas]).query(mesh, k=1, p=np.inf)[0]
     field = field.reshape(st.measured.shape)
     grp.__dict__["_interval_dist"] = field
     mids = [_mids(a).tolist() for a in axes]  # as distance_many
