@@ -21,7 +21,10 @@ print(json.dumps({"loaded": loaded, "modules": sorted(sys.modules)}))
 def test_libraries_import_neither_app_nor_pipelines_nor_dagster():
     out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True)
     result = json.loads(out.stdout)
-    assert "estimator.database" in result["loaded"] and "warehouse.ingest" in result["loaded"]
+    # the walk reached every sub-package of the estimator (a new one is covered without editing this test)
+    subpackages = {"estimator.physics", "estimator.grids", "estimator.lookup", "estimator.models", "estimator.accuracy"}
+    assert subpackages <= set(result["loaded"])
+    assert {"estimator.lookup.database", "estimator.grids.store", "warehouse.ingest"} <= set(result["loaded"])
     bad = [m for m in result["modules"] if m.split(".")[0] in FORBIDDEN]
     assert bad == []
 
