@@ -92,9 +92,8 @@ def run_transfer(args: argparse.Namespace) -> int:
     from warehouse.read import available_slices, perf_points_from, scan_measurements
 
     from estimator.lookup.query import FRAMEWORKS
-    from estimator.accuracy.transfer import (
-        MODULE_OPS, format_transfer_table, nearest_source, priced, summarize_transfer, transfer_protocol,
-    )
+    from estimator.accuracy.transfer import MODULE_OPS, format_transfer_table, priced, summarize_transfer, transfer_protocol
+    from estimator.physics.transfer import nearest_source
 
     if not args.transfer:
         raise ValueError("--from applies with --transfer TARGET only")

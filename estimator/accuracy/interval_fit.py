@@ -38,7 +38,7 @@ repeat noise). `transferred` answers borrow `sol` (and, for distance, the
 widest extrapolated bucket) unless residuals for them are supplied
 (`extra_residuals`); both are marked `borrowed_from` in the table.
 
-Pure functions of frames; persistence lives in `estimator.grids.store`.
+Pure functions of frames; persistence lives in `estimator.derived.store`.
 """
 
 from __future__ import annotations
@@ -283,7 +283,7 @@ def build_interval_model(resid: pl.DataFrame, extra_residuals: pl.DataFrame | No
 
 
 def build_for_partition(points: pl.DataFrame, tables: dict | None = None) -> pl.DataFrame:
-    """`estimator.grids.store` builder: the interval table of one partition's perf points (points below
+    """`estimator.derived.store` builder: the interval table of one partition's perf points (points below
     the raw roofline left out, per op, as the grids leave them out; docs/limits.md). A partition
     without module-table points gets an empty table (its answers carry NaN bounds)."""
     from estimator.accuracy.protocol import MODULE_TABLES

@@ -1,14 +1,14 @@
 """PerfDatabase: DSA/MLA latency lookups over the warehouse, with provenance.
 
 Construction loads the `sol_calibration` and `grids` tables of one system /
-framework's (system, framework, version) partitions only (estimator.grids.store
+framework's (system, framework, version) partitions only (estimator.derived.store
 rebuilds a partition first when its inputs changed). Lookups then never touch
 the disk.
 
 Fallback chain (each answer says which step gave it):
 measured -> interpolated -> extrapolated -> transferred (related slice,
 another GPU: `from_system`, else the one with data nearest by spec, moved
-through the physics of estimator/accuracy/transfer.py; another index_topk /
+through the physics of estimator/physics/transfer.py; another index_topk /
 index_n_heads) -> sol (calibrated SOL alone).
 """
 
@@ -24,7 +24,7 @@ from warehouse.schema import phase_of, seq_column
 from warehouse.vocab import Op
 
 from estimator.grids import interp
-from estimator.accuracy import transfer
+from estimator.physics import transfer
 from estimator.physics.calibrate import CalibrationParams, params_from_frame
 from estimator.common import FMHAQuantMode, GEMMQuantMode, KVCacheQuantMode, Source
 from estimator.lookup.estimate import Estimate
@@ -57,7 +57,7 @@ class PerfDatabase(ManyEstimates):
         self.framework = framework
         store = None
         if grids is None or calibration is None:  # load only this system/backend's partitions (store.py)
-            from estimator.grids.store import DerivedStore
+            from estimator.derived.store import DerivedStore
 
             store = DerivedStore(home)
             have = pl.DataFrame(list(store.partitions()), schema=["system", "framework", "version"], orient="row")
@@ -90,7 +90,7 @@ class PerfDatabase(ManyEstimates):
                           else self._iv_loaded.get(self.version, IntervalLookup(None)))
         self._iv_by_version: dict[str, IntervalLookup] = dict(self._iv_loaded) if intervals is None else {}
         self.params = {(k[2], k[3], k[4]): p for k, p in params_from_frame(calibration.filter(mine)).items()}
-        if self.data_system != system:  # answers move from the source's spec to this one's (estimator/accuracy/transfer.py)
+        if self.data_system != system:  # answers move from the source's spec to this one's (estimator/physics/transfer.py)
             rule = transfer.TransferRule(load_system(self.data_system), self.spec)
             self.params = {k: rule.params(p) for k, p in self.params.items()}
         self._op_versions: dict[str, list[str]] = {}
@@ -103,8 +103,8 @@ class PerfDatabase(ManyEstimates):
     def _load_partitions(self, store, framework: str, versions: list[str]):
         """(calibration, grids, build_errors) of every version of this system/backend, each partition
         rebuilt first if stale; SliceBuildError when the system itself could not be modelled."""
-        from estimator.grids.partition import SliceBuildError
-        from estimator.grids.store import slice_error
+        from estimator.derived.partition import SliceBuildError
+        from estimator.derived.store import slice_error
 
         from estimator.lookup.intervals import TABLE as IV_TABLE
 
@@ -120,8 +120,8 @@ class PerfDatabase(ManyEstimates):
     def _build_error(self, op: str, version: str | None = None, **sub_slice) -> None:
         """Raise SliceBuildError when this op (or its sub-slice) could not be modelled (store.py)."""
         if self.build_errors.height:
-            from estimator.grids.partition import SliceBuildError
-            from estimator.grids.store import slice_error
+            from estimator.derived.partition import SliceBuildError
+            from estimator.derived.store import slice_error
 
             errors = self.build_errors if version is None else self.build_errors.filter(pl.col("version") == version)
             if reason := slice_error(errors, op, **sub_slice):

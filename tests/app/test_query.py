@@ -37,7 +37,7 @@ def test_query_json_and_stale_grid_rebuild(home, capsys):
                "--gemm-type", "fp8_block", "--json"])
     first = json.loads(capsys.readouterr().out)
     assert rc == 0 and first["source"] == "measured" and first["slice"]["gemm_type"] == "fp8_block"
-    from estimator.grids.store import DerivedStore
+    from estimator.derived.store import DerivedStore
 
     grids = DerivedStore(home).read_all("grids")
     assert grids.height > 0
@@ -48,8 +48,8 @@ def test_grids_rebuilt_when_measurements_change(home, tmp_path, capsys):
     from warehouse.ingest import ingest_paths
 
     from estimator.lookup.database import PerfDatabase
-    from estimator.grids.partition import INPUTS_KEY
-    from estimator.grids.store import DerivedStore
+    from estimator.derived.partition import INPUTS_KEY
+    from estimator.derived.store import DerivedStore
 
     PerfDatabase(home=home)
     store = DerivedStore(home)
@@ -118,7 +118,7 @@ def test_accuracy_json_carries_errors_and_coverage(home, capsys):
 
 def test_store_rebuild_and_grid_summary(home):
     from estimator.grids.schema import grid_summary
-    from estimator.grids.store import DerivedStore
+    from estimator.derived.store import DerivedStore
 
     store = DerivedStore(home)
     key = ("h200_sxm", "trtllm", "1.0")

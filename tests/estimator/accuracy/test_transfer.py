@@ -1,4 +1,4 @@
-"""Transfer to a system without data (estimator/accuracy/transfer.py): which part of a module's time moves,
+"""Transfer to a system without data (estimator/physics/transfer.py; the protocol in estimator/accuracy/transfer.py): which part of a module's time moves,
 the source choice, PerfDatabase(from_system=...), the leave-one-system-out protocol and its CLI."""
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from estimator.lookup.database import PerfDatabase
 from estimator.grids.build import build_grids
 from estimator.slices import model_for
 from estimator.physics.specs import load_system
-from estimator.accuracy.transfer import (
-    TransferRule, nearest_source, source_system, spec_distance, summarize_transfer, transfer_params, transfer_protocol,
-)
+from estimator.accuracy.transfer import summarize_transfer, transfer_protocol
+from estimator.physics.transfer import TransferRule, nearest_source, source_system, spec_distance, transfer_params
 
 from ..conftest import fixed_calibration, synthetic_points, write_collector_csv
 

@@ -11,7 +11,7 @@ from estimator.physics import sol
 from estimator.physics.calibrate import calibrated_ms
 from estimator.slices import model_for
 from estimator.physics.specs import load_system
-from estimator.accuracy.transfer import transfer_params
+from estimator.physics.transfer import transfer_params
 
 from ..conftest import ARCH, PARAMS, fixed_calibration, ratio_pattern, sol_of, synthetic_points
 
@@ -71,7 +71,7 @@ def test_transfer_to_other_gpu_and_index_topk(points):
     h100 = PerfDatabase(system="h100_sxm", calibration=cal, grids=build_grids(points, cal))
     est = h100.estimate("dsa_generation", batch_size=2, s=64, num_heads=64)
     assert est.source is Source.transferred and "h100_sxm<-h200_sxm (trtllm 1.0)" in est.transferred_from
-    # the h200 answer of that shape, moved by the ratio of the transferred calibrated SOLs (estimator/accuracy/transfer.py)
+    # the h200 answer of that shape, moved by the ratio of the transferred calibrated SOLs (estimator/physics/transfer.py)
     moved = transfer_params(PARAMS, load_system("h200_sxm"), load_system("h100_sxm"))
     ks = sol.kernels("dsa_generation", model_for("dsa_generation", ARCH["dsa"]), batch=2, isl=1, prefix=0, kv_len=64,
                      num_heads=64)

@@ -76,7 +76,7 @@ def home(tmp_path_factory):
     root = tmp_path_factory.mktemp("batch")
     files = write_collector_csv(synthetic_points(ops=("dsa_context",)), root / "raw" / "h200_sxm" / "trtllm" / "1.0")
     ingest_paths(files, root / "home")
-    from estimator.grids.store import DerivedStore
+    from estimator.derived.store import DerivedStore
 
     DerivedStore(root / "home").refresh()  # built here: the queries below then print only their own error
     return root / "home"

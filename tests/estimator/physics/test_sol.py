@@ -51,11 +51,13 @@ def test_indexer_runs_only_past_topk_and_ignores_tp_heads():
 
 
 def test_sol_is_sum_of_kernel_maxima_and_h100_is_slower():
-    ks = _ks("mla_generation", V3, batch=64, kv_len=8192)
-    total = sum(max(k.flops / (H200.peak_fp8_flops_per_s if k.fp8 else H200.peak_bf16_flops_per_s),
-                    k.bytes / H200.hbm_bytes_per_s) for k in ks) * 1e3
-    assert sol.sol_ms(ks, H200) == pytest.approx(total)
-    assert sol.sol_ms(ks, load_system("h100_sxm")) > sol.sol_ms(ks, H200)
+    # H200: 989 TFLOP/s BF16, 1979 TFLOP/s FP8, 4.8 TB/s. Worked by hand:
+    #   bf16 compute-bound: max(9.89e12 / 989e12 = 10 ms, 4.8e9 / 4.8e12 = 1 ms)  = 10 ms
+    #   fp8 memory-bound:   max(1.979e12 / 1979e12 = 1 ms, 9.6e10 / 4.8e12 = 20 ms) = 20 ms
+    ks = [sol.Kernel("a", "gemm", False, 9.89e12, 4.8e9), sol.Kernel("b", "gemm", True, 1.979e12, 9.6e10)]
+    assert sol.sol_ms(ks, H200) == pytest.approx(30.0)
+    whole = _ks("mla_generation", V3, batch=64, kv_len=8192)
+    assert sol.sol_ms(whole, load_system("h100_sxm")) > sol.sol_ms(whole, H200)  # 3.35 TB/s against 4.8
 
 
 def test_scalar_and_array_shapes_agree():
@@ -65,60 +67,6 @@ def test_scalar_and_array_shapes_agree():
                                  prefix=np.array([0.0]), kv_len=np.array([0.0]), num_heads=np.array([16.0])), H200)
     one = sol.sol_ms(_ks("dsa_context", V32, batch=2, isl=3000, num_heads=16), H200)
     assert arr[0] == pytest.approx(one)
-
-
-@pytest.mark.parametrize("op, model", [("dsa_context", "deepseek-v3.2"), ("dsa_generation", "glm-5"),
-                                       ("mla_context", "deepseek-v3"), ("mla_generation", "deepseek-v3"),
-                                       ("mla_context_kernel", "deepseek-v3"), ("mla_generation_kernel", "deepseek-v3")])
-@pytest.mark.parametrize("gemm, kv", [("bfloat16", "bfloat16"), ("fp8_block", "fp8")])
-def test_compiled_scalar_sol_matches_kernel_list(op, model, gemm, kv):
-    import random
-
-    from estimator.physics.calibrate import CalibrationParams, calibrated_ms
-    from estimator.physics.fastsol import compile_scalar
-
-    params = CalibrationParams(eff={g: (0.3 + 0.05 * i, 0.4 + 0.03 * i) for i, g in enumerate(sol.GROUPS)},
-                               overhead_ms=0.07, combine_p=40.0)
-    system = load_system("h100_sxm")
-    spec = load_model(model)
-    fast = compile_scalar(op, spec, system, params, gemm_type=gemm, kv_cache_dtype=kv)
-    rng = random.Random(0)
-    context = "context" in op
-    for _ in range(100):
-        b, s, h = rng.randint(1, 4096), rng.randint(1, 300_000), rng.randint(1, 256)
-        pre = rng.choice([0, 128, 5000]) if context else 0
-        ks = sol.kernels(op, spec, batch=b, isl=s if context else 1, prefix=pre, kv_len=0 if context else s,
-                         num_heads=h, gemm_type=gemm, kv_cache_dtype=kv)
-        cal, raw = fast(b, s, pre, h)
-        assert cal == pytest.approx(calibrated_ms(ks, system, params), rel=1e-12)
-        assert raw == pytest.approx(sol.sol_ms(ks, system), rel=1e-12)
-
-
-@pytest.mark.parametrize("op, model", [("dsa_context", "deepseek-v3.2"), ("dsa_generation", "glm-5"),
-                                       ("mla_context", "deepseek-v3"), ("mla_generation", "deepseek-v3"),
-                                       ("mla_context_kernel", "deepseek-v3"), ("mla_generation_kernel", "deepseek-v3")])
-def test_compiled_array_sol_matches_kernel_list(op, model):
-    import numpy as np
-
-    from estimator.physics.calibrate import CalibrationParams, calibrated_ms
-    from estimator.physics.fastsol import compile_array
-
-    params = CalibrationParams(eff={g: (0.3 + 0.05 * i, 0.4 + 0.03 * i) for i, g in enumerate(sol.GROUPS)},
-                               overhead_ms=0.07, combine_p=3.0)
-    spec, system = load_model(model), load_system("h200_sxm")
-    rng = np.random.default_rng(0)
-    n = 500
-    b, s, h = (rng.integers(1, hi, n).astype(float) for hi in (4096, 300_000, 256))
-    context = "context" in op
-    pre = rng.choice([0.0, 128.0, 5000.0], n) if context else np.zeros(n)
-    for gemm, kv in (("bfloat16", "bfloat16"), ("fp8_block", "fp8")):
-        ks = sol.kernels(op, spec, batch=b, isl=s if context else 1.0, prefix=pre, kv_len=0.0 if context else s,
-                         num_heads=h, gemm_type=gemm, kv_cache_dtype=kv)
-        ref = calibrated_ms(ks, system, params)
-        f64 = compile_array(op, spec, system, params, gemm_type=gemm, kv_cache_dtype=kv)(b, s, pre, h)
-        f32 = compile_array(op, spec, system, params, gemm_type=gemm, kv_cache_dtype=kv, dtype=np.float32)(b, s, pre, h)
-        assert np.allclose(f64, ref, rtol=1e-12, atol=0)
-        assert np.allclose(f32, ref, rtol=2e-5, atol=0)
 
 
 def test_system_spec_optional_keys_and_bad_keys():

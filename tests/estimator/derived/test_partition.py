@@ -1,8 +1,8 @@
-"""A partition's derived tables (estimator.grids.partition): the key, and the pure build."""
+"""A partition's derived tables (estimator.derived.partition): the key, and the pure build."""
 
 import pytest
 
-from estimator.grids.partition import ERRORS_TABLE, build_partition, parse_slice_key, slice_key
+from estimator.derived.partition import ERRORS_TABLE, build_partition, parse_slice_key, slice_key
 
 from ..conftest import synthetic_points
 

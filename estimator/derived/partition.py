@@ -1,5 +1,5 @@
 """A partition's derived tables as a pure function of its perf points (`build_partition`),
-the registry of those tables and the partition key; persistence is `estimator.grids.store`.
+the registry of those tables and the partition key; persistence is `estimator.derived.store`.
 """
 
 from __future__ import annotations

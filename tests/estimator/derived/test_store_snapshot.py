@@ -8,7 +8,7 @@ from warehouse.read import snapshot
 
 
 def test_database_built_during_a_commit_uses_one_version(tmp_path, monkeypatch):
-    import estimator.grids.store as store
+    import estimator.derived.store as store
     from estimator.lookup.database import PerfDatabase
 
     home = tmp_path / "wh"

@@ -1,4 +1,4 @@
-"""Per-slice isolation and partitioned derived builds (estimator.grids.store).
+"""Per-slice isolation and partitioned derived builds (estimator.derived.store).
 
 A slice the estimator cannot model (a system without a spec, an op with too
 few points) is recorded in `build_errors`; only its own queries fail, with that
@@ -79,7 +79,7 @@ def test_other_queries_answer_exactly_as_before(homes):
 
 
 def test_build_errors_name_the_slice_stage_and_reason(homes):
-    from estimator.grids.store import DerivedStore
+    from estimator.derived.store import DerivedStore
 
     _, mixed, _ = homes
     store = DerivedStore(mixed)
@@ -98,7 +98,7 @@ def test_build_errors_name_the_slice_stage_and_reason(homes):
 
 def test_only_the_broken_slice_fails_with_its_reason(homes):
     from estimator.lookup.database import PerfDatabase
-    from estimator.grids.partition import SliceBuildError
+    from estimator.derived.partition import SliceBuildError
 
     _, mixed, _ = homes
     db = PerfDatabase("h200_sxm", "vllm", "0.1", home=mixed)
@@ -107,7 +107,7 @@ def test_only_the_broken_slice_fails_with_its_reason(homes):
                                               r"\(calibration stage\): too few points"):
         db.estimate("dsa_context", batch_size=2, s=300, num_heads=64)
     # the nvfp4 rows of mla_generation are a sub-slice: only a query for that precision is refused
-    from estimator.grids.store import slice_error
+    from estimator.derived.store import slice_error
 
     arch = {"architecture": "DeepseekV3ForCausalLM", "kv_cache_dtype": "bfloat16"}
     assert slice_error(db.build_errors, "mla_generation", gemm_type="bfloat16", **arch) is None
@@ -128,8 +128,8 @@ def test_cli_names_the_reason_in_one_line(homes, capsys):
 
 
 def test_one_changed_file_rebuilds_only_its_partition(homes, tmp_path):
-    from estimator.grids.partition import INPUTS_KEY
-    from estimator.grids.store import DerivedStore
+    from estimator.derived.partition import INPUTS_KEY
+    from estimator.derived.store import DerivedStore
 
     _, mixed, _ = homes
     store = DerivedStore(mixed)
@@ -149,10 +149,10 @@ def test_one_changed_file_rebuilds_only_its_partition(homes, tmp_path):
 
 
 def test_a_table_added_to_partition_tables_is_built_for_every_partition(homes, monkeypatch):
-    import estimator.grids.partition as partition_mod
+    import estimator.derived.partition as partition_mod
     from estimator.lookup.database import PerfDatabase
-    from estimator.grids.store import DerivedStore
-    from estimator.grids.partition import PartitionTable
+    from estimator.derived.store import DerivedStore
+    from estimator.derived.partition import PartitionTable
 
     _, mixed, _ = homes
     DerivedStore(mixed).refresh()
