@@ -2,7 +2,7 @@
 
 `--model-path` is a local folder or file holding a `config.json`, or the id of
 a bundled config (`deepseek-ai/DeepSeek-V3.2`, ...; the published config.json
-values, stored under `estimator/physics/specs/models/hf/<org>__<name>.json`). Nothing
+values, stored under `estimator/physics/specs/models/<org>__<name>.json`). Nothing
 is fetched from the network.
 
 The architecture class names the family and the attention kind; every field
@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-BUNDLED_DIR = ("specs", "models", "hf")
+BUNDLED_DIR = ("specs", "models")
 
 
 @dataclass(frozen=True)

@@ -94,13 +94,24 @@ def load_system(name: str) -> SystemSpec:
     return system_from_mapping(raw, f"estimator/physics/specs/{name}.yaml")
 
 
+# The models the estimator has specs of: short name -> HF id. Their dimensions are read from the
+# bundled HF config.json (`specs/models/<org>__<name>.json`, the one copy; `estimator.models.hf_config`
+# parses the same files for the model roll-up). Order: the reference model of each kind first.
+SPEC_MODELS = {"deepseek-v3.2": "deepseek-ai/DeepSeek-V3.2", "deepseek-v3": "deepseek-ai/DeepSeek-V3",
+               "glm-5": "zai-org/GLM-5"}
+_NOT_IN_CONFIG = ("name", "hf_id", "architecture", "attention")
+_INDEXER = ("index_n_heads", "index_head_dim", "index_topk")  # absent (0) in an MLA model's config
+
+
 @lru_cache(maxsize=None)
 def _models() -> tuple[ModelSpec, ...]:
     out = []
-    for p in sorted((_specs_dir() / "models").iterdir(), key=lambda p: p.name):
-        if p.name.endswith(".json"):
-            raw = json.loads(p.read_text())
-            out.append(ModelSpec(**{f.name: raw[f.name] for f in fields(ModelSpec)}))
+    for name, hf_id in SPEC_MODELS.items():
+        raw = json.loads((_specs_dir() / "models" / (hf_id.replace("/", "__") + ".json")).read_text())
+        dims = {f.name: raw.get(f.name, 0) if f.name in _INDEXER else raw[f.name]
+                for f in fields(ModelSpec) if f.name not in _NOT_IN_CONFIG}
+        out.append(ModelSpec(name=name, hf_id=hf_id, architecture=raw["architectures"][0],
+                             attention="dsa" if raw.get("index_topk") else "mla", **dims))
     return tuple(out)
 
 
