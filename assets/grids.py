@@ -1,7 +1,7 @@
 """Derived perf tables: perf points, SOL calibration, interpolation grids.
 
 Partitioned by (system, framework, version) (`SLICE_PARTITIONS`, key
-system|framework|version). All three are built by `estimator.grids.store.DerivedStore`,
+system|framework|version). All three are built by `estimator.derived.store.DerivedStore`,
 only where a partition's inputs changed: the perf_points step builds the stale
 partitions of its run (in parallel, `settings.max_concurrent` processes), the next
 two find them current and report them. The checks run per partition. Which
@@ -17,8 +17,8 @@ import polars as pl
 
 from estimator.common import Source
 from estimator.slices import SLICE_KEYS
-from estimator.grids.partition import CALIBRATION_TABLE, ERRORS_TABLE, GRIDS_TABLE, POINTS_TABLE, parse_slice_key
-from estimator.grids.store import DerivedStore  # fmt: skip
+from estimator.derived.partition import CALIBRATION_TABLE, ERRORS_TABLE, GRIDS_TABLE, POINTS_TABLE, parse_slice_key
+from estimator.derived.store import DerivedStore  # fmt: skip
 from warehouse.landing import fingerprint
 from warehouse.manifest import load_manifest
 from warehouse.paths import WarehousePaths

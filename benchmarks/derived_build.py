@@ -52,7 +52,7 @@ def run_child(code: str, *args: str) -> tuple[float, float, str, str]:
 
 BUILD = """
 import sys, time
-from estimator.grids.store import DerivedStore
+from estimator.derived.store import DerivedStore
 t0 = time.perf_counter()
 done = DerivedStore(sys.argv[1], progress=True).refresh()
 print(f"{len(done)} {time.perf_counter() - t0:.3f}")

@@ -38,7 +38,7 @@ def python_loop_s() -> float:
 def build_home(tmp: Path) -> Path:
     from warehouse.ingest import ingest_paths
 
-    from estimator.grids.store import DerivedStore
+    from estimator.derived.store import DerivedStore
 
     if not SHARED.exists():
         raise SystemExit(f"no --home given and {SHARED} is absent")
