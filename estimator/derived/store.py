@@ -41,7 +41,9 @@ from estimator.physics.calibrate import METHOD as CAL_METHOD
 from estimator.grids.schema import METHOD as GRID_METHOD
 from estimator.physics.specs import load_system
 from estimator.derived.partition import (
-    CALIBRATION_TABLE, ERRORS_TABLE, GRIDS_TABLE, INPUTS_KEY, LEDGER_KEY, LEGACY_FILES, MIN_FIT_POINTS, PARTITION_KEYS, POINTS_TABLE, SOURCES_SCHEMA, STORE_VERSION, SUB_SLICE, _table_names, _tables, _typed, build_partition, slice_key,
+    CALIBRATION_TABLE, ERRORS_TABLE, GRIDS_TABLE, INPUTS_KEY, LEDGER_KEY, LEGACY_FILES, MIN_FIT_POINTS,
+    PARTITION_KEYS, POINTS_TABLE, SOURCES_SCHEMA, STORE_VERSION, SUB_SLICE, _table_names, _tables, _typed,
+    build_partition, slice_key,
 )
 
 

@@ -18,7 +18,10 @@ from estimator.physics.calibrate import CAL_KEYS, CalibrationParams, calibrated_
 from estimator.slices import CONTEXT_OPS, SLICE_KEYS, model_for, points_shape, seq_values
 from estimator.physics.specs import load_system
 from estimator.grids.schema import GRID_SCHEMA, METHOD, SOURCES, grids_hash, input_hash
-from estimator.grids.rules import _aligned, affine_extension, choose_extension, choose_fill_rule, choose_pooling, choose_powers, choose_seq_trend, fill_rule_errors, fill_slice, pool_siblings, power_errors, slice_estimates
+from estimator.grids.rules import (
+    _aligned, affine_extension, choose_extension, choose_fill_rule, choose_pooling, choose_powers,
+    choose_seq_trend, fill_rule_errors, fill_slice, pool_siblings, power_errors, slice_estimates,
+)
 
 
 def with_sol(points: pl.DataFrame, params: dict[tuple, CalibrationParams]) -> pl.DataFrame:

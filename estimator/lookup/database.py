@@ -38,7 +38,9 @@ from estimator.slices import GROUP_KEYS, family_of, model_for
 from estimator.physics.specs import architectures, load_system
 from estimator.lookup.versions import VersionError, sort_versions, version_key
 from estimator.lookup.many import ManyEstimates
-from estimator.lookup.query import FRAMEWORKS, METHODS, _IV_CLASS, _Resolved, _SOURCE_ENUM, _non_negative_int, _positive_int, canonical_op
+from estimator.lookup.query import (
+    FRAMEWORKS, METHODS, _IV_CLASS, _Resolved, _SOURCE_ENUM, _non_negative_int, _positive_int, canonical_op,
+)
 
 __all__ = ["PerfDatabase", "OutOfRangeError", "VersionError", "canonical_op"]
 
@@ -90,7 +92,7 @@ class PerfDatabase(ManyEstimates):
                           else self._iv_loaded.get(self.version, IntervalLookup(None)))
         self._iv_by_version: dict[str, IntervalLookup] = dict(self._iv_loaded) if intervals is None else {}
         self.params = {(k[2], k[3], k[4]): p for k, p in params_from_frame(calibration.filter(mine)).items()}
-        if self.data_system != system:  # answers move from the source's spec to this one's (estimator/physics/transfer.py)
+        if self.data_system != system:  # answers move to this spec (physics/transfer.py)
             rule = transfer.TransferRule(load_system(self.data_system), self.spec)
             self.params = {k: rule.params(p) for k, p in self.params.items()}
         self._op_versions: dict[str, list[str]] = {}

@@ -25,7 +25,9 @@ import polars as pl
 
 from estimator.lookup.intervals import rollup_bounds
 from estimator.models.hf_config import DeepSeekV32Config, HFModelConfig, load_model_config
-from estimator.models.config import LayerSpec, MLA_EQUIVALENT, ModelConfig, ModelEstimate, SOURCE_ORDER, SPEC_DIMS, _nonneg_int, _positive_int
+from estimator.models.config import (
+    LayerSpec, MLA_EQUIVALENT, ModelConfig, ModelEstimate, SOURCE_ORDER, SPEC_DIMS, _nonneg_int, _positive_int,
+)
 
 
 def _canonical_backend(backend: str) -> str:
