@@ -11,7 +11,7 @@ REPORTS = "reports"
 # One partition per raw log file, keyed by its path relative to the landing folder.
 RAW_LOG_PARTITIONS = dg.DynamicPartitionsDefinition(name="raw_log_file")
 
-# One partition per derived slice, keyed system|framework|version (estimator.store.slice_key);
+# One partition per derived slice, keyed system|framework|version (estimator.derived.partition.slice_key);
 # registered by `perfwh materialize` and the derived_slices sensor as ingests bring new slices.
 SLICE_PARTITIONS = dg.DynamicPartitionsDefinition(name="derived_slice")
 # Steps that write one warehouse-wide file (perf.duckdb) run one at a time across runs.

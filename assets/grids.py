@@ -1,7 +1,7 @@
 """Derived perf tables: perf points, SOL calibration, interpolation grids.
 
 Partitioned by (system, framework, version) (`SLICE_PARTITIONS`, key
-system|framework|version). All three are built by `estimator.store.DerivedStore`,
+system|framework|version). All three are built by `estimator.derived.store.DerivedStore`,
 only where a partition's inputs changed: the perf_points step builds the stale
 partitions of its run (in parallel, `settings.max_concurrent` processes), the next
 two find them current and report them. The checks run per partition. Which
@@ -17,9 +17,8 @@ import polars as pl
 
 from estimator.common import Source
 from estimator.slices import SLICE_KEYS
-from estimator.store import (
-    CALIBRATION_TABLE, ERRORS_TABLE, GRIDS_TABLE, POINTS_TABLE, DerivedStore, parse_slice_key,
-)  # fmt: skip
+from estimator.derived.partition import CALIBRATION_TABLE, ERRORS_TABLE, GRIDS_TABLE, POINTS_TABLE, parse_slice_key
+from estimator.derived.store import DerivedStore  # fmt: skip
 from warehouse.landing import fingerprint
 from warehouse.manifest import load_manifest
 from warehouse.paths import WarehousePaths
@@ -151,8 +150,8 @@ def repeat_spread(context: dg.AssetCheckExecutionContext, settings: WarehouseSet
 @dg.asset_check(asset=perf_points, partitions_def=SLICE_PARTITIONS)
 def below_roofline(context: dg.AssetCheckExecutionContext, settings: WarehouseSettings) -> dg.AssetCheckResult:
     """Warn about points measured far below the raw roofline of their shape (physically impossible);
-    calibration and grids leave them out (estimator.limits, docs/limits.md)."""
-    from estimator.limits import ROOFLINE_FLOOR, impossible_points, raw_roofline_ms
+    calibration and grids leave them out (estimator.lookup.limits, docs/limits.md)."""
+    from estimator.lookup.limits import ROOFLINE_FLOOR, impossible_points, raw_roofline_ms
 
     points = _points(context, settings)
     bad = points.filter(impossible_points(points))

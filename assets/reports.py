@@ -8,8 +8,9 @@ import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
-from estimator.accuracy import default_slice, format_table, missed_targets, run_accuracy, summarize
-from estimator.store import INPUTS_KEY, DerivedStore
+from estimator.accuracy.protocol import default_slice, format_table, missed_targets, run_accuracy, summarize
+from estimator.derived.partition import INPUTS_KEY
+from estimator.derived.store import DerivedStore
 from warehouse.atomic import write_parquet_atomic
 from warehouse.derived import read_derived
 from warehouse.paths import WarehousePaths

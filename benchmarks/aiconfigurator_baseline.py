@@ -3,14 +3,14 @@
     python benchmarks/aiconfigurator_baseline.py [--home WAREHOUSE] [--shared ../shared/data/aiconfigurator]
         [--seeds 0] [--json]
 
-For each hold-out class (R, G, E of `estimator.accuracy.holdout_masks`) and seed:
+For each hold-out class (R, G, E of `estimator.accuracy.protocol.holdout_masks`) and seed:
 the TRAINING points (all but the held-out mask) of the four *_module tables are
 written in aiconfigurator's own table format (its `*_module_perf.parquet`
 columns) into a temporary systems folder that shadows the installed one (every
 other file is a symlink to the installed package), aiconfigurator loads them
 through `get_database` and its op classes, and every held-out point is queried
 through the op's engine query (`_engine_query`, the path its model estimates
-use). perfwh's own prediction (`estimator.accuracy.predict`) on the same masks
+use). perfwh's own prediction (`estimator.accuracy.protocol.predict`) on the same masks
 is computed in the same run. Checked per fold: querying training points returns
 their measured latency (max relative difference printed).
 
@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 # --- the only estimator imports (module paths may move; fix here after merges) ---
-from estimator.accuracy import MODULE_TABLES, holdout_masks, predict  # noqa: E402
+from estimator.accuracy.protocol import MODULE_TABLES, holdout_masks, predict  # noqa: E402
 from estimator.slices import SLICE_KEYS  # noqa: E402
 
 SYSTEM, BACKEND = "h200_sxm", "trtllm"
@@ -61,7 +61,7 @@ def _aic_available() -> bool:
 
 
 def protocol_points(points: pl.DataFrame) -> pl.DataFrame:
-    """The rows and order `estimator.accuracy.run_accuracy` draws its masks over."""
+    """The rows and order `estimator.accuracy.protocol.run_accuracy` draws its masks over."""
     pts = points.filter(pl.col("op").is_in(list(MODULE_TABLES))).with_columns(
         pl.when(pl.col("op").str.contains("_context")).then(pl.col("isl")).otherwise(pl.col("kv_len"))
         .alias("seq_len"),

@@ -52,7 +52,7 @@ def run_child(code: str, *args: str) -> tuple[float, float, str, str]:
 
 BUILD = """
 import sys, time
-from estimator.store import DerivedStore
+from estimator.derived.store import DerivedStore
 t0 = time.perf_counter()
 done = DerivedStore(sys.argv[1], progress=True).refresh()
 print(f"{len(done)} {time.perf_counter() - t0:.3f}")
@@ -60,7 +60,7 @@ print(f"{len(done)} {time.perf_counter() - t0:.3f}")
 
 LOAD = """
 import sys, time
-from estimator.database import PerfDatabase
+from estimator.lookup.database import PerfDatabase
 import polars, numpy  # imports are not the load
 t0 = time.perf_counter()
 db = PerfDatabase(sys.argv[2], sys.argv[3], home=sys.argv[1])
@@ -72,7 +72,7 @@ print(f"{t1 - t0:.4f} {db.version} {est.latency_ms:.4f} {est.source.value}")
 FIRST_QUERY = """
 import sys, time
 t0 = time.perf_counter()
-from estimator.database import PerfDatabase
+from estimator.lookup.database import PerfDatabase
 db = PerfDatabase(sys.argv[2], sys.argv[3], home=sys.argv[1])
 est = db.estimate("dsa_context", batch_size=4, s=4096, num_heads=64)
 print(f"{time.perf_counter() - t0:.3f} {est.latency_ms:.4f} {est.source.value}")

@@ -58,8 +58,9 @@ def main() -> None:
 
 
 def run(home: Path, repeat: int) -> None:
-    from estimator.database import PerfDatabase
-    from estimator.models import ModelConfig, get_model
+    from estimator.lookup.database import PerfDatabase
+    from estimator.models.config import ModelConfig
+    from estimator.models.model import get_model
 
     t0 = time.perf_counter()
     db = PerfDatabase(ARGS["system"], ARGS["backend"], home=home)

@@ -38,7 +38,7 @@ def python_loop_s() -> float:
 def build_home(tmp: Path) -> Path:
     from warehouse.ingest import ingest_paths
 
-    from estimator.store import DerivedStore
+    from estimator.derived.store import DerivedStore
 
     if not SHARED.exists():
         raise SystemExit(f"no --home given and {SHARED} is absent")
@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     ap.add_argument("--home", type=Path)
     ap.add_argument("--points", type=int, default=1_000_000)
     args = ap.parse_args(argv)
-    from estimator.database import PerfDatabase
+    from estimator.lookup.database import PerfDatabase
 
     with tempfile.TemporaryDirectory() as tmp:
         home = args.home or build_home(Path(tmp))

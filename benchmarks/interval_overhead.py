@@ -2,7 +2,7 @@
 
     python benchmarks/interval_overhead.py --home WAREHOUSE [--points 1000000]
 
-Both databases run the same code except the interval lookup (`estimator.intervals`), in one
+Both databases run the same code except the interval lookup (`estimator.lookup.intervals`), in one
 process, rounds interleaved, timed in CPU time (time.process_time): on a shared machine the
 wall-clock of separate benchmark runs varies by 2-3x, which hides a 1 us difference.
 """
@@ -27,8 +27,8 @@ def main(argv=None) -> int:
     ap.add_argument("--home", type=Path, required=True)
     ap.add_argument("--points", type=int, default=1_000_000)
     args = ap.parse_args(argv)
-    from estimator.database import PerfDatabase
-    from estimator.intervals import IntervalLookup
+    from estimator.lookup.database import PerfDatabase
+    from estimator.lookup.intervals import IntervalLookup
 
     with_iv = PerfDatabase(home=args.home)
     bare = PerfDatabase(home=args.home)

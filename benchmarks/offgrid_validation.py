@@ -39,7 +39,7 @@ import polars as pl
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from estimator.accuracy import predict  # noqa: E402
+from estimator.accuracy.protocol import predict  # noqa: E402
 from estimator.slices import CONTEXT_OPS, SLICE_KEYS, seq_values  # noqa: E402
 
 OPS = ("dsa_context", "dsa_generation", "mla_context", "mla_generation")

@@ -1,6 +1,6 @@
 """Leave-one-system-out transfer table for the pairs of issue 11, and the cost of a transferred estimate.
 
-Drives the library (estimator/transfer.py, the same code `perfwh accuracy --transfer` runs): per
+Drives the library (estimator/accuracy/transfer.py, the same code `perfwh accuracy --transfer` runs): per
 pair, every TARGET row is removed before calibration and grids, and TARGET's measured module
 points are predicted from SOURCE's data beside (a) copying SOURCE's latency of the same shape and
 (b) scaling it by the raw roofline ratio. Then times PerfDatabase(TARGET, from_system=SOURCE)
@@ -23,8 +23,7 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from estimator.transfer import (MODULE_OPS, format_transfer_table, summarize_transfer,  # noqa: E402
-                                transfer_protocol)
+from estimator.accuracy.transfer import MODULE_OPS, format_transfer_table, summarize_transfer, transfer_protocol
 from warehouse.read import perf_points_from, scan_measurements  # noqa: E402
 
 PAIRS = (("h100_sxm", "h200_sxm"), ("h200_sxm", "h100_sxm"), ("b200_sxm", "h200_sxm"), ("gb200", "b200_sxm"))
@@ -45,7 +44,7 @@ def table(home, pairs) -> pl.DataFrame:
 def speed(home, target="h100_sxm", source="h200_sxm", backend="trtllm", version="1.3.0rc20", n=20000) -> None:
     """µs per scalar estimate, native vs transferred, over the same varied shapes: rounds alternate
     between the two (so a shared machine's load drift hits both), best of 5."""
-    from estimator.database import PerfDatabase
+    from estimator.lookup.database import PerfDatabase
 
     dbs = {"native": PerfDatabase(source, backend, version, home=home),
            "transferred": PerfDatabase(target, backend, version, home=home, from_system=source)}

@@ -7,19 +7,19 @@ package (e.g. for `perfwh query`) does not load the model roll-up.
 from __future__ import annotations
 
 _LAZY = {
-    "get_model": "estimator.models",
-    "ModelConfig": "estimator.models",
-    "PerfDatabase": "estimator.database",
-    "Estimate": "estimator.estimate",
+    "get_model": "estimator.models.model",
+    "ModelConfig": "estimator.models.config",
+    "PerfDatabase": "estimator.lookup.database",
+    "Estimate": "estimator.lookup.estimate",
     "Source": "estimator.common",
     "KVCacheQuantMode": "estimator.common",
     "FMHAQuantMode": "estimator.common",
     "GEMMQuantMode": "estimator.common",
-    "calibrate": "estimator.calibrate",
-    "build_grids": "estimator.grid",
-    "run_accuracy": "estimator.accuracy",
-    "OutOfRangeError": "estimator.limits",
-    "VersionError": "estimator.versions",
+    "calibrate": "estimator.physics.calibrate",
+    "build_grids": "estimator.grids.build",
+    "run_accuracy": "estimator.accuracy.protocol",
+    "OutOfRangeError": "estimator.lookup.limits",
+    "VersionError": "estimator.lookup.versions",
 }
 
 

@@ -12,7 +12,7 @@ import polars as pl
 
 from warehouse.vocab import OPS, Op
 
-from .specs import ModelSpec, default_model, load_model
+from estimator.physics.specs import ModelSpec, default_model, load_model
 
 CONTEXT_OPS = [o.name for o in OPS if o.context]
 

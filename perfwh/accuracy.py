@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         return run_transfer(args)
     from warehouse.read import read_perf_points
 
-    from estimator.accuracy import MODULE_TABLES, format_table, latest_version, run_accuracy, summarize
+    from estimator.accuracy.protocol import MODULE_TABLES, format_table, latest_version, run_accuracy, summarize
 
     backend = (args.backend or "trtllm").lower()
     version = args.version or latest_version(args.home, args.system, backend)
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if args.errors_out:
         errors.write_parquet(args.errors_out)
     if args.plot:
-        from estimator.accuracy import plot_errors
+        from estimator.accuracy.protocol import plot_errors
 
         dtypes = ", ".join(f"{c} {'/'.join(sorted(str(v) for v in points[c].unique().drop_nulls()))}"
                            for c in ("gemm_type", "kv_cache_dtype", "attn_dtype"))
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
                     f"{version}, seed {args.seed} ({dtypes})")
     coverage = None
     if not args.no_coverage:
-        from estimator.intervals import coverage_table, cv_residuals
+        from estimator.accuracy.interval_fit import coverage_table, cv_residuals
 
         coverage = coverage_table(cv_residuals(points, tables=tuple(args.tables or MODULE_TABLES), seed=args.seed))
     if args.json:
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
               "absolute % error of held-out points")
         print(format_table(table))
         if coverage is not None:
-            from estimator.intervals import format_coverage
+            from estimator.accuracy.interval_fit import format_coverage
 
             inside = int(coverage["within_75_85"].sum())
             print(f"\n80% interval coverage on held-out points (cross-fitted: each point's interval "
@@ -91,9 +91,9 @@ def run_transfer(args: argparse.Namespace) -> int:
 
     from warehouse.read import available_slices, perf_points_from, scan_measurements
 
-    from estimator.database import FRAMEWORKS
-    from estimator.transfer import (MODULE_OPS, format_transfer_table, nearest_source, priced,
-                                    summarize_transfer, transfer_protocol)
+    from estimator.lookup.query import FRAMEWORKS
+    from estimator.accuracy.transfer import MODULE_OPS, format_transfer_table, priced, summarize_transfer, transfer_protocol
+    from estimator.physics.transfer import nearest_source
 
     if not args.transfer:
         raise ValueError("--from applies with --transfer TARGET only")

@@ -70,18 +70,18 @@ def register(sub) -> None:
 # ---- shared -------------------------------------------------------------------------------
 
 def _config(args):
-    from estimator.models import ModelConfig
+    from estimator.models.config import ModelConfig
 
     return ModelConfig(tp_size=args.tp, gemm_quant_mode=args.gemm_type, kvcache_quant_mode=args.kv_cache_dtype,
                        fmha_quant_mode=args.fmha_dtype, dense_attention_layers=args.dense_attention_layers)
 
 
 def _model(args, path):
-    from estimator.models import get_model
+    from estimator.models.model import get_model
 
     config = _config(args)
     if args.dense_attention_layers:
-        from estimator.utils import load_model_config
+        from estimator.models.hf_config import load_model_config
 
         if load_model_config(path).attention == "mla":
             from dataclasses import replace
@@ -91,7 +91,7 @@ def _model(args, path):
 
 
 def _database(args):
-    from estimator.database import PerfDatabase
+    from estimator.lookup.database import PerfDatabase
 
     return PerfDatabase(system=args.system, backend=args.backend, version=args.version, home=args.home)
 
@@ -441,7 +441,7 @@ def run_compare(models, db, isls, batch: int):
     """(table of the requested lengths, fine curves for crossover/plot, crossovers)."""
     import polars as pl
 
-    from estimator.models import compare_models, find_crossover, fine_grid
+    from estimator.models.curves import compare_models, find_crossover, fine_grid
 
     table = compare_models(models, isls, batch_size=batch, db=db)
     lo, hi = min(isls), max(isls)
@@ -458,7 +458,7 @@ def run_compare(models, db, isls, batch: int):
 
 
 def cmd_compare(args) -> int:
-    from estimator.models import COMPARE_ISLS
+    from estimator.models.curves import COMPARE_ISLS
 
     if len(set(args.model_path)) != len(args.model_path):
         raise CliError("each --model-path may be given once")

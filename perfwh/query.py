@@ -20,7 +20,7 @@ def register(sub) -> None:
     )
     p.add_argument("op", help="dsa_context, dsa_generation, mla_context, mla_generation "
                    "(or context_dsa, ...; mla_*_kernel for the bare kernels)")
-    p.add_argument("--system", default="h200_sxm", help="GPU system: a spec in estimator/specs "
+    p.add_argument("--system", default="h200_sxm", help="GPU system: a spec in estimator/physics/specs "
                    "(h200_sxm, h100_sxm, b200_sxm, ...; `perfwh coverage` lists those with data)")
     p.add_argument("--backend", default="trtllm", help="framework whose data answers: trtllm, vllm, sglang, "
                    "perfwh (the embedded data set `make demo` loads)")
@@ -57,7 +57,8 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from perfwh.cli import CliError
-    from estimator.database import PerfDatabase, canonical_op
+    from estimator.lookup.database import PerfDatabase
+    from estimator.lookup.query import canonical_op
 
     op = canonical_op(args.op)
     # Bad input is refused before the database loads (which may rebuild derived tables first).

@@ -1,7 +1,7 @@
 """Run the whole asset graph in this process: list the landing folder, ingest
 new or changed raw logs (one run over their partition range), register the
 warehouse's (system, framework, version) slices as `derived_slice` partitions,
-run `derived_job` over the stale ones only (estimator.store's freshness rule;
+run `derived_job` over the stale ones only (estimator.derived.store's freshness rule;
 one run per contiguous range of stale keys, built `PERFWH_MAX_CONCURRENT` at
 once), then `reports_job` once, and print every partition's status.
 
@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from estimator.store import DerivedStore, slice_key
+from estimator.derived.store import DerivedStore
+from estimator.derived.partition import slice_key
 from warehouse.landing import landing_mirrors
 from warehouse.paths import WarehousePaths, resolve_home
 

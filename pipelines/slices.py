@@ -2,7 +2,7 @@
 
 Dagster's partition mappings cannot map raw-log partitions (one per file) to
 slice partitions (system|framework|version: which slices a log feeds is in the
-data), so this sensor asks the store (estimator.store, the one freshness rule)
+data), so this sensor asks the store (estimator.derived.store, the one freshness rule)
 which slices exist and which are stale, registers new slice keys, and requests
 one `derived_job` run per stale slice: its run key carries the inputs hash, so a
 slice is requested once per change. Runs for different slices write disjoint
@@ -15,7 +15,8 @@ import dagster as dg
 
 from assets.constants import SLICE_PARTITIONS
 from assets.resources import WarehouseSettings
-from estimator.store import DerivedStore, slice_key
+from estimator.derived.store import DerivedStore
+from estimator.derived.partition import slice_key
 from warehouse.manifest import load_manifest
 
 from .jobs import derived_job

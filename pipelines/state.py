@@ -1,6 +1,6 @@
 """What `perfwh materialize` needs to know before it imports Dagster: where the
 landing folder is, which raw logs are new, and which derived partitions are
-stale (estimator.store's one freshness rule: the inputs hash in each
+stale (estimator.derived.store's one freshness rule: the inputs hash in each
 partition's Parquet footer; there is no fingerprint file of its own)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from estimator.store import DerivedStore
+from estimator.derived.store import DerivedStore
 from warehouse.ingest import discover
 from warehouse.landing import PUBLISHED_PREFIX, LandingFile, fingerprint, landing_source, pending, scan_landing
 from warehouse.manifest import load_manifest

@@ -50,7 +50,7 @@ def test_perfwh_home_env_that_is_a_file(a_file, capsys, monkeypatch):
 def warehouse(raw_dir, home):
     write_log(raw_dir / "dsa_context_module_perf.txt", [dsa_context_row(isl=s) for s in (1024, 2048, 4096)])
     ingest_paths([raw_dir], home)
-    from estimator.store import DerivedStore
+    from estimator.derived.store import DerivedStore
 
     DerivedStore(home).refresh()  # built here: the queries below then print only their own error
     return home

@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from assets.reports import AccuracyConfig, accuracy_slice
-from estimator.accuracy import missed_targets
+from estimator.accuracy.protocol import missed_targets
 from tests.pipelines.fixtures import write_dsa_context, write_dsa_generation
 from warehouse.ingest import ingest_paths
 

@@ -13,10 +13,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from estimator import sol
-from estimator.calibrate import CalibrationParams, calibrated_ms
+from estimator.physics import sol
+from estimator.physics.calibrate import CalibrationParams, calibrated_ms
 from estimator.slices import model_for
-from estimator.specs import load_system
+from estimator.physics.specs import load_system
 
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "aiconfigurator"
 TRTLLM_H200 = SHARED_DATA / "h200_sxm" / "trtllm"
@@ -68,7 +68,7 @@ def synthetic_points(ops=("dsa_context", "dsa_generation", "mla_context", "mla_g
 
 def fixed_calibration(points: pl.DataFrame) -> pl.DataFrame:
     """A calibration frame holding PARAMS for every (system, framework, version, op, kernel_source)."""
-    from estimator.calibrate import CALIBRATION_SCHEMA, METHOD
+    from estimator.physics.calibrate import CALIBRATION_SCHEMA, METHOD
 
     rows = []
     for key in points.select("system", "framework", "version", "op", "kernel_source").unique().iter_rows():
@@ -110,8 +110,8 @@ def points() -> pl.DataFrame:
 
 @pytest.fixture(scope="session")
 def db(points):
-    from estimator.database import PerfDatabase
-    from estimator.grid import build_grids
+    from estimator.lookup.database import PerfDatabase
+    from estimator.grids.build import build_grids
 
     cal = fixed_calibration(points)
     return PerfDatabase(calibration=cal, grids=build_grids(points, cal))

@@ -96,8 +96,8 @@ def make_points(home: Path, seed: int = 0) -> pl.DataFrame:
 
 def predict(home: Path, points: pl.DataFrame) -> pl.DataFrame:
     """`points` plus the estimator's answers: scalar estimate (latency, source, SOL) and estimate_many."""
-    from estimator.database import PerfDatabase
-    from estimator.limits import OutOfRangeError
+    from estimator.lookup.database import PerfDatabase
+    from estimator.lookup.limits import OutOfRangeError
 
     dbs: dict = {}
     lat, src, sol, raw = [], [], [], []
@@ -149,7 +149,7 @@ def predict(home: Path, points: pl.DataFrame) -> pl.DataFrame:
 
 def accuracy_tables(home: Path) -> dict:
     """`perfwh accuracy --json` rows per (backend, version) of the h200 data (seed 0, with baseline)."""
-    from estimator.accuracy import MODULE_TABLES, run_accuracy, summarize
+    from estimator.accuracy.protocol import MODULE_TABLES, run_accuracy, summarize
     from warehouse.read import read_perf_points
 
     pts = read_perf_points(home)

@@ -29,7 +29,7 @@ def generation_row(op: str, model: str, batch: int, kv_len: int, latency: float 
 
 
 def context_latency(batch: int, isl: int) -> float:
-    # at least half the raw roofline of DeepSeek-V3.2 / V3 context shapes (estimator.limits: lower is impossible)
+    # at least half the raw roofline of DeepSeek-V3.2 / V3 context shapes (estimator.lookup.limits: lower is impossible)
     return round(0.2 + 2e-4 * batch * isl + 1e-6 * batch * isl * isl, 6)
 
 

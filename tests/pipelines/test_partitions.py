@@ -69,7 +69,7 @@ def test_one_changed_log_rebuilds_only_its_partition(tmp_path, dagster_home):
     runs = instance.get_runs(dg.RunsFilter(job_name="derived_job"))
     assert [r.tags.get("dagster/partition") for r in runs][0] == NEW  # the second run: that partition alone
     assert len(runs) == 2 and runs[1].tags["dagster/asset_partition_range_start"] == OLD
-    from estimator.store import DerivedStore
+    from estimator.derived.store import DerivedStore
 
     new = DerivedStore(home).read(("h200_sxm", "trtllm", "1.1"), "perf_points")  # the changed latencies
     old = DerivedStore(home).read(("h200_sxm", "trtllm", "1.0"), "perf_points").filter(pl.col("op") == new["op"][0])
@@ -79,7 +79,7 @@ def test_one_changed_log_rebuilds_only_its_partition(tmp_path, dagster_home):
 def test_checks_run_per_partition(tmp_path, dagster_home):
     from pipelines.definitions import build_defs
     from pipelines.materialize import register_slices
-    from estimator.store import DerivedStore
+    from estimator.derived.store import DerivedStore
 
     landing, home = tmp_path / "landing", tmp_path / "wh"
     bad = _two_slices(landing)
@@ -148,7 +148,7 @@ def test_slices_sensor_registers_and_requests_only_stale_partitions(tmp_path, da
 
 def test_parallel_build_equals_serial_build(tmp_path, dagster_home):
     """workers > 1 (settings.max_concurrent) builds the same tables as one process."""
-    from estimator.store import DerivedStore
+    from estimator.derived.store import DerivedStore
     from warehouse.ingest import ingest_paths
 
     landing = tmp_path / "landing"

@@ -1,0 +1,1 @@
+"""Lookup at run time: grids as arrays, interpolation, PerfDatabase and its Estimate, limits, versions, intervals."""

@@ -1,0 +1,361 @@
+"""PerfDatabase: DSA/MLA latency lookups over the warehouse, with provenance.
+
+Construction loads the `sol_calibration` and `grids` tables of one system /
+framework's (system, framework, version) partitions only (estimator.derived.store
+rebuilds a partition first when its inputs changed). Lookups then never touch
+the disk.
+
+Fallback chain (each answer says which step gave it):
+measured -> interpolated -> extrapolated -> transferred (related slice,
+another GPU: `from_system`, else the one with data nearest by spec, moved
+through the physics of estimator/physics/transfer.py; another index_topk /
+index_n_heads) -> sol (calibrated SOL alone).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import polars as pl
+
+from warehouse.schema import phase_of, seq_column
+from warehouse.vocab import Op
+
+from estimator.grids import interp
+from estimator.physics import transfer
+from estimator.physics.calibrate import CalibrationParams, params_from_frame
+from estimator.common import FMHAQuantMode, GEMMQuantMode, KVCacheQuantMode, Source
+from estimator.lookup.estimate import Estimate
+from estimator.physics.fastsol import compile_array, compile_scalar
+from estimator.lookup.grids import GridSet
+from estimator.lookup.intervals import IntervalLookup
+from estimator.lookup.distance import distance_one
+from estimator.lookup.limits import MAX_INT, OutOfRangeError, beyond, check_model, group_bounds
+from estimator.lookup.interpolate import lookup_one, nearest_measured
+from estimator.slices import GROUP_KEYS, family_of, model_for
+from estimator.physics.specs import architectures, load_system
+from estimator.lookup.versions import VersionError, sort_versions, version_key
+from estimator.lookup.many import ManyEstimates
+from estimator.lookup.query import (
+    FRAMEWORKS, METHODS, _IV_CLASS, _Resolved, _SOURCE_ENUM, _non_negative_int, _positive_int, canonical_op,
+)
+
+__all__ = ["PerfDatabase", "OutOfRangeError", "VersionError", "canonical_op"]
+
+
+class PerfDatabase(ManyEstimates):
+    """Latency lookups for one system / backend / version of the warehouse."""
+
+    def __init__(self, system: str = "h200_sxm", backend: str = "trtllm", version: str | None = None,
+                 home=None, *, calibration: pl.DataFrame | None = None, grids: pl.DataFrame | None = None,
+                 from_system: str | None = None, intervals: pl.DataFrame | None = None):
+        self.spec = load_system(system)
+        self.system = system
+        framework = FRAMEWORKS.get(str(backend).lower())
+        if framework is None:
+            raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(sorted(set(FRAMEWORKS.values())))}")
+        self.framework = framework
+        store = None
+        if grids is None or calibration is None:  # load only this system/backend's partitions (store.py)
+            from estimator.derived.store import DerivedStore
+
+            store = DerivedStore(home)
+            have = pl.DataFrame(list(store.partitions()), schema=["system", "framework", "version"], orient="row")
+        else:
+            have = grids.select("system", "framework", "version").unique()
+        fw_rows = have.filter(pl.col("framework") == framework)
+        if fw_rows.height == 0:
+            raise ValueError(f"no data for backend {framework!r} in the warehouse; "
+                             f"backends with data: {', '.join(sorted(have['framework'].unique()))}")
+        self.data_system = transfer.source_system(system, fw_rows["system"].unique().to_list(), from_system,
+                                                  framework)
+        versions = sort_versions(fw_rows.filter(pl.col("system") == self.data_system)["version"].to_list())
+        if version is not None and version not in versions:
+            raise VersionError(f"unknown version {version!r} for {self.data_system}/{framework}; "
+                               f"valid: {', '.join(versions)}")
+        # Every version is loaded: without a pinned version each op answers from the newest
+        # version with data for it (and its slice); `version` is then the newest overall.
+        self.pinned_version = version
+        self._all_versions = versions
+        self.version = version or versions[-1]
+        self.build_errors = pl.DataFrame()
+        self._iv_loaded: dict[str, IntervalLookup] = {}
+        if store is not None:
+            calibration, grids, self.build_errors = self._load_partitions(store, framework, versions)
+        mine = (pl.col("system") == self.data_system) & (pl.col("framework") == framework)
+        self.grids = GridSet.from_frame(grids.filter(mine))
+        # 80% intervals (estimator.lookup.intervals): the given table for every version, else each version
+        # partition's own `interval_model`; empty (NaN bounds) without one
+        self.intervals = (IntervalLookup(intervals) if intervals is not None
+                          else self._iv_loaded.get(self.version, IntervalLookup(None)))
+        self._iv_by_version: dict[str, IntervalLookup] = dict(self._iv_loaded) if intervals is None else {}
+        self.params = {(k[2], k[3], k[4]): p for k, p in params_from_frame(calibration.filter(mine)).items()}
+        if self.data_system != system:  # answers move to this spec (physics/transfer.py)
+            rule = transfer.TransferRule(load_system(self.data_system), self.spec)
+            self.params = {k: rule.params(p) for k, p in self.params.items()}
+        self._op_versions: dict[str, list[str]] = {}
+        for v, op, _ in self.params:
+            self._op_versions.setdefault(op, []).append(v)
+        self._op_versions = {op: sort_versions(vs) for op, vs in self._op_versions.items()}
+        self._resolved: dict[tuple, _Resolved] = {}
+        self._by_args: dict[tuple, _Resolved] = {}  # raw estimate() arguments -> resolution
+
+    def _load_partitions(self, store, framework: str, versions: list[str]):
+        """(calibration, grids, build_errors) of every version of this system/backend, each partition
+        rebuilt first if stale; SliceBuildError when the system itself could not be modelled."""
+        from estimator.derived.partition import SliceBuildError
+        from estimator.derived.store import slice_error
+
+        from estimator.lookup.intervals import TABLE as IV_TABLE
+
+        parts = [store.load((self.data_system, framework, v),
+                            tables=("sol_calibration", "grids", "build_errors", IV_TABLE)) for v in versions]
+        self._iv_loaded = {v: IntervalLookup(p[IV_TABLE]) for v, p in zip(versions, parts)}
+        calibration, grids, errors = (pl.concat([p[t] for p in parts], how="vertical_relaxed")
+                                      for t in ("sol_calibration", "grids", "build_errors"))
+        if reason := slice_error(errors):
+            raise SliceBuildError(reason)
+        return calibration, grids, errors
+
+    def _build_error(self, op: str, version: str | None = None, **sub_slice) -> None:
+        """Raise SliceBuildError when this op (or its sub-slice) could not be modelled (store.py)."""
+        if self.build_errors.height:
+            from estimator.derived.partition import SliceBuildError
+            from estimator.derived.store import slice_error
+
+            errors = self.build_errors if version is None else self.build_errors.filter(pl.col("version") == version)
+            if reason := slice_error(errors, op, **sub_slice):
+                raise SliceBuildError(reason)
+
+    # ---- resolution ---------------------------------------------------------------------
+    @property
+    def ops(self) -> tuple[str, ...]:
+        return tuple(sorted(self._op_versions))
+
+    def versions_for(self, op: str) -> list[str]:
+        """The versions with data for `op`, oldest first (PEP 440 order)."""
+        return list(self._op_versions.get(canonical_op(op), ()))
+
+    def _params_for(self, version: str, op: str, kernel_source: str | None) -> CalibrationParams:
+        """The op's fit for this kernel_source; else its 'default' (or first) kernel_source's."""
+        if (version, op, kernel_source) in self.params:
+            return self.params[(version, op, kernel_source)]
+        sources = sorted(s for v, o, s in self.params if o == op and v == version)
+        return self.params[(version, op, "default" if "default" in sources else sources[0])]
+
+    def slices(self) -> pl.DataFrame:
+        """The group keys this database holds (what `query_*` can answer from data)."""
+        rows = [dict(zip(GROUP_KEYS, k)) for k in self.grids.groups]
+        return pl.DataFrame(rows).sort(list(GROUP_KEYS), nulls_last=True) if rows else pl.DataFrame()
+
+    def _resolve(self, op: str, kernel_source, architecture, attn_dtype, kv_cache_dtype, gemm_type,
+                 index_topk, index_n_heads) -> _Resolved:
+        ck = (op, kernel_source, architecture, attn_dtype, kv_cache_dtype, gemm_type, index_topk, index_n_heads)
+        hit = self._resolved.get(ck)
+        if hit is not None:
+            return hit
+        if op not in self._op_versions:
+            self._build_error(op)
+            raise KeyError(f"no data or calibration for op {op!r} in {self.data_system}/{self.framework}; "
+                           f"ops with data: {', '.join(self.ops)}")
+        have = self._op_versions[op]
+        if self.pinned_version is not None and self.pinned_version not in have:
+            raise VersionError(f"version {self.pinned_version} has no {op} data for {self.data_system}/"
+                               f"{self.framework}; versions with {op} data: {', '.join(have)}")
+        version = self.pinned_version or have[-1]  # the op's newest, unless a slice match is newer below
+        kernel_op = Op.parse(op).kernel_only
+        if architecture is not None and architecture not in architectures(family_of(op)) and not kernel_op:
+            raise ValueError(f"unknown architecture {architecture!r} for {op}; "
+                             f"valid: {', '.join(architectures(family_of(op)))}")
+        model = model_for(op, None if kernel_op else architecture)
+        want = {"op": op, "kernel_source": kernel_source, "architecture": None if kernel_op else model.architecture,
+                "attn_dtype": attn_dtype, "kv_cache_dtype": kv_cache_dtype,
+                "gemm_type": None if kernel_op else gemm_type}
+        cands = [k for k in self.grids.groups if k[3] == op and (self.pinned_version is None or k[2] == version)]
+        notes = []
+        exact = [k for k in cands if all(
+            want[c] is None and c == "kernel_source" or dict(zip(GROUP_KEYS, k))[c] == want[c]
+            for c in ("kernel_source", "architecture", "attn_dtype", "kv_cache_dtype", "gemm_type"))]
+        if not exact:  # a precision / architecture of this op that could not be modelled
+            self._build_error(op, version, gemm_type=gemm_type, kv_cache_dtype=kv_cache_dtype,
+                              architecture=want["architecture"])
+        if exact:  # the newest version with data for this op and slice
+            version = max((k[2] for k in exact), key=version_key)
+            key = self._pick_kernel_source([k for k in exact if k[2] == version])
+        elif cands:
+            cands = [k for k in cands if k[2] == version] or cands
+            key = max(cands, key=lambda k: self._similarity(dict(zip(GROUP_KEYS, k)), want))
+            kd = dict(zip(GROUP_KEYS, key))
+            notes += [f"{c}={want[c]}->{kd[c]}" for c in ("architecture", "attn_dtype", "kv_cache_dtype",
+                                                             "gemm_type", "kernel_source")
+                      if want[c] is not None and kd[c] != want[c]]
+        else:
+            key = None
+        if self.data_system != self.system:
+            notes.append(transfer.provenance(self.system, self.data_system, self.framework,
+                                             key[2] if key else version))
+        repl = {}
+        if index_topk is not None and family_of(op) == "dsa" and index_topk != model.index_topk:
+            repl["index_topk"] = index_topk
+            notes.append(f"index_topk={index_topk}<-{model.index_topk}")
+        if index_n_heads is not None and family_of(op) == "dsa" and index_n_heads != model.index_n_heads:
+            repl["index_n_heads"] = index_n_heads
+            notes.append(f"index_n_heads={index_n_heads}<-{model.index_n_heads}")
+        if repl:
+            model = dataclasses.replace(model, **repl)
+        params = self._params_for(key[2] if key else version, op, key[4] if key else kernel_source)
+        sol_gemm = "bfloat16" if kernel_op else gemm_type
+        res = _Resolved(self.grids.groups.get(key) if key else None,
+                        key if key else (self.data_system, self.framework, version, op, kernel_source,
+                                         want["architecture"], attn_dtype, kv_cache_dtype, want["gemm_type"]),
+                        "; ".join(notes) or None, model, params, sol_gemm, kv_cache_dtype,
+                        compile_scalar(op, model, self.spec, params, gemm_type=sol_gemm,
+                                       kv_cache_dtype=kv_cache_dtype),
+                        compile_array(op, model, self.spec, params, gemm_type=sol_gemm,
+                                      kv_cache_dtype=kv_cache_dtype, dtype=np.float32),
+                        (), model.num_attention_heads, model.max_position_embeddings)
+        res = dataclasses.replace(res, slice_items=tuple(zip(GROUP_KEYS, res.key)), bounds=group_bounds(res.group))
+        self._resolved[ck] = res
+        return res
+
+    def _pick_kernel_source(self, keys: list[tuple]) -> tuple:
+        """One kernel_source when several match: 'default' if present, else the largest grid."""
+        if len(keys) == 1:
+            return keys[0]
+        for k in keys:
+            if k[4] == "default":
+                return k
+        return max(keys, key=lambda k: (sum(sg.ratio.size for sg in self.grids.groups[k].slices.values()), k[4]))
+
+    @staticmethod
+    def _similarity(have: dict, want: dict) -> tuple:
+        return tuple(int(want[c] is None or have[c] == want[c])
+                     for c in ("architecture", "gemm_type", "kv_cache_dtype", "attn_dtype", "kernel_source"))
+
+    # ---- scalar estimate ------------------------------------------------------------------
+    def estimate(self, op: str, *, batch_size: int, s: int | None = None, isl: int | None = None,
+                 kv_len: int | None = None, num_heads: int, prefix: int = 0,
+                 gemm_type: str | GEMMQuantMode = GEMMQuantMode.bfloat16,
+                 kv_cache_dtype: str | KVCacheQuantMode = KVCacheQuantMode.bfloat16,
+                 attn_dtype: str | FMHAQuantMode = FMHAQuantMode.bfloat16,
+                 architecture: str | None = None, kernel_source: str | None = None,
+                 index_topk: int | None = None, index_n_heads: int | None = None,
+                 method: str = "interp") -> Estimate:
+        """Latency of one call of `op` at one shape, through the whole fallback chain.
+
+        The sequence is `s` (or `isl` for context ops, `kv_len` for generation ops):
+        new tokens per request in context, KV length in generation; `prefix` is the
+        cached tokens of a context request.
+        """
+        op = canonical_op(op)
+        seq = self._seq_arg(op, s, isl, kv_len)
+        b = _positive_int("batch_size", batch_size)
+        h = _positive_int("num_heads", num_heads)
+        pre = _non_negative_int("prefix", prefix)
+        if phase_of(op) == "generation" and pre:
+            raise ValueError(f"prefix applies to context ops only; got prefix={prefix} for {op}")
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
+        raw_key = (op, kernel_source, architecture, attn_dtype, kv_cache_dtype, gemm_type, index_topk, index_n_heads)
+        try:
+            res = self._by_args.get(raw_key)
+        except TypeError:  # an unhashable argument: let the parsers below name it
+            res, raw_key = None, None
+        if res is None:
+            res = self._resolve(
+                op, kernel_source, architecture, FMHAQuantMode.parse(attn_dtype).value,
+                KVCacheQuantMode.parse(kv_cache_dtype).value, GEMMQuantMode.parse(gemm_type).value,
+                None if index_topk is None else _positive_int("index_topk", index_topk),
+                None if index_n_heads is None else _positive_int("index_n_heads", index_n_heads))
+            if raw_key is not None:
+                self._by_args[raw_key] = res
+        if h > res.max_heads or seq + pre > res.max_seq:
+            check_model(op, res.model, h, seq, pre, phase_of(op) == "context")
+        bd, limit = res.bounds, None
+        if bd is not None and (h > bd.heads[1] or h < bd.heads[0] or b > bd.batch[1] or b < bd.batch[0]
+                               or seq > bd.seq[1] or seq < bd.seq[0] or seq + pre > bd.context):
+            limit = beyond(bd, h, b, seq, pre)
+        cal, raw = res.scalar_sol(b, seq, pre, h)
+        if res.group is None or limit is not None:
+            ratio, code, nbrs = 0.0, interp.SOL, []
+        elif method == "nearest":
+            lat, cell = nearest_measured(res.group, h, pre, b, seq)
+            ratio = math.log2(lat / cal)
+            exact = cell == (h, pre, b, seq)
+            code = interp.MEASURED if exact else interp.NEAREST
+            nbrs = [(cell[0], cell[1], cell[2], cell[3], 1.0, interp.MEASURED)]
+        else:
+            ratio, code, nbrs = lookup_one(res.group, h, pre, b, seq)
+            if math.isnan(ratio):
+                ratio, code, nbrs = 0.0, interp.SOL, []
+        if res.transferred_from and code < interp.TRANSFERRED:
+            code = interp.TRANSFERRED
+        latency = cal * 2.0**ratio
+        iv = self._iv_by_version.get(res.key[2], self.intervals)
+        if iv.cells:
+            lo, hi, err = iv.bounds(op, _IV_CLASS[code], distance_one(res.group, h, pre, b, seq), latency)
+        else:
+            lo = hi = err = math.nan
+        # positional: (latency_ms, source, op, system, framework, version, sol_ms, raw_sol_ms,
+        # log2_ratio, neighbour_cells, slice, transferred_from, method, limit, low_ms, high_ms,
+        # expected_error_pct)
+        return Estimate(latency, _SOURCE_ENUM[code], op, self.system, self.framework, res.key[2], cal, raw,
+                        ratio, nbrs, res.slice_items, res.transferred_from, method, limit, lo, hi, err)
+
+    @staticmethod
+    def _seq_arg(op: str, s, isl, kv_len) -> int:
+        if isl is None and kv_len is None and type(s) is int and 0 < s <= MAX_INT:
+            return s
+        name = seq_column(op)
+        given = {"s": s, "isl": isl, "kv_len": kv_len}
+        present = [n for n, v in given.items() if v is not None]
+        if len(present) != 1 or present[0] not in ("s", name):
+            raise ValueError(f"{op} takes its sequence as s= or {name}= (exactly one); got "
+                             f"{', '.join(f'{n}={given[n]}' for n in present) or 'none'}")
+        return _positive_int(present[0], given[present[0]])
+
+
+    # ---- the draft's lookup API (data only; KeyError when the slice has no data) ------------
+    def _query(self, op: str, b: int, s: int, num_heads: int, prefix: int, kvcache_quant_mode,
+               fmha_quant_mode, gemm_quant_mode, architecture, index_n_heads, index_topk) -> float:
+        est = self.estimate(op, batch_size=b, s=s, num_heads=num_heads, prefix=prefix,
+                            gemm_type=gemm_quant_mode, kv_cache_dtype=kvcache_quant_mode,
+                            attn_dtype=fmha_quant_mode, architecture=architecture,
+                            index_topk=index_topk, index_n_heads=index_n_heads)
+        if est.source in (Source.transferred, Source.sol):
+            what = est.transferred_from or "no grid for this slice"
+            raise KeyError(f"no {op} data in {self.data_system}/{self.framework}/{self.version} for "
+                           f"{dict(est.slice)} ({what})")
+        return est.latency_ms
+
+    def query_context_dsa(self, b: int, s: int, num_heads: int, index_n_heads: int | None = None,
+                          index_topk: int | None = None, kvcache_quant_mode=KVCacheQuantMode.bfloat16,
+                          fmha_quant_mode=FMHAQuantMode.bfloat16, prefix: int = 0,
+                          gemm_quant_mode=GEMMQuantMode.bfloat16, architecture: str | None = None) -> float:
+        """DSA context (prefill) module latency in ms from measured / interpolated data."""
+        return self._query("dsa_context", b, s, num_heads, prefix, kvcache_quant_mode, fmha_quant_mode,
+                           gemm_quant_mode, architecture, index_n_heads, index_topk)
+
+    def query_generation_dsa(self, b: int, s: int, num_heads: int, index_n_heads: int | None = None,
+                             index_topk: int | None = None, kvcache_quant_mode=KVCacheQuantMode.bfloat16,
+                             fmha_quant_mode=FMHAQuantMode.bfloat16, gemm_quant_mode=GEMMQuantMode.bfloat16,
+                             architecture: str | None = None) -> float:
+        """DSA generation (decode) module latency in ms; s is the KV length."""
+        return self._query("dsa_generation", b, s, num_heads, 0, kvcache_quant_mode, fmha_quant_mode,
+                           gemm_quant_mode, architecture, index_n_heads, index_topk)
+
+    def query_context_mla(self, b: int, s: int, num_heads: int, kvcache_quant_mode=KVCacheQuantMode.bfloat16,
+                          fmha_quant_mode=FMHAQuantMode.bfloat16, prefix: int = 0,
+                          gemm_quant_mode=GEMMQuantMode.bfloat16, architecture: str | None = None) -> float:
+        """MLA context (prefill) module latency in ms."""
+        return self._query("mla_context", b, s, num_heads, prefix, kvcache_quant_mode, fmha_quant_mode,
+                           gemm_quant_mode, architecture, None, None)
+
+    def query_generation_mla(self, b: int, s: int, num_heads: int, kvcache_quant_mode=KVCacheQuantMode.bfloat16,
+                             fmha_quant_mode=FMHAQuantMode.bfloat16, gemm_quant_mode=GEMMQuantMode.bfloat16,
+                             architecture: str | None = None) -> float:
+        """MLA generation (decode) module latency in ms; s is the KV length."""
+        return self._query("mla_generation", b, s, num_heads, 0, kvcache_quant_mode, fmha_quant_mode,
+                           gemm_quant_mode, architecture, None, None)

@@ -1,0 +1,131 @@
+"""perfwh query / accuracy end to end on a small warehouse built by the real ingest."""
+
+import json
+import re
+
+import polars as pl
+import pytest
+
+from perfwh.cli import main
+
+from tests.estimator.conftest import synthetic_points, write_collector_csv
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    from warehouse.ingest import ingest_paths
+
+    root = tmp_path_factory.mktemp("wh")
+    raw = root / "raw" / "h200_sxm" / "trtllm" / "1.0"
+    pts = synthetic_points(gemm_types=("bfloat16", "fp8_block"), drop={("dsa_context", 64, 4, 256)})
+    files = write_collector_csv(pts, raw)
+    report = ingest_paths(files, root / "home")
+    assert report.rows_quarantined == 0
+    return root / "home"
+
+
+def test_query_prints_latency_source_and_neighbours(home, capsys):
+    rc = main(["query", "dsa_context", "--home", str(home), "-b", "3", "-s", "100", "--num-heads", "48"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert re.search(r"ms, 80% in [0-9.]+-[0-9.]+ ms, interpolated \(expected error [0-9.]+%\)", out)
+    assert "neighbour heads=32" in out
+
+
+def test_query_json_and_stale_grid_rebuild(home, capsys):
+    rc = main(["query", "mla_generation", "--home", str(home), "-b", "2", "-s", "64", "--num-heads", "64",
+               "--gemm-type", "fp8_block", "--json"])
+    first = json.loads(capsys.readouterr().out)
+    assert rc == 0 and first["source"] == "measured" and first["slice"]["gemm_type"] == "fp8_block"
+    from estimator.derived.store import DerivedStore
+
+    grids = DerivedStore(home).read_all("grids")
+    assert grids.height > 0
+    assert set(grids["source"].unique()) <= {"measured", "interpolated", "extrapolated", "transferred"}
+
+
+def test_grids_rebuilt_when_measurements_change(home, tmp_path, capsys):
+    from warehouse.ingest import ingest_paths
+
+    from estimator.lookup.database import PerfDatabase
+    from estimator.derived.partition import INPUTS_KEY
+    from estimator.derived.store import DerivedStore
+
+    PerfDatabase(home=home)
+    store = DerivedStore(home)
+    key = ("h200_sxm", "trtllm", "1.0")
+    grids_file = store.root / "h200_sxm" / "trtllm" / "1.0" / "grids.parquet"
+    before = pl.read_parquet_metadata(grids_file)[INPUTS_KEY]
+    capsys.readouterr()
+    extra = synthetic_points(ops=("mla_context",), kv_dtypes=("fp8",))
+    ingest_paths(write_collector_csv(extra, tmp_path / "h200_sxm" / "trtllm" / "1.0"), home)
+    db = PerfDatabase(home=home)
+    assert "rebuilding derived tables of 1 of 1 partition(s)" in capsys.readouterr().err  # says so
+    after = pl.read_parquet_metadata(grids_file)[INPUTS_KEY]
+    assert after != before and DerivedStore(home).stale() == [] and key in store.partitions()
+    assert db.estimate("mla_context", batch_size=2, s=64, num_heads=64, kv_cache_dtype="fp8").source.value == "measured"
+
+
+def test_batch_csv_mode_keeps_extra_columns(home, tmp_path):
+    src = tmp_path / "in.csv"
+    pl.DataFrame({"architecture": ["DeepseekV32ForCausalLM"] * 3, "gemm_type": ["bfloat16", "fp8_block", "bfloat16"],
+                  "kv_cache_dtype": ["bfloat16"] * 3, "num_heads": [32, 64, 128], "batch_size": [2, 3, 16],
+                  "isl": [1, 1, 1], "step": [64, 100, 3000], "note": ["a", "b", "c"]}).write_csv(src)
+    out = tmp_path / "out.csv"
+    rc = main(["query", "dsa_generation", "--home", str(home), "--points", str(src), "--out", str(out)])
+    assert rc == 0
+    res = pl.read_csv(out, schema_overrides={"version": pl.String})
+    assert res.columns == ["architecture", "gemm_type", "kv_cache_dtype", "num_heads", "batch_size", "isl", "step",
+                           "note", "latency_ms", "source", "sol_ms", "version", "low_ms", "high_ms"]
+    assert res["source"].to_list() == ["measured", "interpolated", "extrapolated"]
+    assert res["version"].to_list() == ["1.0"] * 3 and (res["sol_ms"] > 0).all()
+    assert (res["latency_ms"] > 0).all()
+    assert ((res["low_ms"] < res["latency_ms"]) & (res["latency_ms"] < res["high_ms"])).all()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["query", "gqa_context", "-b", "1", "-s", "1", "--num-heads", "1"], "valid: context_dsa"),
+    (["query", "dsa_context", "--system", "mi300", "-b", "1", "-s", "1", "--num-heads", "1"], "unknown system 'mi300'; valid: a100_pcie"),
+    (["query", "dsa_context", "--backend", "onnx", "-b", "1", "-s", "1", "--num-heads", "1"], "valid: perfwh"),
+    (["query", "dsa_context", "--version", "0.1", "-b", "1", "-s", "1", "--num-heads", "1"], "valid: 1.0"),
+    (["query", "dsa_context", "-b", "0", "-s", "1", "--num-heads", "1"], "batch_size"),
+    (["query", "dsa_context", "-s", "1", "--num-heads", "1"], "missing -b/--batch-size"),
+    (["query", "dsa_context", "-b", "1", "-s", "1", "--num-heads", "1", "--kv-cache-dtype", "int4"], "fp8"),
+])
+def test_query_bad_input_exits_2_naming_valid_values(home, capsys, argv, message):
+    assert main(argv + ["--home", str(home)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_accuracy_command_prints_table(home, capsys, tmp_path):
+    rc = main(["accuracy", "--home", str(home), "--backend", "trtllm", "--plot", str(tmp_path / "acc.png")])
+    assert (tmp_path / "acc.png").stat().st_size > 0
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "| dsa_context | R | interp |" in out and "| mla_generation | SOL | sol |" in out
+    assert "nearest" in out
+    assert "80% interval coverage on held-out points" in out and "| dsa_generation | interpolated |" in out
+
+
+def test_accuracy_json_carries_errors_and_coverage(home, capsys):
+    assert main(["accuracy", "--home", str(home), "--backend", "trtllm", "--no-baseline", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert set(got) == {"errors", "coverage"}
+    cov = {(r["op"], r["provenance"]): r for r in got["coverage"]}
+    assert cov[("dsa_generation", "interpolated")]["n"] > 0
+    assert all(0 <= r["coverage_pct"] <= 100 for r in got["coverage"])
+
+
+def test_store_rebuild_and_grid_summary(home):
+    from estimator.grids.schema import grid_summary
+    from estimator.derived.store import DerivedStore
+
+    store = DerivedStore(home)
+    key = ("h200_sxm", "trtllm", "1.0")
+    tables = store.build(key, store.partitions()[key])
+    cal, grids = tables["sol_calibration"], tables["grids"]
+    assert store.read(key, "grids").equals(grids) and tables["build_errors"].height == 0
+    summary = grid_summary(grids)
+    assert summary["cells"] == grids.height and sum(summary["cells_by_source"].values()) == grids.height
+    assert summary["cells_by_source"]["measured"] > 0 and summary["share_by_source"]["sol"] == 0.0
+    assert set(cal["param"].unique()) == {"eff_compute", "eff_bandwidth", "overhead_ms", "combine_p"}

@@ -1,0 +1,73 @@
+"""Rules of the grid build (estimator.grids.rules), each on a small surface worked out by hand."""
+
+import numpy as np
+
+
+def test_choose_seq_trend_by_measurement():
+    from estimator.grids.rules import choose_seq_trend
+
+    xs = np.log2(np.array([256.0, 512.0, 1024.0, 2048.0]))
+    linear = np.array([[0.0, 0.1, 0.2, 0.3]])
+    flat = np.array([[0.0, 0.1, 0.2, 0.2]])
+    assert choose_seq_trend([(xs, linear, linear)]) == 1.0
+    assert choose_seq_trend([(xs, flat, flat)]) == 0.0
+
+
+def test_affine_extension_follows_measured_increment():
+    from estimator.grids.rules import affine_extension, choose_extension
+
+    # latency = 1 + 3 * SOL exactly; the SOL alone grows too slowly (ratio rises with seq)
+    sol = np.array([[1.0, 2.0, 3.0, 5.0]])
+    lat = 1.0 + 3.0 * sol
+    ratio = np.log2(lat / sol)
+    assert np.allclose(affine_extension(ratio[:, :2], sol[:, :2], sol[:, 2:]), ratio[:, 2:])
+    xs = np.log2(np.array([256.0, 512.0, 1024.0, 2048.0]))
+    assert choose_extension([(xs, ratio, ratio, sol[:, 1:])], trend=1.0)
+    flat = np.zeros((1, 4))  # latency proportional to the SOL: the ratio trend is exact
+    assert not choose_extension([(xs, flat, flat, np.array([[2.0, 3.0, 3.5]]))], trend=0.0)
+    # a falling measured latency never extrapolates downwards past the last column
+    falling = np.log2(np.array([[2.0, 1.0]]) / sol[:, :2])
+    assert np.allclose(affine_extension(falling, sol[:, :2], sol[:, 2:]), np.log2(1.0 / sol[:, 2:]))
+
+
+def test_choose_fill_rule_pools_slices_and_scores_the_median_error():
+    from estimator.grids.rules import FILL_RULES, choose_fill_rule
+
+    few = {r: np.zeros(3) for r in FILL_RULES}
+    assert choose_fill_rule([few]) == "line"  # too few scored cells
+    errs = {r: np.full(4, 0.05) for r in FILL_RULES}
+    errs["median"] = np.array([0.01, 0.01, 0.01, 0.5])  # best median error, worst mean
+    assert choose_fill_rule([errs, {r: e[:2] for r, e in errs.items()}]) == "median"
+
+
+def test_choose_pooling_prefers_the_less_noisy_surface():
+    from estimator.grids.rules import choose_pooling
+
+    xs = np.log2(np.array([16.0, 32.0, 64.0, 128.0, 256.0]))
+    truth = np.tile(np.linspace(0.0, 0.4, 5), (3, 1))
+    noise = np.array([[0.05, -0.05, 0.05, -0.05, 0.05]] * 3)
+    noisy = truth + noise
+    assert choose_pooling([(xs, noisy, truth, noisy)]) is True
+    assert choose_pooling([(xs, truth, noisy, truth)]) is False
+
+
+def test_choose_powers_picks_raw_batch_for_a_surface_linear_in_batch():
+    from estimator.grids.rules import choose_powers, power_errors
+
+    batch, seq = np.array([1.0, 2, 4, 8, 16, 32]), np.array([64.0, 128, 256, 512])
+    vals = 0.01 * batch[:, None] + 0.1 * np.log2(seq)[None, :]  # linear in raw batch, in log2 seq
+    assert choose_powers([power_errors(vals, np.log2(batch), np.log2(seq))]) == (1.0, 0.0)
+    assert choose_powers([power_errors(vals.T, np.log2(seq), np.log2(batch))]) == (0.0, 1.0)
+
+
+def test_median_row_and_median_col_rules_by_hand():
+    from estimator.grids.rules import FILL_RULES, slice_estimates
+
+    x = np.array([0.0, 1.0, 2.0])
+    vals = np.array([[0.0, 0.0, 0.0], [1.0, np.nan, 3.0], [0.0, 10.0, 0.0]])
+    sib1, sib2 = vals.copy(), vals.copy()
+    sib1[1, 1], sib2[1, 1] = 2.5, 7.0  # siblings agree with the slice elsewhere: offset 0
+    est = slice_estimates(vals, x, x, [sib1, sib2])
+    # row line 2, column line 5, sibling estimates 2.5 and 7
+    assert est["median_row"][1, 1] == 2.5 and est["median_col"][1, 1] == 5.0 and est["median"][1, 1] == 3.75
+    assert {"median_row", "median_col"} <= set(FILL_RULES)

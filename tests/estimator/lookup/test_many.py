@@ -1,0 +1,132 @@
+"""Batch mode as strict as the scalar path: estimate_many and `perfwh query --points` (docs/limits.md)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from estimator.lookup.limits import OutOfRangeError
+
+from ..conftest import synthetic_points, write_collector_csv
+
+ROOT = Path(__file__).resolve().parents[3]
+BASE = {"batch_size": [1, 2], "isl": [64, 256], "num_heads": [32, 32]}
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"gemm_type": ["bfloat16", None]}, "row 1: column gemm_type is empty"),
+    ({"kv_cache_dtype": ["", "bfloat16"]}, "row 0: column kv_cache_dtype is empty"),
+    ({"attn_dtype": ["bfloat16", " "]}, "row 1: column attn_dtype is empty"),
+    ({"gemm_type": ["bfloat16", "fp9"]}, "row 1: unknown GEMMQuantMode 'fp9'"),
+    ({"index_topk": [2048, None]}, "row 1: column index_topk is empty"),
+    ({"index_topk": [2048.0, float("nan")]}, "row 1: column index_topk must hold positive integers; it has nan"),
+    ({"index_topk": [2048, -5]}, "row 1: column index_topk must hold positive integers; it has -5"),
+    ({"index_topk": [0, 2048]}, "row 0: column index_topk must hold positive integers; it has 0"),
+    ({"index_topk": [1.5, 2048.0]}, "row 0: column index_topk must hold positive integers; it has 1.5"),
+    ({"index_topk": [True, True]}, "column index_topk must hold integers; it has type Boolean"),
+    ({"index_n_heads": [64, -64]}, "row 1: column index_n_heads must hold positive integers; it has -64"),
+    ({"index_n_heads": [0, 64]}, "row 0: column index_n_heads must hold positive integers; it has 0"),
+    ({"num_heads": [32, None]}, "row 1: column num_heads is empty"),
+])
+def test_every_column_is_validated_and_nulls_name_row_and_column(db, extra, message):
+    with pytest.raises(ValueError) as info:
+        db.estimate_many("dsa_context", pl.DataFrame({**BASE, **extra}))
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("kwargs", [dict(index_topk=float("nan")), dict(index_topk=-5), dict(index_topk=0),
+                                    dict(index_topk=1.5), dict(index_topk=True), dict(index_n_heads=-64),
+                                    dict(index_n_heads=0)])
+def test_bad_keyword_options_are_rejected_like_the_scalar_path(db, kwargs):
+    name, value = next(iter(kwargs.items()))
+    with pytest.raises(ValueError, match=f"{name} must be a positive integer, got {value!r}"):
+        db.estimate_many("dsa_context", pl.DataFrame(BASE), **kwargs)
+    with pytest.raises(ValueError, match=f"{name} must be a positive integer"):
+        db.estimate("dsa_context", batch_size=1, s=64, num_heads=32, **kwargs)
+
+
+def test_refusals_name_the_row(db):
+    with pytest.raises(OutOfRangeError, match="row 1: isl=170000 exceeds the context length 163840"):
+        db.estimate_many("dsa_context", pl.DataFrame({**BASE, "isl": [64, 170000]}))
+    with pytest.raises(OutOfRangeError, match="row 0: column batch_size has 4294967296, above the largest"):
+        db.estimate_many("dsa_context", pl.DataFrame({**BASE, "batch_size": [2**32, 1]}))
+
+
+def test_missing_columns_take_documented_defaults_and_output_has_sol_ms_and_version(db):
+    plain = db.estimate_many("dsa_context", pl.DataFrame(BASE))
+    explicit = db.estimate_many("dsa_context", pl.DataFrame({**BASE, "gemm_type": ["bfloat16"] * 2,
+                                                             "kv_cache_dtype": ["bfloat16"] * 2, "prefix": [0, 0]}))
+    assert plain.columns == list(BASE) + ["latency_ms", "source", "sol_ms", "version", "low_ms", "high_ms"]
+    assert plain["latency_ms"].to_list() == explicit["latency_ms"].to_list()
+    est = db.estimate("dsa_context", batch_size=2, s=256, num_heads=32)
+    assert plain["sol_ms"][1] == pytest.approx(est.sol_ms, rel=1e-5)
+    assert plain["version"].cast(pl.String).to_list() == [est.version] * 2
+
+
+# ---- the command line, run as a user runs it ------------------------------------------------
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    from warehouse.ingest import ingest_paths
+
+    root = tmp_path_factory.mktemp("batch")
+    files = write_collector_csv(synthetic_points(ops=("dsa_context",)), root / "raw" / "h200_sxm" / "trtllm" / "1.0")
+    ingest_paths(files, root / "home")
+    from estimator.derived.store import DerivedStore
+
+    DerivedStore(root / "home").refresh()  # built here: the queries below then print only their own error
+    return root / "home"
+
+
+def perfwh(home, *args):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "perfwh.cli", "query", "dsa_context", "--home", str(home), *args],
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "is empty"),
+    ("batch_size,isl,num_heads\n", "has a header but no rows"),
+    ("batch_size,isl,num_heads\n1,64,32\n2,64,32,9\n", "is not a readable CSV"),
+    ("batch_size,isl,num_heads\n1,64,32\n2,64\n", "line 3: column num_heads is empty"),
+    ('batch_size,isl,num_heads\n1,"64,32\n2,64,32\n', "is not a readable CSV"),
+    ("batch_size,isl,num_heads,gemm_type\n1,64,32,bfloat16\n2,64,32,\n", "line 3: column gemm_type is empty"),
+    ("batch_size,isl,num_heads,index_topk\n1,64,32,-5\n", "line 2: column index_topk must hold positive integers"),
+])
+def test_bad_points_files_give_one_line_errors(home, tmp_path, content, message):
+    src = tmp_path / "in.csv"
+    src.write_text(content)
+    r = perfwh(home, "--points", str(src))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.count("\n") == 1 and message in r.stderr and r.stderr.startswith("perfwh query: error: points file")
+
+
+def test_folders_as_points_or_out_give_one_line_errors(home, tmp_path):
+    r = perfwh(home, "--points", str(tmp_path))
+    assert r.returncode == 2 and r.stderr.strip().endswith("is a folder; give a CSV file") and "Traceback" not in r.stderr
+    src = tmp_path / "in.csv"
+    src.write_text("batch_size,isl,num_heads\n1,64,32\n")
+    r = perfwh(home, "--points", str(src), "--out", str(tmp_path))
+    assert r.returncode == 2 and r.stderr.strip().endswith("is a folder; give a file path") and "Traceback" not in r.stderr
+
+
+def test_json_gives_json_with_the_new_columns(home, tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text("batch_size,isl,num_heads\n2,64,32\n2,100000,32\n")
+    r = perfwh(home, "--points", str(src), "--json")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert [row["source"] for row in rows] == ["measured", "sol"]
+    assert all(row["version"] == "1.0" and row["sol_ms"] > 0 for row in rows)
+    assert rows[1]["latency_ms"] == pytest.approx(rows[1]["sol_ms"])
+
+
+def test_scalar_refusal_is_one_line(home):
+    r = perfwh(home, "-b", "1", "-s", "99999999999999999999999999", "--num-heads", "32")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr == ("perfwh query: error: s=99999999999999999999999999 is above the largest supported value "
+                        "2147483647 (2^31-1)\n")
