@@ -24,6 +24,7 @@ from warehouse.schema import phase_of, seq_column
 from warehouse.vocab import Op
 
 from estimator.grids import interp
+from estimator.grids.anchors import clean_anchors
 from estimator.physics import transfer
 from estimator.physics.calibrate import CalibrationParams, params_from_frame
 from estimator.common import FMHAQuantMode, GEMMQuantMode, KVCacheQuantMode, Source
@@ -85,7 +86,10 @@ class PerfDatabase(ManyEstimates):
         if store is not None:
             calibration, grids, self.build_errors = self._load_partitions(store, framework, versions)
         mine = (pl.col("system") == self.data_system) & (pl.col("framework") == framework)
-        self.grids = GridSet.from_frame(grids.filter(mine))
+        grids = grids.filter(mine)
+        if self.data_system != system:  # a transfer anchors on the source's grid without its slow spikes
+            grids = clean_anchors(grids)
+        self.grids = GridSet.from_frame(grids)
         # 80% intervals (estimator.lookup.intervals): the given table for every version, else each version
         # partition's own `interval_model`; empty (NaN bounds) without one
         self.intervals = (IntervalLookup(intervals) if intervals is not None
