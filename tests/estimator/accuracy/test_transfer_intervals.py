@@ -1,0 +1,51 @@
+"""Intervals of transferred answers: the fit and its leave-one-system-out score
+(estimator/accuracy/transfer_intervals.py)."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from estimator.accuracy.transfer_intervals import (
+    fit_transfer_intervals, loso_coverage, transfer_residuals,
+)
+
+
+def _resid(target, source, values, framework="trtllm", op="mla_context", rel="same_generation"):
+    return pl.DataFrame({"target": target, "from_system": source, "framework": framework, "version": "1.0",
+                         "op": op, "relation": rel, "resid": values})
+
+
+def test_residuals_are_log2_measured_over_transferred_and_know_the_generation():
+    errors = pl.DataFrame({"target": ["h100_sxm", "b200_sxm"], "from_system": ["h200_sxm", "h200_sxm"],
+                           "framework": "trtllm", "version": "1.0", "op": "mla_context",
+                           "measured_ms": [2.0, 1.0], "pred_ms": [1.0, 4.0]})
+    got = transfer_residuals(errors).sort("target")
+    assert got["resid"].to_list() == [-2.0, 1.0]  # b200 measured 1 for 4 predicted; h100 2 for 1
+    assert got["relation"].to_list() == ["across_generations", "same_generation"]
+
+
+def test_fit_takes_the_80pct_order_statistics_per_backend_op_relation_and_pools():
+    # 24 residuals: the 2nd smallest and the 23rd (floor / ceil of (n+1) x 0.1 and x 0.9) bound it
+    resid = pl.concat([_resid("h100_sxm", "h200_sxm", [i / 100 for i in range(1, 25)]),
+                       _resid("gb200", "b200_sxm", [1.0] * 24, framework="vllm")])
+    table = fit_transfer_intervals(resid)
+    own = table.filter(framework="trtllm").row(0, named=True)
+    assert (own["n"], own["q_lo"], own["q_hi"]) == (24, 0.02, 0.23)
+    assert own["pairs"] == "h100_sxm<-h200_sxm" and own["relation"] == "same_generation"
+    pooled = table.filter(framework="*", relation="*").row(0, named=True)
+    assert pooled["n"] == 48 and pooled["pairs"] == "gb200<-b200_sxm, h100_sxm<-h200_sxm"
+    assert pooled["q_hi"] == 1.0
+
+
+def test_coverage_of_a_target_comes_from_intervals_fitted_without_it():
+    near = [i / 100 for i in range(-9, 10)]  # residuals within +-0.09
+    resid = pl.concat([_resid("h100_sxm", "h200_sxm", near), _resid("h200_sxm", "h100_sxm", near),
+                       _resid("gb200", "b200_sxm", [0.5] * 19)])
+    cov = loso_coverage(resid).filter(op="*")
+    by_target = dict(zip(cov["target"], cov["coverage_pct"]))
+    # gb200 is 0.5 off: the h100/h200 intervals (fitted without it) miss every point
+    assert by_target["gb200"] == 0.0
+    # h100 is scored on intervals from h200's and gb200's 38 residuals: the 3rd smallest (-0.07) to
+    # the 36th (0.5) hold 17 of its 19
+    assert by_target["h100_sxm"] == pytest.approx(100 * 17 / 19)
