@@ -94,6 +94,7 @@ def main(argv=None) -> int:
     ap.add_argument("--home", help="warehouse with the pairs' systems (the protocol)")
     ap.add_argument("--pair", action="append", help="TARGET:SOURCE (repeatable); default the four of issue 11")
     ap.add_argument("--csv", help="write the table here")
+    ap.add_argument("--errors-out", help="write every protocol row (Parquet) here")
     ap.add_argument("--intervals", action="store_true", help="leave-one-system-out coverage of transferred "
                     "80%% intervals")
     ap.add_argument("--write-intervals", action="store_true", help="with --intervals: write the "
@@ -110,6 +111,8 @@ def main(argv=None) -> int:
             print(f"{r['target']} <- {r['from_system']}: beats both baselines in {r['beats_both']}/{r['rows']}")
         if args.csv:
             tab.write_csv(args.csv)
+        if args.errors_out:
+            errors.write_parquet(args.errors_out)
         if args.intervals:
             intervals(args.home, errors, args.write_intervals)
     if args.speed_home:

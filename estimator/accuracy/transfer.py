@@ -16,7 +16,7 @@ from estimator.grids.anchors import SPIKE_LOG2, clean_anchors
 from estimator.grids.build import build_grids
 from estimator.slices import GROUP_KEYS, model_for, points_shape, seq_values
 from estimator.physics.specs import load_system
-from estimator.physics.transfer import TransferRule
+from estimator.physics.transfer import TransferRule, transferable
 
 MODULE_OPS = ("dsa_context", "dsa_generation", "mla_context", "mla_generation")
 
@@ -33,8 +33,9 @@ def priced() -> pl.Expr:
 
 
 def modelled(points: pl.DataFrame) -> pl.DataFrame:
-    """Points whose precisions the SOL model has byte widths for (drops e.g. nvfp4 rows)."""
-    return points.filter(priced())
+    """Points whose precisions the SOL model has byte widths for and that may be transferred
+    (drops nvfp4 rows: `estimator.physics.transfer.NOT_TRANSFERRED` says why)."""
+    return points.filter(priced() & transferable())
 
 
 def transfer_protocol(points: pl.DataFrame, target: str, source: str, *,

@@ -4,9 +4,11 @@ Residuals are log2(measured / transferred) over every target point of the
 transfer protocol (`estimator.accuracy.transfer.transfer_protocol`), so they
 include all the protocol sees: the physics the rule misses, kernels that differ
 between systems, host launch costs and the source's noise. `fit_transfer_intervals`
-takes split-conformal 80% order statistics per (backend, op, relation) and the
-pooled (*, op, relation) and (*, op, *) rows the lookup falls back to
-(`estimator.lookup.transfer_intervals`). `loso_coverage` scores them honestly:
+takes the split-conformal 80% order statistic of |residual| per (backend, op,
+relation) and the pooled (*, op, relation) and (*, op, *) rows the lookup falls
+back to (`estimator.lookup.transfer_intervals`). Symmetric, because the sign of
+a transfer's error belongs to its pair (H100 from H200 errs one way, H200 from
+H100 the other), and the intervals of a target come from other pairs. `loso_coverage` scores them honestly:
 the intervals for target T are fitted on the pairs whose target is not T, and
 each T point counts as covered when its measurement lies inside.
 """
@@ -16,7 +18,10 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from estimator.accuracy.interval_fit import _conformal, _expected_pct
+import math
+
+from estimator.accuracy.interval_fit import _expected_pct
+from estimator.lookup.intervals import LEVEL
 from estimator.lookup.transfer_intervals import ANY, METHOD, SCHEMA, TransferIntervals, relation
 from estimator.physics.specs import load_system
 
@@ -31,6 +36,13 @@ def transfer_residuals(errors: pl.DataFrame) -> pl.DataFrame:
         (pl.col("measured_ms") / pl.col("pred_ms")).log(2).alias("resid"))
 
 
+def _symmetric(r: np.ndarray) -> tuple[float, float]:
+    """(-q, q), q the ceil((n+1) x LEVEL)-th smallest |residual| (split-conformal)."""
+    a = np.sort(np.abs(r))
+    q = float(a[min(math.ceil((a.size + 1) * LEVEL), a.size) - 1])
+    return -q, q
+
+
 def fit_transfer_intervals(resid: pl.DataFrame) -> pl.DataFrame:
     """The `transfer_intervals` table (SCHEMA) from `transfer_residuals` rows."""
     rows = []
@@ -38,7 +50,7 @@ def fit_transfer_intervals(resid: pl.DataFrame) -> pl.DataFrame:
         sub = resid.with_columns(*[pl.lit(ANY).alias(c) for c in level])
         for (fw, op, rel), g in sub.group_by("framework", "op", "relation", maintain_order=True):
             r = g["resid"].to_numpy()
-            lo, hi = _conformal(r)
+            lo, hi = _symmetric(r)
             pairs = ", ".join(sorted({f"{t}<-{s}" for t, s in g.select("target", "from_system").iter_rows()}))
             rows.append((fw, op, rel, r.size, lo, hi, _expected_pct(r), pairs, METHOD))
     return pl.DataFrame(rows, schema=SCHEMA, orient="row").sort("framework", "op", "relation")
@@ -56,12 +68,13 @@ def covered(table: pl.DataFrame, resid: pl.DataFrame) -> np.ndarray:
 
 
 def loso_coverage(resid: pl.DataFrame) -> pl.DataFrame:
-    """Coverage per (target, from_system, framework, op) of intervals fitted without the target's pairs,
-    and per pair over all its points (op = '*')."""
+    """Coverage per (target, from_system, framework, op) of intervals fitted without any pair that holds
+    the target (as target or as source: its data must not inform its own interval), and per pair over
+    all its points (op = '*')."""
     parts = []
     for target in resid["target"].unique().sort():
         held = resid.filter(pl.col("target") == target)
-        table = fit_transfer_intervals(resid.filter(pl.col("target") != target))
+        table = fit_transfer_intervals(resid.filter((pl.col("target") != target) & (pl.col("from_system") != target)))
         parts.append(held.with_columns(pl.Series("covered", covered(table, held))))
     cov = pl.concat(parts)
     keys = ["target", "from_system", "framework", "op"]

@@ -73,3 +73,12 @@ def spike_count(grids: pl.DataFrame, spike_log2: float = SPIKE_LOG2) -> int:
     """How many measured cells `clean_anchors` replaces."""
     g = _with_neighbours(grids)
     return int(g.select(spikes(g, spike_log2).fill_null(False).sum()).item())
+
+
+def local_deviation(grids: pl.DataFrame) -> pl.DataFrame:
+    """Slice keys, batch_size, seq_len and `dev_log2` (measured log2 ratio minus its four neighbours'
+    median) of every measured interior cell: how rough a system's own measurements are."""
+    g = _with_neighbours(grids)
+    interior = pl.all_horizontal(*[pl.col(c).is_not_null() for c in _NEIGHBOURS])
+    return g.filter(pl.col("measured_log2_ratio").is_not_null() & interior).select(
+        *SLICE_KEYS, "batch_size", "seq_len", (pl.col("_v") - _neighbour_median()).alias("dev_log2"))

@@ -101,7 +101,7 @@ class PerfDatabase(ManyEstimates):
         mine = (pl.col("system") == self.data_system) & (pl.col("framework") == framework)
         grids = grids.filter(mine)
         if self.data_system != system:  # a transfer anchors on the source's grid without its slow spikes
-            grids = clean_anchors(grids)
+            grids = clean_anchors(grids.filter(transfer.transferable()))  # and never moves nvfp4 slices
         self.grids = GridSet.from_frame(grids)
         # 80% intervals (estimator.lookup.intervals): the given table for every version, else each version
         # partition's own `interval_model`; empty (NaN bounds) without one

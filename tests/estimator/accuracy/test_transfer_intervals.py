@@ -25,13 +25,13 @@ def test_residuals_are_log2_measured_over_transferred_and_know_the_generation():
     assert got["relation"].to_list() == ["across_generations", "same_generation"]
 
 
-def test_fit_takes_the_80pct_order_statistics_per_backend_op_relation_and_pools():
-    # 24 residuals: the 2nd smallest and the 23rd (floor / ceil of (n+1) x 0.1 and x 0.9) bound it
-    resid = pl.concat([_resid("h100_sxm", "h200_sxm", [i / 100 for i in range(1, 25)]),
+def test_fit_takes_the_80pct_order_statistic_of_the_error_per_backend_op_relation_and_pools():
+    # 24 residuals, 12 of each sign: the 20th smallest |residual| (ceil(25 x 0.8)) bounds both sides
+    resid = pl.concat([_resid("h100_sxm", "h200_sxm", [s * i / 100 for i in range(1, 13) for s in (1, -1)]),
                        _resid("gb200", "b200_sxm", [1.0] * 24, framework="vllm")])
     table = fit_transfer_intervals(resid)
     own = table.filter(framework="trtllm").row(0, named=True)
-    assert (own["n"], own["q_lo"], own["q_hi"]) == (24, 0.02, 0.23)
+    assert (own["n"], own["q_lo"], own["q_hi"]) == (24, -0.10, 0.10)
     assert own["pairs"] == "h100_sxm<-h200_sxm" and own["relation"] == "same_generation"
     pooled = table.filter(framework="*", relation="*").row(0, named=True)
     assert pooled["n"] == 48 and pooled["pairs"] == "gb200<-b200_sxm, h100_sxm<-h200_sxm"
@@ -40,12 +40,14 @@ def test_fit_takes_the_80pct_order_statistics_per_backend_op_relation_and_pools(
 
 def test_coverage_of_a_target_comes_from_intervals_fitted_without_it():
     near = [i / 100 for i in range(-9, 10)]  # residuals within +-0.09
-    resid = pl.concat([_resid("h100_sxm", "h200_sxm", near), _resid("h200_sxm", "h100_sxm", near),
-                       _resid("gb200", "b200_sxm", [0.5] * 19)])
+    resid = pl.concat([_resid("h100_sxm", "h200_sxm", near), _resid("h200_sxm", "a100_sxm", near),
+                       _resid("gb200", "b200_sxm", [0.5] * 19), _resid("b200_sxm", "h100_sxm", [0.2] * 19)])
     cov = loso_coverage(resid).filter(op="*")
     by_target = dict(zip(cov["target"], cov["coverage_pct"]))
-    # gb200 is 0.5 off: the h100/h200 intervals (fitted without it) miss every point
+    # gb200 is 0.5 off: the intervals fitted on the other pairs (none holds gb200) miss every point
     assert by_target["gb200"] == 0.0
-    # h100 is scored on intervals from h200's and gb200's 38 residuals: the 3rd smallest (-0.07) to
-    # the 36th (0.5) hold 17 of its 19
-    assert by_target["h100_sxm"] == pytest.approx(100 * 17 / 19)
+    # h100's interval leaves out h100<-h200 and b200<-h100: from h200<-a100 and gb200<-b200 (38 residuals,
+    # the 32nd smallest |residual| is 0.5) it holds all of h100's points
+    assert by_target["h100_sxm"] == 100.0
+    # b200's leaves out gb200<-b200 and b200<-h100: +-0.08 from the two near pairs misses its 0.2
+    assert by_target["b200_sxm"] == 0.0
