@@ -319,7 +319,7 @@ class PerfDatabase(ManyEstimates):
             code = interp.TRANSFERRED
         latency = cal * 2.0**ratio
         iv = self._iv_by_version.get(res.key[2], self.intervals)
-        if self.transfer_intervals is not None:
+        if self.transfer_intervals is not None and self.transfer_intervals.covers(op):
             lo, hi, err = self.transfer_intervals.bounds(op, latency)
         elif iv.cells:
             lo, hi, err = iv.bounds(op, _IV_CLASS[code], distance_one(res.group, h, pre, b, seq), latency)

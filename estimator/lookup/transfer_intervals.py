@@ -35,7 +35,8 @@ def relation(target: SystemSpec, source: SystemSpec) -> str:
 class TransferIntervals:
     """(q_lo, q_hi, expected_error_pct) of transferred answers per op, for one backend and relation;
     the most specific row of the table: (backend, op, relation), else (*, op, relation), else
-    (*, op, *). An op without any row (or no table) gives NaN bounds."""
+    (*, op, *). An op without any row (or no table) gives NaN bounds; PerfDatabase then keeps the
+    source's interval model (its `transferred` class, borrowed from `sol`)."""
 
     def __init__(self, table: pl.DataFrame | None, framework: str, rel: str):
         self.by_op: dict[str, tuple[float, float, float]] = {}
@@ -46,6 +47,10 @@ class TransferIntervals:
                       if (r["framework"], r["relation"]) in rank)
         for _, op, r in rows:
             self.by_op.setdefault(op, (r["q_lo"], r["q_hi"], r["expected_error_pct"]))
+
+    def covers(self, op: str) -> bool:
+        """Whether the table has a row for `op` (else the source's own interval model answers)."""
+        return op in self.by_op
 
     def quantiles(self, op: str) -> tuple[float, float, float]:
         return self.by_op.get(op, (math.nan, math.nan, math.nan))

@@ -52,3 +52,20 @@ def test_transferred_estimates_carry_the_table_interval_and_native_ones_do_not()
     assert many["low_ms"][0] == pytest.approx(est.low_ms, rel=1e-5)
     assert many["high_ms"][0] == pytest.approx(est.high_ms, rel=1e-5)
     assert math.isnan(native.estimate("mla_generation", **q).low_ms)  # no interval model given
+
+
+def test_without_a_row_for_the_op_the_source_interval_model_still_answers():
+    pts = synthetic_points(ops=("mla_generation",))
+    cal = fixed_calibration(pts)
+    grids = build_grids(pts, cal)
+    iv = pl.DataFrame({"op": ["*"] * 4, "provenance": ["transferred"] * 4, "bucket": [0, 1, 2, 3],
+                       "d_lo": [0.0, 0.5, 1.0, 2.0], "d_hi": [0.5, 1.0, 2.0, math.inf], "n": [50] * 4,
+                       "q_lo": [-0.1] * 4, "q_hi": [0.3] * 4, "expected_error_pct": [12.0] * 4,
+                       "coverage_pct": [None] * 4, "n_heldout": [None] * 4, "borrowed_from": [None] * 4,
+                       "grow_from": [None] * 4}, schema_overrides={"bucket": pl.Int8})
+    other_op = _table([("trtllm", "dsa_context", "same_generation", -0.25, 0.5)])
+    moved = PerfDatabase("h100_sxm", calibration=cal, grids=grids, from_system="h200_sxm", intervals=iv,
+                         transfer_intervals=other_op)
+    est = moved.estimate("mla_generation", batch_size=8, s=1024, num_heads=128)
+    assert (est.low_ms, est.high_ms) == pytest.approx((est.latency_ms * 2**-0.1, est.latency_ms * 2**0.3))
+    assert est.expected_error_pct == 12.0
