@@ -228,7 +228,7 @@ def register(sub) -> None:
     p.add_argument("--version", default=None, help="backend version (default: the newest)")
     p.add_argument("--op", action="append", default=None, help="only these ops (repeatable; default: all)")
     p.add_argument("--budget-minutes", type=float, default=20.0, help="GPU time for the proposed shapes")
-    p.add_argument("--max-shapes", type=int, default=None, help="at most this many shapes")
+    p.add_argument("--max-shapes", type=int, default=None, help="at most this many shapes (default: no limit but the budget)")
     p.add_argument("--exclude", action="append", default=[], metavar="SPEC",
                    help="collector spec whose shapes are never proposed (held-out validation shapes)")
     p.add_argument("--out", default="plan.yaml", help="sweep spec to write")
