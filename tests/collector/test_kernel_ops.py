@@ -13,6 +13,9 @@ from collector.logs import CSV_HEADER, RawLogWriter, done_keys  # noqa: E402
 from collector.sweep import Shape, expand, load_spec  # noqa: E402
 
 SPEC = Path(__file__).resolve().parents[2] / "collector" / "sweeps" / "kernels.yaml"
+CUDA = torch.cuda.is_available()
+DEV = "cuda" if CUDA else "cpu"  # CPU: float32 through the interpreter; GPU: bf16 compiled
+TOL = 2e-2 if CUDA else 1e-4
 
 
 def test_kernel_sweep_shapes():
@@ -54,35 +57,35 @@ def test_generation_kernel_matches_float64(use_triton, monkeypatch):
     from collector.kernels.mla_attn import HAVE_TRITON
     if use_triton and not HAVE_TRITON:
         pytest.skip("triton not installed")
-    if use_triton:
+    if use_triton and not CUDA:
         from collector.kernels import mla_decode as DEC
         from collector.kernels.interp import patch_interpreter
         patch_interpreter()
         monkeypatch.setattr(DEC, "CONFIG", dict(DEC.CONFIG, block_h=16, block_n=16))  # small CPU tiles
     s = Shape("mla_generation_kernel", 16, "bfloat16", "bfloat16", 2, 1, 70)
-    step = prepare_kernel(s, device="cpu", use_triton=use_triton)
+    step = prepare_kernel(s, device=DEV, use_triton=use_triton)
     st = step.state
     st["out"].fill_(float("nan"))  # every element must be written
-    got = step.run().double()
-    want = _decode_oracle(st["q_lat"], st["q_pe"], st["kv"], 2, 71, 192 ** -0.5)
+    got = step.run().double().cpu()
+    want = _decode_oracle(*(st[n].cpu() for n in ("q_lat", "q_pe", "kv")), 2, 71, 192 ** -0.5)
     assert step.meta["L"] == 71 and st["kv"].shape == (142, 576)
     assert torch.isfinite(got).all()
-    assert ((got - want).norm() / want.norm()).item() < 1e-4
+    assert ((got - want).norm() / want.norm()).item() < TOL
 
 
 @pytest.mark.parametrize("prefix", [0, 5])
 def test_context_kernel_matches_float64(prefix):
     s = Shape("mla_context_kernel", 16, "bfloat16", "bfloat16", 2, 9, prefix)
-    step = prepare_kernel(s, device="cpu")
-    q, k, v = (step.state[n].double() for n in "qkv")
-    got = step.run().double()[..., :128]
+    step = prepare_kernel(s, device=DEV)
+    q, k, v = (step.state[n].double().cpu() for n in "qkv")
+    got = step.run().double().cpu()[..., :128]
     L = prefix + 9
     want = torch.zeros_like(got)
     for i in range(9):  # query i sees keys 0 .. prefix + i
         n = prefix + i + 1
         w = torch.softmax(torch.einsum("bhd,bhnd->bhn", q[:, :, i], k[:, :, :n]) / 192 ** 0.5, dim=-1)
         want[:, :, i] = torch.einsum("bhn,bhnd->bhd", w, v[:, :, :n, :128])
-    assert k.shape[2] == L and ((got - want).norm() / want.norm()).item() < 1e-6
+    assert k.shape[2] == L and ((got - want).norm() / want.norm()).item() < (TOL if CUDA else 1e-6)
 
 
 def test_kernel_shapes_refused():
