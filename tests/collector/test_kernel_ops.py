@@ -31,6 +31,7 @@ def test_kernel_sweep_shapes():
 
 
 def test_kernel_ops_use_the_published_table_names():
+    pytest.importorskip("polars")
     from warehouse.schema import COLLECTOR_OP_NAMES, TABLE_STEMS
     for op in KERNEL_OPS:
         stem, op_name, _, _ = OPS[op]
@@ -96,6 +97,7 @@ def test_kernel_shapes_refused():
 
 
 def test_kernel_records_ingest_as_kernel_tables(tmp_path):
+    pytest.importorskip("polars")
     from warehouse.ingest import ingest_paths
     from warehouse.read import read_perf_points
 
