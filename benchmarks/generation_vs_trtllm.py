@@ -90,7 +90,8 @@ def main(argv=None) -> int:
             continue
         big = j.filter((pl.col("num_heads") == 128) & (pl.col("batch_size") == 64) & (pl.col("step") == 32768))
         for r in big.sort(KEYS).iter_rows(named=True):
-            print(f"  H=128 b=64 kv_len=32768 {r.get('gemm_type', 'kernel')}/{r['kv_cache_dtype']}: perfwh {r['perfwh_ms']:.3f} ms, "
+            print(f"  H=128 b=64 kv_len=32768 {r.get('gemm_type', 'kernel')}/{r['kv_cache_dtype']}: "
+                  f"perfwh {r['perfwh_ms']:.3f} ms, "
                   f"TRT-LLM {r['trt_ms']:.3f} ms, ratio {r['ratio']:.2f}")
     return 0
 

@@ -228,7 +228,8 @@ def register(sub) -> None:
     p.add_argument("--version", default=None, help="backend version (default: the newest)")
     p.add_argument("--op", action="append", default=None, help="only these ops (repeatable; default: all)")
     p.add_argument("--budget-minutes", type=float, default=20.0, help="GPU time for the proposed shapes")
-    p.add_argument("--max-shapes", type=int, default=None, help="at most this many shapes (default: no limit but the budget)")
+    p.add_argument("--max-shapes", type=int, default=None,
+                   help="at most this many shapes (default: no limit but the budget)")
     p.add_argument("--exclude", action="append", default=[], metavar="SPEC",
                    help="collector spec whose shapes are never proposed (held-out validation shapes)")
     p.add_argument("--out", default="plan.yaml", help="sweep spec to write")
@@ -261,7 +262,8 @@ def cmd_plan(args) -> int:
     by_op = picks.group_by("op").agg(pl.len().alias("n"), pl.col("cost_s").sum(),
                                      pl.col("expected_error_pct").mean()).sort("op") if picks.height else picks
     for r in by_op.iter_rows(named=True):
-        print(f"{r['op']}: {r['n']} shapes, {r['cost_s']:.1f} GPU-s, mean expected error {r['expected_error_pct']:.2f}%")
+        print(f"{r['op']}: {r['n']} shapes, {r['cost_s']:.1f} GPU-s, "
+              f"mean expected error {r['expected_error_pct']:.2f}%")
     print(f"wrote {picks.height} shapes to {args.out}")
     return 0
 
