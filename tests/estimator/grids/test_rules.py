@@ -71,3 +71,28 @@ def test_median_row_and_median_col_rules_by_hand():
     # row line 2, column line 5, sibling estimates 2.5 and 7
     assert est["median_row"][1, 1] == 2.5 and est["median_col"][1, 1] == 5.0 and est["median"][1, 1] == 3.75
     assert {"median_row", "median_col"} <= set(FILL_RULES)
+
+
+def test_choose_hole_blend_weights_by_inverse_squared_error_and_keeps_only_a_better_blend():
+    from estimator.grids.rules import choose_hole_blend
+
+    # independent errors of equal size that cancel pairwise: weight 1/2, blend error 0
+    own = np.array([0.1, -0.1, 0.1, -0.1, 0.1, -0.1])
+    pool = -own
+    assert choose_hole_blend([(own[:3], pool[:3]), (own[3:], pool[3:])]) == 0.5
+    # the fill rule's errors twice the pooled mean's: weights 1/4 : 1/1 -> 0.2 for the fill rule
+    assert np.isclose(choose_hole_blend([(2 * own, pool)]), 0.2)
+    # the same sign everywhere: the blend is no better than the pooled mean -> keep pooling
+    assert choose_hole_blend([(np.full(6, 0.2), np.full(6, 0.1))]) is None
+    assert choose_hole_blend([(own[:4], pool[:4])]) is None  # too few cells
+    assert choose_hole_blend([]) is None
+
+
+def test_hole_blend_errors_score_the_cells_with_a_line_and_a_sibling():
+    from estimator.grids.rules import hole_blend_errors
+
+    vals = np.array([[0.0, 1.0], [np.nan, 3.0]])
+    est = {"has_line": np.array([[True, True], [True, False]]), "has_sibling": np.ones((2, 2), bool)}
+    own, pool = vals + 0.5, vals - 0.25
+    d_own, d_pool = hole_blend_errors(vals, est, own, pool)
+    assert d_own.tolist() == [0.5, 0.5] and d_pool.tolist() == [-0.25, -0.25]  # the hole and (1, 1) not scored
