@@ -200,18 +200,20 @@ def affine_extension(ratio2: np.ndarray, sol2: np.ndarray, sol_new: np.ndarray) 
     return np.log2((lat[:, 1:] + k * (sol_new - sol2[:, 1:])) / sol_new)
 
 
-def pool_siblings(key, raw, filled_by_key, siblings, aligned=None, own=None) -> np.ndarray:
+def pool_siblings(key, raw, filled_by_key, siblings, aligned=None) -> tuple[np.ndarray, np.ndarray]:
     """Mean of a slice's filled log-ratios and those of its same-heads siblings (other kv dtype,
-    other gemm type), each shifted by the median offset on the cells both measured.
+    other gemm type), each shifted by the median offset on the cells both measured; and the
+    own surface's share of that mean per cell (d mean / d own: 1 where nothing is pooled).
 
     Near-duplicate slices measure nearly the same thing with independent noise;
-    their mean is a less noisy surface to interpolate on. `own`: the slice's surface to pool
-    (default its filled surface; `hole_blend_errors` passes its leave-one-out values).
+    their mean is a less noisy surface to interpolate on. The share gives the pooled
+    mean of another own surface without pooling again (`_hole_blend` in build.py).
     """
     pos = SLICE_KEYS.index("num_heads")
     batch, seq, vals = raw[key]
-    own = filled_by_key[key][0] if own is None else own
+    own = filled_by_key[key][0]
     ests = [own]
+    own_terms = np.ones(own.shape)
     for o in siblings[key]:
         if o[pos] != key[pos]:
             continue
@@ -221,8 +223,12 @@ def pool_siblings(key, raw, filled_by_key, siblings, aligned=None, own=None) -> 
         if common.sum() < 3:
             continue
         offset = float(np.median((vals - measured)[common]))
-        ests.append(np.where(np.isnan(other), own, other + offset))
-    return np.mean(ests, axis=0) if len(ests) > 1 else own
+        missing = np.isnan(other)
+        ests.append(np.where(missing, own, other + offset))
+        own_terms += missing
+    if len(ests) == 1:
+        return own, own_terms
+    return np.mean(ests, axis=0), own_terms / len(ests)
 
 
 def choose_pooling(slices: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], seq_power: float = 0.0) -> bool:
@@ -259,7 +265,7 @@ def fill_values(vals, est, rule: str) -> np.ndarray:
 
 def hole_blend_errors(vals, est, own_loo, pooled_loo) -> tuple[np.ndarray, np.ndarray]:
     """Signed leave-one-out errors (log2) of the op's fill rule (`fill_values`) and of the
-    sibling-pooled mean (`pool_siblings` of the leave-one-out surface) on the cells
+    sibling-pooled mean (of the leave-one-out own surface) on the cells
     `fill_rule_errors` scores. The pooled mean's sibling offsets still include the cell
     (a median over a row and column of common cells; one cell barely moves it)."""
     cells = np.argwhere(~np.isnan(vals))
