@@ -96,3 +96,29 @@ def test_hole_blend_errors_score_the_cells_with_a_line_and_a_sibling():
     own, pool = vals + 0.5, vals - 0.25
     d_own, d_pool = hole_blend_errors(vals, est, own, pool)
     assert d_own.tolist() == [0.5, 0.5] and d_pool.tolist() == [-0.25, -0.25]  # the hole and (1, 1) not scored
+
+
+def test_pool_siblings_share_gives_the_pooled_mean_of_another_own_surface():
+    from estimator.grids.rules import pool_siblings
+
+    base = ("s", "f", "v", "mla_context", "default", "A", "bfloat16")
+    key, fp8, other_heads = base + ("bfloat16", "bfloat16", 64, 0), base + ("fp8", "bfloat16", 64, 0), \
+        base + ("bfloat16", "bfloat16", 32, 0)
+    axis = np.array([1, 2, 4])
+    vals = np.array([[0.0, 0.1, 0.2], [0.3, np.nan, 0.5], [0.6, 0.7, 0.8]])
+    sib = vals + 0.25  # measured 0.25 above everywhere: offset -0.25
+    sib_filled = np.where(np.isnan(sib), 0.65, sib)
+    sib_part = np.full((3, 3), np.nan)  # a sibling whose filled surface is missing at (0, 0)
+    raw = {key: (axis, axis, vals), fp8: (axis, axis, sib), other_heads: (axis, axis, vals)}
+    own = np.where(np.isnan(vals), 0.4, vals)
+    filled = {key: (own, None), fp8: (sib_filled, None), other_heads: (vals * 0, None)}
+    pooled, share = pool_siblings(key, raw, filled, {key: [fp8, other_heads]})
+    # the other-heads slice is not pooled: mean of own and the shifted fp8 surface
+    assert np.allclose(pooled, (own + sib_filled - 0.25) / 2) and np.allclose(share, 0.5)
+    raw[fp8] = (axis, axis, np.where(np.arange(9).reshape(3, 3) == 0, np.nan, sib))
+    filled[fp8] = (np.where(np.arange(9).reshape(3, 3) == 0, sib_part, sib_filled), None)
+    pooled, share = pool_siblings(key, raw, filled, {key: [fp8]})
+    assert share[0, 0] == 1.0 and share[1, 1] == 0.5  # where the sibling has nothing, own stands in for it
+    other_own = own + np.arange(9).reshape(3, 3) * 0.01
+    filled2 = {**filled, key: (other_own, None)}
+    assert np.allclose(pool_siblings(key, raw, filled2, {key: [fp8]})[0], pooled + share * (other_own - own))
