@@ -172,7 +172,7 @@ def main(argv=None) -> int:
     x = torch.empty(1 << 29, device="cuda")
     y = torch.empty_like(x)
     tc = bench.time(lambda: y.copy_(x), target_ms=20).median_ms
-    copy_tbs = 2 * x.numel() * 4 / tc / 1e9
+    copy_tbs = 2 * x.numel() * 4 / tc / 1e6  # bytes / ms / 1e6 = GB/s
     print(f"copy 2 GiB: {tc:.3f} ms = {copy_tbs:.0f} GB/s (read + write)", flush=True)
     del x, y
     rows = []
@@ -197,7 +197,7 @@ def main(argv=None) -> int:
                 ql, qp, kv, start, ln, o = inp
                 tm = bench.time(lambda: fn(ql, qp, kv, o, start, ln, L, 0.5), target_ms=40, min_samples=10,
                                 max_samples=30)
-                row.update(ms=tm.median_ms, tbs=nbytes / tm.median_ms / 1e9, tflops=flops / tm.median_ms / 1e9)
+                row.update(ms=tm.median_ms, tbs=nbytes / tm.median_ms / 1e6, tflops=flops / tm.median_ms / 1e9)
                 if cfg is not None:
                     row.update({k: DEC.LAST.get(k) for k in ("splits", "n_regs", "n_spills", "programs")})
             except Exception as e:  # noqa: BLE001 - a config that does not compile / fit is recorded

@@ -44,6 +44,9 @@ OPS = {
     "dsa_generation": ("dsa_generation_module_perf", "dsa_generation_module", "dsa", "generation"),
     "mla_context": ("mla_context_module_perf", "mla_context_module", "mla", "context"),
     "mla_generation": ("mla_generation_module_perf", "mla_generation_module", "mla", "generation"),
+    # the attention kernel alone (kernel_ops.py): the published kernel tables' names
+    "mla_context_kernel": ("context_mla_perf", "mla_context", "mla", "context"),
+    "mla_generation_kernel": ("generation_mla_perf", "mla_generation", "mla", "generation"),
 }
 
 

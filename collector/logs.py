@@ -23,7 +23,13 @@ from .sweep import Shape
 CSV_HEADER = ("framework,version,device,op_name,kernel_source,model,architecture,mla_dtype,"
               "kv_cache_dtype,gemm_type,num_heads,batch_size,isl,tp_size,step,latency")
 SCHEMA = "perfwh.run/1"
-KERNEL_SOURCE = {"dsa": "triton_sparse", "mla_generation": "triton_decode", "mla_context": "torch_sdpa"}
+KERNEL_SOURCE = {"dsa": "triton_sparse", "mla_generation": "triton_decode", "mla_context": "torch_sdpa",
+                 "mla_generation_kernel": "triton_decode", "mla_context_kernel": "torch_sdpa"}
+
+
+def gemm_column(shape: Shape) -> str | None:
+    """Kernel-only rows have no GEMM (blank, as in the published kernel tables)."""
+    return None if shape.op.endswith("_kernel") else shape.gemm_type
 
 
 def kernel_source(shape: Shape) -> str:
@@ -70,7 +76,7 @@ class RawLogWriter:
         step = shape.prefix
         return ",".join(str(v) for v in (
             FRAMEWORK, VERSION, self.device, op_name, kernel_source(shape), model, arch, "bfloat16",
-            shape.kv_cache_dtype, shape.gemm_type, shape.num_heads, shape.batch_size, shape.isl, 1, step,
+            shape.kv_cache_dtype, gemm_column(shape) or "", shape.num_heads, shape.batch_size, shape.isl, 1, step,
             f"{latency_ms:.5f}"))
 
     def json_row(self, shape: Shape, latency_ms: float, samples: list[float], clock: float | None,
@@ -80,7 +86,7 @@ class RawLogWriter:
             "schema": SCHEMA, "run_id": self.run_id, "timestamp": utcnow(), "device": self.device,
             "system": self.system, "framework": FRAMEWORK, "version": VERSION, "op": shape.op,
             "kernel_source": kernel_source(shape), "model": model, "architecture": arch,
-            "attn_dtype": "bfloat16", "kv_cache_dtype": shape.kv_cache_dtype, "gemm_type": shape.gemm_type,
+            "attn_dtype": "bfloat16", "kv_cache_dtype": shape.kv_cache_dtype, "gemm_type": gemm_column(shape),
             "num_heads": shape.num_heads, "batch_size": shape.batch_size, "isl": shape.isl,
         }
         if shape.phase == "context":
@@ -108,7 +114,8 @@ class RawLogWriter:
 
 def shape_from_json(row: dict) -> Shape:
     prefix = row.get("prefix") if "prefix" in row else row.get("kv_len")
-    return Shape(row["op"], int(row["num_heads"]), row["gemm_type"], row["kv_cache_dtype"],
+    gemm = row.get("gemm_type") or "bfloat16"  # kernel rows: no GEMM, the sweep's placeholder
+    return Shape(row["op"], int(row["num_heads"]), gemm, row["kv_cache_dtype"],
                  int(row["batch_size"]), int(row["isl"]), int(prefix))
 
 

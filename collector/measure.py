@@ -77,17 +77,22 @@ class GpuMeasurer:
         return {"device": self.torch.cuda.get_device_name(), "env": env}
 
     def measure(self, shape: dict, rep: int = 0) -> dict:
+        from .kernel_ops import is_kernel_op, prepare_kernel
         from .modules import AttentionModule
         s = Shape(**shape)
         if s.label() in self.inject:
             poke_illegal_address()
-        key = (s.family, s.num_heads, s.gemm_type, s.kv_cache_dtype)
-        if key not in self.mods:
+        if is_kernel_op(s.op):  # the attention kernel alone: no weights to keep
             self.mods.clear()
-            self.mods[key] = AttentionModule(s.family, s.num_heads, s.gemm_type, s.kv_cache_dtype)
-        m = self.mods[key]
-        step = m.prepare_context(s.batch_size, s.isl, s.prefix) if s.phase == "context" \
-            else m.prepare_generation(s.batch_size, s.prefix)
+            step = prepare_kernel(s)
+        else:
+            key = (s.family, s.num_heads, s.gemm_type, s.kv_cache_dtype)
+            if key not in self.mods:
+                self.mods.clear()
+                self.mods[key] = AttentionModule(s.family, s.num_heads, s.gemm_type, s.kv_cache_dtype)
+            m = self.mods[key]
+            step = m.prepare_context(s.batch_size, s.isl, s.prefix) if s.phase == "context" \
+                else m.prepare_generation(s.batch_size, s.prefix)
         t = self.tcfg
         tm = self.bench.time(step.run, target_ms=t.get("target_ms", 12), min_samples=t.get("min_samples", 5),
                              max_samples=t.get("max_samples", 20), warmup=t.get("warmup", 1))

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "perfwh.models",
     "perfwh.pipeline",
     "perfwh.coverage",
+    "perfwh.plan",
 )
 
 

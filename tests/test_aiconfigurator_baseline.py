@@ -90,7 +90,32 @@ def test_markdown_marks_cells_where_perfwh_is_worse_and_counts_refusals(bench):
               "refusals": [{"reason": "PerfDataNotAvailableError: x"}] * 3,
               "training_checks": [{"n": 5, "max_rel_diff": 0.0, "nan": 0}]}
     lines = bench.format_markdown(result).splitlines()
-    assert "| dsa_context | R | 0 | 3 | 1.00 / 5.00 | 2.00 / 4.00 | 0 | no |" in lines
-    assert "| dsa_context | G | 0 | 3 | 1.00 / 5.00 | 2.00 / 6.00 | 0 | yes |" in lines
-    assert "| dsa_context | E | 0 | 3 | 1.00 / 5.00 | - | 3 |  |" in lines
+    assert "| dsa_context | R | 0 | 3 | 1.00 / 5.00 | 2.00 / 4.00 |  | 0 | no |" in lines
+    assert "| dsa_context | G | 0 | 3 | 1.00 / 5.00 | 2.00 / 6.00 |  | 0 | yes |" in lines
+    assert "| dsa_context | E | 0 | 3 | 1.00 / 5.00 | - |  | 3 |  |" in lines
     assert lines[-1] == "refused / failed aiconfigurator queries: 3 x PerfDataNotAvailableError: x"
+    assert ("figures (median and p90 of each cell): 3 of 4 at or below aiconfigurator; cells (table x class x "
+            "seed): 1 of 2 at or below in both, 0 bootstrap ties, 1 above") in lines
+
+
+def test_bootstrap_interval_of_the_difference_brackets_it_and_ties_need_it_to_span_zero(bench):
+    rng = np.random.default_rng(1)
+    ours = np.abs(rng.normal(0, 1.0, 400))
+    ci = bench.bootstrap_diff(ours, ours + 0.5, 500)  # aiconfigurator 0.5 points worse on every point
+    assert ci["median"][0] <= -0.5 + 1e-9 and ci["median"][1] >= -0.5 - 1e-9
+    assert ci["median"][1] - ci["median"][0] < 1e-9  # paired: the same resample on both sides
+    row = dict(perfwh_median_pct=1.05, perfwh_p90_pct=4.0, aic_median_pct=1.0, aic_p90_pct=5.0)
+    assert bench.verdict(row | {"diff_ci": {"median": (-0.1, 0.2), "p90": (-2.0, -0.5)}}) == "tie"
+    assert bench.verdict(row | {"diff_ci": {"median": (0.01, 0.2), "p90": (-2.0, -0.5)}}) == "no"
+    assert bench.verdict(row) == "no"  # above, and no interval to call it a tie
+    assert bench.verdict(row | {"perfwh_median_pct": 1.0}) == "yes"
+
+
+def test_bootstrap_interval_spans_zero_for_two_samples_of_one_distribution(bench):
+    rng = np.random.default_rng(2)
+    ci = bench.bootstrap_diff(np.abs(rng.normal(0, 1, 300)), np.abs(rng.normal(0, 1, 300)), 1000)
+    assert ci["median"][0] < 0 < ci["median"][1] and ci["p90"][0] < 0 < ci["p90"][1]
+    # refused points (NaN) leave aiconfigurator's figure over the rest
+    a = np.abs(rng.normal(0, 1, 300))
+    b = np.where(np.arange(300) % 10 == 0, np.nan, a)
+    assert max(map(abs, bench.bootstrap_diff(a, b, 300)["median"])) < 0.1

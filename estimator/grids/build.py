@@ -20,7 +20,8 @@ from estimator.physics.specs import load_system
 from estimator.grids.schema import GRID_SCHEMA, METHOD, SOURCES, grids_hash, input_hash
 from estimator.grids.rules import (
     _aligned, affine_extension, choose_extension, choose_fill_rule, choose_pooling, choose_powers,
-    choose_seq_trend, fill_rule_errors, fill_slice, pool_siblings, power_errors, slice_estimates,
+    choose_seq_trend, choose_hole_blend, fill_rule_errors, fill_slice, fill_values, hole_blend_errors,
+    pool_siblings, power_errors, slice_estimates,
 )
 
 
@@ -108,13 +109,16 @@ def build_grids(points: pl.DataFrame, calibration: pl.DataFrame, *, inputs_tag: 
     rules = {g: choose_fill_rule(e) for g, e in rule_errors.items()}
     filled_by_key = {key: fill_slice(vals, batch, seq, est[key], rules[key[: len(CAL_KEYS)]])
                      for key, (batch, seq, vals) in raw.items()}
-    pooled = {key: pool_siblings(key, raw, filled_by_key, siblings, aligned) for key in raw}
+    pooled, own_share = {}, {}
+    for key in raw:
+        pooled[key], own_share[key] = pool_siblings(key, raw, filled_by_key, siblings, aligned)
     by_group: dict[tuple, list] = {}
     for key, (batch, seq, vals) in raw.items():
         by_group.setdefault(key[: len(CAL_KEYS)], []).append(
             (np.log2(seq), filled_by_key[key][0], pooled[key], vals))
     use_pool = {g: choose_pooling(v, powers[g][1]) for g, v in by_group.items()}
     surface = {key: pooled[key] if use_pool[key[: len(CAL_KEYS)]] else filled_by_key[key][0] for key in raw}
+    surface = _hole_blend(raw, est, rules, use_pool, filled_by_key, surface, own_share)
     sources = {k: f[1] for k, f in filled_by_key.items()}
     trends = {g: choose_seq_trend([(xs, pool if use_pool[g] else plain, m) for xs, plain, pool, m in v])
               for g, v in by_group.items()}
@@ -126,6 +130,31 @@ def build_grids(points: pl.DataFrame, calibration: pl.DataFrame, *, inputs_tag: 
     return grids.with_columns(pl.lit(ihash).alias("input_hash"), pl.lit(METHOD).alias("method")).select(
         [pl.col(c).cast(t) for c, t in GRID_SCHEMA.items()]
     )
+
+
+def _hole_blend(raw, est, rules, use_pool, filled_by_key, surface, own_share):
+    """At the interpolated holes of pooling ops, the `choose_hole_blend` mean of the fill rule's
+    value and the pooled mean, where the op's leave-one-out errors choose it; other cells as
+    they are. The pooled mean of the leave-one-out surface is the pooled surface moved by the
+    own surface's share of the change (`pool_siblings`), not a second pooling."""
+    blend_errs: dict[tuple, list] = {}
+    own_fill = {}
+    for key, (_, _, vals) in raw.items():
+        g = key[: len(CAL_KEYS)]
+        if not use_pool[g]:
+            continue
+        own_fill[key] = fill_values(vals, est[key], rules[g])
+        own = filled_by_key[key][0]
+        pooled_loo = surface[key] + own_share[key] * (np.where(np.isnan(vals), own, own_fill[key]) - own)
+        blend_errs.setdefault(g, []).append(hole_blend_errors(vals, est[key], own_fill[key], pooled_loo))
+    weights = {g: choose_hole_blend(e) for g, e in blend_errs.items()}
+    out = dict(surface)
+    for key, fill in own_fill.items():
+        w = weights[key[: len(CAL_KEYS)]]
+        if w is not None:
+            holes = filled_by_key[key][1] == interp.INTERPOLATED
+            out[key] = np.where(holes, w * fill + (1 - w) * surface[key], surface[key])
+    return out
 
 
 def _sibling_index(keys) -> dict[tuple, list[tuple]]:

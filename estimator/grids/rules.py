@@ -200,17 +200,20 @@ def affine_extension(ratio2: np.ndarray, sol2: np.ndarray, sol_new: np.ndarray) 
     return np.log2((lat[:, 1:] + k * (sol_new - sol2[:, 1:])) / sol_new)
 
 
-def pool_siblings(key, raw, filled_by_key, siblings, aligned=None) -> np.ndarray:
+def pool_siblings(key, raw, filled_by_key, siblings, aligned=None) -> tuple[np.ndarray, np.ndarray]:
     """Mean of a slice's filled log-ratios and those of its same-heads siblings (other kv dtype,
-    other gemm type), each shifted by the median offset on the cells both measured.
+    other gemm type), each shifted by the median offset on the cells both measured; and the
+    own surface's share of that mean per cell (d mean / d own: 1 where nothing is pooled).
 
     Near-duplicate slices measure nearly the same thing with independent noise;
-    their mean is a less noisy surface to interpolate on.
+    their mean is a less noisy surface to interpolate on. The share gives the pooled
+    mean of another own surface without pooling again (`_hole_blend` in build.py).
     """
     pos = SLICE_KEYS.index("num_heads")
     batch, seq, vals = raw[key]
     own = filled_by_key[key][0]
     ests = [own]
+    own_terms = np.ones(own.shape)
     for o in siblings[key]:
         if o[pos] != key[pos]:
             continue
@@ -220,8 +223,12 @@ def pool_siblings(key, raw, filled_by_key, siblings, aligned=None) -> np.ndarray
         if common.sum() < 3:
             continue
         offset = float(np.median((vals - measured)[common]))
-        ests.append(np.where(np.isnan(other), own, other + offset))
-    return np.mean(ests, axis=0) if len(ests) > 1 else own
+        missing = np.isnan(other)
+        ests.append(np.where(missing, own, other + offset))
+        own_terms += missing
+    if len(ests) == 1:
+        return own, own_terms
+    return np.mean(ests, axis=0), own_terms / len(ests)
 
 
 def choose_pooling(slices: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], seq_power: float = 0.0) -> bool:
@@ -246,3 +253,51 @@ def choose_pooling(slices: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     if not plain_errs.size:
         return False
     return float(np.mean(np.concatenate(errs[True]))) < float(np.mean(plain_errs))
+
+
+def fill_values(vals, est, rule: str) -> np.ndarray:
+    """The value `fill_slice` gives a cell inside the slice's own lines under `rule`, for every
+    cell, measured ones included (there it is a leave-one-out estimate: no estimate uses the cell)."""
+    if rule == "line":
+        return est["line"]
+    return np.where(est["has_sibling"] & ~np.isnan(est[rule]), est[rule], est["line"])
+
+
+def hole_blend_errors(vals, est, own_loo, pooled_loo) -> tuple[np.ndarray, np.ndarray]:
+    """Signed leave-one-out errors (log2) of the op's fill rule (`fill_values`) and of the
+    sibling-pooled mean (of the leave-one-out own surface) on the cells
+    `fill_rule_errors` scores. The pooled mean's sibling offsets still include the cell
+    (a median over a row and column of common cells; one cell barely moves it)."""
+    cells = np.argwhere(~np.isnan(vals))
+    if cells.shape[0] > LOO_CELLS:
+        cells = cells[np.linspace(0, cells.shape[0] - 1, LOO_CELLS).astype(int)]
+    i, j = cells[:, 0], cells[:, 1]
+    ok = est["has_line"][i, j] & est["has_sibling"][i, j] & ~np.isnan(own_loo[i, j]) & ~np.isnan(pooled_loo[i, j])
+    v = vals[i, j][ok]
+    return own_loo[i, j][ok] - v, pooled_loo[i, j][ok] - v
+
+
+def choose_hole_blend(errors: list[tuple[np.ndarray, np.ndarray]]) -> float | None:
+    """Weight of the fill rule's value in the hole blend of a pooling op (the pooled mean gets
+    1 - weight), or None to keep the pooled mean at its interpolated holes.
+
+    The two candidates are weighted by the inverse of their mean squared leave-one-out
+    error (`hole_blend_errors`, the op's slices together); the blend is kept only if its
+    own mean absolute leave-one-out error is below both candidates' (at least 5 cells).
+    Why: where a table jumps between levels (MLA context), the fill rule follows the
+    slice's own batch and sequence lines and the pooled mean follows the siblings; their
+    errors are about as large and partly independent, so their weighted mean is closer
+    on average than either. Where the pooled mean is clearly better (DSA context) the
+    blend loses to it and is not used.
+    """
+    if not errors:
+        return None
+    own = np.concatenate([e[0] for e in errors])
+    pool = np.concatenate([e[1] for e in errors])
+    if own.size < 5:
+        return None
+    inv_own = 1.0 / max(float(np.mean(own**2)), 1e-12)
+    inv_pool = 1.0 / max(float(np.mean(pool**2)), 1e-12)
+    w = inv_own / (inv_own + inv_pool)
+    blend = float(np.mean(np.abs(w * own + (1 - w) * pool)))
+    return w if blend < min(float(np.mean(np.abs(own))), float(np.mean(np.abs(pool)))) else None

@@ -25,7 +25,7 @@ def distance_field(grp: GroupGrids) -> np.ndarray | None:
     st = grp.stacked
     if st is None:
         return None
-    cached = grp.__dict__.get("_interval_dist")
+    cached = grp.cache.get("interval_dist")
     if cached is not None:
         return cached
     axes = _cell_coords(st)
@@ -37,9 +37,9 @@ def distance_field(grp: GroupGrids) -> np.ndarray | None:
 
         field = cKDTree(mesh[meas]).query(mesh, k=1, p=np.inf)[0]
     field = field.reshape(st.measured.shape)
-    grp.__dict__["_interval_dist"] = field
+    grp.cache["interval_dist"] = field
     mids = [_mids(a).tolist() for a in axes]  # as distance_many
-    grp.__dict__["_interval_dist_py"] = ([a.tolist() for a in axes], mids, field.tolist(), {})
+    grp.cache["interval_dist_py"] = ([a.tolist() for a in axes], mids, field.tolist(), {})
     return field
 
 
@@ -55,11 +55,11 @@ def distance_one(grp: GroupGrids | None, heads: float, prefix: float, batch: flo
     the nearest-value search inlined: this runs on every scalar estimate)."""
     if grp is None:
         return math.inf
-    py = grp.__dict__.get("_interval_dist_py")
+    py = grp.cache.get("interval_dist_py")
     if py is None:
         if distance_field(grp) is None:
             return math.inf
-        py = grp.__dict__["_interval_dist_py"]
+        py = grp.cache["interval_dist_py"]
     (ah, ap, ab, as_), (mh, mp, mb, ms), field, hp_memo = py
     hp = hp_memo.get((heads, prefix))
     if hp is None:
@@ -95,7 +95,7 @@ def _axis_nearest(grp: GroupGrids, k: int, axis: np.ndarray, q: np.ndarray, offs
     mids = _mids(axis)
     qmax = float(q.max()) if q.size else 0.0
     if 0 <= qmax <= TABLE_LIMIT and float(q.min()) >= 0:
-        tables = grp.__dict__.setdefault("_interval_tables", {})
+        tables = grp.cache.setdefault("interval_tables", {})
         t = tables.get(k)
         if t is None or t[0].size <= qmax:
             size = 1 << max(int(qmax).bit_length(), 10)

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -23,6 +23,9 @@ class GroupGrids:
     prefixes: np.ndarray  # sorted prefix values
     slices: dict[tuple[int, int], SliceGrid]
     stacked: "StackedGrid | None" = None  # when every slice shares one batch x seq axis pair
+    # Values derived once per group by the lookup modules (plain-Python axes, limits, distance
+    # fields), keyed by name; declared here so the run-time caches have one visible home.
+    cache: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass

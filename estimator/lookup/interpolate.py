@@ -40,9 +40,7 @@ def _lookup_stacked(st, heads, prefix, batch, seq):
     si0, si1, sw, sout = interp.bracket(st.xs.astype(dt), np.log2(np.asarray(seq, dtype=dt)), st.trend,
                                         st.seq_power)
     nh, npf, nb, ns = st.ratio.shape
-    flat_r = st.__dict__.get("_flat_" + dt.name) if hasattr(dt, "name") else None
-    if flat_r is None:
-        flat_r = st.ratio.reshape(-1).astype(dt)
+    flat_r = st.ratio.reshape(-1).astype(dt)
     flat_s = st.source.reshape(-1)
     n = hw.shape[0]
     acc = np.zeros(n, dtype=dt)
@@ -241,9 +239,9 @@ def lookup_one(grp: GroupGrids, heads: int, prefix: int, batch: int, seq: int):
     """
     st = grp.stacked
     if st is not None:
-        py = grp.__dict__.get("_stacked_py")
+        py = grp.cache.get("stacked_py")
         if py is None:
-            py = grp.__dict__["_stacked_py"] = _stacked_py(st)
+            py = grp.cache["stacked_py"] = _stacked_py(st)
         xh, xp, xb, xs, ratio, source, trend, hv, pv, bv, sv, measured, bpow, spow = py
         hi0, hi1, hw, hout = _axis_py(xh, _LOG2(heads))
         pi0, pi1, pw, pout = _axis_py(xp, float(prefix))
@@ -287,9 +285,9 @@ def lookup_one(grp: GroupGrids, heads: int, prefix: int, batch: int, seq: int):
         if outside and code < interp.EXTRAPOLATED:
             code = interp.EXTRAPOLATED
         return acc, code, StackedCells(py, (hi0, hi1, hw), (pi0, pi1, pw), (bi0, bi1, bw), (si0, si1, sw))
-    cache = grp.__dict__.get("_py")
+    cache = grp.cache.get("py_axes")
     if cache is None:
-        cache = grp.__dict__["_py"] = _py_axes(grp)
+        cache = grp.cache["py_axes"] = _py_axes(grp)
     hi0, hi1, hw, hout = _bracket1(cache["heads"], _LOG2(heads))
     pi0, pi1, pw, pout = _bracket1(cache["prefixes"], float(prefix))
     lb, ls = _LOG2(batch), _LOG2(seq)

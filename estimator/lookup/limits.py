@@ -62,7 +62,7 @@ def group_bounds(grp) -> Bounds | None:
     """Bounds from the measured cells of every slice of a `GroupGrids` (None without any)."""
     if grp is None:
         return None
-    hit = grp.__dict__.get("_limits_bounds", False)
+    hit = grp.cache.get("limits_bounds", False)
     if hit is not False:
         return hit
     from estimator.grids.interp import MEASURED
@@ -83,7 +83,7 @@ def group_bounds(grp) -> Bounds | None:
                     "seq": (min(seq), max(seq)), "context": max(ctx)}
         out = Bounds((min(heads) / f, max(heads) * f), (min(batch) / f, max(batch) * f),
                      (min(seq) / f, max(seq) * f), max(ctx) * f, measured)
-    grp.__dict__["_limits_bounds"] = out
+    grp.cache["limits_bounds"] = out
     return out
 
 

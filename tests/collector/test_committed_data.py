@@ -9,7 +9,7 @@ from collector.config import OPS
 from collector.logs import CSV_HEADER
 
 ROOT = Path(__file__).resolve().parents[2] / "data" / "raw"
-DIRS = sorted(p for p in ROOT.glob("*/perfwh/0.1") if p.is_dir()) if ROOT.exists() else []
+DIRS = sorted(p for p in ROOT.glob("*/perfwh/*") if p.is_dir()) if ROOT.exists() else []
 JSON_KEYS = {"schema", "run_id", "timestamp", "device", "system", "framework", "version", "op", "kernel_source",
              "model", "architecture", "attn_dtype", "kv_cache_dtype", "gemm_type", "num_heads", "batch_size",
              "isl", "tp_size", "latency_ms", "samples_ms", "gpu_clock_mhz", "env"}
@@ -24,7 +24,7 @@ def test_size_budget():
 
 def _pairs(d, stem):
     """Every (CSV, JSONL) pair of a table: <stem>.txt/.jsonl and each run's <stem>.<tag>.txt/.jsonl."""
-    jls = sorted([d / f"{stem}.jsonl", *d.glob(f"{stem}.*.jsonl")])
+    jls = sorted(p for p in [d / f"{stem}.jsonl", *d.glob(f"{stem}.*.jsonl")] if p.is_file())
     assert sorted(d.glob(f"{stem}*.txt")) == sorted(j.with_suffix(".txt") for j in jls)
     return [(j.with_suffix(".txt"), j) for j in jls]
 
@@ -36,12 +36,15 @@ def test_no_failures_committed():
 
 @pytest.mark.parametrize("op", sorted(OPS))
 def test_tables(op):
+    """Each committed table (a collector version measures a subset of the ops) is whole and consistent."""
     stem, op_name, family, phase = OPS[op]
     for d in DIRS:
         shapes = set()
         for txt, jl in _pairs(d, stem):
             shapes |= _check_pair(txt, jl, op, op_name, phase, d)
-        assert len(shapes) >= 500
+        assert not shapes or len(shapes) >= 200
+    if op in ("dsa_context", "dsa_generation", "mla_context", "mla_generation"):
+        assert any(_pairs(d, stem) for d in DIRS)  # the first data set has every module table
 
 
 def _check_pair(txt, jl, op, op_name, phase, d):
@@ -52,7 +55,7 @@ def _check_pair(txt, jl, op, op_name, phase, d):
     assert len(rows) == len(js)
     shapes = set()
     for r, j in zip(rows, js):
-        assert r["framework"] == "perfwh" and r["version"] == "0.1" and r["op_name"] == op_name
+        assert r["framework"] == "perfwh" and r["version"] == d.name == j["version"] and r["op_name"] == op_name
         assert JSON_KEYS <= set(j) and j["op"] == op and j["system"] == d.parts[-3]
         assert float(r["latency"]) == pytest.approx(j["latency_ms"], rel=1e-4, abs=1e-5)
         assert j["latency_ms"] > 0 and len(j["samples_ms"]) >= 5

@@ -119,3 +119,37 @@ def test_mla_decode_cache_past_2_31_elements(desc):
     assert DEC.LAST["splits"] > 1
     ref = ATT.mla_attention_ref(ql, qp, kv, sm_scale=0.07, start=start, length=ln)
     assert not torch.isnan(out).any() and _rel(out, ref) < 2e-2
+
+
+@pytest.mark.parametrize("kv", ["bfloat16", "fp8"])
+def test_kernel_op_generation_on_gpu(kv):
+    """mla_generation_kernel as the sweep measures it: the launch matches the float64 reference
+    (b=4 requests of kv_len 3000 + 1 rows, 128 heads) and the measurer times it."""
+    from collector.kernel_ops import prepare_kernel
+    from collector.kernels import mla_attn as ATT
+    from collector.measure import GpuMeasurer
+    from collector.sweep import Shape
+    s = Shape("mla_generation_kernel", 128, "bfloat16", kv, 4, 1, 3000)
+    step = prepare_kernel(s)
+    st = step.state
+    st["out"].fill_(float("nan"))
+    got = step.run()
+    torch.cuda.synchronize()
+    ref = ATT.mla_attention_ref(st["q_lat"], st["q_pe"], st["kv"], sm_scale=st["sm_scale"], kv_scale=1.0,
+                                start=st["start"], length=st["length"])
+    assert not torch.isnan(got).any() and _rel(got, ref) < 2e-2
+    r = GpuMeasurer(timing={"target_ms": 2, "max_samples": 6}).measure(s.asdict())
+    assert r["timing_method"] == "cuda_graph" and r["median_ms"] > 0 and len(r["samples_ms"]) >= 5
+
+
+def test_kernel_op_context_on_gpu():
+    """mla_context_kernel: SDPA output against a float64 causal softmax at 2 x 300 tokens, 16 heads."""
+    from collector.kernel_ops import prepare_kernel
+    from collector.sweep import Shape
+    step = prepare_kernel(Shape("mla_context_kernel", 16, "bfloat16", "bfloat16", 2, 300, 0))
+    q, k, v = (step.state[n].double() for n in "qkv")
+    got = step.run()[..., :128]
+    s = q @ k.transpose(-1, -2) / 192 ** 0.5
+    s = s.masked_fill(torch.ones(300, 300, device=s.device, dtype=torch.bool).triu(1), float("-inf"))
+    ref = torch.softmax(s, dim=-1) @ v[..., :128]
+    assert _rel(got, ref) < 2e-2

@@ -71,3 +71,54 @@ def test_median_row_and_median_col_rules_by_hand():
     # row line 2, column line 5, sibling estimates 2.5 and 7
     assert est["median_row"][1, 1] == 2.5 and est["median_col"][1, 1] == 5.0 and est["median"][1, 1] == 3.75
     assert {"median_row", "median_col"} <= set(FILL_RULES)
+
+
+def test_choose_hole_blend_weights_by_inverse_squared_error_and_keeps_only_a_better_blend():
+    from estimator.grids.rules import choose_hole_blend
+
+    # independent errors of equal size that cancel pairwise: weight 1/2, blend error 0
+    own = np.array([0.1, -0.1, 0.1, -0.1, 0.1, -0.1])
+    pool = -own
+    assert choose_hole_blend([(own[:3], pool[:3]), (own[3:], pool[3:])]) == 0.5
+    # the fill rule's errors twice the pooled mean's: weights 1/4 : 1/1 -> 0.2 for the fill rule
+    assert np.isclose(choose_hole_blend([(2 * own, pool)]), 0.2)
+    # the same sign everywhere: the blend is no better than the pooled mean -> keep pooling
+    assert choose_hole_blend([(np.full(6, 0.2), np.full(6, 0.1))]) is None
+    assert choose_hole_blend([(own[:4], pool[:4])]) is None  # too few cells
+    assert choose_hole_blend([]) is None
+
+
+def test_hole_blend_errors_score_the_cells_with_a_line_and_a_sibling():
+    from estimator.grids.rules import hole_blend_errors
+
+    vals = np.array([[0.0, 1.0], [np.nan, 3.0]])
+    est = {"has_line": np.array([[True, True], [True, False]]), "has_sibling": np.ones((2, 2), bool)}
+    own, pool = vals + 0.5, vals - 0.25
+    d_own, d_pool = hole_blend_errors(vals, est, own, pool)
+    assert d_own.tolist() == [0.5, 0.5] and d_pool.tolist() == [-0.25, -0.25]  # the hole and (1, 1) not scored
+
+
+def test_pool_siblings_share_gives_the_pooled_mean_of_another_own_surface():
+    from estimator.grids.rules import pool_siblings
+
+    base = ("s", "f", "v", "mla_context", "default", "A", "bfloat16")
+    key, fp8, other_heads = base + ("bfloat16", "bfloat16", 64, 0), base + ("fp8", "bfloat16", 64, 0), \
+        base + ("bfloat16", "bfloat16", 32, 0)
+    axis = np.array([1, 2, 4])
+    vals = np.array([[0.0, 0.1, 0.2], [0.3, np.nan, 0.5], [0.6, 0.7, 0.8]])
+    sib = vals + 0.25  # measured 0.25 above everywhere: offset -0.25
+    sib_filled = np.where(np.isnan(sib), 0.65, sib)
+    sib_part = np.full((3, 3), np.nan)  # a sibling whose filled surface is missing at (0, 0)
+    raw = {key: (axis, axis, vals), fp8: (axis, axis, sib), other_heads: (axis, axis, vals)}
+    own = np.where(np.isnan(vals), 0.4, vals)
+    filled = {key: (own, None), fp8: (sib_filled, None), other_heads: (vals * 0, None)}
+    pooled, share = pool_siblings(key, raw, filled, {key: [fp8, other_heads]})
+    # the other-heads slice is not pooled: mean of own and the shifted fp8 surface
+    assert np.allclose(pooled, (own + sib_filled - 0.25) / 2) and np.allclose(share, 0.5)
+    raw[fp8] = (axis, axis, np.where(np.arange(9).reshape(3, 3) == 0, np.nan, sib))
+    filled[fp8] = (np.where(np.arange(9).reshape(3, 3) == 0, sib_part, sib_filled), None)
+    pooled, share = pool_siblings(key, raw, filled, {key: [fp8]})
+    assert share[0, 0] == 1.0 and share[1, 1] == 0.5  # where the sibling has nothing, own stands in for it
+    other_own = own + np.arange(9).reshape(3, 3) * 0.01
+    filled2 = {**filled, key: (other_own, None)}
+    assert np.allclose(pool_siblings(key, raw, filled2, {key: [fp8]})[0], pooled + share * (other_own - own))

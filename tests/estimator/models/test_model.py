@@ -11,7 +11,7 @@ from estimator import get_model as lazy_get_model
 from estimator.common import GEMMQuantMode, KVCacheQuantMode
 from estimator.models.config import ModelConfig
 from estimator.models.hf_config import DeepSeekV32Config
-from estimator.models.curves import attention_curve, compare_models, find_crossover, fine_grid
+from estimator.models.curves import compare_models
 from estimator.models.model import get_model
 from estimator.models.operations import ContextDSA, ContextMLA, GenerationDSA, GenerationMLA
 from tests.estimator.models.fixture import context_ms, generation_ms, model_db, model_home  # noqa: F401
@@ -151,50 +151,6 @@ def test_scale_factor_applies(model_db):
     assert scaled.generation_first_ms == pytest.approx(base.generation_first_ms * 63 / 61, rel=1e-6)
 
 
-# ---- compare and crossover ------------------------------------------------------------------
-
-def test_compare_crossover_on_fixture(model_db):
-    models = [get_model(p, "h200_sxm", "trtllm", ModelConfig(tp_size=8)) for p in (V3, V32)]
-    seq = fine_grid(1024, 65536)
-    df = compare_models(models, seq, batch_size=1, db=model_db)
-    assert df.height == 2 * 2 * seq.size
-    a = df.filter((df["model"] == V3) & (df["phase"] == "context")).sort("seq")
-    b = df.filter((df["model"] == V32) & (df["phase"] == "context")).sort("seq")
-    c = find_crossover(a["seq"].to_numpy(), a["model_ms"].to_numpy(), b["model_ms"].to_numpy(), phase="context")
-    # 1e-6 isl^2 = 0.004 isl at isl 4000; measured at 2048 and 4096 bracket it
-    assert c.status == "crosses" and 2048 < c.seq < 4096
-    assert c.seq == pytest.approx(4000, rel=0.05)
-    a = df.filter((df["model"] == V3) & (df["phase"] == "generation")).sort("seq")
-    b = df.filter((df["model"] == V32) & (df["phase"] == "generation")).sort("seq")
-    g = find_crossover(a["seq"].to_numpy(), a["model_ms"].to_numpy(), b["model_ms"].to_numpy())
-    assert g.status == "crosses" and 16384 < g.seq < 32768
-    assert g.seq == pytest.approx(0.05 / 1.8e-6, rel=0.05)
-
-
-def test_attention_curve_matches_estimate(model_db):
-    m = get_model(V32, "h200_sxm", "trtllm", ModelConfig(tp_size=8))
-    total, src = attention_curve(m, "context", [1024, 16384, 32768], 1, db=model_db)
-    assert total[0] == pytest.approx(61 * context_ms("dsa", 1024), rel=1e-6)
-    assert list(src) == ["measured", "measured", "extrapolated"]
-
-
-@pytest.mark.parametrize("other, status", [([2, 3, 4], "never cheaper"), ([0.5, 1, 2], "always cheaper")])
-def test_find_crossover_edges(other, status):
-    c = find_crossover([1, 2, 4], [1, 2, 4], other)
-    assert c.status == status and c.seq is None
-
-
-def test_find_crossover_interpolates_in_log_space():
-    # baseline x^2, other 4x: equal at x = 4, bracketed by 2 and 8
-    c = find_crossover([2, 8], [4, 64], [8, 32])
-    assert c.status == "crosses" and c.seq == pytest.approx(4.0)
-
-
-def test_fine_grid():
-    g = fine_grid(1024, 131072, 8)
-    assert g[0] == 1024 and g[-1] == 131072 and 2048 in g and g.size == 57
-
-
 # ---- bad input -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kwargs, exc, message", [
@@ -240,14 +196,6 @@ def test_estimate_bad_input(model_db, kwargs, message):
     args = {"isl": 1024, "osl": 4, "batch_size": 1, "prefix": 0, **kwargs}
     with pytest.raises(ValueError, match=message):
         m.estimate(db=model_db, **args)
-
-
-def test_attention_curve_bad_input(model_db):
-    m = get_model(V32, "h200_sxm", "trtllm", ModelConfig(tp_size=8))
-    with pytest.raises(ValueError, match="unknown phase 'prefill'"):
-        attention_curve(m, "prefill", [1024], 1, db=model_db)
-    with pytest.raises(ValueError, match="sequence lengths"):
-        attention_curve(m, "context", [0], 1, db=model_db)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
