@@ -12,10 +12,11 @@ from estimator.common import DTYPE_BYTES
 from estimator.lookup.engine import estimate_group
 from estimator.grids.schema import SOURCES
 from estimator.lookup.grids import GridSet
+from estimator.grids.anchors import SPIKE_LOG2, clean_anchors
 from estimator.grids.build import build_grids
 from estimator.slices import GROUP_KEYS, model_for, points_shape, seq_values
 from estimator.physics.specs import load_system
-from estimator.physics.transfer import TransferRule
+from estimator.physics.transfer import TransferRule, transferable
 
 MODULE_OPS = ("dsa_context", "dsa_generation", "mla_context", "mla_generation")
 
@@ -32,12 +33,13 @@ def priced() -> pl.Expr:
 
 
 def modelled(points: pl.DataFrame) -> pl.DataFrame:
-    """Points whose precisions the SOL model has byte widths for (drops e.g. nvfp4 rows)."""
-    return points.filter(priced())
+    """Points whose precisions the SOL model has byte widths for and that may be transferred
+    (drops nvfp4 rows: `estimator.physics.transfer.NOT_TRANSFERRED` says why)."""
+    return points.filter(priced() & transferable())
 
 
 def transfer_protocol(points: pl.DataFrame, target: str, source: str, *,
-                      ops: tuple[str, ...] = MODULE_OPS) -> pl.DataFrame:
+                      ops: tuple[str, ...] = MODULE_OPS, spike_log2: float | None = SPIKE_LOG2) -> pl.DataFrame:
     """Leave-one-system-out: predict every measured `target` point from `source` data only.
 
     Every `target` row is removed before calibration and grid building; the
@@ -50,7 +52,9 @@ def transfer_protocol(points: pl.DataFrame, target: str, source: str, *,
     (`roofline_ms`). Where the source ran an op with other kernels (e.g. vLLM's
     FLASHINFER_MLA on B200, FLASHMLA on H200), the target's kernel_source is
     answered by the source's nearest one (`from_kernel_source`, see
-    `kernel_source_map`), for the transfer and the baselines alike.
+    `kernel_source_map`), for the transfer and the baselines alike. The
+    source grid is cleaned of slow spikes (`clean_anchors`, `spike_log2`;
+    None keeps it as measured).
     """
     if target == source:
         raise ValueError(f"target and source are the same system ({target})")
@@ -67,7 +71,10 @@ def transfer_protocol(points: pl.DataFrame, target: str, source: str, *,
     with single_blas_thread():
         calibration = calibrate(src)
     params = params_from_frame(calibration)
-    gridset = GridSet.from_frame(build_grids(src, calibration))
+    grids = build_grids(src, calibration)
+    if spike_log2 is not None:  # the source's one-sided slow noise, as PerfDatabase cleans it (grids/anchors.py)
+        grids = clean_anchors(grids, spike_log2)
+    gridset = GridSet.from_frame(grids)
     rule = TransferRule(sspec, tspec)
     shape = list(SHAPE_KEYS)
     tgt = tgt.join(kernel_source_map(tgt, src), on=["framework", "version", "op", "kernel_source"], how="left")

@@ -24,6 +24,7 @@ from warehouse.schema import phase_of, seq_column
 from warehouse.vocab import Op
 
 from estimator.grids import interp
+from estimator.grids.anchors import clean_anchors
 from estimator.physics import transfer
 from estimator.physics.calibrate import CalibrationParams, params_from_frame
 from estimator.common import FMHAQuantMode, GEMMQuantMode, KVCacheQuantMode, Source
@@ -31,6 +32,8 @@ from estimator.lookup.estimate import Estimate
 from estimator.physics.fastsol import compile_array, compile_scalar
 from estimator.lookup.grids import GridSet
 from estimator.lookup.intervals import IntervalLookup
+from estimator.lookup.transfer_intervals import TABLE as TRANSFER_TABLE, TransferIntervals
+from estimator.lookup.transfer_intervals import relation as transfer_relation
 from estimator.lookup.distance import distance_one
 from estimator.lookup.limits import MAX_INT, OutOfRangeError, beyond, check_model, group_bounds
 from estimator.lookup.interpolate import lookup_one, nearest_measured
@@ -45,12 +48,23 @@ from estimator.lookup.query import (
 __all__ = ["PerfDatabase", "OutOfRangeError", "VersionError", "canonical_op"]
 
 
+def _read_transfer_intervals(home) -> pl.DataFrame | None:
+    """The warehouse's transfer_intervals table, None when it was never written."""
+    from warehouse.derived import read_derived
+
+    try:
+        return read_derived(home, TRANSFER_TABLE)
+    except FileNotFoundError:
+        return None
+
+
 class PerfDatabase(ManyEstimates):
     """Latency lookups for one system / backend / version of the warehouse."""
 
     def __init__(self, system: str = "h200_sxm", backend: str = "trtllm", version: str | None = None,
                  home=None, *, calibration: pl.DataFrame | None = None, grids: pl.DataFrame | None = None,
-                 from_system: str | None = None, intervals: pl.DataFrame | None = None):
+                 from_system: str | None = None, intervals: pl.DataFrame | None = None,
+                 transfer_intervals: pl.DataFrame | None = None):
         self.spec = load_system(system)
         self.system = system
         framework = FRAMEWORKS.get(str(backend).lower())
@@ -85,12 +99,23 @@ class PerfDatabase(ManyEstimates):
         if store is not None:
             calibration, grids, self.build_errors = self._load_partitions(store, framework, versions)
         mine = (pl.col("system") == self.data_system) & (pl.col("framework") == framework)
-        self.grids = GridSet.from_frame(grids.filter(mine))
+        grids = grids.filter(mine)
+        if self.data_system != system:  # a transfer anchors on the source's grid without its slow spikes
+            grids = clean_anchors(grids.filter(transfer.transferable()))  # and never moves nvfp4 slices
+        self.grids = GridSet.from_frame(grids)
         # 80% intervals (estimator.lookup.intervals): the given table for every version, else each version
         # partition's own `interval_model`; empty (NaN bounds) without one
         self.intervals = (IntervalLookup(intervals) if intervals is not None
                           else self._iv_loaded.get(self.version, IntervalLookup(None)))
         self._iv_by_version: dict[str, IntervalLookup] = dict(self._iv_loaded) if intervals is None else {}
+        # a transferred answer's 80% interval: the leave-one-system-out table (lookup/transfer_intervals.py),
+        # given or the warehouse's derived/transfer_intervals.parquet; None for a native database
+        self.transfer_intervals = None
+        if self.data_system != system:
+            if transfer_intervals is None and store is not None:
+                transfer_intervals = _read_transfer_intervals(home)
+            self.transfer_intervals = TransferIntervals(
+                transfer_intervals, framework, transfer_relation(self.spec, load_system(self.data_system)))
         self.params = {(k[2], k[3], k[4]): p for k, p in params_from_frame(calibration.filter(mine)).items()}
         if self.data_system != system:  # answers move to this spec (physics/transfer.py)
             rule = transfer.TransferRule(load_system(self.data_system), self.spec)
@@ -294,7 +319,9 @@ class PerfDatabase(ManyEstimates):
             code = interp.TRANSFERRED
         latency = cal * 2.0**ratio
         iv = self._iv_by_version.get(res.key[2], self.intervals)
-        if iv.cells:
+        if self.transfer_intervals is not None and self.transfer_intervals.covers(op):
+            lo, hi, err = self.transfer_intervals.bounds(op, latency)
+        elif iv.cells:
             lo, hi, err = iv.bounds(op, _IV_CLASS[code], distance_one(res.group, h, pre, b, seq), latency)
         else:
             lo = hi = err = math.nan

@@ -110,7 +110,9 @@ class ManyEstimates:
             sol_ms[sel] = sm
             vcode[sel] = vindex[res.key[2]]
             iv = self._iv_by_version.get(res.key[2], self.intervals)
-            if iv.cells:
+            if self.transfer_intervals is not None and self.transfer_intervals.covers(op):  # a transferred db
+                q_lo[sel], q_hi[sel], _ = self.transfer_intervals.quantiles(op)
+            elif iv.cells:
                 dist = distance_many(res.group, hs, ps, bs, sq)
                 q_lo[sel], q_hi[sel], _ = iv.quantiles_many(op, _IV_CLASS_ARR[cd], dist)
         source = _SOURCE_NAMES.gather(code.astype(np.uint32))

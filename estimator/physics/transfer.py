@@ -33,9 +33,25 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import polars as pl
+
 
 from estimator.physics.calibrate import CalibrationParams
 from estimator.physics.specs import SystemSpec, load_system, system_names
+
+
+# Precisions whose slices are never transferred, with the reason (PerfDatabase drops them from a
+# source's grids; the protocol leaves their rows out).
+NOT_TRANSFERRED = {
+    "nvfp4": "the SOL model has no byte width or FP4 peak to move an nvfp4 time with, and Hopper has no "
+             "FP4 tensor cores: an nvfp4 answer on another system would be a copy, not a transfer",
+}
+
+
+def transferable() -> pl.Expr:
+    """Filter expression: rows of precisions that may be transferred (none in NOT_TRANSFERRED)."""
+    bad = list(NOT_TRANSFERRED)
+    return ~pl.col("gemm_type").fill_null("").is_in(bad) & ~pl.col("kv_cache_dtype").fill_null("").is_in(bad)
 
 
 def _split_efficiency(eff: float, peak_ratio: float, rate_ratio: float) -> float:

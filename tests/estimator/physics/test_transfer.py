@@ -85,3 +85,14 @@ def test_source_system_explicit_own_or_nearest():
         source_system("h100_sxm", ["h200_sxm"], "b200_sxm", "trtllm")
     with pytest.raises(ValueError, match="unknown system 'x9000'"):
         source_system("h100_sxm", ["h200_sxm"], "x9000")
+
+
+def test_nvfp4_slices_are_never_transferred_and_the_reason_is_stated():
+    import polars as pl
+
+    from estimator.physics.transfer import NOT_TRANSFERRED, transferable
+
+    rows = pl.DataFrame({"gemm_type": ["bfloat16", "nvfp4", None, "fp8_block"],
+                         "kv_cache_dtype": ["bfloat16", "bfloat16", "fp8", "nvfp4"]})
+    assert rows.filter(transferable())["gemm_type"].to_list() == ["bfloat16", None]
+    assert "FP4" in NOT_TRANSFERRED["nvfp4"]
