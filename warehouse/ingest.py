@@ -168,7 +168,7 @@ def validate_chunk(chunk: RawChunk, ctx: SourceContext) -> tuple[pl.DataFrame, p
     """
     frame, certified = chunk.frame, None
     if chunk.block is not None:
-        done = certify(frame, ctx)
+        done = certify(frame, ctx, chunk.distinct)
         if done is not None:
             certified, frame = done
             if not frame.height:

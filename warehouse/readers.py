@@ -51,6 +51,10 @@ NUMERIC_COLUMNS = {
 }  # fmt: skip
 
 
+class UnreadableLogError(ValueError):
+    """A file the readers cannot read at all (UTF-16 text, a Parquet file of another table)."""
+
+
 def check_encoding(head: bytes, path: Path | str) -> None:
     """Refuse UTF-16/32 text at once (one clear error instead of a file of
     "no header line" rows); other undecodable bytes are judged line by line."""
@@ -83,6 +87,8 @@ class RawChunk:
     # rows, so clean rows never pay for a string copy of their line.
     block: bytes | None = None
     block_first_line: int = 1
+    # Fast path: each text column's distinct values (certify decides its rules on them).
+    distinct: dict[str, list[str]] | None = None
 
     def raw_lines(self, lines: list[int]) -> list[str]:
         if self.block is None:
@@ -193,6 +199,7 @@ class _Fast:
     n_lines: int
     header: list[str]
     header_here: bool
+    distinct: dict[str, list[str]] | None = None  # text column -> its distinct values
 
 
 def _line_blocks(source: HashingReader, chunk_bytes: int) -> Iterator[tuple[bytes, bool]]:
@@ -275,7 +282,10 @@ def _parse_blocks(reader: HashingReader, chunk_bytes: int, workers: int, pool: T
         )
         # The block keeps its header line (if any), so raw lines count from it.
         first_line = start - (1 if parsed.header_here else 0)
-        yield RawChunk(frame=frame, header_lines=int(parsed.header_here), block=data, block_first_line=first_line)
+        yield RawChunk(
+            frame=frame, header_lines=int(parsed.header_here), block=data, block_first_line=first_line,
+            distinct=parsed.distinct,
+        )  # fmt: skip
 
     for n, (data, truncated) in enumerate(_line_blocks(reader, chunk_bytes)):
         if n == 0:
@@ -305,7 +315,7 @@ def _parse_block_fast(data: bytes, header: list[str] | None, truncated_tail: boo
     """
     if truncated_tail or b'"' in data or b"\t" in data:
         return None
-    if b"\r" in data and data.count(b"\r") != data.count(b"\r\n") + data.endswith(b"\r"):
+    if b"\r" in data and data.count(b"\r") != data.count(b"\r\n") + data.endswith(b"\r"):  # `in` first: memchr
         return None  # a lone \r: polars would accept "3\r" as 3, the line path rejects it
     first_end = data.find(b"\n")
     first = data[: first_end if first_end >= 0 else len(data)].decode("utf-8", "replace")
@@ -316,8 +326,6 @@ def _parse_block_fast(data: bytes, header: list[str] | None, truncated_tail: boo
         return None
     if header_here and first_end < 0:
         return None  # header-only block
-    if data.find(b"batch_size", first_end + 1 if header_here else 0) >= 0:
-        return None  # a line that may be a header: the line path decides, line by line
     try:
         # Numbers parse straight into numeric columns; an unparsable one becomes
         # null (ignore_errors) and sends the block down the line path below.
@@ -340,16 +348,24 @@ def _parse_block_fast(data: bytes, header: list[str] | None, truncated_tail: boo
     n_lines = _count_newlines(data) + 1
     if frame.height + int(header_here) != n_lines or frame.width != len(header):
         return None
-    if frame.select(pl.any_horizontal(pl.all().is_null()).any()).item():
+    # One polars pass for every check: a null anywhere (an unparsable number,
+    # a short line), and the distinct values of each text column, on which
+    # empty or padded text (", bfloat16") is found; the line path names them
+    # exactly. A line that may be a header mid-block ("batch_size" in it) goes
+    # to the line path too: every byte of a line is in some field, so the word
+    # is in a distinct text value or has made a numeric field null.
+    text_cols = [c for c in header if c not in NUMERIC_COLUMNS]
+    checks = frame.select(
+        pl.any_horizontal(pl.all().is_null()).any().alias("__null"),
+        *[pl.col(c).unique().cast(pl.String).implode() for c in text_cols],
+    ).row(0, named=True)
+    if checks["__null"]:
         return None
-    # Empty or padded text fields (", bfloat16"): rare, checked on distinct
-    # values only; the line path names them exactly.
-    for c in header:
-        if c not in NUMERIC_COLUMNS:
-            values = frame.get_column(c).unique().cast(pl.String)
-            if (values.str.strip_chars() != values).any() or (values.str.len_bytes() == 0).any():
-                return None
-    return _Fast(frame, n_lines, header, header_here)
+    distinct = {c: checks[c] for c in text_cols}
+    for values in distinct.values():
+        if any(not v or v.strip() != v or "batch_size" in v for v in values):
+            return None
+    return _Fast(frame, n_lines, header, header_here, distinct)
 
 
 def _parse_block_lines(data: bytes, state: ReadState, truncated_tail: bool) -> Iterator[RawChunk]:
