@@ -26,7 +26,6 @@ from typing import Iterator
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .parts import BLOCK_BYTES, FileChangedError, HashingReader, as_reader, pread_exact  # noqa: F401 (re-exported)
 from .schema import TABLE_STEMS
@@ -137,6 +136,8 @@ def _split_lines(block: bytes) -> tuple[pl.Series, pl.Series | None]:
                 bad[i] = True
         fixed = [line.decode("utf-8", "replace") for line in lines]
         return pl.Series("raw", fixed, dtype=pl.String), pl.Series("__bad_utf8", bad, dtype=pl.Boolean)
+    import pyarrow.compute as pc  # the line path only
+
     parts = pc.split_pattern(text, "\n").flatten()
     return pl.from_arrow(parts).cast(pl.String).alias("raw"), None
 
