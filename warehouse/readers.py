@@ -88,18 +88,19 @@ class RawChunk:
     block_first_line: int = 1
     # Fast path: each text column's distinct values (certify decides its rules on them).
     distinct: dict[str, list[str]] | None = None
+    # Fast path: newlines before each slice of the block (a line's text is found in one slice).
+    newlines: np.ndarray | None = None
 
     def raw_lines(self, lines: list[int]) -> list[str]:
         if self.block is None:
             raise ValueError("raw text is in the frame's `raw` column")
-        buf = np.frombuffer(self.block, dtype=np.uint8)
-        ends = np.flatnonzero(buf == 10)
-        starts = np.concatenate(([0], ends + 1))
-        ends = np.concatenate((ends, [len(self.block)]))
+        newlines = self.newlines if self.newlines is not None else _count_newlines(self.block)
         out = []
         for line in lines:
             i = line - self.block_first_line
-            out.append(self.block[starts[i]: ends[i]].decode("utf-8", "replace").rstrip("\r"))
+            start = 0 if i == 0 else _newline_offset(self.block, newlines, i - 1) + 1
+            end = _newline_offset(self.block, newlines, i)
+            out.append(self.block[start:end].decode("utf-8", "replace").rstrip("\r"))
         return out
 
 
@@ -201,6 +202,7 @@ class _Fast:
     header: list[str]
     header_here: bool
     distinct: dict[str, list[str]] | None = None  # text column -> its distinct values
+    newlines: np.ndarray | None = None  # newlines before each slice (_count_newlines)
 
 
 def _line_blocks(source: HashingReader, chunk_bytes: int) -> Iterator[tuple[bytes, bool]]:
@@ -285,7 +287,7 @@ def _parse_blocks(reader: HashingReader, chunk_bytes: int, workers: int, pool: T
         first_line = start - (1 if parsed.header_here else 0)
         yield RawChunk(
             frame=frame, header_lines=int(parsed.header_here), block=data, block_first_line=first_line,
-            distinct=parsed.distinct,
+            distinct=parsed.distinct, newlines=parsed.newlines,
         )  # fmt: skip
 
     for n, (data, truncated) in enumerate(_line_blocks(reader, chunk_bytes)):
@@ -300,10 +302,25 @@ def _parse_blocks(reader: HashingReader, chunk_bytes: int, workers: int, pool: T
         yield from settle(*pending.popleft())
 
 
-def _count_newlines(data: bytes, step: int = 1 << 20) -> int:
-    """Newlines in `data`, counted by numpy off the GIL in 1 MB slices (no big temporary)."""
+NEWLINE_STEP = 1 << 20
+
+
+def _count_newlines(data: bytes, step: int = NEWLINE_STEP) -> np.ndarray:
+    """Newlines in `data` before each `step`-byte slice and in all (the last
+    entry), counted by numpy off the GIL slice by slice (no big temporary)."""
     buf = np.frombuffer(data, dtype=np.uint8)
-    return sum(int(np.count_nonzero(buf[i: i + step] == 10)) for i in range(0, len(buf), step))
+    counts = [np.count_nonzero(buf[i: i + step] == 10) for i in range(0, len(buf), step)]
+    return np.concatenate(([0], np.cumsum(counts, dtype=np.int64)))
+
+
+def _newline_offset(data: bytes, before: np.ndarray, k: int, step: int = NEWLINE_STEP) -> int:
+    """Byte offset of the k-th newline (0-based) of `data`, or len(data) past the last;
+    `before` from `_count_newlines`, so only one slice is searched."""
+    if k >= before[-1]:
+        return len(data)
+    s = int(np.searchsorted(before, k, side="right")) - 1
+    piece = np.frombuffer(data, dtype=np.uint8)[s * step: (s + 1) * step]
+    return s * step + int(np.flatnonzero(piece == 10)[k - before[s]])
 
 
 def _parse_block_fast(data: bytes, header: list[str] | None, truncated_tail: bool) -> _Fast | None:
@@ -346,7 +363,8 @@ def _parse_block_fast(data: bytes, header: list[str] | None, truncated_tail: boo
         return None  # anything odd: the line path reports it exactly
     # Newlines counted off the GIL; a parser that skipped or merged a line
     # would break the line numbering, so that too goes to the line path.
-    n_lines = _count_newlines(data) + 1
+    newlines = _count_newlines(data)
+    n_lines = int(newlines[-1]) + 1
     if frame.height + int(header_here) != n_lines or frame.width != len(header):
         return None
     # One polars pass for every check: a null anywhere (an unparsable number,
@@ -366,7 +384,7 @@ def _parse_block_fast(data: bytes, header: list[str] | None, truncated_tail: boo
     for values in distinct.values():
         if any(not v or v.strip() != v or "batch_size" in v for v in values):
             return None
-    return _Fast(frame, n_lines, header, header_here, distinct)
+    return _Fast(frame, n_lines, header, header_here, distinct, newlines)
 
 
 def _parse_block_lines(data: bytes, state: ReadState, truncated_tail: bool) -> Iterator[RawChunk]:
