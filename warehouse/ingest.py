@@ -478,6 +478,7 @@ def _ingest_one(
         except OSError as exc:
             return FileResult(str(path), "failed", message=f"unreadable: {exc}")
         if (skipped := _skip(ledger, path, sha, previous, force)) is not None:
+            skipped.seconds = time.perf_counter() - t0
             return skipped
     # Read once: the hash is fed from the same buffers the parser reads, so both
     # see the same bytes; the file must still be that file (inode, size, times)
@@ -510,6 +511,7 @@ def _ingest_one(
     if error is not None:
         return _failed(ledger, manifest, path, sha, fmt, error, t0)
     if (skipped := _skip(ledger, path, sha, previous, force)) is not None:
+        skipped.seconds = time.perf_counter() - t0
         return skipped  # content already in under another path: nothing was written
     try:
         written = _write_parts(store, path, sha, fmt, encoded)
