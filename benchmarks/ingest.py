@@ -13,7 +13,10 @@ from os.wait4 (the largest over the runs is reported). The log is written by
 a child process too: Linux charges a child the RSS of the process it was
 forked from, so a parent holding the 10M-row frame would inflate the figure.
 The machine is shared, so each input is ingested `--repeat` times into a
-fresh warehouse and the best and median are reported.
+fresh warehouse and the best and median are reported; wall and CPU time
+(user + system, from the child's rusage) are both given, since CPU time moves
+less with the load of other tenants. `--baseline ../main` times another
+checkout's ingest in the same rounds (the order rotates each round).
 """
 
 from __future__ import annotations
@@ -86,33 +89,39 @@ def loop_reference() -> float:
     return time.perf_counter() - t0
 
 
-def run_ingest(args: list[str], home: Path) -> tuple[float, int, str]:
-    """(wall s, peak RSS KiB of this ingest process alone, summary line)."""
+def _child(cmd: list[str], cwd: Path, env: dict | None = None) -> tuple[float, float, int, str]:
+    """(wall s, CPU s = user + system, peak RSS KiB, output) of one child process, from its own rusage."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "perfwh.cli", "ingest", *args, "--home", str(home)],
-        cwd=REPO,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage
     wall = time.perf_counter() - t0
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"ingest failed:\n{output}")
-    return wall, usage.ru_maxrss, output.strip().splitlines()[-1]
+        raise SystemExit(f"{cmd[2:4]} failed:\n{output}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, output
+
+
+def run_ingest(args: list[str], home: Path, repo: Path = REPO) -> tuple[float, float, int, str]:
+    """(wall s, CPU s, peak RSS KiB of this ingest process alone, summary line) of `perfwh ingest`
+    run from the checkout `repo` (this one, or a baseline such as main)."""
+    wall, cpu, rss, output = _child(
+        [sys.executable, "-m", "perfwh.cli", "ingest", *args, "--home", str(home)],
+        repo, dict(os.environ, PYTHONPATH=str(repo)),
+    )  # fmt: skip
+    return wall, cpu, rss, output.strip().splitlines()[-1]
 
 
 BARE = "import sys, polars as pl; pl.scan_csv(sys.argv[1]).sink_parquet(sys.argv[2])"
 
 
-def run_bare(log: Path, out: Path) -> float:
-    """Wall s of a cold process doing a bare `polars.scan_csv(log).sink_parquet(out)` (no validation, no table)."""
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", BARE, str(log), str(out)], check=True)
-    return time.perf_counter() - t0
+def run_bare(log: Path, out: Path) -> tuple[float, float]:
+    """(wall s, CPU s) of a cold process doing a bare `polars.scan_csv(log).sink_parquet(out)` (no validation, no table)."""
+    wall, cpu, _, _ = _child([sys.executable, "-c", BARE, str(log), str(out)], REPO)
+    return wall, cpu
+
+
+def _load() -> str:
+    return f"load {os.getloadavg()[0]:.2f}"
 
 
 def main() -> None:
@@ -124,6 +133,10 @@ def main() -> None:
     p.add_argument("--bad-every", type=int, default=0, metavar="N",
                    help="damage every N-th row of the synthetic log (NaN latency, unknown dtype); default clean")
     p.add_argument("--skip-shared", action="store_true", help="leave out the shared data set")
+    p.add_argument("--baseline", type=Path, default=None, metavar="CHECKOUT",
+                   help="also time the ingest of another checkout (e.g. main), alternated with this one")
+    p.add_argument("--log", type=Path, default=None,
+                   help="a synthetic log written earlier (--write-log, same --rows) instead of a new one")
     p.add_argument("--write-log", type=Path, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.write_log:
@@ -136,43 +149,64 @@ def main() -> None:
         if args.shared.is_dir() and not args.skip_shared:
             walls = []
             for i in range(args.repeat):
-                wall, _, summary = run_ingest([str(args.shared)], tmp / f"wh_shared{i}")
+                wall, _, _, summary = run_ingest([str(args.shared)], tmp / f"wh_shared{i}")
                 walls.append(wall)
             print(f"shared data set, cold process: best {min(walls):.2f} s, median {statistics.median(walls):.2f} s "
                   f"({', '.join(f'{w:.2f}' for w in walls)})  ({summary})")  # fmt: skip
         log_dir = tmp / "raw" / "h200_sxm"
         log_dir.mkdir(parents=True)
         t0 = time.perf_counter()
-        log = log_dir / "dsa_context_module_perf.txt"
-        subprocess.run([sys.executable, __file__, "--write-log", str(log), "--rows", str(args.rows),
-                        "--bad-every", str(args.bad_every)], check=True)
+        if args.log:  # a log written earlier (same --rows): saves ~25 s per benchmark run
+            log = args.log
+        else:
+            log = log_dir / "dsa_context_module_perf.txt"
+            subprocess.run([sys.executable, __file__, "--write-log", str(log), "--rows", str(args.rows),
+                            "--bad-every", str(args.bad_every)], check=True)  # fmt: skip
         os.sync()  # the log's dirty pages are flushed now, not during the first timed run
         size_mb = log.stat().st_size / 1e6
         print(f"synthetic log: {args.rows:,} rows, {size_mb:,.0f} MB, written in {time.perf_counter() - t0:.1f} s")
-        walls, bares, peak_kib = [], [], 0
+        # Each round runs the bare copy, this checkout's ingest and (with --baseline) the
+        # baseline's, in a rotating order, so all see the same load on this shared machine.
+        runs = {"bare": [], "ingest": []}
+        repos = {"ingest": REPO}
+        if args.baseline:
+            runs["baseline"] = []
+            repos["baseline"] = args.baseline.resolve()
+        peak: dict[str, int] = {}
+        summary = ""
         for i in range(args.repeat):
-            # The bare copy and the ingest alternate, so both see the same load on this shared machine.
-            bares.append(run_bare(log, tmp / "bare.parquet"))
-            (tmp / "bare.parquet").unlink()
-            wall, peak, summary = run_ingest([str(log)], tmp / f"wh{i}")
-            walls.append(wall)
-            peak_kib = max(peak_kib, peak)
-            print(f"  run {i + 1}: {wall:.2f} s wall, {args.rows / wall:,.0f} rows/s, peak RSS {peak / 1024:,.0f} MiB, "
-                  f"load {os.getloadavg()[0]:.2f}, loop reference {loop_reference():.3f} s")  # fmt: skip
-            shutil.rmtree(tmp / f"wh{i}")
-        best, median = min(walls), statistics.median(walls)
-        print(
-            f"ingest {args.rows:,} rows end to end: best {best:.2f} s = {args.rows / best:,.0f} rows/s, "
-            f"median {median:.2f} s = {args.rows / median:,.0f} rows/s; peak RSS {peak_kib / 1024:,.0f} MiB"
-        )
-        print(f"  ({summary})")
-        bare = statistics.median(bares)
-        print(
-            f"bare polars scan_csv().sink_parquet() of the same log: median {bare:.2f} s "
-            f"({', '.join(f'{w:.2f}' for w in bares)}); ingest / bare = {median / bare:.2f}x (medians), "
-            f"{best / min(bares):.2f}x (best)"
-        )
-
+            names = list(runs)
+            names = names[i % len(names):] + names[: i % len(names)]
+            for name in names:
+                if name == "bare":
+                    wall, cpu = run_bare(log, tmp / "bare.parquet")
+                    (tmp / "bare.parquet").unlink()
+                    rss = 0
+                else:
+                    wall, cpu, rss, summary_i = run_ingest([str(log)], tmp / f"wh_{name}{i}", repos[name])
+                    shutil.rmtree(tmp / f"wh_{name}{i}")
+                    peak[name] = max(peak.get(name, 0), rss)
+                    if name == "ingest":
+                        summary = summary_i
+                runs[name].append((wall, cpu))
+                print(f"  run {i + 1} {name:8s}: {wall:6.2f} s wall, {cpu:6.2f} s CPU"
+                      + (f", {args.rows / wall:,.0f} rows/s, peak RSS {rss / 1024:,.0f} MiB" if rss else "")
+                      + f", {_load()}, loop reference {loop_reference():.3f} s", flush=True)  # fmt: skip
+        med = {n: (statistics.median(w for w, _ in r), statistics.median(c for _, c in r)) for n, r in runs.items()}
+        best = {n: min(w for w, _ in r) for n, r in runs.items()}
+        bare_wall, bare_cpu = med["bare"]
+        print(f"bare polars scan_csv().sink_parquet() of the same log: median {bare_wall:.2f} s wall, "
+              f"{bare_cpu:.2f} s CPU (best {best['bare']:.2f} s)")  # fmt: skip
+        for name in runs:
+            if name == "bare":
+                continue
+            wall, cpu = med[name]
+            label = "this checkout" if name == "ingest" else f"baseline {repos[name]}"
+            print(f"ingest {args.rows:,} rows, {label}: median {wall:.2f} s wall = {args.rows / wall:,.0f} rows/s, "
+                  f"{cpu:.2f} s CPU, peak RSS {peak[name] / 1024:,.0f} MiB; ingest / bare = "
+                  f"{wall / bare_wall:.2f}x wall (medians), {best[name] / best['bare']:.2f}x (best), "
+                  f"{cpu / bare_cpu:.2f}x CPU (medians)")  # fmt: skip
+        print(f"  ({summary}); {_load()} at the end")
 
 if __name__ == "__main__":
     main()

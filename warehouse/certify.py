@@ -34,7 +34,9 @@ from .validate import (
 _OTHER_KNOWN = {"system", "op", "attn_dtype", "prefix", "kv_len", "latency_ms", "run_id", "gpu_clock_mhz"}
 
 
-def _distinct(frame: pl.DataFrame, col: str) -> list[str]:
+def _distinct(frame: pl.DataFrame, col: str, known: dict[str, list[str]] | None = None) -> list[str]:
+    if known is not None and col in known:
+        return known[col]
     return frame.get_column(col).unique().cast(pl.String).to_list()
 
 
@@ -48,7 +50,9 @@ def _mapped(col: str, mapping: dict[str, str]) -> pl.Expr:
     return pl.col(col).cast(pl.String).replace_strict(mapping, return_dtype=pl.String).cast(pl.Categorical)
 
 
-def certify(frame: pl.DataFrame, ctx: SourceContext) -> tuple[pl.DataFrame, pl.DataFrame] | None:
+def certify(
+    frame: pl.DataFrame, ctx: SourceContext, distinct: dict[str, list[str]] | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame] | None:
     """(canonical measurements of the rows that pass every rule, the other rows
     as they came), or None where the block's shape is not one this path covers.
 
@@ -56,6 +60,7 @@ def certify(frame: pl.DataFrame, ctx: SourceContext) -> tuple[pl.DataFrame, pl.D
     Categorical with no null, empty or padded value (the reader checked).
     The rows handed back go to the exact validator, which names their faults;
     a NaN latency sprinkled through a log costs those rows, not the block.
+    `distinct`: each text column's distinct values, where the reader has them.
     """
     cols = set(frame.columns)
     if cols & _OTHER_KNOWN or not set(ALWAYS_REQUIRED) <= cols:
@@ -64,7 +69,7 @@ def certify(frame: pl.DataFrame, ctx: SourceContext) -> tuple[pl.DataFrame, pl.D
         return None
     to_op, to_variant = op_tables()
     if "op_name" in cols:
-        names = _distinct(frame, "op_name")
+        names = _distinct(frame, "op_name", distinct)
         ops = {n: to_op.get(n.strip().lower()) for n in names}
         variants = {to_variant.get(n.strip().lower()) for n in names if ops[n]}
     elif ctx.table_op is None:
@@ -82,16 +87,16 @@ def certify(frame: pl.DataFrame, ctx: SourceContext) -> tuple[pl.DataFrame, pl.D
 
     # Per distinct value: its canonical form, or None where a rule rejects it.
     text: dict[str, dict[str, str | None]] = {
-        "framework": {v: framework_name(v) for v in _distinct(frame, "framework")},
-        "mla_dtype": {v: norm_in(v, DTYPES) for v in _distinct(frame, "mla_dtype")},
-        "kv_cache_dtype": {v: norm_in(v, KV_CACHE_DTYPES) for v in _distinct(frame, "kv_cache_dtype")},
+        "framework": {v: framework_name(v) for v in _distinct(frame, "framework", distinct)},
+        "mla_dtype": {v: norm_in(v, DTYPES) for v in _distinct(frame, "mla_dtype", distinct)},
+        "kv_cache_dtype": {v: norm_in(v, KV_CACHE_DTYPES) for v in _distinct(frame, "kv_cache_dtype", distinct)},
     }
     if "gemm_type" in cols:
-        text["gemm_type"] = {v: norm_in(v, GEMM_TYPES) for v in _distinct(frame, "gemm_type")}
+        text["gemm_type"] = {v: norm_in(v, GEMM_TYPES) for v in _distinct(frame, "gemm_type", distinct)}
     if "op_name" in cols:
         text["op_name"] = ops
     if "device" in cols:
-        text["device"] = {v: system_of_device(v) or ctx.folder_system for v in _distinct(frame, "device")}
+        text["device"] = {v: system_of_device(v) or ctx.folder_system for v in _distinct(frame, "device", distinct)}
     elif ctx.folder_system is None:
         return None
 

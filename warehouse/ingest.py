@@ -25,6 +25,7 @@ import polars as pl
 from .certify import certify
 from .manifest import Manifest, SourceEntry, manifest_of, now_iso
 from .paths import WarehousePaths
+from .parts import Encoded, HashingReader, encode_parquet
 from .prefetch import Prefetch
 from .readers import READERS, Discovery, FileChangedError, RawChunk, discover_raw_logs, format_of, unmodelled_reason
 from .schema import MEASUREMENT_SCHEMA, QUARANTINE_SCHEMA, STORAGE_SCHEMA
@@ -167,7 +168,7 @@ def validate_chunk(chunk: RawChunk, ctx: SourceContext) -> tuple[pl.DataFrame, p
     """
     frame, certified = chunk.frame, None
     if chunk.block is not None:
-        done = certify(frame, ctx)
+        done = certify(frame, ctx, chunk.distinct)
         if done is not None:
             certified, frame = done
             if not frame.height:
@@ -192,15 +193,68 @@ class _Validated:
     header_lines: int
 
 
-def _validated_chunks(path: Path, fmt: str) -> Iterator[_Validated]:
-    ctx = context_for(path)
-    for chunk in READERS[fmt](path):
+def _validated_chunks(source: HashingReader, fmt: str) -> Iterator[_Validated]:
+    ctx = context_for(source.path)
+    for chunk in READERS[fmt](source):
         good, bad = validate_chunk(chunk, ctx)
         yield _Validated(good, bad, chunk.frame.height, chunk.blank_lines, chunk.header_lines)
 
 
 # Rows buffered per data file: fewer, larger files than one per parsed block.
 FILE_ROWS = 2_000_000
+
+
+def _encode_parts(path: Path, fmt: str, chunks: Iterable[_Validated],
+                  on_rows: Callable[[int], None] | None = None) -> Encoded:
+    """One file's data files and quarantine, encoded in memory while the file
+    is read; written by `_write_parts` once the hash (the partition) is final.
+
+    The files hold no hash: the partition column lives in the Delta log.
+    `on_rows(rows read so far)` is called after each block (progress of a big file).
+    """
+    out = Encoded(ingested_at=datetime.now(timezone.utc))
+    lineage = [
+        pl.lit(str(path)).alias("source_file"),
+        pl.lit(out.ingested_at).cast(MEASUREMENT_SCHEMA["ingested_at"]).alias("ingested_at"),
+    ]
+    to_storage = [pl.col(c).cast(t) for c, t in STORAGE_SCHEMA.items() if c != PARTITION]
+    pending: list[pl.DataFrame] = []
+    bad_frames: list[pl.DataFrame] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        frame = pl.concat(pending) if len(pending) > 1 else pending[0]
+        pending.clear()
+        out.parts.append(encode_parquet(frame.with_columns(lineage).select(to_storage)))
+        out.rows.append(frame.height)
+
+    for chunk in chunks:
+        out.blank_lines += chunk.blank_lines
+        out.header_lines += chunk.header_lines
+        out.rows_read += chunk.rows_read
+        if on_rows:
+            on_rows(out.rows_read)
+        out.rows_accepted += chunk.good.height
+        if chunk.bad.height:
+            bad_frames.append(chunk.bad)
+        if not chunk.good.height:
+            continue
+        pending.append(chunk.good)
+        if sum(f.height for f in pending) >= FILE_ROWS:
+            flush()
+    flush()
+    out.rows_quarantined = sum(b.height for b in bad_frames)
+    if out.rows_accepted + out.rows_quarantined != out.rows_read:
+        raise AssertionError(
+            f"{path}: accounting broke: read {out.rows_read} != {out.rows_accepted} + {out.rows_quarantined}"
+        )
+    if bad_frames:
+        q = pl.concat(bad_frames).with_columns(lineage).select(
+            [pl.col(c).cast(t) for c, t in QUARANTINE_SCHEMA.items() if c != PARTITION]
+        )
+        out.quarantine = encode_parquet(q)
+    return out
 
 
 @dataclass
@@ -214,69 +268,19 @@ class _Written:
     quarantine_rows: list[int]
 
 
-def _write_parts(
-    store: Store, path: Path, sha: str, fmt: str, chunks: Iterable[_Validated],
-    on_rows: Callable[[int], None] | None = None,
-) -> _Written:
-    """Write one file's data files and quarantine; nothing is committed here.
-
-    `on_rows(rows read so far)` is called after each block (progress of a big file).
-    """
-    ingested_at = datetime.now(timezone.utc)
-    lineage = [
-        pl.lit(str(path)).alias("source_file"),
-        pl.lit(sha).alias("source_sha256"),
-        pl.lit(ingested_at).cast(MEASUREMENT_SCHEMA["ingested_at"]).alias("ingested_at"),
-    ]
-    # The partition column (source_sha256) lives in the Delta log, not in the files.
-    to_storage = [pl.col(c).cast(t) for c, t in STORAGE_SCHEMA.items() if c != PARTITION]
-    files: list[DataFile] = []
-    rows: list[int] = []
-    pending: list[pl.DataFrame] = []
-    bad_frames: list[pl.DataFrame] = []
-    accepted = read = blank = headers = 0
-
-    def flush() -> None:
-        if not pending:
-            return
-        frame = pl.concat(pending) if len(pending) > 1 else pending[0]
-        pending.clear()
-        files.append(store.write_file("measurements", sha, frame, new_file_name(sha, len(files))))
-        rows.append(frame.height)
-
-    for chunk in chunks:
-        blank += chunk.blank_lines
-        headers += chunk.header_lines
-        read += chunk.rows_read
-        if on_rows:
-            on_rows(read)
-        accepted += chunk.good.height
-        if chunk.bad.height:
-            bad_frames.append(chunk.bad)
-        if not chunk.good.height:
-            continue
-        pending.append(chunk.good.with_columns(lineage).select(to_storage))
-        if sum(f.height for f in pending) >= FILE_ROWS:
-            flush()
-    flush()
-    quarantined = sum(b.height for b in bad_frames)
-    if accepted + quarantined != read:
-        raise AssertionError(f"{path}: accounting broke: read {read} != {accepted} + {quarantined}")
-    q_files: list[DataFile] = []
-    if bad_frames:
-        q = pl.concat(bad_frames).with_columns(lineage).select(
-            [pl.col(c).cast(t) for c, t in QUARANTINE_SCHEMA.items() if c != PARTITION]
-        )
-        q_files.append(store.write_file("quarantine", sha, q, new_file_name(sha)))
-    stamp = ingested_at.isoformat(timespec="microseconds")
+def _write_parts(store: Store, path: Path, sha: str, fmt: str, enc: Encoded) -> _Written:
+    """Write one file's encoded data files under partition `sha`; nothing is committed here."""
+    files = [store.write_bytes("measurements", sha, data, new_file_name(sha, n)) for n, data in enumerate(enc.parts)]
+    q_files = [store.write_bytes("quarantine", sha, enc.quarantine, new_file_name(sha))] if enc.quarantine else []
+    stamp = enc.ingested_at.isoformat(timespec="microseconds")
     entry = SourceEntry(
-        path=str(path), sha256=sha, format=fmt, rows_read=read, rows_accepted=accepted,
-        rows_quarantined=quarantined, blank_lines=blank, header_lines=headers,
+        path=str(path), sha256=sha, format=fmt, rows_read=enc.rows_read, rows_accepted=enc.rows_accepted,
+        rows_quarantined=enc.rows_quarantined, blank_lines=enc.blank_lines, header_lines=enc.header_lines,
         status="ingested", first_ingested_at=stamp, ingested_at=stamp,
         parts=[f"measurements/{f.path}" for f in files],
         quarantine=f"quarantine/{q_files[0].path}" if q_files else None,
     )  # fmt: skip
-    return _Written(entry, files, rows, q_files, [quarantined] if q_files else [])
+    return _Written(entry, files, enc.rows, q_files, [enc.rows_quarantined] if q_files else [])
 
 
 def _event(entry: SourceEntry, status: str, *, mv: int | None = None, qv: int | None = None,
@@ -464,36 +468,58 @@ def _ingest_one(
         before = os.stat(path)
     except OSError as exc:
         return FileResult(str(path), "failed", message=f"unreadable: {exc}")
-    # Parsing starts in a thread while this one hashes the file; if the hash
-    # says the file is already in, the few blocks read ahead are dropped.
-    # Hash and parse read the same bytes: both read exactly the size seen
-    # here (a short read is an error), and the file must still be that file
-    # (inode, size, times) when the parse is done.
-    with Prefetch(lambda: _validated_chunks(path, fmt)) as chunks:
+    done = lambda status, msg="": FileResult(str(path), status, message=msg, seconds=time.perf_counter() - t0)  # noqa: E731
+    if previous is not None and not force:
+        # A path already in: hash it first (no parse) and stop there if it is unchanged.
         try:
             sha = sha256_of(path, before.st_size)
         except FileChangedError as exc:
-            return FileResult(str(path), "failed", message=str(exc), seconds=time.perf_counter() - t0)
+            return done("failed", str(exc))
         except OSError as exc:
             return FileResult(str(path), "failed", message=f"unreadable: {exc}")
-        existing = manifest.sources.get(sha)
-        if existing is not None and not (force and existing.path == str(path)):
-            if existing.path == str(path):
-                return FileResult(str(path), "skipped-unchanged", seconds=time.perf_counter() - t0)
-            msg = f"same content as {existing.path}"
-            if previous is not None:
-                # This path's earlier content is no longer in the file: its rows go.
-                ledger.retire(previous, f"now the same content as {existing.path}")
-            return FileResult(str(path), "skipped-duplicate", message=msg, seconds=time.perf_counter() - t0)
-        try:
-            written = _write_parts(store, path, sha, fmt, chunks, on_rows)
-            _check_unchanged(path, before)
-        except OSError as exc:
-            if exc.errno in _HOME_FULL:  # the warehouse cannot take writes: stop the run, record nothing
+        if (skipped := _skip(ledger, path, sha, previous, force)) is not None:
+            skipped.seconds = time.perf_counter() - t0
+            return skipped
+    # Read once: the hash is fed from the same buffers the parser reads, so both
+    # see the same bytes; the file must still be that file (inode, size, times)
+    # when the parse is done, or nothing of it is kept.
+    error: Exception | None = None
+    sha = ""
+    try:
+        with HashingReader(path, before.st_size) as source:
+            try:
+                with Prefetch(lambda: _validated_chunks(source, fmt)) as chunks:
+                    encoded = _encode_parts(path, fmt, chunks, on_rows)
+            except FileChangedError:
                 raise
-            return _failed(ledger, manifest, path, sha, fmt, exc, t0)
-        except Exception as exc:  # noqa: BLE001
-            return _failed(ledger, manifest, path, sha, fmt, exc, t0)
+            except OSError as exc:
+                if exc.errno in _HOME_FULL:  # the warehouse cannot take writes: stop the run, record nothing
+                    raise
+                error = exc
+            except Exception as exc:  # noqa: BLE001 - recorded as failed, with the file's hash
+                error = exc
+            while not source.done:  # a file that failed to parse: its hash for the ledger
+                source.read()
+            sha = source.hexdigest()
+        _check_unchanged(path, before)
+    except FileChangedError as exc:  # recorded in the ledger where the hash got to the end
+        return _failed(ledger, manifest, path, sha, fmt, exc, t0) if sha else done("failed", str(exc))
+    except OSError as exc:
+        if exc.errno in _HOME_FULL:
+            raise
+        return done("failed", f"unreadable: {exc}")
+    if error is not None:
+        return _failed(ledger, manifest, path, sha, fmt, error, t0)
+    if (skipped := _skip(ledger, path, sha, previous, force)) is not None:
+        skipped.seconds = time.perf_counter() - t0
+        return skipped  # content already in under another path: nothing was written
+    try:
+        written = _write_parts(store, path, sha, fmt, encoded)
+    except OSError as exc:
+        if exc.errno in _HOME_FULL:
+            raise
+        return _failed(ledger, manifest, path, sha, fmt, exc, t0)
+    del encoded
     entry = written.entry
     mv = store.commit_partition("measurements", sha, written.files, written.rows)
     qv = store.commit_partition("quarantine", sha, written.quarantine, written.quarantine_rows)
@@ -514,3 +540,16 @@ def _ingest_one(
         str(path), status, entry.rows_read, entry.rows_accepted, entry.rows_quarantined,
         seconds=time.perf_counter() - t0,
     )  # fmt: skip
+
+
+def _skip(ledger: _Ledger, path: Path, sha: str, previous: SourceEntry | None, force: bool) -> FileResult | None:
+    """The result for content already in the warehouse (unchanged, or a duplicate of another path), else None."""
+    existing = ledger.manifest.sources.get(sha)
+    if existing is None or (force and existing.path == str(path)):
+        return None
+    if existing.path == str(path):
+        return FileResult(str(path), "skipped-unchanged")
+    if previous is not None:
+        # This path's earlier content is no longer in the file: its rows go.
+        ledger.retire(previous, f"now the same content as {existing.path}")
+    return FileResult(str(path), "skipped-duplicate", message=f"same content as {existing.path}")

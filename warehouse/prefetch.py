@@ -1,8 +1,9 @@
 """Run a producer one step ahead of its consumer, in a background thread.
 
-Ingest is parse -> validate -> write per block. Polars and hashlib release the
-GIL, so a thread that parses and validates the next blocks while the caller
-hashes the file and writes the previous block's parts keeps both cores busy.
+Ingest is read + hash -> parse -> validate -> encode per block. Polars and
+hashlib release the GIL, so a thread that reads, hashes, parses and validates
+the next blocks while the caller encodes the previous blocks' data files
+keeps both cores busy.
 """
 
 from __future__ import annotations

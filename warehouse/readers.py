@@ -26,11 +26,11 @@ from typing import Iterator
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from .parts import BLOCK_BYTES, FileChangedError, HashingReader, as_reader, pread_exact  # noqa: F401 (re-exported)
 from .schema import TABLE_STEMS
 
-CHUNK_BYTES = 64 * 1024 * 1024
+CHUNK_BYTES = BLOCK_BYTES
 PARSE_WORKERS = min(4, os.cpu_count() or 1)
 BOM = b"\xef\xbb\xbf"
 
@@ -50,23 +50,8 @@ NUMERIC_COLUMNS = {
 }  # fmt: skip
 
 
-class FileChangedError(OSError):
-    """The file changed while it was read (truncated, grown or rewritten)."""
-
-
 class UnreadableLogError(ValueError):
     """A file the readers cannot read at all (UTF-16 text, a Parquet file of another table)."""
-
-
-def pread_exact(fd: int, n: int, offset: int, path: Path | str = "") -> bytes:
-    """`n` bytes at `offset`; a short read means the file shrank under us."""
-    data = os.pread(fd, n, offset)  # releases the GIL
-    if len(data) != n:
-        raise FileChangedError(
-            f"{path}: changed while it was read (expected {n:,} bytes at offset {offset:,}, "
-            f"got {len(data):,}); not ingested, re-run once the writer is done"
-        )
-    return data
 
 
 def check_encoding(head: bytes, path: Path | str) -> None:
@@ -101,18 +86,21 @@ class RawChunk:
     # rows, so clean rows never pay for a string copy of their line.
     block: bytes | None = None
     block_first_line: int = 1
+    # Fast path: each text column's distinct values (certify decides its rules on them).
+    distinct: dict[str, list[str]] | None = None
+    # Fast path: newlines before each slice of the block (a line's text is found in one slice).
+    newlines: np.ndarray | None = None
 
     def raw_lines(self, lines: list[int]) -> list[str]:
         if self.block is None:
             raise ValueError("raw text is in the frame's `raw` column")
-        buf = np.frombuffer(self.block, dtype=np.uint8)
-        ends = np.flatnonzero(buf == 10)
-        starts = np.concatenate(([0], ends + 1))
-        ends = np.concatenate((ends, [len(self.block)]))
+        newlines = self.newlines if self.newlines is not None else _count_newlines(self.block)
         out = []
         for line in lines:
             i = line - self.block_first_line
-            out.append(self.block[starts[i]: ends[i]].decode("utf-8", "replace").rstrip("\r"))
+            start = 0 if i == 0 else _newline_offset(self.block, newlines, i - 1) + 1
+            end = _newline_offset(self.block, newlines, i)
+            out.append(self.block[start:end].decode("utf-8", "replace").rstrip("\r"))
         return out
 
 
@@ -149,6 +137,8 @@ def _split_lines(block: bytes) -> tuple[pl.Series, pl.Series | None]:
                 bad[i] = True
         fixed = [line.decode("utf-8", "replace") for line in lines]
         return pl.Series("raw", fixed, dtype=pl.String), pl.Series("__bad_utf8", bad, dtype=pl.Boolean)
+    import pyarrow.compute as pc  # the line path only
+
     parts = pc.split_pattern(text, "\n").flatten()
     return pl.from_arrow(parts).cast(pl.String).alias("raw"), None
 
@@ -204,18 +194,6 @@ def _frame_for_segment(lines: pl.DataFrame, header: list[str] | None) -> pl.Data
 
 
 @dataclass
-class _Block:
-    """A span of whole lines [start, end) of the file (end excludes the last newline)."""
-
-    start: int
-    end: int
-    truncated_tail: bool  # the file's last line, without a newline
-
-    def read(self, fd: int, path: Path | str = "") -> bytes:
-        return pread_exact(fd, self.end - self.start, self.start, path)
-
-
-@dataclass
 class _Fast:
     """A fast-path parse, before the file-level line numbering is applied."""
 
@@ -223,48 +201,44 @@ class _Fast:
     n_lines: int
     header: list[str]
     header_here: bool
+    distinct: dict[str, list[str]] | None = None  # text column -> its distinct values
+    newlines: np.ndarray | None = None  # newlines before each slice (_count_newlines)
 
 
-_CUT_WINDOW = 64 * 1024
+def _line_blocks(source: HashingReader, chunk_bytes: int) -> Iterator[tuple[bytes, bool]]:
+    """(block, truncated_tail) of whole lines, in file order, read once through `source`.
+
+    A block is a run of lines without its last newline; the bytes after the
+    last newline of a read ride on to the next block. `truncated_tail`: the
+    block ends with the file's last line, which has no newline.
+    """
+    carry = b""
+    first = True
+    while not source.done:
+        data = source.read(chunk_bytes)
+        if first:
+            check_encoding(data[:4096], source.path)
+            if data.startswith(BOM):
+                data = data[len(BOM):]
+            first = False
+        if source.done:
+            tail = b"".join((carry, data)) if carry else data
+            if tail:
+                terminated = tail.endswith(b"\n")
+                yield (tail[:-1] if terminated else tail), not terminated
+            return
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            carry = b"".join((carry, data))
+            continue
+        view = memoryview(data)
+        yield b"".join((carry, view[:cut])), False
+        carry = bytes(view[cut + 1:])
 
 
-def _cut_after(fd: int, pos: int, end: int, size: int, path: Path | str) -> int:
-    """The offset just past the last newline in [pos, end), else past the first
-    one at or after `end`, else `size`. Reads only small windows near the cut
-    (pread, never a mapping: a file truncated meanwhile gives an error, not SIGBUS)."""
-    hi = end
-    while hi > pos:
-        lo = max(pos, hi - _CUT_WINDOW)
-        cut = pread_exact(fd, hi - lo, lo, path).rfind(b"\n")
-        if cut >= 0:
-            return lo + cut + 1
-        hi = lo
-    lo = end
-    while lo < size:
-        window = pread_exact(fd, min(_CUT_WINDOW, size - lo), lo, path)
-        cut = window.find(b"\n")
-        if cut >= 0:
-            return lo + cut + 1
-        lo += len(window)
-    return size
-
-
-def _blocks(fd: int, size: int, chunk_bytes: int, path: Path | str = "") -> list[_Block]:
-    head = pread_exact(fd, min(size, 4096), 0, path)
-    check_encoding(head, path)
-    pos = len(BOM) if head.startswith(BOM) else 0
-    out = []
-    while pos < size:
-        end = min(pos + chunk_bytes, size)
-        if end < size:
-            end = _cut_after(fd, pos, end, size, path)
-        terminated = pread_exact(fd, 1, end - 1, path) == b"\n"
-        out.append(_Block(pos, end - 1 if terminated else end, end >= size and not terminated))
-        pos = end
-    return out
-
-
-def read_collector_csv(path: Path, chunk_bytes: int = CHUNK_BYTES, workers: int = PARSE_WORKERS) -> Iterator[RawChunk]:
+def read_collector_csv(
+    source: HashingReader | Path, chunk_bytes: int | None = None, workers: int = PARSE_WORKERS
+) -> Iterator[RawChunk]:
     """Yield parsed chunks of a collector CSV log, robust to real-world damage.
 
     Handles a UTF-8 BOM, CRLF, blank lines, repeated or changed header lines
@@ -272,57 +246,81 @@ def read_collector_csv(path: Path, chunk_bytes: int = CHUNK_BYTES, workers: int 
     columns, and a truncated last line (no trailing newline: quarantined as
     such, since a cut-off number can still parse).
 
-    Polars parses one buffer on one core, so blocks are read and parsed by
-    `workers` threads at once, speculatively under the header in force when
-    they were submitted; chunks are yielded in file order, and a block whose
-    header changed under it (a header line mid-file) is parsed again.
+    The file is read once, in order, through `source` (which hashes what it
+    reads: warehouse/parts.py). Polars parses one buffer on one core, so up to
+    `workers` blocks are parsed by threads at once, speculatively under the
+    header in force when they were submitted; chunks are yielded in file
+    order, and a block whose header changed under it (a header line
+    mid-file) is parsed again.
     """
-    size = path.stat().st_size
-    if size == 0:
-        return
+    reader, opened = as_reader(source)
+    try:
+        if reader.size == 0:
+            return
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            yield from _parse_blocks(reader, chunk_bytes or CHUNK_BYTES, workers, pool)
+    finally:
+        if opened:
+            reader.close()
+
+
+def _parse_blocks(reader: HashingReader, chunk_bytes: int, workers: int, pool: ThreadPoolExecutor) -> Iterator[RawChunk]:
     state = ReadState()
-    with open(path, "rb") as fh, ThreadPoolExecutor(max(1, workers)) as pool:
-        fd = fh.fileno()
-        blocks = _blocks(fd, size, chunk_bytes, path)
-        if not blocks:
-            return  # only a BOM
+    hint: list[str] | None = None  # until the first block is parsed, later ones assume its first line
+    pending: deque = deque()
 
-        def fast(block: _Block, header: list[str] | None) -> tuple[bytes, _Fast | None]:
-            data = block.read(fd, path)
-            return data, _parse_block_fast(data, header, block.truncated_tail)
+    def settle(assumed, data: bytes, truncated: bool, future) -> Iterator[RawChunk]:
+        parsed = future.result()
+        if assumed != state.header and (parsed is None or not parsed.header_here):
+            parsed = _parse_block_fast(data, state.header, truncated)
+        if parsed is None:
+            yield from _parse_block_lines(data, state, truncated)
+            return
+        start = state.line_offset + (2 if parsed.header_here else 1)
+        state.line_offset += parsed.n_lines
+        state.header = parsed.header
+        frame = parsed.frame.with_columns(
+            pl.int_range(start, start + parsed.frame.height, dtype=pl.Int64).alias("source_line"),
+            pl.lit(None, dtype=pl.String).alias("parse_error"),
+        )
+        # The block keeps its header line (if any), so raw lines count from it.
+        first_line = start - (1 if parsed.header_here else 0)
+        yield RawChunk(
+            frame=frame, header_lines=int(parsed.header_here), block=data, block_first_line=first_line,
+            distinct=parsed.distinct, newlines=parsed.newlines,
+        )  # fmt: skip
 
-        # Until block 0 is parsed, later blocks assume the file's first line.
-        first = pread_exact(fd, min(size - blocks[0].start, 64 * 1024), blocks[0].start, path).split(b"\n", 1)[0].decode("utf-8", "replace")
-        hint = _header_fields(first) if _is_header_line(first) else None
-        pending: deque = deque()
-        ahead = iter(blocks)
-        for block in blocks:
-            while len(pending) <= workers and (nxt := next(ahead, None)) is not None:
-                assumed = state.header or hint
-                pending.append((assumed, pool.submit(fast, nxt, assumed)))
-            assumed, future = pending.popleft()
-            data, parsed = future.result()
-            if assumed != state.header and (parsed is None or not parsed.header_here):
-                parsed = _parse_block_fast(data, state.header, block.truncated_tail)
-            if parsed is None:
-                yield from _parse_block_lines(data, state, block.truncated_tail)
-                continue
-            start = state.line_offset + (2 if parsed.header_here else 1)
-            state.line_offset += parsed.n_lines
-            state.header = parsed.header
-            frame = parsed.frame.with_columns(
-                pl.int_range(start, start + parsed.frame.height, dtype=pl.Int64).alias("source_line"),
-                pl.lit(None, dtype=pl.String).alias("parse_error"),
-            )
-            # The block keeps its header line (if any), so raw lines count from it.
-            first_line = start - (1 if parsed.header_here else 0)
-            yield RawChunk(frame=frame, header_lines=int(parsed.header_here), block=data, block_first_line=first_line)
+    for n, (data, truncated) in enumerate(_line_blocks(reader, chunk_bytes)):
+        if n == 0:
+            first = data.split(b"\n", 1)[0][: 64 * 1024].decode("utf-8", "replace")
+            hint = _header_fields(first) if _is_header_line(first) else None
+        assumed = state.header or hint
+        pending.append((assumed, data, truncated, pool.submit(_parse_block_fast, data, assumed, truncated)))
+        while len(pending) > workers:
+            yield from settle(*pending.popleft())
+    while pending:
+        yield from settle(*pending.popleft())
 
 
-def _count_newlines(data: bytes, step: int = 1 << 20) -> int:
-    """Newlines in `data`, counted by numpy off the GIL in 1 MB slices (no big temporary)."""
+NEWLINE_STEP = 1 << 20
+
+
+def _count_newlines(data: bytes, step: int = NEWLINE_STEP) -> np.ndarray:
+    """Newlines in `data` before each `step`-byte slice and in all (the last
+    entry), counted by numpy off the GIL slice by slice (no big temporary)."""
     buf = np.frombuffer(data, dtype=np.uint8)
-    return sum(int(np.count_nonzero(buf[i: i + step] == 10)) for i in range(0, len(buf), step))
+    counts = [np.count_nonzero(buf[i: i + step] == 10) for i in range(0, len(buf), step)]
+    return np.concatenate(([0], np.cumsum(counts, dtype=np.int64)))
+
+
+def _newline_offset(data: bytes, before: np.ndarray, k: int, step: int = NEWLINE_STEP) -> int:
+    """Byte offset of the k-th newline (0-based) of `data`, or len(data) past the last;
+    `before` from `_count_newlines`, so only one slice is searched."""
+    if k >= before[-1]:
+        return len(data)
+    s = int(np.searchsorted(before, k, side="right")) - 1
+    piece = np.frombuffer(data, dtype=np.uint8)[s * step: (s + 1) * step]
+    return s * step + int(np.flatnonzero(piece == 10)[k - before[s]])
 
 
 def _parse_block_fast(data: bytes, header: list[str] | None, truncated_tail: bool) -> _Fast | None:
@@ -335,7 +333,7 @@ def _parse_block_fast(data: bytes, header: list[str] | None, truncated_tail: boo
     """
     if truncated_tail or b'"' in data or b"\t" in data:
         return None
-    if b"\r" in data and data.count(b"\r") != data.count(b"\r\n") + data.endswith(b"\r"):
+    if b"\r" in data and data.count(b"\r") != data.count(b"\r\n") + data.endswith(b"\r"):  # `in` first: memchr
         return None  # a lone \r: polars would accept "3\r" as 3, the line path rejects it
     first_end = data.find(b"\n")
     first = data[: first_end if first_end >= 0 else len(data)].decode("utf-8", "replace")
@@ -346,8 +344,6 @@ def _parse_block_fast(data: bytes, header: list[str] | None, truncated_tail: boo
         return None
     if header_here and first_end < 0:
         return None  # header-only block
-    if data.find(b"batch_size", first_end + 1 if header_here else 0) >= 0:
-        return None  # a line that may be a header: the line path decides, line by line
     try:
         # Numbers parse straight into numeric columns; an unparsable one becomes
         # null (ignore_errors) and sends the block down the line path below.
@@ -367,19 +363,28 @@ def _parse_block_fast(data: bytes, header: list[str] | None, truncated_tail: boo
         return None  # anything odd: the line path reports it exactly
     # Newlines counted off the GIL; a parser that skipped or merged a line
     # would break the line numbering, so that too goes to the line path.
-    n_lines = _count_newlines(data) + 1
+    newlines = _count_newlines(data)
+    n_lines = int(newlines[-1]) + 1
     if frame.height + int(header_here) != n_lines or frame.width != len(header):
         return None
-    if frame.select(pl.any_horizontal(pl.all().is_null()).any()).item():
+    # One polars pass for every check: a null anywhere (an unparsable number,
+    # a short line), and the distinct values of each text column, on which
+    # empty or padded text (", bfloat16") is found; the line path names them
+    # exactly. A line that may be a header mid-block ("batch_size" in it) goes
+    # to the line path too: every byte of a line is in some field, so the word
+    # is in a distinct text value or has made a numeric field null.
+    text_cols = [c for c in header if c not in NUMERIC_COLUMNS]
+    checks = frame.select(
+        pl.any_horizontal(pl.all().is_null()).any().alias("__null"),
+        *[pl.col(c).unique().cast(pl.String).implode() for c in text_cols],
+    ).row(0, named=True)
+    if checks["__null"]:
         return None
-    # Empty or padded text fields (", bfloat16"): rare, checked on distinct
-    # values only; the line path names them exactly.
-    for c in header:
-        if c not in NUMERIC_COLUMNS:
-            values = frame.get_column(c).unique().cast(pl.String)
-            if (values.str.strip_chars() != values).any() or (values.str.len_bytes() == 0).any():
-                return None
-    return _Fast(frame, n_lines, header, header_here)
+    distinct = {c: checks[c] for c in text_cols}
+    for values in distinct.values():
+        if any(not v or v.strip() != v or "batch_size" in v for v in values):
+            return None
+    return _Fast(frame, n_lines, header, header_here, distinct, newlines)
 
 
 def _parse_block_lines(data: bytes, state: ReadState, truncated_tail: bool) -> Iterator[RawChunk]:
@@ -461,7 +466,7 @@ def _json_text(value) -> str | None:
     return str(value)
 
 
-def read_jsonl(path: Path) -> Iterator[RawChunk]:
+def read_jsonl(path: HashingReader | Path) -> Iterator[RawChunk]:
     """Read a perfwh JSONL run log (schema in warehouse/README: `perfwh.run/1`).
 
     Run logs are small (one line per measured shape), so a per-line json.loads
@@ -470,6 +475,7 @@ def read_jsonl(path: Path) -> Iterator[RawChunk]:
     rows: list[dict] = []
     blank = 0
     text = read_whole(path)
+    path = Path(getattr(path, "path", path))
     check_encoding(text[:4096], path)
     if text.startswith(BOM):
         text = text[len(BOM):]
@@ -539,7 +545,7 @@ PARQUET_REQUIRED = (
 )  # fmt: skip
 
 
-def read_parquet_table(path: Path) -> Iterator[RawChunk]:
+def read_parquet_table(path: HashingReader | Path) -> Iterator[RawChunk]:
     """A table in the collector column layout, stored as Parquet (aiconfigurator).
 
     The file is read into memory first (no mapping: a file truncated while it
@@ -548,6 +554,7 @@ def read_parquet_table(path: Path) -> Iterator[RawChunk]:
     import io
 
     data = read_whole(path)
+    path = Path(getattr(path, "path", path))
     try:
         table = pl.read_parquet(io.BytesIO(data))
     except pl.exceptions.PolarsError as exc:
@@ -572,11 +579,14 @@ def read_parquet_table(path: Path) -> Iterator[RawChunk]:
     yield RawChunk(frame=frame)
 
 
-def read_whole(path: Path) -> bytes:
-    """The whole file, checked against its size: a short read is an error."""
-    with open(path, "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        return pread_exact(fh.fileno(), size, 0, path) if size else b""
+def read_whole(source: HashingReader | Path) -> bytes:
+    """The whole file (read once through `source`, which hashes it), checked against its size."""
+    reader, opened = as_reader(source)
+    try:
+        return reader.read_rest()
+    finally:
+        if opened:
+            reader.close()
 
 
 READERS = {

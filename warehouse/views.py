@@ -22,7 +22,6 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.dataset as ds
 
 from .atomic import tmp_path_for
 from .location import ObjectHome, arrow_location
@@ -140,7 +139,9 @@ def write_views(con, snap: Snapshot) -> None:
     _derived_views(con, snap.home, lambda files: f"read_parquet({_sql_list(files)}, union_by_name = true)")
 
 
-def _dataset(snap: Snapshot, name: str, schema: dict) -> ds.Dataset:
+def _dataset(snap: Snapshot, name: str, schema: dict) -> "ds.Dataset":
+    import pyarrow.dataset as ds  # not at module level: it imports pandas (~0.5 s), which ingest never needs
+
     full = arrow_schema(schema)
     fs, base = arrow_location(snap.home / name)  # S3 file system for an object home
     return ds.dataset(
@@ -165,6 +166,8 @@ def connect_snapshot(snap: Snapshot) -> duckdb.DuckDBPyConnection:
     _common_views(con)
     for name, files in _derived_files(snap.home).items():
         try:
+            import pyarrow.dataset as ds
+
             data = ds.dataset([str(f) for f in files], format="parquet")
         except (OSError, pa.ArrowException) as exc:
             con.execute(_error_view(name, f"cannot read {files[0]} ({str(exc).splitlines()[0]})"))

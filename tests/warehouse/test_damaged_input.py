@@ -5,6 +5,7 @@ crash, a silent skip or lost rows."""
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ import polars as pl
 import pytest
 
 from tests.conftest import HEADER, REPO, dsa_context_row, write_log
-from warehouse import ingest, readers
+from warehouse import ingest, parts
 from warehouse.ingest import ingest_paths
 from warehouse.read import read_measurements, sql
 from warehouse.readers import read_collector_csv
@@ -42,30 +43,20 @@ def test_rewrite_with_same_bytes_during_parse_loses_no_rows(home, raw_dir, monke
     f = write_log(raw_dir / "dsa_context_module_perf.txt", rows(400))
     content = f.read_bytes()
     monkeypatch.setitem(ingest.READERS, "csv", functools.partial(read_collector_csv, chunk_bytes=4000))
-    hashed = threading.Event()
-    real_sha, real_read = ingest.sha256_of, readers._Block.read
-
-    def sha_then_signal(*args, **kw):
-        try:
-            return real_sha(*args, **kw)
-        finally:
-            hashed.set()
-
+    real_read = parts.HashingReader.read
     calls = []
 
     def read_during_recopy(self, *args, **kw):
-        calls.append(self.start)
+        calls.append(self.pos)
         if len(calls) != 3:
             return real_read(self, *args, **kw)
-        hashed.wait(10)  # the hash saw the whole file; now a collector re-copies it
-        f.write_bytes(content[:5000])  # truncated and partly rewritten ...
+        f.write_bytes(content[:5000])  # a collector re-copies it: truncated and partly rewritten ...
         try:
             return real_read(self, *args, **kw)
         finally:
             f.write_bytes(content)  # ... then whole again, the same bytes
 
-    monkeypatch.setattr(ingest, "sha256_of", sha_then_signal)
-    monkeypatch.setattr(readers._Block, "read", read_during_recopy)
+    monkeypatch.setattr(parts.HashingReader, "read", read_during_recopy)
     (result,) = ingest_paths([f], home).files
     assert result.status == "failed", result
     assert "changed while it was read" in result.message and str(f) in result.message
@@ -79,26 +70,92 @@ def test_rewrite_with_same_bytes_during_parse_loses_no_rows(home, raw_dir, monke
 
 def test_file_growing_while_read_is_not_half_ingested(home, raw_dir, monkeypatch):
     f = write_log(raw_dir / "dsa_context_module_perf.txt", rows(50))
-    real_sha = ingest.sha256_of
+    real_read = parts.HashingReader.read
 
-    def sha_then_append(*args, **kw):
-        out = real_sha(*args, **kw)
+    def read_then_append(self, *args, **kw):
+        out = real_read(self, *args, **kw)
         with open(f, "a") as fh:  # a collector appends a row meanwhile
             fh.write(dsa_context_row(batch=99) + "\n")
         return out
 
-    monkeypatch.setattr(ingest, "sha256_of", sha_then_append)
+    monkeypatch.setattr(parts.HashingReader, "read", read_then_append)
     (result,) = ingest_paths([f], home).files
     assert result.status == "failed" and "changed while it was read" in result.message
     monkeypatch.undo()
     assert ingest_paths([f], home).rows_accepted == 51
 
 
+def test_hash_read_in_blocks_is_the_files_sha256(home, raw_dir, monkeypatch):
+    f = write_log(raw_dir / "dsa_context_module_perf.txt", rows(300))
+    monkeypatch.setitem(ingest.READERS, "csv", functools.partial(read_collector_csv, chunk_bytes=1000))
+    (result,) = ingest_paths([f], home).files
+    assert (result.status, result.rows_accepted) == ("ingested", 300)
+    assert [r["sha256"] for r in ledger(home)] == [hashlib.sha256(f.read_bytes()).hexdigest()]
+    assert read_measurements(home).get_column("source_line").to_list() == list(range(2, 302))
+
+
+def test_new_file_is_read_once(home, raw_dir, monkeypatch):
+    f = write_log(raw_dir / "dsa_context_module_perf.txt", rows(200))
+    monkeypatch.setitem(ingest.READERS, "csv", functools.partial(read_collector_csv, chunk_bytes=1500))
+    read_bytes = []
+    real_pread = parts.pread_exact
+
+    def counting_pread(fd, n, offset, path=""):
+        read_bytes.append(n)
+        return real_pread(fd, n, offset, path)
+
+    def no_second_pass(*args, **kw):
+        raise AssertionError("a new file was hashed in a separate pass")
+
+    monkeypatch.setattr(parts, "pread_exact", counting_pread)
+    monkeypatch.setattr(ingest, "sha256_of", no_second_pass)
+    assert [r.status for r in ingest_paths([f], home).files] == ["ingested"]
+    assert sum(read_bytes) == f.stat().st_size and len(read_bytes) > 1
+
+
+def test_file_changed_between_blocks_is_detected(home, raw_dir, monkeypatch):
+    """Different bytes of the same size written between two blocks: the mixed read is not kept."""
+    f = write_log(raw_dir / "dsa_context_module_perf.txt", rows(300, latency=1.0))
+    changed = f.read_bytes().replace(b",1.0\n", b",2.0\n")
+    monkeypatch.setitem(ingest.READERS, "csv", functools.partial(read_collector_csv, chunk_bytes=2000))
+    real_read = parts.HashingReader.read
+
+    def read_then_rewrite(self, *args, **kw):
+        out = real_read(self, *args, **kw)
+        if self.pos == 2000:  # after the first block
+            f.write_bytes(changed)
+        return out
+
+    monkeypatch.setattr(parts.HashingReader, "read", read_then_rewrite)
+    (result,) = ingest_paths([f], home).files
+    assert result.status == "failed" and "changed while it was read" in result.message
+    assert read_measurements(home).height == 0
+    monkeypatch.undo()
+    (again,) = ingest_paths([f], home).files
+    assert (again.status, again.rows_accepted) == ("ingested", 300)
+    assert read_measurements(home).get_column("latency_ms").unique().to_list() == [2.0]
+    live = [r for r in ledger(home) if r["status"] == "ingested"]
+    assert [r["sha256"] for r in live] == [hashlib.sha256(changed).hexdigest()]
+
+
+def test_duplicate_new_path_writes_no_data_file(home, raw_dir):
+    f = write_log(raw_dir / "dsa_context_module_perf.txt", rows(20))
+    ingest_paths([f], home)
+    before = sorted(p.name for p in (Path(home) / "measurements").rglob("*.parquet"))
+    g = raw_dir / "copy" / "dsa_context_module_perf.txt"
+    g.parent.mkdir()
+    shutil.copy(f, g)
+    (result,) = ingest_paths([g], home).files
+    assert result.status == "skipped-duplicate" and str(f) in result.message
+    assert sorted(p.name for p in (Path(home) / "measurements").rglob("*.parquet")) == before
+
+
 # D10: truncation while hashing is a per-file error, not SIGBUS ------------------
 
 _TRUNCATE_WHILE_HASHING = """
 import hashlib, sys, types
-from warehouse import ingest
+from warehouse import ingest, parts, readers
+readers.CHUNK_BYTES = 1 << 20  # the victim is read (and hashed) in several steps
 victim, other, home = sys.argv[1:4]
 
 class Sha:
@@ -118,7 +175,7 @@ def sha256():  # the first file hashed is the victim
     calls.append(1)
     return Sha() if len(calls) == 1 else hashlib.sha256()
 
-ingest.hashlib = types.SimpleNamespace(sha256=sha256)
+parts.hashlib = types.SimpleNamespace(sha256=sha256)
 report = ingest.ingest_paths([victim, other], home)
 for r in report.files:
     print(r.status, r.path, r.message, sep="|")
@@ -128,7 +185,7 @@ for r in report.files:
 def test_truncated_while_hashed_is_a_per_file_error(tmp_path, raw_dir):
     victim = write_log(raw_dir / "dsa_context_module_perf.txt", rows(3000))
     other = write_log(raw_dir / "z" / "dsa_context_module_perf.txt", rows(10))
-    big = victim.read_bytes() * 30  # several MB: the hash reads it in several steps
+    big = victim.read_bytes() * 30  # several MB: read and hashed in several steps
     victim.write_bytes(big)
     out = subprocess.run(
         [sys.executable, "-c", _TRUNCATE_WHILE_HASHING, str(victim), str(other), str(tmp_path / "wh")],

@@ -293,3 +293,17 @@ def test_progress_reports_rows_within_a_big_file(home, raw_dir, monkeypatch):
     running = [rows for status, rows in filter(None, seen) if status == "running"]
     assert seen[0] is None and seen[-1] == ("ingested", 300)
     assert len(running) > 5 and running == sorted(running) and running[-1] == 300
+
+
+@pytest.mark.parametrize("step", [1, 3, 16, 1 << 20])
+def test_raw_line_of_a_quarantined_row_is_found_through_the_slice_index(step, monkeypatch):
+    """RawChunk.raw_lines finds a line from per-slice newline counts, whatever the slice size."""
+    from warehouse import readers
+
+    monkeypatch.setattr(readers, "NEWLINE_STEP", step)
+    monkeypatch.setattr(readers._count_newlines, "__defaults__", (step,))
+    monkeypatch.setattr(readers._newline_offset, "__defaults__", (step,))
+    block = "\n".join(["h,a", "", "1,x\r", "22,,y", "", "", "333,z", "4"]).encode()
+    chunk = readers.RawChunk(frame=pl.DataFrame(), block=block, block_first_line=10)
+    chunk.newlines = readers._count_newlines(block)
+    assert chunk.raw_lines([10, 11, 12, 13, 16, 17]) == ["h,a", "", "1,x", "22,,y", "333,z", "4"]
