@@ -29,7 +29,7 @@ FP8 = torch.float8_e4m3fn
 SM_SCALE = 192 ** -0.5
 DEFAULT_CONFIG = {k: (dict(v) if isinstance(v, dict) else v) for k, v in DEC.CONFIG.items()}
 # the sweep's names list every option they turn on: they run over this neutral base, not the module default
-NEUTRAL = dict(DEC.CONFIG, peel=False, fp8={})
+NEUTRAL = dict(DEC.CONFIG, peel=False, fp8={}, small_h={}, small_h_fp8={})
 
 # (name, config); splits None = pick_splits
 SWEEP = [  # most promising first: a deadline cuts the tail
@@ -63,6 +63,12 @@ SWEEP = [  # most promising first: a deadline cuts the tail
     ("f16 peel bn32 w8 s3", dict(block_n=32, num_warps=8, num_stages=3, f16=True, peel=True), None),
     ("f16 peel bn32 w8 s4", dict(block_n=32, num_warps=8, num_stages=4, f16=True, peel=True), None),
     ("f16 desc bn64 w8 s2", dict(block_n=64, num_warps=8, num_stages=2, f16=True, desc=True), None),
+    ("peel bn64 w8 s1", dict(block_n=64, num_warps=8, num_stages=1, peel=True), None),
+    ("peel bn128 w8 s1", dict(block_n=128, num_warps=8, num_stages=1, peel=True), None),
+    ("f16 peel bn128 w8 s1", dict(block_n=128, num_warps=8, num_stages=1, f16=True, peel=True), None),
+    ("bn64 w4 s2", dict(block_n=64, num_warps=4, num_stages=2), None),
+    ("peel bn64 w4 s2", dict(block_n=64, num_warps=4, num_stages=2, peel=True), None),
+    ("f16 peel bn64 w4 s2", dict(block_n=64, num_warps=4, num_stages=2, f16=True, peel=True), None),
     ("f16 desc peel bn64 w8 s2", dict(block_n=64, num_warps=8, num_stages=2, f16=True, desc=True, peel=True),
      None),
 ]

@@ -41,9 +41,12 @@ LOG2E = 1.4426950408889634
 
 # Launch configuration; ``python -m collector probe`` / benchmarks/decode_bench.py
 # may override it. ctas_per_sm: resident programs per SM assumed by pick_splits.
-# "fp8": overrides for the FP8 cache (fp16 dots, no cp.async stage: measured fastest on the H100).
+# Layers (measured fastest on an H100, collector/README.md "MLA decode kernel"): "fp8" for the FP8 cache
+# (fp16 dots, 128-row blocks, no cp.async stage); "small_h" / "small_h_fp8" below 64 heads (one head
+# group, padded to a wgmma's 64 rows).
 CONFIG = {"block_h": 64, "block_n": 64, "num_warps": 8, "num_stages": 2, "desc": False, "peel": True,
-          "ctas_per_sm": 1, "min_chunk": 512, "fp8": {"num_stages": 1, "f16": True}}
+          "ctas_per_sm": 1, "min_chunk": 512, "fp8": {"block_n": 128, "num_stages": 1, "f16": True},
+          "small_h": {"num_warps": 4, "peel": False}, "small_h_fp8": {"block_n": 64, "num_warps": 8}}
 LAST: dict = {}
 
 
@@ -320,11 +323,15 @@ def mla_decode(q_lat: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor, *, out
     contiguous. n_slots >= max(length) sizes the kv split."""
     if not HAVE_TRITON:
         raise RuntimeError("triton is not installed: use mla_attn.mla_attention_ref")
-    cfg = dict(CONFIG)
-    if kv.dtype == torch.float8_e4m3fn:  # the FP8 cache has its own launch config (CONFIG["fp8"])
-        cfg.update(CONFIG.get("fp8", {}))
-    cfg.update(config or {})
     T, H, d_lat = q_lat.shape
+    # layered launch config: CONFIG, then the FP8 cache's overrides (CONFIG["fp8"]), then those for
+    # fewer than 64 heads (one head group under a wgmma's 64 rows: "small_h", "small_h_fp8"), then config
+    fp8 = kv.dtype == torch.float8_e4m3fn
+    cfg = dict(CONFIG)
+    for key, on in (("fp8", fp8), ("small_h", H < 64), ("small_h_fp8", fp8 and H < 64)):
+        if on:
+            cfg.update(CONFIG.get(key, {}))
+    cfg.update(config or {})
     d_pe = q_pe.shape[-1]
     if kv.shape[1] != d_lat + d_pe or kv.stride(1) != 1:
         raise ValueError(f"kv must be [N, {d_lat + d_pe}] with contiguous rows, got {tuple(kv.shape)}")
@@ -363,7 +370,9 @@ def mla_decode(q_lat: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor, *, out
             q_lat.stride(0), q_lat.stride(1), q_pe.stride(0), q_pe.stride(1), kv.stride(0),
             out.stride(0), out.stride(1), **meta)
     LAST.clear()
-    LAST.update(splits=splits, block_h=bh, chunk=chunk, programs=grid[0])
+    LAST.update(splits=splits, block_h=bh, chunk=chunk, programs=grid[0], block_n=bn,
+                num_warps=cfg["num_warps"], num_stages=cfg["num_stages"], peel=bool(cfg.get("peel")),
+                f16=q_lat.dtype == torch.float16, desc=bool(cfg["desc"]))
     for a in ("n_regs", "n_spills"):
         if hasattr(k, a):
             LAST[a] = getattr(k, a)
