@@ -27,6 +27,9 @@ from collector.timing import Bencher  # noqa: E402
 
 FP8 = torch.float8_e4m3fn
 SM_SCALE = 192 ** -0.5
+DEFAULT_CONFIG = {k: (dict(v) if isinstance(v, dict) else v) for k, v in DEC.CONFIG.items()}
+# the sweep's names list every option they turn on: they run over this neutral base, not the module default
+NEUTRAL = dict(DEC.CONFIG, peel=False, fp8={}, small_h={}, small_h_fp8={})
 
 # (name, config); splits None = pick_splits
 SWEEP = [  # most promising first: a deadline cuts the tail
@@ -49,6 +52,25 @@ SWEEP = [  # most promising first: a deadline cuts the tail
     ("bn32 w8 s2", dict(block_n=32, num_warps=8, num_stages=2), None),
     ("bn64 w8 s2 split4", dict(block_n=64, num_warps=8, num_stages=2), 4),
     ("bn64 w8 s2 split33", dict(block_n=64, num_warps=8, num_stages=2), 33),
+    # issue 16 item 3 follow-up: peeled tail block (unmasked main loop), fp16 dots for the FP8 cache
+    ("peel bn64 w8 s2", dict(block_n=64, num_warps=8, num_stages=2, peel=True), None),
+    ("peel bn32 w8 s3", dict(block_n=32, num_warps=8, num_stages=3, peel=True), None),
+    ("desc peel bn64 w8 s2", dict(block_n=64, num_warps=8, num_stages=2, desc=True, peel=True), None),
+    ("f16 bn64 w8 s2", dict(block_n=64, num_warps=8, num_stages=2, f16=True), None),
+    ("f16 bn64 w8 s1", dict(block_n=64, num_warps=8, num_stages=1, f16=True), None),
+    ("f16 peel bn64 w8 s2", dict(block_n=64, num_warps=8, num_stages=2, f16=True, peel=True), None),
+    ("f16 peel bn64 w8 s1", dict(block_n=64, num_warps=8, num_stages=1, f16=True, peel=True), None),
+    ("f16 peel bn32 w8 s3", dict(block_n=32, num_warps=8, num_stages=3, f16=True, peel=True), None),
+    ("f16 peel bn32 w8 s4", dict(block_n=32, num_warps=8, num_stages=4, f16=True, peel=True), None),
+    ("f16 desc bn64 w8 s2", dict(block_n=64, num_warps=8, num_stages=2, f16=True, desc=True), None),
+    ("peel bn64 w8 s1", dict(block_n=64, num_warps=8, num_stages=1, peel=True), None),
+    ("peel bn128 w8 s1", dict(block_n=128, num_warps=8, num_stages=1, peel=True), None),
+    ("f16 peel bn128 w8 s1", dict(block_n=128, num_warps=8, num_stages=1, f16=True, peel=True), None),
+    ("bn64 w4 s2", dict(block_n=64, num_warps=4, num_stages=2), None),
+    ("peel bn64 w4 s2", dict(block_n=64, num_warps=4, num_stages=2, peel=True), None),
+    ("f16 peel bn64 w4 s2", dict(block_n=64, num_warps=4, num_stages=2, f16=True, peel=True), None),
+    ("f16 desc peel bn64 w8 s2", dict(block_n=64, num_warps=8, num_stages=2, f16=True, desc=True, peel=True),
+     None),
 ]
 
 
@@ -127,7 +149,9 @@ def module_rows(a, bench, rows, t0) -> None:
     """The whole MLA generation module (one layer, CUDA graph, L2 flushed) with the 0.1 and 0.2 decode."""
     from collector.modules import AttentionModule
     card = "h200" if "H200" in torch.cuda.get_device_name() else "h100"
-    if a.write_config and a.write_config.exists():  # the config chosen by the bf16 pass
+    DEC.CONFIG.clear()
+    DEC.CONFIG.update(DEFAULT_CONFIG)
+    if a.write_config and a.write_config.exists():  # the config chosen by the sweep
         DEC.CONFIG.update(json.loads(a.write_config.read_text()).get("decode_config", {}))
     print(f"module timing with decode_config {DEC.CONFIG}", flush=True)
     for gemm, kvd in (("bfloat16", "bfloat16"), ("fp8_block", "fp8")):
@@ -163,6 +187,8 @@ def main(argv=None) -> int:
                     help="merge the fastest correct bf16 config as decode_config into this collector configs JSON")
     a = ap.parse_args(argv)
     t0 = time.time()
+    DEC.CONFIG.clear()
+    DEC.CONFIG.update(NEUTRAL)
     dev = torch.cuda.get_device_name()
     print(f"device {dev}, torch {torch.__version__}", flush=True)
     b, L, H = a.batch, a.kv_len, a.heads
@@ -217,17 +243,15 @@ def main(argv=None) -> int:
             best["full_rel_err"] = err
             print(f"{kvname} best {best['name']}: float64 check of the whole b={b} kv_len={L} problem: "
                   f"rel err {err:.2e}", flush=True)
-        if a.write_config and kvname == "fp8" and best is not None and best["config"].get("fp8_dot") \
-                and a.write_config.exists():
-            cj = json.loads(a.write_config.read_text())
-            cj.setdefault("decode_config", dict(DEC.CONFIG))["fp8_dot"] = True
-            a.write_config.write_text(json.dumps(cj, indent=1))
-            print("FP8 tensor-core dots were fastest for the FP8 cache: decode_config fp8_dot = True", flush=True)
-        if a.write_config and kvname == "bf16" and best is not None:
+        if a.write_config and best is not None:
             src = a.write_config if a.write_config.exists() else Path(__file__).parents[1] / "collector/configs/h200.json"
             cj = json.loads(src.read_text())
-            cj["decode_config"] = dict(DEC.CONFIG, **best["config"])
-            a.write_config.write_text(json.dumps(cj, indent=1))
+            if kvname == "bf16":
+                cj["decode_config"] = dict(NEUTRAL, **best["config"])
+            else:  # the FP8 cache's overrides of the (bf16) decode config
+                base = cj.setdefault("decode_config", dict(NEUTRAL))
+                base["fp8"] = {k: v for k, v in best["config"].items() if base.get(k) != v}
+            a.write_config.write_text(json.dumps(cj, indent=1) + "\n")
             print(f"wrote decode_config {cj['decode_config']} to {a.write_config}", flush=True)
         del inp
         torch.cuda.empty_cache()

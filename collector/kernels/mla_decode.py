@@ -41,12 +41,41 @@ LOG2E = 1.4426950408889634
 
 # Launch configuration; ``python -m collector probe`` / benchmarks/decode_bench.py
 # may override it. ctas_per_sm: resident programs per SM assumed by pick_splits.
-CONFIG = {"block_h": 64, "block_n": 64, "num_warps": 8, "num_stages": 2, "desc": False,
-          "ctas_per_sm": 1, "min_chunk": 512}
+# Layers (measured fastest on an H100, collector/README.md "MLA decode kernel"): "fp8" for the FP8 cache
+# (fp16 dots, 128-row blocks, no cp.async stage); "small_h" / "small_h_fp8" below 64 heads (one head
+# group, padded to a wgmma's 64 rows).
+CONFIG = {"block_h": 64, "block_n": 64, "num_warps": 8, "num_stages": 2, "desc": False, "peel": True,
+          "ctas_per_sm": 1, "min_chunk": 512, "fp8": {"block_n": 128, "num_stages": 1, "f16": True},
+          "small_h": {"num_warps": 4, "peel": False}, "small_h_fp8": {"block_n": 64, "num_warps": 8}}
 LAST: dict = {}
 
 
 if HAVE_TRITON:
+
+    @triton.jit
+    def _block(q_lat, q_pe, k_lat, k_pe, m_i, l_i, acc, qk_scale, qk_row_scale, valid,
+               FP8_DOT: tl.constexpr, MASK: tl.constexpr):
+        """One cache block: scores, online softmax, P . V (MASK: the block has rows past the range)."""
+        k_lat = k_lat.to(q_lat.dtype)
+        k_pe = k_pe.to(q_lat.dtype)
+        qk = tl.dot(q_lat, tl.trans(k_lat))
+        qk = tl.dot(q_pe, tl.trans(k_pe), qk)
+        if FP8_DOT:
+            qk = qk * qk_row_scale[:, None]
+        else:
+            qk = qk * qk_scale
+        if MASK:
+            qk = tl.where(valid[None, :], qk, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(qk, axis=1))
+        alpha = tl.exp2(m_i - m_new)
+        p = tl.exp2(qk - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        acc = acc * alpha[:, None]
+        if FP8_DOT:
+            acc = tl.dot((p * 448.0).to(k_lat.dtype), k_lat, acc)
+        else:
+            acc = tl.dot(p.to(k_lat.dtype), k_lat, acc)
+        return m_new, l_i, acc
 
     @triton.jit
     def _decode_kernel(
@@ -55,6 +84,7 @@ if HAVE_TRITON:
         s_ql_t, s_ql_h, s_qp_t, s_qp_h, s_kv, s_o_t, s_o_h,
         D_LAT: tl.constexpr, D_PE: tl.constexpr,
         BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT: tl.constexpr, FP8_DOT: tl.constexpr = False,
+        PEEL: tl.constexpr = False,
     ):
         # program order: head group fastest, then kv chunk, then token, so the
         # head groups sharing a cache chunk are co-resident (L2 serves the 2nd read)
@@ -79,6 +109,7 @@ if HAVE_TRITON:
         m_i = tl.full([BLOCK_H], float("-inf"), tl.float32)
         l_i = tl.zeros([BLOCK_H], tl.float32)
         acc = tl.zeros([BLOCK_H, D_LAT], tl.float32)
+        qk_row_scale = tl.zeros([BLOCK_H], tl.float32)
         if FP8_DOT:
             # FP8 tensor-core dots (FP8 cache only): q quantised per head, P scaled by 448
             q_amax = tl.maximum(tl.max(tl.abs(q_lat.to(tl.float32)), axis=1), tl.max(tl.abs(q_pe.to(tl.float32)), axis=1))
@@ -90,33 +121,60 @@ if HAVE_TRITON:
         # one 64-bit scalar base per program; offsets inside the chunk stay 32-bit
         # (chunk * 576 < 2^31), so the per-element addresses need no 64-bit math
         kv_base = KV + (base + lo) * s_kv
-        for n0 in range(lo, hi, BLOCK_N):
-            offs_c = (n0 - lo) + tl.arange(0, BLOCK_N)
-            valid = offs_c < hi - lo
-            row_off = offs_c * s_kv
-            k_lat = tl.load(kv_base + row_off[:, None] + offs_d[None, :], mask=valid[:, None], other=0.0)
-            k_pe = tl.load(kv_base + row_off[:, None] + D_LAT + offs_r[None, :], mask=valid[:, None], other=0.0)
-            k_lat = k_lat.to(q_lat.dtype)
-            k_pe = k_pe.to(q_lat.dtype)
-            qk = tl.dot(q_lat, tl.trans(k_lat))
-            qk = tl.dot(q_pe, tl.trans(k_pe), qk)
-            if FP8_DOT:
-                qk = qk * qk_row_scale[:, None]
-            else:
-                qk = qk * qk_scale
-            qk = tl.where(valid[None, :], qk, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(qk, axis=1))
-            alpha = tl.exp2(m_i - m_new)
-            p = tl.exp2(qk - m_new[:, None])
-            l_i = l_i * alpha + tl.sum(p, axis=1)
-            acc = acc * alpha[:, None]
-            if FP8_DOT:
-                acc = tl.dot((p * 448.0).to(k_lat.dtype), k_lat, acc)
-            else:
-                acc = tl.dot(p.to(k_lat.dtype), k_lat, acc)
-            m_i = m_new
+        n_rows = hi - lo
+        if PEEL:
+            # whole blocks without masks (fewer live registers), then one masked tail block
+            n_full = (n_rows // BLOCK_N) * BLOCK_N
+            for n0 in range(0, n_full, BLOCK_N):
+                offs_c = n0 + tl.arange(0, BLOCK_N)
+                row_off = offs_c * s_kv
+                k_lat = tl.load(kv_base + row_off[:, None] + offs_d[None, :])
+                k_pe = tl.load(kv_base + row_off[:, None] + D_LAT + offs_r[None, :])
+                m_i, l_i, acc = _block(q_lat, q_pe, k_lat, k_pe, m_i, l_i, acc, qk_scale, qk_row_scale,
+                                       offs_c < n_rows, FP8_DOT, False)
+            if n_full < n_rows:
+                offs_c = n_full + tl.arange(0, BLOCK_N)
+                valid = offs_c < n_rows
+                row_off = offs_c * s_kv
+                k_lat = tl.load(kv_base + row_off[:, None] + offs_d[None, :], mask=valid[:, None], other=0.0)
+                k_pe = tl.load(kv_base + row_off[:, None] + D_LAT + offs_r[None, :], mask=valid[:, None], other=0.0)
+                m_i, l_i, acc = _block(q_lat, q_pe, k_lat, k_pe, m_i, l_i, acc, qk_scale, qk_row_scale,
+                                       valid, FP8_DOT, True)
+        else:
+            for n0 in range(0, n_rows, BLOCK_N):
+                offs_c = n0 + tl.arange(0, BLOCK_N)
+                valid = offs_c < n_rows
+                row_off = offs_c * s_kv
+                k_lat = tl.load(kv_base + row_off[:, None] + offs_d[None, :], mask=valid[:, None], other=0.0)
+                k_pe = tl.load(kv_base + row_off[:, None] + D_LAT + offs_r[None, :], mask=valid[:, None], other=0.0)
+                m_i, l_i, acc = _block(q_lat, q_pe, k_lat, k_pe, m_i, l_i, acc, qk_scale, qk_row_scale,
+                                       valid, FP8_DOT, True)
         _finish(acc, m_i, l_i, O, O_PART, LSE_PART, t64, sp, offs_h, hmask, offs_d, H, N_SPLIT, out_scale,
                 s_o_t, s_o_h, D_LAT, SPLIT)
+
+    @triton.jit
+    def _block_desc(q_lo, q_hi, q_pe, k_lo, k_hi, k_pe, m_i, l_i, acc_lo, acc_hi, qk_scale, valid,
+                    MASK: tl.constexpr):
+        k_lo = k_lo.to(q_lo.dtype)
+        k_hi = k_hi.to(q_lo.dtype)
+        k_pe = k_pe.to(q_lo.dtype)
+        qk = tl.dot(q_lo, tl.trans(k_lo))
+        qk = tl.dot(q_hi, tl.trans(k_hi), qk)
+        qk = tl.dot(q_pe, tl.trans(k_pe), qk)
+        qk = qk * qk_scale
+        if MASK:
+            qk = tl.where(valid[None, :], qk, float("-inf"))
+            # rows past the range may hold anything (even NaN in fp8 garbage): zero them for P @ V
+            k_lo = tl.where(valid[:, None], k_lo, 0.0)
+            k_hi = tl.where(valid[:, None], k_hi, 0.0)
+        m_new = tl.maximum(m_i, tl.max(qk, axis=1))
+        alpha = tl.exp2(m_i - m_new)
+        p = tl.exp2(qk - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        pb = p.to(k_lo.dtype)
+        acc_lo = tl.dot(pb, k_lo, acc_lo * alpha[:, None])
+        acc_hi = tl.dot(pb, k_hi, acc_hi * alpha[:, None])
+        return m_new, l_i, acc_lo, acc_hi
 
     @triton.jit
     def _decode_kernel_desc(
@@ -125,10 +183,12 @@ if HAVE_TRITON:
         s_ql_t, s_ql_h, s_qp_t, s_qp_h, s_o_t, s_o_h,
         D_LAT: tl.constexpr, D_PE: tl.constexpr,
         BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT: tl.constexpr,
+        PEEL: tl.constexpr = False,
     ):
         # Same algorithm; cache blocks come through TMA descriptors over the two
         # 256-wide latent halves and the 64-wide rope part (a TMA box is at most
         # 256 elements per dimension); the accumulator is two [BLOCK_H, 256] halves.
+        # PEEL: whole blocks need no masking (and no register round trip of V); only the tail block is masked.
         DH: tl.constexpr = D_LAT // 2
         pid = tl.program_id(0)
         hb = pid % N_HB
@@ -153,28 +213,22 @@ if HAVE_TRITON:
         l_i = tl.zeros([BLOCK_H], tl.float32)
         acc_lo = tl.zeros([BLOCK_H, DH], tl.float32)
         acc_hi = tl.zeros([BLOCK_H, DH], tl.float32)
-        for n0 in range(lo, hi, BLOCK_N):
-            offs_n = n0 + tl.arange(0, BLOCK_N)
-            valid = offs_n < hi
-            r0 = base + n0  # rows past this token's range belong to the next token (or TMA zero-fill): masked
-            k_lo = KV_LO.load([r0, 0]).to(q_lo.dtype)
-            k_hi = KV_HI.load([r0, 0]).to(q_lo.dtype)
-            k_pe = KV_PE.load([r0, 0]).to(q_lo.dtype)
-            qk = tl.dot(q_lo, tl.trans(k_lo))
-            qk = tl.dot(q_hi, tl.trans(k_hi), qk)
-            qk = tl.dot(q_pe, tl.trans(k_pe), qk)
-            qk = tl.where(valid[None, :], qk * qk_scale, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(qk, axis=1))
-            alpha = tl.exp2(m_i - m_new)
-            p = tl.exp2(qk - m_new[:, None])
-            l_i = l_i * alpha + tl.sum(p, axis=1)
-            pb = p.to(k_lo.dtype)
-            # rows past the range may hold anything (even NaN in fp8 garbage): zero them for P @ V
-            k_lo = tl.where(valid[:, None], k_lo, 0.0)
-            k_hi = tl.where(valid[:, None], k_hi, 0.0)
-            acc_lo = tl.dot(pb, k_lo, acc_lo * alpha[:, None])
-            acc_hi = tl.dot(pb, k_hi, acc_hi * alpha[:, None])
-            m_i = m_new
+        if PEEL:
+            hi_full = lo + ((hi - lo) // BLOCK_N) * BLOCK_N
+        else:
+            hi_full = lo
+        for n0 in range(lo, hi_full, BLOCK_N):
+            r0 = base + n0
+            m_i, l_i, acc_lo, acc_hi = _block_desc(q_lo, q_hi, q_pe, KV_LO.load([r0, 0]), KV_HI.load([r0, 0]),
+                                                   KV_PE.load([r0, 0]), m_i, l_i, acc_lo, acc_hi, qk_scale,
+                                                   hmask, False)
+        for n0 in range(hi_full, hi, BLOCK_N):
+            # rows past this token's range belong to the next token (or TMA zero-fill): masked
+            r0 = base + n0
+            valid = n0 + tl.arange(0, BLOCK_N) < hi
+            m_i, l_i, acc_lo, acc_hi = _block_desc(q_lo, q_hi, q_pe, KV_LO.load([r0, 0]), KV_HI.load([r0, 0]),
+                                                   KV_PE.load([r0, 0]), m_i, l_i, acc_lo, acc_hi, qk_scale,
+                                                   valid, True)
         _finish(acc_lo, m_i, l_i, O, O_PART, LSE_PART, t64, sp, offs_h, hmask, offs_dh, H, N_SPLIT, out_scale,
                 s_o_t, s_o_h, D_LAT, SPLIT)
         _finish(acc_hi, m_i, l_i, O + DH, O_PART + DH, LSE_PART, t64, sp, offs_h, hmask, offs_dh, H, N_SPLIT,
@@ -269,8 +323,15 @@ def mla_decode(q_lat: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor, *, out
     contiguous. n_slots >= max(length) sizes the kv split."""
     if not HAVE_TRITON:
         raise RuntimeError("triton is not installed: use mla_attn.mla_attention_ref")
-    cfg = dict(CONFIG, **(config or {}))
     T, H, d_lat = q_lat.shape
+    # layered launch config: CONFIG, then the FP8 cache's overrides (CONFIG["fp8"]), then those for
+    # fewer than 64 heads (one head group under a wgmma's 64 rows: "small_h", "small_h_fp8"), then config
+    fp8 = kv.dtype == torch.float8_e4m3fn
+    cfg = dict(CONFIG)
+    for key, on in (("fp8", fp8), ("small_h", H < 64), ("small_h_fp8", fp8 and H < 64)):
+        if on:
+            cfg.update(CONFIG.get(key, {}))
+    cfg.update(config or {})
     d_pe = q_pe.shape[-1]
     if kv.shape[1] != d_lat + d_pe or kv.stride(1) != 1:
         raise ValueError(f"kv must be [N, {d_lat + d_pe}] with contiguous rows, got {tuple(kv.shape)}")
@@ -293,6 +354,12 @@ def mla_decode(q_lat: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor, *, out
                 num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
     if cfg.get("fp8_dot") and kv.dtype == torch.float8_e4m3fn and not cfg["desc"]:
         meta["FP8_DOT"] = True
+    elif cfg.get("f16") and kv.dtype == torch.float8_e4m3fn:
+        # FP8 cache: e4m3 -> fp16 is one instruction per pair (-> bf16 takes three), so the dots run in
+        # fp16; q is converted here (a q computed in the kernel would be held in registers, not shared memory)
+        q_lat, q_pe = q_lat.to(torch.float16), q_pe.to(torch.float16)
+    if cfg.get("peel"):
+        meta["PEEL"] = True
     if cfg["desc"]:
         k = _decode_kernel_desc[grid](
             q_lat, q_pe, *_descs(kv, bn, workspace), start, length, out, o_part, lse, *scal,
@@ -303,7 +370,9 @@ def mla_decode(q_lat: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor, *, out
             q_lat.stride(0), q_lat.stride(1), q_pe.stride(0), q_pe.stride(1), kv.stride(0),
             out.stride(0), out.stride(1), **meta)
     LAST.clear()
-    LAST.update(splits=splits, block_h=bh, chunk=chunk, programs=grid[0])
+    LAST.update(splits=splits, block_h=bh, chunk=chunk, programs=grid[0], block_n=bn,
+                num_warps=cfg["num_warps"], num_stages=cfg["num_stages"], peel=bool(cfg.get("peel")),
+                f16=q_lat.dtype == torch.float16, desc=bool(cfg["desc"]))
     for a in ("n_regs", "n_spills"):
         if hasattr(k, a):
             LAST[a] = getattr(k, a)

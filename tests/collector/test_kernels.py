@@ -176,6 +176,64 @@ def test_mla_decode_kernel(desc, splits):
     assert _rel(out, ref) < TOL
 
 
+@pytest.mark.parametrize("fp8", [False, True])
+@pytest.mark.parametrize("opts", [dict(peel=True), dict(f16=True), dict(f16=True, peel=True),
+                                  dict(desc=True, peel=True), dict(desc=True, peel=True, f16=True)])
+def test_mla_decode_kernel_variants(fp8, opts):
+    """Launch options of the decode kernel (peeled tail block, fp16 dots for the FP8 cache) against
+    the float64 reference: uneven lengths (one under a block, one a whole number of blocks), 2 splits."""
+    from collector.kernels import mla_decode as DEC
+    g = torch.Generator(device=DEV).manual_seed(7)
+    b, H, N = 3, 20, 300
+    ql = torch.randn((b, H, 512), generator=g, device=DEV).to(DT)
+    qp = torch.randn((b, H, 64), generator=g, device=DEV).to(DT)
+    kv = torch.randn((N, 576), generator=g, device=DEV)
+    kv = kv.to(torch.float8_e4m3fn) if fp8 else kv.to(DT)
+    start = torch.tensor([0, 100, 200], device=DEV, dtype=torch.int32)
+    ln = torch.tensor([100, 9, 64], device=DEV, dtype=torch.int32)
+    out = torch.full((b, H, 512), float("nan"), device=DEV, dtype=DT)
+    opts = dict(dict(peel=False, f16=False), **opts)  # not the module default's FP8 options
+    cfg = dict(opts) if CUDA else dict(opts, block_h=16, block_n=16)
+    for splits in (1, 2):
+        out.fill_(float("nan"))
+        DEC.mla_decode(ql, qp, kv, out=out, start=start, length=ln, n_slots=100, sm_scale=0.1, kv_scale=0.5,
+                       splits=splits, config=cfg, workspace={})
+        ref = ATT.mla_attention_ref(ql, qp, kv, sm_scale=0.1, kv_scale=0.5, start=start, length=ln)
+        assert not torch.isnan(out).any()
+        assert _rel(out, ref) < (max(TOL, 3e-3) if fp8 and opts.get("f16") else TOL)  # q rounded to fp16
+
+
+def test_mla_decode_config_layers():
+    """The launch config is layered: base, FP8-cache overrides, fewer-than-64-heads overrides, explicit."""
+    from collector.kernels import mla_decode as DEC
+    cfg = dict(block_h=16, block_n=16, num_warps=8, num_stages=2, desc=False, peel=True, ctas_per_sm=1,
+               min_chunk=512, fp8=dict(num_stages=1, f16=True), small_h=dict(num_warps=4, peel=False),
+               small_h_fp8=dict(num_stages=3))
+    saved = dict(DEC.CONFIG)
+    try:
+        DEC.CONFIG.clear()
+        DEC.CONFIG.update(cfg)
+        got = {}
+        for H in (64, 20):
+            for kvd in (DT, torch.float8_e4m3fn):
+                ql = torch.zeros((1, H, 512), device=DEV).to(DT)
+                qp = torch.zeros((1, H, 64), device=DEV).to(DT)
+                kv = torch.zeros((16, 576), device=DEV).to(kvd)
+                out = torch.empty((1, H, 512), device=DEV, dtype=DT)
+                one = torch.tensor([0], device=DEV, dtype=torch.int32)
+                n = torch.tensor([16], device=DEV, dtype=torch.int32)
+                DEC.mla_decode(ql, qp, kv, out=out, start=one, length=n, n_slots=16, sm_scale=0.1, splits=1,
+                               config=dict(block_h=16, block_n=16) if not CUDA else None)
+                got[(H, kvd == DT)] = tuple(DEC.LAST[k] for k in ("num_warps", "num_stages", "peel", "f16"))
+    finally:
+        DEC.CONFIG.clear()
+        DEC.CONFIG.update(saved)
+    assert got[(64, True)] == (8, 2, True, False)
+    assert got[(64, False)] == (8, 1, True, True)
+    assert got[(20, True)] == (4, 2, False, False)
+    assert got[(20, False)] == (4, 3, False, True)
+
+
 def test_mla_decode_pick_splits():
     from collector.kernels import mla_decode as DEC
     # b=64, 2 head groups = 128 programs: one wave on 132 SMs, no split
