@@ -1,9 +1,9 @@
-"""The landing sensor: ingest runs for new or changed raw logs, batched by slice folder.
+"""The landing sensor: ingest runs for new or changed raw logs, the new files of a tick in one run.
 
 Watches a landing folder (cursor: key -> sha256) or an S3 prefix (cursor: key ->
-ETag, listed without downloading). Changed files of one folder
-(`<system>/<framework>/<version>/`) go to one run; at most
-$PERFWH_SENSOR_MAX_RUNS runs per tick, the rest next tick (warehouse.landing_plan).
+ETag, listed without downloading). The new files of a tick go to one run
+(at most $PERFWH_SENSOR_MAX_FILES files a run), a changed known file to its own;
+at most $PERFWH_SENSOR_MAX_RUNS runs per tick, the rest next tick (warehouse.landing_plan).
 """
 
 import os
@@ -13,7 +13,7 @@ import dagster as dg
 from assets.constants import RAW_LOG_PARTITIONS
 from assets.resources import WarehouseSettings
 from warehouse.landing import changed_since, decode_cursor, landing_source, pending, scan_landing_all
-from warehouse.landing_plan import DEFAULT_MAX_RUNS_PER_TICK, plan_batches
+from warehouse.landing_plan import DEFAULT_MAX_FILES_PER_RUN, DEFAULT_MAX_RUNS_PER_TICK, plan_batches
 from warehouse.landing_s3 import S3Landing, is_s3
 from warehouse.manifest import load_manifest
 from warehouse.paths import WarehousePaths
@@ -22,14 +22,23 @@ from .jobs import ingest_job
 from .materialize import RANGE_END, RANGE_START
 
 ENV_MAX_RUNS = "PERFWH_SENSOR_MAX_RUNS"
+ENV_MAX_FILES = "PERFWH_SENSOR_MAX_FILES"
 BATCH_TAG = "perfwh/batch"
 
 
-def max_runs_per_tick() -> int:
-    text = os.environ.get(ENV_MAX_RUNS) or str(DEFAULT_MAX_RUNS_PER_TICK)
+def _positive(name: str, default: int) -> int:
+    text = os.environ.get(name) or str(default)
     if not text.isdigit() or int(text) < 1:
-        raise ValueError(f"${ENV_MAX_RUNS} must be a positive integer, got {text!r}")
+        raise ValueError(f"${name} must be a positive integer, got {text!r}")
     return int(text)
+
+
+def max_runs_per_tick() -> int:
+    return _positive(ENV_MAX_RUNS, DEFAULT_MAX_RUNS_PER_TICK)
+
+
+def max_files_per_run() -> int:
+    return _positive(ENV_MAX_FILES, DEFAULT_MAX_FILES_PER_RUN)
 
 
 def landing_changes(
@@ -54,14 +63,14 @@ def build_landing_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
         job=ingest_job,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Watches the landing folder or S3 prefix; one run per changed slice folder; "
+        description="Watches the landing folder or S3 prefix; the new files of a tick in one run; "
         "cursor = JSON map key -> sha256 (folder) or ETag (S3).",
     )
     def landing_sensor(context: dg.SensorEvaluationContext, settings: WarehouseSettings) -> dg.SensorResult:
         seen = decode_cursor(context.cursor)
         current, changes = landing_changes(settings, seen, context.log)
         known = set(context.instance.get_dynamic_partitions(RAW_LOG_PARTITIONS.name))
-        batches, deferred = plan_batches(changes, known, max_runs_per_tick())
+        batches, deferred = plan_batches(changes, known, max_runs_per_tick(), max_files_per_run())
         # Every landing file becomes a partition (the UI lists them); a batch's new keys are
         # added last and in batch order, so each batch's new keys form one partition range.
         batch_new = [k for b in batches for k in b.new]
@@ -72,23 +81,17 @@ def build_landing_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
         only = [dg.AssetKey("measurements")]
         requests = []
         for b in batches:
-            tags = {BATCH_TAG: b.folder or "."}
-            if len(b.new) == 1:
+            tags = {BATCH_TAG: b.name}
+            if len(b.new) > 1:
                 requests.append(dg.RunRequest(
-                    run_key=f"{b.run_key}:new", partition_key=b.new[0], tags={**tags, "perfwh/raw_log": b.new[0]},
+                    run_key=b.run_key, tags={**tags, RANGE_START: b.new[0], RANGE_END: b.new[-1]},
                     asset_selection=only,
                 ))  # fmt: skip
-            elif b.new:
+            else:
+                key = (*b.new, *b.known)[0]
                 requests.append(dg.RunRequest(
-                    run_key=f"{b.run_key}:new", tags={**tags, RANGE_START: b.new[0], RANGE_END: b.new[-1]},
-                    asset_selection=only,
+                    run_key=b.run_key, partition_key=key, tags={**tags, "perfwh/raw_log": key}, asset_selection=only,
                 ))  # fmt: skip
-            requests += [
-                dg.RunRequest(
-                    run_key=f"{b.run_key}:{k}", partition_key=k, tags={**tags, "perfwh/raw_log": k}, asset_selection=only
-                )
-                for k in b.known
-            ]
         # Files with nothing to ingest (content already held) enter the cursor too.
         cursor = {**seen, **{k: v for k, v in current.items() if k not in deferred}}
         if deferred:

@@ -46,6 +46,7 @@ from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 from deltalake.transaction import AddAction, RemoveAction
 
+from . import table_cache
 from .atomic import fsync_dir
 from .location import ObjectHome, arrow_location, delta_storage_options, is_object_url
 from .schema import LEDGER_SCHEMA, MEASUREMENT_SCHEMA, QUARANTINE_SCHEMA
@@ -158,6 +159,9 @@ class Store:
         table over those files could let cleanup delete them.
         """
         uri = self.uri(name)
+        kept = table_cache.latest(uri, self.local)  # this process opened it before: only new commits read
+        if kept is not None and (version is None or version == kept.version()):
+            return kept
         try:
             dt = DeltaTable(uri, storage_options=self.options)
         except TableNotFoundError:
@@ -170,7 +174,9 @@ class Store:
             if not create:
                 raise StorageError(f"no warehouse at {self.home}: run `perfwh ingest PATH` first") from None
             dt = self._create(name)
-        if version is not None:
+        if kept is None and (version is None or version == dt.version()):
+            table_cache.keep(uri, self.local, dt)  # at the latest version
+        elif version is not None:
             try:
                 dt.load_as_version(version)
             except Exception as exc:  # noqa: BLE001 - delta-rs raises several types here

@@ -21,8 +21,9 @@ from estimator.grids.schema import GRID_SCHEMA, METHOD, SOURCES, grids_hash, inp
 from estimator.grids.rules import (
     _aligned, affine_extension, choose_extension, choose_fill_rule, choose_pooling, choose_powers,
     choose_seq_trend, choose_hole_blend, fill_rule_errors, fill_slice, fill_values, hole_blend_errors,
-    pool_siblings, power_errors, slice_estimates,
+    pool_siblings,
 )
+from estimator.grids.batched import power_errors_many, slice_estimates_many
 
 
 def with_sol(points: pl.DataFrame, params: dict[tuple, CalibrationParams]) -> pl.DataFrame:
@@ -95,14 +96,16 @@ def build_grids(points: pl.DataFrame, calibration: pl.DataFrame, *, inputs_tag: 
     raw = _slice_matrices(pts)
     siblings = _sibling_index(list(raw))
     aligned = {(key, o): _aligned(raw[key][0], raw[key][1], raw[o]) for key in raw for o in siblings[key]}
+    logs = {key: (np.log2(batch), np.log2(seq)) for key, (batch, seq, _) in raw.items()}
     power_errs: dict[tuple, list] = {}
-    for key, (batch, seq, vals) in raw.items():
-        power_errs.setdefault(key[: len(CAL_KEYS)], []).append(power_errors(vals, np.log2(batch), np.log2(seq)))
+    for key, errs in zip(raw, power_errors_many([(vals, *logs[key]) for key, (_, _, vals) in raw.items()])):
+        power_errs.setdefault(key[: len(CAL_KEYS)], []).append(errs)
     powers = {g: choose_powers(e) for g, e in power_errs.items()}
-    est = {}
-    for key, (batch, seq, vals) in raw.items():
+    inputs = []
+    for key, (_, _, vals) in raw.items():
         sibs = [m for m in (aligned[key, o] for o in siblings[key]) if not np.isnan(m).all()]
-        est[key] = slice_estimates(vals, np.log2(batch), np.log2(seq), sibs, powers[key[: len(CAL_KEYS)]])
+        inputs.append((vals, *logs[key], sibs, powers[key[: len(CAL_KEYS)]]))
+    est = dict(zip(raw, slice_estimates_many(inputs)))
     rule_errors: dict[tuple, list] = {}
     for key, (_, _, vals) in raw.items():
         rule_errors.setdefault(key[: len(CAL_KEYS)], []).append(fill_rule_errors(vals, est[key]))

@@ -1,4 +1,4 @@
-"""The landing sensor on an S3 prefix (a local moto server): ETag cursor, slice batches,
+"""The landing sensor on an S3 prefix (a local moto server): ETag cursor, the new files of a tick in one run,
 ingest runs that fetch what they ingest, changed and unchanged re-uploads."""
 
 from __future__ import annotations
@@ -68,14 +68,11 @@ def test_listing_uses_etags_and_skips_non_logs(s3_landing):
     assert objs[1].etag == head["ETag"].strip('"')
 
 
-def test_sensor_batches_by_folder_and_runs_ingest_from_s3(s3_landing, instance):
+def test_sensor_batches_new_files_and_runs_ingest_from_s3(s3_landing, instance):
     client, bucket, defs, settings = s3_landing
     first = tick(defs, instance, None)
-    by_batch = {r.tags["perfwh/batch"]: r for r in first.run_requests}
-    assert set(by_batch) == {"h200_sxm/trtllm/1.0", "h100_sxm/trtllm/1.0"}
-    h200 = by_batch["h200_sxm/trtllm/1.0"]
-    assert (h200.tags[RANGE_START], h200.tags[RANGE_END]) == (CTX, GEN)
-    assert by_batch["h100_sxm/trtllm/1.0"].partition_key == OTHER
+    (run,) = first.run_requests  # the tick's new files, both folders, in one run
+    assert run.tags["perfwh/batch"] == "new" and (run.tags[RANGE_START], run.tags[RANGE_END]) == (OTHER, GEN)
     cursor = json.loads(first.cursor)
     assert set(cursor) == {CTX, GEN, OTHER}
     run_all(defs, instance, first)

@@ -46,7 +46,7 @@ def test_new_same_changed(sensor_defs, instance):
     request = first.run_requests[0]
     assert request.partition_key == KEY
     assert json.loads(first.cursor)[KEY] == sha256(f.read_bytes()).hexdigest()
-    assert request.tags["perfwh/batch"] == "h200_sxm/trtllm/1.0"
+    assert request.tags["perfwh/batch"] == "new"
     assert request.job_name in (None, "ingest_job")
     assert [r.partitions_def_name for r in first.dynamic_partitions_requests] == ["raw_log_file"]
     assert list(first.dynamic_partitions_requests[0].partition_keys) == [KEY]
@@ -77,28 +77,52 @@ def test_new_files_of_one_slice_folder_are_one_run(sensor_defs, instance):
     assert list(result.dynamic_partitions_requests[0].partition_keys) == [KEY, GEN]
 
 
-def test_folders_are_separate_runs_and_the_tick_is_bounded(sensor_defs, instance, monkeypatch):
-    """Three slice folders, a limit of two runs per tick: two runs now, the third folder's
-    file stays out of the cursor (and out of the partitions) and is requested next tick."""
-    landing, _, defs = sensor_defs
+def _three_folders(landing) -> list[str]:
     text = write_dsa_context(landing).read_text()
     for version in ("1.1", "1.2"):
         (landing / "h200_sxm" / "trtllm" / version).mkdir(parents=True)
         (landing / "h200_sxm" / "trtllm" / version / "dsa_context_module_perf.txt").write_text(
             text.replace(",1.0,", f",{version},")
         )
-    monkeypatch.setenv("PERFWH_SENSOR_MAX_RUNS", "2")
+    return [f"h200_sxm/trtllm/{v}/dsa_context_module_perf.txt" for v in ("1.0", "1.1", "1.2")]
+
+
+def test_new_files_of_every_folder_are_one_run(sensor_defs, instance):
+    landing, _, defs = sensor_defs
+    keys = _three_folders(landing)
+    result = tick(defs, instance, None)
+    (request,) = result.run_requests
+    assert (request.tags[RANGE_START], request.tags[RANGE_END]) == (keys[0], keys[-1])
+    assert request.tags["perfwh/batch"] == "new" and request.partition_key is None
+    assert list(result.dynamic_partitions_requests[0].partition_keys) == keys
+    assert set(json.loads(result.cursor)) == set(keys)
+
+
+def test_the_tick_is_bounded_in_files_per_run_and_runs(sensor_defs, instance, monkeypatch):
+    """Three new files, at most two a run and one run a tick: a run over the first two now,
+    the third stays out of the cursor (and out of the partitions) and is requested next
+    tick; then a changed known file is a run of its own beside the new files' run."""
+    landing, _, defs = sensor_defs
+    keys = _three_folders(landing)
+    monkeypatch.setenv("PERFWH_SENSOR_MAX_FILES", "2")
+    monkeypatch.setenv("PERFWH_SENSOR_MAX_RUNS", "1")
     first = tick(defs, instance, None)
-    assert [r.partition_key for r in first.run_requests] == [
-        "h200_sxm/trtllm/1.0/dsa_context_module_perf.txt", "h200_sxm/trtllm/1.1/dsa_context_module_perf.txt"
-    ]  # fmt: skip
-    late = "h200_sxm/trtllm/1.2/dsa_context_module_perf.txt"
-    assert late not in json.loads(first.cursor)
-    assert late not in first.dynamic_partitions_requests[0].partition_keys
-    instance.add_dynamic_partitions("raw_log_file", list(first.dynamic_partitions_requests[0].partition_keys))
+    (request,) = first.run_requests
+    assert (request.tags[RANGE_START], request.tags[RANGE_END]) == (keys[0], keys[1])
+    assert keys[2] not in json.loads(first.cursor)
+    assert list(first.dynamic_partitions_requests[0].partition_keys) == keys[:2]
+    instance.add_dynamic_partitions("raw_log_file", keys[:2])
     second = tick(defs, instance, first.cursor)
-    assert [r.partition_key for r in second.run_requests] == [late]
+    assert [r.partition_key for r in second.run_requests] == [keys[2]]
+    instance.add_dynamic_partitions("raw_log_file", [keys[2]])
     assert tick(defs, instance, second.cursor).run_requests == []
+
+    monkeypatch.setenv("PERFWH_SENSOR_MAX_RUNS", "5")
+    changed = landing / keys[1]
+    changed.write_text(changed.read_text() + changed.read_text().splitlines()[-1] + "\n")
+    write_dsa_generation(landing)
+    third = tick(defs, instance, second.cursor)
+    assert [(r.tags["perfwh/batch"], r.partition_key) for r in third.run_requests] == [("new", GEN), (keys[1], keys[1])]
 
 
 def test_content_already_in_the_warehouse_is_not_requested(sensor_defs, instance):

@@ -53,6 +53,15 @@ def test_duplicate_keys():
     assert set(KEY_COLUMNS) < set(dups.columns)
 
 
+def test_duplicate_keys_counts_copies_with_null_keys_and_none():
+    row = dict(op="dsa_context", isl=128, prefix=None, kv_len=None, latency_ms=1.0)
+    p = points([row] * 3 + [dict(row, isl=256)] * 2 + [dict(row, isl=512), dict(row, isl=128, prefix=0)])
+    dups = duplicate_keys(p)
+    assert dups.select("isl", "prefix", "copies").rows() == [(128, None, 3), (256, None, 2)]
+    none = duplicate_keys(p.unique(list(KEY_COLUMNS)))
+    assert none.height == 0 and none.schema == dups.schema
+
+
 def test_decreasing_latency_per_line_and_axis():
     p = points([
         dict(op="dsa_context", isl=256, prefix=0, latency_ms=1.0),

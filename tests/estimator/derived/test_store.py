@@ -174,3 +174,17 @@ def test_a_table_added_to_partition_tables_is_built_for_every_partition(homes, m
     # a failed added table does not take the partition's queries down
     db = PerfDatabase("h200_sxm", "vllm", "0.1", home=mixed)
     assert db.estimate("mla_generation", batch_size=2, s=256, num_heads=64).source.value == "measured"
+
+
+def test_parallel_builds_start_with_the_largest_partition(homes):
+    from pathlib import Path
+
+    from estimator.derived.store import DerivedStore
+
+    _, mixed, _ = homes
+    store = DerivedStore(mixed)
+    parts = store.partitions()
+    order = store.largest_first(list(parts), parts)
+    on_disk = [sum(Path(f).stat().st_size for f in store.files_of(parts[k])) for k in order]
+    assert order[0] == TRT  # four ops of synthetic points; the others hold one or two
+    assert sorted(order) == sorted(parts) and on_disk == sorted(on_disk, reverse=True) and on_disk[-1] < on_disk[0]

@@ -1,0 +1,180 @@
+"""The grid build's per-slice rule scoring (`rules.power_errors`, `rules.slice_estimates`)
+for many slices at once: slices of one shape (and sibling count, powers) are stacked on a
+leading axis and go through numpy together.
+
+Why: an op holds hundreds of small slices (a few batch x a few sequence values), so the
+per-slice Python and numpy call overhead, not the arithmetic, was most of the rule choice.
+Every element sees the same operations in the same order as the per-slice functions,
+so the results are bit-identical (tests/estimator/grids/test_batched.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from estimator.grids import interp
+
+
+def _groups(keys) -> dict:
+    """{group key: [positions]} in first-appearance order."""
+    out: dict = {}
+    for i, k in enumerate(keys):
+        out.setdefault(k, []).append(i)
+    return out
+
+
+def _line_brackets(x: np.ndarray, values: np.ndarray, known: np.ndarray, power: float | tuple = 0.0):
+    """`interp._line_brackets` with one axis per row: x is (rows, n), values and known (rows, n)."""
+    n = values.shape[1]
+    idx = np.arange(n)
+    last_le = np.maximum.accumulate(np.where(known, idx, -1), axis=1)
+    first_ge = np.minimum.accumulate(np.where(known, idx, n)[:, ::-1], axis=1)[:, ::-1]
+    left = np.concatenate([np.full((values.shape[0], 1), -1), last_le[:, :-1]], axis=1)
+    right = np.concatenate([first_ge[:, 1:], np.full((values.shape[0], 1), n)], axis=1)
+    has = (left >= 0) & (right < n)
+    jl, jr = np.clip(left, 0, n - 1), np.clip(right, 0, n - 1)
+    rows = np.arange(values.shape[0])[:, None]
+    xj, xl, xr = x, x[rows, jl], x[rows, jr]
+    vl, vr = values[rows, jl], values[rows, jr]
+    values_out = []
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for p in (power if isinstance(power, tuple) else (power,)):
+            w = interp.power_weight(xl, xr, xj, p)
+            values_out.append(vl * (1 - w) + vr * w)
+    value = values_out if isinstance(power, tuple) else values_out[0]
+    return value, np.minimum(xj - xl, xr - xj), has
+
+
+def _rows_axis(x: np.ndarray, shape: tuple) -> np.ndarray:
+    """Per-slice axes x (k, n) broadcast to values of `shape` (k, ..., n), one row per line."""
+    lead = (x.shape[0],) + (1,) * (len(shape) - 2) + (x.shape[1],)
+    return np.broadcast_to(x.reshape(lead), shape).reshape(-1, shape[-1])
+
+
+def _line_estimates(values, known, xb, xs, *, parts: bool = False, powers: tuple[float, float] = (0.0, 0.0)):
+    """`interp.line_estimates` of stacked slices: values (k, ..., nb, ns), xb (k, nb), xs (k, ns)."""
+    shape = values.shape
+    nb, ns = shape[-2:]
+    rv, rd, rh = (a.reshape(shape) for a in
+                  _line_brackets(_rows_axis(xs, shape), values.reshape(-1, ns), known.reshape(-1, ns), powers[1]))
+    vt, kt = np.swapaxes(values, -1, -2), np.swapaxes(known, -1, -2)
+    cv, cd, ch = (np.swapaxes(a.reshape(vt.shape), -1, -2) for a in
+                  _line_brackets(_rows_axis(xb, vt.shape), vt.reshape(-1, nb), kt.reshape(-1, nb), powers[0]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        both = (rv / rd + cv / cd) / (1.0 / rd + 1.0 / cd)
+        row_only = (rv / rd) / (1.0 / rd)
+        col_only = (cv / cd) / (1.0 / cd)
+    est = np.where(rh & ch, both, np.where(rh, row_only, np.where(ch, col_only, np.nan)))
+    if parts:
+        return est, rh | ch, np.where(rh, rv, np.nan), np.where(ch, cv, np.nan)
+    return est, rh | ch
+
+
+def power_errors_many(slices) -> list[dict[tuple[str, float], np.ndarray]]:
+    """`rules.power_errors(vals, xb, xs)` of each (vals, xb, xs) in `slices`, in order."""
+    out: list = [None] * len(slices)
+    for _, pos in _groups([s[0].shape for s in slices]).items():
+        vals = np.stack([slices[i][0] for i in pos])
+        xb = np.stack([slices[i][1] for i in pos])
+        xs = np.stack([slices[i][2] for i in pos])
+        k, nb, ns = vals.shape
+        known = ~np.isnan(vals)
+        rvs, _, rh = _line_brackets(np.repeat(xs, nb, axis=0), vals.reshape(-1, ns), known.reshape(-1, ns),
+                                    interp.POWERS)
+        vt, kt = vals.transpose(0, 2, 1), known.transpose(0, 2, 1)
+        cvs, _, ch = _line_brackets(np.repeat(xb, ns, axis=0), vt.reshape(-1, nb), kt.reshape(-1, nb),
+                                    interp.POWERS)
+        rh = rh.reshape(k, nb, ns)
+        ch = ch.reshape(k, ns, nb).transpose(0, 2, 1)
+        for n, i in enumerate(pos):
+            out[i] = {}
+        for p, rv, cv in zip(interp.POWERS, rvs, cvs):
+            rerr = np.abs(rv.reshape(k, nb, ns) - vals)
+            cerr = np.abs(cv.reshape(k, ns, nb).transpose(0, 2, 1) - vals)
+            for n, i in enumerate(pos):
+                out[i]["seq", p] = rerr[n][known[n] & rh[n]]
+                out[i]["batch", p] = cerr[n][known[n] & ch[n]]
+    return out
+
+
+def _median_offsets(values: np.ndarray, known: np.ndarray, sibs: np.ndarray):
+    """`interp._median_offsets` of stacked slices: values, known (k, nb, ns), sibs (k, n_sib, nb, ns)."""
+    _, _, nb, ns = sibs.shape
+    both = known[:, None] & ~np.isnan(sibs)
+    diff = np.where(both, values[:, None] - sibs, np.nan)  # (k, s, nb, ns)
+    not_self_s = ~np.eye(ns, dtype=bool)
+    not_self_b = ~np.eye(nb, dtype=bool)
+    row = np.where(both[..., None, :] & not_self_s, diff[..., None, :], np.nan)  # (k, s, nb, ns, ns)
+    bt, dt = np.swapaxes(both, -1, -2), np.swapaxes(diff, -1, -2)
+    colT = np.where(bt[..., None, :] & not_self_b, dt[..., None, :], np.nan)  # (k, s, ns, nb, nb)
+    cand = np.sort(np.concatenate([row, np.swapaxes(colT, -2, -3)], axis=-1), axis=-1)
+    count = (~np.isnan(cand)).sum(axis=-1)
+    lo = np.clip((count - 1) // 2, 0, None)[..., None]
+    hi = np.clip(count // 2, 0, cand.shape[-1] - 1)[..., None]
+    a = np.take_along_axis(cand, lo, axis=-1)[..., 0]
+    b = np.take_along_axis(cand, hi, axis=-1)[..., 0]
+    med = np.where(count % 2 == 1, b, (a + b) / 2)
+    return med, count
+
+
+def _sibling_estimates(values, known, sibs):
+    """`interp.sibling_estimates(..., parts=True)` of stacked slices with sibs (k, n_sib, nb, ns), n_sib >= 1."""
+    total = np.zeros(values.shape)
+    count = np.zeros(values.shape, dtype=np.int64)
+    med, n = _median_offsets(values, known, sibs)
+    each = np.full(sibs.shape, np.nan)
+    for s in range(sibs.shape[1]):
+        sib, m, c = sibs[:, s], med[:, s], n[:, s]
+        ok = ~np.isnan(sib) & (c >= 2)
+        total = np.where(ok, total + (sib + m), total)
+        count += ok
+        each[:, s] = np.where(ok, sib + m, np.nan)
+    has = count > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        est = np.where(has, total / count, np.nan)
+    return est, has, each
+
+
+def _median_estimates(candidates: np.ndarray) -> np.ndarray:
+    """`interp.median_estimates(...)[0]` of stacked candidates (k, n, nb, ns)."""
+    count = (~np.isnan(candidates)).sum(axis=1)
+    ordered = np.sort(candidates, axis=1)
+    lo = np.take_along_axis(ordered, np.clip((count - 1) // 2, 0, None)[:, None], axis=1)[:, 0]
+    hi = np.take_along_axis(ordered, np.clip(count // 2, 0, max(candidates.shape[1] - 1, 0))[:, None], axis=1)[:, 0]
+    return np.where(count == 0, np.nan, np.where(count % 2 == 1, hi, (lo + hi) / 2))
+
+
+def slice_estimates_many(slices) -> list[dict[str, np.ndarray]]:
+    """`rules.slice_estimates(vals, xb, xs, sibs, powers)` of each (vals, xb, xs, sibs, powers)
+    in `slices`, in order. Slices without siblings go to the per-slice function."""
+    from estimator.grids.rules import slice_estimates
+
+    out: list = [None] * len(slices)
+    keys = [(s[0].shape, len(s[3]), tuple(s[4])) for s in slices]
+    for (_, n_sib, powers), pos in _groups(keys).items():
+        if n_sib == 0:
+            for i in pos:
+                out[i] = slice_estimates(*slices[i])
+            continue
+        vals = np.stack([slices[i][0] for i in pos])
+        xb = np.stack([slices[i][1] for i in pos])
+        xs = np.stack([slices[i][2] for i in pos])
+        sibs = np.stack([np.stack(slices[i][3]) for i in pos])  # (k, n_sib, nb, ns)
+        known = ~np.isnan(vals)
+        line, has_line, row, col = _line_estimates(vals, known, xb, xs, parts=True, powers=powers)
+        sib, has_sib, each = _sibling_estimates(vals, known, sibs)
+        diff = vals[:, None] - sibs
+        lest, lhas = _line_estimates(diff, ~np.isnan(diff), xb, xs)
+        local = np.where(lhas & ~np.isnan(sibs), sibs + lest, np.nan)
+        r, c = row[:, None], col[:, None]
+        med = _median_estimates(np.concatenate([r, c, each], axis=1))
+        med_row = _median_estimates(np.concatenate([r, each], axis=1))
+        med_col = _median_estimates(np.concatenate([c, each], axis=1))
+        med_local = _median_estimates(np.concatenate([r, c, each, local], axis=1))
+        med_local_row = _median_estimates(np.concatenate([r, local], axis=1))
+        blend = 0.5 * (line + sib)
+        for n, i in enumerate(pos):
+            out[i] = {"line": line[n], "has_line": has_line[n], "sibling": sib[n], "has_sibling": has_sib[n],
+                      "blend": blend[n], "median": med[n], "median_row": med_row[n], "median_col": med_col[n],
+                      "median_local": med_local[n], "median_local_row": med_local_row[n]}
+    return out
