@@ -23,28 +23,6 @@ def _groups(keys) -> dict:
     return out
 
 
-def _line_brackets(x: np.ndarray, values: np.ndarray, known: np.ndarray, power: float | tuple = 0.0):
-    """`interp._line_brackets` with one axis per row: x is (rows, n), values and known (rows, n)."""
-    n = values.shape[1]
-    idx = np.arange(n)
-    last_le = np.maximum.accumulate(np.where(known, idx, -1), axis=1)
-    first_ge = np.minimum.accumulate(np.where(known, idx, n)[:, ::-1], axis=1)[:, ::-1]
-    left = np.concatenate([np.full((values.shape[0], 1), -1), last_le[:, :-1]], axis=1)
-    right = np.concatenate([first_ge[:, 1:], np.full((values.shape[0], 1), n)], axis=1)
-    has = (left >= 0) & (right < n)
-    jl, jr = np.clip(left, 0, n - 1), np.clip(right, 0, n - 1)
-    rows = np.arange(values.shape[0])[:, None]
-    xj, xl, xr = x, x[rows, jl], x[rows, jr]
-    vl, vr = values[rows, jl], values[rows, jr]
-    values_out = []
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        for p in (power if isinstance(power, tuple) else (power,)):
-            w = interp.power_weight(xl, xr, xj, p)
-            values_out.append(vl * (1 - w) + vr * w)
-    value = values_out if isinstance(power, tuple) else values_out[0]
-    return value, np.minimum(xj - xl, xr - xj), has
-
-
 def _rows_axis(x: np.ndarray, shape: tuple) -> np.ndarray:
     """Per-slice axes x (k, n) broadcast to values of `shape` (k, ..., n), one row per line."""
     lead = (x.shape[0],) + (1,) * (len(shape) - 2) + (x.shape[1],)
@@ -55,11 +33,11 @@ def _line_estimates(values, known, xb, xs, *, parts: bool = False, powers: tuple
     """`interp.line_estimates` of stacked slices: values (k, ..., nb, ns), xb (k, nb), xs (k, ns)."""
     shape = values.shape
     nb, ns = shape[-2:]
-    rv, rd, rh = (a.reshape(shape) for a in
-                  _line_brackets(_rows_axis(xs, shape), values.reshape(-1, ns), known.reshape(-1, ns), powers[1]))
+    rows = interp._line_brackets(_rows_axis(xs, shape), values.reshape(-1, ns), known.reshape(-1, ns), powers[1])
+    rv, rd, rh = (a.reshape(shape) for a in rows)
     vt, kt = np.swapaxes(values, -1, -2), np.swapaxes(known, -1, -2)
     cv, cd, ch = (np.swapaxes(a.reshape(vt.shape), -1, -2) for a in
-                  _line_brackets(_rows_axis(xb, vt.shape), vt.reshape(-1, nb), kt.reshape(-1, nb), powers[0]))
+                  interp._line_brackets(_rows_axis(xb, vt.shape), vt.reshape(-1, nb), kt.reshape(-1, nb), powers[0]))
     with np.errstate(divide="ignore", invalid="ignore"):
         both = (rv / rd + cv / cd) / (1.0 / rd + 1.0 / cd)
         row_only = (rv / rd) / (1.0 / rd)
@@ -79,10 +57,10 @@ def power_errors_many(slices) -> list[dict[tuple[str, float], np.ndarray]]:
         xs = np.stack([slices[i][2] for i in pos])
         k, nb, ns = vals.shape
         known = ~np.isnan(vals)
-        rvs, _, rh = _line_brackets(np.repeat(xs, nb, axis=0), vals.reshape(-1, ns), known.reshape(-1, ns),
+        rvs, _, rh = interp._line_brackets(np.repeat(xs, nb, axis=0), vals.reshape(-1, ns), known.reshape(-1, ns),
                                     interp.POWERS)
         vt, kt = vals.transpose(0, 2, 1), known.transpose(0, 2, 1)
-        cvs, _, ch = _line_brackets(np.repeat(xb, ns, axis=0), vt.reshape(-1, nb), kt.reshape(-1, nb),
+        cvs, _, ch = interp._line_brackets(np.repeat(xb, ns, axis=0), vt.reshape(-1, nb), kt.reshape(-1, nb),
                                     interp.POWERS)
         rh = rh.reshape(k, nb, ns)
         ch = ch.reshape(k, ns, nb).transpose(0, 2, 1)

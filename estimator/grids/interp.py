@@ -93,6 +93,7 @@ def _line_brackets(x: np.ndarray, values: np.ndarray, known: np.ndarray, power: 
     entries strictly left and right of each cell (the cell itself never counts,
     so the same answer serves leave-one-out scoring and hole filling). With a
     tuple of powers, value is a list (one per power) on the same neighbours.
+    x: one axis shared by every row (n,), or one axis per row (rows, n).
     """
     n = values.shape[1]
     idx = np.arange(n)
@@ -103,7 +104,8 @@ def _line_brackets(x: np.ndarray, values: np.ndarray, known: np.ndarray, power: 
     has = (left >= 0) & (right < n)
     jl, jr = np.clip(left, 0, n - 1), np.clip(right, 0, n - 1)
     rows = np.arange(values.shape[0])[:, None]
-    xj, xl, xr = x[idx][None, :], x[jl], x[jr]
+    x = np.broadcast_to(x, values.shape)
+    xj, xl, xr = x, x[rows, jl], x[rows, jr]
     vl, vr = values[rows, jl], values[rows, jr]
     values_out = []
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):

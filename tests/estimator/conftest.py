@@ -117,6 +117,21 @@ def db(points):
     return PerfDatabase(calibration=cal, grids=build_grids(points, cal))
 
 
+def two_by_two_group():
+    """A GroupGrids of one 2 x 2 slice at 64 heads, prefix 0: batch 2/4, seq 64/128, log2 ratios
+    0, 0.2 / 1, 1.2, every cell measured, raw-batch interpolation (batch_power 1)."""
+    from estimator.grids.build import SliceGrid
+    from estimator.lookup.grids import GroupGrids, stack_group
+
+    batch, seq = np.array([2, 4]), np.array([64, 128])
+    ratio = np.array([[0.0, 0.2], [1.0, 1.2]])
+    sg = SliceGrid(batch, seq, np.log2(batch), np.log2(seq), ratio, np.zeros((2, 2), np.int8), np.ones((2, 2)),
+                   0.0, np.full((2, 2), np.nan), batch_power=1.0, seq_power=0.0)
+    grp = GroupGrids(("k",), np.array([64]), np.array([0]), {(64, 0): sg})
+    grp.stacked = stack_group(grp)
+    return grp
+
+
 def sol_of(op, b, s, h, system="h200_sxm", **kw) -> float:
     fam = op.split("_")[0]
     ctx = "context" in op

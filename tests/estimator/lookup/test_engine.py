@@ -4,27 +4,14 @@ import numpy as np
 import pytest
 
 from estimator.grids import interp
-from estimator.grids.build import SliceGrid
 from estimator.lookup.engine import estimate_group
-from estimator.lookup.grids import GroupGrids, stack_group
 from estimator.physics.specs import load_system
 from estimator.slices import model_for
-from tests.estimator.conftest import ARCH, PARAMS, sol_of
+from tests.estimator.conftest import ARCH, PARAMS, sol_of, two_by_two_group
 
 OP = "dsa_context"
 MODEL = model_for(OP, ARCH["dsa"])
 SYSTEM = load_system("h200_sxm")
-
-
-def _group() -> GroupGrids:
-    """One 2 x 2 grid at 64 heads: batch 2/4, isl 64/128, log2 ratios 0, 0.2 / 1, 1.2, all measured."""
-    batch, seq = np.array([2, 4]), np.array([64, 128])
-    ratio = np.array([[0.0, 0.2], [1.0, 1.2]])
-    sg = SliceGrid(batch, seq, np.log2(batch), np.log2(seq), ratio, np.zeros((2, 2), np.int8), np.ones((2, 2)),
-                   0.0, np.full((2, 2), np.nan), batch_power=1.0, seq_power=0.0)
-    grp = GroupGrids(("k",), np.array([64]), np.array([0]), {(64, 0): sg})
-    grp.stacked = stack_group(grp)
-    return grp
 
 
 def _run(grp, batch, isl, heads, **kw):
@@ -42,7 +29,7 @@ def test_without_grids_the_calibrated_sol_answers():
 
 def test_grid_ratio_scales_the_sol():
     # on the (4, 128) cell: 2**1.2 x SOL; batch 3 is halfway in raw batch (batch_power 1): 2**0.5 x SOL
-    lat, code, sol_ms = _run(_group(), [4, 3], [128, 64], [64, 64])
+    lat, code, sol_ms = _run(two_by_two_group(), [4, 3], [128, 64], [64, 64])
     assert lat[0] == pytest.approx(sol_of(OP, 4, 128, 64) * 2**1.2, rel=1e-9)
     assert lat[1] == pytest.approx(sol_of(OP, 3, 64, 64) * 2**0.5, rel=1e-9)
     assert code.tolist() == [interp.MEASURED, interp.INTERPOLATED]
@@ -50,12 +37,12 @@ def test_grid_ratio_scales_the_sol():
 
 def test_outside_the_grid_is_extrapolated():
     # 32 heads is below the group's one heads value: the boundary ratio holds, labelled extrapolated
-    lat, code, _ = _run(_group(), [2], [64], [32])
+    lat, code, _ = _run(two_by_two_group(), [2], [64], [32])
     assert lat[0] == pytest.approx(sol_of(OP, 2, 64, 32), rel=1e-9) and code.tolist() == [interp.EXTRAPOLATED]
 
 
 def test_transferred_marks_every_grid_answer():
     # measured, interpolated and extrapolated answers from another system's grid all read 'transferred'
-    lat, code, _ = _run(_group(), [2, 3, 2], [64, 64, 64], [64, 64, 32], transferred=True)
+    lat, code, _ = _run(two_by_two_group(), [2, 3, 2], [64, 64, 64], [64, 64, 32], transferred=True)
     assert code.tolist() == [interp.TRANSFERRED] * 3
     assert lat[0] == pytest.approx(sol_of(OP, 2, 64, 64), rel=1e-9)

@@ -3,23 +3,14 @@
 import json
 import math
 
-import numpy as np
-
 from estimator.common import Source
-from estimator.grids.build import SliceGrid
 from estimator.lookup.estimate import Estimate, Neighbour
-from estimator.lookup.grids import GroupGrids, stack_group
 from estimator.lookup.interpolate import lookup_one
+from tests.estimator.conftest import two_by_two_group
 
 
 def _estimate(**kw) -> Estimate:
-    batch, seq = np.array([2, 4]), np.array([64, 128])
-    ratio = np.array([[0.0, 0.2], [1.0, 1.2]])
-    sg = SliceGrid(batch, seq, np.log2(batch), np.log2(seq), ratio, np.zeros((2, 2), np.int8), np.ones((2, 2)),
-                   0.0, np.full((2, 2), np.nan), batch_power=1.0, seq_power=0.0)
-    grp = GroupGrids(("k",), np.array([64]), np.array([0]), {(64, 0): sg})
-    grp.stacked = stack_group(grp)
-    log2_ratio, _, cells = lookup_one(grp, 64, 0, 3, 64)  # halfway between batch 2 and 4
+    log2_ratio, _, cells = lookup_one(two_by_two_group(), 64, 0, 3, 64)  # halfway between batch 2 and 4
     base = dict(latency_ms=2.0 * 2**log2_ratio, source=Source.interpolated, op="dsa_context", system="h200_sxm",
                 framework="trtllm", version="1.0", sol_ms=2.0, raw_sol_ms=1.5, log2_ratio=log2_ratio,
                 neighbour_cells=cells, low_ms=2.5, high_ms=3.1)
