@@ -23,7 +23,7 @@ from estimator.physics import sol
 from estimator.slices import model_for, points_shape
 from estimator.physics.specs import SystemSpec, load_system
 
-METHOD = "calibrated-sol-v4"
+METHOD = "calibrated-sol-v5"  # v5: the kernel_source attention variants (physics/variants.py)
 CAL_KEYS = ("system", "framework", "version", "op", "kernel_source")
 CALIBRATION_SCHEMA: dict[str, pl.DataType] = {
     "system": pl.String(),

@@ -143,8 +143,10 @@ def kernel_specs(op: str, model: ModelSpec, gemm_type: str = "bfloat16", kv_cach
     """The kernels of one call of `op`, as data: the one place the SOL physics is written.
 
     kernel_source picks the DSA attention variant (`variants.attention_variant`): a dense
-    variant runs MLA's dense attention (every prior key) in place of top-k sparse attention,
-    one without the indexer is not charged the indexer kernels (nor its key projection)."""
+    variant runs MLA's dense attention (every prior key) in place of top-k sparse attention
+    and, as if index_topk >= context, no indexer logits or top-k selection at any length (the
+    indexer's projections still run); one without the indexer is not charged the indexer
+    kernels (nor its key projection)."""
     family, context, kernel_only, d, rq, rk, dr, dn, dv, dlat, kvb, w, fp8_gemm, gg = op_dims(
         op, model, gemm_type, kv_cache_dtype
     )
@@ -190,6 +192,7 @@ def kernel_specs(op: str, model: ModelSpec, gemm_type: str = "bfloat16", kv_cach
         gemm("indexer_q_proj", gg, fp8_gemm, "t", rq, hi * di, w)
         gemm("indexer_weights_proj", "gemm_bf16", False, "t", d, hi, 2.0)
         k("indexer_quant", "elementwise", False, {}, {"t": 3.0 * (hi * di + di)})
+    if variant.indexer and not variant.dense:  # dense attention keeps every key, as if index_topk >= context
         k("indexer_logits", "indexer", True, {"sk_on": 2.0 * hi * di},
           {"t_on": hi * (di + 4.0), "bl_on": di + 4.0, "sk_on": 4.0})
         k("indexer_topk", "indexer", False, {}, {"sk_on": 4.0, "t_on": 4.0 * topk})

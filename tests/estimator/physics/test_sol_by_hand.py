@@ -88,7 +88,7 @@ DSA_CONTEXT_DENSE_SKIP_INDEXER = MLA_CONTEXT
 #   F = 2 * 128 * 7168 * 2240, B = 2 * 7168 * 2240 + 2 * 128 * (7168 + 2240);
 # indexer_q_proj M 128, K 1536, N 64 * 128: F = 2 * 128 * 1536 * 8192, B = 2 * 1536 * 8192 + 256 * 9728;
 # indexer_weights_proj M 128, K 7168, N 64: F = 2 * 128 * 7168 * 64, B = 2 * 7168 * 64 + 256 * 7232;
-# indexer_quant B = 128 * 3 * (8192 + 128); L = 64 <= top-k: no logits or top-k.
+# indexer_quant B = 128 * 3 * (8192 + 128); dense attention keeps every key: no logits or top-k kernels.
 DSA_CONTEXT_DENSE = {
         "kv_a_proj": (4_110_417_920, 34_521_088),
         "q_b_proj": MLA_CONTEXT["q_b_proj"],
@@ -100,8 +100,6 @@ DSA_CONTEXT_DENSE = {
         "indexer_q_proj": (3_221_225_472, 27_656_192),
         "indexer_weights_proj": (117_440_512, 2_768_896),
         "indexer_quant": (0, 3_194_880),
-        "indexer_logits": (0, 0),
-        "indexer_topk": (0, 0),
     }
 # Sparse attention without the indexer, at the DSA_CONTEXT shape: kv_a_proj N = 2112:
 #   F = 2 * 1024 * 7168 * 2112, B = 2 * 7168 * 2112 + 2 * 1024 * (7168 + 2112); no indexer kernels.

@@ -63,3 +63,14 @@ def test_dense_attention_grows_with_every_prior_key_sparse_with_top_k():
     dense, sparse = "sglang_dsa_dense_mha_fa3", "sglang_dsa_indexer_flashmla_sparse"
     assert attn(dense, 8192) / attn(dense, 4096) == pytest.approx(8192 * 8193 / (4096 * 4097), rel=1e-12)
     assert attn(sparse, 8192) / attn(sparse, 4096) == 2.0
+
+
+def test_dense_attention_never_runs_the_indexer_selection():
+    """Beyond index_topk (isl 8192 > 2048) DSA runs the indexer logits and top-k; the dense variant
+    keeps every key, so only the indexer's projections and quantisation are charged."""
+    spec = load_model("DeepseekV32ForCausalLM")
+    shape = dict(batch=1, isl=8192, prefix=0, kv_len=0, num_heads=64)
+    dsa = {k.name: k.flops for k in sol.kernels("dsa_context", spec, **shape)}
+    dense = [k.name for k in sol.kernels("dsa_context", spec, kernel_source="sglang_dsa_dense_mha_fa3", **shape)]
+    assert dsa["indexer_logits"] > 0
+    assert [n for n in dense if n.startswith("indexer")] == ["indexer_q_proj", "indexer_weights_proj", "indexer_quant"]
