@@ -120,7 +120,8 @@ def cv_residuals(points: pl.DataFrame, *, tables: tuple[str, ...] | None = None,
                 continue
             lat, cd, sol = estimate_group(grp, k["op"], model_for(k["op"], k["architecture"]),
                                           load_system(k["system"]), p, gemm_type=k["gemm_type"] or "bfloat16",
-                                          kv_cache_dtype=k["kv_cache_dtype"], **shape)
+                                          kv_cache_dtype=k["kv_cache_dtype"], kernel_source=k["kernel_source"],
+                                          **shape)
             rows = sub["_row"].to_numpy()
             pred[rows], code[rows], sol_ms[rows] = lat, cd, sol
             seqv = shape["isl"] if "context" in k["op"] else shape["kv_len"]

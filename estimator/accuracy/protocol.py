@@ -82,7 +82,8 @@ def predict(train: pl.DataFrame, test: pl.DataFrame, *, calibration: pl.DataFram
         lat, code, sol_ms = estimate_group(
             gridset.groups.get(tuple(key)), op, model_for(op, k["architecture"]), load_system(k["system"]),
             params[(k["system"], k["framework"], k["version"], op, k["kernel_source"])],
-            gemm_type=k["gemm_type"] or "bfloat16", kv_cache_dtype=k["kv_cache_dtype"], **points_shape(sub))
+            gemm_type=k["gemm_type"] or "bfloat16", kv_cache_dtype=k["kv_cache_dtype"],
+            kernel_source=k["kernel_source"], **points_shape(sub))
         rows = sub["_row"].to_numpy()
         out_lat[rows], out_code[rows], out_sol[rows] = lat, code, sol_ms
     from estimator.grids.schema import SOURCES

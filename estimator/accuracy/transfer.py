@@ -94,7 +94,8 @@ def transfer_protocol(points: pl.DataFrame, target: str, source: str, *,
             continue
         rows = sub["_row"].to_numpy()
         model = model_for(k["op"], k["architecture"])
-        kw = dict(gemm_type=k["gemm_type"] or "bfloat16", kv_cache_dtype=k["kv_cache_dtype"], **points_shape(sub))
+        kw = dict(gemm_type=k["gemm_type"] or "bfloat16", kv_cache_dtype=k["kv_cache_dtype"],
+                  kernel_source=key[4], **points_shape(sub))  # the source slice's SOL variant
         grp = gridset.groups.get(key)
         lat, cd, _ = estimate_group(grp, k["op"], model, tspec, rule.params(params[pkey]), transferred=True, **kw)
         pred[rows], code[rows] = lat, cd

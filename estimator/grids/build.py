@@ -35,7 +35,7 @@ def with_sol(points: pl.DataFrame, params: dict[tuple, CalibrationParams]) -> pl
     ):
         p = params[(system, fw, ver, op, source)]
         ks = sol.kernels(op, model_for(op, arch), gemm_type=gemm or "bfloat16", kv_cache_dtype=kv,
-                         **points_shape(sub))
+                         kernel_source=source, **points_shape(sub))
         out[sub["_row"].to_numpy()] = np.broadcast_to(calibrated_ms(ks, load_system(system), p), sub.height)
     return points.with_columns(pl.Series("sol_ms", out))
 

@@ -163,12 +163,12 @@ class PerfDatabase(ManyEstimates):
         """The versions with data for `op`, oldest first (PEP 440 order)."""
         return list(self._op_versions.get(canonical_op(op), ()))
 
-    def _params_for(self, version: str, op: str, kernel_source: str | None) -> CalibrationParams:
-        """The op's fit for this kernel_source; else its 'default' (or first) kernel_source's."""
+    def _params_source(self, version: str, op: str, kernel_source: str | None) -> str:
+        """The kernel_source whose fit answers: this one if fitted; else the op's 'default' (or first)."""
         if (version, op, kernel_source) in self.params:
-            return self.params[(version, op, kernel_source)]
+            return kernel_source
         sources = sorted(s for v, o, s in self.params if o == op and v == version)
-        return self.params[(version, op, "default" if "default" in sources else sources[0])]
+        return "default" if "default" in sources else sources[0]
 
     def slices(self) -> pl.DataFrame:
         """The group keys this database holds (what `query_*` can answer from data)."""
@@ -230,16 +230,18 @@ class PerfDatabase(ManyEstimates):
             notes.append(f"index_n_heads={index_n_heads}<-{model.index_n_heads}")
         if repl:
             model = dataclasses.replace(model, **repl)
-        params = self._params_for(key[2] if key else version, op, key[4] if key else kernel_source)
+        # the kernel_source whose fit answers also picks the SOL model's attention variant
+        source = self._params_source(key[2] if key else version, op, key[4] if key else kernel_source)
+        params = self.params[(key[2] if key else version, op, source)]
         sol_gemm = "bfloat16" if kernel_op else gemm_type
         res = _Resolved(self.grids.groups.get(key) if key else None,
                         key if key else (self.data_system, self.framework, version, op, kernel_source,
                                          want["architecture"], attn_dtype, kv_cache_dtype, want["gemm_type"]),
                         "; ".join(notes) or None, model, params, sol_gemm, kv_cache_dtype,
                         compile_scalar(op, model, self.spec, params, gemm_type=sol_gemm,
-                                       kv_cache_dtype=kv_cache_dtype),
+                                       kv_cache_dtype=kv_cache_dtype, kernel_source=source),
                         compile_array(op, model, self.spec, params, gemm_type=sol_gemm,
-                                      kv_cache_dtype=kv_cache_dtype, dtype=np.float32),
+                                      kv_cache_dtype=kv_cache_dtype, kernel_source=source, dtype=np.float32),
                         (), model.num_attention_heads, model.max_position_embeddings)
         res = dataclasses.replace(res, slice_items=tuple(zip(GROUP_KEYS, res.key)), bounds=group_bounds(res.group))
         self._resolved[ck] = res

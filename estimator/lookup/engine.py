@@ -20,13 +20,14 @@ from estimator.physics.specs import ModelSpec, SystemSpec
 
 def estimate_group(grp: GroupGrids | None, op: str, model: ModelSpec, system: SystemSpec,
                    params: CalibrationParams, *, gemm_type: str, kv_cache_dtype: str,
-                   batch, isl, prefix, kv_len, num_heads, transferred: bool = False, sol_fn=None,
-                   dtype=np.float64):
+                   batch, isl, prefix, kv_len, num_heads, kernel_source: str | None = None,
+                   transferred: bool = False, sol_fn=None, dtype=np.float64):
     """(latency_ms, source code, sol_ms) arrays for points of one group.
 
     Without grids (grp None) or where no slice covers a point, the calibrated
     SOL alone answers (source `sol`). sol_fn: a `fastsol.compile_array` result
-    to reuse; dtype: working precision (float32 in `estimate_many`).
+    to reuse; kernel_source: the slice whose SOL variant applies (`physics.variants`);
+    dtype: working precision (float32 in `estimate_many`).
     """
     batch = np.asarray(batch, dtype=dtype)
     seq = np.asarray(isl if Op.parse(op).context else kv_len, dtype=dtype)
@@ -34,7 +35,7 @@ def estimate_group(grp: GroupGrids | None, op: str, model: ModelSpec, system: Sy
     num_heads = np.asarray(num_heads, dtype=dtype)
     if sol_fn is None:
         sol_fn = compile_array(op, model, system, params, gemm_type=gemm_type, kv_cache_dtype=kv_cache_dtype,
-                               dtype=dtype)
+                               kernel_source=kernel_source, dtype=dtype)
     sol_ms = np.asarray(sol_fn(batch, seq, prefix, num_heads), dtype=np.float64)
     if grp is None:
         return sol_ms.copy(), np.full(batch.shape, interp.SOL, dtype=np.int8), sol_ms

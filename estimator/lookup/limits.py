@@ -119,13 +119,13 @@ def raw_roofline_ms(points: pl.DataFrame) -> np.ndarray:
     from estimator.physics.specs import load_system, system_names
 
     out = np.zeros(points.height)
-    keys = ["system", "op", "architecture", "gemm_type", "kv_cache_dtype"]
-    for (system, op, arch, gemm, kv), sub in points.with_row_index("_row").group_by(keys, maintain_order=True):
+    keys = ["system", "op", "kernel_source", "architecture", "gemm_type", "kv_cache_dtype"]
+    for (system, op, source, arch, gemm, kv), sub in points.with_row_index("_row").group_by(keys, maintain_order=True):
         if system not in system_names():
             continue
         try:
             ks = sol.kernels(op, model_for(op, arch), gemm_type=gemm or "bfloat16", kv_cache_dtype=kv or "bfloat16",
-                             **points_shape(sub))
+                             kernel_source=source, **points_shape(sub))
         except (KeyError, ValueError):  # a precision / architecture the SOL model lacks: no bound (build_errors)
             continue
         ct, bt, _ = kernel_times(ks, load_system(system), sub.height)

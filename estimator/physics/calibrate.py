@@ -23,7 +23,7 @@ from estimator.physics import sol
 from estimator.slices import model_for, points_shape
 from estimator.physics.specs import SystemSpec, load_system
 
-METHOD = "calibrated-sol-v4"
+METHOD = "calibrated-sol-v5"  # v5: the kernel_source attention variants (physics/variants.py)
 CAL_KEYS = ("system", "framework", "version", "op", "kernel_source")
 CALIBRATION_SCHEMA: dict[str, pl.DataType] = {
     "system": pl.String(),
@@ -91,11 +91,11 @@ def _design(points: pl.DataFrame, system: SystemSpec):
     n = points.height
     op = points["op"][0]
     blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]] = []
-    keys = ["architecture", "gemm_type", "kv_cache_dtype"]
-    for (arch, gemm, kv), sub in points.with_row_index("_row").group_by(keys, maintain_order=True):
+    keys = ["kernel_source", "architecture", "gemm_type", "kv_cache_dtype"]
+    for (source, arch, gemm, kv), sub in points.with_row_index("_row").group_by(keys, maintain_order=True):
         shape = points_shape(sub)
         ks = sol.kernels(op, model_for(op, arch), gemm_type=gemm or "bfloat16",
-                         kv_cache_dtype=kv, **shape)
+                         kv_cache_dtype=kv, kernel_source=source, **shape)
         ct, bt, groups = kernel_times(ks, system, sub.height)
         blocks.append((sub["_row"].to_numpy(), ct, bt, groups))
     groups = sorted({g for *_, gs in blocks for g in gs})

@@ -68,7 +68,7 @@ def _scalar_form(terms: tuple[tuple[int, float], ...]):
 
 
 def compile_scalar(op: str, model: ModelSpec, system: SystemSpec, params: CalibrationParams, *,
-                   gemm_type: str, kv_cache_dtype: str):
+                   gemm_type: str, kv_cache_dtype: str, kernel_source: str | None = None):
     """A function (batch, seq, prefix, num_heads) -> (calibrated ms, roofline ms) for one op.
 
     seq is isl for context ops and kv_len for generation ops. Kernels with only
@@ -79,7 +79,7 @@ def compile_scalar(op: str, model: ModelSpec, system: SystemSpec, params: Calibr
     folded = []
     linear_cal = [0.0] * len(VARIABLES)
     linear_raw = [0.0] * len(VARIABLES)
-    for k in kernel_specs(op, model, gemm_type, kv_cache_dtype):
+    for k in kernel_specs(op, model, gemm_type, kv_cache_dtype, kernel_source=kernel_source):
         ef, eb = params.efficiency(k.group)
         peak = fp8 if k.fp8 else bf16
         if k.flops and k.bytes:
@@ -122,7 +122,7 @@ def compile_scalar(op: str, model: ModelSpec, system: SystemSpec, params: Calibr
 
 
 def compile_array(op: str, model: ModelSpec, system: SystemSpec, params: CalibrationParams, *,
-                  gemm_type: str, kv_cache_dtype: str, dtype=None):
+                  gemm_type: str, kv_cache_dtype: str, kernel_source: str | None = None, dtype=None):
     """Vector twin of `compile_scalar`: f(batch, seq, prefix, heads) arrays -> calibrated ms array.
 
     Each kernel costs a handful of array passes (constants folded into one
@@ -134,7 +134,7 @@ def compile_array(op: str, model: ModelSpec, system: SystemSpec, params: Calibra
     topk = float(model.index_topk)
     bf16, fp8, bw = system.peak_bf16_flops_per_s, system.peak_fp8_flops_per_s, system.hbm_bytes_per_s
     folded = []
-    for k in kernel_specs(op, model, gemm_type, kv_cache_dtype):
+    for k in kernel_specs(op, model, gemm_type, kv_cache_dtype, kernel_source=kernel_source):
         ef, eb = params.efficiency(k.group)
         folded.append((k.flops, 1e3 / ((fp8 if k.fp8 else bf16) * ef), k.bytes, 1e3 / (bw * eb)))
     overhead, p = params.overhead_ms, params.combine_p

@@ -12,7 +12,8 @@ scalar and the vectorised calibrated SOL. Where Hopper kernels do more work than
 ideal algorithm, the model follows the kernel (see design/SOL.md): DSA sparse
 attention processes all index_topk slots and pads heads to a multiple of 64;
 the lightning indexer is not split by tensor parallelism and runs only when
-the context exceeds index_topk.
+the context exceeds index_topk. A kernel_source whose backend path attends
+densely or skips the indexer gets those kernels instead (`variants`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from warehouse.vocab import Op
 
 from estimator.common import DTYPE_BYTES
 from estimator.physics.specs import ModelSpec, SystemSpec
+from estimator.physics.variants import AttentionVariant, attention_variant
 
 # Kernel groups: one compute and one bandwidth efficiency each in the calibrated SOL.
 GROUPS = (
@@ -41,6 +43,7 @@ GROUPS = (
 SPARSE_HEAD_TILE = 64  # FlashMLA sparse kernels process heads in tiles of 64
 KEY_TILE = 128  # flash attention walks keys in tiles: each query row pays at least one tile
 ACT_BYTES = 2.0  # activations are bf16
+DENSE_NO_INDEXER = AttentionVariant(dense=True, indexer=False)  # what MLA runs
 
 
 class Kernel(NamedTuple):
@@ -136,11 +139,18 @@ def op_dims(op: str, model: ModelSpec, gemm_type: str, kv_cache_dtype: str) -> O
 
 
 def kernel_specs(op: str, model: ModelSpec, gemm_type: str = "bfloat16", kv_cache_dtype: str = "bfloat16",
-                 index_topk: int | None = None) -> tuple[KernelSpec, ...]:
-    """The kernels of one call of `op`, as data: the one place the SOL physics is written."""
+                 index_topk: int | None = None, kernel_source: str | None = None) -> tuple[KernelSpec, ...]:
+    """The kernels of one call of `op`, as data: the one place the SOL physics is written.
+
+    kernel_source picks the DSA attention variant (`variants.attention_variant`): a dense
+    variant runs MLA's dense attention (every prior key) in place of top-k sparse attention
+    and, as if index_topk >= context, no indexer logits or top-k selection at any length (the
+    indexer's projections still run); one without the indexer is not charged the indexer
+    kernels (nor its key projection)."""
     family, context, kernel_only, d, rq, rk, dr, dn, dv, dlat, kvb, w, fp8_gemm, gg = op_dims(
         op, model, gemm_type, kv_cache_dtype
     )
+    variant = attention_variant(kernel_source) if family == "dsa" else DENSE_NO_INDEXER
     topk = model.index_topk if index_topk is None else index_topk
     hi, di = model.index_n_heads, model.index_head_dim
     a = ACT_BYTES
@@ -155,35 +165,37 @@ def kernel_specs(op: str, model: ModelSpec, gemm_type: str = "bfloat16", kv_cach
         k(name, group, fp8, {m: 2.0 * kk * n}, {"1": ww * kk * n, m: a * (kk + n)})
 
     if not kernel_only:
-        n_kv_a = rq + rk + dr + (di if family == "dsa" else 0)
+        n_kv_a = rq + rk + dr + (di if variant.indexer else 0)
         gemm("kv_a_proj", gg, fp8_gemm, "t", d, n_kv_a, w)
         q = dn + dr
         k("q_b_proj", gg, fp8_gemm, {"th": 2.0 * rq * q}, {"h": w * rq * q, "t": a * rq, "th": a * q})
         k("o_proj", gg, fp8_gemm, {"th": 2.0 * dv * d}, {"h": w * dv * d, "th": a * dv, "t": a * d})
         k("elementwise", "elementwise", False, {}, {"t": 4.0 * (rq + rk) + dlat * (2.0 + kvb), "th": 4.0 * dr})
-    if family == "mla" and context:
+    if variant.dense and context:  # MHA prefill: keys and values expanded per head, flash attention
         if not kernel_only:
             k("kv_b_proj", gg, fp8_gemm, {"blh": 2.0 * rk * (dn + dv)},
               {"h": w * rk * (dn + dv), "bl": a * rk, "blh": a * (dn + dv)})
         k("attention", "dense_attn", False, {"hsk": 2.0 * (dn + dr + dv)},
           {"th": a * (dn + dr + dv), "blh": a * (dn + dr + dv)})
         k("attention_row_tiles", "dense_attn_rows", False, {"th": 2.0 * (dn + dr + dv) * KEY_TILE}, {})
-        return tuple(out)
-    if not kernel_only:
-        k("bmm_uk", gg, fp8_gemm, {"th": 2.0 * dn * rk}, {"h": w * dn * rk, "th": a * (dn + rk)})
-        k("bmm_uv", gg, fp8_gemm, {"th": 2.0 * rk * dv}, {"h": w * rk * dv, "th": a * (rk + dv)})
-    if family == "mla":
-        k("attention", "mla_decode_fp8kv" if kvb < 2 else "mla_decode", False, {"hsk": 2.0 * (dlat + rk)},
-          {"bl": kvb * dlat, "th": a * (dlat + rk)})
-        return tuple(out)
-    k("sparse_attention", "sparse_attn", False, {"thp": 2.0 * (dlat + rk) * topk},
-      {"bls": kvb * dlat, "thp": a * (dlat + rk), "t": 4.0 * topk})
-    gemm("indexer_q_proj", gg, fp8_gemm, "t", rq, hi * di, w)
-    gemm("indexer_weights_proj", "gemm_bf16", False, "t", d, hi, 2.0)
-    k("indexer_quant", "elementwise", False, {}, {"t": 3.0 * (hi * di + di)})
-    k("indexer_logits", "indexer", True, {"sk_on": 2.0 * hi * di},
-      {"t_on": hi * (di + 4.0), "bl_on": di + 4.0, "sk_on": 4.0})
-    k("indexer_topk", "indexer", False, {}, {"sk_on": 4.0, "t_on": 4.0 * topk})
+    else:  # absorbed MQA over the latent cache
+        if not kernel_only:
+            k("bmm_uk", gg, fp8_gemm, {"th": 2.0 * dn * rk}, {"h": w * dn * rk, "th": a * (dn + rk)})
+            k("bmm_uv", gg, fp8_gemm, {"th": 2.0 * rk * dv}, {"h": w * rk * dv, "th": a * (rk + dv)})
+        if variant.dense:
+            k("attention", "mla_decode_fp8kv" if kvb < 2 else "mla_decode", False, {"hsk": 2.0 * (dlat + rk)},
+              {"bl": kvb * dlat, "th": a * (dlat + rk)})
+        else:
+            k("sparse_attention", "sparse_attn", False, {"thp": 2.0 * (dlat + rk) * topk},
+              {"bls": kvb * dlat, "thp": a * (dlat + rk), "t": 4.0 * topk})
+    if variant.indexer:
+        gemm("indexer_q_proj", gg, fp8_gemm, "t", rq, hi * di, w)
+        gemm("indexer_weights_proj", "gemm_bf16", False, "t", d, hi, 2.0)
+        k("indexer_quant", "elementwise", False, {}, {"t": 3.0 * (hi * di + di)})
+    if variant.indexer and not variant.dense:  # dense attention keeps every key, as if index_topk >= context
+        k("indexer_logits", "indexer", True, {"sk_on": 2.0 * hi * di},
+          {"t_on": hi * (di + 4.0), "bl_on": di + 4.0, "sk_on": 4.0})
+        k("indexer_topk", "indexer", False, {}, {"sk_on": 4.0, "t_on": 4.0 * topk})
     return tuple(out)
 
 
@@ -208,9 +220,10 @@ def kernels(
     gemm_type: str = "bfloat16",
     kv_cache_dtype: str = "bfloat16",
     index_topk: int | None = None,
+    kernel_source: str | None = None,
 ) -> list[Kernel]:
     """The kernels of one call of `op` at the given shape (scalars or arrays)."""
-    specs = kernel_specs(op, model, gemm_type, kv_cache_dtype, index_topk)
+    specs = kernel_specs(op, model, gemm_type, kv_cache_dtype, index_topk, kernel_source)
     topk = model.index_topk if index_topk is None else index_topk
     context = Op.parse(op).context
     var = shape_variables(context, topk, batch=batch, isl=isl, prefix=prefix, kv_len=kv_len, num_heads=num_heads)

@@ -58,3 +58,32 @@ def test_compiled_array_sol_matches_kernel_list(op, model):
         f32 = compile_array(op, spec, system, params, gemm_type=gemm, kv_cache_dtype=kv, dtype=np.float32)(b, s, pre, h)
         assert np.allclose(f64, ref, rtol=1e-12, atol=0)
         assert np.allclose(f32, ref, rtol=2e-5, atol=0)
+
+
+@pytest.mark.parametrize("source", ["sglang_dsa_dense_mha_fa3", "sglang_dsa_dense_mha_fa3+skip_indexer",
+                                    "sglang_dsa_skip_indexer_flashmla_kv"])
+@pytest.mark.parametrize("op", ["dsa_context", "dsa_generation"])
+def test_compiled_sol_follows_the_kernel_source_variant(op, source):
+    """Both folded evaluators fold the kernel_source's kernels, not DSA's own."""
+    import numpy as np
+
+    from estimator.physics.calibrate import CalibrationParams, calibrated_ms
+    from estimator.physics.fastsol import compile_array, compile_scalar
+
+    params = CalibrationParams(eff={g: (0.3 + 0.05 * i, 0.4 + 0.03 * i) for i, g in enumerate(sol.GROUPS)},
+                               overhead_ms=0.07, combine_p=3.0)
+    spec, system = load_model("deepseek-v3.2"), load_system("h200_sxm")
+    context = "context" in op
+    b, s, pre, h = np.array([1.0, 4.0, 64.0]), np.array([100.0, 2048.0, 9000.0]), np.array([0.0, 128.0, 0.0]), \
+        np.array([16.0, 64.0, 128.0])
+    pre = pre if context else np.zeros(3)
+    shape = dict(batch=b, isl=s if context else 1.0, prefix=pre, kv_len=0.0 if context else s, num_heads=h)
+    ref = calibrated_ms(sol.kernels(op, spec, kernel_source=source, **shape), system, params)
+    assert not np.allclose(ref, calibrated_ms(sol.kernels(op, spec, **shape), system, params), rtol=1e-3)
+    arr = compile_array(op, spec, system, params, gemm_type="bfloat16", kv_cache_dtype="bfloat16",
+                        kernel_source=source)(b, s, pre, h)
+    assert np.allclose(arr, ref, rtol=1e-12, atol=0)
+    fast = compile_scalar(op, spec, system, params, gemm_type="bfloat16", kv_cache_dtype="bfloat16",
+                          kernel_source=source)
+    for i in range(3):
+        assert fast(b[i], s[i], pre[i], h[i])[0] == pytest.approx(ref[i], rel=1e-12)

@@ -77,3 +77,49 @@ def test_whole_op_flops_and_bytes_by_hand(op, model, shape, want):
     for name, (flops, nbytes) in want.items():
         assert got[name][0] == pytest.approx(flops, rel=1e-12), name
         assert got[name][1] == pytest.approx(nbytes, rel=1e-12), name
+
+
+# SGLang's DSA kernel sources that are not DSA's own path (estimator.physics.variants), at
+# V3.2 b 2 x isl 64 (T = 128, Sk = 4160), H = 16: the MLA_CONTEXT shape above.
+# Dense MHA without the indexer is MLA prefill exactly: V3.2 has V3's MLA dims, and the
+# indexer's key projection (128 columns of kv_a_proj) is not charged.
+DSA_CONTEXT_DENSE_SKIP_INDEXER = MLA_CONTEXT
+# Dense MHA with the indexer: kv_a_proj N = 1536 + 512 + 64 + 128 = 2240:
+#   F = 2 * 128 * 7168 * 2240, B = 2 * 7168 * 2240 + 2 * 128 * (7168 + 2240);
+# indexer_q_proj M 128, K 1536, N 64 * 128: F = 2 * 128 * 1536 * 8192, B = 2 * 1536 * 8192 + 256 * 9728;
+# indexer_weights_proj M 128, K 7168, N 64: F = 2 * 128 * 7168 * 64, B = 2 * 7168 * 64 + 256 * 7232;
+# indexer_quant B = 128 * 3 * (8192 + 128); dense attention keeps every key: no logits or top-k kernels.
+DSA_CONTEXT_DENSE = {
+        "kv_a_proj": (4_110_417_920, 34_521_088),
+        "q_b_proj": MLA_CONTEXT["q_b_proj"],
+        "o_proj": MLA_CONTEXT["o_proj"],
+        "elementwise": MLA_CONTEXT["elementwise"],
+        "kv_b_proj": MLA_CONTEXT["kv_b_proj"],
+        "attention": MLA_CONTEXT["attention"],
+        "attention_row_tiles": MLA_CONTEXT["attention_row_tiles"],
+        "indexer_q_proj": (3_221_225_472, 27_656_192),
+        "indexer_weights_proj": (117_440_512, 2_768_896),
+        "indexer_quant": (0, 3_194_880),
+    }
+# Sparse attention without the indexer, at the DSA_CONTEXT shape: kv_a_proj N = 2112:
+#   F = 2 * 1024 * 7168 * 2112, B = 2 * 7168 * 2112 + 2 * 1024 * (7168 + 2112); no indexer kernels.
+DSA_CONTEXT_SKIP_INDEXER = {
+        "kv_a_proj": (31_004_295_168, 49_283_072),
+        **{k: v for k, v in DSA_CONTEXT.items() if k != "kv_a_proj" and not k.startswith("indexer")},
+    }
+VARIANT_CASES = [
+    ("sglang_dsa_dense_mha_fa3+skip_indexer", dict(batch=2, isl=64, prefix=0, kv_len=0, num_heads=16),
+     DSA_CONTEXT_DENSE_SKIP_INDEXER),
+    ("sglang_dsa_dense_mha_fa3", dict(batch=2, isl=64, prefix=0, kv_len=0, num_heads=16), DSA_CONTEXT_DENSE),
+    ("sglang_dsa_skip_indexer_flashmla_sparse", dict(batch=1, isl=1024, prefix=0, kv_len=0, num_heads=128),
+     DSA_CONTEXT_SKIP_INDEXER),
+]
+
+
+@pytest.mark.parametrize(("source", "shape", "want"), VARIANT_CASES, ids=[c[0] for c in VARIANT_CASES])
+def test_dsa_context_kernel_source_variants_by_hand(source, shape, want):
+    got = {k.name: (k.flops, k.bytes) for k in sol.kernels("dsa_context", V32, kernel_source=source, **shape)}
+    assert list(got) == list(want)
+    for name, (flops, nbytes) in want.items():
+        assert got[name][0] == pytest.approx(flops, rel=1e-12), name
+        assert got[name][1] == pytest.approx(nbytes, rel=1e-12), name
