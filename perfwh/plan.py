@@ -20,6 +20,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from perfwh.cli import CliError
+from warehouse.vocab import op_names
+
 GROUP = ("op", "kernel_source", "architecture", "attn_dtype", "gemm_type", "kv_cache_dtype")
 MAX_KV_TOKENS = 1 << 24  # collector sweep limits (collector/sweeps/default.yaml)
 MAX_TOKENS = 32768
@@ -226,7 +229,8 @@ def register(sub) -> None:
     p.add_argument("--system", required=True, help="e.g. h100_sxm")
     p.add_argument("--backend", default="perfwh", help="backend (framework) whose data to extend")
     p.add_argument("--version", default=None, help="backend version (default: the newest)")
-    p.add_argument("--op", action="append", default=None, help="only these ops (repeatable; default: all)")
+    p.add_argument("--op", action="append", default=None, choices=op_names(),
+                   help="only these ops (repeatable; default: all)")
     p.add_argument("--budget-minutes", type=float, default=20.0, help="GPU time for the proposed shapes")
     p.add_argument("--max-shapes", type=int, default=None,
                    help="at most this many shapes (default: no limit but the budget)")
@@ -238,19 +242,32 @@ def register(sub) -> None:
 
 
 def cmd_plan(args) -> int:
+    from estimator.lookup.versions import sort_versions
     from warehouse.read import home_path, read_perf_points, warehouse_exists
 
+    if not math.isfinite(args.budget_minutes) or args.budget_minutes <= 0:
+        raise CliError(f"--budget-minutes must be a number > 0, got {args.budget_minutes:g}")
+    if args.max_shapes is not None and args.max_shapes < 1:
+        raise CliError(f"--max-shapes must be >= 1, got {args.max_shapes}")
+    if Path(args.out).is_dir():
+        raise CliError(f"--out {args.out} is a folder; give the sweep spec file to write")
+    missing = [f for f in args.exclude if not Path(f).is_file()]
+    if missing:
+        raise CliError(f"--exclude {missing[0]}: no such collector spec file")
     if not warehouse_exists(args.home):
         raise FileNotFoundError(f"no warehouse at {home_path(args.home)}: run `perfwh ingest PATH` first")
     pts = read_perf_points(args.home, system=args.system, framework=args.backend)
     if pts.height == 0:
         raise ValueError(f"no {args.backend} points for {args.system} in the warehouse")
-    version = args.version or sorted(pts["version"].unique().to_list(), key=_vkey)[-1]
+    have = sort_versions(pts["version"].unique().to_list())
+    version = args.version or have[-1]
+    if version not in have:
+        raise CliError(f"no {args.backend} {version} points for {args.system}; versions: {', '.join(have)}")
     pts = pts.filter(pl.col("version") == version)
     if args.op:
         pts = pts.filter(pl.col("op").is_in(args.op))
     if pts.height == 0:
-        raise ValueError(f"no {args.backend} {version} points for {args.system} and ops {args.op}")
+        raise CliError(f"no {args.backend} {version} points for {args.system} and op {', '.join(args.op)}")
     exclude = set().union(*(spec_keys(f) for f in args.exclude)) if args.exclude else set()
     db = database_from_points(pts, args.system)
     picks = plan(pts, db, budget_s=args.budget_minutes * 60, exclude=exclude, max_shapes=args.max_shapes)
@@ -267,6 +284,3 @@ def cmd_plan(args) -> int:
     print(f"wrote {picks.height} shapes to {args.out}")
     return 0
 
-
-def _vkey(v: str):
-    return tuple(int(x) if x.isdigit() else math.inf for x in v.split("."))

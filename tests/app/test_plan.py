@@ -98,3 +98,25 @@ def test_cli_writes_a_collector_spec(h100, tmp_path, capsys):
 def test_cli_refuses_an_empty_warehouse(tmp_path, capsys):
     rc = main(["plan", "--home", str(tmp_path / "none"), "--system", "h100_sxm", "--out", str(tmp_path / "p.yaml")])
     assert rc == 2 and "no warehouse" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--budget-minutes", "-5"], "--budget-minutes must be a number > 0, got -5"),
+    (["--budget-minutes", "nan"], "--budget-minutes must be a number > 0, got nan"),
+    (["--budget-minutes", "0"], "--budget-minutes must be a number > 0, got 0"),
+    (["--max-shapes", "0"], "--max-shapes must be >= 1, got 0"),
+    (["--version", "9.9"], "no perfwh 9.9 points for h100_sxm; versions: 0.2"),
+    (["--op", "mla_context"], "no perfwh 0.2 points for h100_sxm and op mla_context"),
+    (["--exclude", "/nonexistent/spec.yaml"], "--exclude /nonexistent/spec.yaml: no such collector spec file"),
+])
+def test_cli_bad_input_is_one_line(h100, tmp_path, capsys, extra, message):
+    out = tmp_path / "p.yaml"
+    rc = main(["plan", "--home", str(h100), "--system", "h100_sxm", "--out", str(out), *extra])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_cli_refuses_a_folder_as_out(h100, tmp_path, capsys):
+    rc = main(["plan", "--home", str(h100), "--system", "h100_sxm", "--out", str(tmp_path)])
+    assert rc == 2 and f"--out {tmp_path} is a folder" in capsys.readouterr().err
