@@ -23,31 +23,6 @@ def _groups(keys) -> dict:
     return out
 
 
-def _rows_axis(x: np.ndarray, shape: tuple) -> np.ndarray:
-    """Per-slice axes x (k, n) broadcast to values of `shape` (k, ..., n), one row per line."""
-    lead = (x.shape[0],) + (1,) * (len(shape) - 2) + (x.shape[1],)
-    return np.broadcast_to(x.reshape(lead), shape).reshape(-1, shape[-1])
-
-
-def _line_estimates(values, known, xb, xs, *, parts: bool = False, powers: tuple[float, float] = (0.0, 0.0)):
-    """`interp.line_estimates` of stacked slices: values (k, ..., nb, ns), xb (k, nb), xs (k, ns)."""
-    shape = values.shape
-    nb, ns = shape[-2:]
-    rows = interp._line_brackets(_rows_axis(xs, shape), values.reshape(-1, ns), known.reshape(-1, ns), powers[1])
-    rv, rd, rh = (a.reshape(shape) for a in rows)
-    vt, kt = np.swapaxes(values, -1, -2), np.swapaxes(known, -1, -2)
-    cv, cd, ch = (np.swapaxes(a.reshape(vt.shape), -1, -2) for a in
-                  interp._line_brackets(_rows_axis(xb, vt.shape), vt.reshape(-1, nb), kt.reshape(-1, nb), powers[0]))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        both = (rv / rd + cv / cd) / (1.0 / rd + 1.0 / cd)
-        row_only = (rv / rd) / (1.0 / rd)
-        col_only = (cv / cd) / (1.0 / cd)
-    est = np.where(rh & ch, both, np.where(rh, row_only, np.where(ch, col_only, np.nan)))
-    if parts:
-        return est, rh | ch, np.where(rh, rv, np.nan), np.where(ch, cv, np.nan)
-    return est, rh | ch
-
-
 def power_errors_many(slices) -> list[dict[tuple[str, float], np.ndarray]]:
     """`rules.power_errors(vals, xb, xs)` of each (vals, xb, xs) in `slices`, in order."""
     out: list = [None] * len(slices)
@@ -139,10 +114,10 @@ def slice_estimates_many(slices) -> list[dict[str, np.ndarray]]:
         xs = np.stack([slices[i][2] for i in pos])
         sibs = np.stack([np.stack(slices[i][3]) for i in pos])  # (k, n_sib, nb, ns)
         known = ~np.isnan(vals)
-        line, has_line, row, col = _line_estimates(vals, known, xb, xs, parts=True, powers=powers)
+        line, has_line, row, col = interp.line_estimates(vals, known, xb, xs, parts=True, powers=powers)
         sib, has_sib, each = _sibling_estimates(vals, known, sibs)
         diff = vals[:, None] - sibs
-        lest, lhas = _line_estimates(diff, ~np.isnan(diff), xb, xs)
+        lest, lhas = interp.line_estimates(diff, ~np.isnan(diff), xb, xs)
         local = np.where(lhas & ~np.isnan(sibs), sibs + lest, np.nan)
         r, c = row[:, None], col[:, None]
         med = _median_estimates(np.concatenate([r, c, each], axis=1))

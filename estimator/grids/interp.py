@@ -116,6 +116,12 @@ def _line_brackets(x: np.ndarray, values: np.ndarray, known: np.ndarray, power: 
     return value, np.minimum(xj - xl, xr - xj), has
 
 
+def _rows_axis(x: np.ndarray, shape: tuple) -> np.ndarray:
+    """Per-plane axes x (k, n) broadcast to values of `shape` (k, ..., n), one row per line."""
+    lead = (x.shape[0],) + (1,) * (len(shape) - 2) + (x.shape[1],)
+    return np.broadcast_to(x.reshape(lead), shape).reshape(-1, shape[-1])
+
+
 def line_estimates(values: np.ndarray, known: np.ndarray, xb: np.ndarray, xs: np.ndarray, *, parts: bool = False,
                    powers: tuple[float, float] = (0.0, 0.0)):
     """`line_estimate` (tests/estimator/oracles.py) of every cell at once: (estimates, has-estimate mask).
@@ -125,13 +131,16 @@ def line_estimates(values: np.ndarray, known: np.ndarray, xb: np.ndarray, xs: np
     loop was the grid build's main cost. parts=True also returns the row and
     column estimates themselves (NaN where that line does not bracket the cell).
     powers: (batch, seq) coordinate of each line (`power_weight`); distances stay log2.
-    values may carry leading axes (..., nb, ns): each (nb, ns) plane is its own grid.
+    values may carry leading axes (..., nb, ns): each (nb, ns) plane is its own grid. xb / xs are
+    one axis for every plane, or one per leading index k ((k, nb) / (k, ns), values (k, ..., nb, ns)).
     """
     shape = values.shape
     nb, ns = shape[-2:]
+    vt, kt = np.swapaxes(values, -1, -2), np.swapaxes(known, -1, -2)
+    if xs.ndim == 2:
+        xs, xb = _rows_axis(xs, shape), _rows_axis(xb, vt.shape)
     rv, rd, rh = (a.reshape(shape) for a in
                   _line_brackets(xs, values.reshape(-1, ns), known.reshape(-1, ns), powers[1]))
-    vt, kt = np.swapaxes(values, -1, -2), np.swapaxes(known, -1, -2)
     cv, cd, ch = (np.swapaxes(a.reshape(vt.shape), -1, -2) for a in
                   _line_brackets(xb, vt.reshape(-1, nb), kt.reshape(-1, nb), powers[0]))
     with np.errstate(divide="ignore", invalid="ignore"):
