@@ -51,3 +51,15 @@ def test_coverage_of_a_target_comes_from_intervals_fitted_without_it():
     assert by_target["h100_sxm"] == 100.0
     # b200's leaves out gb200<-b200 and b200<-h100: +-0.08 from the two near pairs misses its 0.2
     assert by_target["b200_sxm"] == 0.0
+
+
+def test_coverage_states_the_median_width_of_the_intervals_it_scores():
+    # b200's interval is fitted on gb200<-h100 and h100<-h200: 38 residuals, the 32nd smallest |residual|
+    # is 0.5, a width of 2^0.5 - 2^-0.5 = 70.7% of the transferred answer; h100's on b200<-gb200 alone (+-0.25)
+    resid = pl.concat([_resid("gb200", "h100_sxm", [0.5, -0.5] * 9 + [0.5]),
+                       _resid("h100_sxm", "h200_sxm", [0.1] * 19),
+                       _resid("b200_sxm", "gb200", [0.25] * 19)])
+    cov = loso_coverage(resid).filter(op="*")
+    width = dict(zip(cov["target"], cov["median_width_pct"]))
+    assert width["b200_sxm"] == pytest.approx(70.71, abs=0.01)
+    assert width["h100_sxm"] == pytest.approx(34.83, abs=0.01)  # 2^0.25 - 2^-0.25
