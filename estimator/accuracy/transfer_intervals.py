@@ -5,12 +5,15 @@ transfer protocol (`estimator.accuracy.transfer.transfer_protocol`), so they
 include all the protocol sees: the physics the rule misses, kernels that differ
 between systems, host launch costs and the source's noise. `fit_transfer_intervals`
 takes the split-conformal 80% order statistic of |residual| per (backend, op,
-relation) and the pooled (*, op, relation) and (*, op, *) rows the lookup falls
+relation: one GPU generation or two, one host CPU kind or two; see
+`estimator.lookup.transfer_intervals.relation`) and the pooled (*, op, relation) and (*, op, *) rows the lookup falls
 back to (`estimator.lookup.transfer_intervals`). Symmetric, because the sign of
 a transfer's error belongs to its pair (H100 from H200 errs one way, H200 from
 H100 the other), and the intervals of a target come from other pairs. `loso_coverage` scores them honestly:
-the intervals for target T are fitted on the pairs whose target is not T, and
-each T point counts as covered when its measurement lies inside.
+the intervals for target T are fitted on the pairs that hold no T, and
+each T point counts as covered when its measurement lies inside. It needs many
+pairs (`benchmarks/transfer_protocol.py --all-pairs`: every ordered pair of six
+systems), so that every target keeps pairs of each relation to learn from.
 """
 
 from __future__ import annotations
