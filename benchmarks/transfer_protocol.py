@@ -11,6 +11,14 @@ scalar estimates against native ones (needs a warehouse whose derived build succ
     python benchmarks/transfer_protocol.py --home /tmp/transfer-wh [--csv table.csv]
     python benchmarks/transfer_protocol.py --speed-home /tmp/transfer-wh-h   # h100+h200 only
     python benchmarks/transfer_protocol.py --home /tmp/transfer-wh --intervals --write-intervals
+    python benchmarks/transfer_protocol.py --home /tmp/transfer-wh --all-pairs --intervals --write-intervals
+
+--all-pairs runs the protocol for every ordered pair of systems in the warehouse that share a
+(backend, version) with module points (30 pairs for the six systems ingested as below), so that the
+leave-one-system-out interval fit of any target still has pairs of its own GPU generation and across:
+
+    perfwh ingest --from-aiconfigurator --system h100_sxm --system h200_sxm --system b200_sxm \\
+        --system b300_sxm --system gb200 --system gb300 --home /tmp/transfer-wh
 
 --intervals scores the 80% intervals of transferred answers leave-one-system-out
 (estimator/accuracy/transfer_intervals.py); --write-intervals fits them on every pair and writes
@@ -37,6 +45,24 @@ from warehouse.read import perf_points_from, scan_measurements  # noqa: E402
 PAIRS = (("h100_sxm", "h200_sxm"), ("h200_sxm", "h100_sxm"), ("b200_sxm", "h200_sxm"), ("gb200", "b200_sxm"))
 
 
+def all_pairs(home) -> list[tuple[str, str]]:
+    """Every ordered (target, source) of systems with a spec whose module points share a (backend, version)."""
+    from estimator.physics.specs import load_system
+
+    have = (scan_measurements(home).filter(pl.col("op").is_in(list(MODULE_OPS)))
+            .select("system", "framework", "version").unique().collect())
+    known = []
+    for s in have["system"].unique().sort():
+        try:
+            load_system(s)
+            known.append(s)
+        except (KeyError, ValueError, FileNotFoundError):
+            print(f"{s}: no system spec, left out", file=sys.stderr)
+    have = have.filter(pl.col("system").is_in(known))
+    both = have.join(have, on=["framework", "version"], suffix="_src").filter(pl.col("system") != pl.col("system_src"))
+    return sorted(both.select("system", "system_src").unique().iter_rows())
+
+
 def table(home, pairs) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(summary per pair / backend / version / op, every protocol row)."""
     systems = sorted({s for p in pairs for s in p})
@@ -56,10 +82,14 @@ def intervals(home, errors: pl.DataFrame, write: bool) -> None:
     every pair goes to derived/transfer_intervals.parquet."""
     resid = transfer_residuals(errors)
     cov = loso_coverage(resid)
-    print("\n| target <- source | backend | op | n | 80% interval coverage % |\n|---|---|---|---:|---:|")
+    pairs = sorted(set(resid.select("target", "from_system").iter_rows()))
+    print(f"\nintervals fitted leave-one-system-out on {len(pairs)} pairs: "
+          + ", ".join(f"{t}<-{s}" for t, s in pairs))
+    print("\n| target <- source | backend | op | n | 80% interval coverage % | median width % |\n"
+          "|---|---|---|---:|---:|---:|")
     for r in cov.iter_rows(named=True):
         print(f"| {r['target']} <- {r['from_system']} | {r['framework']} | {r['op']} | {r['n']} | "
-              f"{r['coverage_pct']:.1f} |")
+              f"{r['coverage_pct']:.1f} | {r['median_width_pct']:.1f} |")
     if write:
         from warehouse.derived import write_derived
 
@@ -102,6 +132,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--home", help="warehouse with the pairs' systems (the protocol)")
     ap.add_argument("--pair", action="append", help="TARGET:SOURCE (repeatable); default the four of issue 11")
+    ap.add_argument("--all-pairs", action="store_true", help="every ordered pair of systems in the warehouse "
+                    "that share a (backend, version)")
+    ap.add_argument("--errors-in", help="score the intervals on these protocol rows (an --errors-out file) "
+                    "instead of running the protocol; --pair restricts them")
     ap.add_argument("--csv", help="write the table here")
     ap.add_argument("--errors-out", help="write every protocol row (Parquet) here")
     ap.add_argument("--intervals", action="store_true", help="leave-one-system-out coverage of transferred "
@@ -110,8 +144,15 @@ def main(argv=None) -> int:
                     "transfer_intervals table (fitted on every pair) to the warehouse")
     ap.add_argument("--speed-home", help="warehouse for the µs-per-estimate timing")
     args = ap.parse_args(argv)
-    if args.home:
-        pairs = [tuple(p.split(":")) for p in args.pair] if args.pair else PAIRS
+    if args.errors_in:
+        errors = pl.read_parquet(args.errors_in)
+        if args.pair:
+            keep = pl.DataFrame([p.split(":") for p in args.pair], schema=["target", "from_system"], orient="row")
+            errors = errors.join(keep, on=["target", "from_system"])
+        intervals(args.home, errors, args.write_intervals)
+    elif args.home:
+        pairs = ([tuple(p.split(":")) for p in args.pair] if args.pair else
+                 all_pairs(args.home) if args.all_pairs else PAIRS)
         tab, errors = table(args.home, pairs)
         print(format_transfer_table(tab))
         wins = tab.group_by("target", "from_system").agg(pl.col("beats_both").sum().alias("beats_both"),

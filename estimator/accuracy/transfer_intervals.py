@@ -5,12 +5,15 @@ transfer protocol (`estimator.accuracy.transfer.transfer_protocol`), so they
 include all the protocol sees: the physics the rule misses, kernels that differ
 between systems, host launch costs and the source's noise. `fit_transfer_intervals`
 takes the split-conformal 80% order statistic of |residual| per (backend, op,
-relation) and the pooled (*, op, relation) and (*, op, *) rows the lookup falls
+relation: one GPU generation or two, one host CPU kind or two; see
+`estimator.lookup.transfer_intervals.relation`) and the pooled (*, op, relation) and (*, op, *) rows the lookup falls
 back to (`estimator.lookup.transfer_intervals`). Symmetric, because the sign of
 a transfer's error belongs to its pair (H100 from H200 errs one way, H200 from
 H100 the other), and the intervals of a target come from other pairs. `loso_coverage` scores them honestly:
-the intervals for target T are fitted on the pairs whose target is not T, and
-each T point counts as covered when its measurement lies inside.
+the intervals for target T are fitted on the pairs that hold no T, and
+each T point counts as covered when its measurement lies inside. It needs many
+pairs (`benchmarks/transfer_protocol.py --all-pairs`: every ordered pair of six
+systems), so that every target keeps pairs of each relation to learn from.
 """
 
 from __future__ import annotations
@@ -56,29 +59,35 @@ def fit_transfer_intervals(resid: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=SCHEMA, orient="row").sort("framework", "op", "relation")
 
 
-def covered(table: pl.DataFrame, resid: pl.DataFrame) -> np.ndarray:
-    """Per residual row: does the 80% interval of `table` hold the measurement?"""
+def covered(table: pl.DataFrame, resid: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per residual row: does the 80% interval of `table` hold the measurement, and the interval's
+    width in % of the transferred answer ((2^q_hi - 2^q_lo) x 100; NaN where no row answers)."""
     out = np.zeros(resid.height, dtype=bool)
+    width = np.full(resid.height, np.nan)
     idx = resid.with_row_index("_row")
     for (fw, rel, op), g in idx.group_by("framework", "relation", "op"):
         lo, hi, _ = TransferIntervals(table, fw, rel).quantiles(op)
         r = g["resid"].to_numpy()
-        out[g["_row"].to_numpy()] = (r >= lo) & (r <= hi)
-    return out
+        rows = g["_row"].to_numpy()
+        out[rows] = (r >= lo) & (r <= hi)
+        width[rows] = (2.0**hi - 2.0**lo) * 100
+    return out, width
 
 
 def loso_coverage(resid: pl.DataFrame) -> pl.DataFrame:
-    """Coverage per (target, from_system, framework, op) of intervals fitted without any pair that holds
-    the target (as target or as source: its data must not inform its own interval), and per pair over
-    all its points (op = '*')."""
+    """Coverage and median interval width (% of the transferred answer) per (target, from_system,
+    framework, op) of intervals fitted without any pair that holds the target (as target or as
+    source: its data must not inform its own interval), and per pair over all its points (op = '*')."""
     parts = []
     for target in resid["target"].unique().sort():
         held = resid.filter(pl.col("target") == target)
         table = fit_transfer_intervals(resid.filter((pl.col("target") != target) & (pl.col("from_system") != target)))
-        parts.append(held.with_columns(pl.Series("covered", covered(table, held))))
+        hit, width = covered(table, held)
+        parts.append(held.with_columns(pl.Series("covered", hit), pl.Series("width_pct", width)))
     cov = pl.concat(parts)
     keys = ["target", "from_system", "framework", "op"]
-    agg = [pl.len().alias("n"), (pl.col("covered").mean() * 100).alias("coverage_pct")]
+    agg = [pl.len().alias("n"), (pl.col("covered").mean() * 100).alias("coverage_pct"),
+           pl.col("width_pct").median().alias("median_width_pct")]
     per_op = cov.group_by(keys).agg(*agg)
     per_pair = cov.group_by("target", "from_system").agg(*agg).with_columns(
         pl.lit(ANY).alias("framework"), pl.lit(ANY).alias("op"))

@@ -6,7 +6,8 @@ one chip, host launch costs, the source's noise). So its interval comes from
 the leave-one-system-out protocol itself (fitted in
 `estimator.accuracy.transfer_intervals`): quantiles of log2(measured /
 transferred) per (backend, op, relation), relation = whether target and
-source are of one GPU generation. The table is written by
+source are of one GPU generation and whether one CPU kind launches their
+kernels (`relation`). The table is written by
 `benchmarks/transfer_protocol.py --intervals --write-intervals` to
 derived/transfer_intervals.parquet (a DuckDB view of the same name); it is not
 part of the per-partition derived build because it needs several systems.
@@ -21,15 +22,18 @@ import polars as pl
 from estimator.physics.specs import SystemSpec
 
 TABLE = "transfer_intervals"
-METHOD = "transfer-intervals-1"
+METHOD = "transfer-intervals-2"
 ANY = "*"  # pooled rows: every backend (framework), or every relation
 SCHEMA = {"framework": pl.String, "op": pl.String, "relation": pl.String, "n": pl.Int64, "q_lo": pl.Float64,
           "q_hi": pl.Float64, "expected_error_pct": pl.Float64, "pairs": pl.String, "method": pl.String}
 
 
 def relation(target: SystemSpec, source: SystemSpec) -> str:
-    """`same_generation` or `across_generations`: the datasheet moves the first well, not the second."""
-    return "same_generation" if target.family == source.family else "across_generations"
+    """`same_generation` or `across_generations`, with `_other_host` when one is launched from a Grace
+    CPU and the other from x86: the datasheet moves one generation well, not two, and it says nothing
+    of host launch costs (GB200 from B200 is 0.9 log2 off at p80, H100 from H200 and B300 from B200 0.1-0.25)."""
+    rel = "same_generation" if target.family == source.family else "across_generations"
+    return rel if target.host == source.host else f"{rel}_other_host"
 
 
 class TransferIntervals:

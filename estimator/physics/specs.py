@@ -24,11 +24,12 @@ class SystemSpec:
     peak_fp4_flops_per_s: float | None = None  # optional keys of a system YAML
     sm_clock_hz: float | None = None
     sources: tuple[str, ...] = ()  # datasheet URLs or citations
+    host: str = "x86"  # the CPU that launches the kernels: "grace" on Grace superchips (GB200, GB300)
 
 
 _REQUIRED = ("name", "peak_bf16_flops_per_s", "peak_fp8_flops_per_s", "hbm_bytes_per_s", "memory_bytes",
              "sm_count", "family")
-_OPTIONAL = ("peak_fp4_flops_per_s", "sm_clock_hz", "sources")
+_OPTIONAL = ("peak_fp4_flops_per_s", "sm_clock_hz", "sources", "host")
 
 
 def system_from_mapping(raw: dict, where: str = "system spec") -> SystemSpec:
@@ -50,7 +51,7 @@ def system_from_mapping(raw: dict, where: str = "system spec") -> SystemSpec:
     sources = raw.get("sources") or ()
     if isinstance(sources, str) or not all(isinstance(x, str) for x in sources):
         raise ValueError(f"{where}: sources must be a list of strings")
-    return SystemSpec(**values, sources=tuple(sources))
+    return SystemSpec(**values, sources=tuple(sources), host=str(raw.get("host") or "x86"))
 
 
 @dataclass(frozen=True)

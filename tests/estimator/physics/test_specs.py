@@ -13,7 +13,7 @@ from estimator.physics.specs import SystemSpec, load_system, system_names
 
 SPECS = Path(__file__).resolve().parents[3] / "estimator" / "physics" / "specs"
 REQUIRED = {"name", "peak_bf16_flops_per_s", "peak_fp8_flops_per_s", "hbm_bytes_per_s", "memory_bytes", "sm_count", "family"}
-OPTIONAL = {"peak_fp4_flops_per_s", "sm_clock_hz", "sources"}
+OPTIONAL = {"peak_fp4_flops_per_s", "sm_clock_hz", "sources", "host"}
 FAMILIES = {"ampere", "ada", "hopper", "blackwell", "xe2"}
 
 
@@ -35,6 +35,7 @@ def test_spec_loads_with_sane_si_values(name):
     if spec.sm_clock_hz is not None:
         assert 1.0e9 <= spec.sm_clock_hz <= 3.0e9  # Hz, not MHz
     assert spec.sources and all(isinstance(s, str) and s for s in spec.sources)
+    assert spec.host in {"x86", "grace"}  # the CPU that launches the kernels (transfer interval relation)
 
 
 def test_h100_and_h200_differ_only_in_memory():
@@ -53,3 +54,8 @@ def test_every_system_with_published_tables_has_a_spec():
     published = sorted(p.name for p in data.iterdir() if p.is_dir())
     assert published, data
     assert sorted(set(published) - set(system_names())) == []
+
+
+def test_grace_superchips_say_their_host_and_hgx_boards_default_to_x86():
+    assert {n: load_system(n).host for n in ("gb200", "gb300", "b200_sxm", "h100_sxm")} == {
+        "gb200": "grace", "gb300": "grace", "b200_sxm": "x86", "h100_sxm": "x86"}
