@@ -14,9 +14,8 @@ from estimator.derived.store import DerivedStore
 from warehouse.atomic import write_parquet_atomic
 from warehouse.derived import read_derived
 from warehouse.paths import WarehousePaths
-from warehouse.quality import view_row_counts
 from warehouse.location import is_object_home
-from warehouse.read import read_perf_points, table_counts
+from warehouse.read import read_perf_points, table_counts, view_row_counts
 from warehouse.views import refresh_views
 
 from .constants import DERIVED_AUTOMATION, PREVIEW_ROWS, REPORTS, VIEWS_POOL

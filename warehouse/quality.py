@@ -103,15 +103,6 @@ def high_spread(points: pl.DataFrame, max_spread: float) -> pl.DataFrame:
     )
 
 
-def view_row_counts(con) -> pl.DataFrame:
-    """(view, rows) for every user view of an open DuckDB connection."""
-    names = [r[0] for r in con.sql(
-        "SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY view_name"
-    ).fetchall()]  # fmt: skip
-    rows = [(n, con.sql(f'SELECT count(*) FROM "{n}"').fetchall()[0][0]) for n in names]
-    return pl.DataFrame(rows, schema={"view": pl.String, "rows": pl.Int64}, orient="row")
-
-
 def quarantine_reasons(quarantine: pl.DataFrame) -> pl.DataFrame:
     """(reason, rows, first_line) of quarantined rows, most frequent first."""
     return (

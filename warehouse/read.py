@@ -130,16 +130,23 @@ def available_slices(home: Home = None) -> pl.DataFrame:
     )
 
 
+def view_row_counts(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """(view, rows) for every user view of an open DuckDB connection."""
+    names = [r[0] for r in con.sql(
+        "SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY view_name"
+    ).fetchall()]  # fmt: skip
+    quoted = (n.replace('"', '""') for n in names)
+    rows = [(n, con.sql(f'SELECT count(*) FROM "{q}"').fetchall()[0][0]) for n, q in zip(names, quoted)]
+    return pl.DataFrame(rows, schema={"view": pl.String, "rows": pl.Int64}, orient="row")
+
+
 def table_counts(home: Home = None) -> pl.DataFrame:
+    """(view, rows) of every view `perfwh sql` serves for `home`."""
     con = connect(home)
     try:
-        names = [r[0] for r in con.sql(
-            "SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY view_name"
-        ).fetchall()]  # fmt: skip
-        rows = [(n, con.sql(f'SELECT count(*) FROM "{n}"').fetchall()[0][0]) for n in names]
+        return view_row_counts(con)
     finally:
         con.close()
-    return pl.DataFrame(rows, schema={"view": pl.String, "rows": pl.Int64}, orient="row")
 
 
 def warehouse_exists(home: Home = None) -> bool:
