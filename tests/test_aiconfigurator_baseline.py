@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "aiconfigurator_baseline.py"
+from tests.benchmark_scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("aiconfigurator_baseline", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("aiconfigurator_baseline")
 
 
 def _points(op: str, cells: dict[tuple[int, int], float]) -> pl.DataFrame:

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import polars as pl
 import pytest
 
+from tests.benchmark_scripts import load_benchmark
+
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "benchmarks" / "offgrid_validation.py"
 RAW = REPO / "data" / "raw"
 
 
 @pytest.fixture(scope="module")
 def ov():
-    spec = importlib.util.spec_from_file_location("offgrid_validation", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("offgrid_validation")
 
 
 @pytest.fixture(scope="module")
