@@ -18,10 +18,10 @@ systems), so that every target keeps pairs of each relation to learn from.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import polars as pl
-
-import math
 
 from estimator.accuracy.interval_fit import _expected_pct
 from estimator.lookup.intervals import LEVEL
