@@ -18,7 +18,7 @@ LOO_CELLS = 48  # measured cells per slice scored when choosing the hole-filling
 def _aligned(batch, seq, sibling) -> np.ndarray:
     """A sibling slice's measured log-ratios on this slice's (batch, seq) axes; NaN elsewhere."""
     sb, ss, sv = sibling
-    if np.array_equal(sb, batch) and np.array_equal(ss, seq):
+    if (sb is batch or np.array_equal(sb, batch)) and (ss is seq or np.array_equal(ss, seq)):
         return sv.copy()  # the common case: siblings measured on the same axes
     out = np.full((batch.size, seq.size), np.nan)
     bi = np.searchsorted(sb, batch)
