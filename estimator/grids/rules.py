@@ -45,7 +45,9 @@ def fill_rule_errors(vals, est) -> dict[str, np.ndarray]:
         cells = cells[np.linspace(0, cells.shape[0] - 1, LOO_CELLS).astype(int)]
     i, j = cells[:, 0], cells[:, 1]
     ok = est["has_line"][i, j] & est["has_sibling"][i, j]
-    return {r: np.abs(est[r][i, j][ok] - vals[i, j][ok]) for r in FILL_RULES}
+    i, j = i[ok], j[ok]
+    v = vals[i, j]
+    return {r: np.abs(est[r][i, j] - v) for r in FILL_RULES}
 
 
 def choose_fill_rule(errors: list[dict[str, np.ndarray]]) -> str:
