@@ -10,7 +10,10 @@ the ratio); only what the physics says moves is moved. Per kernel term:
   bandwidth B/(BW*eb) = B/BW (HBM streaming: moves with the bandwidth) +
             B/BW*(1/eb - 1) (the time the kernel does not stream: issue,
             latency, dequantisation; moves with the chip's BF16 peak);
-  overhead  launch and synchronisation, kept from the source fit.
+  overhead  launch and synchronisation: kept from the source fit between systems of one launch
+            class (GPU generation / host CPU, `launch_class`); across classes moved by the
+            launch-bound latency ratio measured on other systems of the same two classes
+            (`overhead_ratios`, `overhead_multipliers`), where that ratio shows another launch path.
 
 A kernel that reaches only 30% of HBM bandwidth on the source thus moves with
 30% of the bandwidth change, not all of it; a fitted efficiency >= 1 means the
