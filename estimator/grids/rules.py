@@ -121,11 +121,48 @@ def slice_estimates(vals, xb, xs, sibs, powers: tuple[float, float] = (0.0, 0.0)
             "median_local": med_local, "median_local_row": med_local_row}
 
 
-def fill_slice(vals, batch, seq, est, rule: str):
+def extrapolation_errors(vals, xb, xs) -> dict[bool, np.ndarray]:
+    """Leave-one-out errors (log2) of the two hole-holding rules of `interp.extrapolate_holes`
+    (cross=False: the nearest known cell; cross=True: the mean of the nearest in the row and in
+    the column) on the cells they stand for: each row's last measured cell (the cells past it
+    are the slice's extrapolated holes), predicted from the slice's other measured cells, where
+    the row and the column each hold another measured cell."""
+    known = ~np.isnan(vals)
+    ki, kj = np.nonzero(known)
+    out: dict[bool, list] = {False: [], True: []}
+    for i in range(vals.shape[0]):
+        cols = np.flatnonzero(known[i])
+        if cols.size < 2:
+            continue
+        j = cols[-1]
+        if known[:, j].sum() < 2:
+            continue
+        keep = ~((ki == i) & (kj == j))
+        a, b = ki[keep], kj[keep]
+        d = np.abs(xb[a] - xb[i]) * 2.0 + np.abs(xs[b] - xs[j])
+        k = int(np.argmin(d))
+        both, val = interp.cross_hold(vals, a, b, np.array([i]), np.array([j]), xb, xs)
+        out[False].append(abs(vals[a[k], b[k]] - vals[i, j]))
+        out[True].append(abs((val[0] if both[0] else vals[a[k], b[k]]) - vals[i, j]))
+    return {f: np.asarray(v) for f, v in out.items()}
+
+
+def choose_cross_extrapolation(errors: list[dict[bool, np.ndarray]]) -> bool:
+    """Hold the row-and-column mean at an op's extrapolated holes (`extrapolation_errors`, the op's
+    slices together) only if both its mean and its median leave-one-out error are lower; False
+    with fewer than 5 scored cells. Chosen on the fit data only."""
+    errs = {f: np.concatenate([e[f] for e in errors]) if errors else np.empty(0) for f in (False, True)}
+    if errs[False].size < 5:
+        return False
+    return bool(np.mean(errs[True]) < np.mean(errs[False]) and np.median(errs[True]) < np.median(errs[False]))
+
+
+def fill_slice(vals, batch, seq, est, rule: str, cross: bool = False):
     """Fill one slice's holes from its `slice_estimates`; returns (filled log-ratios, source codes).
 
     Holes inside the slice's own lines use `rule` (`interpolated`); holes only
-    siblings cover are `transferred`; the rest hold the nearest cell's ratio (`extrapolated`).
+    siblings cover are `transferred`; the rest hold the nearest cell's ratio, or with
+    `cross` the mean of the nearest in the row and in the column (`extrapolated`).
     """
     xb, xs = np.log2(batch), np.log2(seq)
     line, has_line, sib, has_sib = est["line"], est["has_line"], est["sibling"], est["has_sibling"]
@@ -138,7 +175,7 @@ def fill_slice(vals, batch, seq, est, rule: str):
     src[interpolated] = interp.INTERPOLATED
     src[transferred] = interp.TRANSFERRED
     if np.isnan(out).any():
-        out, src = interp.extrapolate_holes(out, src, xb, xs)
+        out, src = interp.extrapolate_holes(out, src, xb, xs, cross=cross)
     return out, src
 
 

@@ -122,3 +122,28 @@ def test_pool_siblings_share_gives_the_pooled_mean_of_another_own_surface():
     other_own = own + np.arange(9).reshape(3, 3) * 0.01
     filled2 = {**filled, key: (other_own, None)}
     assert np.allclose(pool_siblings(key, raw, filled2, {key: [fp8]})[0], pooled + share * (other_own - own))
+
+
+def test_cross_extrapolation_holds_row_and_column_mean_and_is_chosen_by_measurement():
+    from estimator.grids.interp import EXTRAPOLATED, extrapolate_holes
+    from estimator.grids.rules import choose_cross_extrapolation, extrapolation_errors
+
+    xb = np.log2(np.array([1.0, 2.0, 4.0]))
+    xs = np.log2(np.array([16.0, 32.0, 64.0]))
+    vals = np.array([[0.0, 0.2, 0.4],
+                     [0.1, 0.3, 0.6],
+                     [0.2, 0.5, np.nan]])  # the corner is past the last row's end
+    src = np.zeros(vals.shape, dtype=np.int8)
+    held, _ = extrapolate_holes(vals, src.copy(), xb, xs)
+    assert held[2, 2] == 0.5  # the nearest cell, same row
+    crossed, codes = extrapolate_holes(vals, src.copy(), xb, xs, cross=True)
+    assert np.isclose(crossed[2, 2], 0.5 * (0.5 + 0.6))  # row neighbour and column neighbour
+    assert codes[2, 2] == EXTRAPOLATED
+    # scored on each row's last measured cell: rows 0 and 1 (column 2 has two cells), row 2 (column 1)
+    errs = extrapolation_errors(vals, xb, xs)
+    assert np.allclose(errs[False], [0.2, 0.3, 0.3])  # 0.2 vs 0.4, 0.3 vs 0.6, 0.2 vs 0.5 (same row first)
+    assert np.allclose(errs[True], [0.0, 0.25, 0.25])  # (0.2+0.6)/2 vs 0.4, (0.3+0.4)/2 vs 0.6, (0.2+0.3)/2 vs 0.5
+    assert choose_cross_extrapolation([errs, errs])
+    # noise-free surface flat along the sequence and steep along batch: holding the row wins
+    flat = np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [2.0, 2.0, 2.0]])
+    assert not choose_cross_extrapolation([extrapolation_errors(flat, xb, xs)] * 2)
