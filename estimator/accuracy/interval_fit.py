@@ -34,9 +34,12 @@ residual quantiles per (op, provenance, distance bucket):
 
 `measured` answers cannot be held out (they are the data); they borrow the
 op's interpolated interval at the smallest distance (an upper bound on
-repeat noise). `transferred` answers borrow `sol` (and, for distance, the
-widest extrapolated bucket) unless residuals for them are supplied
-(`extra_residuals`); both are marked `borrowed_from` in the table.
+repeat noise). `transferred` answers (filled from sibling slices only) get a
+cell of their own with MIN_CELL residuals; ops with a few (the context ops:
+15-30 per seed) get the pooled over-ops quantiles of residual / extrapolated
+half-width, scaled by their own (`_scaled_transferred`); ops with none borrow
+`sol` (and, for distance, the widest extrapolated bucket) unless residuals
+for them are supplied (`extra_residuals`); all are marked `borrowed_from`.
 
 Pure functions of frames; persistence lives in `estimator.derived.store`.
 """
