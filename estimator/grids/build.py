@@ -20,7 +20,7 @@ from estimator.physics.specs import load_system
 from estimator.grids.schema import GRID_SCHEMA, METHOD, SOURCES, grids_hash, input_hash
 from estimator.grids.rules import (
     _aligned, affine_extension, choose_extension, choose_fill_rule, choose_pooling, choose_powers,
-    choose_seq_trend, choose_hole_blend, choose_cross_extrapolation, extrapolation_errors, fill_rule_errors,
+    choose_seq_trend, choose_hole_blend, choose_extrapolation, extrapolation_errors, fill_rule_errors,
     fill_slice, fill_values, hole_blend_errors,
     pool_siblings,
 )
@@ -114,9 +114,9 @@ def build_grids(points: pl.DataFrame, calibration: pl.DataFrame, *, inputs_tag: 
     extrap_errors: dict[tuple, list] = {}
     for key, (_, _, vals) in raw.items():
         extrap_errors.setdefault(key[: len(CAL_KEYS)], []).append(extrapolation_errors(vals, *logs[key]))
-    cross = {g: choose_cross_extrapolation(e) for g, e in extrap_errors.items()}
+    extrapolation = {g: choose_extrapolation(e) for g, e in extrap_errors.items()}
     filled_by_key = {key: fill_slice(vals, batch, seq, est[key], rules[key[: len(CAL_KEYS)]],
-                                     cross[key[: len(CAL_KEYS)]])
+                                     extrapolation[key[: len(CAL_KEYS)]])
                      for key, (batch, seq, vals) in raw.items()}
     pooled, own_share = {}, {}
     for key in raw:
