@@ -81,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
                   f"comes from a model fitted without it), {inside}/{coverage.height} within 75-85%:")
             print(format_coverage(coverage))
             print("measured answers cannot be held out: they borrow the op's closest interpolated interval; "
-                  "transferred answers get the wider of sol and extrapolated (few or no held-out points).")
+                  "answers filled from sibling slices (transferred) with few held-out points take the op's "
+                  "extrapolated width scaled by a ratio pooled over ops.")
     return 0
 
 
