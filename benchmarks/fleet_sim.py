@@ -4,6 +4,7 @@ each is queryable, how many runs, and is every measurement ingested exactly once
     python benchmarks/fleet_sim.py --collectors 50 --logs 20 --interval 5 --window 60
     python benchmarks/fleet_sim.py --landing s3      # the same against a local S3 server (moto)
     python benchmarks/fleet_sim.py --landing s3 --home s3   # and the warehouse in that bucket too
+    python benchmarks/fleet_sim.py --dagster-storage postgres  # Dagster's storage in a local PostgreSQL
 
 Each collector writes one slice folder (`h200_sxm/trtllm/0.<v>/`, its rows say
 version 0.<v>; v = c, or c mod --slices when hosts share a slice) and drops `--logs` logs of `--rows` unique measurements at
@@ -21,6 +22,7 @@ sensor intervals.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import random
@@ -64,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--window", type=float, default=60.0, help="drops spread over this many s")
     p.add_argument("--landing", choices=("folder", "s3"), default="folder")
     p.add_argument("--home", choices=("folder", "s3"), default="folder", help="warehouse home kind")
+    p.add_argument("--dagster-storage", choices=("sqlite", "postgres"), default="sqlite",
+                   help="Dagster run and event storage: SQLite in DAGSTER_HOME, or a throwaway local PostgreSQL "
+                        "server (its Debian binaries, as tests/pipelines/postgres.py starts it)")
     p.add_argument("--max-runs", type=int, default=20, help="PERFWH_SENSOR_MAX_RUNS")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
@@ -86,7 +91,16 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.instance import write_instance_config
     from warehouse.read import scan_measurements
 
-    write_instance_config(tmp / "dh", environ={})
+    pg = None
+    if args.dagster_storage == "postgres":
+        from tests.pipelines.postgres import PostgresServer
+
+        pg_root = Path(tempfile.mkdtemp(prefix="perfwh-fleet-pg-"))
+        os.chmod(pg_root, 0o755)  # the `postgres` user must enter it (as root)
+        pg = PostgresServer(pg_root / "cluster")
+        atexit.register(pg.stop)  # also when the simulation fails
+        os.environ["PERFWH_DAGSTER_PG_URL"] = pg.start()
+    write_instance_config(tmp / "dh", environ={k: v for k, v in os.environ.items() if k == "PERFWH_DAGSTER_PG_URL"})
     server = None
     if "s3" in (args.landing, args.home):
         import boto3
@@ -177,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     qw = statistics.quantiles(wait, n=100, method="inclusive") if len(wait) > 1 else wait * 99
     run_s = sorted(set(run_of.values()))
     summary = {
-        "landing": args.landing, "home": args.home, "collectors": args.collectors, "logs_each": args.logs, "files": total,
+        "landing": args.landing, "home": args.home, "dagster_storage": args.dagster_storage,
+        "collectors": args.collectors, "logs_each": args.logs, "files": total,
         "slices": args.slices or args.collectors, "rows_expected": total * args.rows, "rows_stored": int(counts["len"].sum()),
         "files_with_wrong_count": int((counts["len"] != args.rows).sum()), "files_queryable": len(queryable),
         "sensor_interval_s": args.interval, "ticks": ticks, "runs": runs, "batches": batches,
@@ -191,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if server is not None:
         server.__exit__(None, None, None)
+    if pg is not None:
+        pg.stop()
     if args.json:
         print(json.dumps(summary))
     else:

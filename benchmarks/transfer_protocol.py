@@ -23,7 +23,9 @@ leave-one-system-out interval fit of any target still has pairs of its own GPU g
 --intervals scores the 80% intervals of transferred answers leave-one-system-out
 (estimator/accuracy/transfer_intervals.py); --write-intervals fits them on every pair and writes
 derived/transfer_intervals.parquet (the DuckDB view `transfer_intervals`), which PerfDatabase
-serves for transferred answers.
+serves for transferred answers, and derived/transfer_overheads.parquet (launch overhead ratios
+between launch classes, estimator/physics/transfer.py `class_overhead_ratios`), which moves a
+transferred answer's overhead between GPU generations and host CPUs.
 """
 
 from __future__ import annotations
@@ -63,15 +65,19 @@ def all_pairs(home) -> list[tuple[str, str]]:
     return sorted(both.select("system", "system_src").unique().iter_rows())
 
 
-def table(home, pairs) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(summary per pair / backend / version / op, every protocol row)."""
-    systems = sorted({s for p in pairs for s in p})
+def table(home, pairs, overheads: bool = True) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(summary per pair / backend / version / op, every protocol row). Every system with a spec is
+    loaded: other systems of a pair's launch classes measure how its overhead moves."""
+    from estimator.physics.transfer import proxy_pairs
+
+    have = scan_measurements(home).select("system").unique().collect()["system"].to_list()
+    systems = sorted({x for t, s in pairs for x in (t, s, *[y for p in proxy_pairs(t, s, have) for y in p])})
     points = perf_points_from(scan_measurements(home).filter(pl.col("system").is_in(systems)
                                                              & pl.col("op").is_in(list(MODULE_OPS))))
     out, rows = [], []
     for target, source in pairs:
         t0 = time.perf_counter()
-        rows.append(transfer_protocol(points, target, source))
+        rows.append(transfer_protocol(points, target, source, overheads=overheads))
         out.append(summarize_transfer(rows[-1]))
         print(f"{target} <- {source}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return pl.concat(out), pl.concat(rows, how="vertical_relaxed")
@@ -93,8 +99,15 @@ def intervals(home, errors: pl.DataFrame, write: bool) -> None:
     if write:
         from warehouse.derived import write_derived
 
+        from estimator.accuracy.transfer import modelled
+        from estimator.physics.transfer import OVERHEAD_TABLE, class_overhead_ratios
+
         fitted = fit_transfer_intervals(resid)
         print(f"wrote {write_derived(home, TRANSFER_INTERVALS, fitted)} ({fitted.height} rows)")
+        points = modelled(perf_points_from(scan_measurements(home).filter(pl.col("op").is_in(list(MODULE_OPS)))))
+        overheads = class_overhead_ratios(points)
+        print(f"wrote {write_derived(home, OVERHEAD_TABLE, overheads)} ({overheads.height} rows: launch overhead "
+              "ratios between launch classes, every system)")
 
 
 def speed(home, target="h100_sxm", source="h200_sxm", backend="trtllm", version="1.3.0rc20", n=20000) -> None:
@@ -142,6 +155,8 @@ def main(argv=None) -> int:
                     "80%% intervals")
     ap.add_argument("--write-intervals", action="store_true", help="with --intervals: write the "
                     "transfer_intervals table (fitted on every pair) to the warehouse")
+    ap.add_argument("--keep-overheads", action="store_true", help="keep the source's launch overhead "
+                    "across launch classes too (the rule before transfer_overheads)")
     ap.add_argument("--speed-home", help="warehouse for the µs-per-estimate timing")
     args = ap.parse_args(argv)
     if args.errors_in:
@@ -153,7 +168,7 @@ def main(argv=None) -> int:
     elif args.home:
         pairs = ([tuple(p.split(":")) for p in args.pair] if args.pair else
                  all_pairs(args.home) if args.all_pairs else PAIRS)
-        tab, errors = table(args.home, pairs)
+        tab, errors = table(args.home, pairs, overheads=not args.keep_overheads)
         print(format_transfer_table(tab))
         wins = tab.group_by("target", "from_system").agg(pl.col("beats_both").sum().alias("beats_both"),
                                                          pl.col("n").is_not_null().sum().alias("rows"))

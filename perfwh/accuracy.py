@@ -81,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
                   f"comes from a model fitted without it), {inside}/{coverage.height} within 75-85%:")
             print(format_coverage(coverage))
             print("measured answers cannot be held out: they borrow the op's closest interpolated interval; "
-                  "transferred answers get the wider of sol and extrapolated (few or no held-out points).")
+                  "answers filled from sibling slices (transferred) with few held-out points take the op's "
+                  "extrapolated width scaled by a ratio pooled over ops.")
     return 0
 
 
@@ -93,7 +94,7 @@ def run_transfer(args: argparse.Namespace) -> int:
 
     from estimator.lookup.query import FRAMEWORKS
     from estimator.accuracy.transfer import MODULE_OPS, format_transfer_table, priced, summarize_transfer, transfer_protocol
-    from estimator.physics.transfer import nearest_source
+    from estimator.physics.transfer import nearest_source, proxy_pairs
 
     if not args.transfer:
         raise ValueError("--from applies with --transfer TARGET only")
@@ -109,7 +110,9 @@ def run_transfer(args: argparse.Namespace) -> int:
                        f"{' / ' + backend if backend else ''}{' ' + args.version if args.version else ''} to "
                        f"score a transfer on; systems with data: {', '.join(sorted(systems)) or 'none'}")
     source = args.from_system or nearest_source(args.transfer, systems - {args.transfer})
-    lf = scan_measurements(args.home).filter(pl.col("system").is_in([args.transfer, source])
+    # other systems of the target's and source's launch classes measure how the overhead moves
+    proxies = {x for pair in proxy_pairs(args.transfer, source, systems) for x in pair}
+    lf = scan_measurements(args.home).filter(pl.col("system").is_in([args.transfer, source, *proxies])
                                              & pl.col("op").is_in(list(MODULE_OPS)))
     if backend:
         lf = lf.filter(pl.col("framework") == backend)

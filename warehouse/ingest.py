@@ -1,8 +1,11 @@
 """Ingest raw logs into the warehouse: read, validate, write parts, commit.
 
-Each file is committed on its own (warehouse/tables.py), so a killed run
-keeps every file it finished and the next run picks up the rest; writers in
-several processes or hosts need no lock between them.
+A run's files are committed in batches (warehouse/tables.py): each file's
+data files are written under its own partition as it is read, and a batch of
+files (at most `BATCH_FILES` files or `BATCH_ROWS` rows read) becomes live in
+one commit per data table and one ledger commit. A killed run keeps every
+batch it committed and the next run picks up the rest; writers in several
+processes or hosts need no lock between them.
 """
 
 from __future__ import annotations
@@ -303,25 +306,78 @@ def _dt(text: str) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
+# A run commits its files in batches of at most this many files, or fewer once
+# the batch's files read this many rows: the work a kill can lose, and the
+# size of one commit, stay bounded (the data files are written as each file is
+# read, so memory does not grow with the batch).
+BATCH_FILES = 200
+BATCH_ROWS = 4_000_000
+
+
 class _Ledger:
-    """This run's view of the ledger: the snapshot it started from plus its own commits."""
+    """This run's view of the ledger: the snapshot it started from plus its own
+    commits and the batch staged for the next one.
+
+    `manifest` is updated as files are staged, so later files of a batch see
+    the earlier ones (a duplicate of a staged file is a duplicate); `flush`
+    makes the batch live: one commit per data table for the staged files'
+    partitions, then one ledger commit for all staged events (the commit
+    point), then one commit per data table dropping the retired partitions.
+    A run killed before the ledger commit leaves only unreferenced partitions
+    (never visible; `remove_orphans`).
+    """
 
     def __init__(self, store: Store, manifest: Manifest):
         self.store = store
         self.manifest = manifest
+        self.written: list[_Written] = []
+        self.events: list[dict] = []
+        self.versioned: list[dict] = []  # staged events naming this batch's data-table versions
+        self.retired: list[SourceEntry] = []
 
-    def commit(self, events: list[dict], retire: list[SourceEntry] = ()) -> None:
-        """Append `events` (the commit point), then drop the retired sources' partitions."""
-        self.manifest.version = self.store.append_events(events)
+    @property
+    def staged_rows(self) -> int:
+        return sum(w.entry.rows_read for w in self.written)
+
+    def stage(self, events: list[dict], retire: Iterable[SourceEntry] = (), written: _Written | None = None) -> None:
+        """Add `events` (and a file's written data) to the batch; `retire` leaves the live sources now."""
+        self.events += events
         for old in retire:
-            self.manifest.sources.pop(old.sha256, None)
+            if self.manifest.sources.get(old.sha256) is old:
+                del self.manifest.sources[old.sha256]
             old.status = "superseded"
             self.manifest.history.append(old)
-            for table in DATA_TABLES:
-                self.store.commit_partition(table, old.sha256, [], [])
+            self.retired.append(old)
+        if written is not None:
+            self.written.append(written)
+            self.versioned.append(events[-1])
+
+    def flush(self) -> None:
+        """Commit the staged batch (nothing staged: nothing committed)."""
+        if not (self.events or self.written):
+            return
+        if self.written:
+            mv = self.store.commit_partitions("measurements", {w.entry.sha256: (w.files, w.rows) for w in self.written})
+            qv = self.store.commit_partitions(
+                "quarantine", {w.entry.sha256: (w.quarantine, w.quarantine_rows) for w in self.written}
+            )
+            for event in self.versioned:
+                event["measurements_version"], event["quarantine_version"] = mv, qv
+        self.manifest.version = self.store.append_events(self.events)
+        # a retired content hash that a file of this batch made live again keeps its partition
+        gone = sorted({old.sha256 for old in self.retired if old.sha256 and old.sha256 not in self.manifest.sources})
+        for table in DATA_TABLES:
+            self.store.drop_partitions(table, gone)
+        self.written, self.events, self.versioned, self.retired = [], [], [], []
+
+    def commit(self, events: list[dict], retire: Iterable[SourceEntry] = ()) -> None:
+        """Stage `events` and commit them with whatever else is staged."""
+        self.stage(events, retire)
+        self.flush()
 
     def retire(self, old: SourceEntry, why: str) -> None:
-        self.commit([_event(old, "superseded", message=why)], [old])
+        """Stage the retirement of `old` (committed with the batch)."""
+        self.stage([_event(old, "superseded", message=why)], [old])
 
 
 def ingest_paths(
@@ -331,13 +387,18 @@ def ingest_paths(
     progress: ProgressFn | None = None,
     refresh: bool = True,
     force: Iterable[str] = (),
+    batch_files: int = BATCH_FILES,
+    batch_rows: int = BATCH_ROWS,
 ) -> IngestReport:
     """Ingest every raw log under `paths_in`; idempotent by content hash.
 
     Writers need no lock: each file's rows land in their own partition and
-    the ledger event that makes them live is a blind append, so several
-    processes (or hosts) ingesting different files all commit. Files in
-    `force` are re-ingested even when unchanged (repair of damaged data files).
+    the ledger events that make a batch live are one blind append, so several
+    processes (or hosts) ingesting different files all commit. Files are
+    committed in batches of at most `batch_files` files (fewer once they read
+    `batch_rows` rows); `progress` gets each file's result once its batch is
+    committed. Files in `force` are re-ingested even when unchanged (repair of
+    damaged data files).
     """
     started = time.perf_counter()
     paths = WarehousePaths.at(home).ensure()
@@ -356,14 +417,25 @@ def ingest_paths(
     _record_passed_over(ledger, passed_over)
     for csv, twin in mirrors.items():
         report.files.append(_mirror(ledger, csv, twin))
+    staged: list[tuple[int, Path, FileResult]] = []
+
+    def flush() -> None:
+        ledger.flush()
+        if progress:
+            for n, path, result in staged:
+                progress(n, len(files), path, result)
+        staged.clear()
+
     for n, path in enumerate(files, start=1):
         if progress:
             progress(n, len(files), path, None)
         rows_progress = _rows_progress(progress, n, len(files), path)
         result = _ingest_one(store, ledger, path, rows_progress, force=str(path) in forced)
         report.files.append(result)
-        if progress:
-            progress(n, len(files), path, result)
+        staged.append((n, path, result))
+        if len(staged) >= batch_files or ledger.staged_rows >= batch_rows:
+            flush()
+    flush()
     store.vacuum()
     if refresh:
         refresh_views(paths.home)
@@ -393,7 +465,7 @@ def _record_passed_over(ledger: _Ledger, results: list[FileResult]) -> None:
         if (r.path, r.status, r.message) not in known
     ]  # fmt: skip
     if new:
-        ledger.commit([_event(e, e.status) for e in new])
+        ledger.stage([_event(e, e.status) for e in new])
         ledger.manifest.history += new
 
 
@@ -412,9 +484,9 @@ def remove_orphans(store: Store, manifest: Manifest, grace_s: float = ORPHAN_GRA
             continue
         files = Store.files(store.table(table)).filter(~pl.col("sha").is_in(list(live)))
         stale = files.group_by("sha").agg(pl.col("modified").max()).filter(pl.col("modified") < cutoff)
-        for sha in stale.get_column("sha").to_list():
-            store.commit_partition(table, sha, [], [])
-            removed += 1
+        shas = stale.get_column("sha").to_list()
+        store.drop_partitions(table, shas)  # one commit per table
+        removed += len(shas)
     return removed
 
 
@@ -438,14 +510,15 @@ _HOME_FULL = (errno.ENOSPC, errno.EROFS, errno.EDQUOT)
 
 
 def _failed(ledger, manifest, path: Path, sha: str, fmt: str, exc: Exception, t0: float) -> FileResult:
-    """A file that cannot be ingested is recorded as failed (with the error); the run goes on."""
+    """A file that cannot be ingested is recorded as failed (with the error, in the batch's
+    ledger commit); the run and the file's batch-mates go on."""
     stamp = now_iso()
     failed = SourceEntry(
         path=str(path), sha256=sha, format=fmt, rows_read=0, rows_accepted=0,
         rows_quarantined=0, blank_lines=0, header_lines=0, status="failed",
         first_ingested_at=stamp, ingested_at=stamp, message=f"{type(exc).__name__}: {exc}",
     )  # fmt: skip
-    ledger.commit([_event(failed, "failed")])
+    ledger.stage([_event(failed, "failed")])
     manifest.history.append(failed)
     return FileResult(str(path), "failed", message=failed.message, seconds=time.perf_counter() - t0)
 
@@ -521,8 +594,6 @@ def _ingest_one(
         return _failed(ledger, manifest, path, sha, fmt, exc, t0)
     del encoded
     entry = written.entry
-    mv = store.commit_partition("measurements", sha, written.files, written.rows)
-    qv = store.commit_partition("quarantine", sha, written.quarantine, written.quarantine_rows)
     status = "ingested"
     retire = []
     events = []
@@ -533,8 +604,9 @@ def _ingest_one(
             retire.append(previous)
             events.append(_event(previous, "superseded", message=f"replaced by {sha[:12]}"))
     entry.status = "ingested"  # the ledger's live status; the run reports "replaced"
-    events.append(_event(entry, "ingested", mv=mv, qv=qv, files=[*written.files, *written.quarantine]))
-    ledger.commit(events, retire)
+    # the data-table versions are those of the batch's commits (Ledger.flush)
+    events.append(_event(entry, "ingested", files=[*written.files, *written.quarantine]))
+    ledger.stage(events, retire, written)
     manifest.sources[sha] = entry
     return FileResult(
         str(path), status, entry.rows_read, entry.rows_accepted, entry.rows_quarantined,

@@ -17,9 +17,10 @@ came from: a partition value is 64 hex digits whatever the system, framework
 or version strings hold (so partition folders are injective and short), and
 one raw log is one partition, replaced as a whole by a partition overwrite.
 
-The ledger is the commit point. Ingesting a raw log commits its rows to
-`measurements` (and `quarantine`), then appends one event to `ledger` naming
-the source, its counts, the checksum of every data file it wrote and the
+The ledger is the commit point. Ingesting a batch of raw logs commits their
+rows to `measurements` (and `quarantine`) in one commit per table (each log its
+own partition), then appends one event per log to `ledger`, all in one commit,
+naming the source, its counts, the checksum of every data file it wrote and the
 table versions that hold them. A reader pins one ledger version and reads the
 data tables at the versions that ledger version records, keeping only the
 partitions of sources live in it: rows committed by a writer killed before its
@@ -218,20 +219,34 @@ class Store:
         fsync_dir(target.parent)
         return DataFile(table, rel, len(data), hashlib.sha256(data).hexdigest())
 
-    def commit_partition(self, table: str, sha: str, files: list[DataFile], rows: list[int]) -> int:
-        """Replace partition `sha` of `table` by `files` in one commit; returns the new table version."""
+    def commit_partitions(self, table: str, parts: dict[str, tuple[list[DataFile], list[int]]]) -> int:
+        """Replace each partition `sha` of `table` by its `(files, rows)` (none: dropped), all in one
+        commit; returns the new table version.
+
+        An overwrite restricted to those partitions: writers of other partitions
+        do not conflict, and whatever a killed writer left in one of them goes.
+        """
         dt = self.table(table, create=True)
         stamp = int(time.time() * 1000)
         actions = [
             AddAction(f.path, f.bytes, {PARTITION: sha}, stamp, True, json.dumps({"numRecords": n}))
+            for sha, (files, rows) in parts.items()
             for f, n in zip(files, rows)
         ]
         dt.create_write_transaction(
             actions, "overwrite", arrow_schema(TABLE_SCHEMAS[table]), partition_by=[PARTITION],
-            partition_filters=[(PARTITION, "=", sha)],
+            partition_filters=[(PARTITION, "in", sorted(parts))],
         )  # fmt: skip
         dt.update_incremental()  # a version at or after this commit (readers pin one at most this new)
         return dt.version()
+
+    def commit_partition(self, table: str, sha: str, files: list[DataFile], rows: list[int]) -> int:
+        """Replace partition `sha` of `table` by `files` in one commit; returns the new table version."""
+        return self.commit_partitions(table, {sha: (files, rows)})
+
+    def drop_partitions(self, table: str, shas: list[str]) -> int | None:
+        """Remove partitions `shas` of `table` in one commit (None: nothing to do)."""
+        return self.commit_partitions(table, {sha: ([], []) for sha in shas}) if shas else None
 
     def remove_files(self, table: str, files: list[tuple[str, str, int]]) -> None:
         """Remove (path, sha, bytes) files from `table` in one commit; vacuum deletes them after retention."""

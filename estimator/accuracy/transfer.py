@@ -16,7 +16,9 @@ from estimator.grids.anchors import SPIKE_LOG2, clean_anchors
 from estimator.grids.build import build_grids
 from estimator.slices import GROUP_KEYS, model_for, points_shape, seq_values
 from estimator.physics.specs import load_system
-from estimator.physics.transfer import TransferRule, transferable
+from estimator.physics.transfer import (
+    TransferRule, overhead_lookup, overhead_multipliers, overhead_ratios, transferable,
+)
 
 MODULE_OPS = ("dsa_context", "dsa_generation", "mla_context", "mla_generation")
 
@@ -39,7 +41,8 @@ def modelled(points: pl.DataFrame) -> pl.DataFrame:
 
 
 def transfer_protocol(points: pl.DataFrame, target: str, source: str, *,
-                      ops: tuple[str, ...] = MODULE_OPS, spike_log2: float | None = SPIKE_LOG2) -> pl.DataFrame:
+                      ops: tuple[str, ...] = MODULE_OPS, spike_log2: float | None = SPIKE_LOG2,
+                      overheads: bool = True) -> pl.DataFrame:
     """Leave-one-system-out: predict every measured `target` point from `source` data only.
 
     Every `target` row is removed before calibration and grid building; the
@@ -54,7 +57,10 @@ def transfer_protocol(points: pl.DataFrame, target: str, source: str, *,
     answered by the source's nearest one (`from_kernel_source`, see
     `kernel_source_map`), for the transfer and the baselines alike. The
     source grid is cleaned of slow spikes (`clean_anchors`, `spike_log2`;
-    None keeps it as measured).
+    None keeps it as measured). Between launch classes (GPU generation / host CPU, e.g.
+    Hopper -> Blackwell, x86 -> Grace) the fitted overhead moves by the ratio measured on other
+    systems of the same two classes (`overhead_ratios`: never the target's or the source's rows;
+    `overheads=False` keeps it).
     """
     if target == source:
         raise ValueError(f"target and source are the same system ({target})")
@@ -62,6 +68,8 @@ def transfer_protocol(points: pl.DataFrame, target: str, source: str, *,
     pts = modelled(points.filter(pl.col("op").is_in(list(ops))))
     tgt = pts.filter(pl.col("system") == target)
     src = pts.filter(pl.col("system") == source)  # the only rows calibration and grids see
+    ovh = overhead_lookup(overhead_ratios(pts.filter(~pl.col("system").is_in([target, source])), target, source)
+                          if overheads else None, tspec, sspec)
     both = (src.select("framework", "version").unique()
             .join(tgt.select("framework", "version").unique(), on=["framework", "version"]))
     if both.height == 0:
@@ -76,6 +84,7 @@ def transfer_protocol(points: pl.DataFrame, target: str, source: str, *,
         grids = clean_anchors(grids, spike_log2)
     gridset = GridSet.from_frame(grids)
     rule = TransferRule(sspec, tspec)
+    mult = overhead_multipliers(grids, params, rule, ovh)
     shape = list(SHAPE_KEYS)
     tgt = tgt.join(kernel_source_map(tgt, src), on=["framework", "version", "op", "kernel_source"], how="left")
     src_shape = [c if c != "kernel_source" else "from_kernel_source" for c in shape]
@@ -97,7 +106,8 @@ def transfer_protocol(points: pl.DataFrame, target: str, source: str, *,
         kw = dict(gemm_type=k["gemm_type"] or "bfloat16", kv_cache_dtype=k["kv_cache_dtype"],
                   kernel_source=key[4], **points_shape(sub))  # the source slice's SOL variant
         grp = gridset.groups.get(key)
-        lat, cd, _ = estimate_group(grp, k["op"], model, tspec, rule.params(params[pkey]), transferred=True, **kw)
+        moved = rule.params(params[pkey], mult.get(pkey))
+        lat, cd, _ = estimate_group(grp, k["op"], model, tspec, moved, transferred=True, **kw)
         pred[rows], code[rows] = lat, cd
         roof = CalibrationParams({g: (1.0, 1.0) for g in params[pkey].eff}, 0.0, 1.0)  # raw roofline
         raw_t[rows] = estimate_group(None, k["op"], model, tspec, roof, **kw)[0]

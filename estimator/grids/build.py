@@ -20,7 +20,8 @@ from estimator.physics.specs import load_system
 from estimator.grids.schema import GRID_SCHEMA, METHOD, SOURCES, grids_hash, input_hash
 from estimator.grids.rules import (
     _aligned, affine_extension, choose_extension, choose_fill_rule, choose_pooling, choose_powers,
-    choose_seq_trend, choose_hole_blend, fill_rule_errors, fill_slice, fill_values, hole_blend_errors,
+    choose_seq_trend, choose_hole_blend, choose_extrapolation, extrapolation_errors, fill_rule_errors,
+    fill_slice, fill_values, hole_blend_errors,
     pool_siblings,
 )
 from estimator.grids.batched import power_errors_many, slice_estimates_many
@@ -115,7 +116,12 @@ def build_grids(points: pl.DataFrame, calibration: pl.DataFrame, *, inputs_tag: 
     for key, (_, _, vals) in raw.items():
         rule_errors.setdefault(key[: len(CAL_KEYS)], []).append(fill_rule_errors(vals, est[key]))
     rules = {g: choose_fill_rule(e) for g, e in rule_errors.items()}
-    filled_by_key = {key: fill_slice(vals, batch, seq, est[key], rules[key[: len(CAL_KEYS)]])
+    extrap_errors: dict[tuple, list] = {}
+    for key, (_, _, vals) in raw.items():
+        extrap_errors.setdefault(key[: len(CAL_KEYS)], []).append(extrapolation_errors(vals, *logs[key]))
+    extrapolation = {g: choose_extrapolation(e) for g, e in extrap_errors.items()}
+    filled_by_key = {key: fill_slice(vals, batch, seq, est[key], rules[key[: len(CAL_KEYS)]],
+                                     extrapolation[key[: len(CAL_KEYS)]])
                      for key, (batch, seq, vals) in raw.items()}
     pooled, own_share = {}, {}
     for key in raw:

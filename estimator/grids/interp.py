@@ -65,13 +65,22 @@ def bilinear(grid: np.ndarray, bi0, bi1, bw, si0, si1, sw) -> np.ndarray:
     return top * (1.0 - bw) + bot * bw
 
 
-def extrapolate_holes(values: np.ndarray, src: np.ndarray, xb: np.ndarray, xs: np.ndarray):
+EXTRAPOLATION_MODES = ("hold", "cross", "additive")
+
+
+def extrapolate_holes(values: np.ndarray, src: np.ndarray, xb: np.ndarray, xs: np.ndarray, mode: str = "hold"):
     """Fill the remaining NaN cells by holding the nearest known cell's ratio.
 
     Nearest in log2 distance, preferring the same batch row (so the SOL's
     growth along the sequence carries the shape). Marks them `extrapolated`.
     All holes at once: one (holes x known) distance matrix, first minimum wins
     (as a per-hole argmin would).
+
+    mode (chosen per op by `rules.choose_extrapolation`), for a hole with a known cell in
+    its batch row (nearest in seq: r) and in its sequence column (nearest in batch: c):
+    'cross' holds the mean of r and c (two noisy cells instead of one); 'additive' carries
+    the column's change over: r + (c - corner), corner the cell in c's row and r's column,
+    where it is known (`row_column_fill`). Other holes hold the nearest cell.
     """
     out = values.copy()
     known = ~np.isnan(values)
@@ -82,8 +91,31 @@ def extrapolate_holes(values: np.ndarray, src: np.ndarray, xb: np.ndarray, xs: n
     d = np.abs(xb[ki][None, :] - xb[hi][:, None]) * 2.0 + np.abs(xs[kj][None, :] - xs[hj][:, None])
     k = np.argmin(d, axis=1)
     out[hi, hj] = values[ki[k], kj[k]]
+    if mode != "hold":
+        ok, val = row_column_fill(values, ki, kj, hi, hj, xb, xs, mode)
+        out[hi[ok], hj[ok]] = val[ok]
     src[hi, hj] = EXTRAPOLATED
     return out, src
+
+
+def row_column_fill(values: np.ndarray, ki, kj, hi, hj, xb: np.ndarray, xs: np.ndarray, mode: str):
+    """For target cells (hi, hj) and known cells (ki, kj): (mask, value). r = the nearest known cell
+    in the target's batch row (nearest in log2 seq), c = the nearest in its sequence column
+    (nearest in log2 batch). mode 'cross': (r + c) / 2 where both exist; 'additive':
+    r + c - values[c's row, r's column] where that corner is known too."""
+    if mode not in EXTRAPOLATION_MODES[1:]:
+        raise ValueError(f"unknown extrapolation mode {mode!r}; valid: {', '.join(EXTRAPOLATION_MODES)}")
+    drow = np.where(ki[None, :] == hi[:, None], np.abs(xs[kj][None, :] - xs[hj][:, None]), np.inf)
+    dcol = np.where(kj[None, :] == hj[:, None], np.abs(xb[ki][None, :] - xb[hi][:, None]), np.inf)
+    kr, kc = np.argmin(drow, axis=1), np.argmin(dcol, axis=1)
+    at = np.arange(hi.size)
+    ok = np.isfinite(drow[at, kr]) & np.isfinite(dcol[at, kc])
+    r, c = values[ki[kr], kj[kr]], values[ki[kc], kj[kc]]
+    if mode == "cross":
+        return ok, 0.5 * (r + c)
+    corner = values[ki[kc], kj[kr]]
+    ok &= ~np.isnan(corner)
+    return ok, r + c - corner
 
 
 def _line_brackets(x: np.ndarray, values: np.ndarray, known: np.ndarray, power: float | tuple = 0.0):

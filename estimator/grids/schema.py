@@ -11,7 +11,7 @@ from estimator.common import Source
 from estimator.slices import SLICE_KEYS
 
 
-METHOD = "grid-logratio-v7"
+METHOD = "grid-logratio-v8"
 SOURCES = tuple(s.value for s in Source)
 GRID_SCHEMA: dict[str, pl.DataType] = {
     **{k: (pl.Int32() if k in ("num_heads", "prefix") else pl.String()) for k in SLICE_KEYS},

@@ -48,12 +48,12 @@ from estimator.lookup.query import (
 __all__ = ["PerfDatabase", "OutOfRangeError", "VersionError", "canonical_op"]
 
 
-def _read_transfer_intervals(home) -> pl.DataFrame | None:
-    """The warehouse's transfer_intervals table, None when it was never written."""
+def _read_transfer_intervals(home, table: str = TRANSFER_TABLE) -> pl.DataFrame | None:
+    """The warehouse's transfer_intervals (or transfer_overheads) table, None when it was never written."""
     from warehouse.derived import read_derived
 
     try:
-        return read_derived(home, TRANSFER_TABLE)
+        return read_derived(home, table)
     except FileNotFoundError:
         return None
 
@@ -64,7 +64,7 @@ class PerfDatabase(ManyEstimates):
     def __init__(self, system: str = "h200_sxm", backend: str = "trtllm", version: str | None = None,
                  home=None, *, calibration: pl.DataFrame | None = None, grids: pl.DataFrame | None = None,
                  from_system: str | None = None, intervals: pl.DataFrame | None = None,
-                 transfer_intervals: pl.DataFrame | None = None):
+                 transfer_intervals: pl.DataFrame | None = None, transfer_overheads: pl.DataFrame | None = None):
         self.spec = load_system(system)
         self.system = system
         framework = FRAMEWORKS.get(str(backend).lower())
@@ -119,7 +119,14 @@ class PerfDatabase(ManyEstimates):
         self.params = {(k[2], k[3], k[4]): p for k, p in params_from_frame(calibration.filter(mine)).items()}
         if self.data_system != system:  # answers move to this spec (physics/transfer.py)
             rule = transfer.TransferRule(load_system(self.data_system), self.spec)
-            self.params = {k: rule.params(p) for k, p in self.params.items()}
+            # across launch classes the overhead moves as the warehouse's transfer_overheads table says
+            if transfer_overheads is None and store is not None:
+                transfer_overheads = _read_transfer_intervals(home, transfer.OVERHEAD_TABLE)
+            ratios = transfer.overhead_lookup(transfer_overheads, self.spec, rule.source)
+            mult = transfer.overhead_multipliers(grids, params_from_frame(calibration.filter(mine)), rule,
+                                                 {k: v for k, v in ratios.items() if k[0] == framework})
+            self.params = {k: rule.params(p, mult.get((self.data_system, framework, *k)))
+                           for k, p in self.params.items()}
         self._op_versions: dict[str, list[str]] = {}
         for v, op, _ in self.params:
             self._op_versions.setdefault(op, []).append(v)

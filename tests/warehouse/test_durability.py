@@ -44,33 +44,78 @@ def check_consistent(home: Path) -> int:
     return visible
 
 
+def _kill_when_child_says(code: str, raw: Path, home: Path, word: str) -> None:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-c", code, str(raw), str(home)], env=env, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == word
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+
+
 def test_kill_9_mid_ingest_then_clean_rerun(tmp_path):
     raw = tmp_path / "raw"
     home = tmp_path / "wh"
     files, total = make_logs(raw, 8)
-    # The child stalls right after its third file commits, so the kill lands mid-run on any
-    # machine speed (a timed kill missed on a fast CI host: the run had already finished).
+    # Batches of three files; a file's result reaches `progress` once its batch is committed.
+    # The child stalls right after the first batch commits, so the kill lands mid-run (in the
+    # second batch) on any machine speed (a timed kill missed on a fast CI host).
     code = (
         "import sys, time; from warehouse.ingest import ingest_paths\n"
         "def progress(n, total, path, result):\n"
         "    if result is not None and result.status == 'ingested' and n == 3:\n"
         "        print('committed', flush=True); time.sleep(120)\n"
-        "ingest_paths([sys.argv[1]], sys.argv[2], progress=progress)"
+        "ingest_paths([sys.argv[1]], sys.argv[2], progress=progress, batch_files=3)"
     )
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-c", code, str(raw), str(home)], env=env, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "committed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    proc.stdout.close()
-    assert proc.returncode == -signal.SIGKILL
+    _kill_when_child_says(code, raw, home, "committed")
     assert check_consistent(home) == 3 * ROWS_PER_FILE
     report = ingest_paths([raw], home)
     assert report.rows_quarantined == 0
     assert check_consistent(home) == total
-    assert {r.status for r in report.files} <= {"ingested", "skipped-unchanged"}
+    assert sorted(r.status for r in report.files) == ["ingested"] * 5 + ["skipped-unchanged"] * 3
     again = ingest_paths([raw], home)
     assert {r.status for r in again.files} == {"skipped-unchanged"}
+
+
+def test_kill_between_data_commits_and_ledger_commit_loses_the_batch_whole(tmp_path):
+    """A batch is all or nothing: killed after its data commits but before its ledger commit,
+    none of its rows is visible, clean-up drops its partitions, a rerun ingests it once."""
+    from deltalake import DeltaTable
+
+    from warehouse.ingest import remove_orphans
+    from warehouse.tables import Store
+
+    raw = tmp_path / "raw"
+    home = tmp_path / "wh"
+    files, total = make_logs(raw, 8)
+    code = (
+        "import sys, time; from warehouse import tables\n"
+        "from warehouse.ingest import ingest_paths\n"
+        "append, calls = tables.Store.append_events, []\n"
+        "def stalled(self, events):\n"
+        "    calls.append(1)\n"
+        "    if len(calls) == 2:  # the second batch: its data commits are done, its ledger commit not\n"
+        "        print('data committed', flush=True); time.sleep(120)\n"
+        "    return append(self, events)\n"
+        "tables.Store.append_events = stalled\n"
+        "ingest_paths([sys.argv[1]], sys.argv[2], batch_files=3)"
+    )
+    _kill_when_child_says(code, raw, home, "data committed")
+    assert check_consistent(home) == 3 * ROWS_PER_FILE
+    manifest = load_manifest(WarehousePaths.at(home))
+    live = set(manifest.sources)
+    assert len(live) == 3
+    on_disk = set(Store.files(DeltaTable(str(home / "measurements"))).get_column("sha").to_list())
+    assert len(on_disk - live) == 3  # the second batch's partitions: committed, referenced by no ledger event
+    assert remove_orphans(Store(home), manifest, grace_s=0) == 3
+    assert set(Store.files(DeltaTable(str(home / "measurements"))).get_column("sha").to_list()) == live
+    assert check_consistent(home) == 3 * ROWS_PER_FILE
+    report = ingest_paths([raw], home)
+    assert sorted(r.status for r in report.files) == ["ingested"] * 5 + ["skipped-unchanged"] * 3
+    assert check_consistent(home) == total
+    m = read_measurements(home)
+    assert m.select("source_file", "source_line").is_duplicated().sum() == 0
 
 
 def test_readers_see_old_or_new_state_during_ingest(tmp_path):

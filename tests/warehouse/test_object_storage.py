@@ -126,8 +126,8 @@ def test_kill_9_mid_ingest_on_object_storage_then_rerun(s3_home, tmp_path):
         "def progress(n, total, path, result):\n"
         "    if result is not None and result.status == 'ingested' and n == 2:\n"
         "        print('committed', flush=True); time.sleep(120)\n"
-        "ingest_paths([sys.argv[1]], sys.argv[2], progress=progress)"
-    )
+        "ingest_paths([sys.argv[1]], sys.argv[2], progress=progress, batch_files=2)"
+    )  # batches of two files: the child stalls once the first batch is committed
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.Popen([sys.executable, "-c", code, str(raw), s3_home], env=env, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "committed"

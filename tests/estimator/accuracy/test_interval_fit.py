@@ -233,3 +233,32 @@ def test_model_rollups_carry_the_summed_layer_bounds(db):
     table = compare_models([m], [1024, 4096], batch_size=1, db=db)
     assert {"low_ms", "high_ms"} <= set(table.columns)
     assert (table["low_ms"] < table["model_ms"]).all() and (table["model_ms"] < table["high_ms"]).all()
+
+
+def test_transferred_interval_pools_ops_by_their_extrapolated_width():
+    """Two ops with too few transferred residuals each (< MIN_CELL) but enough together: each gets
+    the pooled ratio quantiles times its own extrapolated half-width, not the sol/extrapolated
+    fallback; an op with no transferred residuals keeps the fallback."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for op, scale in (("dsa_context", 0.05), ("mla_context", 0.20)):
+        ext = rng.normal(0, scale, 400)
+        rows += [dict(op=op, provenance="extrapolated", distance=0.2, resid=float(v)) for v in ext]
+        rows += [dict(op=op, provenance="sol", distance=0.2, resid=float(v)) for v in rng.normal(0, 0.5, 100)]
+        rows += [dict(op=op, provenance="transferred", distance=1.0, resid=float(v))
+                 for v in rng.normal(0, scale, 20)]
+    rows += [dict(op="dsa_generation", provenance=p, distance=0.2, resid=float(v))
+             for p in ("extrapolated", "sol") for v in rng.normal(0, 0.05, 100)]
+    table = interval_fit.fit_cells(pl.DataFrame(rows))
+    tr = table.filter(pl.col("provenance") == "transferred").group_by("op").agg(
+        pl.col("q_lo").first(), pl.col("q_hi").first(), pl.col("borrowed_from").first())
+    got = {r["op"]: r for r in tr.iter_rows(named=True)}
+    for op in ("dsa_context", "mla_context"):
+        assert got[op]["borrowed_from"].startswith("transferred/pooled")
+    # widths in proportion to the ops' extrapolated widths (0.20 / 0.05 = 4, sampled)
+    ratio = (got["mla_context"]["q_hi"] - got["mla_context"]["q_lo"]) / (
+        got["dsa_context"]["q_hi"] - got["dsa_context"]["q_lo"])
+    assert 3.0 < ratio < 5.5
+    # N(0, s) with an 80% interval of about +-1.28 s: the pooled ratio quantiles land near it
+    assert 0.15 < got["mla_context"]["q_hi"] < 0.40 and -0.40 < got["mla_context"]["q_lo"] < -0.15
+    assert got["dsa_generation"]["borrowed_from"] == "dsa_generation/sol+extrapolated"

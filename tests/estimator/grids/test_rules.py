@@ -1,6 +1,7 @@
 """Rules of the grid build (estimator.grids.rules), each on a small surface worked out by hand."""
 
 import numpy as np
+import pytest
 
 
 def test_choose_seq_trend_by_measurement():
@@ -122,3 +123,44 @@ def test_pool_siblings_share_gives_the_pooled_mean_of_another_own_surface():
     other_own = own + np.arange(9).reshape(3, 3) * 0.01
     filled2 = {**filled, key: (other_own, None)}
     assert np.allclose(pool_siblings(key, raw, filled2, {key: [fp8]})[0], pooled + share * (other_own - own))
+
+
+def test_extrapolation_modes_fill_from_row_and_column_and_are_chosen_by_measurement():
+    from estimator.grids.interp import EXTRAPOLATED, extrapolate_holes
+    from estimator.grids.rules import choose_extrapolation, extrapolation_errors
+
+    xb = np.log2(np.array([1.0, 2.0, 4.0]))
+    xs = np.log2(np.array([16.0, 32.0, 64.0]))
+    vals = np.array([[0.0, 0.2, 0.4],
+                     [0.1, 0.3, 0.6],
+                     [0.2, 0.5, np.nan]])  # the corner is past the last row's end
+    src = np.zeros(vals.shape, dtype=np.int8)
+    held, _ = extrapolate_holes(vals, src.copy(), xb, xs)
+    assert held[2, 2] == 0.5  # the nearest cell, same row
+    crossed, codes = extrapolate_holes(vals, src.copy(), xb, xs, mode="cross")
+    assert np.isclose(crossed[2, 2], 0.5 * (0.5 + 0.6))  # row neighbour and column neighbour
+    assert codes[2, 2] == EXTRAPOLATED
+    added, _ = extrapolate_holes(vals, src.copy(), xb, xs, mode="additive")
+    assert np.isclose(added[2, 2], 0.5 + (0.6 - 0.3))  # the row's last cell plus the column's change
+    # scored on each row's last measured cell: rows 0 and 1 (column 2 has two cells), row 2 (column 1)
+    errs = extrapolation_errors(vals, xb, xs)
+    assert np.allclose(errs["hold"], [0.2, 0.3, 0.3])  # 0.2 vs 0.4, 0.3 vs 0.6, 0.2 vs 0.5 (same row first)
+    assert np.allclose(errs["cross"], [0.0, 0.25, 0.25])  # (0.2+0.6)/2 vs 0.4, (0.3+0.4)/2, (0.2+0.3)/2
+    # 0.2 + (0.6 - 0.3) vs 0.4; 0.3 + (0.4 - 0.2) vs 0.6; 0.2 + (0.3 - 0.1) vs 0.5
+    assert np.allclose(errs["additive"], [0.1, 0.1, 0.1])
+    assert choose_extrapolation([errs, errs]) == "additive"  # lowest mean (0.1 vs 0.17) of those beating hold
+    # a surface additive in batch and sequence: the column's change carries over exactly
+    plane = np.add.outer(np.array([0.0, 1.0, 2.0]), np.array([0.0, 0.3, 0.5]))
+    e = extrapolation_errors(plane, xb, xs)
+    assert np.allclose(e["additive"], 0.0) and choose_extrapolation([e] * 2) == "additive"
+    # flat along the sequence, steep along batch: holding the row wins
+    flat = np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [2.0, 2.0, 2.0]])
+    assert choose_extrapolation([extrapolation_errors(flat, xb, xs)] * 2) == "hold"
+    with pytest.raises(ValueError, match="unknown extrapolation mode"):
+        extrapolate_holes(vals, src.copy(), xb, xs, mode="bogus")
+    # independent noise on a flat surface: hold misses by ~1.41 sd, the mean of two by ~1.22,
+    # the additive fill (three noisy cells) by ~2
+    noisy = np.random.default_rng(0).normal(0.0, 0.1, (40, 6))
+    xb40 = np.log2(np.arange(1.0, 41.0))
+    xs6 = np.log2(np.array([16.0, 32.0, 64.0, 128.0, 256.0, 512.0]))
+    assert choose_extrapolation([extrapolation_errors(noisy, xb40, xs6)]) == "cross"
