@@ -3,7 +3,10 @@
 SQLite in `DAGSTER_HOME` stays the default (`make demo`, `make ui`); with
 `PERFWH_DAGSTER_PG_URL` set, run, event-log and schedule storage go to
 PostgreSQL through dagster-postgres, so that a webserver, a daemon and run
-workers on several hosts share one instance. The URL itself is never written
+workers on several hosts share one instance. Either way the event log is
+`pipelines.event_log`'s subclass of Dagster's, which stores a run's planned
+partitions and its materializations as one transaction each instead of one
+per partition (a run over N raw logs writes 2N such events). The URL itself is never written
 to the file: the file names the environment variable, as Dagster recommends
 for secrets.
 
@@ -36,6 +39,10 @@ def _positive_int(env, name: str, default: int) -> int:
     return int(text)
 
 
+def _pg_url() -> dict:
+    return {"postgres_url": {"env": ENV_PG_URL}}  # a new dict each time: no YAML anchors
+
+
 def instance_config(environ: dict[str, str] | None = None, dagster_home: str | Path | None = None) -> dict:
     """The dagster.yaml content as a dict, for the environment `environ` (default: os.environ).
 
@@ -55,20 +62,17 @@ def instance_config(environ: dict[str, str] | None = None, dagster_home: str | P
         },
     }
     if env.get(ENV_PG_URL):
-        # Dagster's `storage: postgres` shorthand, with the event log swapped for the batched one
-        def url():
-            return {"postgres_url": {"env": ENV_PG_URL}}
-
-        config["run_storage"] = {"module": "dagster_postgres.run_storage", "class": "PostgresRunStorage", "config": url()}
+        # Dagster's `storage: postgres` shorthand (which allows no other event log), spelled out
+        config["run_storage"] = {"module": "dagster_postgres.run_storage", "class": "PostgresRunStorage", "config": _pg_url()}
         config["event_log_storage"] = {
             "module": "pipelines.event_log",
             "class": "BatchedPostgresEventLogStorage",
-            "config": url(),
+            "config": _pg_url(),
         }
         config["schedule_storage"] = {
             "module": "dagster_postgres.schedule_storage",
             "class": "PostgresScheduleStorage",
-            "config": url(),
+            "config": _pg_url(),
         }
     elif dagster_home is not None:
         config["event_log_storage"] = {
