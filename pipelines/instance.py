@@ -3,7 +3,10 @@
 SQLite in `DAGSTER_HOME` stays the default (`make demo`, `make ui`); with
 `PERFWH_DAGSTER_PG_URL` set, run, event-log and schedule storage go to
 PostgreSQL through dagster-postgres, so that a webserver, a daemon and run
-workers on several hosts share one instance. The URL itself is never written
+workers on several hosts share one instance. Either way the event log is
+`pipelines.event_log`'s subclass of Dagster's, which stores a run's planned
+partitions and its materializations as one transaction each instead of one
+per partition (a run over N raw logs writes 2N such events). The URL itself is never written
 to the file: the file names the environment variable, as Dagster recommends
 for secrets.
 
@@ -36,8 +39,18 @@ def _positive_int(env, name: str, default: int) -> int:
     return int(text)
 
 
-def instance_config(environ: dict[str, str] | None = None) -> dict:
-    """The dagster.yaml content as a dict, for the environment `environ` (default: os.environ)."""
+def _pg_url() -> dict:
+    return {"postgres_url": {"env": ENV_PG_URL}}  # a new dict each time: no YAML anchors
+
+
+def instance_config(environ: dict[str, str] | None = None, dagster_home: str | Path | None = None) -> dict:
+    """The dagster.yaml content as a dict, for the environment `environ` (default: os.environ).
+
+    The event log is stored by `pipelines.event_log`'s classes, which write a
+    batch of asset events (a run's planned partitions, its materializations) in
+    one transaction; with SQLite this needs the storage folder, so the SQLite
+    default keeps Dagster's own event log when `dagster_home` is not given.
+    """
     env = os.environ if environ is None else environ
     config: dict = {
         "telemetry": {"enabled": False},
@@ -49,7 +62,24 @@ def instance_config(environ: dict[str, str] | None = None) -> dict:
         },
     }
     if env.get(ENV_PG_URL):
-        config["storage"] = {"postgres": {"postgres_url": {"env": ENV_PG_URL}}}
+        # Dagster's `storage: postgres` shorthand (which allows no other event log), spelled out
+        config["run_storage"] = {"module": "dagster_postgres.run_storage", "class": "PostgresRunStorage", "config": _pg_url()}
+        config["event_log_storage"] = {
+            "module": "pipelines.event_log",
+            "class": "BatchedPostgresEventLogStorage",
+            "config": _pg_url(),
+        }
+        config["schedule_storage"] = {
+            "module": "dagster_postgres.schedule_storage",
+            "class": "PostgresScheduleStorage",
+            "config": _pg_url(),
+        }
+    elif dagster_home is not None:
+        config["event_log_storage"] = {
+            "module": "pipelines.event_log",
+            "class": "BatchedSqliteEventLogStorage",
+            "config": {"base_dir": str(Path(dagster_home).resolve() / "storage")},
+        }
     return config
 
 
@@ -59,7 +89,7 @@ def write_instance_config(dagster_home: str | Path, environ: dict[str, str] | No
     home.mkdir(parents=True, exist_ok=True)
     target = home / "dagster.yaml"
     tmp = target.with_name(".dagster.yaml.tmp")
-    tmp.write_text(yaml.safe_dump(instance_config(environ), sort_keys=False))
+    tmp.write_text(yaml.safe_dump(instance_config(environ, home), sort_keys=False))
     os.replace(tmp, target)
     return target
 

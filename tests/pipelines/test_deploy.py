@@ -11,6 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from pipelines.event_log import DEFAULT_EVENT_BATCH_SIZE
+
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 
@@ -44,6 +46,7 @@ def test_helm_values_name_the_code_location_module():
     module = args[args.index("-m") + 1]
     env = {e["name"]: e["value"] for e in deployment["env"]}
     assert env["PERFWH_EXECUTOR"] == "k8s"
+    assert env["DAGSTER_EVENT_BATCH_SIZE"] == str(DEFAULT_EVENT_BATCH_SIZE)
     out = subprocess.run(
         [sys.executable, "-c", f"import {module} as m; print(type(m.{args[args.index('-a') + 1]}).__name__)"],
         cwd=REPO, env={**os.environ, "PERFWH_EXECUTOR": "in_process"}, capture_output=True, text=True, timeout=120,

@@ -15,16 +15,23 @@ def test_default_instance_is_sqlite_with_telemetry_off(tmp_path):
     path = write_instance_config(tmp_path / "dh", environ={})
     config = yaml.safe_load(path.read_text())
     assert "storage" not in config
+    assert config["event_log_storage"]["class"] == "BatchedSqliteEventLogStorage"
     assert config["telemetry"] == {"enabled": False}
     assert config["concurrency"]["runs"]["max_concurrent_runs"] == 2
     instance = dg.DagsterInstance.from_config(str(tmp_path / "dh"))
     assert type(instance.run_storage).__name__ == "SqliteRunStorage"
+    assert type(instance.event_log_storage).__name__ == "BatchedSqliteEventLogStorage"
 
 
 def test_postgres_url_is_named_by_its_env_var_never_written():
     secret = "postgresql://u:hunter2@db:5432/dagster"
     config = instance_config({ENV_PG_URL: secret, "PERFWH_MAX_CONCURRENT_RUNS": "8"})
-    assert config["storage"] == {"postgres": {"postgres_url": {"env": ENV_PG_URL}}}
+    url = {"postgres_url": {"env": ENV_PG_URL}}
+    assert {k: (config[k]["class"], config[k]["config"]) for k in ("run_storage", "event_log_storage", "schedule_storage")} == {
+        "run_storage": ("PostgresRunStorage", url),
+        "event_log_storage": ("BatchedPostgresEventLogStorage", url),
+        "schedule_storage": ("PostgresScheduleStorage", url),
+    }
     assert "hunter2" not in yaml.safe_dump(config)
     assert config["concurrency"]["runs"]["max_concurrent_runs"] == 8
 
@@ -56,6 +63,7 @@ def test_runs_and_events_land_in_postgres(tmp_path, monkeypatch, postgres_url): 
 
     instance = dg.DagsterInstance.from_config(str(home))
     assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+    assert type(instance.event_log_storage).__name__ == "BatchedPostgresEventLogStorage"
     defs = build_defs(settings)
     job = defs.resolve_job_def("ingest_job")
     key = "h200_sxm/trtllm/1.0/dsa_context_module_perf.txt"
