@@ -96,6 +96,8 @@ def test_a_skip_indexer_cell_slower_than_its_sibling_is_capped_at_it():
     sibling = grids.filter((pl.col("kernel_source") == "sglang_dsa_dense_mha_fa3") & (pl.col("num_heads") == 64)
                            & (pl.col("batch_size") == 2) & (pl.col("seq_len") == 256)).row(0, named=True)
     assert row["latency_ms"] == pytest.approx(sibling["latency_ms"])
-    assert row["measured_log2_ratio"] is None and row["source"] == "interpolated"
+    # the shape was measured: it stays measured (with the capped value), so the measured range is unchanged
+    assert row["source"] == "measured" and row["measured_log2_ratio"] == pytest.approx(row["log2_ratio"])
+    assert (capped["source"] == "measured").sum() == (grids["source"] == "measured").sum()
     assert cap_skip_indexer(build_grids(with_ix, fixed_calibration(with_ix))).equals(
         build_grids(with_ix, fixed_calibration(with_ix)))  # nothing to cap without skip-indexer slices
