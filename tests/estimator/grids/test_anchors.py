@@ -65,3 +65,39 @@ def test_only_transferred_answers_use_the_cleaned_grid(clean_and_spiked):
     moved = PerfDatabase("h100_sxm", calibration=cal, grids=spiked, from_system="h200_sxm").estimate(OP, **q)
     moved_smooth = PerfDatabase("h100_sxm", calibration=cal, grids=smooth, from_system="h200_sxm").estimate(OP, **q)
     assert moved.latency_ms == pytest.approx(moved_smooth.latency_ms, rel=1e-6)
+
+
+# ---- skip-indexer rows no slower than their with-indexer sibling ---------------------------------
+def test_skip_indexer_sibling_names():
+    from estimator.grids.anchors import skip_indexer_sibling
+
+    ks = pl.DataFrame({"kernel_source": ["sglang_dsa_dense_mha_fa3+skip_indexer", "sglang_dsa_skip_indexer_flashmla_kv",
+                                         "sglang_dsa_indexer_flashmla_kv", "default"]})
+    assert ks.select(skip_indexer_sibling())["kernel_source"].to_list() == [
+        "sglang_dsa_dense_mha_fa3", "sglang_dsa_indexer_flashmla_kv", None, None]
+
+
+def test_a_skip_indexer_cell_slower_than_its_sibling_is_capped_at_it():
+    from estimator.grids.anchors import cap_skip_indexer
+
+    pts = synthetic_points(ops=("dsa_context",))
+    with_ix = pts.with_columns(pl.lit("sglang_dsa_dense_mha_fa3").alias("kernel_source"))
+    # skipping is faster everywhere but one shape, where it is 1.5x slower than with the indexer
+    skip = _slow(with_ix.with_columns(pl.lit("sglang_dsa_dense_mha_fa3+skip_indexer").alias("kernel_source"),
+                                      pl.col("latency_ms") * 0.9), dict(num_heads=64, batch_size=2, isl=256), 1.5 / 0.9)
+    both = pl.concat([with_ix, skip])
+    grids = build_grids(both, fixed_calibration(both))
+    capped = cap_skip_indexer(grids)
+    assert capped.columns == grids.columns and capped.height == grids.height
+    changed = capped.filter(capped["latency_ms"] != grids["latency_ms"])
+    assert changed.height == 1 and changed["kernel_source"][0].endswith("+skip_indexer")
+    row = changed.row(0, named=True)
+    assert (row["num_heads"], row["batch_size"], row["seq_len"]) == (64, 2, 256)
+    sibling = grids.filter((pl.col("kernel_source") == "sglang_dsa_dense_mha_fa3") & (pl.col("num_heads") == 64)
+                           & (pl.col("batch_size") == 2) & (pl.col("seq_len") == 256)).row(0, named=True)
+    assert row["latency_ms"] == pytest.approx(sibling["latency_ms"])
+    # the shape was measured: it stays measured (with the capped value), so the measured range is unchanged
+    assert row["source"] == "measured" and row["measured_log2_ratio"] == pytest.approx(row["log2_ratio"])
+    assert (capped["source"] == "measured").sum() == (grids["source"] == "measured").sum()
+    assert cap_skip_indexer(build_grids(with_ix, fixed_calibration(with_ix))).equals(
+        build_grids(with_ix, fixed_calibration(with_ix)))  # nothing to cap without skip-indexer slices
