@@ -44,11 +44,24 @@ def model_for(op: str, architecture: str | None) -> ModelSpec:
 
 def points_shape(points: pl.DataFrame) -> dict[str, np.ndarray]:
     """SOL keyword shape arrays (float) of a frame of one op's points."""
-    def col(name):
-        return points[name].fill_null(0).to_numpy().astype(np.float64)
+    def col(name):  # fill_null only where there are nulls: it costs a polars query per call
+        s = points[name]
+        return (s.fill_null(0) if s.null_count() else s).to_numpy().astype(np.float64)
 
     return dict(batch=col("batch_size"), isl=col("isl"), prefix=col("prefix"),
                 kv_len=col("kv_len"), num_heads=col("num_heads"))
+
+
+def group_rows(frame: pl.DataFrame, keys) -> list[tuple[tuple, np.ndarray]]:
+    """(key values, row indices) of every group of `keys`, in order of first appearance: the groups
+    `frame.group_by(keys, maintain_order=True)` iterates, as row numbers into `frame` instead of one
+    frame per group (gathering a frame per group cost more than the work done on it)."""
+    keys = list(keys)
+    g = frame.select(keys).with_row_index("_row").group_by(keys, maintain_order=True).agg("_row")
+    rows = g["_row"].explode().to_numpy()
+    ends = np.cumsum(g["_row"].list.len().to_numpy().astype(np.int64))
+    starts = ends - np.diff(ends, prepend=0)
+    return [(tuple(key), rows[a:b]) for key, a, b in zip(g.select(keys).iter_rows(), starts, ends)]
 
 
 def seq_values(points: pl.DataFrame) -> pl.Expr:

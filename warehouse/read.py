@@ -8,6 +8,7 @@ commit.
 from __future__ import annotations
 
 import os
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -130,13 +131,39 @@ def available_slices(home: Home = None) -> pl.DataFrame:
     )
 
 
+# A per-op view as `views._common_views` defines it (DuckDB's normalized text): its rows are the
+# op's group of `SELECT op, count(*) FROM perf_points GROUP BY op`.
+_OP_VIEW = re.compile(r"CREATE VIEW (\w+) AS SELECT \* FROM perf_points WHERE \(op = '(\w+)'\);")
+
+
 def view_row_counts(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """(view, rows) for every user view of an open DuckDB connection."""
-    names = [r[0] for r in con.sql(
-        "SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY view_name"
-    ).fetchall()]  # fmt: skip
-    quoted = (n.replace('"', '""') for n in names)
-    rows = [(n, con.sql(f'SELECT count(*) FROM "{q}"').fetchall()[0][0]) for n, q in zip(names, quoted)]
+    """(view, rows) for every user view of an open DuckDB connection.
+
+    `perf_points` is an aggregation over every measurement, and each per-op view
+    (`SELECT * FROM perf_points WHERE op = ...`) would aggregate them again: all of
+    them are counted from one `GROUP BY op` over perf_points (the op views' counts are
+    their groups, perf_points' the sum); every other view is counted by itself."""
+    views = con.sql("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal ORDER BY view_name").fetchall()
+    names = [n for n, _ in views]
+    op_of = {}
+    if "perf_points" in names:
+        for name, sql in views:
+            m = _OP_VIEW.fullmatch((sql or "").strip())
+            if m and m.group(1) == name:
+                op_of[name] = m.group(2)
+    by_op = None
+    if op_of:
+        by_op = dict(con.sql("SELECT op, count(*) FROM perf_points GROUP BY op").fetchall())
+    rows = []
+    for name in names:
+        if by_op is not None and name == "perf_points":
+            n = sum(by_op.values())
+        elif name in op_of:
+            n = by_op.get(op_of[name], 0)
+        else:
+            q = name.replace('"', '""')
+            n = con.sql(f'SELECT count(*) FROM "{q}"').fetchall()[0][0]
+        rows.append((name, n))
     return pl.DataFrame(rows, schema={"view": pl.String, "rows": pl.Int64}, orient="row")
 
 

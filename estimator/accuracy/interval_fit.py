@@ -92,7 +92,7 @@ def cv_residuals(points: pl.DataFrame, *, tables: tuple[str, ...] | None = None,
     from estimator.lookup.engine import estimate_group
     from estimator.lookup.grids import GridSet
     from estimator.grids.build import build_grids
-    from estimator.slices import GROUP_KEYS, SLICE_KEYS, model_for, points_shape
+    from estimator.slices import GROUP_KEYS, SLICE_KEYS, group_rows, model_for, points_shape
     from estimator.physics.specs import load_system
 
     tables = tables or MODULE_TABLES
@@ -114,10 +114,11 @@ def cv_residuals(points: pl.DataFrame, *, tables: tuple[str, ...] | None = None,
         n = test.height
         pred, sol_ms, code, dist = (np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, np.int8),
                                     np.full(n, np.inf))
-        for key, sub in test.group_by(list(GROUP_KEYS), maintain_order=True):
+        test_shape = points_shape(test)
+        for key, rows in group_rows(test, GROUP_KEYS):
             k = dict(zip(GROUP_KEYS, key))
             grp = grids.groups.get(tuple(key))
-            shape = points_shape(sub)
+            shape = {c: v[rows] for c, v in test_shape.items()}
             p = params.get((k["system"], k["framework"], k["version"], k["op"], k["kernel_source"]))
             if p is None:
                 continue
@@ -125,7 +126,6 @@ def cv_residuals(points: pl.DataFrame, *, tables: tuple[str, ...] | None = None,
                                           load_system(k["system"]), p, gemm_type=k["gemm_type"] or "bfloat16",
                                           kv_cache_dtype=k["kv_cache_dtype"], kernel_source=k["kernel_source"],
                                           **shape)
-            rows = sub["_row"].to_numpy()
             pred[rows], code[rows], sol_ms[rows] = lat, cd, sol
             seqv = shape["isl"] if "context" in k["op"] else shape["kv_len"]
             dist[rows] = distance_many(grp, shape["num_heads"], shape["prefix"], shape["batch"], seqv)

@@ -20,7 +20,7 @@ from estimator.physics.calibrate import calibrate, params_from_frame
 from estimator.lookup.engine import estimate_group
 from estimator.lookup.grids import GridSet
 from estimator.grids.build import build_grids
-from estimator.slices import GROUP_KEYS, SLICE_KEYS, model_for, points_shape, seq_values
+from estimator.slices import GROUP_KEYS, SLICE_KEYS, group_rows, model_for, points_shape, seq_values
 from estimator.physics.specs import load_system
 
 CLASSES = ("R", "G", "E", "SOL")
@@ -76,15 +76,15 @@ def predict(train: pl.DataFrame, test: pl.DataFrame, *, calibration: pl.DataFram
         return _nearest(_with_seq(train), test)
     else:
         raise ValueError(f"unknown method {method!r}; valid: interp, sol, nearest")
-    for key, sub in test.group_by(list(GROUP_KEYS), maintain_order=True):
+    test_shape = points_shape(test) if test.height else {}
+    for key, rows in group_rows(test, GROUP_KEYS):
         k = dict(zip(GROUP_KEYS, key))
         op = k["op"]
         lat, code, sol_ms = estimate_group(
             gridset.groups.get(tuple(key)), op, model_for(op, k["architecture"]), load_system(k["system"]),
             params[(k["system"], k["framework"], k["version"], op, k["kernel_source"])],
             gemm_type=k["gemm_type"] or "bfloat16", kv_cache_dtype=k["kv_cache_dtype"],
-            kernel_source=k["kernel_source"], **points_shape(sub))
-        rows = sub["_row"].to_numpy()
+            kernel_source=k["kernel_source"], **{c: v[rows] for c, v in test_shape.items()})
         out_lat[rows], out_code[rows], out_sol[rows] = lat, code, sol_ms
     from estimator.grids.schema import SOURCES
 

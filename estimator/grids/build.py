@@ -15,7 +15,7 @@ import polars as pl
 from estimator.grids import interp
 from estimator.physics import sol
 from estimator.physics.calibrate import CAL_KEYS, CalibrationParams, calibrated_ms, params_from_frame
-from estimator.slices import CONTEXT_OPS, SLICE_KEYS, model_for, points_shape, seq_values
+from estimator.slices import CONTEXT_OPS, SLICE_KEYS, group_rows, model_for, points_shape, seq_values
 from estimator.physics.specs import load_system
 from estimator.grids.schema import GRID_SCHEMA, METHOD, SOURCES, grids_hash, input_hash
 from estimator.grids.rules import (
@@ -31,13 +31,12 @@ def with_sol(points: pl.DataFrame, params: dict[tuple, CalibrationParams]) -> pl
     """Add `sol_ms` (calibrated SOL at each point's own shape and system)."""
     out = np.empty(points.height)
     keys = ["system", "framework", "version", "op", "kernel_source", "architecture", "gemm_type", "kv_cache_dtype"]
-    for (system, fw, ver, op, source, arch, gemm, kv), sub in points.with_row_index("_row").group_by(
-        keys, maintain_order=True
-    ):
+    shape = points_shape(points) if points.height else {}
+    for (system, fw, ver, op, source, arch, gemm, kv), rows in group_rows(points, keys):
         p = params[(system, fw, ver, op, source)]
         ks = sol.kernels(op, model_for(op, arch), gemm_type=gemm or "bfloat16", kv_cache_dtype=kv,
-                         kernel_source=source, **points_shape(sub))
-        out[sub["_row"].to_numpy()] = np.broadcast_to(calibrated_ms(ks, load_system(system), p), sub.height)
+                         kernel_source=source, **{k: v[rows] for k, v in shape.items()})
+        out[rows] = np.broadcast_to(calibrated_ms(ks, load_system(system), p), rows.size)
     return points.with_columns(pl.Series("sol_ms", out))
 
 
@@ -58,9 +57,14 @@ class SliceGrid:
     seq_power: float = 0.0
 
 
-def _slice_matrix(batch_col: np.ndarray, seq_col: np.ndarray, log2_ratio: np.ndarray):
+def _slice_matrix(batch_col: np.ndarray, seq_col: np.ndarray, log2_ratio: np.ndarray, axes: dict | None = None):
+    """(batch axis, seq axis, matrix); with `axes`, equal axes are one shared (read-only) array, so
+    that `rules._aligned` sees siblings on the same axes by identity instead of comparing values."""
     batch = np.unique(batch_col)
     seq = np.unique(seq_col)
+    if axes is not None:
+        batch = axes.setdefault((batch.dtype.str, batch.tobytes()), batch)
+        seq = axes.setdefault((seq.dtype.str, seq.tobytes()), seq)
     bi = np.searchsorted(batch, batch_col)
     si = np.searchsorted(seq, seq_col)
     vals = np.full((batch.size, seq.size), np.nan)
@@ -79,7 +83,8 @@ def _slice_matrices(pts: pl.DataFrame) -> dict[tuple, tuple]:
     ratio = np.log2(flat["ratio"].to_numpy())
     ends = np.cumsum(g["batch_size"].list.len().to_numpy().astype(np.int64))
     starts = ends - np.diff(ends, prepend=0)
-    return {tuple(key): _slice_matrix(batch[a:b], seq[a:b], ratio[a:b])
+    axes: dict = {}
+    return {tuple(key): _slice_matrix(batch[a:b], seq[a:b], ratio[a:b], axes)
             for key, a, b in zip(g.select(SLICE_KEYS).iter_rows(), starts, ends)}
 
 

@@ -18,7 +18,7 @@ LOO_CELLS = 48  # measured cells per slice scored when choosing the hole-filling
 def _aligned(batch, seq, sibling) -> np.ndarray:
     """A sibling slice's measured log-ratios on this slice's (batch, seq) axes; NaN elsewhere."""
     sb, ss, sv = sibling
-    if np.array_equal(sb, batch) and np.array_equal(ss, seq):
+    if (sb is batch or np.array_equal(sb, batch)) and (ss is seq or np.array_equal(ss, seq)):
         return sv.copy()  # the common case: siblings measured on the same axes
     out = np.full((batch.size, seq.size), np.nan)
     bi = np.searchsorted(sb, batch)
@@ -45,7 +45,9 @@ def fill_rule_errors(vals, est) -> dict[str, np.ndarray]:
         cells = cells[np.linspace(0, cells.shape[0] - 1, LOO_CELLS).astype(int)]
     i, j = cells[:, 0], cells[:, 1]
     ok = est["has_line"][i, j] & est["has_sibling"][i, j]
-    return {r: np.abs(est[r][i, j][ok] - vals[i, j][ok]) for r in FILL_RULES}
+    i, j = i[ok], j[ok]
+    v = vals[i, j]
+    return {r: np.abs(est[r][i, j] - v) for r in FILL_RULES}
 
 
 def choose_fill_rule(errors: list[dict[str, np.ndarray]]) -> str:
@@ -198,19 +200,28 @@ def _last_column_errors(slices) -> dict:
 
     slices: (xs, surface, measured, sol) with sol the calibrated SOL (ms) of the last three
     columns (nb, 3), or None where unknown (then only the trends are scored).
+    Every prediction is per batch row, so the rows of all slices go through numpy together
+    (slice by slice, row by row: the order, and the values, of a loop over the slices).
     """
-    errs: dict = {t: [] for t in (*TREND_CHOICES, "affine")}
-    for xs, filled, measured, sol3 in slices:
-        if xs.size < 4:
-            continue
-        step = (xs[-1] - xs[-2]) / (xs[-2] - xs[-3])
-        slope = filled[:, -2] - filled[:, -3]
-        ok = ~np.isnan(measured[:, -1])
-        for t in TREND_CHOICES:
-            errs[t].extend(np.abs(filled[ok, -2] + t * slope[ok] * step - measured[ok, -1]).tolist())
-        if sol3 is not None:
-            pred = affine_extension(filled[:, -3:-1], sol3[:, :2], sol3[:, 2:])[:, 0]
-            errs["affine"].extend(np.abs(pred[ok] - measured[ok, -1]).tolist())
+    errs: dict = {t: np.empty(0) for t in (*TREND_CHOICES, "affine")}
+    use = [s for s in slices if s[0].size >= 4]
+    if not use:
+        return errs
+    step = np.concatenate([np.full(f.shape[0], (xs[-1] - xs[-2]) / (xs[-2] - xs[-3])) for xs, f, _, _ in use])
+    last2 = np.concatenate([f[:, -2] for _, f, _, _ in use])
+    slope = np.concatenate([f[:, -2] - f[:, -3] for _, f, _, _ in use])
+    target = np.concatenate([m[:, -1] for _, _, m, _ in use])
+    ok = ~np.isnan(target)
+    for t in TREND_CHOICES:
+        errs[t] = np.abs(last2[ok] + t * slope[ok] * step[ok] - target[ok])
+    with_sol = [s for s in use if s[3] is not None]
+    if with_sol:
+        f3 = np.concatenate([f[:, -3:-1] for _, f, _, _ in with_sol])
+        sol3 = np.concatenate([s3 for _, _, _, s3 in with_sol])
+        pred = affine_extension(f3, sol3[:, :2], sol3[:, 2:])[:, 0]
+        t_ok = np.concatenate([~np.isnan(m[:, -1]) for _, _, m, _ in with_sol])
+        t_m = np.concatenate([m[:, -1] for _, _, m, _ in with_sol])
+        errs["affine"] = np.abs(pred[t_ok] - t_m[t_ok])
     return errs
 
 
@@ -219,7 +230,7 @@ def choose_seq_trend(slices) -> float:
     predict each slice's last measured column from the two before it, keep the best.
     slices: (xs, surface, measured[, sol]) per slice."""
     errs = _last_column_errors([(*s[:3], None) for s in slices])
-    if not errs[0.0]:
+    if not errs[0.0].size:
         return 0.0
     return min(TREND_CHOICES, key=lambda t: (float(np.mean(errs[t])), t))
 
@@ -228,7 +239,7 @@ def choose_extension(slices, trend: float) -> bool:
     """Extend affinely in the SOL (`affine_extension`) rather than along the ratio trend: only if
     that predicts the slices' last measured columns better (same scoring as `choose_seq_trend`)."""
     errs = _last_column_errors(slices)
-    return bool(errs["affine"]) and float(np.mean(errs["affine"])) < float(np.mean(errs[trend]))
+    return bool(errs["affine"].size) and float(np.mean(errs["affine"])) < float(np.mean(errs[trend]))
 
 
 def affine_extension(ratio2: np.ndarray, sol2: np.ndarray, sol_new: np.ndarray) -> np.ndarray:

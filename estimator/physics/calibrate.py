@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from estimator.physics import sol
-from estimator.slices import model_for, points_shape
+from estimator.slices import group_rows, model_for, points_shape
 from estimator.physics.specs import SystemSpec, load_system
 
 METHOD = "calibrated-sol-v5"  # v5: the kernel_source attention variants (physics/variants.py)
@@ -92,12 +92,12 @@ def _design(points: pl.DataFrame, system: SystemSpec):
     op = points["op"][0]
     blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]] = []
     keys = ["kernel_source", "architecture", "gemm_type", "kv_cache_dtype"]
-    for (source, arch, gemm, kv), sub in points.with_row_index("_row").group_by(keys, maintain_order=True):
-        shape = points_shape(sub)
+    shape = points_shape(points)
+    for (source, arch, gemm, kv), rows in group_rows(points, keys):
         ks = sol.kernels(op, model_for(op, arch), gemm_type=gemm or "bfloat16",
-                         kv_cache_dtype=kv, kernel_source=source, **shape)
-        ct, bt, groups = kernel_times(ks, system, sub.height)
-        blocks.append((sub["_row"].to_numpy(), ct, bt, groups))
+                         kv_cache_dtype=kv, kernel_source=source, **{k: v[rows] for k, v in shape.items()})
+        ct, bt, groups = kernel_times(ks, system, rows.size)
+        blocks.append((rows, ct, bt, groups))
     groups = sorted({g for *_, gs in blocks for g in gs})
     gi = {g: i for i, g in enumerate(groups)}
     width = max(len(b[3]) for b in blocks)
@@ -117,7 +117,29 @@ def _group_bins(gidx: np.ndarray, ng: int) -> np.ndarray:
     return (gidx * gidx.shape[1] + np.arange(gidx.shape[1])).ravel()
 
 
-def _jacobian(theta, ct, bt, gidx, ng, bins=None):
+class _Terms:
+    """The kernel-time terms a / b (compute and bandwidth time at the efficiencies of theta) of the
+    last theta asked for: the solver evaluates the residuals at a point and then, when it accepts
+    the step, the Jacobian at the same point, so the second call reuses the first's terms (the
+    same arrays, so `_predict` and `_jacobian` give the values they gave when each computed them)."""
+
+    def __init__(self, ct, bt, gidx, ng):
+        self.ct, self.bt, self.gidx, self.ng = ct, bt, gidx, ng
+        self.key = None
+        self.ab = None
+
+    def __call__(self, theta):
+        key = theta.tobytes()
+        if key != self.key:
+            ng = self.ng
+            ef = np.exp(theta[:ng])
+            eb = np.exp(theta[ng : 2 * ng])
+            self.ab = (self.ct / ef[self.gidx], self.bt / eb[self.gidx])
+            self.key = key
+        return self.ab
+
+
+def _jacobian(theta, ct, bt, gidx, ng, bins=None, terms=None):
     """d log(pred) / d theta, analytically (the fit's cost is then a few evaluations per step).
 
     Per-group kernel sums come from one `np.bincount` over (group, row) bins instead
@@ -125,12 +147,12 @@ def _jacobian(theta, ct, bt, gidx, ng, bins=None):
     masked column sum did (its other terms were zeros), so the values are identical.
     """
     bins = _group_bins(gidx, ng) if bins is None else bins
-    ef = np.exp(theta[:ng])
-    eb = np.exp(theta[ng : 2 * ng])
     overhead = np.exp(theta[2 * ng])
     p = 1.0 + np.exp(theta[2 * ng + 1])
-    a = ct / ef[gidx]
-    b = bt / eb[gidx]
+    if terms is None:
+        a, b = ct / np.exp(theta[:ng])[gidx], bt / np.exp(theta[ng : 2 * ng])[gidx]
+    else:
+        a, b = terms(theta)
     compute_bound = a >= b
     s = np.where(compute_bound, a, b).sum(axis=0)
     s = np.maximum(s, 1e-300)
@@ -152,12 +174,14 @@ def _jacobian(theta, ct, bt, gidx, ng, bins=None):
     return jac
 
 
-def _predict(theta, ct, bt, gidx, ng):
-    ef = np.exp(theta[:ng])
-    eb = np.exp(theta[ng : 2 * ng])
+def _predict(theta, ct, bt, gidx, ng, terms=None):
     overhead = np.exp(theta[2 * ng])
     p = 1.0 + np.exp(theta[2 * ng + 1])
-    s = np.maximum(ct / ef[gidx], bt / eb[gidx]).sum(axis=0)
+    if terms is None:
+        a, b = ct / np.exp(theta[:ng])[gidx], bt / np.exp(theta[ng : 2 * ng])[gidx]
+    else:
+        a, b = terms(theta)
+    s = np.maximum(a, b).sum(axis=0)
     return combine(overhead, s, p)
 
 
@@ -180,8 +204,9 @@ def fit_op(points: pl.DataFrame, system: SystemSpec) -> tuple[CalibrationParams,
     # Imported here: scipy.optimize costs ~1.5 s of start-up that lookups never need.
     from scipy.optimize import least_squares
 
-    res = least_squares(lambda th: np.log(_predict(th, ct, bt, gidx, ng) / y), np.clip(theta0, lo, hi),
-                        jac=lambda th: _jacobian(th, ct, bt, gidx, ng, bins), bounds=(lo, hi), method="trf",
+    terms = _Terms(ct, bt, gidx, ng)
+    res = least_squares(lambda th: np.log(_predict(th, ct, bt, gidx, ng, terms) / y), np.clip(theta0, lo, hi),
+                        jac=lambda th: _jacobian(th, ct, bt, gidx, ng, bins, terms), bounds=(lo, hi), method="trf",
                         max_nfev=MAX_NFEV)
     th = res.x
     params = CalibrationParams(
