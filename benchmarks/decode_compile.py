@@ -28,7 +28,7 @@ def _signature(fn, c: dict, qt: str, kt: str, split: bool) -> tuple[dict, dict]:
            "LSE_PART": "fp32", "P_SCR": qt}
     const = dict(D_LAT=512, D_PE=64, BLOCK_H=c["block_h"], BLOCK_N=c["block_n"], SPLIT=split)
     if fn is DEC._decode_kernel:
-        const.update(PEEL=bool(c.get("peel")), GS=bool(c.get("gs")), FP8_DOT=False)
+        const.update(PEEL=bool(c.get("peel")), GS=2 if c.get("gs") else 0, FP8_DOT=False)
     sig = {}
     for a in fn.arg_names:
         if a in const:

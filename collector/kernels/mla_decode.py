@@ -53,13 +53,13 @@ LAST: dict = {}
 if HAVE_TRITON:
 
     @triton.jit
-    def _block(q_lat, q_pe, k_lat, k_pe, m_i, l_i, acc, qk_scale, qk_row_scale, valid, scr, ascr,
-               FP8_DOT: tl.constexpr, MASK: tl.constexpr, GS: tl.constexpr = False):
+    def _block(q_lat, q_pe, k_lat, k_pe, m_i, l_i, acc, qk_scale, qk_row_scale, valid, scr_base, scr_tick,
+               FP8_DOT: tl.constexpr, MASK: tl.constexpr, GS: tl.constexpr = 0):
         """One cache block: scores, online softmax, P . V (MASK: the block has rows past the range).
 
-        GS: P goes through a per-program global scratch (store, barrier, load): the score dot then has no
-        dot in its forward slice, so Triton splits its N axis over the warpgroups instead of computing
-        the scores once per warpgroup."""
+        GS: P and alpha go through a per-program global scratch (store, barrier, load; L1/L2): the score
+        dot then has no dot in its forward slice, so Triton splits its N axis over the two warpgroups
+        instead of having both compute all the scores."""
         k_lat = k_lat.to(q_lat.dtype)
         k_pe = k_pe.to(q_lat.dtype)
         if GS:  # two scaled dots added (a plain sum is folded back into one accumulating dot)
@@ -83,12 +83,24 @@ if HAVE_TRITON:
         if FP8_DOT:
             acc = tl.dot((p * 448.0).to(k_lat.dtype), k_lat, acc)
         elif GS:
+            # two scratch buffers by block parity: block i + 2 writes one only after block i + 1's barrier
+            BUF: tl.constexpr = q_lat.shape[0] * k_lat.shape[0] + 2 * q_lat.shape[0]
+            buf = scr_base + ((scr_tick // k_lat.shape[0]) % 2) * BUF
+            scr = buf + tl.arange(0, q_lat.shape[0])[:, None] * k_lat.shape[0] + tl.arange(0, k_lat.shape[0])[None, :]
+            ascr = (buf + q_lat.shape[0] * k_lat.shape[0]).to(tl.pointer_type(tl.float32)) \
+                + tl.arange(0, q_lat.shape[0])
             tl.store(scr, p.to(k_lat.dtype))
             tl.store(ascr, alpha)
-            tl.debug_barrier()
-            pb = tl.load(scr)
-            alpha_b = tl.load(ascr)
-            tl.debug_barrier()  # the next block's store must not overwrite P before every warp has read it
+            if GS == 2:
+                # the barrier as opaque asm returning 0 (a gpu.barrier in the loop stops Triton's pipeliner,
+                # and the cache loads then wait each block); the reads' addresses depend on it, so they follow it
+                z = tl.inline_asm_elementwise("bar.sync 0;\n\tmov.u32 $0, 0;", "=r,r", [scr_tick],
+                                              dtype=tl.int32, is_pure=False, pack=1)
+            else:  # GS == 1: Triton's interpreter (CPU tests), which runs no asm
+                tl.debug_barrier()
+                z = 0
+            pb = tl.load(scr + z)
+            alpha_b = tl.load(ascr + z)
             acc = tl.dot(pb, k_lat, acc_in * alpha_b[:, None])
         else:
             acc = tl.dot(p.to(k_lat.dtype), k_lat, acc)
@@ -101,7 +113,7 @@ if HAVE_TRITON:
         s_ql_t, s_ql_h, s_qp_t, s_qp_h, s_kv, s_o_t, s_o_h,
         D_LAT: tl.constexpr, D_PE: tl.constexpr,
         BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT: tl.constexpr, FP8_DOT: tl.constexpr = False,
-        PEEL: tl.constexpr = False, GS: tl.constexpr = False,
+        PEEL: tl.constexpr = False, GS: tl.constexpr = 0,
     ):
         # program order: head group fastest, then kv chunk, then token, so the
         # head groups sharing a cache chunk are co-resident (L2 serves the 2nd read)
@@ -135,12 +147,8 @@ if HAVE_TRITON:
             q_pe = (q_pe.to(tl.float32) / q_s[:, None]).to(KV.dtype.element_ty)
             qk_row_scale = q_s * qk_scale
             out_scale = out_scale / 448.0
-        scr = P_SCR
-        ascr = P_SCR
-        if GS:  # per program: P [BLOCK_H, BLOCK_N] (dot dtype), then alpha [BLOCK_H] fp32
-            p0 = P_SCR + pid.to(tl.int64) * (BLOCK_H * BLOCK_N + 2 * BLOCK_H)
-            scr = p0 + tl.arange(0, BLOCK_H)[:, None] * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]
-            ascr = (p0 + BLOCK_H * BLOCK_N).to(tl.pointer_type(tl.float32)) + tl.arange(0, BLOCK_H)
+        # GS: per program two buffers of P [BLOCK_H, BLOCK_N] (dot dtype) + alpha [BLOCK_H] (fp32)
+        scr = P_SCR + pid.to(tl.int64) * (2 * (BLOCK_H * BLOCK_N + 2 * BLOCK_H))
         # one 64-bit scalar base per program; offsets inside the chunk stay 32-bit
         # (chunk * 576 < 2^31), so the per-element addresses need no 64-bit math
         kv_base = KV + (base + lo) * s_kv
@@ -154,7 +162,7 @@ if HAVE_TRITON:
                 k_lat = tl.load(kv_base + row_off[:, None] + offs_d[None, :])
                 k_pe = tl.load(kv_base + row_off[:, None] + D_LAT + offs_r[None, :])
                 m_i, l_i, acc = _block(q_lat, q_pe, k_lat, k_pe, m_i, l_i, acc, qk_scale, qk_row_scale,
-                                       offs_c < n_rows, scr, ascr, FP8_DOT, False, GS)
+                                       offs_c < n_rows, scr, n0, FP8_DOT, False, GS)
             if n_full < n_rows:
                 offs_c = n_full + tl.arange(0, BLOCK_N)
                 valid = offs_c < n_rows
@@ -162,7 +170,7 @@ if HAVE_TRITON:
                 k_lat = tl.load(kv_base + row_off[:, None] + offs_d[None, :], mask=valid[:, None], other=0.0)
                 k_pe = tl.load(kv_base + row_off[:, None] + D_LAT + offs_r[None, :], mask=valid[:, None], other=0.0)
                 m_i, l_i, acc = _block(q_lat, q_pe, k_lat, k_pe, m_i, l_i, acc, qk_scale, qk_row_scale,
-                                       valid, scr, ascr, FP8_DOT, True, GS)
+                                       valid, scr, n_full, FP8_DOT, True, GS)
         else:
             for n0 in range(0, n_rows, BLOCK_N):
                 offs_c = n0 + tl.arange(0, BLOCK_N)
@@ -171,7 +179,7 @@ if HAVE_TRITON:
                 k_lat = tl.load(kv_base + row_off[:, None] + offs_d[None, :], mask=valid[:, None], other=0.0)
                 k_pe = tl.load(kv_base + row_off[:, None] + D_LAT + offs_r[None, :], mask=valid[:, None], other=0.0)
                 m_i, l_i, acc = _block(q_lat, q_pe, k_lat, k_pe, m_i, l_i, acc, qk_scale, qk_row_scale,
-                                       valid, scr, ascr, FP8_DOT, True, GS)
+                                       valid, scr, n0, FP8_DOT, True, GS)
         _finish(acc, m_i, l_i, O, O_PART, LSE_PART, t64, sp, offs_h, hmask, offs_d, H, N_SPLIT, out_scale,
                 s_o_t, s_o_h, D_LAT, SPLIT)
 
@@ -412,9 +420,9 @@ def _workspace(ws: dict | None, T: int, splits: int, H: int, d: int, device) -> 
 
 
 def _p_scratch(ws: dict | None, programs: int, bh: int, bn: int, dtype, device) -> torch.Tensor:
-    """Per-program scratch for P [BLOCK_H, BLOCK_N] in the dots' dtype and alpha [BLOCK_H] fp32 (``gs``)."""
+    """Per-program scratch (``gs``): two buffers of P [BLOCK_H, BLOCK_N] in the dots' dtype + alpha [BLOCK_H] fp32."""
     ws = ws if ws is not None else {}
-    n = programs * (bh * bn + 2 * bh)
+    n = programs * 2 * (bh * bn + 2 * bh)
     old = ws.get("p_scr")
     if old is None or old.numel() < n or old.dtype != dtype or old.device != torch.device(device):
         ws["p_scr"] = torch.empty(n, device=device, dtype=dtype)
@@ -484,7 +492,7 @@ def mla_decode(q_lat: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor, *, out
         meta["PEEL"] = True
     p_scr = out
     if cfg.get("gs") and not cfg.get("pp") and not cfg["desc"]:
-        meta["GS"] = True
+        meta["GS"] = 1 if q_lat.device.type == "cpu" else 2  # 1: the interpreter (no inline asm)
         p_scr = _p_scratch(workspace, grid[0], bh, bn, q_lat.dtype, q_lat.device)
     if cfg.get("pp"):
         k = _decode_kernel_pp[grid](
