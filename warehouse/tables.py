@@ -240,10 +240,6 @@ class Store:
         dt.update_incremental()  # a version at or after this commit (readers pin one at most this new)
         return dt.version()
 
-    def commit_partition(self, table: str, sha: str, files: list[DataFile], rows: list[int]) -> int:
-        """Replace partition `sha` of `table` by `files` in one commit; returns the new table version."""
-        return self.commit_partitions(table, {sha: (files, rows)})
-
     def drop_partitions(self, table: str, shas: list[str]) -> int | None:
         """Remove partitions `shas` of `table` in one commit (None: nothing to do)."""
         return self.commit_partitions(table, {sha: ([], []) for sha in shas}) if shas else None
