@@ -14,12 +14,12 @@ from estimator.grids.schema import SOURCES
 
 
 TABLE = "interval_model"
-METHOD = "intervals-3"  # bump when the residual folds, buckets or quantile rule change
+METHOD = "intervals-4"  # bump when the residual folds, buckets or quantile rule change
 LEVEL = 0.8
 BUCKETS = (0.0, 0.5, 1.0, 2.0, math.inf)  # distance buckets (octaves): [0, 0.5], (0.5, 1], (1, 2], (2, inf)
 MIN_CELL = 30
 POOLED = "*"  # op row used when an op has no cell of its own
-FOLDS = ("R", "G", "E", "E2", "B")
+FOLDS = ("R", "GEB", "E2")  # intervals-4: 3 refits (intervals-3: R, G, E, E2, B)
 CLASSES = ("measured", "interpolated", "extrapolated", "transferred", "sol", "nearest")
 SCHEMA = {"op": pl.String, "provenance": pl.String, "bucket": pl.Int8, "d_lo": pl.Float64, "d_hi": pl.Float64,
           "n": pl.Int64, "q_lo": pl.Float64, "q_hi": pl.Float64, "expected_error_pct": pl.Float64,
