@@ -131,3 +131,64 @@ def slice_estimates_many(slices) -> list[dict[str, np.ndarray]]:
                       "blend": blend[n], "median": med[n], "median_row": med_row[n], "median_col": med_col[n],
                       "median_local": med_local[n], "median_local_row": med_local_row[n]}
     return out
+
+
+CHUNK_CELLS = 4_000_000  # (slices x rows x cells) entries per distance matrix: bounds the memory
+
+
+def extrapolation_errors_many(slices) -> list[dict[str, np.ndarray]]:
+    """`rules.extrapolation_errors(vals, xb, xs)` of each (vals, xb, xs) in `slices`, in order.
+
+    Dense per shape: every row of every slice is a candidate target (its last measured cell),
+    every cell a candidate neighbour (unmeasured ones and the target itself at infinity), in
+    row-major order as the per-slice function's measured cells, so the first minimum is the
+    same cell and every value is the same."""
+    out: list = [None] * len(slices)
+    for (nb, ns), pos in _groups([s[0].shape for s in slices]).items():
+        step = max(1, CHUNK_CELLS // max(1, nb * nb * ns))
+        for at in range(0, len(pos), step):
+            part = pos[at : at + step]
+            vals = np.stack([slices[i][0] for i in part]).reshape(len(part), nb * ns)
+            xb = np.stack([slices[i][1] for i in part])
+            xs = np.stack([slices[i][2] for i in part])
+            for i, errs in zip(part, _extrapolation_errors_dense(vals, xb, xs, nb, ns)):
+                out[i] = errs
+    return out
+
+
+def _extrapolation_errors_dense(vals, xb, xs, nb: int, ns: int) -> list[dict[str, np.ndarray]]:
+    """`extrapolation_errors_many` for k slices of one shape: vals (k, nb*ns) row-major, xb (k, nb),
+    xs (k, ns)."""
+    k = vals.shape[0]
+    known = ~np.isnan(vals)
+    kn = known.reshape(k, nb, ns)
+    last = np.where(kn, np.arange(ns), -1).max(axis=2)  # (k, nb): each row's last measured column
+    lastc = np.maximum(last, 0)
+    col_count = np.take_along_axis(kn.sum(axis=1), lastc, axis=1)  # measured cells in that column
+    valid = (kn.sum(axis=2) >= 2) & (col_count >= 2)
+    a = np.repeat(np.arange(nb), ns)  # each cell's row and column (row-major)
+    b = np.tile(np.arange(ns), nb)
+    rows = np.arange(nb)
+    own = (a[None, None, :] == rows[None, :, None]) & (b[None, None, :] == lastc[:, :, None])  # (k, nb, cells)
+    cand = known[:, None, :] & ~own
+    db = np.abs(xb[:, a][:, None, :] - xb[:, :, None])  # |xb[a] - xb[i]|
+    xs_last = np.take_along_axis(xs, lastc, axis=1)
+    ds = np.abs(xs[:, b][:, None, :] - xs_last[:, :, None])  # |xs[b] - xs[j]|
+    kk = np.argmin(np.where(cand, db * 2.0 + ds, np.inf), axis=2)
+    same_row = a[None, None, :] == rows[None, :, None]
+    same_col = b[None, None, :] == lastc[:, :, None]
+    drow = np.where(cand & same_row, ds, np.inf)
+    dcol = np.where(cand & same_col, db, np.inf)
+    kr, kc = np.argmin(drow, axis=2), np.argmin(dcol, axis=2)
+    ok = (np.isfinite(np.take_along_axis(drow, kr[..., None], axis=2)[..., 0])
+          & np.isfinite(np.take_along_axis(dcol, kc[..., None], axis=2)[..., 0]))
+    v = vals.reshape(k, nb, ns)
+    s_ix = np.arange(k)[:, None]
+    target = v[s_ix, rows[None, :], lastc]
+    held = v[s_ix, a[kk], b[kk]]
+    r, c = v[s_ix, a[kr], b[kr]], v[s_ix, a[kc], b[kc]]
+    corner = v[s_ix, a[kc], b[kr]]
+    errs = {"hold": np.abs(held - target),
+            "cross": np.abs(np.where(ok, 0.5 * (r + c), held) - target),
+            "additive": np.abs(np.where(ok & ~np.isnan(corner), r + c - corner, held) - target)}
+    return [{m: e[n][valid[n]] for m, e in errs.items()} for n in range(k)]

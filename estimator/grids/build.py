@@ -20,11 +20,11 @@ from estimator.physics.specs import load_system
 from estimator.grids.schema import GRID_SCHEMA, METHOD, SOURCES, grids_hash, input_hash
 from estimator.grids.rules import (
     _aligned, affine_extension, choose_extension, choose_fill_rule, choose_pooling, choose_powers,
-    choose_seq_trend, choose_hole_blend, choose_extrapolation, extrapolation_errors, fill_rule_errors,
+    choose_seq_trend, choose_hole_blend, choose_extrapolation, fill_rule_errors,
     fill_slice, fill_values, hole_blend_errors,
     pool_siblings,
 )
-from estimator.grids.batched import power_errors_many, slice_estimates_many
+from estimator.grids.batched import extrapolation_errors_many, power_errors_many, slice_estimates_many
 
 
 def with_sol(points: pl.DataFrame, params: dict[tuple, CalibrationParams]) -> pl.DataFrame:
@@ -117,8 +117,8 @@ def build_grids(points: pl.DataFrame, calibration: pl.DataFrame, *, inputs_tag: 
         rule_errors.setdefault(key[: len(CAL_KEYS)], []).append(fill_rule_errors(vals, est[key]))
     rules = {g: choose_fill_rule(e) for g, e in rule_errors.items()}
     extrap_errors: dict[tuple, list] = {}
-    for key, (_, _, vals) in raw.items():
-        extrap_errors.setdefault(key[: len(CAL_KEYS)], []).append(extrapolation_errors(vals, *logs[key]))
+    for key, errs in zip(raw, extrapolation_errors_many([(vals, *logs[key]) for key, (_, _, vals) in raw.items()])):
+        extrap_errors.setdefault(key[: len(CAL_KEYS)], []).append(errs)
     extrapolation = {g: choose_extrapolation(e) for g, e in extrap_errors.items()}
     filled_by_key = {key: fill_slice(vals, batch, seq, est[key], rules[key[: len(CAL_KEYS)]],
                                      extrapolation[key[: len(CAL_KEYS)]])

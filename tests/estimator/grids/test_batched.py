@@ -47,3 +47,29 @@ def test_slice_estimates_many_equals_per_slice():
         assert got.keys() == want.keys()
         assert all(_same(got[k], want[k]) for k in want), [k for k in want if not _same(got[k], want[k])]
     assert any(np.isfinite(e["median_local"]).any() for e in many)
+
+
+def test_extrapolation_errors_many_equals_one_cell_at_a_time(monkeypatch):
+    """Bit for bit the one-left-out-cell-at-a-time reference, on slices of mixed shapes with holes,
+    ties in distance (equally spaced axes), empty rows and columns, in chunks of any size."""
+    from estimator.grids import batched
+    from estimator.grids.rules import _extrapolation_errors_one_by_one
+
+    rng = np.random.default_rng(5)
+    slices = []
+    for n in range(300):
+        nb, ns = [(1, 1), (2, 3), (4, 4), (6, 5), (3, 8)][n % 5]
+        vals = rng.normal(0.0, 0.3, (nb, ns))
+        vals[rng.random((nb, ns)) < rng.uniform(0.0, 0.6)] = np.nan
+        xb = np.log2(np.sort(rng.choice(np.arange(1, 300), nb, replace=False)).astype(float))
+        xs = np.arange(ns, dtype=float) if n % 3 else np.cumsum(rng.uniform(0.3, 2.0, ns))
+        slices.append((vals, xb, xs))
+    want = [_extrapolation_errors_one_by_one(*s) for s in slices]
+    assert sum(w["hold"].size for w in want) > 500
+    for chunk in (batched.CHUNK_CELLS, 50):  # 50: a chunk of one slice for the larger shapes
+        monkeypatch.setattr(batched, "CHUNK_CELLS", chunk)
+        got = batched.extrapolation_errors_many(slices)
+        for n, (g, w) in enumerate(zip(got, want)):
+            assert g.keys() == w.keys()
+            for mode in w:
+                assert _same(g[mode], w[mode]), (n, mode)
