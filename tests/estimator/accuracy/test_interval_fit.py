@@ -88,13 +88,15 @@ def db(fitted):
 
 def test_crossfitted_coverage_is_75_to_85_per_provenance(fitted):
     """Synthetic cells are small (~50 points per op and provenance: binomial sd ~6%), so the
-    per-op check runs on the published tables below; here pooled over ops."""
+    per-op check runs on the published tables below; here pooled over ops. `transferred`
+    (a handful of points where two lines held out together cross) is not gated, as there."""
     resid = fitted[3].filter(pl.col("provenance") != "nearest")
     cov = (resid.with_columns(pl.Series("covered", interval_fit.crossfit_covered(resid)))
            .group_by("provenance").agg(pl.len().alias("n"), pl.col("covered").mean() * 100))
     assert set(cov["provenance"]) >= {"interpolated", "extrapolated", "sol"}
-    for row in cov.iter_rows(named=True):
+    for row in cov.filter(pl.col("provenance") != "transferred").iter_rows(named=True):
         assert row["n"] >= 60 and 75 <= row["covered"] <= 85, row
+    assert cov.filter(pl.col("provenance") == "transferred")["n"].sum() < 30
 
 
 @pytest.mark.skipif(not TRTLLM_H200.exists(), reason=f"{TRTLLM_H200} not present")
