@@ -264,3 +264,23 @@ def test_transferred_interval_pools_ops_by_their_extrapolated_width():
     # N(0, s) with an 80% interval of about +-1.28 s: the pooled ratio quantiles land near it
     assert 0.15 < got["mla_context"]["q_hi"] < 0.40 and -0.40 < got["mla_context"]["q_lo"] < -0.15
     assert got["dsa_generation"]["borrowed_from"] == "dsa_generation/sol+extrapolated"
+
+
+def test_three_folds_hold_out_the_lines_they_name(fitted, split):
+    """intervals-4: R, GEB and E2 only; GEB scores the middle sequence line, the largest one and
+    the largest batch row of each op; E2 scores the largest line only (its second line is held
+    out, not scored); each point is scored once per fold and method."""
+    from estimator.accuracy.protocol import _with_seq
+
+    resid = fitted[3].filter(pl.col("method") == "interp")
+    assert set(resid["fold"].unique()) == {"R", "GEB", "E2"} == set(intervals.FOLDS)
+    train, _ = split
+    for op in OPS:
+        seqs = np.unique(_with_seq(train.filter(pl.col("op") == op))["seq_len"].to_numpy())
+        sub = resid.filter(pl.col("op") == op)
+        geb = sub.filter(pl.col("fold") == "GEB")
+        want = {int(seqs[(seqs.size - 1) // 2]), int(seqs[-1])}
+        assert set(geb.filter(pl.col("batch_size") < max(BATCHES))["seq_len"].unique()) == want
+        assert set(geb.filter(pl.col("seq_len").is_in(list(want)).not_())["batch_size"].unique()) == {max(BATCHES)}
+        assert set(sub.filter(pl.col("fold") == "E2")["seq_len"].unique()) == {int(seqs[-1])}
+        assert geb.select("num_heads", "batch_size", "seq_len").is_duplicated().sum() == 0
