@@ -1,0 +1,101 @@
+"""Launch waves of the project's own collector attention kernel (backend `perfwh`).
+
+The collector's decode attention (`collector/kernels/mla_attn.py`) launches
+query token x head block x key split programs, one per SM at a time. Between
+the power-of-two batch values of a sweep the number of rounds (waves) and the
+split-KV chunk jump: at 128 heads DSA decode at batch 64 runs 256
+half-length programs (about one wave on 132 SMs), batch 96 runs 192
+full-length ones (two waves, like batch 128). A SOL proportional to the
+kernel's FLOPs and bytes is smooth there, so the measured/SOL ratio the grids
+interpolate had steps no grid value shows. `occupied` is what the launch
+holds the machine for: waves x SMs x chunk keys x head rows per program
+(padded chunks and head blocks included); `sol.kernels` scales the attention
+kernel's FLOPs and bytes by it over the kernel form's own work.
+
+The launch rule mirrors the collector's code in pure Python (no torch or
+triton in the estimator), with the launch configs its runs used
+(`collector/configs/h100.json`, `h200.json`: the module defaults);
+tests/estimator/physics/test_launch.py pins the two against each other. Only
+the (framework, version, op) in `RULES` have a rule: the published tables
+(TensorRT-LLM, vLLM, SGLang) run kernels whose launch we do not model.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import NamedTuple
+
+import numpy as np
+
+# mla_attn.CONFIG (context) and CONFIG_DEC (T * head blocks < DEC_PROGRAMS * SMs): what the launch reads
+ATTN_CTX = {"block_n": 64, "block_h_max": 64, "split_target": 2}
+ATTN_DEC = {"block_n": 64, "block_h_max": 64, "split_target": 1, "split_target_dense": 4}
+DEC_PROGRAMS = 4
+MIN_CHUNK = 256  # pick_splits' default
+
+# (framework, version) -> op -> rule: "sparse" (mla_attn over the index_topk slots) or "dense" (mla_attn
+# over the kv_len + 1 cached keys, collector 0.1's MLA decode). Collector 0.2 decodes MLA with
+# mla_decode.py, whose split rule already minimises its own makespan: modelling its waves made the
+# held-out fit accuracy worse (README "Off-grid validation"), so it keeps the plain SOL.
+RULES: dict[tuple[str, str], dict[str, str]] = {
+    ("perfwh", "0.1"): {"dsa_generation": "sparse", "mla_generation": "dense"},
+    ("perfwh", "0.2"): {"dsa_generation": "sparse"},
+}
+
+
+class Launch(NamedTuple):
+    """An attention launch rule on a GPU of n_sm SMs."""
+
+    rule: str
+    n_sm: int
+
+
+def launch_rule(framework: str | None, version: str | None, op: str) -> str | None:
+    """The attention launch rule of one (framework, version, op); None: plain SOL."""
+    return RULES.get((framework, version), {}).get(op)
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def pick_splits(n_tokens: int, n_head_blocks: int, n_slots: int, n_sm: int = 132,
+                min_chunk: int = MIN_CHUNK, target: float = 2.0) -> int:
+    """`mla_attn.pick_splits`: about target * n_sm programs, chunks of >= min_chunk keys."""
+    progs = n_tokens * n_head_blocks
+    if progs >= target * n_sm:
+        return 1
+    want = _cdiv(int(target * n_sm), progs)
+    most = max(1, n_slots // min_chunk)
+    return max(1, min(want, most))
+
+
+def attn_launch(n_tokens: int, heads: int, k_slots: int, n_sm: int, dense: bool) -> tuple[int, int, int]:
+    """(programs, chunk keys, head rows per program) of `mla_attn.mla_attention`."""
+    cfg = ATTN_CTX
+    if n_tokens * _cdiv(heads, min(64, ATTN_CTX["block_h_max"])) < DEC_PROGRAMS * n_sm:
+        cfg = ATTN_DEC
+    block_h = max(16, min(cfg["block_h_max"], 1 << (heads - 1).bit_length()))
+    n_hb = _cdiv(heads, block_h)
+    target = cfg.get("split_target_dense", cfg["split_target"]) if dense else cfg["split_target"]
+    splits = pick_splits(n_tokens, n_hb, k_slots, n_sm, target=target)
+    chunk = _cdiv(_cdiv(k_slots, splits), cfg["block_n"]) * cfg["block_n"]
+    return n_tokens * n_hb * _cdiv(k_slots, chunk), chunk, block_h
+
+
+@lru_cache(maxsize=1 << 16)
+def _occupied(rule: str, n_tokens: int, heads: int, keys: int, n_sm: int) -> float:
+    programs, chunk, rows = attn_launch(n_tokens, heads, keys, n_sm, dense=rule == "dense")
+    return float(_cdiv(programs, n_sm) * n_sm * chunk * rows)
+
+
+def occupied(launch: Launch, n_tokens, heads, keys):
+    """Head-row x key slots the launch holds the GPU for: waves x n_sm x chunk x head rows per
+    program (floats or arrays; values are rounded up to whole numbers)."""
+    if np.ndim(n_tokens) == 0 and np.ndim(heads) == 0 and np.ndim(keys) == 0:
+        return _occupied(launch.rule, int(np.ceil(n_tokens)), int(np.ceil(heads)), int(np.ceil(keys)), launch.n_sm)
+    t, h, k = np.broadcast_arrays(*(np.ceil(np.asarray(x, dtype=np.float64)).astype(np.int64)
+                                    for x in (n_tokens, heads, keys)))
+    shapes, inverse = np.unique(np.stack([t.ravel(), h.ravel(), k.ravel()]), axis=1, return_inverse=True)
+    vals = np.array([_occupied(launch.rule, int(a), int(b), int(c), launch.n_sm) for a, b, c in shapes.T])
+    return vals[inverse.ravel()].reshape(t.shape)
