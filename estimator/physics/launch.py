@@ -22,6 +22,7 @@ the (framework, version, op) in `RULES` have a rule: the published tables
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -55,27 +56,41 @@ def launch_rule(framework: str | None, version: str | None, op: str) -> str | No
     return RULES.get((framework, version), {}).get(op)
 
 
-def _cdiv(a: int, b: int) -> int:
+def _cdiv(a, b):
     return -(-a // b)
 
 
-def pick_splits(n_tokens: int, n_head_blocks: int, n_slots: int, n_sm: int = 132,
-                min_chunk: int = MIN_CHUNK, target: float = 2.0) -> int:
+def _where(cond, a, b):
+    """a if cond else b, for ints or (elementwise) int arrays: one rule serves both evaluators."""
+    return np.where(cond, a, b) if isinstance(cond, np.ndarray) else (a if cond else b)
+
+
+def _max(a, b):
+    return np.maximum(a, b) if isinstance(a, np.ndarray) or isinstance(b, np.ndarray) else max(a, b)
+
+
+def _min(a, b):
+    return np.minimum(a, b) if isinstance(a, np.ndarray) or isinstance(b, np.ndarray) else min(a, b)
+
+
+def _next_pow2(x):
+    """1 << (x - 1).bit_length() (x >= 1): the smallest power of two >= x."""
+    if isinstance(x, np.ndarray):
+        return np.left_shift(1, np.frexp((x - 1).astype(np.float64))[1]).astype(np.int64)
+    return 1 << (x - 1).bit_length()
+
+
+def pick_splits(n_tokens, n_head_blocks, n_slots, n_sm: int = 132, min_chunk: int = MIN_CHUNK,
+                target: float = 2.0):
     """`mla_attn.pick_splits`: about target * n_sm programs, chunks of >= min_chunk keys."""
     progs = n_tokens * n_head_blocks
-    if progs >= target * n_sm:
-        return 1
     want = _cdiv(int(target * n_sm), progs)
-    most = max(1, n_slots // min_chunk)
-    return max(1, min(want, most))
+    most = _max(1, n_slots // min_chunk)
+    return _where(progs >= target * n_sm, 1, _max(1, _min(want, most)))
 
 
-def attn_launch(n_tokens: int, heads: int, k_slots: int, n_sm: int, dense: bool) -> tuple[int, int, int]:
-    """(programs, chunk keys, head rows per program) of `mla_attn.mla_attention`."""
-    cfg = ATTN_CTX
-    if n_tokens * _cdiv(heads, min(64, ATTN_CTX["block_h_max"])) < DEC_PROGRAMS * n_sm:
-        cfg = ATTN_DEC
-    block_h = max(16, min(cfg["block_h_max"], 1 << (heads - 1).bit_length()))
+def _config_launch(cfg: dict, n_tokens, heads, k_slots, n_sm: int, dense: bool):
+    block_h = _max(16, _min(cfg["block_h_max"], _next_pow2(heads)))
     n_hb = _cdiv(heads, block_h)
     target = cfg.get("split_target_dense", cfg["split_target"]) if dense else cfg["split_target"]
     splits = pick_splits(n_tokens, n_hb, k_slots, n_sm, target=target)
@@ -83,19 +98,29 @@ def attn_launch(n_tokens: int, heads: int, k_slots: int, n_sm: int, dense: bool)
     return n_tokens * n_hb * _cdiv(k_slots, chunk), chunk, block_h
 
 
-@lru_cache(maxsize=1 << 16)
-def _occupied(rule: str, n_tokens: int, heads: int, keys: int, n_sm: int) -> float:
+def attn_launch(n_tokens, heads, k_slots, n_sm: int, dense: bool):
+    """(programs, chunk keys, head rows per program) of `mla_attn.mla_attention` (ints or int arrays)."""
+    dec = n_tokens * _cdiv(heads, min(64, ATTN_CTX["block_h_max"])) < DEC_PROGRAMS * n_sm
+    if not isinstance(dec, np.ndarray):
+        return _config_launch(ATTN_DEC if dec else ATTN_CTX, n_tokens, heads, k_slots, n_sm, dense)
+    on_dec = _config_launch(ATTN_DEC, n_tokens, heads, k_slots, n_sm, dense)
+    on_ctx = _config_launch(ATTN_CTX, n_tokens, heads, k_slots, n_sm, dense)
+    return tuple(np.where(dec, a, b) for a, b in zip(on_dec, on_ctx))
+
+
+def _occupied(rule: str, n_tokens, heads, keys, n_sm: int):
     programs, chunk, rows = attn_launch(n_tokens, heads, keys, n_sm, dense=rule == "dense")
-    return float(_cdiv(programs, n_sm) * n_sm * chunk * rows)
+    return _cdiv(programs, n_sm) * n_sm * chunk * rows
+
+
+_occupied_one = lru_cache(maxsize=1 << 16)(_occupied)
 
 
 def occupied(launch: Launch, n_tokens, heads, keys):
     """Head-row x key slots the launch holds the GPU for: waves x n_sm x chunk x head rows per
     program (floats or arrays; values are rounded up to whole numbers)."""
-    if np.ndim(n_tokens) == 0 and np.ndim(heads) == 0 and np.ndim(keys) == 0:
-        return _occupied(launch.rule, int(np.ceil(n_tokens)), int(np.ceil(heads)), int(np.ceil(keys)), launch.n_sm)
+    if not any(isinstance(x, np.ndarray) for x in (n_tokens, heads, keys)):
+        return float(_occupied_one(launch.rule, math.ceil(n_tokens), math.ceil(heads), math.ceil(keys), launch.n_sm))
     t, h, k = np.broadcast_arrays(*(np.ceil(np.asarray(x, dtype=np.float64)).astype(np.int64)
                                     for x in (n_tokens, heads, keys)))
-    shapes, inverse = np.unique(np.stack([t.ravel(), h.ravel(), k.ravel()]), axis=1, return_inverse=True)
-    vals = np.array([_occupied(launch.rule, int(a), int(b), int(c), launch.n_sm) for a, b, c in shapes.T])
-    return vals[inverse.ravel()].reshape(t.shape)
+    return _occupied(launch.rule, t, h, k, launch.n_sm).astype(np.float64)

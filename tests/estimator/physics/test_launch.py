@@ -172,3 +172,15 @@ def test_folded_sol_follows_the_launch(op, rule, model, kv):
         ks = sol.kernels(op, spec, kv_cache_dtype=kv, launch=Launch(rule, system.sm_count), batch=b[i], isl=1,
                          prefix=0, kv_len=s[i], num_heads=h[i])
         assert raw == pytest.approx(sol.sol_ms(ks, system), rel=1e-12)
+
+
+@pytest.mark.parametrize("rule", ["sparse", "dense"])
+def test_array_launch_is_the_scalar_one(rule):
+    """`occupied` evaluates the one rule on int arrays (estimate_many) as on ints (one estimate)."""
+    rng = np.random.default_rng(2)
+    t, h, k = rng.integers(1, 5000, 3000), rng.integers(1, 257, 3000), rng.integers(1, 400_000, 3000)
+    on = Launch(rule, 132)
+    arr = launch.occupied(on, t.astype(float), h.astype(float), k.astype(float))
+    assert arr.dtype == np.float64
+    assert np.array_equal(arr, [launch.occupied(on, int(a), int(b), int(c)) for a, b, c in zip(t, h, k)])
+    assert launch.occupied(on, 95.2, 127.5, 2047.1) == launch.occupied(on, 96, 128, 2048)  # rounded up
