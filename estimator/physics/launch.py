@@ -12,8 +12,9 @@ holds the machine for: waves x SMs x chunk keys x head rows per program
 (padded chunks and head blocks included); `sol.kernels` scales the attention
 kernel's FLOPs and bytes by it over the kernel form's own work.
 
-The launch rule mirrors the collector's code in pure Python (no torch or
-triton in the estimator), with the launch configs its runs used
+The launch rule mirrors the collector's code in Python, one function for ints
+(one estimate) and int arrays (numpy, `estimate_many`); no torch or triton in
+the estimator. It uses the launch configs the collector's runs used
 (`collector/configs/h100.json`, `h200.json`: the module defaults);
 tests/estimator/physics/test_launch.py pins the two against each other. Only
 the (framework, version, op) in `RULES` have a rule: the published tables
