@@ -34,9 +34,10 @@ def with_sol(points: pl.DataFrame, params: dict[tuple, CalibrationParams]) -> pl
     shape = points_shape(points) if points.height else {}
     for (system, fw, ver, op, source, arch, gemm, kv), rows in group_rows(points, keys):
         p = params[(system, fw, ver, op, source)]
+        spec = load_system(system)
         ks = sol.kernels(op, model_for(op, arch), gemm_type=gemm or "bfloat16", kv_cache_dtype=kv,
-                         kernel_source=source, **{k: v[rows] for k, v in shape.items()})
-        out[rows] = np.broadcast_to(calibrated_ms(ks, load_system(system), p), rows.size)
+                         kernel_source=source, launch=p.launch_on(spec), **{k: v[rows] for k, v in shape.items()})
+        out[rows] = np.broadcast_to(calibrated_ms(ks, spec, p), rows.size)
     return points.with_columns(pl.Series("sol_ms", out))
 
 

@@ -9,7 +9,8 @@ work and GPU work overlap, so they combine through a p-norm whose p is
 fitted too (p = 1 is a plain sum, large p a max).
 
 The fitted parameters are data (a long frame, written to the warehouse as
-`sol_calibration`); `CalibrationParams` is the in-memory form.
+`sol_calibration`); `CalibrationParams` is the in-memory form. Its attention
+launch rule is not fitted: it follows from the keys (`launch.launch_rule`).
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ import numpy as np
 import polars as pl
 
 from estimator.physics import sol
+from estimator.physics.launch import Launch, launch_rule
 from estimator.slices import group_rows, model_for, points_shape
 from estimator.physics.specs import SystemSpec, load_system
 
-METHOD = "calibrated-sol-v5"  # v5: the kernel_source attention variants (physics/variants.py)
+METHOD = "calibrated-sol-v7"  # v7: the collector attention kernel's launch waves (physics/launch.py)
 CAL_KEYS = ("system", "framework", "version", "op", "kernel_source")
 CALIBRATION_SCHEMA: dict[str, pl.DataType] = {
     "system": pl.String(),
@@ -49,9 +51,25 @@ class CalibrationParams:
     eff: dict[str, tuple[float, float]] = field(default_factory=dict)  # group -> (compute, bandwidth)
     overhead_ms: float = 0.0
     combine_p: float = 1.0
+    launch: str | None = None  # attention launch rule of the measuring collector (physics/launch.py)
 
     def efficiency(self, group: str) -> tuple[float, float]:
         return self.eff.get(group, (_DEFAULT_EFF, _DEFAULT_EFF))
+
+    def launch_on(self, system: SystemSpec) -> Launch | None:
+        """The attention launch on `system`'s SMs, or None (plain SOL)."""
+        return None if self.launch is None else Launch(self.launch, system.sm_count)
+
+
+def points_launch(points: pl.DataFrame) -> str | None:
+    """The one attention launch rule of `points` (one op, framework and version); None without
+    framework / version columns. ValueError when the rows mix rules: they cannot share one fit."""
+    if points.height == 0 or not {"framework", "version", "op"} <= set(points.columns):
+        return None
+    rules = {launch_rule(fw, v, op) for fw, v, op in points.select("framework", "version", "op").unique().iter_rows()}
+    if len(rules) > 1:
+        raise ValueError(f"points mix attention launch rules {sorted(map(str, rules))}: fit them apart")
+    return rules.pop()
 
 
 def kernel_times(ks: list[sol.Kernel], system: SystemSpec, n: int):
@@ -93,9 +111,11 @@ def _design(points: pl.DataFrame, system: SystemSpec):
     blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]] = []
     keys = ["kernel_source", "architecture", "gemm_type", "kv_cache_dtype"]
     shape = points_shape(points)
+    rule = points_launch(points)
+    launch = None if rule is None else Launch(rule, system.sm_count)
     for (source, arch, gemm, kv), rows in group_rows(points, keys):
-        ks = sol.kernels(op, model_for(op, arch), gemm_type=gemm or "bfloat16",
-                         kv_cache_dtype=kv, kernel_source=source, **{k: v[rows] for k, v in shape.items()})
+        ks = sol.kernels(op, model_for(op, arch), gemm_type=gemm or "bfloat16", kv_cache_dtype=kv,
+                         kernel_source=source, launch=launch, **{k: v[rows] for k, v in shape.items()})
         ct, bt, groups = kernel_times(ks, system, rows.size)
         blocks.append((rows, ct, bt, groups))
     groups = sorted({g for *_, gs in blocks for g in gs})
@@ -187,6 +207,8 @@ def _predict(theta, ct, bt, gidx, ng, terms=None):
 
 MAX_FIT_ROWS = 8000  # larger tables are fitted on an even subsample (same fit, bounded time)
 MAX_NFEV = 200  # well-posed tables converge in ~20 evaluations; ill-posed ones stop here
+RIDGE = 1e-8  # prior weight per point, in units of a squared log-residual: negligible where data bind a parameter
+TOL = 1e-10  # run the solver to the optimum, not to where the cost stops falling by 1e-8
 
 
 def fit_op(points: pl.DataFrame, system: SystemSpec) -> tuple[CalibrationParams, np.ndarray]:
@@ -205,14 +227,30 @@ def fit_op(points: pl.DataFrame, system: SystemSpec) -> tuple[CalibrationParams,
     from scipy.optimize import least_squares
 
     terms = _Terms(ct, bt, gidx, ng)
-    res = least_squares(lambda th: np.log(_predict(th, ct, bt, gidx, ng, terms) / y), np.clip(theta0, lo, hi),
-                        jac=lambda th: _jacobian(th, ct, bt, gidx, ng, bins, terms), bounds=(lo, hi), method="trf",
-                        max_nfev=MAX_NFEV)
+    # A weak prior pulling every parameter towards theta0, and the solver run to convergence: without
+    # them a parameter that no point binds (the compute efficiency of an always memory-bound group)
+    # lies along a flat direction, and where the solver stopped on it depended on the last bits of
+    # the floating-point sums. Latencies moved by 1e-12 moved such parameters of the 19 published H200
+    # fits by a factor of 12 (median; up to 4,000), and an AVX2 CPU moved extrapolated answers by up
+    # to 7% against an AVX-512 one. With both, the same perturbation moves no parameter by more than
+    # 2e-11 (tests/estimator/test_calibrate_stable.py).
+    ridge = np.sqrt(RIDGE * y.size)
+    start = np.clip(theta0, lo, hi)
+
+    def residuals(th):
+        return np.concatenate([np.log(_predict(th, ct, bt, gidx, ng, terms) / y), ridge * (th - start)])
+
+    def jacobian(th):
+        return np.vstack([_jacobian(th, ct, bt, gidx, ng, bins, terms), ridge * np.eye(th.size)])
+
+    res = least_squares(residuals, start, jac=jacobian, bounds=(lo, hi), method="trf", max_nfev=MAX_NFEV,
+                        ftol=TOL, xtol=TOL, gtol=TOL)
     th = res.x
     params = CalibrationParams(
         eff={g: (float(np.exp(th[i])), float(np.exp(th[ng + i]))) for i, g in enumerate(groups)},
         overhead_ms=float(np.exp(th[2 * ng])),
         combine_p=float(1.0 + np.exp(th[2 * ng + 1])),
+        launch=points_launch(points),
     )
     err = np.abs(_predict(th, ct, bt, gidx, ng) / y - 1.0) * 100.0
     return params, err
@@ -281,5 +319,6 @@ def params_from_frame(calibration: pl.DataFrame) -> dict[tuple, CalibrationParam
                 p = value
             else:
                 raise ValueError(f"unknown calibration param {param!r}")
-        out[tuple(key)] = CalibrationParams({g: (v[0], v[1]) for g, v in eff.items()}, overhead, p)
+        out[tuple(key)] = CalibrationParams({g: (v[0], v[1]) for g, v in eff.items()}, overhead, p,
+                                            launch_rule(key[1], key[2], key[3]))
     return out

@@ -3,7 +3,9 @@ system's peaks and the fitted efficiencies folded into one coefficient per term.
 
 `compile_scalar` gives a small pure-Python evaluator for one shape (a few
 microseconds per estimate); `compile_array` a numpy one over arrays of shapes.
-Both read the same kernel data; no source is generated.
+Both read the same kernel data; no source is generated. The attention kernel
+of a known launch (`params.launch`) is scaled as `sol.kernels` scales it
+(`sol.launch_scale`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import numpy as np
 from warehouse.vocab import Op
 
 from estimator.physics.calibrate import CalibrationParams, combine
-from estimator.physics.sol import SPARSE_HEAD_TILE, VARIABLES, kernel_specs, linear_form, shape_variables
+from estimator.physics.sol import (SPARSE_HEAD_TILE, VARIABLES, kernel_specs, launch_scale, linear_form,
+                                   shape_variables)
 from estimator.physics.specs import ModelSpec, SystemSpec
 
 _INDEX = {v: i for i, v in enumerate(VARIABLES)}
@@ -76,12 +79,19 @@ def compile_scalar(op: str, model: ModelSpec, system: SystemSpec, params: Calibr
     form up front; the others keep their max(FLOP time, byte time).
     """
     bf16, fp8, bw = system.peak_bf16_flops_per_s, system.peak_fp8_flops_per_s, system.hbm_bytes_per_s
+    launch = params.launch_on(system)
     folded = []
+    scaled = []  # kernels of a known launch: (flops form, bytes form, the same four scales, waves)
     linear_cal = [0.0] * len(VARIABLES)
     linear_raw = [0.0] * len(VARIABLES)
     for k in kernel_specs(op, model, gemm_type, kv_cache_dtype, kernel_source=kernel_source):
         ef, eb = params.efficiency(k.group)
         peak = fp8 if k.fp8 else bf16
+        if launch is not None and k.waves == launch.rule:
+            scaled.append((_scalar_form(tuple((_INDEX[v], c) for v, c in k.flops)),
+                           _scalar_form(tuple((_INDEX[v], c) for v, c in k.bytes)),
+                           1e3 / (peak * ef), 1e3 / (bw * eb), 1e3 / peak, 1e3 / bw, k.waves))
+            continue
         if k.flops and k.bytes:
             folded.append((_scalar_form(tuple((_INDEX[v], c) for v, c in k.flops)),
                            _scalar_form(tuple((_INDEX[v], c) for v, c in k.bytes)),
@@ -94,11 +104,14 @@ def compile_scalar(op: str, model: ModelSpec, system: SystemSpec, params: Calibr
             linear_cal[_INDEX[v]] += c * (1e3 / (bw * eb))
             linear_raw[_INDEX[v]] += c * (1e3 / bw)
     folded = tuple(folded)
+    scaled = tuple(scaled)
     cal_form = _scalar_form(tuple((i, c) for i, c in enumerate(linear_cal) if c))
     raw_form = _scalar_form(tuple((i, c) for i, c in enumerate(linear_raw) if c))
-    variables = _scalar_variables(_is_context(op), float(model.index_topk))
+    topk = float(model.index_topk)
+    variables = _scalar_variables(_is_context(op), topk)
     overhead, p = params.overhead_ms, params.combine_p
     inv_p = 1.0 / p
+    i_thp, i_hsk = _INDEX["thp"], _INDEX["hsk"]
 
     def evaluate(batch, seq, prefix, h):
         v = variables(batch, seq, prefix, h)
@@ -107,6 +120,16 @@ def compile_scalar(op: str, model: ModelSpec, system: SystemSpec, params: Calibr
         for flops, nbytes, cf, cb, rf, rb in folded:
             f = flops(v)
             y = nbytes(v)
+            x = f * cf
+            z = y * cb
+            cal += x if x > z else z
+            x = f * rf
+            z = y * rb
+            raw += x if x > z else z
+        for flops, nbytes, cf, cb, rf, rb, waves in scaled:
+            s = launch_scale(launch, waves, topk, batch=batch, kv_len=seq, num_heads=h, thp=v[i_thp], hsk=v[i_hsk])
+            f = flops(v) * s
+            y = nbytes(v) * s
             x = f * cf
             z = y * cb
             cal += x if x > z else z
@@ -133,19 +156,25 @@ def compile_array(op: str, model: ModelSpec, system: SystemSpec, params: Calibra
     context = _is_context(op)
     topk = float(model.index_topk)
     bf16, fp8, bw = system.peak_bf16_flops_per_s, system.peak_fp8_flops_per_s, system.hbm_bytes_per_s
+    launch = params.launch_on(system)
     folded = []
     for k in kernel_specs(op, model, gemm_type, kv_cache_dtype, kernel_source=kernel_source):
         ef, eb = params.efficiency(k.group)
-        folded.append((k.flops, 1e3 / ((fp8 if k.fp8 else bf16) * ef), k.bytes, 1e3 / (bw * eb)))
+        folded.append((k.flops, 1e3 / ((fp8 if k.fp8 else bf16) * ef), k.bytes, 1e3 / (bw * eb), k.waves))
     overhead, p = params.overhead_ms, params.combine_p
 
     def evaluate(batch, seq, prefix, heads):
         b = np.asarray(batch, dtype=dtype)
         s = np.asarray(seq, dtype=dtype)
+        h = np.asarray(heads, dtype=dtype)
         var = shape_variables(context, topk, batch=b, isl=s, prefix=np.asarray(prefix, dtype=dtype),
-                              kv_len=s, num_heads=np.asarray(heads, dtype=dtype))
+                              kv_len=s, num_heads=h)
         cal = np.zeros(np.shape(var["t"]), dtype=dtype)
-        for flops, sf, nbytes, sb in folded:
+        for flops, sf, nbytes, sb, waves in folded:
+            if launch is not None and waves == launch.rule:
+                f = np.asarray(launch_scale(launch, waves, topk, batch=b, kv_len=s, num_heads=h, thp=var["thp"],
+                                            hsk=var["hsk"]), dtype=dtype)
+                sf, sb = sf * f, sb * f
             by = linear_form(nbytes, var, sb)
             cal += np.maximum(linear_form(flops, var, sf), by) if flops else by
         return combine(overhead, cal, p)

@@ -13,7 +13,10 @@ ideal algorithm, the model follows the kernel (see design/SOL.md): DSA sparse
 attention processes all index_topk slots and pads heads to a multiple of 64;
 the lightning indexer is not split by tensor parallelism and runs only when
 the context exceeds index_topk. A kernel_source whose backend path attends
-densely or skips the indexer gets those kernels instead (`variants`).
+densely or skips the indexer gets those kernels instead (`variants`). Where
+the attention kernel's launch is known (the project's own collector,
+`launch`), its FLOPs and bytes are those of the launch's waves: padded
+chunks, head blocks and the idle SMs of a last partial wave included.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import numpy as np
 from warehouse.vocab import Op
 
 from estimator.common import DTYPE_BYTES
+from estimator.physics.launch import Launch, occupied
 from estimator.physics.specs import ModelSpec, SystemSpec
 from estimator.physics.variants import AttentionVariant, attention_variant
 
@@ -65,6 +69,7 @@ class KernelSpec(NamedTuple):
     fp8: bool
     flops: tuple[tuple[str, float], ...]
     bytes: tuple[tuple[str, float], ...]
+    waves: str | None = None  # the attention kernel: "sparse" or "dense", whose launch `launch_scale` knows
 
 
 # Shape variables the kernel forms use (see `shape_variables`).
@@ -156,9 +161,9 @@ def kernel_specs(op: str, model: ModelSpec, gemm_type: str = "bfloat16", kv_cach
     a = ACT_BYTES
     out: list[KernelSpec] = []
 
-    def k(name, group, fp8, flops: dict, nbytes: dict) -> None:
+    def k(name, group, fp8, flops: dict, nbytes: dict, waves: str | None = None) -> None:
         out.append(KernelSpec(name, group, fp8, tuple((v, float(c)) for v, c in flops.items() if c),
-                              tuple((v, float(c)) for v, c in nbytes.items() if c)))
+                              tuple((v, float(c)) for v, c in nbytes.items() if c), waves))
 
     def gemm(name, group, fp8, m: str, kk, n, ww) -> None:
         """GEMM(M = variable m, K, N): F = 2MKN, B = w*K*N + 2M(K+N)."""
@@ -184,10 +189,10 @@ def kernel_specs(op: str, model: ModelSpec, gemm_type: str = "bfloat16", kv_cach
             k("bmm_uv", gg, fp8_gemm, {"th": 2.0 * rk * dv}, {"h": w * rk * dv, "th": a * (rk + dv)})
         if variant.dense:
             k("attention", "mla_decode_fp8kv" if kvb < 2 else "mla_decode", False, {"hsk": 2.0 * (dlat + rk)},
-              {"bl": kvb * dlat, "th": a * (dlat + rk)})
+              {"bl": kvb * dlat, "th": a * (dlat + rk)}, waves="dense")
         else:
             k("sparse_attention", "sparse_attn", False, {"thp": 2.0 * (dlat + rk) * topk},
-              {"bls": kvb * dlat, "thp": a * (dlat + rk), "t": 4.0 * topk})
+              {"bls": kvb * dlat, "thp": a * (dlat + rk), "t": 4.0 * topk}, waves="sparse")
     if variant.indexer:
         gemm("indexer_q_proj", gg, fp8_gemm, "t", rq, hi * di, w)
         gemm("indexer_weights_proj", "gemm_bf16", False, "t", d, hi, 2.0)
@@ -197,6 +202,18 @@ def kernel_specs(op: str, model: ModelSpec, gemm_type: str = "bfloat16", kv_cach
           {"t_on": hi * (di + 4.0), "bl_on": di + 4.0, "sk_on": 4.0})
         k("indexer_topk", "indexer", False, {}, {"sk_on": 4.0, "t_on": 4.0 * topk})
     return tuple(out)
+
+
+def launch_scale(launch: Launch | None, waves: str | None, topk, *, batch, kv_len, num_heads, thp, hsk):
+    """Factor on an attention kernel's FLOPs and bytes for a known launch: the head-row x key slots
+    the launch occupies (`launch.occupied`) over the kernel form's own (sparse: thp x index_topk;
+    dense: hsk, heads x summed keys). 1.0 without a launch, for other kernels and where the rule
+    is another kernel's. Generation shapes only: the rules name generation ops."""
+    if launch is None or waves is None or launch.rule != waves:
+        return 1.0
+    if waves == "sparse":
+        return occupied(launch, batch, num_heads, topk) / (thp * topk)
+    return occupied(launch, batch, num_heads, kv_len + 1.0) / hsk
 
 
 def linear_form(terms: tuple[tuple[str, float], ...], variables: dict, scale: float = 1.0):
@@ -221,13 +238,20 @@ def kernels(
     kv_cache_dtype: str = "bfloat16",
     index_topk: int | None = None,
     kernel_source: str | None = None,
+    launch: Launch | None = None,
 ) -> list[Kernel]:
-    """The kernels of one call of `op` at the given shape (scalars or arrays)."""
+    """The kernels of one call of `op` at the given shape (scalars or arrays); launch: the attention
+    launch of the collector that measured (`launch_scale`), None for the plain SOL."""
     specs = kernel_specs(op, model, gemm_type, kv_cache_dtype, index_topk, kernel_source)
     topk = model.index_topk if index_topk is None else index_topk
     context = Op.parse(op).context
     var = shape_variables(context, topk, batch=batch, isl=isl, prefix=prefix, kv_len=kv_len, num_heads=num_heads)
-    return [Kernel(s.name, s.group, s.fp8, linear_form(s.flops, var), linear_form(s.bytes, var)) for s in specs]
+    out = []
+    for s in specs:
+        f = launch_scale(launch, s.waves, topk, batch=batch, kv_len=kv_len, num_heads=num_heads, thp=var["thp"],
+                         hsk=var["hsk"])
+        out.append(Kernel(s.name, s.group, s.fp8, linear_form(s.flops, var, f), linear_form(s.bytes, var, f)))
+    return out
 
 
 def _maximum(a, b):

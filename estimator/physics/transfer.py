@@ -106,7 +106,7 @@ class TransferRule:
         eff = {g: (ef, _split_efficiency(eb, self.bandwidth_ratio, self.rate_ratio))
                for g, (ef, eb) in params.eff.items()}
         ratio = self.overhead_ratio if overhead_ratio is None or not math.isfinite(overhead_ratio) else overhead_ratio
-        return CalibrationParams(eff, params.overhead_ms * ratio, params.combine_p)
+        return CalibrationParams(eff, params.overhead_ms * ratio, params.combine_p, params.launch)
 
 
 def transfer_params(params: CalibrationParams, source: SystemSpec, target: SystemSpec,
