@@ -50,7 +50,7 @@ def compile_one(name: str, cfg: dict, kv: str = "bf16", split: bool = False, dum
     kt = "fp8e4nv" if kv == "fp8" else "bf16"
     if c.get("desc"):
         raise ValueError("desc (TMA descriptor) configs are not handled here")
-    fn = DEC._decode_kernel_pp if c.get("pp") else DEC._decode_kernel
+    fn = DEC._decode_kernel
     sig, const = _signature(fn, c, qt, kt, split)
     attrs = {}
     for i, a in enumerate(fn.arg_names):

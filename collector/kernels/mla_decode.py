@@ -184,95 +184,6 @@ if HAVE_TRITON:
                 s_o_t, s_o_h, D_LAT, SPLIT)
 
     @triton.jit
-    def _decode_kernel_pp(
-        Q_LAT, Q_PE, KV, START, LEN, O, O_PART, LSE_PART,
-        H, CHUNK, N_HB, N_SPLIT, qk_scale, out_scale,
-        s_ql_t, s_ql_h, s_qp_t, s_qp_h, s_kv, s_o_t, s_o_h,
-        D_LAT: tl.constexpr, D_PE: tl.constexpr,
-        BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT: tl.constexpr,
-    ):
-        """Scores once per head group: P . V one block behind the scores (``pp`` config).
-
-        In ``_decode_kernel`` the score dot feeds the P . V dot in the same iteration, and Triton then
-        puts all warps on the M axis of the score dot: with 64 heads and 8 warps both warpgroups compute
-        the same 64 x BLOCK_N scores. Here iteration i computes the scores of block i and P . V of block
-        i - 1 (P, its rescale factor alpha and the block's row offset carried to the next iteration), so
-        no dot's result reaches another dot inside one iteration: Triton splits the score dot's N axis
-        over the warpgroups (each computes half the scores, the row max / sum are reduced across them and
-        P is exchanged through shared memory), and the P . V dot of block i - 1 is independent of the
-        score dot of block i. V of block i - 1 is read a second time (from L2). Whole blocks run
-        unmasked; the tail block is masked alone (as ``peel``)."""
-        pid = tl.program_id(0)
-        hb = pid % N_HB
-        rest = pid // N_HB
-        sp = rest % N_SPLIT
-        t = rest // N_SPLIT
-        t64 = t.to(tl.int64)
-        offs_h = hb * BLOCK_H + tl.arange(0, BLOCK_H)
-        hmask = offs_h < H
-        offs_d = tl.arange(0, D_LAT)
-        offs_r = tl.arange(0, D_PE)
-        offs_n = tl.arange(0, BLOCK_N)
-        q_lat = tl.load(Q_LAT + t64 * s_ql_t + offs_h.to(tl.int64)[:, None] * s_ql_h + offs_d[None, :],
-                        mask=hmask[:, None], other=0.0)
-        q_pe = tl.load(Q_PE + t64 * s_qp_t + offs_h.to(tl.int64)[:, None] * s_qp_h + offs_r[None, :],
-                       mask=hmask[:, None], other=0.0)
-        n_total = tl.load(LEN + t)
-        base = tl.load(START + t).to(tl.int64)
-        lo = sp * CHUNK
-        hi = tl.minimum(lo + CHUNK, n_total)
-        kv_base = KV + (base + lo) * s_kv
-        n_rows = hi - lo
-        n_full = (tl.maximum(n_rows, 0) // BLOCK_N) * BLOCK_N
-        m_i = tl.full([BLOCK_H], float("-inf"), tl.float32)
-        l_i = tl.zeros([BLOCK_H], tl.float32)
-        acc = tl.zeros([BLOCK_H, D_LAT], tl.float32)
-        # block "-1": P = 0 over block 0's rows (read, never weighted)
-        p = tl.zeros([BLOCK_H, BLOCK_N], Q_LAT.dtype.element_ty)
-        alpha = tl.full([BLOCK_H], 1.0, tl.float32)
-        for n0 in range(0, n_full, BLOCK_N):
-            row_off = (n0 + offs_n) * s_kv
-            k_lat = tl.load(kv_base + row_off[:, None] + offs_d[None, :]).to(q_lat.dtype)
-            k_pe = tl.load(kv_base + row_off[:, None] + D_LAT + offs_r[None, :]).to(q_lat.dtype)
-            # two dots added (not one accumulating into the other: a dot feeding a dot gets all warps on M)
-            qk = tl.dot(q_lat, tl.trans(k_lat)) * qk_scale + tl.dot(q_pe, tl.trans(k_pe)) * qk_scale
-            prev = tl.maximum(n0 - BLOCK_N, 0)  # from the induction variable: the loads stay pipelined
-            v = tl.load(kv_base + ((prev + offs_n) * s_kv)[:, None] + offs_d[None, :]).to(q_lat.dtype)
-            acc = tl.dot(p, v, acc * alpha[:, None])
-            m_new = tl.maximum(m_i, tl.max(qk, axis=1))
-            alpha = tl.exp2(m_i - m_new)
-            pf = tl.exp2(qk - m_new[:, None])
-            l_i = l_i * alpha + tl.sum(pf, axis=1)
-            m_i = m_new
-            p = pf.to(q_lat.dtype)
-        prev = tl.maximum(n_full - BLOCK_N, 0)
-        if n_full < n_rows:  # masked tail block
-            valid = n_full + offs_n < n_rows
-            row_off = (n_full + offs_n) * s_kv
-            k_lat = tl.load(kv_base + row_off[:, None] + offs_d[None, :], mask=valid[:, None], other=0.0)
-            k_lat = k_lat.to(q_lat.dtype)
-            k_pe = tl.load(kv_base + row_off[:, None] + D_LAT + offs_r[None, :], mask=valid[:, None], other=0.0)
-            qk = tl.dot(q_lat, tl.trans(k_lat))
-            qk = tl.dot(q_pe, tl.trans(k_pe.to(q_lat.dtype)), qk)
-            v = tl.load(kv_base + ((prev + offs_n) * s_kv)[:, None] + offs_d[None, :],
-                        mask=(prev + offs_n < n_rows)[:, None], other=0.0).to(q_lat.dtype)
-            acc = tl.dot(p, v, acc * alpha[:, None])
-            qk = tl.where(valid[None, :], qk * qk_scale, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(qk, axis=1))
-            alpha = tl.exp2(m_i - m_new)
-            pf = tl.exp2(qk - m_new[:, None])
-            l_i = l_i * alpha + tl.sum(pf, axis=1)
-            m_i = m_new
-            p = pf.to(q_lat.dtype)
-            prev = n_full
-        # P . V of the last block (rows past the range masked: P is 0 there, V must not be NaN)
-        v = tl.load(kv_base + ((prev + offs_n) * s_kv)[:, None] + offs_d[None, :],
-                    mask=(prev + offs_n < n_rows)[:, None], other=0.0).to(q_lat.dtype)
-        acc = tl.dot(p, v, acc * alpha[:, None])
-        _finish(acc, m_i, l_i, O, O_PART, LSE_PART, t64, sp, offs_h, hmask, offs_d, H, N_SPLIT, out_scale,
-                s_o_t, s_o_h, D_LAT, SPLIT)
-
-    @triton.jit
     def _block_desc(q_lo, q_hi, q_pe, k_lo, k_hi, k_pe, m_i, l_i, acc_lo, acc_hi, qk_scale, valid,
                     MASK: tl.constexpr):
         k_lo = k_lo.to(q_lo.dtype)
@@ -488,18 +399,13 @@ def mla_decode(q_lat: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor, *, out
         # FP8 cache: e4m3 -> fp16 is one instruction per pair (-> bf16 takes three), so the dots run in
         # fp16; q is converted here (a q computed in the kernel would be held in registers, not shared memory)
         q_lat, q_pe = q_lat.to(torch.float16), q_pe.to(torch.float16)
-    if cfg.get("peel") and not cfg.get("pp"):
+    if cfg.get("peel"):
         meta["PEEL"] = True
     p_scr = out
-    if cfg.get("gs") and not cfg.get("pp") and not cfg["desc"]:
+    if cfg.get("gs") and not cfg["desc"]:
         meta["GS"] = 1 if q_lat.device.type == "cpu" else 2  # 1: the interpreter (no inline asm)
         p_scr = _p_scratch(workspace, grid[0], bh, bn, q_lat.dtype, q_lat.device)
-    if cfg.get("pp"):
-        k = _decode_kernel_pp[grid](
-            q_lat, q_pe, kv, start, length, out, o_part, lse, *scal,
-            q_lat.stride(0), q_lat.stride(1), q_pe.stride(0), q_pe.stride(1), kv.stride(0),
-            out.stride(0), out.stride(1), **meta)
-    elif cfg["desc"]:
+    if cfg["desc"]:
         k = _decode_kernel_desc[grid](
             q_lat, q_pe, *_descs(kv, bn, workspace), start, length, out, o_part, lse, *scal,
             q_lat.stride(0), q_lat.stride(1), q_pe.stride(0), q_pe.stride(1), out.stride(0), out.stride(1), **meta)
@@ -511,7 +417,7 @@ def mla_decode(q_lat: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor, *, out
     LAST.clear()
     LAST.update(splits=splits, block_h=bh, chunk=chunk, programs=grid[0], block_n=bn,
                 num_warps=cfg["num_warps"], num_stages=cfg["num_stages"], peel=bool(cfg.get("peel")),
-                f16=q_lat.dtype == torch.float16, desc=bool(cfg["desc"]), pp=bool(cfg.get("pp")),
+                f16=q_lat.dtype == torch.float16, desc=bool(cfg["desc"]),
                 gs=bool(meta.get("GS")))
     for a in ("n_regs", "n_spills"):
         if hasattr(k, a):

@@ -80,22 +80,17 @@ def compile_scalar(op: str, model: ModelSpec, system: SystemSpec, params: Calibr
     """
     bf16, fp8, bw = system.peak_bf16_flops_per_s, system.peak_fp8_flops_per_s, system.hbm_bytes_per_s
     launch = params.launch_on(system)
-    folded = []
-    scaled = []  # kernels of a known launch: (flops form, bytes form, the same four scales, waves)
+    folded = []  # (flops form, bytes form, four scales, waves: the launch rule, or None: unscaled)
     linear_cal = [0.0] * len(VARIABLES)
     linear_raw = [0.0] * len(VARIABLES)
     for k in kernel_specs(op, model, gemm_type, kv_cache_dtype, kernel_source=kernel_source):
         ef, eb = params.efficiency(k.group)
         peak = fp8 if k.fp8 else bf16
-        if launch is not None and k.waves == launch.rule:
-            scaled.append((_scalar_form(tuple((_INDEX[v], c) for v, c in k.flops)),
-                           _scalar_form(tuple((_INDEX[v], c) for v, c in k.bytes)),
-                           1e3 / (peak * ef), 1e3 / (bw * eb), 1e3 / peak, 1e3 / bw, k.waves))
-            continue
-        if k.flops and k.bytes:
+        waves = k.waves if launch is not None and k.waves == launch.rule else None
+        if (k.flops and k.bytes) or waves:
             folded.append((_scalar_form(tuple((_INDEX[v], c) for v, c in k.flops)),
                            _scalar_form(tuple((_INDEX[v], c) for v, c in k.bytes)),
-                           1e3 / (peak * ef), 1e3 / (bw * eb), 1e3 / peak, 1e3 / bw))
+                           1e3 / (peak * ef), 1e3 / (bw * eb), 1e3 / peak, 1e3 / bw, waves))
             continue
         for v, c in k.flops:
             linear_cal[_INDEX[v]] += c * (1e3 / (peak * ef))
@@ -104,7 +99,6 @@ def compile_scalar(op: str, model: ModelSpec, system: SystemSpec, params: Calibr
             linear_cal[_INDEX[v]] += c * (1e3 / (bw * eb))
             linear_raw[_INDEX[v]] += c * (1e3 / bw)
     folded = tuple(folded)
-    scaled = tuple(scaled)
     cal_form = _scalar_form(tuple((i, c) for i, c in enumerate(linear_cal) if c))
     raw_form = _scalar_form(tuple((i, c) for i, c in enumerate(linear_raw) if c))
     topk = float(model.index_topk)
@@ -117,19 +111,14 @@ def compile_scalar(op: str, model: ModelSpec, system: SystemSpec, params: Calibr
         v = variables(batch, seq, prefix, h)
         cal = cal_form(v)
         raw = raw_form(v)
-        for flops, nbytes, cf, cb, rf, rb in folded:
+        for flops, nbytes, cf, cb, rf, rb, waves in folded:
             f = flops(v)
             y = nbytes(v)
-            x = f * cf
-            z = y * cb
-            cal += x if x > z else z
-            x = f * rf
-            z = y * rb
-            raw += x if x > z else z
-        for flops, nbytes, cf, cb, rf, rb, waves in scaled:
-            s = launch_scale(launch, waves, topk, batch=batch, kv_len=seq, num_heads=h, thp=v[i_thp], hsk=v[i_hsk])
-            f = flops(v) * s
-            y = nbytes(v) * s
+            if waves:  # the launch's waves scale the kernel's work (physics/launch.py)
+                s = launch_scale(launch, waves, topk, batch=batch, kv_len=seq, num_heads=h, thp=v[i_thp],
+                                 hsk=v[i_hsk])
+                f *= s
+                y *= s
             x = f * cf
             z = y * cb
             cal += x if x > z else z

@@ -179,11 +179,11 @@ def test_mla_decode_kernel(desc, splits):
 @pytest.mark.parametrize("fp8", [False, True])
 @pytest.mark.parametrize("opts", [dict(peel=True), dict(f16=True), dict(f16=True, peel=True),
                                   dict(desc=True, peel=True), dict(desc=True, peel=True, f16=True),
-                                  dict(pp=True), dict(pp=True, f16=True), dict(gs=True, peel=True),
+                                  dict(gs=True, peel=True),
                                   dict(gs=True, peel=True, f16=True), dict(gs=True)])
 def test_mla_decode_kernel_variants(fp8, opts):
-    """Launch options of the decode kernel (peeled tail block, fp16 dots for the FP8 cache, P . V one block
-    behind the scores (pp), P through a global scratch (gs)) against the float64 reference: uneven lengths
+    """Launch options of the decode kernel (peeled tail block, fp16 dots for the FP8 cache, P through a
+    global scratch (gs)) against the float64 reference: uneven lengths
     (one under a block, one a whole number of blocks), 2 splits."""
     from collector.kernels import mla_decode as DEC
     g = torch.Generator(device=DEV).manual_seed(7)
