@@ -137,7 +137,8 @@ CHUNK_CELLS = 4_000_000  # (slices x rows x cells) entries per distance matrix: 
 
 
 def extrapolation_errors_many(slices) -> list[dict[str, np.ndarray]]:
-    """`rules.extrapolation_errors(vals, xb, xs)` of each (vals, xb, xs) in `slices`, in order.
+    """The extrapolation-mode errors (`rules.extrapolation_errors`: its meaning; its reference
+    `rules._extrapolation_errors_one_by_one`) of each (vals, xb, xs) in `slices`, in order.
 
     Dense per shape: every row of every slice is a candidate target (its last measured cell),
     every cell a candidate neighbour (unmeasured ones and the target itself at infinity), in

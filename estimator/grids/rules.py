@@ -130,37 +130,11 @@ def extrapolation_errors(vals, xb, xs) -> dict[str, np.ndarray]:
     column holds another measured cell. A mode that cannot answer a cell (no corner for
     'additive') scores the cell as 'hold' does, as `extrapolate_holes` would fill it.
 
-    Every scored cell at once: one (cells x measured cells) distance matrix with the cell
-    itself at infinity, first minimum wins (as the one-cell-at-a-time leave-one-out did;
-    the same values bit for bit, ~10x less time: this ran for every slice of every fold)."""
-    known = ~np.isnan(vals)
-    ki, kj = np.nonzero(known)
-    last = np.where(known, np.arange(vals.shape[1]), -1).max(axis=1)
-    rows = np.flatnonzero((known.sum(axis=1) >= 2) & (last >= 0))
-    rows = rows[known[:, last[rows]].sum(axis=0) >= 2] if rows.size else rows
-    if rows.size == 0:
-        return {m: np.asarray([]) for m in interp.EXTRAPOLATION_MODES}
-    cols = last[rows]
-    target = vals[rows, cols]
-    own = (ki[None, :] == rows[:, None]) & (kj[None, :] == cols[:, None])  # each cell itself: left out
-    d = np.abs(xb[ki][None, :] - xb[rows][:, None]) * 2.0 + np.abs(xs[kj][None, :] - xs[cols][:, None])
-    k = np.argmin(np.where(own, np.inf, d), axis=1)
-    held = vals[ki[k], kj[k]]
-    out = {"hold": np.abs(held - target)}
-    drow = np.where((ki[None, :] == rows[:, None]) & ~own, np.abs(xs[kj][None, :] - xs[cols][:, None]), np.inf)
-    dcol = np.where((kj[None, :] == cols[:, None]) & ~own, np.abs(xb[ki][None, :] - xb[rows][:, None]), np.inf)
-    kr, kc = np.argmin(drow, axis=1), np.argmin(dcol, axis=1)
-    at = np.arange(rows.size)
-    ok = np.isfinite(drow[at, kr]) & np.isfinite(dcol[at, kc])
-    r, c = vals[ki[kr], kj[kr]], vals[ki[kc], kj[kc]]
-    for mode in interp.EXTRAPOLATION_MODES[1:]:  # as `interp.row_column_fill` on the slice without the cell
-        if mode == "cross":
-            good, val = ok, 0.5 * (r + c)
-        else:
-            corner = vals[ki[kc], kj[kr]]  # never the left-out cell (another row and column)
-            good, val = ok & ~np.isnan(corner), r + c - corner
-        out[mode] = np.abs(np.where(good, val, held) - target)
-    return out
+    Computed by `batched.extrapolation_errors_many` (every slice of one shape at once, the same
+    values bit for bit as the one-cell-at-a-time reference below, which the tests compare)."""
+    from estimator.grids.batched import extrapolation_errors_many
+
+    return extrapolation_errors_many([(vals, xb, xs)])[0]
 
 
 def _extrapolation_errors_one_by_one(vals, xb, xs) -> dict[str, np.ndarray]:
