@@ -27,6 +27,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks import shared_points  # noqa: E402  (benchmarks/shared_points.py)
+
 CHILD = """
 import json, sys
 import polars as pl
@@ -96,8 +98,7 @@ def format_markdown(ours: dict, theirs: dict, ref: str, seeds: list[int]) -> str
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--home", type=Path, default=None, help="an existing warehouse (default: ingest --shared)")
-    p.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data" / "aiconfigurator")
+    shared_points.add_arguments(p)
     p.add_argument("--system", default="h200_sxm")
     p.add_argument("--backend", default="trtllm")
     p.add_argument("--version", default="1.3.0rc20")
@@ -105,22 +106,14 @@ def main() -> int:
     p.add_argument("--against", default="main", help="git ref to compare with ('' for none)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
-    if args.home is None and not args.shared.is_dir():
-        print(f"skipped: no --home and no shared data at {args.shared}")
+    if shared_points.missing(args):
+        print(shared_points.missing(args))
         return 0
-    from warehouse.read import read_perf_points
-
+    points = shared_points.slice_points(args, system=args.system, framework=args.backend, version=args.version)
+    if points.height == 0:
+        print(f"skipped: no {args.system}/{args.backend} {args.version} points")
+        return 0
     with tempfile.TemporaryDirectory(prefix="accseeds-") as tmp:
-        home = args.home
-        if home is None:
-            from warehouse.ingest import ingest_paths
-
-            home = Path(tmp) / "wh"
-            ingest_paths([args.shared], home)
-        points = read_perf_points(home, system=args.system, framework=args.backend, version=args.version)
-        if points.height == 0:
-            print(f"skipped: no {args.system}/{args.backend} {args.version} points in {home}")
-            return 0
         path = Path(tmp) / "points.parquet"
         points.write_parquet(path)
         ours = summarize_seeds(run_side(REPO, path, args.seeds))

@@ -45,6 +45,8 @@ import polars as pl
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks import shared_points  # noqa: E402  (benchmarks/shared_points.py)
+
 # --- the only estimator imports (module paths may move; fix here after merges) ---
 from estimator.accuracy.protocol import MODULE_TABLES, holdout_masks, predict  # noqa: E402
 from estimator.slices import SLICE_KEYS  # noqa: E402
@@ -280,8 +282,7 @@ def format_markdown(result: dict) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--home", type=Path, default=None, help="an existing warehouse (default: ingest --shared)")
-    p.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data" / "aiconfigurator")
+    shared_points.add_arguments(p)
     p.add_argument("--version", default="1.3.0rc20")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--bootstrap", type=int, nargs="?", const=2000, default=0,
@@ -291,26 +292,17 @@ def main() -> int:
     if not _aic_available():
         print("skipped: aiconfigurator_core is not installed (pip install -e '.[aic]')")
         return 0
-    if args.home is None and not args.shared.is_dir():
-        print(f"skipped: no --home and no shared data at {args.shared}")
+    if shared_points.missing(args):
+        print(shared_points.missing(args))
         return 0
     import logging
 
     logging.getLogger("aiconfigurator_core").setLevel(logging.ERROR)
-    from warehouse.read import read_perf_points
-
-    with tempfile.TemporaryDirectory(prefix="aicbase-wh-") as tmp:
-        home = args.home
-        if home is None:
-            from warehouse.ingest import ingest_paths
-
-            home = Path(tmp) / "wh"
-            ingest_paths([args.shared], home)
-        points = read_perf_points(home, system=SYSTEM, framework=BACKEND, version=args.version)
-        if points.height == 0:
-            print(f"skipped: no {SYSTEM}/{BACKEND} {args.version} points in {home}")
-            return 0
-        result = run(points, args.version, args.seeds, bootstrap=args.bootstrap)
+    points = shared_points.slice_points(args, system=SYSTEM, framework=BACKEND, version=args.version)
+    if points.height == 0:
+        print(f"skipped: no {SYSTEM}/{BACKEND} {args.version} points")
+        return 0
+    result = run(points, args.version, args.seeds, bootstrap=args.bootstrap)
     print(json.dumps(result, indent=2) if args.json else format_markdown(result))
     return 0
 

@@ -39,6 +39,8 @@ import polars as pl
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks import shared_points  # noqa: E402  (benchmarks/shared_points.py)
+
 SLICE = ["num_heads", "kv_cache_dtype", "gemm_type", "batch_size"]
 BANDS = ((1, 512), (512, 1 << 30))
 
@@ -123,24 +125,14 @@ def floors(points: pl.DataFrame, seeds: list[int], draws: int = 200) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--home", type=Path, default=None, help="an existing warehouse (default: ingest --shared)")
-    p.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data" / "aiconfigurator")
+    shared_points.add_arguments(p)
     p.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
-    if args.home is None and not args.shared.is_dir():
-        print(f"skipped: no --home and no shared data at {args.shared}")
+    if shared_points.missing(args):
+        print(shared_points.missing(args))
         return 0
-    from warehouse.read import read_perf_points
-
-    with tempfile.TemporaryDirectory(prefix="mlanoise-") as tmp:
-        home = args.home
-        if home is None:
-            from warehouse.ingest import ingest_paths
-
-            home = Path(tmp) / "wh"
-            ingest_paths([args.shared], home)
-        pts = read_perf_points(home, system="h200_sxm", framework="trtllm", version="1.3.0rc20")
+    pts = shared_points.slice_points(args, system="h200_sxm", framework="trtllm", version="1.3.0rc20")
     if pts.filter(pl.col("op") == "mla_context").height == 0:
         print("skipped: no h200_sxm/trtllm 1.3.0rc20 mla_context points")
         return 0
