@@ -14,7 +14,7 @@ from estimator.grids.schema import SOURCES
 
 
 TABLE = "interval_model"
-METHOD = "intervals-4"  # bump when the residual folds, buckets or quantile rule change
+METHOD = "intervals-5"  # bump when the residual folds, buckets or quantile rule change (5: warm-started fold fits, scored prefixes capped)
 LEVEL = 0.8
 BUCKETS = (0.0, 0.5, 1.0, 2.0, math.inf)  # distance buckets (octaves): [0, 0.5], (0.5, 1], (1, 2], (2, inf)
 MIN_CELL = 30

@@ -215,8 +215,13 @@ RIDGE = 1e-8  # prior weight per point, in units of a squared log-residual: negl
 TOL = 1e-10  # run the solver to the optimum, not to where the cost stops falling by 1e-8
 
 
-def fit_op(points: pl.DataFrame, system: SystemSpec) -> tuple[CalibrationParams, np.ndarray]:
-    """Fit one op's parameters; returns them and the fitted relative errors (%) of the rows used."""
+def fit_op(points: pl.DataFrame, system: SystemSpec,
+           start: CalibrationParams | None = None) -> tuple[CalibrationParams, np.ndarray]:
+    """Fit one op's parameters; returns them and the fitted relative errors (%) of the rows used.
+
+    `start`: parameters to start from (and to pull the unbound ones towards) instead of the
+    defaults; a cross-validation fold starts from the fit on all of its slice's points, which it
+    differs from by the held-out tenth (`estimator.accuracy.interval_fit`)."""
     if points.height > MAX_FIT_ROWS:
         points = points.sort(["batch_size", "isl", "kv_len", "prefix", "num_heads"], nulls_last=True).gather_every(
             -(-points.height // MAX_FIT_ROWS))
@@ -224,6 +229,8 @@ def fit_op(points: pl.DataFrame, system: SystemSpec) -> tuple[CalibrationParams,
     y = points["latency_ms"].to_numpy()
     ng = len(groups)
     theta0 = np.concatenate([np.full(2 * ng, np.log(_DEFAULT_EFF)), [np.log(np.min(y) * 0.5), 0.0]])
+    if start is not None:
+        theta0 = _theta_of(start, groups, theta0)
     lo = np.concatenate([np.full(2 * ng, np.log(1e-3)), [np.log(1e-4), -8.0]])
     hi = np.concatenate([np.full(2 * ng, np.log(50.0)), [np.log(1e3), 4.0]])
     bins = _group_bins(gidx, ng)
@@ -239,15 +246,15 @@ def fit_op(points: pl.DataFrame, system: SystemSpec) -> tuple[CalibrationParams,
     # to 7% against an AVX-512 one. With both, the same perturbation moves no parameter by more than
     # 5e-11 over the corpus's 115 fits (tests/estimator/physics/test_calibrate_stable.py).
     ridge = np.sqrt(RIDGE * y.size)
-    start = np.clip(theta0, lo, hi)
+    theta_start = np.clip(theta0, lo, hi)
 
     def residuals(th):
-        return np.concatenate([np.log(_predict(th, ct, bt, gidx, ng, terms) / y), ridge * (th - start)])
+        return np.concatenate([np.log(_predict(th, ct, bt, gidx, ng, terms) / y), ridge * (th - theta_start)])
 
     def jacobian(th):
         return np.vstack([_jacobian(th, ct, bt, gidx, ng, bins, terms), ridge * np.eye(th.size)])
 
-    res = least_squares(residuals, start, jac=jacobian, bounds=(lo, hi), method="trf", max_nfev=MAX_NFEV,
+    res = least_squares(residuals, theta_start, jac=jacobian, bounds=(lo, hi), method="trf", max_nfev=MAX_NFEV,
                         ftol=TOL, xtol=TOL, gtol=TOL)
     th = res.x
     params = CalibrationParams(
@@ -258,6 +265,19 @@ def fit_op(points: pl.DataFrame, system: SystemSpec) -> tuple[CalibrationParams,
     )
     err = np.abs(_predict(th, ct, bt, gidx, ng) / y - 1.0) * 100.0
     return params, err
+
+
+def _theta_of(params: CalibrationParams, groups, default: np.ndarray) -> np.ndarray:
+    """The solver's vector (log efficiencies, log overhead, log(p - 1)) of `params`; a group that
+    `params` lacks keeps its `default` entries."""
+    ng = len(groups)
+    theta = default.copy()
+    for i, g in enumerate(groups):
+        if g in params.eff:
+            theta[i], theta[ng + i] = np.log(params.eff[g][0]), np.log(params.eff[g][1])
+    theta[2 * ng] = np.log(max(params.overhead_ms, 1e-300))
+    theta[2 * ng + 1] = np.log(max(params.combine_p - 1.0, 1e-300))
+    return theta
 
 
 def single_blas_thread():
@@ -278,16 +298,17 @@ def single_blas_thread():
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def calibrate(points: pl.DataFrame) -> pl.DataFrame:
-    """Fit every (system, framework, version, op) of `points`; a CALIBRATION_SCHEMA frame."""
+def calibrate(points: pl.DataFrame, start: dict[tuple, CalibrationParams] | None = None) -> pl.DataFrame:
+    """Fit every (system, framework, version, op) of `points`; a CALIBRATION_SCHEMA frame.
+    `start`: per CAL_KEYS key, the parameters to start that fit from (`fit_op`)."""
     with single_blas_thread():
-        return _calibrate(points)
+        return _calibrate(points, start or {})
 
 
-def _calibrate(points: pl.DataFrame) -> pl.DataFrame:
+def _calibrate(points: pl.DataFrame, start: dict[tuple, CalibrationParams]) -> pl.DataFrame:
     rows: list[dict] = []
-    for (system, _, _, _, _), sub in points.group_by(list(CAL_KEYS), maintain_order=True):
-        params, err = fit_op(sub, load_system(system))
+    for key, sub in points.group_by(list(CAL_KEYS), maintain_order=True):
+        params, err = fit_op(sub, load_system(key[0]), start.get(tuple(key)))
         rows += rows_of_fit(sub, params, err)
     return pl.DataFrame(rows, schema=CALIBRATION_SCHEMA).sort(*CAL_KEYS, "param", "group")
 

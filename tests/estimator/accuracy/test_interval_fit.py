@@ -284,3 +284,46 @@ def test_three_folds_hold_out_the_lines_they_name(fitted, split):
         assert set(geb.filter(pl.col("seq_len").is_in(list(want)).not_())["batch_size"].unique()) == {max(BATCHES)}
         assert set(sub.filter(pl.col("fold") == "E2")["seq_len"].unique()) == {int(seqs[-1])}
         assert geb.select("num_heads", "batch_size", "seq_len").is_duplicated().sum() == 0
+
+
+def _prefixed(pts: pl.DataFrame, prefixes=(0, 64, 256, 1024)) -> pl.DataFrame:
+    """The context points repeated at several prefixes (a prefix adds a little time)."""
+    ctx = pts.filter(pl.col("op").str.contains("context"))
+    return pl.concat([pts.filter(~pl.col("op").str.contains("context"))] + [
+        ctx.with_columns(pl.lit(p, pl.Int32).alias("prefix"), pl.col("latency_ms") * (1 + p / 4096))
+        for p in prefixes])
+
+
+def test_scored_mask_keeps_whole_prefixes_spread_over_the_range():
+    pts = pl.DataFrame({"op": ["a"] * 1000 + ["b"] * 200,
+                        "prefix": [p for p in range(0, 100, 10) for _ in range(100)] + [None] * 200})
+    keep = interval_fit.scored_mask(pts, 300, seed=0)
+    kept = pts.filter(pl.Series(keep))
+    a = kept.filter(pl.col("op") == "a")["prefix"].unique().sort().to_list()
+    assert np.all(np.diff(a) == 40) and len(a) in (2, 3)  # every 4th prefix (1000 / 300 -> 4)
+    assert kept.filter(pl.col("op") == "a").height == 100 * len(a)  # whole prefixes
+    assert kept.filter(pl.col("op") == "b").height == 200  # an op under the cap is kept whole
+    shuffled = pts.sample(fraction=1.0, shuffle=True, seed=5)
+    again = shuffled.filter(pl.Series(interval_fit.scored_mask(shuffled, 300, seed=0)))
+    assert again.filter(pl.col("op") == "a")["prefix"].unique().sort().to_list() == a
+    assert interval_fit.scored_mask(pts, None).all()
+    one = pl.DataFrame({"op": ["a"] * 1000, "prefix": [7] * 1000})
+    assert interval_fit.scored_mask(one, 300).all()  # one prefix: nothing to thin
+
+
+def test_capped_residuals_keep_the_whole_tables_holdouts(split):
+    """`max_scored` scores a subset of prefixes; the hold-out draws and the fits are still the
+    whole table's, so the scored points and their folds are exactly the uncapped run's there."""
+    train, _ = split
+    pts = _prefixed(train)
+    full = interval_fit.cv_residuals(pts)
+    capped = interval_fit.cv_residuals(pts, max_scored=500)
+    keys = ["fold", "method", "op", "num_heads", "prefix", "batch_size", "seq_len"]
+    kept = capped.filter(pl.col("op").str.contains("context")).select("op", "prefix").unique()
+    assert kept.group_by("op").len()["len"].is_between(1, 2).all()  # 4 prefixes, every 3rd kept
+    want = pl.concat([full.filter(~pl.col("op").str.contains("context")),
+                      full.join(kept, on=["op", "prefix"], how="semi")])
+    assert capped.select(keys).sort(keys).equals(want.select(keys).sort(keys))
+    gen = "op = 'dsa_generation' or op = 'mla_generation'"
+    assert np.allclose(capped.sql(f"select * from self where {gen}").sort(keys)["pred_ms"].to_numpy(),
+                       full.sql(f"select * from self where {gen}").sort(keys)["pred_ms"].to_numpy())

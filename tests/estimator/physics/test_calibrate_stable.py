@@ -51,3 +51,28 @@ def test_degenerate_tables_fit_to_finite_parameters():
             assert 1e-4 <= p.overhead_ms <= 1e3 and p.combine_p >= 1.0
     flat_p, flat_err = fit_op(pts.with_columns(pl.lit(1.0).alias("latency_ms")), system)
     assert np.median(flat_err) < 1.0  # a constant table is matched by the overhead alone
+
+
+def test_warm_start_reaches_the_cold_fit():
+    """A fold's fit started from the full fit (interval_fit's cross-validation) predicts what the
+    fit from the defaults predicts: the optimum is the data's, not the start's. Predictions, not
+    parameters, are compared: a parameter that no point binds stays near its start either way."""
+    from estimator.physics.calibrate import _design, _predict, _theta_of
+
+    rng = np.random.default_rng(3)
+    pts = synthetic_points(ops=("mla_generation",), gemm_types=("bfloat16", "fp8_block"))
+    pts = pts.with_columns(pl.col("latency_ms") * np.exp(rng.normal(0.0, 0.05, pts.height)))
+    fold = pts.filter(pl.Series(rng.random(pts.height) >= 0.1))
+    system = load_system("h200_sxm")
+    with single_blas_thread():
+        full, _ = fit_op(pts, system)
+        cold, cold_err = fit_op(fold, system)
+        warm, warm_err = fit_op(fold, system, start=full)
+    ct, bt, gidx, groups = _design(pts, system)
+
+    def predict(p):
+        return _predict(_theta_of(p, groups, np.zeros(2 * len(groups) + 2)), ct, bt, gidx, len(groups))
+
+    assert np.max(np.abs(predict(warm) / predict(cold) - 1.0)) < 1e-4
+    assert abs(np.median(warm_err) - np.median(cold_err)) < 0.01  # percentage points
+    assert _params(warm).tolist() != _params(full).tolist()  # it did move off the start
