@@ -37,16 +37,28 @@ class PhaseProgress:
     progress line (every phase boundary) raises KeyboardInterrupt. A KeyboardInterrupt raised at an
     arbitrary instruction could land inside Dagster's run storage (SQLAlchemy) and surface as an
     unrelated traceback; inside a Dagster run, Dagster's own handler stops the step
-    (pipelines.materialize.stop_if_interrupted)."""
+    (pipelines.materialize.stop_if_interrupted). Dagster's handler raises at whatever instruction
+    runs; where that is a finalizer or weakref callback (seen: SQLAlchemy's `_collection_gced`),
+    Python prints "Exception ignored in ..." and goes on, and the run used to finish as if no
+    Ctrl-C had come (exit 0). Such an interrupt now reaches `sys.unraisablehook`, which sets the
+    flag instead of printing the traceback."""
 
     def __init__(self) -> None:
         self.live = None
         self.tty = sys.stderr.isatty()
         self.interrupted = False
         self._old = None
+        self._old_hook = None
 
     def _on_sigint(self, _signo, _frame) -> None:
         self.interrupted = True
+
+    def _on_unraisable(self, unraisable) -> None:
+        if unraisable.exc_type is not None and (issubclass(unraisable.exc_type, KeyboardInterrupt)
+                                                or unraisable.exc_type.__name__ == "DagsterExecutionInterruptedError"):
+            self.interrupted = True
+            return
+        self._old_hook(unraisable)
 
     def check(self) -> None:
         if self.interrupted:
@@ -58,6 +70,7 @@ class PhaseProgress:
 
         if threading.current_thread() is threading.main_thread():
             self._old = signal.signal(signal.SIGINT, self._on_sigint)
+        self._old_hook, sys.unraisablehook = sys.unraisablehook, self._on_unraisable
         return self
 
     def __exit__(self, *exc) -> None:
@@ -67,6 +80,8 @@ class PhaseProgress:
         if self._old is not None:
             signal.signal(signal.SIGINT, self._old)
             self._old = None
+        if self._old_hook is not None:
+            sys.unraisablehook, self._old_hook = self._old_hook, None
 
     def _stop(self) -> None:
         if self.live is not None:

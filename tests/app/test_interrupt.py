@@ -45,3 +45,37 @@ def test_ctrl_c_stops_with_one_line_and_exit_130(marker, tmp_path):
     assert "Traceback" not in after and "dagster" not in after.lower(), after
     assert "building perf_points" not in after  # the derived job never starts after Ctrl-C
     assert "checks:" not in out and "derived tables" not in out, out
+
+
+class _RaisesInFinalizer:
+    def __init__(self, exc):
+        self.exc = exc
+
+    def __del__(self):
+        raise self.exc
+
+
+def test_interrupt_swallowed_by_a_finalizer_still_stops(monkeypatch):
+    """Dagster raises its interrupt wherever the signal lands; inside a finalizer Python only prints
+    "Exception ignored". PhaseProgress records it and stops at the next phase line; any other
+    ignored exception still goes to the hook that was there before."""
+    import sys
+
+    from perfwh.pipeline import PhaseProgress
+
+    seen = []
+    def hook(unraisable):
+        seen.append(unraisable.exc_type)
+
+    monkeypatch.setattr(sys, "unraisablehook", hook)
+    with PhaseProgress() as progress:
+        _RaisesInFinalizer(KeyboardInterrupt())  # collected at once: its __del__ raises, ignored
+        assert progress.interrupted
+        with pytest.raises(KeyboardInterrupt):
+            progress("next phase ...")
+    assert seen == []
+    with PhaseProgress() as progress:
+        _RaisesInFinalizer(ValueError("unrelated"))
+        assert not progress.interrupted
+    assert seen == [ValueError]
+    assert sys.unraisablehook is hook  # restored on exit
