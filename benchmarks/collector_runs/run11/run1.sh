@@ -1,0 +1,25 @@
+#!/bin/bash
+# Run 11, device call 1 (issue 16 item 3): FlashInfer's MLA paged decode (modules prebuilt for sm_90a on the
+# CPU machine, carried as AOT artifacts) vs the collector's Triton decode kernel, bf16 and FP8 caches,
+# b=64 kv_len 32768 H=128, then the whole MLA generation module with either decode, then the adapter's tests.
+# Prepared by run11/sync.sh into <session checkout>/.carry_fi16; run: carry [".carry_fi16"],
+# command: bash .carry_fi16/run1.sh
+set -u
+C=$(cd "$(dirname "$0")" && pwd); cd "$C/code" || exit 1
+export PYTHONPATH=$PWD:/tmp/site PYTHONUNBUFFERED=1 FLASHINFER_WORKSPACE_BASE=/tmp/fiws
+mkdir -p /tmp/site
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "$C"/whl/*.whl \
+  || echo "pip install rc $?"
+tar xzf "$C/flashinfer.tgz" -C /tmp/site
+{ nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=csv,noheader; which nvcc
+  nvcc --version | tail -1
+  python3 -c "import torch, triton, flashinfer, tvm_ffi; print('torch', torch.__version__, 'triton', triton.__version__,
+  'flashinfer', flashinfer.__version__, 'tvm_ffi', tvm_ffi.__version__)"; } > "$OUT/versions.txt" 2>&1
+cat "$OUT/versions.txt"
+timeout ${BENCH_S:-330} python3 benchmarks/collector_runs/run11/flashinfer_mla.py --json "$OUT/fi.json" --module \
+  --backends "${BACKENDS:-fa3}" --pages "${PAGES:-1,64}" > "$OUT/bench.txt" 2>&1
+echo "bench rc $?"
+grep -v '^ *$' "$OUT/bench.txt" | cut -c1-300 | tail -45
+timeout 90 python3 -m pytest -q -p no:cacheprovider tests/collector/test_fi_mla.py > "$OUT/pytest.txt" 2>&1
+echo "pytest rc $?"; tail -4 "$OUT/pytest.txt"
+ls /tmp/fiws/.cache/flashinfer/*/*/cached_ops 2>/dev/null | head  # anything JIT-built there (AOT missing)
