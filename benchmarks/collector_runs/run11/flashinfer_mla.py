@@ -176,11 +176,12 @@ def main(argv=None) -> int:
                 except Exception as e2:  # noqa: BLE001
                     row["error"] += f"\n(context broken: {type(e2).__name__})"
             out["rows"].append(row)
+            dump(a.json, out)
             if "ms" in row:
                 print(f"{kvname:4s} {name:28s} {row['ms']:.4f} ms {row['gbs']:6.0f} GB/s {row['tflops']:4.0f} TFLOP/s "
-                      f"({row['method']}) err small {row['small_err']:.1e} full {row['full_err']:.1e} "
-                      f"pass {row['pass']} first call {row['first_call_s']} s", flush=True)
-            else:
+                      f"({row['method']}) err small {row.get('small_err')} full {row.get('full_err')} "
+                      f"pass {row.get('pass')} first call {row.get('first_call_s')} s", flush=True)
+            if "error" in row:
                 print(f"{kvname:4s} {name:28s} FAILED\n{row['error']}", flush=True)
         del big, ql, qp, kv, start, ln, o
         torch.cuda.empty_cache()
@@ -194,22 +195,30 @@ def main(argv=None) -> int:
             t = base.get(r["kv"])
             print(f"  {r['kv']:4s} {r['kernel']:28s} {r['ms']:.4f} ms {r['gbs']:6.0f} GB/s "
                   f"= {r['gbs'] / copy_gbs:.2f} of the copy, {t['ms'] / r['ms'] if t else float('nan'):.2f}x "
-                  f"the Triton kernel's speed, pass {r['pass']}")
+                  f"the Triton kernel's speed, pass {r.get('pass')}")
     for m in out["module"]:
         print("  module", json.dumps(m))
-    if a.json:
-        a.json.write_text(json.dumps(out, indent=1, default=str))
+    dump(a.json, out)
     return 0
 
 
-# TensorRT-LLM 1.3.0rc20 MLA generation module at H=128 b=64 kv_len=32768 (aiconfigurator-core H100 tables)
-TRT_MODULE_MS = {("bfloat16", "bfloat16"): 1.083, ("fp8_block", "fp8"): 0.909}
+def dump(path: Path | None, out: dict) -> None:
+    """Written after every row: a command killed at its time limit still leaves what it measured."""
+    if path:
+        path.write_text(json.dumps(out, indent=1, default=str))
+
+
+# TensorRT-LLM 1.3.0rc20 MLA generation module at H=128 b=64 kv_len=32768 (aiconfigurator-core tables),
+# as benchmarks/decode_bench.py: by card
+TRT_MODULE_MS = {("h100", "bfloat16", "bfloat16"): 1.083, ("h100", "fp8_block", "fp8"): 0.909,
+                 ("h200", "bfloat16", "bfloat16"): 1.035}
 
 
 def module_rows(a, bench, out, ATT, fi_mla) -> None:
     """The whole MLA generation module (one layer, CUDA graph, L2 flushed), Triton decode vs FlashInfer."""
     import torch
     from collector.modules import AttentionModule
+    card = "h200" if "H200" in torch.cuda.get_device_name() else "h100"
     best = {}
     for r in out["rows"]:  # the fastest passing FlashInfer config per cache dtype
         if r["kernel"].startswith("flashinfer") and r.get("pass") and (
@@ -231,12 +240,13 @@ def module_rows(a, bench, out, ATT, fi_mla) -> None:
                 step = m.prepare_generation(a.batch, a.kv_len)
                 outs[impl] = step.run().float()
                 ms = bench.time(step.run, target_ms=30, min_samples=10, max_samples=20).median_ms
-                trt = TRT_MODULE_MS[(gemm, kvd)]
+                trt = TRT_MODULE_MS.get((card, gemm, kvd))
                 row = dict(gemm=gemm, kv=kvd, decode=impl, fi_config=fi_mla.CONFIG.copy() if impl != "decode" else None,
-                           ms=ms, trt_ms=trt, ratio=ms / trt)
+                           ms=ms, trt_ms=trt, ratio=ms / trt if trt else None)
             except Exception as e:  # noqa: BLE001
                 row = dict(gemm=gemm, kv=kvd, decode=impl, error=error_lines(e))
             out["module"].append(row)
+            dump(a.json, out)
             print("module", json.dumps(row), flush=True)
             del step
             torch.cuda.empty_cache()
