@@ -154,3 +154,40 @@ def test_flashinfer_matches_float64_reference(kvname, page):
     ref = ATT.mla_attention_ref(ql, qp, kv, sm_scale=192 ** -0.5, kv_scale=scale, start=st, length=ln)
     assert not torch.isnan(o).any()
     assert ((o.double() - ref).norm() / ref.norm()).item() < 2e-2
+
+
+def test_flashinfer_rows_are_a_new_collector_version(tmp_path):
+    """Rows measured with the FlashInfer decode go to perfwh/0.3 with their own kernel_source; the Triton
+    rows (0.2) are neither overwritten nor counted as done by a 0.3 run's resume."""
+    from collector import FLASHINFER_VERSION, VERSION, version_for
+    from collector.logs import RawLogWriter, done_keys
+    from collector.sweep import Shape
+    assert version_for("flashinfer") == FLASHINFER_VERSION != VERSION == version_for("decode")
+    gen = Shape("mla_generation", 128, "bfloat16", "bfloat16", 64, 1, 32768)
+    ctx = Shape("mla_context", 128, "bfloat16", "bfloat16", 1, 4096, 0)
+    RawLogWriter(tmp_path, "h100_sxm", "NVIDIA H100", "r1", {}, tag="t02").write(gen, 2.1, [2.1], None)
+    w = RawLogWriter(tmp_path, "h100_sxm", "NVIDIA H100", "r2", {}, tag="t03", dense_impl="flashinfer")
+    assert done_keys(tmp_path, "h100_sxm", w.version) == set()  # the 0.2 row is not done for 0.3
+    w.write(gen, 1.2, [1.2], None)
+    w.write(ctx, 5.0, [5.0], None)
+    d3 = tmp_path / "h100_sxm" / "perfwh" / FLASHINFER_VERSION
+    row = json.loads((d3 / "mla_generation_module_perf.t03.jsonl").read_text())
+    assert row["version"] == FLASHINFER_VERSION and row["kernel_source"] == "flashinfer_mla"
+    csv = (d3 / "mla_generation_module_perf.t03.txt").read_text().splitlines()[1].split(",")
+    assert csv[1] == FLASHINFER_VERSION and csv[4] == "flashinfer_mla"
+    assert json.loads((d3 / "mla_context_module_perf.t03.jsonl").read_text())["kernel_source"] == "torch_sdpa"
+    assert done_keys(tmp_path, "h100_sxm", w.version) == {gen.key(), ctx.key()}
+    assert done_keys(tmp_path, "h100_sxm") == {gen.key()}  # 0.2 as it was
+    d2 = tmp_path / "h100_sxm" / "perfwh" / VERSION
+    assert json.loads((d2 / "mla_generation_module_perf.t02.jsonl").read_text())["latency_ms"] == 2.1
+
+
+def test_worker_configs_carry_the_decode_backend(monkeypatch):
+    from collector.measure import apply_configs, current_configs
+    monkeypatch.setattr(ATT, "DENSE_IMPL", "decode")
+    monkeypatch.setattr(fi_mla, "CONFIG", dict(fi_mla.CONFIG))
+    cfg = current_configs()
+    cfg.update(dense_impl="flashinfer", fi_mla_config={"backend": "fa2", "page": 64})
+    apply_configs(cfg)
+    assert ATT.DENSE_IMPL == "flashinfer" and fi_mla.CONFIG == {"backend": "fa2", "page": 64}
+    assert current_configs()["fi_mla_config"] == {"backend": "fa2", "page": 64}
