@@ -135,15 +135,16 @@ def test_bench_bytes_match_run10_figures():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
-@pytest.mark.parametrize("kvname,page", [("bf16", 1), ("bf16", 64), ("fp8", 64)])
-def test_flashinfer_matches_float64_reference(kvname, page):
+@pytest.mark.parametrize("kvname,page,H", [("bf16", 1, 128), ("bf16", 64, 128), ("fp8", 64, 128), ("bf16", 1, 16),
+                                            ("fp8", 1, 32)])
+def test_flashinfer_matches_float64_reference(kvname, page, H):
     why = fi_mla.available()
     if why:
         pytest.skip(f"flashinfer: {why}")
     kvd = torch.bfloat16 if kvname == "bf16" else torch.float8_e4m3fn
     scale = 1.0 if kvname == "bf16" else 0.5
     g = torch.Generator(device="cuda").manual_seed(5)
-    H, lengths, starts = 128, (2000, 37, 1500), (0, 2048, 4096)
+    lengths, starts = (2000, 37, 1500), (0, 2048, 4096)
     ql = torch.randn((3, H, 512), generator=g, device="cuda").bfloat16()
     qp = torch.randn((3, H, 64), generator=g, device="cuda").bfloat16()
     kv = torch.randn((6144, 576), generator=g, device="cuda").to(kvd)
@@ -191,3 +192,40 @@ def test_worker_configs_carry_the_decode_backend(monkeypatch):
     apply_configs(cfg)
     assert ATT.DENSE_IMPL == "flashinfer" and fi_mla.CONFIG == {"backend": "fa2", "page": 64}
     assert current_configs()["fi_mla_config"] == {"backend": "fa2", "page": 64}
+
+
+def test_module_pads_requests_to_pages_with_the_same_rows(monkeypatch):
+    """With the FlashInfer decode each request's cache rows start on a page (Lc = L rounded up), holding
+    the same random rows as the unpadded cache, so both decodes see the same problem."""
+    from collector.modules import AttentionModule
+    m = AttentionModule("mla", 16, "bfloat16", "bfloat16", device="cpu", use_triton=False)
+    plain = m.prepare_generation(2, 70)
+    monkeypatch.setattr(ATT, "DENSE_IMPL", "flashinfer")
+    monkeypatch.setitem(fi_mla.CONFIG, "page", 64)
+    padded = m.prepare_generation(2, 70)
+    assert plain.meta["Lc"] == 71 and padded.meta["Lc"] == 128 and padded.meta["L"] == 71
+    assert padded.state["start"].tolist() == [0, 128]
+    kv_p, kv_q = plain.state["kv"].view(2, 71, -1), padded.state["kv"].view(2, 128, -1)
+    assert torch.equal(kv_q[:, :71], kv_p) and not kv_q[:, 71:].any()
+    monkeypatch.setattr(ATT, "DENSE_IMPL", "decode")
+    out_plain = plain.run()
+    out_padded = padded.run()  # use_triton=False: the float64 reference over start/length either way
+    assert torch.allclose(out_plain, out_padded)
+
+
+def test_pick_needs_both_caches_passing_and_a_clear_win():
+    spec = importlib.util.spec_from_file_location("fi_pick", ROOT / "benchmarks/collector_runs/run11/pick.py")
+    pick = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pick)
+
+    def row(kv, kernel, ms, ok=True):
+        return {"kv": kv, "kernel": kernel, "ms": ms, "pass": ok}
+    rows = [row("bf16", "triton 0.2 (chosen config)", 2.0), row("fp8", "triton 0.2 (chosen config)", 2.0),
+            row("bf16", "flashinfer fa3 page 1", 1.2), row("bf16", "flashinfer fa3 page 64", 1.0),
+            row("bf16", "flashinfer fa2 page 64", 0.8), row("fp8", "flashinfer fa3 page 64", 0.9)]
+    assert pick.choose(rows) == {"backend": "fa3", "page": 64, "ms": 1.0, "triton_ms": 2.0}  # fa2: no FP8
+    rows[5]["pass"] = False  # FP8 failed its check: the sweep would measure a wrong kernel
+    assert pick.choose(rows) is None
+    rows[5]["pass"] = True
+    rows[3]["ms"] = rows[2]["ms"] = 1.85  # within 10% of the Triton kernel: not a clear win
+    assert pick.choose(rows) is None
