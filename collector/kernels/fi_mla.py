@@ -73,7 +73,11 @@ class FlashInferMLA:
     per shape, outside the timed region, as a serving engine does once per decode step."""
 
     def __init__(self, device, backend: str = "fa3", page: int = 1, workspace: torch.Tensor | None = None):
+        import tvm_ffi
         from flashinfer.mla import BatchMLAPagedAttentionWrapper, MLAPlanMetadata
+        # FlashInfer launches on TVM-FFI's current stream: tie it to torch's (the timing stream, a graph
+        # capture), which TVM-FFI does by itself only where torch exposes its DLPack exchange API
+        self._on_torch_stream = tvm_ffi.use_torch_stream
         self.page = page
         self.backend = backend
         self._meta_cls = MLAPlanMetadata
@@ -105,7 +109,8 @@ class FlashInferMLA:
             scales = dict(ckv_scale=kv_scale, kpe_scale=kv_scale)
         elif kv_scale != 1.0:
             raise ValueError("a kv_scale other than 1 needs the FP8 cache")
-        return self.wrapper.run(query=(q_lat, q_pe), kv_cache=(ckv, kpe), out=out, **scales)
+        with self._on_torch_stream():
+            return self.wrapper.run(query=(q_lat, q_pe), kv_cache=(ckv, kpe), out=out, **scales)
 
 
 # Decode backend of the collector (mla_attn.DENSE_IMPL = "flashinfer"): FlashInfer backend and page size.
