@@ -9,6 +9,8 @@
 set -u
 C=$(cd "$(dirname "$0")" && pwd); cd "$C/code" || exit 1
 export PYTHONPATH=$PWD:/tmp/site PYTHONUNBUFFERED=1 FLASHINFER_WORKSPACE_BASE=/tmp/fiws
+# a JIT fallback (AOT module not loadable) links against $CUDA_HOME/lib64: FlashInfer guesses it from nvcc's path
+[ -z "${CUDA_HOME:-}" ] && [ -d /usr/local/cuda/lib64 ] && export CUDA_HOME=/usr/local/cuda
 mkdir -p /tmp/site
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "$C"/whl/*.whl \
   || echo "pip install rc $?"
