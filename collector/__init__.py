@@ -8,3 +8,11 @@ the GPU); ``python -m collector --help`` lists the commands.
 FRAMEWORK = "perfwh"
 # 0.2: MLA decode through kernels/mla_decode.py (issue 16); 0.1 rows (the first data set) stay as they are.
 VERSION = "0.2"
+# 0.3: MLA decode through FlashInfer's paged MLA kernel (mla_attn.DENSE_IMPL = "flashinfer",
+# kernels/fi_mla.py, run 11); rows measured with the Triton decode stay 0.2.
+FLASHINFER_VERSION = "0.3"
+
+
+def version_for(dense_impl: str) -> str:
+    """The collector version of rows measured with this MLA decode implementation."""
+    return FLASHINFER_VERSION if dense_impl == "flashinfer" else VERSION

@@ -1,5 +1,6 @@
 """Raw-log writers: collector CSV (``<table>[.<tag>].txt``) and JSONL run log
-(``<table>[.<tag>].jsonl``) under ``<root>/<system>/perfwh/0.1/``.
+(``<table>[.<tag>].jsonl``) under ``<root>/<system>/perfwh/<version>/`` (the version follows the
+MLA decode implementation: ``version_for``).
 
 Both files are appended one measurement at a time and flushed, so a crash
 loses at most the shape in flight; ``done_keys`` reads every JSONL of a table
@@ -16,7 +17,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from . import FRAMEWORK, VERSION
+from . import FRAMEWORK, VERSION, version_for
 from .config import MODELS, OPS
 from .sweep import Shape
 
@@ -25,6 +26,7 @@ CSV_HEADER = ("framework,version,device,op_name,kernel_source,model,architecture
 SCHEMA = "perfwh.run/1"
 KERNEL_SOURCE = {"dsa": "triton_sparse", "mla_generation": "triton_decode", "mla_context": "torch_sdpa",
                  "mla_generation_kernel": "triton_decode", "mla_context_kernel": "torch_sdpa"}
+FLASHINFER_SOURCE = "flashinfer_mla"  # MLA decode through FlashInfer (mla_attn.DENSE_IMPL = "flashinfer")
 
 
 def gemm_column(shape: Shape) -> str | None:
@@ -32,14 +34,16 @@ def gemm_column(shape: Shape) -> str | None:
     return None if shape.op.endswith("_kernel") else shape.gemm_type
 
 
-def kernel_source(shape: Shape) -> str:
+def kernel_source(shape: Shape, dense_impl: str = "decode") -> str:
     if shape.family == "dsa":
         return KERNEL_SOURCE["dsa"]
+    if dense_impl == "flashinfer" and shape.op in ("mla_generation", "mla_generation_kernel"):
+        return FLASHINFER_SOURCE
     return KERNEL_SOURCE[shape.op]
 
 
-def out_dir(root: Path, system: str) -> Path:
-    return Path(root) / system / FRAMEWORK / VERSION
+def out_dir(root: Path, system: str, version: str = VERSION) -> Path:
+    return Path(root) / system / FRAMEWORK / version
 
 
 def utcnow() -> str:
@@ -50,10 +54,12 @@ FAILURES = ".failures.jsonl"
 
 
 class RawLogWriter:
-    def __init__(self, root: Path, system: str, device: str, run_id: str, env: dict, tag: str | None = None):
+    def __init__(self, root: Path, system: str, device: str, run_id: str, env: dict, tag: str | None = None,
+                 dense_impl: str = "decode"):
         if tag is not None and (not tag or not all(c.isalnum() or c in "-_" for c in tag)):
             raise ValueError(f"file tag {tag!r}: use letters, digits, '-' and '_' only")
-        self.dir = out_dir(root, system)
+        self.version, self.dense_impl = version_for(dense_impl), dense_impl
+        self.dir = out_dir(root, system, self.version)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.system, self.device, self.run_id, self.env, self.tag = system, device, run_id, env, tag
 
@@ -75,7 +81,8 @@ class RawLogWriter:
         op_name = OPS[shape.op][1]
         step = shape.prefix
         return ",".join(str(v) for v in (
-            FRAMEWORK, VERSION, self.device, op_name, kernel_source(shape), model, arch, "bfloat16",
+            FRAMEWORK, self.version, self.device, op_name, kernel_source(shape, self.dense_impl), model, arch,
+            "bfloat16",
             shape.kv_cache_dtype, gemm_column(shape) or "", shape.num_heads, shape.batch_size, shape.isl, 1, step,
             f"{latency_ms:.5f}"))
 
@@ -84,8 +91,8 @@ class RawLogWriter:
         model, arch = MODELS[shape.family]
         row = {
             "schema": SCHEMA, "run_id": self.run_id, "timestamp": utcnow(), "device": self.device,
-            "system": self.system, "framework": FRAMEWORK, "version": VERSION, "op": shape.op,
-            "kernel_source": kernel_source(shape), "model": model, "architecture": arch,
+            "system": self.system, "framework": FRAMEWORK, "version": self.version, "op": shape.op,
+            "kernel_source": kernel_source(shape, self.dense_impl), "model": model, "architecture": arch,
             "attn_dtype": "bfloat16", "kv_cache_dtype": shape.kv_cache_dtype, "gemm_type": gemm_column(shape),
             "num_heads": shape.num_heads, "batch_size": shape.batch_size, "isl": shape.isl,
         }
@@ -119,26 +126,26 @@ def shape_from_json(row: dict) -> Shape:
                  int(row["batch_size"]), int(row["isl"]), int(prefix))
 
 
-def table_logs(root: Path, system: str, op: str) -> list[Path]:
+def table_logs(root: Path, system: str, op: str, version: str = VERSION) -> list[Path]:
     """The JSONL logs of one table: ``<stem>.jsonl`` and every ``<stem>.<tag>.jsonl``."""
-    d, stem = out_dir(root, system), OPS[op][0]
+    d, stem = out_dir(root, system, version), OPS[op][0]
     return sorted(p for p in [d / f"{stem}.jsonl", *d.glob(f"{stem}.*.jsonl")] if p.is_file())
 
 
-def read_rows(root: Path, system: str) -> list[dict]:
+def read_rows(root: Path, system: str, version: str = VERSION) -> list[dict]:
     rows = []
     for op in OPS:
-        for p in table_logs(root, system, op):
+        for p in table_logs(root, system, op, version):
             for line in p.read_text().splitlines():
                 if line.strip():
                     rows.append(json.loads(line))
     return rows
 
 
-def read_failures(root: Path, system: str) -> list[dict]:
-    p = out_dir(root, system) / FAILURES
+def read_failures(root: Path, system: str, version: str = VERSION) -> list[dict]:
+    p = out_dir(root, system, version) / FAILURES
     return [json.loads(x) for x in p.read_text().splitlines() if x.strip()] if p.exists() else []
 
 
-def done_keys(root: Path, system: str) -> set[tuple]:
-    return {shape_from_json(r).key() for r in read_rows(root, system)}
+def done_keys(root: Path, system: str, version: str = VERSION) -> set[tuple]:
+    return {shape_from_json(r).key() for r in read_rows(root, system, version)}

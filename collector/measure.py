@@ -17,9 +17,10 @@ def current_configs() -> dict:
     from .gemm import IMPL
     from .kernels import indexer as IDX
     from .kernels import mla_attn as ATT
+    from .kernels import fi_mla as FI
     from .kernels import mla_decode as DEC
     return {"gemm_impl": dict(IMPL), "attn_config": dict(ATT.CONFIG), "attn_config_dec": dict(ATT.CONFIG_DEC),
-            "decode_config": dict(DEC.CONFIG), "dense_impl": ATT.DENSE_IMPL,
+            "decode_config": dict(DEC.CONFIG), "dense_impl": ATT.DENSE_IMPL, "fi_mla_config": dict(FI.CONFIG),
             "indexer_gen_config": dict(IDX.GEN_CONFIG), "indexer_config": dict(IDX.CTX_CONFIG),
             "sdpa": {"pad_v": bool(MOD.SDPA_PAD_V)}}
 
@@ -29,12 +30,14 @@ def apply_configs(cfg: dict) -> None:
     from .gemm import IMPL
     from .kernels import indexer as IDX
     from .kernels import mla_attn as ATT
+    from .kernels import fi_mla as FI
     from .kernels import mla_decode as DEC
     IMPL.update(cfg.get("gemm_impl", {}))
     ATT.CONFIG.update(cfg.get("attn_config", {}))
     ATT.CONFIG_DEC.update(cfg.get("attn_config_dec", {}))
     DEC.CONFIG.update(cfg.get("decode_config", {}))
-    ATT.DENSE_IMPL = cfg.get("dense_impl", ATT.DENSE_IMPL)  # "legacy" = the 0.1 dense decode
+    ATT.DENSE_IMPL = cfg.get("dense_impl", ATT.DENSE_IMPL)  # "legacy" = 0.1, "flashinfer" = 0.3 (fi_mla.py)
+    FI.CONFIG.update(cfg.get("fi_mla_config", {}))
     IDX.GEN_CONFIG.update(cfg.get("indexer_gen_config", {}))
     IDX.CTX_CONFIG.update(cfg.get("indexer_config", {}))
     MOD.SDPA_PAD_V = bool(cfg.get("sdpa", {}).get("pad_v", False))

@@ -137,13 +137,21 @@ class AttentionModule:
 
     def prepare_generation(self, batch: int, kv_len: int, seed: int = 1) -> Step:
         b, L = batch, kv_len + 1
+        Lc = L
+        if self.family == "mla" and ATT.DENSE_IMPL == "flashinfer":
+            from .kernels import fi_mla  # paged kernel: each request's rows start on a page
+            Lc = -(-L // fi_mla.CONFIG["page"]) * fi_mla.CONFIG["page"]
         g = torch.Generator(device=self.device).manual_seed(seed)
         st = self._caches(b, L, g)
+        if Lc != L:  # the same rows as unpadded (same random data for either decode), each request page-aligned
+            kv = torch.zeros((b, Lc, self.d.d_latent), device=self.device, dtype=st["kv"].dtype)
+            kv[:, :L] = st["kv"].view(b, L, -1)
+            st["kv"] = kv.view(b * Lc, -1)
         st["x"] = torch.randn((b, self.d.hidden), device=self.device, generator=g).to(self.act)
         pos = torch.full((b,), kv_len, device=self.device)
         st["cos"], st["sin"] = rope_tables(pos, self.d.qk_rope, self.act)
-        meta = dict(phase="generation", b=b, isl=1, prefix=kv_len, T=b, L=L, Lc=L, n_q=1, pos0=kv_len)
-        st["start"] = (torch.arange(b, device=self.device, dtype=torch.int32) * L)
+        meta = dict(phase="generation", b=b, isl=1, prefix=kv_len, T=b, L=L, Lc=Lc, n_q=1, pos0=kv_len)
+        st["start"] = (torch.arange(b, device=self.device, dtype=torch.int32) * Lc)
         st["len"] = torch.full((b,), L, device=self.device, dtype=torch.int32)
         if self.family == "dsa":
             self._prep_indexer(st, meta)

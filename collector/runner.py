@@ -40,9 +40,11 @@ def sweep(spec_path=None, out="data/raw", *, deadline_s: float = 1e9, ops=None, 
     device = info["device"]
     system = system_of(device)
     file_tag = run_id if tag == "run" else tag
-    writer = RawLogWriter(Path(out), system, device, run_id, info.get("env", {}), tag=file_tag)
+    dense_impl = kwargs.get("configs", {}).get("dense_impl", "decode")
+    writer = RawLogWriter(Path(out), system, device, run_id, info.get("env", {}), tag=file_tag,
+                          dense_impl=dense_impl)
     shapes = expand(spec, ops)
-    done = done_keys(Path(out), system)
+    done = done_keys(Path(out), system, writer.version)
     todo = [s for s in shapes if s.key() not in done]
     log(f"sweep: {len(shapes)} shapes in spec, {len(shapes) - len(todo)} already measured, {len(todo)} to do; "
         f"device {device} -> {system}; run {run_id}; worker pid {info.get('worker_pid')}")

@@ -43,7 +43,8 @@ CONFIG_DEC = {"block_n": 64, "num_warps": 8, "num_stages": 2, "block_h_max": 64,
               "split_target": 1, "split_target_dense": 4}
 DEC_PROGRAMS = 4
 # Dense (MLA decode) mode: "decode" = mla_decode.py (collector 0.2: all heads of a
-# cache block co-resident, kv split by makespan); "legacy" = this kernel (0.1).
+# cache block co-resident, kv split by makespan); "legacy" = this kernel (0.1);
+# "flashinfer" = FlashInfer's paged MLA decode (fi_mla.py, collector 0.3).
 DENSE_IMPL = "decode"
 LAST = {}  # compile report of the last launch (registers, spills)
 
@@ -206,12 +207,16 @@ def mla_attention(q_lat: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor, *,
     scaled by kv_scale). Sparse mode: idx [T,K] int32 global rows (-1 = empty).
     Dense mode: start/length [T] int32 and n_slots = max(length) (for the grid).
     """
+    dense = idx is None
+    if dense and DENSE_IMPL == "flashinfer":
+        from . import fi_mla
+        return fi_mla.decode(q_lat, q_pe, kv, out=out, start=start, length=length, sm_scale=sm_scale,
+                             kv_scale=kv_scale, workspace=workspace)
     if not HAVE_TRITON:
         raise RuntimeError("triton is not installed: use mla_attention_ref")
     T, H, d_lat = q_lat.shape
     d_pe = q_pe.shape[-1]
     assert kv.shape[1] == d_lat + d_pe and kv.stride(1) == 1
-    dense = idx is None
     if dense and DENSE_IMPL == "decode":
         from . import mla_decode
         return mla_decode.mla_decode(q_lat, q_pe, kv, out=out, start=start, length=length, n_slots=n_slots,

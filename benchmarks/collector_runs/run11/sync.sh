@@ -1,0 +1,14 @@
+#!/bin/bash
+# Copy this worktree's collector code, the run-11 scripts, the trimmed FlashInfer tarball and the tvm-ffi
+# wheel into <session checkout>/.carry_fi16 (ignored via .git/info/exclude): the device tool sends the
+# session's checkout, not a helper's worktree.   sync.sh FLASHINFER_TGZ TVM_FFI_WHEEL
+set -e
+SRC=$(cd "$(dirname "$0")/../../.." && pwd); DST=${DST:-/work/main/.carry_fi16}
+rm -rf "$DST"; mkdir -p "$DST/code/tests" "$DST/code/benchmarks/collector_runs" "$DST/whl"
+cp -r "$SRC/collector" "$DST/code/"; cp -r "$SRC/tests/collector" "$DST/code/tests/"
+cp "$SRC"/benchmarks/*.py "$DST/code/benchmarks/"
+cp -r "$SRC/benchmarks/collector_runs/run11" "$SRC/benchmarks/collector_runs/run10" "$DST/code/benchmarks/collector_runs/"
+cp "$SRC/benchmarks/collector_runs/run11/run"*.sh "$DST/"
+cp "$1" "$DST/flashinfer.tgz"; cp "$2" "$DST/whl/"
+find "$DST" -name __pycache__ -prune -exec rm -rf {} +
+du -sh "$DST"
