@@ -258,7 +258,9 @@ class Store:
     @staticmethod
     def files(dt: DeltaTable) -> pl.DataFrame:
         """(path, sha, bytes, modified) of the files live in `dt`'s loaded version."""
-        acts = pa.table(dt.get_add_actions(flatten=True))
+        # through the Arrow stream interface: pa.table() on a foreign table imports pandas (~0.3 s) to ask
+        # whether it is a DataFrame
+        acts = pa.RecordBatchReader.from_stream(dt.get_add_actions(flatten=True)).read_all()
         if acts.num_rows == 0:
             return pl.DataFrame(schema={"path": pl.String, "sha": pl.String, "bytes": pl.Int64, "modified": pl.Int64})
         return pl.DataFrame(
