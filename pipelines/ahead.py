@@ -26,9 +26,10 @@ class ReportAhead:
     key: tuple[str, str, str]
     process: subprocess.Popen
 
-    def wait(self) -> bool:
-        """Wait for the worker; True when it left a report to adopt."""
-        return self.process.wait() == 0
+    def wait(self) -> None:
+        """Wait for the worker (what it left, if anything, is found by its inputs key: no exit status
+        is trusted, it reads 0 where the process's children are reaped for it)."""
+        self.process.wait()
 
     def stop(self) -> None:
         """End a worker still running (Ctrl-C, a failed run): its half-computed report is not written."""
