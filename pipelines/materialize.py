@@ -26,7 +26,7 @@ from estimator.derived.partition import slice_key
 from warehouse.landing import landing_mirrors
 from warehouse.paths import WarehousePaths, resolve_home
 
-from .ahead import start_report_ahead
+from .ahead import report_ahead
 from .instance import write_instance_config
 from .state import landing_state, resolve_landing, stale_partitions
 
@@ -232,6 +232,10 @@ def run_materialize(
         summary.seconds = time.perf_counter() - started
         return summary
 
+    # a worker that imports the accuracy report's code now, while this process ingests (pipelines.ahead);
+    # told its slice once the partitions build, or stopped (its stdin closes with this process at the latest)
+    ahead = report_ahead(wh_home, [f.key for f in state.pending])
+
     from assets.constants import RAW_LOG_PARTITIONS
     from assets.ingest import measurements, raw_log_files
     from warehouse.landing import fingerprint
@@ -308,7 +312,8 @@ def run_materialize(
         progress(f"building perf_points, sol_calibration, interpolation_grids of {len(stale)} stale partition(s) "
                  f"({settings.workers()} at once, in {len(ranges)} run(s)), then accuracy_report, warehouse_views ...")
         t0 = time.perf_counter()
-        ahead = start_report_ahead(wh_home)  # the second core cross-validates while the first builds
+        if ahead:
+            ahead.start()  # the second core cross-validates while the first builds
         results = []
         try:
             for first, last in ranges:
@@ -352,5 +357,7 @@ def run_materialize(
                      + (f"; {summary.build_errors} slice(s) not modelled: see table build_errors"
                         if summary.build_errors else ""))
             progress(partition_table(status, {slice_key(k) for k in stale}))
+    if ahead:
+        ahead.stop()
     summary.seconds = time.perf_counter() - started
     return summary

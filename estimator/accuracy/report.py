@@ -94,10 +94,20 @@ def compute_ahead(home, key: tuple[str, str, str], seed: int) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m estimator.accuracy.report HOME SYSTEM BACKEND VERSION SEED`: compute_ahead."""
-    home, system, backend, version, seed = sys.argv[1:] if argv is None else argv
+    """`python -m estimator.accuracy.report HOME`, then one line `SYSTEM BACKEND VERSION SEED` on stdin:
+    compute_ahead of that slice (end of input: nothing to compute). The imports come first, so that a
+    worker started early has them done when its slice arrives."""
+    (home,) = sys.argv[1:] if argv is None else argv
     try:
-        compute_ahead(home, (system, backend, version), int(seed))
+        from warehouse.read import read_perf_points  # noqa: F401 - imported while the parent ingests
+
+        from .protocol import run_accuracy  # noqa: F401
+
+        words = sys.stdin.readline().split()
+        if len(words) != 4:
+            return 0
+        *key, seed = words
+        compute_ahead(home, tuple(key), int(seed))
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the parent reports it
         return 130
     return 0

@@ -38,17 +38,36 @@ def in_step(monkeypatch) -> list:
 
 @pytest.fixture
 def workers(monkeypatch) -> list:
-    """The report workers' command lines (Dagster starts processes of its own too)."""
+    """The report workers started (Dagster starts processes of its own too)."""
     started = []
     real = subprocess.Popen
 
     def popen(cmd, *args, **kwargs):
+        process = real(cmd, *args, **kwargs)
         if "estimator.accuracy.report" in cmd:
-            started.append(cmd)
-        return real(cmd, *args, **kwargs)
+            started.append(process)
+        return process
 
     monkeypatch.setattr("pipelines.ahead.subprocess.Popen", popen)
     return started
+
+
+@pytest.fixture
+def told(monkeypatch) -> list:
+    """The slices a worker was told to compute."""
+    from pipelines.ahead import ReportAhead
+
+    slices = []
+    start = ReportAhead.start
+
+    def recording(self):
+        if start(self):
+            slices.append(self.key)
+            return True
+        return False
+
+    monkeypatch.setattr(ReportAhead, "start", recording)
+    return slices
 
 
 def _report_metadata(dagster_home) -> dict:
@@ -73,17 +92,17 @@ def _own_collector_log(landing, scale: float = 1.0):
 
 
 @pytest.mark.slow
-def test_changed_slice_is_computed_once_by_the_worker(tmp_path, landing, dagster_home, in_step, workers):
+def test_changed_slice_is_computed_once_by_the_worker(tmp_path, landing, dagster_home, in_step, workers, told):
     home = tmp_path / "wh"
     _materialize(home, landing)  # first build: no partition to choose the slice from yet, the asset computes it
-    assert in_step == [PROTOCOL] and workers == []
+    assert in_step == [PROTOCOL] and workers == [] and told == []
     assert _report_metadata(dagster_home)["computed"] == "in this step"
     in_step.clear()
 
     write_dsa_generation(landing, scale=1.1)  # the report's slice changes
     changed = _materialize(home, landing)
     assert changed.partitions_rebuilt == [PROTOCOL]
-    assert len(workers) == 1 and workers[0][-4:] == [*PROTOCOL, "0"]
+    assert len(workers) == 1 and told == [PROTOCOL]  # the raw log's path names the slice: started before the ingest
     assert in_step == []  # computed by the worker only
     meta = _report_metadata(dagster_home)
     assert meta["recomputed"] and meta["computed"] == "ahead, beside the derived partitions"
@@ -94,7 +113,8 @@ def test_changed_slice_is_computed_once_by_the_worker(tmp_path, landing, dagster
 
 
 @pytest.mark.slow
-def test_report_is_not_recomputed_when_another_slice_changed(tmp_path, landing, dagster_home, in_step, workers):
+def test_report_is_not_recomputed_when_another_slice_changed(tmp_path, landing, dagster_home, in_step, workers,
+                                                            told):
     home = tmp_path / "wh"
     _own_collector_log(landing)
     _materialize(home, landing)
@@ -104,7 +124,10 @@ def test_report_is_not_recomputed_when_another_slice_changed(tmp_path, landing, 
     _own_collector_log(landing, scale=1.1)
     changed = _materialize(home, landing)
     assert changed.partitions_rebuilt == [("h200_sxm", "perfwh", "0.1")]
-    assert workers == [] and in_step == []
+    assert told == [] and in_step == []
+    # its landing path (own/h200_sxm/trtllm/1.0/...) looked like the report's slice: a worker was
+    # started before the ingest, then stopped once the rows turned out to be another slice's
+    assert len(workers) == 1 and workers[0].poll() is not None
     meta = _report_metadata(dagster_home)
     assert not meta["recomputed"] and meta["computed"] == "no: inputs unchanged"
     assert pl.read_parquet(report_path(home)).equals(before)
@@ -124,13 +147,13 @@ def test_a_report_computed_ahead_is_adopted_only_for_its_inputs(tmp_path):
 
 
 def test_a_stopped_worker_leaves_nothing_to_adopt(tmp_path, monkeypatch):
-    from pipelines.ahead import start_report_ahead
+    from pipelines.ahead import ReportAhead
 
     home = tmp_path / "wh"
     ingest_paths([write_dsa_context(tmp_path / "aic")], home)
     monkeypatch.setattr("pipelines.ahead.report_slice", lambda home: PROTOCOL)  # no partition built to choose from
-    ahead = start_report_ahead(home)
-    assert ahead is not None and ahead.process.poll() is None
+    ahead = ReportAhead(home)
+    assert ahead.start() and ahead.process.poll() is None
     ahead.stop()  # Ctrl-C or a failed derived run: before the worker is done
     assert ahead.process.poll() is not None
     assert not adopt_ahead(home, PROTOCOL, report_inputs(home, PROTOCOL, 0))
