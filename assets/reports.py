@@ -8,14 +8,14 @@ import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
-from estimator.accuracy.protocol import default_slice, format_table, missed_targets, run_accuracy, summarize
-from estimator.derived.partition import INPUTS_KEY
+from estimator.accuracy.protocol import format_table, missed_targets
+from estimator.accuracy.report import (
+    ACCURACY_TABLE, adopt_ahead, compute_report, is_current, report_inputs, report_path, report_slice, write_report,
+)
 from estimator.derived.store import DerivedStore
-from warehouse.atomic import write_parquet_atomic
 from warehouse.derived import read_derived
-from warehouse.paths import WarehousePaths
 from warehouse.location import is_object_home
-from warehouse.read import read_perf_points, table_counts, view_row_counts
+from warehouse.read import table_counts, view_row_counts
 from warehouse.views import refresh_views
 
 from .constants import DERIVED_AUTOMATION, PREVIEW_ROWS, REPORTS, VIEWS_POOL
@@ -23,8 +23,6 @@ from .grids import interpolation_grids, perf_points, sol_calibration
 from .ingest import raw_log_files
 from .metadata import markdown_table
 from .resources import WarehouseSettings
-
-ACCURACY_TABLE = "accuracy_report"
 
 
 class AccuracyConfig(dg.Config):
@@ -41,10 +39,8 @@ class AccuracyConfig(dg.Config):
 def accuracy_slice(home, config: AccuracyConfig) -> tuple[str, str, str]:
     """(system, backend, version) the config names, defaults filled by the estimator (from the
     derived partitions' point counts: no pass over every measurement)."""
-    store = DerivedStore(home, progress=False, say=lambda line: None)
-    store.refresh()  # a no-op after the derived partitions' run
-    slices = store.slice_counts()
-    return default_slice(home, config.system, config.backend, config.version, slices=slices)
+    DerivedStore(home, progress=False, say=lambda line: None).refresh()  # a no-op after the derived partitions' run
+    return report_slice(home, config.system, config.backend, config.version)
 
 
 @dg.asset(group_name=REPORTS, deps=[perf_points, sol_calibration, interpolation_grids], kinds={"parquet", "polars"},
@@ -52,29 +48,28 @@ def accuracy_slice(home, config: AccuracyConfig) -> tuple[str, str, str]:
 def accuracy_report(config: AccuracyConfig, settings: WarehouseSettings) -> dg.MaterializeResult:
     """Cross-validated estimator error (median / p90 %) per table, class and method."""
     home = settings.home_path()
-    system, backend, version = accuracy_slice(home, config)
+    key = accuracy_slice(home, config)
     # The same freshness rule as the derived partitions: recomputed only when the slice's inputs
     # (or the seed) changed since the report on disk was computed.
-    inputs = f"{DerivedStore(home, progress=False).inputs_of((system, backend, version))}:{config.seed}"
-    target = WarehousePaths.at(home).derived_table(ACCURACY_TABLE)
-    current = target.exists() and pl.read_parquet_metadata(target).get(INPUTS_KEY) == inputs
-    if current:
-        summary = pl.read_parquet(target)
-        points = DerivedStore(home, progress=False).read((system, backend, version), "perf_points")
+    inputs = report_inputs(home, key, config.seed)
+    target = report_path(home)
+    if is_current(home, inputs):
+        computed = "no: inputs unchanged"
+    elif adopt_ahead(home, key, inputs):  # `perfwh materialize` computed it beside the partition build
+        computed = "ahead, beside the derived partitions"
     else:
-        points = read_perf_points(home, system=system, framework=backend, version=version)
-        summary = summarize(run_accuracy(points, seed=config.seed)).with_columns(
-            pl.lit(system).alias("system"), pl.lit(backend).alias("framework"), pl.lit(version).alias("version")
-        )
-        write_parquet_atomic(summary, WarehousePaths.at(home).ensure().derived_table(ACCURACY_TABLE),
-                             metadata={INPUTS_KEY: inputs})
+        write_report(home, compute_report(home, key, config.seed), inputs)
+        computed = "in this step"
+    summary = pl.read_parquet(target)
+    points = DerivedStore(home, progress=False).read(key, "perf_points")
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": dg.MetadataValue.int(summary.height),
             "path": dg.MetadataValue.path(str(target)),
-            "slice": f"{system} / {backend} {version}",
+            "slice": "{} / {} {}".format(*key),
             "points": dg.MetadataValue.int(points.height),
-            "recomputed": dg.MetadataValue.bool(not current),
+            "recomputed": dg.MetadataValue.bool(not computed.startswith("no")),
+            "computed": computed,
             "report": dg.MetadataValue.md(format_table(summary)),
         }
     )

@@ -3,7 +3,9 @@ new or changed raw logs (one run over their partition range), register the
 warehouse's (system, framework, version) slices as `derived_slice` partitions,
 run `derived_job` over the stale ones only (estimator.derived.store's freshness rule;
 one run per contiguous range of stale keys, built `PERFWH_MAX_CONCURRENT` at
-once), then `reports_job` once, and print every partition's status.
+once), then `reports_job` once, and print every partition's status. When the
+accuracy report's slice changed, a second process computes it while the
+partitions build (pipelines.ahead) and the reports run adopts it.
 
 When nothing is new and every derived partition is current, no run is launched
 (and Dagster is not even imported). Runs are recorded in a persistent Dagster
@@ -24,6 +26,7 @@ from estimator.derived.partition import slice_key
 from warehouse.landing import landing_mirrors
 from warehouse.paths import WarehousePaths, resolve_home
 
+from .ahead import report_ahead
 from .instance import write_instance_config
 from .state import landing_state, resolve_landing, stale_partitions
 
@@ -229,6 +232,10 @@ def run_materialize(
         summary.seconds = time.perf_counter() - started
         return summary
 
+    # a worker that imports the accuracy report's code now, while this process ingests (pipelines.ahead);
+    # told its slice once the partitions build, or stopped (its stdin closes with this process at the latest)
+    ahead = report_ahead(wh_home, [f.key for f in state.pending])
+
     from assets.constants import RAW_LOG_PARTITIONS
     from assets.ingest import measurements, raw_log_files
     from warehouse.landing import fingerprint
@@ -305,22 +312,30 @@ def run_materialize(
         progress(f"building perf_points, sol_calibration, interpolation_grids of {len(stale)} stale partition(s) "
                  f"({settings.workers()} at once, in {len(ranges)} run(s)), then accuracy_report, warehouse_views ...")
         t0 = time.perf_counter()
+        if ahead:
+            ahead.start()  # the second core cross-validates while the first builds
         results = []
-        for first, last in ranges:
-            results.append(derived_job.execute_in_process(
-                instance=instance, run_config=QUIET_LOGS, raise_on_error=False,
-                tags={FINGERPRINT_KEY: current, **range_tags(first, last)},
-                partition_key=first if first == last else None))
-            stop_if_interrupted(results[-1])
-        t1 = time.perf_counter()
-        if all(r.success for r in results):
-            # the measurement checks ran in this ingest run already: not a second time
-            only = {"asset_selection": [k for k in reports_job.asset_layer.selected_asset_keys
-                                        if k != measurements.key]} if todo else {}
-            results.append(reports_job.execute_in_process(instance=instance, run_config=QUIET_LOGS,
-                                                          tags={FINGERPRINT_KEY: current}, raise_on_error=False,
-                                                          **only))
-            stop_if_interrupted(results[-1])
+        try:
+            for first, last in ranges:
+                results.append(derived_job.execute_in_process(
+                    instance=instance, run_config=QUIET_LOGS, raise_on_error=False,
+                    tags={FINGERPRINT_KEY: current, **range_tags(first, last)},
+                    partition_key=first if first == last else None))
+                stop_if_interrupted(results[-1])
+            t1 = time.perf_counter()
+            if all(r.success for r in results):
+                if ahead:
+                    ahead.wait()
+                # the measurement checks ran in this ingest run already: not a second time
+                only = {"asset_selection": [k for k in reports_job.asset_layer.selected_asset_keys
+                                            if k != measurements.key]} if todo else {}
+                results.append(reports_job.execute_in_process(instance=instance, run_config=QUIET_LOGS,
+                                                              tags={FINGERPRINT_KEY: current}, raise_on_error=False,
+                                                              **only))
+                stop_if_interrupted(results[-1])
+        finally:
+            if ahead:
+                ahead.stop()
         failed = [f"{r.job_def.name} ({r.run_id})" for r in results if not r.success]
         for result in results:
             summary.checks += _checks(result)
@@ -342,5 +357,7 @@ def run_materialize(
                      + (f"; {summary.build_errors} slice(s) not modelled: see table build_errors"
                         if summary.build_errors else ""))
             progress(partition_table(status, {slice_key(k) for k in stale}))
+    if ahead:
+        ahead.stop()
     summary.seconds = time.perf_counter() - started
     return summary

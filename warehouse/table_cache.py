@@ -26,7 +26,7 @@ _LOCK = threading.Lock()
 FIRST_COMMIT = "_delta_log/" + "0" * 20 + ".json"
 
 
-def _identity(uri: str, local: bool) -> object:
+def identity(uri: str, local: bool) -> object:
     """What must be unchanged for a kept table to still be this URI's table (None: do not keep)."""
     if not local:
         return "object store"
@@ -48,7 +48,7 @@ def latest(uri: str, local: bool) -> DeltaTable | None:
     if kept is None:
         return None
     ident, dt = kept
-    if ident is None or ident != _identity(uri, local):
+    if ident is None or ident != identity(uri, local):
         forget(uri)
         return None
     try:
@@ -61,7 +61,7 @@ def latest(uri: str, local: bool) -> DeltaTable | None:
 
 def keep(uri: str, local: bool, dt: DeltaTable) -> DeltaTable:
     """Keep `dt` (opened at the latest version) for the next `latest(uri)` of this thread."""
-    ident = _identity(uri, local)
+    ident = identity(uri, local)
     if ident is not None:
         with _LOCK:
             _KEPT[_key(uri)] = (ident, dt)

@@ -70,13 +70,15 @@ def count_connections(monkeypatch):
     from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 
     opened = []
-    connect = SqliteEventLogStorage._connect
 
-    def counting(self, shard):
-        opened.append(shard)
-        return connect(self, shard)
+    def counting(connect):
+        def _connect(self, shard):
+            opened.append(shard)
+            return connect(self, shard)
+        return _connect
 
-    monkeypatch.setattr(SqliteEventLogStorage, "_connect", counting)
+    for cls in (SqliteEventLogStorage, BatchedSqliteEventLogStorage):  # the batched one has its own
+        monkeypatch.setattr(cls, "_connect", counting(cls._connect))
     return opened
 
 
@@ -106,7 +108,26 @@ def test_generated_sqlite_instance_batches_and_shows_the_same_status(tmp_path, c
     _, few, many, _ = seen["plain"]
     assert many - few >= 4 * 9
     _, few, many, _ = seen["batched"]
-    assert many - few <= 2
+    assert few > 0 and many - few <= 2
+
+
+def test_sqlite_shards_stay_open_in_wal_mode_between_writes(tmp_path):
+    """Closing Dagster's connection after each write does not checkpoint the WAL away (fsyncs);
+    another reader (a webserver) sees every event; closing the instance checkpoints it."""
+    home = write_instance_config(tmp_path / "dh", environ={}).parent
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert ingest_ticks(instance, tmp_path, [3]) == [True]
+        storage = instance.event_log_storage
+        run_id = instance.get_runs()[0].run_id
+        with storage.run_connection(run_id) as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+        shard = Path(storage.path_for_shard(run_id))
+        assert Path(f"{shard}-wal").exists()
+        with dg.DagsterInstance.from_config(str(home)) as reader:
+            logs = reader.all_logs(run_id)
+            assert len(logs) == len(instance.all_logs(run_id)) and any(e.is_dagster_event for e in logs)
+    assert not Path(f"{shard}-wal").exists()
 
 
 def test_a_failed_batch_run_marks_each_of_its_partitions_failed(tmp_path, monkeypatch):

@@ -71,3 +71,25 @@ def test_threads_do_not_share_a_table(tmp_path):
     t.start()
     t.join()
     assert there[0] is not here and there[0].version() == here.version()
+
+
+def test_a_snapshot_is_loaded_once_per_ledger_version(tmp_path):
+    from warehouse.tables import load_snapshot
+
+    store = Store(tmp_path)
+    store.create_tables()
+    v1 = store.append_events([_event(1)])
+    first = load_snapshot(tmp_path)
+    assert load_snapshot(tmp_path) is first and first.version == v1
+    v2 = store.append_events([_event(2)])
+    second = load_snapshot(tmp_path)
+    assert second is not first and second.version == v2 and second.events.height == 2
+    assert load_snapshot(tmp_path, as_of=v1) is first  # an older version: the one already loaded
+    # the warehouse deleted and made again: the same version number is another snapshot
+    shutil.rmtree(tmp_path)
+    store = Store(tmp_path)
+    store.create_tables()
+    store.append_events([_event(7)])
+    assert store.append_events([_event(8)]) == v2
+    again = load_snapshot(tmp_path)
+    assert again is not second and sorted(again.events["sha256"]) == [f"{7:064d}", f"{8:064d}"]
