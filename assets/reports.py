@@ -9,7 +9,7 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from estimator.accuracy.protocol import format_table, missed_targets
-from estimator.accuracy.report import (
+from estimator.derived.accuracy_report import (
     ACCURACY_TABLE, adopt_ahead, compute_report, is_current, report_inputs, report_path, report_slice, write_report,
 )
 from estimator.derived.store import DerivedStore

@@ -1,5 +1,5 @@
 """The accuracy report computed ahead, in a second process, while `perfwh materialize` builds derived
-partitions (one core builds, the other cross-validates; estimator.accuracy.report says why that is
+partitions (one core builds, the other cross-validates; estimator.derived.accuracy_report says why that is
 sound). The reports run adopts the result when its slice and inputs are the ones computed, else
 computes the report itself: a worker that fails or guessed another slice costs time, never a
 wrong report. Told a slice only when the default slice's report is stale, on a home with a local folder.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import polars as pl
 
-from estimator.accuracy.report import is_current, report_inputs, report_path, report_slice
+from estimator.derived.accuracy_report import is_current, report_inputs, report_path, report_slice
 from warehouse.paths import WarehousePaths
 
 ENV_AHEAD = "PERFWH_REPORT_AHEAD"  # "0": compute the accuracy report in the reports run only
@@ -31,7 +31,7 @@ def _spawn(home) -> subprocess.Popen:
     root = str(Path(__file__).resolve().parents[1])  # this checkout's packages, however the parent found them
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     # its errors surface where they belong: the reports run computes the report itself and fails there
-    return subprocess.Popen([sys.executable, "-m", "estimator.accuracy.report", str(home)], stdin=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "estimator.derived.accuracy_report", str(home)], stdin=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, text=True)
 
 

@@ -9,7 +9,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from estimator.accuracy.report import (
+from estimator.derived.accuracy_report import (
     adopt_ahead, ahead_path, compute_ahead, compute_report, is_current, report_inputs, report_path,
 )
 from tests.pipelines.fixtures import write_dsa_context, write_dsa_generation
@@ -44,7 +44,7 @@ def workers(monkeypatch) -> list:
 
     def popen(cmd, *args, **kwargs):
         process = real(cmd, *args, **kwargs)
-        if "estimator.accuracy.report" in cmd:
+        if "estimator.derived.accuracy_report" in cmd:
             started.append(process)
         return process
 

@@ -3,7 +3,7 @@ its inputs (the slice's raw logs and the seed) so that it is recomputed only whe
 
 The `accuracy_report` asset computes it after the derived partitions are built. Its numbers do not
 depend on them (it reads the slice's perf points from the measurements), so `perfwh materialize`
-computes it ahead, in a second process, while a partition builds (`python -m estimator.accuracy.report`,
+computes it ahead, in a second process, while a partition builds (`python -m estimator.derived.accuracy_report`,
 pipelines.ahead); the result waits in `derived/ahead/` under its inputs key and the asset adopts it
 when its slice and inputs turn out the same, else computes the report itself.
 """
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import polars as pl
 
-from estimator.derived.partition import INPUTS_KEY
-from estimator.derived.store import DerivedStore
+from .partition import INPUTS_KEY
+from .store import DerivedStore
 from warehouse.atomic import write_parquet_atomic
 from warehouse.paths import WarehousePaths
 
@@ -29,7 +29,7 @@ AHEAD_FOLDER = "ahead"
 def report_slice(home, system: str = "", backend: str = "", version: str = "") -> tuple[str, str, str]:
     """(system, backend, version) to cross-validate, defaults filled from the built derived partitions'
     point counts (no pass over every measurement, no partition rebuilt)."""
-    from .protocol import default_slice
+    from estimator.accuracy.protocol import default_slice
 
     store = DerivedStore(home, progress=False, say=lambda line: None)
     return default_slice(home, system, backend, version, slices=store.slice_counts())
@@ -61,7 +61,7 @@ def compute_report(home, key: tuple[str, str, str], seed: int) -> pl.DataFrame:
     """Cross-validated error summary of slice `key`, its perf points read from the measurements."""
     from warehouse.read import read_perf_points
 
-    from .protocol import run_accuracy, summarize
+    from estimator.accuracy.protocol import run_accuracy, summarize
 
     system, backend, version = key
     points = read_perf_points(home, system=system, framework=backend, version=version)
@@ -94,14 +94,14 @@ def compute_ahead(home, key: tuple[str, str, str], seed: int) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m estimator.accuracy.report HOME`, then one line `SYSTEM BACKEND VERSION SEED` on stdin:
+    """`python -m estimator.derived.accuracy_report HOME`, then one line `SYSTEM BACKEND VERSION SEED` on stdin:
     compute_ahead of that slice (end of input: nothing to compute). The imports come first, so that a
     worker started early has them done when its slice arrives."""
     (home,) = sys.argv[1:] if argv is None else argv
     try:
         from warehouse.read import read_perf_points  # noqa: F401 - imported while the parent ingests
 
-        from .protocol import run_accuracy  # noqa: F401
+        from estimator.accuracy.protocol import run_accuracy  # noqa: F401
 
         words = sys.stdin.readline().split()
         if len(words) != 4:
