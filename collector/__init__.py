@@ -11,6 +11,10 @@ VERSION = "0.2"
 # 0.3: MLA decode through FlashInfer's paged MLA kernel (mla_attn.DENSE_IMPL = "flashinfer",
 # kernels/fi_mla.py, run 11); rows measured with the Triton decode stay 0.2.
 FLASHINFER_VERSION = "0.3"
+# The latent-cache dtypes that collector 0.3 decodes through FlashInfer; the others keep the Triton decode
+# (run 11, H100, b=64 kv_len 32k H=128: FlashInfer fa3 bf16 1.090 ms against Triton 1.960; with the FP8
+# cache 3.512 ms against 1.958). `fi_mla_config["kv_dtypes"]` in a configs JSON overrides it.
+FLASHINFER_KV_DTYPES = ("bfloat16",)
 
 
 def version_for(dense_impl: str) -> str:

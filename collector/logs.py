@@ -38,7 +38,10 @@ def kernel_source(shape: Shape, dense_impl: str = "decode") -> str:
     if shape.family == "dsa":
         return KERNEL_SOURCE["dsa"]
     if dense_impl == "flashinfer" and shape.op in ("mla_generation", "mla_generation_kernel"):
-        return FLASHINFER_SOURCE
+        from .kernels.fi_mla import serves
+
+        if serves(shape.kv_cache_dtype):
+            return FLASHINFER_SOURCE
     return KERNEL_SOURCE[shape.op]
 
 

@@ -20,6 +20,8 @@ import warnings
 
 import torch
 
+from .. import FLASHINFER_KV_DTYPES
+
 D_LAT, D_PE = 512, 64
 WORKSPACE_BYTES = 128 << 20  # FlashInfer's suggested float workspace (split-kv partials)
 
@@ -115,7 +117,13 @@ class FlashInferMLA:
 
 # Decode backend of the collector (mla_attn.DENSE_IMPL = "flashinfer"): FlashInfer backend and page size.
 # page 1 takes any request start (the module's rows per request, kv_len + 1, are rarely page-aligned).
-CONFIG = {"backend": "fa3", "page": 1}
+CONFIG = {"backend": "fa3", "page": 1, "kv_dtypes": list(FLASHINFER_KV_DTYPES)}
+
+
+def serves(kv_dtype: str) -> bool:
+    """Whether the FlashInfer decode takes a cache of this dtype ("bfloat16", "fp8"); the others go
+    to the Triton decode (``mla_decode.py``)."""
+    return kv_dtype in CONFIG.get("kv_dtypes", FLASHINFER_KV_DTYPES)
 
 
 def decode(q_lat: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor, *, out: torch.Tensor,

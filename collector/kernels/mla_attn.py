@@ -208,16 +208,19 @@ def mla_attention(q_lat: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor, *,
     Dense mode: start/length [T] int32 and n_slots = max(length) (for the grid).
     """
     dense = idx is None
+    fi = None
     if dense and DENSE_IMPL == "flashinfer":
         from . import fi_mla
-        return fi_mla.decode(q_lat, q_pe, kv, out=out, start=start, length=length, sm_scale=sm_scale,
+        fi = fi_mla if fi_mla.serves("fp8" if kv.dtype == torch.float8_e4m3fn else "bfloat16") else None
+    if fi is not None:
+        return fi.decode(q_lat, q_pe, kv, out=out, start=start, length=length, sm_scale=sm_scale,
                              kv_scale=kv_scale, workspace=workspace)
     if not HAVE_TRITON:
         raise RuntimeError("triton is not installed: use mla_attention_ref")
     T, H, d_lat = q_lat.shape
     d_pe = q_pe.shape[-1]
     assert kv.shape[1] == d_lat + d_pe and kv.stride(1) == 1
-    if dense and DENSE_IMPL == "decode":
+    if dense and DENSE_IMPL in ("decode", "flashinfer"):  # flashinfer: a cache dtype it does not serve
         from . import mla_decode
         return mla_decode.mla_decode(q_lat, q_pe, kv, out=out, start=start, length=length, n_slots=n_slots,
                                      sm_scale=sm_scale, kv_scale=kv_scale, splits=splits, workspace=workspace,

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 torch = pytest.importorskip("torch")
 
@@ -183,6 +184,36 @@ def test_flashinfer_rows_are_a_new_collector_version(tmp_path):
     assert json.loads((d2 / "mla_generation_module_perf.t02.jsonl").read_text())["latency_ms"] == 2.1
 
 
+def test_fp8_cache_keeps_the_triton_decode_in_a_flashinfer_run(monkeypatch):
+    """Run 11 measured FlashInfer's FP8-cache decode 1.8x slower than the Triton one: a 0.3 run decodes
+    only the bf16 cache through FlashInfer, and its FP8 rows say which kernel measured them."""
+    from collector.logs import KERNEL_SOURCE, kernel_source
+    from collector.sweep import Shape
+
+    assert fi_mla.serves("bfloat16") and not fi_mla.serves("fp8")
+    bf16 = Shape("mla_generation", 128, "bfloat16", "bfloat16", 64, 1, 32768)
+    fp8 = Shape("mla_generation", 128, "fp8_block", "fp8", 64, 1, 32768)
+    assert kernel_source(bf16, "flashinfer") == "flashinfer_mla"
+    assert kernel_source(fp8, "flashinfer") == KERNEL_SOURCE["mla_generation"] == kernel_source(fp8, "decode")
+    monkeypatch.setitem(fi_mla.CONFIG, "kv_dtypes", ["bfloat16", "fp8"])  # configs JSON override
+    assert kernel_source(fp8, "flashinfer") == "flashinfer_mla"
+    # the dispatch: with an FP8 cache, mla_attention goes to mla_decode even when DENSE_IMPL is flashinfer
+    monkeypatch.setitem(fi_mla.CONFIG, "kv_dtypes", ["bfloat16"])
+    monkeypatch.setattr(ATT, "DENSE_IMPL", "flashinfer")
+    monkeypatch.setattr(ATT, "HAVE_TRITON", True)
+    called = []
+    from collector.kernels import mla_decode
+    monkeypatch.setattr(mla_decode, "mla_decode", lambda *a, **k: called.append("triton") or "triton")
+    monkeypatch.setattr(fi_mla, "decode", lambda *a, **k: called.append("flashinfer") or "flashinfer")
+    q_lat, q_pe = torch.zeros(2, 4, 512), torch.zeros(2, 4, 64)
+    start, length = torch.tensor([0, 8]), torch.tensor([8, 8])
+    for dtype, want in ((torch.float8_e4m3fn, "triton"), (torch.bfloat16, "flashinfer")):
+        kv = torch.zeros(16, 576).to(dtype)
+        ATT.mla_attention(q_lat, q_pe, kv, out=torch.empty(2, 4, 512), start=start, length=length, n_slots=8,
+                          sm_scale=0.1)
+        assert called[-1] == want
+
+
 def test_worker_configs_carry_the_decode_backend(monkeypatch):
     from collector.measure import apply_configs, current_configs
     monkeypatch.setattr(ATT, "DENSE_IMPL", "decode")
@@ -190,8 +221,9 @@ def test_worker_configs_carry_the_decode_backend(monkeypatch):
     cfg = current_configs()
     cfg.update(dense_impl="flashinfer", fi_mla_config={"backend": "fa2", "page": 64})
     apply_configs(cfg)
-    assert ATT.DENSE_IMPL == "flashinfer" and fi_mla.CONFIG == {"backend": "fa2", "page": 64}
-    assert current_configs()["fi_mla_config"] == {"backend": "fa2", "page": 64}
+    want = {"backend": "fa2", "page": 64, "kv_dtypes": ["bfloat16"]}  # kv_dtypes: the default, kept
+    assert ATT.DENSE_IMPL == "flashinfer" and fi_mla.CONFIG == want
+    assert current_configs()["fi_mla_config"] == want
 
 
 def test_module_pads_requests_to_pages_with_the_same_rows(monkeypatch):
