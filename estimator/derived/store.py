@@ -23,6 +23,7 @@ for that slice fail (`SliceBuildError`), naming it.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -52,6 +53,25 @@ def _build_in_worker(home: str, key: tuple[str, str, str], shas: list[str], file
     raw logs' data files, so the worker need not load the ledger again."""
     DerivedStore(home, progress=False, say=lambda line: None).build(key, shas, files=files)
     return key
+
+
+def _exit_with_parent(parent: int, every_s: float = 1.0) -> None:
+    """Pool initializer: end this worker when the process that started it is gone.
+
+    A `perfwh materialize` killed with SIGKILL (no cleanup) left its two spawned build workers
+    idle for good, each holding its imports (seen: still there minutes later). A daemon thread
+    notices the new parent (init or a subreaper) within `every_s` and exits; a build it was in the
+    middle of is lost, which is safe: partitions are written beside and renamed into place."""
+    import os
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 # ---- persistence ------------------------------------------------------------------------------
@@ -253,7 +273,8 @@ class DerivedStore:
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         order = self.largest_first(todo, parts)
-        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=mp.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=mp.get_context("spawn"),
+                                 initializer=_exit_with_parent, initargs=(os.getpid(),)) as pool:
             futures = [pool.submit(_build_in_worker, str(self.paths.home), k, parts[k], self.files_of(parts[k]))
                        for k in order]
             for done in as_completed(futures):

@@ -6,6 +6,9 @@ reason, and every other query answers exactly as in a warehouse without it.
 A changed raw log rebuilds only the partition it feeds.
 """
 
+import os
+import sys
+
 import polars as pl
 import pytest
 
@@ -188,3 +191,47 @@ def test_parallel_builds_start_with_the_largest_partition(homes):
     on_disk = [sum(Path(f).stat().st_size for f in store.files_of(parts[k])) for k in order]
     assert order[0] == TRT  # four ops of synthetic points; the others hold one or two
     assert sorted(order) == sorted(parts) and on_disk == sorted(on_disk, reverse=True) and on_disk[-1] < on_disk[0]
+
+
+WORKER_SCRIPT = """
+import multiprocessing as mp, os, time
+from concurrent.futures import ProcessPoolExecutor
+from estimator.derived.store import _exit_with_parent
+if __name__ == "__main__":
+    pool = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), initializer=_exit_with_parent,
+                               initargs=(os.getpid(), 0.1))
+    print(pool.submit(os.getpid).result(), flush=True)
+    time.sleep(120)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return not any(line.startswith("State:") and "Z" in line.split()[1] for line in fh)
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_build_workers_exit_when_their_parent_is_killed(tmp_path):
+    """`perfwh materialize` killed with SIGKILL used to leave its spawned build workers idle for good."""
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import REPO
+
+    script = tmp_path / "pool.py"
+    script.write_text(WORKER_SCRIPT)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    worker = int(parent.stdout.readline())
+    assert _alive(worker)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    parent.stdout.close()
+    deadline = time.monotonic() + 15
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(worker)
