@@ -17,6 +17,7 @@ pytestmark = [
 ]
 
 NEW_KEY = "h200_sxm/trtllm/1.0/dsa_generation_module_perf.txt"
+FIRST_KEY = "h200_sxm/trtllm/1.0/dsa_context_module_perf.txt"  # the first of the two files there at start
 
 
 def test_dagster_dev_sensor_run_and_screenshot(tmp_path):
@@ -41,6 +42,10 @@ def test_dagster_dev_sensor_run_and_screenshot(tmp_path):
         }
         assert checks == CHECKS
 
+        # the first tick's run (the two files already there) first: a new file that lands before that tick
+        # would join its batch (one run over a range of partitions) instead of getting a run of its own
+        first = dev.wait_run(base, ("dagster/asset_partition_range_start", FIRST_KEY))
+        assert first["status"] == "SUCCESS", (first, log.read_text()[-3000:])
         write_dsa_generation(landing)
         run = dev.wait_run(base, ("perfwh/raw_log", NEW_KEY))
         assert run["status"] == "SUCCESS", (run, log.read_text()[-3000:])
