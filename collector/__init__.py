@@ -17,6 +17,16 @@ FLASHINFER_VERSION = "0.3"
 FLASHINFER_KV_DTYPES = ("bfloat16",)
 
 
-def version_for(dense_impl: str) -> str:
-    """The collector version of rows measured with this MLA decode implementation."""
+# 0.4: the generation prologue fused into two Triton launches (modules.PROLOGUE = "fused",
+# kernels/prologue.py), on top of whichever decode `kernel_source` names; eager-prologue rows keep 0.2 / 0.3.
+FUSED_PROLOGUE_VERSION = "0.4"
+PROLOGUES = ("eager", "fused")
+
+
+def version_for(dense_impl: str, prologue: str = "eager") -> str:
+    """The collector version of rows measured with this MLA decode implementation and prologue."""
+    if prologue not in PROLOGUES:
+        raise ValueError(f"prologue {prologue!r}: expected one of {PROLOGUES}")
+    if prologue == "fused":
+        return FUSED_PROLOGUE_VERSION
     return FLASHINFER_VERSION if dense_impl == "flashinfer" else VERSION

@@ -1,6 +1,6 @@
 """Raw-log writers: collector CSV (``<table>[.<tag>].txt``) and JSONL run log
 (``<table>[.<tag>].jsonl``) under ``<root>/<system>/perfwh/<version>/`` (the version follows the
-MLA decode implementation: ``version_for``).
+MLA decode implementation and the generation prologue: ``version_for``; JSONL rows name the prologue).
 
 Both files are appended one measurement at a time and flushed, so a crash
 loses at most the shape in flight; ``done_keys`` reads every JSONL of a table
@@ -58,10 +58,10 @@ FAILURES = ".failures.jsonl"
 
 class RawLogWriter:
     def __init__(self, root: Path, system: str, device: str, run_id: str, env: dict, tag: str | None = None,
-                 dense_impl: str = "decode"):
+                 dense_impl: str = "decode", prologue: str = "eager"):
         if tag is not None and (not tag or not all(c.isalnum() or c in "-_" for c in tag)):
             raise ValueError(f"file tag {tag!r}: use letters, digits, '-' and '_' only")
-        self.version, self.dense_impl = version_for(dense_impl), dense_impl
+        self.version, self.dense_impl, self.prologue = version_for(dense_impl, prologue), dense_impl, prologue
         self.dir = out_dir(root, system, self.version)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.system, self.device, self.run_id, self.env, self.tag = system, device, run_id, env, tag
@@ -98,6 +98,9 @@ class RawLogWriter:
             "kernel_source": kernel_source(shape, self.dense_impl), "model": model, "architecture": arch,
             "attn_dtype": "bfloat16", "kv_cache_dtype": shape.kv_cache_dtype, "gemm_type": gemm_column(shape),
             "num_heads": shape.num_heads, "batch_size": shape.batch_size, "isl": shape.isl,
+            # the code around the attention kernel: context rows are always measured with the eager prologue
+            "prologue": self.prologue if shape.phase == "generation" and not shape.op.endswith("_kernel")
+            else "eager",
         }
         if shape.phase == "context":
             row["prefix"] = shape.prefix

@@ -22,7 +22,7 @@ def current_configs() -> dict:
     return {"gemm_impl": dict(IMPL), "attn_config": dict(ATT.CONFIG), "attn_config_dec": dict(ATT.CONFIG_DEC),
             "decode_config": dict(DEC.CONFIG), "dense_impl": ATT.DENSE_IMPL, "fi_mla_config": dict(FI.CONFIG),
             "indexer_gen_config": dict(IDX.GEN_CONFIG), "indexer_config": dict(IDX.CTX_CONFIG),
-            "sdpa": {"pad_v": bool(MOD.SDPA_PAD_V)}}
+            "sdpa": {"pad_v": bool(MOD.SDPA_PAD_V)}, "prologue": MOD.PROLOGUE}
 
 
 def apply_configs(cfg: dict) -> None:
@@ -41,6 +41,10 @@ def apply_configs(cfg: dict) -> None:
     IDX.GEN_CONFIG.update(cfg.get("indexer_gen_config", {}))
     IDX.CTX_CONFIG.update(cfg.get("indexer_config", {}))
     MOD.SDPA_PAD_V = bool(cfg.get("sdpa", {}).get("pad_v", False))
+    prologue = cfg.get("prologue", MOD.PROLOGUE)  # "eager" (reference) or "fused" (kernels/prologue.py)
+    if prologue not in ("eager", "fused"):
+        raise ValueError(f"prologue {prologue!r}: expected 'eager' or 'fused'")
+    MOD.PROLOGUE = prologue
 
 
 def is_device_error(exc: BaseException) -> bool:

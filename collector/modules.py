@@ -33,7 +33,11 @@ from .config import DIMS, AttnDims
 from .gemm import FP8, Linear, quant_groups, quant_groups_ref
 from .kernels import indexer as IDX
 from .kernels import mla_attn as ATT
+from .kernels import prologue as PRO
 
+# Generation prologue (RMSNorms, RoPEs, cache append): "eager" = the torch ops below (the reference,
+# collector <= 0.3), "fused" = kernels/prologue.py (two Triton launches; context stays eager).
+PROLOGUE = "eager"
 # MLA context: pad V from 128 to 192 columns so SDPA can take its flash path
 # (set by the GPU probe when that is faster)
 SDPA_PAD_V = False
@@ -185,17 +189,23 @@ class AttentionModule:
         o1 = d.q_lora_rank
         o2 = o1 + d.kv_lora_rank
         o3 = o2 + d.qk_rope
-        q_a = F.rms_norm(a[:, :o1], (d.q_lora_rank,), self.q_norm, 1e-6)
-        kv_c = F.rms_norm(a[:, o1:o2], (d.kv_lora_rank,), self.kv_norm, 1e-6)
         cos, sin = st["cos"], st["sin"]
-        k_pe = rope(a[:, o2:o3], cos, sin)
-        # append this step's latent rows to the cache
-        kv3 = st["kv"].view(b, Lc, d.d_latent)
-        new = kv3[:, pos0:pos0 + n_q]
-        new[..., :d.kv_lora_rank].copy_(kv_c.view(b, n_q, -1))
-        new[..., d.kv_lora_rank:].copy_(k_pe.view(b, n_q, -1))
+        fused = PROLOGUE == "fused" and self.use_triton and meta["phase"] == "generation"
+        if fused:  # kernels/prologue.py: q_a and this step's cache row in one launch
+            q_a = PRO.gen_prologue(a, self.q_norm, self.kv_norm, cos, sin, st["kv"], st["start"], st["len"],
+                                   d_q=o1, d_c=d.kv_lora_rank, d_r=d.qk_rope, kv_scale=self.kv_scale)
+        else:
+            q_a = F.rms_norm(a[:, :o1], (d.q_lora_rank,), self.q_norm, 1e-6)
+            kv_c = F.rms_norm(a[:, o1:o2], (d.kv_lora_rank,), self.kv_norm, 1e-6)
+            k_pe = rope(a[:, o2:o3], cos, sin)
+            # append this step's latent rows to the cache
+            kv3 = st["kv"].view(b, Lc, d.d_latent)
+            new = kv3[:, pos0:pos0 + n_q]
+            new[..., :d.kv_lora_rank].copy_(kv_c.view(b, n_q, -1))
+            new[..., d.kv_lora_rank:].copy_(k_pe.view(b, n_q, -1))
         q = self.wq_b(q_a)[:, :H * d.qk_head].view(T, H, d.qk_head)
-        q_pe = rope(q[..., d.qk_nope:], cos[:, None], sin[:, None])
+        q_pe = PRO.rope_q(q[..., d.qk_nope:], cos, sin) if fused else rope(q[..., d.qk_nope:], cos[:, None],
+                                                                            sin[:, None])
         if self.family == "mla" and meta["phase"] == "context":
             o = self._mla_context_attention(q, q_pe, kv_c, k_pe, st, meta)
         else:
@@ -216,7 +226,12 @@ class AttentionModule:
             else:
                 o_lat.copy_(ATT.mla_attention_ref(q_lat.transpose(0, 1), q_pe, st["kv"], **kw)
                             .to(self.act).transpose(0, 1))
-            o = torch.bmm(o_lat, self.w_uv).transpose(0, 1).reshape(T, H * d.v_head)
+            if fused:  # bmm writes [T, H, 128] through its transposed view: no transpose copy after it
+                o = torch.empty((T, H, d.v_head), device=self.device, dtype=self.act)
+                torch.bmm(o_lat, self.w_uv, out=o.transpose(0, 1))
+                o = o.view(T, H * d.v_head)
+            else:
+                o = torch.bmm(o_lat, self.w_uv).transpose(0, 1).reshape(T, H * d.v_head)
         return self.wo(o)[:, :d.hidden]
 
     def _mla_context_attention(self, q, q_pe, kv_c, k_pe, st, meta):

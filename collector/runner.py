@@ -40,9 +40,9 @@ def sweep(spec_path=None, out="data/raw", *, deadline_s: float = 1e9, ops=None, 
     device = info["device"]
     system = system_of(device)
     file_tag = run_id if tag == "run" else tag
-    dense_impl = kwargs.get("configs", {}).get("dense_impl", "decode")
+    cfg = kwargs.get("configs", {})
     writer = RawLogWriter(Path(out), system, device, run_id, info.get("env", {}), tag=file_tag,
-                          dense_impl=dense_impl)
+                          dense_impl=cfg.get("dense_impl", "decode"), prologue=cfg.get("prologue", "eager"))
     shapes = expand(spec, ops)
     done = done_keys(Path(out), system, writer.version)
     todo = [s for s in shapes if s.key() not in done]
