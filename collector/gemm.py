@@ -55,11 +55,12 @@ if HAVE_TRITON:
     import triton.language as tl
 
     @triton.jit
-    def _quant_groups_kernel(X, XQ, S, K, s_x, s_xq, s_s_m, s_s_k, GROUP: tl.constexpr):
+    def _quant_groups_kernel(X, XQ, S, M, K, s_x, s_xq, s_s_m, s_s_k, GROUP: tl.constexpr):
+        # rows M.. of XQ / S (padding for the GEMM): zeros, the smallest scale
         m = tl.program_id(0).to(tl.int64)
         g = tl.program_id(1)
         offs = g * GROUP + tl.arange(0, GROUP)
-        x = tl.load(X + m * s_x + offs).to(tl.float32)
+        x = tl.load(X + m * s_x + offs, mask=(offs < K) & (m < M), other=0.0).to(tl.float32)
         amax = tl.maximum(tl.max(tl.abs(x), axis=0), 1e-4)
         s = amax / 448.0
         xq = tl.clamp(x / s, -448.0, 448.0)
@@ -90,18 +91,24 @@ if HAVE_TRITON:
                  mask=mmask[:, None] & nmask[None, :])
 
 
-def quant_groups(x: torch.Tensor, colmajor_scale: bool = False):
-    """Fused Triton version of quant_groups_ref (GPU); falls back to torch on CPU."""
-    if not (HAVE_TRITON and x.is_cuda):
-        xq, s = quant_groups_ref(x)
-        return xq, (s.t().contiguous().t() if colmajor_scale else s)
+def quant_groups(x: torch.Tensor, colmajor_scale: bool = False, rows: int | None = None):
+    """Fused Triton version of quant_groups_ref (GPU); falls back to torch on CPU.
+
+    ``rows`` > M: the outputs have that many rows, the extra ones zero (scale 1e-4 / 448), so a GEMM that
+    wants M padded takes them without a padded copy of x (one launch instead of two)."""
     M, K = x.shape
-    xq = torch.empty((M, K), dtype=FP8, device=x.device)
+    R = M if rows is None else rows
+    if R < M:
+        raise ValueError(f"rows {R} < the {M} rows of x")
+    if not (HAVE_TRITON and x.is_cuda):
+        xq, s = quant_groups_ref(torch.nn.functional.pad(x, (0, 0, 0, R - M)) if R > M else x)
+        return xq, (s.t().contiguous().t() if colmajor_scale else s)
+    xq = torch.empty((R, K), dtype=FP8, device=x.device)
     if colmajor_scale:
-        s = torch.empty((K // BLOCK, M), dtype=torch.float32, device=x.device).t()
+        s = torch.empty((K // BLOCK, R), dtype=torch.float32, device=x.device).t()
     else:
-        s = torch.empty((M, K // BLOCK), dtype=torch.float32, device=x.device)
-    _quant_groups_kernel[(M, K // BLOCK)](x, xq, s, K, x.stride(0), xq.stride(0), s.stride(0), s.stride(1),
+        s = torch.empty((R, K // BLOCK), dtype=torch.float32, device=x.device)
+    _quant_groups_kernel[(R, K // BLOCK)](x, xq, s, M, K, x.stride(0), xq.stride(0), s.stride(0), s.stride(1),
                                           GROUP=BLOCK, num_warps=1)
     return xq, s
 
@@ -147,13 +154,19 @@ class Linear:
         if self.gemm_type == "fp8_block":
             self.ws_t = self.ws.t().contiguous() if IMPL.get("b_scale_contig") else self.ws.t()
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, pad_in_quant: bool = False) -> torch.Tensor:
+        """``pad_in_quant``: with fp8_block through _scaled_mm, the activation quantisation writes the
+        padded rows itself (``quant_groups(rows=)``) instead of quantising a padded copy of x."""
         if self.gemm_type == "bfloat16" or not x.is_cuda:
             if self.gemm_type == "bfloat16":
                 return x @ self.w.t()
             return self.reference(x)
         M = x.shape[0]
         pad = (-M) % IMPL["pad_m"] if IMPL["pad_m"] else 0
+        if pad_in_quant and self.gemm_type == "fp8_block" and IMPL["fp8_block"] == "scaled_mm":
+            xq, xs = quant_groups(x, colmajor_scale=IMPL["a_scale_colmajor"], rows=M + pad)
+            y = torch._scaled_mm(xq, self.wq.t(), scale_a=xs, scale_b=self.ws_t, out_dtype=self.dtype)
+            return y[:M] if pad else y
         if pad:
             x = torch.nn.functional.pad(x, (0, 0, 0, pad))
         if self.gemm_type == "fp8_tensor":

@@ -185,12 +185,14 @@ class AttentionModule:
     def forward(self, st: dict, meta: dict) -> torch.Tensor:
         d, H = self.d, self.H
         b, T, L, Lc, n_q, pos0 = meta["b"], meta["T"], meta["L"], meta["Lc"], meta["n_q"], meta["pos0"]
-        a = self.wa(st["x"])
+        # fused: the generation step's glue in few launches (kernels/prologue.py, bmm into its output view,
+        # FP8 GEMM activations quantised straight into their padded rows)
+        fused = PROLOGUE == "fused" and self.use_triton and meta["phase"] == "generation"
+        a = self.wa(st["x"], pad_in_quant=fused)
         o1 = d.q_lora_rank
         o2 = o1 + d.kv_lora_rank
         o3 = o2 + d.qk_rope
         cos, sin = st["cos"], st["sin"]
-        fused = PROLOGUE == "fused" and self.use_triton and meta["phase"] == "generation"
         if fused:  # kernels/prologue.py: q_a and this step's cache row in one launch
             q_a = PRO.gen_prologue(a, self.q_norm, self.kv_norm, cos, sin, st["kv"], st["start"], st["len"],
                                    d_q=o1, d_c=d.kv_lora_rank, d_r=d.qk_rope, kv_scale=self.kv_scale)
@@ -203,7 +205,7 @@ class AttentionModule:
             new = kv3[:, pos0:pos0 + n_q]
             new[..., :d.kv_lora_rank].copy_(kv_c.view(b, n_q, -1))
             new[..., d.kv_lora_rank:].copy_(k_pe.view(b, n_q, -1))
-        q = self.wq_b(q_a)[:, :H * d.qk_head].view(T, H, d.qk_head)
+        q = self.wq_b(q_a, pad_in_quant=fused)[:, :H * d.qk_head].view(T, H, d.qk_head)
         q_pe = PRO.rope_q(q[..., d.qk_nope:], cos, sin) if fused else rope(q[..., d.qk_nope:], cos[:, None],
                                                                             sin[:, None])
         if self.family == "mla" and meta["phase"] == "context":
@@ -232,7 +234,7 @@ class AttentionModule:
                 o = o.view(T, H * d.v_head)
             else:
                 o = torch.bmm(o_lat, self.w_uv).transpose(0, 1).reshape(T, H * d.v_head)
-        return self.wo(o)[:, :d.hidden]
+        return self.wo(o, pad_in_quant=fused)[:, :d.hidden]
 
     def _mla_context_attention(self, q, q_pe, kv_c, k_pe, st, meta):
         d, H = self.d, self.H

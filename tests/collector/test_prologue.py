@@ -218,3 +218,31 @@ def test_gpu_fused_step_replays_in_a_cuda_graph():
     step = m.prepare_generation(4, 2048)
     tm = Bencher().time(step.run, target_ms=1, min_samples=2, max_samples=3)
     assert tm.method == "cuda_graph"
+
+
+def test_quant_groups_padded_rows():
+    """``rows=``: the extra rows are what quantising F.pad's zero rows gives (CPU: the torch fallback)."""
+    from collector.gemm import quant_groups
+    g = torch.Generator(device=DEV).manual_seed(5)
+    x = torch.randn((3, 256), generator=g, device=DEV).to(torch.bfloat16)
+    for col in (False, True):
+        xq, s = quant_groups(x, colmajor_scale=col, rows=16)
+        pq, ps = quant_groups(F.pad(x, (0, 0, 0, 13)), colmajor_scale=col)
+        assert xq.shape == (16, 256) and s.shape == (16, 2) and s.stride() == ps.stride()
+        assert torch.equal(xq.view(torch.uint8), pq.view(torch.uint8)) and torch.equal(s, ps)
+        assert not xq[3:].view(torch.uint8).any() and torch.all(s[3:] == 1e-4 / 448)
+    with pytest.raises(ValueError, match="rows"):
+        quant_groups(x, rows=2)
+
+
+@gpu
+@pytest.mark.parametrize("M", [1, 7, 16, 33])
+def test_gpu_linear_pad_in_quant_is_the_padded_gemm(M):
+    """fp8_block GEMM with the padding written by the quantisation: bit for bit the padded-copy GEMM."""
+    from collector.gemm import IMPL, Linear
+    if IMPL["fp8_block"] != "scaled_mm":
+        pytest.skip("the Triton fp8_block GEMM pads nothing")
+    g = torch.Generator(device=DEV).manual_seed(M)
+    lin = Linear(1536, 3072, "fp8_block", DEV, generator=g)
+    x = torch.randn((M, 1536), generator=g, device=DEV).to(torch.bfloat16)
+    assert torch.equal(lin(x, pad_in_quant=True), lin(x))
