@@ -163,10 +163,9 @@ class Linear:
             return self.reference(x)
         M = x.shape[0]
         pad = (-M) % IMPL["pad_m"] if IMPL["pad_m"] else 0
-        if pad_in_quant and self.gemm_type == "fp8_block" and IMPL["fp8_block"] == "scaled_mm":
+        if pad_in_quant and self.takes_quantised(x):
             xq, xs = quant_groups(x, colmajor_scale=IMPL["a_scale_colmajor"], rows=M + pad)
-            y = torch._scaled_mm(xq, self.wq.t(), scale_a=xs, scale_b=self.ws_t, out_dtype=self.dtype)
-            return y[:M] if pad else y
+            return self.mm_quantised(xq, xs, M)
         if pad:
             x = torch.nn.functional.pad(x, (0, 0, 0, pad))
         if self.gemm_type == "fp8_tensor":
@@ -179,6 +178,24 @@ class Linear:
             xq, xs = quant_groups(x)
             y = block_fp8_gemm_triton(xq, xs, self.wq, self.ws, self.dtype)
         return y[:M] if pad else y
+
+    def takes_quantised(self, x: torch.Tensor) -> bool:
+        """Whether a caller may quantise x itself (``quant_buffers``, ``mm_quantised``): fp8_block through
+        _scaled_mm on the GPU."""
+        return self.gemm_type == "fp8_block" and x.is_cuda and IMPL["fp8_block"] == "scaled_mm"
+
+    def quant_buffers(self, M: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Empty (xq, xs) for M activation rows in the layout _scaled_mm takes (rows padded to pad_m)."""
+        R = M + ((-M) % IMPL["pad_m"] if IMPL["pad_m"] else 0)
+        xq = torch.empty((R, self.in_f), dtype=FP8, device=device)
+        if IMPL["a_scale_colmajor"]:
+            return xq, torch.empty((self.in_f // BLOCK, R), dtype=torch.float32, device=device).t()
+        return xq, torch.empty((R, self.in_f // BLOCK), dtype=torch.float32, device=device)
+
+    def mm_quantised(self, xq: torch.Tensor, xs: torch.Tensor, M: int) -> torch.Tensor:
+        """The GEMM of activations already quantised as ``quant_groups(x, rows=)`` does; the first M rows."""
+        y = torch._scaled_mm(xq, self.wq.t(), scale_a=xs, scale_b=self.ws_t, out_dtype=self.dtype)
+        return y[:M] if y.shape[0] != M else y
 
     def reference(self, x: torch.Tensor) -> torch.Tensor:
         """What the GEMM should compute: quantised activations x dequantised weights."""

@@ -193,9 +193,8 @@ class AttentionModule:
         o2 = o1 + d.kv_lora_rank
         o3 = o2 + d.qk_rope
         cos, sin = st["cos"], st["sin"]
-        if fused:  # kernels/prologue.py: q_a and this step's cache row in one launch
-            q_a = PRO.gen_prologue(a, self.q_norm, self.kv_norm, cos, sin, st["kv"], st["start"], st["len"],
-                                   d_q=o1, d_c=d.kv_lora_rank, d_r=d.qk_rope, kv_scale=self.kv_scale)
+        if fused:
+            q_a, q = self._fused_prologue(a, st, T)
         else:
             q_a = F.rms_norm(a[:, :o1], (d.q_lora_rank,), self.q_norm, 1e-6)
             kv_c = F.rms_norm(a[:, o1:o2], (d.kv_lora_rank,), self.kv_norm, 1e-6)
@@ -205,7 +204,8 @@ class AttentionModule:
             new = kv3[:, pos0:pos0 + n_q]
             new[..., :d.kv_lora_rank].copy_(kv_c.view(b, n_q, -1))
             new[..., d.kv_lora_rank:].copy_(k_pe.view(b, n_q, -1))
-        q = self.wq_b(q_a, pad_in_quant=fused)[:, :H * d.qk_head].view(T, H, d.qk_head)
+            q = self.wq_b(q_a)
+        q = q[:, :H * d.qk_head].view(T, H, d.qk_head)
         q_pe = PRO.rope_q(q[..., d.qk_nope:], cos, sin) if fused else rope(q[..., d.qk_nope:], cos[:, None],
                                                                             sin[:, None])
         if self.family == "mla" and meta["phase"] == "context":
@@ -235,6 +235,18 @@ class AttentionModule:
             else:
                 o = torch.bmm(o_lat, self.w_uv).transpose(0, 1).reshape(T, H * d.v_head)
         return self.wo(o, pad_in_quant=fused)[:, :d.hidden]
+
+    def _fused_prologue(self, a, st, T):
+        """(q_a, wq_b output) and this step's cache row through one kernel (kernels/prologue.py); with an
+        FP8 block wq_b the kernel hands it q_a already quantised (q_a itself is kept for DSA's indexer)."""
+        d = self.d
+        quant = self.wq_b.quant_buffers(T, a.device) if self.wq_b.takes_quantised(a) else None
+        q_a = PRO.gen_prologue(a, self.q_norm, self.kv_norm, st["cos"], st["sin"], st["kv"], st["start"],
+                               st["len"], d_q=d.q_lora_rank, d_c=d.kv_lora_rank, d_r=d.qk_rope,
+                               kv_scale=self.kv_scale, quant=quant,
+                               write_q_a=quant is None or self.family == "dsa")
+        q = self.wq_b.mm_quantised(*quant, T) if quant is not None else self.wq_b(q_a, pad_in_quant=True)
+        return q_a, q
 
     def _mla_context_attention(self, q, q_pe, kv_c, k_pe, st, meta):
         d, H = self.d, self.H

@@ -51,9 +51,11 @@ def _rel(a, b):
 
 
 def _fp8_ulps_apart(a, b) -> int:
-    """Largest distance in representable FP8 steps between two e4m3 tensors (same-sign finite values)."""
-    ia, ib = a.view(torch.uint8).int(), b.view(torch.uint8).int()
-    return int((ia - ib).abs().max())
+    """Largest distance in representable FP8 steps between two e4m3 tensors (finite values; -0 = +0)."""
+    def ordinal(x):
+        u = x.view(torch.uint8).int()
+        return torch.where(u >= 128, 128 - u, u)  # sign-magnitude -> a monotone integer scale
+    return int((ordinal(a) - ordinal(b)).abs().max())
 
 
 @pytest.mark.parametrize("kv_dtype,kv_scale", [("act", 1.0), pytest.param("fp8", 0.5, marks=fp8_gpu)])
@@ -246,3 +248,32 @@ def test_gpu_linear_pad_in_quant_is_the_padded_gemm(M):
     lin = Linear(1536, 3072, "fp8_block", DEV, generator=g)
     x = torch.randn((M, 1536), generator=g, device=DEV).to(torch.bfloat16)
     assert torch.equal(lin(x, pad_in_quant=True), lin(x))
+
+
+@pytest.mark.parametrize("colmajor", [False, True])
+def test_gen_prologue_quantises_q_a_into_padded_rows(colmajor):
+    """quant=: q_a's FP8 block quantisation for wq_b, as gemm.quant_groups(q_a, rows=R) gives it. On the
+    CPU the scales and the padding rows (the interpreter's e4m3 rounding is wrong, see fp8_gpu); on the
+    GPU the FP8 values too, within one FP8 step (the kernel quantises q_a before its bf16 rounding)."""
+    from collector.gemm import quant_groups_ref
+    g = torch.Generator(device=DEV).manual_seed(9)
+    T, R, d_q, d_c, d_r = 3, 16, 1536, 512, 64
+    a = torch.randn((T, d_q + d_c + d_r), generator=g, device=DEV).to(DT)
+    qw = 1 + 0.1 * torch.randn(d_q, generator=g, device=DEV).to(DT)
+    kw = torch.ones(d_c, device=DEV, dtype=DT)
+    cos = torch.ones((T, d_r // 2), device=DEV, dtype=DT)
+    kv = torch.zeros((T * 4, d_c + d_r), device=DEV, dtype=DT)
+    start = torch.arange(T, device=DEV, dtype=torch.int32) * 4
+    length = torch.full((T,), 2, device=DEV, dtype=torch.int32)
+    q8 = torch.full((R, d_q), 1.0, device=DEV).to(FP8)
+    qs = torch.full((d_q // 128, R), -1.0, device=DEV).t() if colmajor else torch.full((R, d_q // 128), -1.0,
+                                                                                         device=DEV)
+    q_a = PRO.gen_prologue(a, qw, kw, cos, cos * 0, kv, start, length, d_q=d_q, d_c=d_c, d_r=d_r,
+                           quant=(q8, qs))
+    ref_q, ref_s = quant_groups_ref(F.rms_norm(a[:, :d_q].double(), (d_q,), qw.double(), 1e-6).float())
+    assert torch.allclose(qs[:T], ref_s, rtol=1e-5 if not CUDA else 1e-2)
+    assert torch.all(qs[T:] == 1e-4 / 448) and not q8[T:].view(torch.uint8).any()
+    assert _rel(kv[start.long() + 1, :d_c], F.rms_norm(a[:, d_q:d_q + d_c].double(), (d_c,), None, 1e-6)) < TOL
+    assert _rel(q_a, F.rms_norm(a[:, :d_q].double(), (d_q,), qw.double(), 1e-6)) < TOL
+    if CUDA:
+        assert _fp8_ulps_apart(q8[:T], ref_q) <= 1
