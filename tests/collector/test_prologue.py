@@ -191,6 +191,32 @@ def test_configs_switch_and_row_metadata(tmp_path):
     assert RawLogWriter(tmp_path, "h100_sxm", "H100", "r", {}).json_row(gen, 0.1, [], None)["prologue"] == "eager"
 
 
+
+def test_sweep_with_the_fused_prologue_writes_0_4_rows(tmp_path):
+    """`collector run --configs` with "prologue": "fused": the sweep's rows go to perfwh/0.4 and say so; an
+    eager-prologue 0.3 table in the same folder is neither touched nor counted as done."""
+    pytest.importorskip("yaml")
+    import json
+
+    from collector import FUSED_PROLOGUE_VERSION
+    from collector.logs import done_keys
+    from collector.runner import sweep
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("shapes:\n  - [mla_generation, 16, bfloat16, bfloat16, 3, 1, 1024]\n")
+    fake = "tests.collector.fake_measurer:FaultyMeasurer"
+    for prologue in ("eager", "fused"):
+        cfg = {"dense_impl": "flashinfer", "prologue": prologue}
+        res = sweep(spec, tmp_path / "out", measurer=fake, measurer_kwargs={"configs": cfg}, repeats=False,
+                    tag=f"t_{prologue}", log=lambda *a: None)
+        assert res["measured"] == 1
+    for version, prologue in (("0.3", "eager"), (FUSED_PROLOGUE_VERSION, "fused")):
+        d = tmp_path / "out" / "h200_sxm" / "perfwh" / version
+        row = json.loads((d / f"mla_generation_module_perf.t_{prologue}.jsonl").read_text())
+        assert row["version"] == version and row["prologue"] == prologue
+        assert row["kernel_source"] == "flashinfer_mla"
+        assert len(done_keys(tmp_path / "out", "h200_sxm", version)) == 1
+
+
 @gpu
 @pytest.mark.parametrize("gemm,kv_cache", [("bfloat16", "bfloat16"), ("fp8_block", "fp8")])
 @pytest.mark.parametrize("dense_impl", ["decode", "flashinfer"])
@@ -208,7 +234,9 @@ def test_gpu_module_fused_production_decode(gemm, kv_cache, dense_impl):
             assert _fp8_ulps_apart(kv1[rows], kv0[rows]) <= 1
         else:
             assert _rel(kv1[rows], kv0[rows]) < 1e-2
-        assert _rel(y1, y0) < 3e-2, (H, b, kv_len)
+        # fp8_block: the fused path quantises q_a from float32, the eager one from its bf16 rounding, so a
+        # few q_a entries land one FP8 step apart
+        assert _rel(y1, y0) < (5e-2 if gemm == "fp8_block" else 2e-2), (H, b, kv_len)
 
 
 @gpu
