@@ -10,6 +10,7 @@ import torch
 from .gemm import FP8, Linear
 from .kernels import indexer as IDX
 from .kernels import mla_attn as ATT
+from . import modules as MOD
 from .modules import AttentionModule
 
 TOL = {
@@ -135,6 +136,8 @@ def check_modules(device="cuda") -> list[tuple[str, float, float]]:
             ys.append(step.run())
         logits = step.meta.get("indexer_logits")
         name = f"module {fam} {sh[0]} H={H} {gt}/{kvd} shape={sh[1:]}" + (" (indexer logits+topk)" if logits else "")
+        if sh[0] == "gen":  # the Triton module's generation prologue (modules.PROLOGUE) against the eager reference
+            name += f" prologue={MOD.PROLOGUE}"
         out.append((name, rel(ys[0], ys[1]), TOL["module"]))
     return out
 
