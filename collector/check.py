@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import torch
 
+from . import modules as MOD
 from .gemm import FP8, Linear
 from .kernels import indexer as IDX
 from .kernels import mla_attn as ATT
-from . import modules as MOD
 from .modules import AttentionModule
 
 TOL = {
