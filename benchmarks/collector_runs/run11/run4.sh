@@ -4,7 +4,7 @@
 # shapes with the eager and the fused prologue side by side (module_profile.py --prologue both), then the
 # MLA generation table as collector 0.4 (run 1's configs + the fused prologue, tag i16h), then the
 # adapter's and the prologue's GPU tests, then (EAGER_S > 0) the same table with the eager prologue as
-# collector 0.3 (run2.sh's tag i16g, never run): the same-machine baseline.
+# collector 0.3 (run2.sh's / run3.sh's tag i16g): the same-machine baseline (EAGER_S=0 once run3 has it).
 # carry [".carry_fi16"], command: bash .carry_fi16/run4.sh      (env: PROF_S SWEEP_S TEST_S EAGER_S)
 # Default limits 120 + 150 + 120 + 120 s (+ ~30 s setup) stay under the device's 600 s per command.
 set -u
