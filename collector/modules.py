@@ -8,6 +8,7 @@ the inputs and caches of one shape (random data, never zeros) and return a
 * fused down-projection x -> [q_a | kv latent | k_pe (| index k | index weights)]
   (``gemm_type``: bfloat16 or FP8 with 1x128/128x128 block scales or per-tensor)
 * RMSNorms, RoPE, append of the latent row (and the FP8 index-K row) to the cache
+  (generation with ``PROLOGUE = "fused"``: two Triton kernels, ``kernels/prologue.py``)
 * q up-projection
 * MLA context: kv_b up-projection of the latent, dense causal attention (SDPA)
 * MLA generation / DSA both phases: absorbed BMMs (q_nope @ W_uk, o @ W_uv)
