@@ -5,7 +5,8 @@
 # MLA generation table as collector 0.4 (run 1's configs + the fused prologue, tag i16h), then the
 # adapter's and the prologue's GPU tests, then (EAGER_S > 0) the same table with the eager prologue as
 # collector 0.3 (run2.sh's / run3.sh's tag i16g): the same-machine baseline (EAGER_S=0 once run3 has it).
-# carry [".carry_fi16"], command: bash .carry_fi16/run4.sh      (env: PROF_S SWEEP_S TEST_S EAGER_S)
+# carry [".carry_fi16"], command: bash .carry_fi16/run4.sh      (env: BENCH_S PROF_S SWEEP_S TEST_S EAGER_S)
+# BENCH_S > 0 first runs run3.sh's decode bench (kernel GB/s against the card's copy).
 # Default limits 120 + 150 + 120 + 120 s (+ ~30 s setup) stay under the device's 600 s per command.
 set -u
 C=$(cd "$(dirname "$0")" && pwd); cd "$C/code" || exit 1
@@ -17,6 +18,12 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --tar
 tar xzf "$C/flashinfer.tgz" -C /tmp/site
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=csv,noheader > "$OUT/versions.txt" 2>&1
 cat "$OUT/versions.txt"
+CARD=h100; grep -q H200 "$OUT/versions.txt" && CARD=h200
+if [ "${BENCH_S:-0}" -gt 0 ]; then  # the decode kernel alone (FlashInfer fa3 page 64 vs Triton), as run3.sh
+  timeout $BENCH_S python3 benchmarks/collector_runs/run11/flashinfer_mla.py --json "$OUT/fi.json" --module \
+    --backends fa3 --pages 64 --configs collector/configs/$CARD.json > "$OUT/bench.txt" 2>&1
+  echo "bench rc $?"; grep -v '^ *$' "$OUT/bench.txt" | cut -c1-300 | tail -24
+fi
 # run 1's configs (h100.json + dense_impl flashinfer, fa3, page 64) with the fused prologue
 CFG=/tmp/configs_i16h.json
 python3 -c 'import json, sys; c = json.load(open(sys.argv[1])); c["prologue"] = "fused"; json.dump(c, open(sys.argv[2], "w"), indent=1)' \
