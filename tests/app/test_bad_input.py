@@ -132,3 +132,11 @@ def test_materialize_landing_is_a_file(a_file, tmp_path, capsys):
     assert main(["materialize", "--landing", str(a_file), "--home", str(tmp_path / "wh")]) == 2
     err = capsys.readouterr().err.splitlines()
     assert err == [f"landing: {a_file}", f"perfwh materialize: error: landing folder {a_file} is a file, not a folder"]
+
+
+@pytest.mark.parametrize("make", [lambda p: p, lambda p: p.mkdir() or p], ids=["absent", "empty-folder"])
+def test_verify_of_no_warehouse_is_an_error_not_a_clean_bill(make, tmp_path, capsys):
+    """`verify` of a mistyped home used to print "0 bad data files" and exit 0."""
+    home = make(tmp_path / "typo")
+    err = _one_line_error(capsys, ["verify", "--home", str(home)])
+    assert f"no warehouse at {home}: nothing to verify" in err
