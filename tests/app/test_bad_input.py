@@ -140,3 +140,17 @@ def test_verify_of_no_warehouse_is_an_error_not_a_clean_bill(make, tmp_path, cap
     home = make(tmp_path / "typo")
     err = _one_line_error(capsys, ["verify", "--home", str(home)])
     assert f"no warehouse at {home}: nothing to verify" in err
+
+
+@pytest.mark.parametrize("content, says", [
+    ("root:x:0:0:root:/root:/bin/bash\n", "is not a collector spec: it needs a `shapes:` list"),
+    ("shapes: [[dsa_context, 128]]\n", "is not a collector spec: it needs a `shapes:` list"),
+    ("shapes: [unclosed\n", "is not a YAML collector spec"),
+])
+def test_plan_exclude_that_is_not_a_spec(content, says, tmp_path, capsys):
+    """A non-spec --exclude file died in spec_keys with AttributeError/IndexError tracebacks."""
+    spec = tmp_path / "not-a-spec.yaml"
+    spec.write_text(content)
+    err = _one_line_error(capsys, ["plan", "--system", "h100_sxm", "--exclude", str(spec),
+                                   "--home", str(tmp_path / "wh"), "--out", str(tmp_path / "plan.yaml")])
+    assert f"--exclude {spec} {says}" in err
