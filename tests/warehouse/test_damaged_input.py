@@ -401,3 +401,14 @@ def test_an_ignored_table_is_not_pending_again(home, raw_dir):
     ]
     ingest_paths([root], home)
     assert pending(scan_landing(root), load_manifest(WarehousePaths.at(home))) == []
+
+
+def test_blank_system_falls_back_and_a_malformed_one_is_quarantined(home, raw_dir):
+    """A JSONL `"system": ""` used to be stored as a row of system '' that no query reaches."""
+    f = raw_dir / "dsa_context_module_perf.jsonl"
+    lines = [JSONL_ROW | {"system": s, "isl": 1024 * (i + 1)} for i, s in enumerate(["", "  ", "H200_SXM", "h200 sxm/x"])]
+    f.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    report = ingest_paths([f], home)
+    assert (report.rows_read, report.rows_accepted, report.rows_quarantined) == (4, 3, 1)
+    assert sql("select distinct system from measurements", home).rows() == [("h200_sxm",)]
+    assert quarantine(home) == [{"source_line": 4, "reason": "system: invalid name h200 sxm/x"}]
