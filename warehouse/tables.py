@@ -23,10 +23,12 @@ own partition), then appends one event per log to `ledger`, all in one commit,
 naming the source, its counts, the checksum of every data file it wrote and the
 table versions that hold them. A reader pins one ledger version and reads the
 data tables at the versions that ledger version records, keeping only the
-partitions of sources live in it: rows committed by a writer killed before its
-ledger event, and partitions of superseded sources, are never visible, and the
-data tables' own commits never conflict with each other (different partitions)
-nor with the ledger's (blind appends). So writers need no shared lock.
+data files that the live event of each source names: rows committed by a
+writer killed before its ledger event, partitions of superseded sources, and
+the second data file two writers racing on one raw log commit into its
+partition, are never visible, and the data tables' own commits never conflict
+with each other (different partitions) nor with the ledger's (blind appends).
+So writers need no shared lock.
 """
 
 from __future__ import annotations
@@ -251,7 +253,8 @@ class Store:
         dt = self.table(table, create=True)
         live = set(self.files(dt).get_column("path").to_list())
         stamp = int(time.time() * 1000)
-        actions = [RemoveAction(p, stamp, True, {PARTITION: s}, n) for p, s, n in files if p in live]
+        actions = [RemoveAction(p, data_change=True, deletion_timestamp=stamp, size=n, partition_values={PARTITION: s})
+                   for p, s, n in files if p in live]
         if actions:
             dt.create_write_transaction(actions, "append", arrow_schema(TABLE_SCHEMAS[table]), partition_by=[PARTITION])
 
@@ -406,20 +409,20 @@ def load_snapshot(home: Path | ObjectHome, as_of: int | datetime | None = None) 
     mv, qv = (events.get_column(f"{t}_version").max() for t in DATA_TABLES)
     mv, qv = (-1 if v is None else int(v) for v in (mv, qv))
     live = set(ledger.filter(pl.col("status").is_in(LIVE)).get_column("sha256").to_list())
+    checksums, unrecorded = recorded_files(ledger)
     frames = {}
     for name, v in (("measurements", mv), ("quarantine", qv)):
         if v < 0 or not live:
             frames[name] = pl.DataFrame(schema={"path": pl.String, "sha": pl.String, "bytes": pl.Int64})
             continue
-        files = Store.files(store.table(name, v)).filter(pl.col("sha").is_in(list(live)))
+        named = [rel for table, rel in checksums if table == name]
+        files = Store.files(store.table(name, v)).filter(
+            pl.col("sha").is_in(list(live)) & (pl.col("path").is_in(named) | pl.col("sha").is_in(unrecorded))
+        )
         root = str(store.home / name) + "/"
         frames[name] = files.select(
             (pl.lit(root) + pl.col("path")).alias("path"), "sha", "bytes"
         ).sort("path")
-    checksums = {}
-    for entry in ledger.filter(pl.col("status").is_in(LIVE)).get_column("data_files").to_list():
-        for f in json.loads(entry or "[]"):
-            checksums[(f["table"], f["path"])] = DataFile(f["table"], f["path"], f["bytes"], f["sha256"])
     snap = Snapshot(
         store.home, version, committed_at, mv, qv, events, ledger,
         frames["measurements"], frames["quarantine"], checksums,
@@ -429,6 +432,23 @@ def load_snapshot(home: Path | ObjectHome, as_of: int | datetime | None = None) 
         while len(_SNAPSHOTS) > SNAPSHOTS_KEPT:
             _SNAPSHOTS.pop(next(iter(_SNAPSHOTS)))
     return snap
+
+
+def recorded_files(ledger: pl.DataFrame) -> tuple[dict[tuple[str, str], DataFile], list[str]]:
+    """The data files each live source's event names (its last live event, as `manifest_of` reads it),
+    and the live sources whose events name none (written before events recorded their files).
+
+    Readers keep only the named files of a partition: two writers racing on one file each commit a
+    data file into its partition, and only the event that made the source live says which is its.
+    """
+    chosen: dict[str, str | None] = {}
+    for sha, entry in ledger.filter(pl.col("status").is_in(LIVE)).select("sha256", "data_files").iter_rows():
+        chosen[sha] = entry
+    checksums = {}
+    for entry in chosen.values():
+        for f in json.loads(entry or "[]"):
+            checksums[(f["table"], f["path"])] = DataFile(f["table"], f["path"], f["bytes"], f["sha256"])
+    return checksums, [sha for sha, entry in chosen.items() if entry is None]
 
 
 def parse_as_of(text: str | int | datetime | None) -> int | datetime | None:

@@ -171,3 +171,50 @@ def test_write_lock_serialises_writers(tmp_path):
             text=True,
         )
     assert out.returncode == 3 and "busy" in out.stdout
+
+
+_RACER = """
+import sys, time
+from pathlib import Path
+import deltalake
+from warehouse.ingest import ingest_paths
+
+raw, home, me, other = sys.argv[1], sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])
+write = deltalake.DeltaTable.create_write_transaction
+
+def at_the_same_moment(self, actions, *args, **kwargs):
+    if actions and "measurements" in self.table_uri:  # both loaded the table before either commits
+        me.touch()
+        while not other.exists():
+            time.sleep(0.01)
+    return write(self, actions, *args, **kwargs)
+
+deltalake.DeltaTable.create_write_transaction = at_the_same_moment
+ingest_paths([raw], home)
+"""
+
+
+def test_two_writers_ingesting_one_file_at_once_do_not_double_it(tmp_path):
+    """Two `perfwh ingest` of one file on one home at once each committed a data file into its
+    partition, and readers counted both: every row twice."""
+    (raw,), total = make_logs(tmp_path / "raw", 1)
+    home = tmp_path / "wh"
+    ingest_paths([], home)  # the tables exist before the race (a fresh home races on creating them too)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    flags = [tmp_path / "a", tmp_path / "b"]
+    procs = [subprocess.Popen([sys.executable, "-c", _RACER, str(raw), str(home), str(me), str(other)], env=env)
+             for me, other in (flags, flags[::-1])]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    from warehouse.tables import Store
+
+    assert Store.files(Store(home).table("measurements")).height == 2  # the race did happen
+    assert check_consistent(home) == total
+    assert sql("select count(*) from measurements", home).item() == total
+
+    from warehouse.ingest import remove_orphans
+    from warehouse.manifest import manifest_of
+    from warehouse.tables import load_snapshot
+
+    assert remove_orphans(Store(home), manifest_of(load_snapshot(home)), grace_s=0) == 1  # the loser's file goes
+    assert Store.files(Store(home).table("measurements")).height == 1
+    assert check_consistent(home) == total
