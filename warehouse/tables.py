@@ -42,6 +42,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import unquote
 
 import polars as pl
 import pyarrow as pa
@@ -358,13 +359,14 @@ def read_events(dt: DeltaTable) -> pl.DataFrame:
 
     A local ledger's files are read by polars: delta-rs reads through
     pyarrow.dataset, whose import (pandas with it) costs an ingest ~0.5 s.
-    The ledger is append-only, so its live files are all its rows.
+    The ledger is append-only, so its live files are all its rows. Its URIs
+    are percent-encoded (a home under "My Drive" reads "My%20Drive").
     """
     files = dt.file_uris()
     if not files:
         frame = pl.DataFrame(schema=LEDGER_EVENT_SCHEMA)
     elif all(f.startswith("/") for f in files):
-        frame = pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+        frame = pl.concat([pl.read_parquet(unquote(f)) for f in files], how="diagonal_relaxed")
     else:
         frame = pl.from_arrow(pa.table(dt.to_pyarrow_table()))
     return frame.select([pl.col(c).cast(t) for c, t in LEDGER_EVENT_SCHEMA.items()])

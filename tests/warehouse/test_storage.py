@@ -242,3 +242,15 @@ def test_cli_sql_as_of_version_and_time(home, raw_dir):
         capture_output=True, text=True, env=env,
     )  # fmt: skip
     assert bad.returncode != 0 and "Traceback" not in bad.stderr and "--as-of" in bad.stderr
+
+
+@pytest.mark.parametrize("name", ["home with space", "hôme-ünïcode", "100%full"])
+def test_home_on_a_path_that_needs_escaping(name, raw_dir, tmp_path):
+    """The ledger's file URIs are percent-encoded: a home with a space used to take the rows, then
+    fail every read ('No such file ... home%20with%20space/ledger/...')."""
+    home = tmp_path / name
+    f = write_log(raw_dir / "dsa_context_module_perf.txt", [dsa_context_row(isl=s) for s in (1024, 2048)])
+    assert ingest_paths([f], home).rows_accepted == 2
+    assert sql("select count(*) from measurements", home).item() == 2
+    assert [r.status for r in ingest_paths([f], home).files] == ["skipped-unchanged"]
+    assert verify_home(home) == ([], [])
