@@ -142,6 +142,8 @@ def cmd_ingest(args) -> int:
     try:
         report = ingest_paths(targets, args.home, progress=progress)
     except OSError as exc:  # disk full, read-only or unwritable home: one line, no traceback
+        if isinstance(exc, FileNotFoundError) and exc.errno is None:
+            raise  # a PATH that does not exist (discover_raw_logs): not about the warehouse
         where = f" ({exc.filename})" if exc.filename else ""
         raise ValueError(f"cannot write the warehouse: {exc.strerror or one_line(exc)}{where}") from None
     except duckdb.Error as exc:  # the view refresh hit the same wall

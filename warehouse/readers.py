@@ -675,6 +675,8 @@ def discover_raw_logs(paths) -> Discovery:
     found: list[Path] = []
     skipped: list[tuple[Path, str]] = []
     for p in paths:
+        if not str(p).strip():  # Path("") is "." : an empty argument would ingest the working folder
+            raise ValueError(f"empty path {str(p)!r}: give a file or folder ('.' for the current folder)")
         path = Path(p).expanduser()
         if not path.exists():
             raise FileNotFoundError(f"no such file or folder: {path}")

@@ -154,3 +154,20 @@ def test_plan_exclude_that_is_not_a_spec(content, says, tmp_path, capsys):
     err = _one_line_error(capsys, ["plan", "--system", "h100_sxm", "--exclude", str(spec),
                                    "--home", str(tmp_path / "wh"), "--out", str(tmp_path / "plan.yaml")])
     assert f"--exclude {spec} {says}" in err
+
+
+def test_ingest_of_an_empty_path_does_not_ingest_the_working_folder(tmp_path, home, capsys, monkeypatch):
+    """`perfwh ingest ''` read Path('') as '.', and ingested whatever logs the working folder held."""
+    write_log(tmp_path / "cwd" / "dsa_context_module_perf.txt", [dsa_context_row()])
+    monkeypatch.chdir(tmp_path / "cwd")
+    err = _one_line_error(capsys, ["ingest", "", "--home", str(home)])
+    assert "empty path '': give a file or folder ('.' for the current folder)" in err
+    from warehouse.tables import Store
+
+    assert not Store(home).exists()  # no ledger: nothing was ingested
+
+
+def test_ingest_of_a_missing_path_blames_the_path_not_the_warehouse(tmp_path, home, capsys):
+    missing = tmp_path / "missing.txt"
+    err = _one_line_error(capsys, ["ingest", str(missing), "--home", str(home)])
+    assert err == f"perfwh ingest: error: no such file or folder: {missing}\n"
