@@ -171,3 +171,16 @@ def test_ingest_of_a_missing_path_blames_the_path_not_the_warehouse(tmp_path, ho
     missing = tmp_path / "missing.txt"
     err = _one_line_error(capsys, ["ingest", str(missing), "--home", str(home)])
     assert err == f"perfwh ingest: error: no such file or folder: {missing}\n"
+
+
+@pytest.mark.parametrize("flag", ["--plot", "--errors-out"])
+def test_accuracy_outputs_are_checked_before_the_run(flag, tmp_path, capsys):
+    """`accuracy --plot /tmp` ran the whole cross-validation, then matplotlib saved /tmp.png."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    no_home = str(tmp_path / "wh")  # checked first: no warehouse is needed to refuse the path
+    err = _one_line_error(capsys, ["accuracy", flag, str(folder), "--home", no_home])
+    assert f"{flag} {folder} is a folder; give the file to write" in err
+    assert not (tmp_path / "out.png").exists()
+    err = _one_line_error(capsys, ["accuracy", flag, str(tmp_path / "none" / "x"), "--home", no_home])
+    assert f"folder {tmp_path / 'none'} does not exist" in err
