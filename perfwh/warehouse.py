@@ -191,9 +191,14 @@ def cmd_sql(args) -> int:
 
 
 def cmd_tables(args) -> int:
+    import duckdb
+
     from warehouse.read import home_path, table_counts
 
-    frame = table_counts(args.home)
+    try:
+        frame = table_counts(args.home)
+    except duckdb.Error as exc:  # a view over a damaged or lost file: its message names the file and the fix
+        raise ValueError(str(exc).splitlines()[0]) from None
     sys.stdout.write(render(frame, args.format))
     if args.format == "table":
         print(f"warehouse: {home_path(args.home)}")

@@ -254,3 +254,28 @@ def test_home_on_a_path_that_needs_escaping(name, raw_dir, tmp_path):
     assert sql("select count(*) from measurements", home).item() == 2
     assert [r.status for r in ingest_paths([f], home).files] == ["skipped-unchanged"]
     assert verify_home(home) == ([], [])
+
+
+def test_a_lost_derived_table_fails_its_view_instead_of_leaving_its_partition_out(raw_dir, home, capsys):
+    """Deleting one partition's grids.parquet made `select count(*) from grids` silently count
+    the other partitions only."""
+    import polars as pl
+
+    from perfwh.cli import main
+
+    ingest_paths([write_log(raw_dir / "dsa_context_module_perf.txt", [dsa_context_row()])], home)
+    parts = home / "derived" / "partitions" / "h200_sxm" / "trtllm"
+    for version, tables in (("1.0", ("grids", "build_errors")), ("2.0", ("build_errors",)), ("3.0", ("grids",))):
+        (parts / version).mkdir(parents=True)
+        for t in tables:
+            pl.DataFrame({"x": [1]}).write_parquet(parts / version / f"{t}.parquet")
+    lost = parts / "2.0" / "grids.parquet"  # 3.0 has no build_errors yet: still being built, not lost
+    with pytest.raises(duckdb.Error, match=f"grids: {lost} is missing; `perfwh materialize` rebuilds it"):
+        sql("select count(*) from grids", home)
+    assert sql("select count(*) from build_errors", home).item() == 2  # the other derived views still work
+    refresh_views(home)
+    with pytest.raises(duckdb.Error, match=f"{lost} is missing"):
+        duckdb.connect(str(home / "perf.duckdb"), read_only=True).sql("select count(*) from grids").fetchall()
+    assert main(["tables", "--home", str(home)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{lost} is missing" in err and "Traceback" not in err
