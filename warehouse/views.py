@@ -156,6 +156,7 @@ def write_views(con, snap: Snapshot) -> None:
     con.execute("CREATE OR REPLACE TABLE ingest_ledger AS SELECT * FROM _ledger")
     con.unregister("_ledger")
     con.execute(f"CREATE OR REPLACE VIEW warehouse_version AS {_version_select(snap)}")
+    con.execute(f"COMMENT ON VIEW warehouse_version IS {_quote(snap.home)}")  # the home its paths are under
     _common_views(con)
     _derived_views(con, snap.home, lambda files: f"read_parquet({_sql_list(files)}, union_by_name = true)")
 
@@ -200,6 +201,20 @@ def connect_snapshot(snap: Snapshot) -> duckdb.DuckDBPyConnection:
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
     return con
+
+
+def views_built_here(home) -> bool:
+    """Whether perf.duckdb exists and its views read this home: a copied or moved warehouse's
+    perf.duckdb still names the files of the folder it was built in (absolute paths)."""
+    paths = WarehousePaths.at(home)
+    if not paths.duckdb.exists():
+        return False
+    try:
+        with duckdb.connect(str(paths.duckdb), read_only=True) as con:
+            got = con.sql("SELECT comment FROM duckdb_views() WHERE view_name = 'warehouse_version'").fetchall()
+    except duckdb.Error:
+        return False
+    return got == [(str(paths.home),)]
 
 
 def refresh_views(home) -> Path:
