@@ -182,6 +182,8 @@ def cmd_sql(args) -> int:
 
     from warehouse.read import sql
 
+    if args.max_rows < 0:
+        raise ValueError(f"--max-rows must be >= 0, got {args.max_rows}")
     try:
         frame = sql(args.query, args.home, as_of=args.as_of)
     except duckdb.Error as exc:

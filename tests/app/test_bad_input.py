@@ -184,3 +184,17 @@ def test_accuracy_outputs_are_checked_before_the_run(flag, tmp_path, capsys):
     assert not (tmp_path / "out.png").exists()
     err = _one_line_error(capsys, ["accuracy", flag, str(tmp_path / "none" / "x"), "--home", no_home])
     assert f"folder {tmp_path / 'none'} does not exist" in err
+
+
+def test_query_out_without_points_is_refused(tmp_path, capsys):
+    """`query ... --out F` without --points printed the answer and never wrote F."""
+    out = tmp_path / "answer.csv"
+    err = _one_line_error(capsys, ["query", "dsa_context", "-b", "1", "-s", "1024", "--num-heads", "128",
+                                   "--out", str(out), "--home", str(tmp_path / "wh")])
+    assert f"--out {out} applies with --points only" in err
+
+
+def test_sql_negative_max_rows_is_refused(warehouse, capsys):
+    """--max-rows -1 printed the table with a '(1 rows; showing -1)' footer."""
+    err = _one_line_error(capsys, ["sql", "select 1", "--max-rows", "-1", "--home", str(warehouse)])
+    assert "--max-rows must be >= 0, got -1" in err
