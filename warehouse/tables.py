@@ -295,15 +295,29 @@ class Store:
 
 
 def fold_events(events: pl.DataFrame) -> pl.DataFrame:
-    """The ledger as of these events: the last event of each (sha256, path)."""
+    """The ledger as of these events: the last event of each (sha256, path), and one live content
+    per path, that of its last event. Two writers that ingested a path's old and new content at
+    once each made theirs live, neither knowing the other's; the later event supersedes the other
+    as a replace would have (else both contents count, and the next run calls the path unchanged).
+    """
     if events.height == 0:
         return events
-    return (
+    folded = (
         events.with_row_index("_n")
         .sort("event_at", "_n")
         .unique(subset=["sha256", "path"], keep="last", maintain_order=True)
         .drop("_n")
+        .with_row_index("_n")
     )
+    live = pl.col("status").is_in(LIVE)
+    newest = folded.filter(live).group_by("path").agg(pl.col("_n").max(), pl.col("sha256").last())
+    lost = live & ~pl.col("_n").is_in(newest["_n"].implode())
+    later = pl.col("path").replace_strict(newest["path"], newest["sha256"], default="")
+    return folded.with_columns(
+        pl.when(lost).then(pl.lit("superseded")).otherwise(pl.col("status")).alias("status"),
+        pl.when(lost).then(pl.format("replaced by {} (ingested at the same time)", later.str.slice(0, 12)))
+        .otherwise(pl.col("message")).alias("message"),
+    ).drop("_n")
 
 
 @dataclass
