@@ -47,7 +47,7 @@ from urllib.parse import unquote
 import polars as pl
 import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
-from deltalake.exceptions import TableNotFoundError
+from deltalake.exceptions import DeltaError, TableNotFoundError
 from deltalake.transaction import AddAction, RemoveAction
 
 from . import table_cache
@@ -178,6 +178,9 @@ class Store:
             if not create:
                 raise StorageError(f"no warehouse at {self.home}: run `perfwh ingest PATH` first") from None
             dt = self._create(name)
+        except DeltaError as exc:  # a damaged commit file: its message runs on with a Rust backtrace
+            raise StorageError(f"{self.home / name}: its Delta transaction log cannot be read "
+                               f"({str(exc).strip().splitlines()[0]})") from None
         if kept is None and (version is None or version == dt.version()):
             table_cache.keep(uri, self.local, dt)  # at the latest version
         elif version is not None:

@@ -55,6 +55,23 @@ def test_lost_transaction_log_refuses_and_deletes_nothing(home, raw_dir):
     assert out.returncode != 0 and "Traceback" not in out.stderr and "_delta_log" in out.stderr
 
 
+@pytest.mark.parametrize("table", ["ledger", "measurements"])
+def test_damaged_commit_file_is_one_line_naming_the_table(table, home, raw_dir):
+    """A _delta_log JSON that does not parse raised delta-rs' DeltaError (with a Rust backtrace)
+    through every command."""
+    f = write_log(raw_dir / "dsa_context_module_perf.txt", _rows("1.0", 5))
+    ingest_paths([f], home)
+    last = sorted((home / table / "_delta_log").glob("*.json"))[-1]
+    last.write_text("{garbage\n")  # read by a new process (this one keeps the tables it opened)
+    for args in (["sql", "select 1"], ["verify"], ["ingest", str(f)]):
+        out = subprocess.run(
+            [sys.executable, "-m", "perfwh.cli", *args, "--home", str(home)],
+            capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)),
+        )  # fmt: skip
+        assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+        assert f"{home / table}: its Delta transaction log cannot be read" in out.stderr
+
+
 def test_changed_file_equal_to_another_drops_its_old_rows(home, raw_dir):
     """D4: P rewritten with Q's content is a duplicate of Q, and P's earlier rows leave."""
     p = write_log(raw_dir / "a" / "dsa_context_module_perf.txt", _rows("1.0", 3, latency=1.0))
