@@ -198,3 +198,16 @@ def test_sql_negative_max_rows_is_refused(warehouse, capsys):
     """--max-rows -1 printed the table with a '(1 rows; showing -1)' footer."""
     err = _one_line_error(capsys, ["sql", "select 1", "--max-rows", "-1", "--home", str(warehouse)])
     assert "--max-rows must be >= 0, got -1" in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["query", "dsa_context", "-b", "1", "-s", "1024", "--num-heads", "128", "--home", ""],
+    ["sql", "select 1", "--home", " "],
+    ["materialize", "--landing", ""],
+])
+def test_an_empty_home_or_landing_is_not_the_default(argv, tmp_path, capsys, monkeypatch):
+    """`--home "$WH"` with WH unset answered from $PERFWH_HOME (another warehouse) without a word."""
+    monkeypatch.setenv("PERFWH_HOME", str(tmp_path / "other"))
+    flag = argv[argv.index("") - 1] if "" in argv else "--home"
+    err = _one_line_error(capsys, argv)
+    assert f"{flag} is empty: give a folder, or leave the option out for the default" in err
