@@ -684,6 +684,8 @@ def discover_raw_logs(paths) -> Discovery:
             if format_of(path) is None:
                 raise ValueError(f"{path}: unknown raw-log format (expected .txt, .csv, .jsonl or .parquet)")
             found.append(path.resolve())
+        elif not path.is_dir():  # a FIFO or device named on the command line: nothing to walk either
+            raise ValueError(f"{path}: not a regular file or folder")
         else:
             more, passed = walk_raw_logs(path)
             found += more

@@ -211,3 +211,12 @@ def test_an_empty_home_or_landing_is_not_the_default(argv, tmp_path, capsys, mon
     flag = argv[argv.index("") - 1] if "" in argv else "--home"
     err = _one_line_error(capsys, argv)
     assert f"{flag} is empty: give a folder, or leave the option out for the default" in err
+
+
+def test_ingest_of_a_fifo_or_device_is_an_error_not_an_unreadable_folder(tmp_path, home, capsys):
+    """`perfwh ingest /dev/null` (or a FIFO) exited 0 saying 'unreadable folder (Not a directory)'."""
+    fifo = tmp_path / "dsa_context_module_perf.txt"
+    os.mkfifo(fifo)
+    for path in (fifo, "/dev/null"):
+        err = _one_line_error(capsys, ["ingest", str(path), "--home", str(home)])
+        assert f"{path}: not a regular file or folder" in err
