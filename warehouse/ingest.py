@@ -382,7 +382,7 @@ class _Ledger:
 
 
 def ingest_paths(
-    paths_in: Iterable[str | os.PathLike],
+    paths_in: str | os.PathLike | Iterable[str | os.PathLike],
     home: str | os.PathLike | None = None,
     *,
     progress: ProgressFn | None = None,
@@ -391,7 +391,7 @@ def ingest_paths(
     batch_files: int = BATCH_FILES,
     batch_rows: int = BATCH_ROWS,
 ) -> IngestReport:
-    """Ingest every raw log under `paths_in`; idempotent by content hash.
+    """Ingest every raw log under `paths_in` (one path or several); idempotent by content hash.
 
     Writers need no lock: each file's rows land in their own partition and
     the ledger events that make a batch live are one blind append, so several

@@ -671,7 +671,10 @@ def walk_raw_logs(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
 
 
 def discover_raw_logs(paths) -> Discovery:
-    """Raw logs under `paths` (files, or folders searched recursively)."""
+    """Raw logs under `paths` (files, or folders searched recursively; one path alone is one path,
+    not its characters: "/data" would otherwise walk "/")."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
     found: list[Path] = []
     skipped: list[tuple[Path, str]] = []
     for p in paths:
