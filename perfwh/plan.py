@@ -259,6 +259,8 @@ def cmd_plan(args) -> int:
         raise CliError(f"--max-shapes must be >= 1, got {args.max_shapes}")
     if Path(args.out).is_dir():
         raise CliError(f"--out {args.out} is a folder; give the sweep spec file to write")
+    if not Path(args.out).expanduser().resolve().parent.is_dir():  # else '[Errno 2]' once the plan is made
+        raise CliError(f"--out {args.out}: folder {Path(args.out).parent} does not exist")
     missing = [f for f in args.exclude if not Path(f).is_file()]
     if missing:
         raise CliError(f"--exclude {missing[0]}: no such collector spec file")

@@ -220,3 +220,10 @@ def test_ingest_of_a_fifo_or_device_is_an_error_not_an_unreadable_folder(tmp_pat
     for path in (fifo, "/dev/null"):
         err = _one_line_error(capsys, ["ingest", str(path), "--home", str(home)])
         assert f"{path}: not a regular file or folder" in err
+
+
+def test_plan_out_in_a_missing_folder_is_refused_first(tmp_path, capsys):
+    """plan --out /missing/plan.yaml planned first, then failed with a raw '[Errno 2] ...'."""
+    out = tmp_path / "missing" / "plan.yaml"
+    err = _one_line_error(capsys, ["plan", "--system", "h100_sxm", "--out", str(out), "--home", str(tmp_path / "wh")])
+    assert f"--out {out}: folder {out.parent} does not exist" in err
