@@ -39,7 +39,22 @@ def register(sub) -> None:
     p.set_defaults(handler=run)
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse --errors-out/--plot paths that cannot be written before minutes of cross-validation
+    (matplotlib saved `--plot /tmp` as /tmp.png)."""
+    from .cli import CliError
+
+    for flag, path in (("--errors-out", args.errors_out), ("--plot", args.plot)):
+        if path is None:
+            continue
+        if path.is_dir():
+            raise CliError(f"{flag} {path} is a folder; give the file to write")
+        if not path.expanduser().resolve().parent.is_dir():
+            raise CliError(f"{flag} {path}: folder {path.parent} does not exist")
+
+
 def run(args: argparse.Namespace) -> int:
+    _check_outputs(args)
     if args.transfer or args.from_system:
         return run_transfer(args)
     from warehouse.read import read_perf_points

@@ -77,7 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_home(args) -> None:
-    """A warehouse home that is a file: say so, before any command trips over it."""
+    """An empty --home/--landing, or a home that is a file: say so, before any command trips over it."""
+    for flag in ("home", "landing"):  # an empty value (an unset shell variable) would mean the default
+        value = getattr(args, flag, None)
+        if value is not None and not str(value).strip():
+            raise CliError(f"--{flag} is empty: give a folder, or leave the option out for the default")
     if not hasattr(args, "home"):
         return
     from warehouse.paths import ENV_HOME, resolve_home

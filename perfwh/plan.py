@@ -200,8 +200,16 @@ def spec_keys(path: str | Path) -> set[tuple]:
     """The explicit shapes of a collector spec (e.g. held-out validation shapes) as plan keys."""
     import yaml
 
-    spec = yaml.safe_load(Path(path).read_text()) or {}
-    return {(r[0], int(r[1]), str(r[2]), str(r[3]), int(r[4]), int(r[5]), int(r[6])) for r in spec.get("shapes", [])}
+    try:
+        spec = yaml.safe_load(Path(path).read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ValueError(f"--exclude {path} is not a YAML collector spec: {str(exc).splitlines()[0]}") from None
+    shapes = spec.get("shapes", []) if isinstance(spec, dict) else None
+    try:
+        return {(r[0], int(r[1]), str(r[2]), str(r[3]), int(r[4]), int(r[5]), int(r[6])) for r in shapes}
+    except (TypeError, ValueError, IndexError, KeyError):
+        raise ValueError(f"--exclude {path} is not a collector spec: it needs a `shapes:` list of "
+                         "[op, heads, gemm_type, kv_cache_dtype, batch, seq, prefix] rows") from None
 
 
 def database_from_points(points: pl.DataFrame, system: str):
@@ -251,9 +259,12 @@ def cmd_plan(args) -> int:
         raise CliError(f"--max-shapes must be >= 1, got {args.max_shapes}")
     if Path(args.out).is_dir():
         raise CliError(f"--out {args.out} is a folder; give the sweep spec file to write")
+    if not Path(args.out).expanduser().resolve().parent.is_dir():  # else '[Errno 2]' once the plan is made
+        raise CliError(f"--out {args.out}: folder {Path(args.out).parent} does not exist")
     missing = [f for f in args.exclude if not Path(f).is_file()]
     if missing:
         raise CliError(f"--exclude {missing[0]}: no such collector spec file")
+    exclude = set().union(*(spec_keys(f) for f in args.exclude)) if args.exclude else set()
     if not warehouse_exists(args.home):
         raise FileNotFoundError(f"no warehouse at {home_path(args.home)}: run `perfwh ingest PATH` first")
     pts = read_perf_points(args.home, system=args.system, framework=args.backend)
@@ -268,7 +279,6 @@ def cmd_plan(args) -> int:
         pts = pts.filter(pl.col("op").is_in(args.op))
     if pts.height == 0:
         raise CliError(f"no {args.backend} {version} points for {args.system} and op {', '.join(args.op)}")
-    exclude = set().union(*(spec_keys(f) for f in args.exclude)) if args.exclude else set()
     db = database_from_points(pts, args.system)
     picks = plan(pts, db, budget_s=args.budget_minutes * 60, exclude=exclude, max_shapes=args.max_shapes)
     header = (f"perfwh plan --system {args.system} --backend {args.backend} --version {version} "

@@ -29,6 +29,8 @@ def _write_bytes(path: str | os.PathLike, data: bytes) -> None:
     target = Path(path).expanduser().resolve()
     if not target.parent.is_dir():
         raise FileNotFoundError(f"folder {target.parent} does not exist (for {path})")
+    if target.is_dir():
+        raise CliError(f"{path} is a folder; give the file to write")
     tmp = tmp_path_for(target)
     try:
         tmp.write_bytes(data)

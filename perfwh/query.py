@@ -68,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
         if args.out is not None and args.out.is_dir():
             raise CliError(f"--out {args.out} is a folder; give a file path")
     else:
+        if args.out is not None:  # else the answer went to stdout and OUT was never written, silently
+            raise CliError(f"--out {args.out} applies with --points only (one point prints to stdout)")
         missing = [f for f, v in (("-b/--batch-size", args.batch_size), ("-s/--seq", args.seq),
                                   ("--num-heads", args.num_heads)) if v is None]
         if missing:

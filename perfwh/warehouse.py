@@ -142,6 +142,8 @@ def cmd_ingest(args) -> int:
     try:
         report = ingest_paths(targets, args.home, progress=progress)
     except OSError as exc:  # disk full, read-only or unwritable home: one line, no traceback
+        if isinstance(exc, FileNotFoundError) and exc.errno is None:
+            raise  # a PATH that does not exist (discover_raw_logs): not about the warehouse
         where = f" ({exc.filename})" if exc.filename else ""
         raise ValueError(f"cannot write the warehouse: {exc.strerror or one_line(exc)}{where}") from None
     except duckdb.Error as exc:  # the view refresh hit the same wall
@@ -180,6 +182,8 @@ def cmd_sql(args) -> int:
 
     from warehouse.read import sql
 
+    if args.max_rows < 0:
+        raise ValueError(f"--max-rows must be >= 0, got {args.max_rows}")
     try:
         frame = sql(args.query, args.home, as_of=args.as_of)
     except duckdb.Error as exc:
@@ -189,9 +193,14 @@ def cmd_sql(args) -> int:
 
 
 def cmd_tables(args) -> int:
+    import duckdb
+
     from warehouse.read import home_path, table_counts
 
-    frame = table_counts(args.home)
+    try:
+        frame = table_counts(args.home)
+    except duckdb.Error as exc:  # a view over a damaged or lost file: its message names the file and the fix
+        raise ValueError(str(exc).splitlines()[0]) from None
     sys.stdout.write(render(frame, args.format))
     if args.format == "table":
         print(f"warehouse: {home_path(args.home)}")

@@ -25,6 +25,7 @@ from estimator.derived.store import DerivedStore
 from estimator.derived.partition import slice_key
 from warehouse.landing import landing_mirrors
 from warehouse.paths import WarehousePaths, resolve_home
+from warehouse.views import refresh_views, views_built_here
 
 from .ahead import report_ahead
 from .instance import write_instance_config
@@ -229,6 +230,9 @@ def run_materialize(
     if not force and not state.pending and not state.stale_partitions and _views_built(wh_home):
         summary.derived = "up to date"
         progress("nothing to do: no new raw logs, derived tables built from the current warehouse")
+        if not views_built_here(wh_home):
+            refresh_views(wh_home)
+            progress("perf.duckdb rebuilt: its views read another folder (a copied or moved warehouse)")
         summary.seconds = time.perf_counter() - started
         return summary
 

@@ -34,6 +34,7 @@ from .readers import READERS, Discovery, FileChangedError, RawChunk, discover_ra
 from .schema import MEASUREMENT_SCHEMA, QUARANTINE_SCHEMA, STORAGE_SCHEMA
 from .tables import (
     DATA_TABLES, ORPHAN_GRACE_S, PARTITION, WRITER, DataFile, Store, load_snapshot, new_file_name, now_utc,
+    recorded_files,
 )
 from .validate import SourceContext, context_for, validate
 from .views import refresh_views
@@ -381,7 +382,7 @@ class _Ledger:
 
 
 def ingest_paths(
-    paths_in: Iterable[str | os.PathLike],
+    paths_in: str | os.PathLike | Iterable[str | os.PathLike],
     home: str | os.PathLike | None = None,
     *,
     progress: ProgressFn | None = None,
@@ -390,7 +391,7 @@ def ingest_paths(
     batch_files: int = BATCH_FILES,
     batch_rows: int = BATCH_ROWS,
 ) -> IngestReport:
-    """Ingest every raw log under `paths_in`; idempotent by content hash.
+    """Ingest every raw log under `paths_in` (one path or several); idempotent by content hash.
 
     Writers need no lock: each file's rows land in their own partition and
     the ledger events that make a batch live are one blind append, so several
@@ -470,23 +471,33 @@ def _record_passed_over(ledger: _Ledger, results: list[FileResult]) -> None:
 
 
 def remove_orphans(store: Store, manifest: Manifest, grace_s: float = ORPHAN_GRACE_S) -> int:
-    """Drop partitions no ledger event makes live once all their files are older than `grace_s`.
+    """Drop partitions no ledger event makes live, and files of live partitions their live event does
+    not name, once older than `grace_s`; returns how many partitions and files went.
 
     They are rows of a writer killed between its data commit and its ledger
-    event, or of a source superseded by a writer killed before removing them;
-    no reader sees them (readers keep live partitions only), this frees them.
+    event, of a source superseded by a writer killed before removing them, or
+    of the losing writer of two that ingested one file at once; no reader sees
+    them (readers keep the files live events name), this frees them.
     """
     live = set(manifest.sources)
+    snap = manifest.snapshot
+    named, unrecorded = recorded_files(snap.ledger) if snap is not None else ({}, list(live))
     cutoff = (time.time() - grace_s) * 1000
     removed = 0
     for table in DATA_TABLES:
         if not store.has_log(table):
             continue
-        files = Store.files(store.table(table)).filter(~pl.col("sha").is_in(list(live)))
+        all_files = Store.files(store.table(table))
+        files = all_files.filter(~pl.col("sha").is_in(list(live)))
         stale = files.group_by("sha").agg(pl.col("modified").max()).filter(pl.col("modified") < cutoff)
         shas = stale.get_column("sha").to_list()
         store.drop_partitions(table, shas)  # one commit per table
-        removed += len(shas)
+        stray = all_files.filter(
+            pl.col("sha").is_in(list(live)) & ~pl.col("sha").is_in(unrecorded)
+            & ~pl.col("path").is_in([rel for t, rel in named if t == table]) & (pl.col("modified") < cutoff)
+        )
+        store.remove_files(table, stray.select("path", "sha", "bytes").rows())
+        removed += len(shas) + stray.height
     return removed
 
 

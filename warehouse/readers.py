@@ -66,6 +66,7 @@ def check_encoding(head: bytes, path: Path | str) -> None:
 
 
 INVALID_UTF8 = "not valid UTF-8 text (e.g. Windows-1252 bytes)"
+BARE_CR = "lines end in a bare CR (classic Mac text), so the file is one line: convert it to LF or CRLF"
 
 # Spaces and tabs only (not \s): Python's re and polars' Rust regex disagree on
 # what \s matches (\x1c-\x1f), and both must agree on what a header is.
@@ -432,7 +433,8 @@ def _parse_block_lines(data: bytes, state: ReadState, truncated_tail: bool) -> I
         if last_line is not None:
             frame = frame.with_columns(
                 pl.when(pl.col("source_line") == last_line)
-                .then(pl.lit("truncated last line (file does not end with a newline)"))
+                .then(pl.when(pl.col("raw").str.contains("\r", literal=True)).then(pl.lit(BARE_CR))
+                      .otherwise(pl.lit("truncated last line (file does not end with a newline)")))
                 .otherwise(pl.col("parse_error"))
                 .alias("parse_error")
             )
@@ -492,7 +494,9 @@ def read_jsonl(path: HashingReader | Path) -> Iterator[RawChunk]:
             blank += 1
             continue
         row: dict = {"source_line": i, "raw": line, "parse_error": bad_text}
-        if bad_text:
+        if not bad_text and truncated and i == len(lines) and "\r" in line:
+            row["parse_error"] = BARE_CR  # else named after its first JSON error ("Extra data")
+        if row["parse_error"]:
             rows.append(row)
             continue
         try:
@@ -671,10 +675,15 @@ def walk_raw_logs(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
 
 
 def discover_raw_logs(paths) -> Discovery:
-    """Raw logs under `paths` (files, or folders searched recursively)."""
+    """Raw logs under `paths` (files, or folders searched recursively; one path alone is one path,
+    not its characters: "/data" would otherwise walk "/")."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
     found: list[Path] = []
     skipped: list[tuple[Path, str]] = []
     for p in paths:
+        if not str(p).strip():  # Path("") is "." : an empty argument would ingest the working folder
+            raise ValueError(f"empty path {str(p)!r}: give a file or folder ('.' for the current folder)")
         path = Path(p).expanduser()
         if not path.exists():
             raise FileNotFoundError(f"no such file or folder: {path}")
@@ -682,6 +691,8 @@ def discover_raw_logs(paths) -> Discovery:
             if format_of(path) is None:
                 raise ValueError(f"{path}: unknown raw-log format (expected .txt, .csv, .jsonl or .parquet)")
             found.append(path.resolve())
+        elif not path.is_dir():  # a FIFO or device named on the command line: nothing to walk either
+            raise ValueError(f"{path}: not a regular file or folder")
         else:
             more, passed = walk_raw_logs(path)
             found += more

@@ -23,10 +23,12 @@ own partition), then appends one event per log to `ledger`, all in one commit,
 naming the source, its counts, the checksum of every data file it wrote and the
 table versions that hold them. A reader pins one ledger version and reads the
 data tables at the versions that ledger version records, keeping only the
-partitions of sources live in it: rows committed by a writer killed before its
-ledger event, and partitions of superseded sources, are never visible, and the
-data tables' own commits never conflict with each other (different partitions)
-nor with the ledger's (blind appends). So writers need no shared lock.
+data files that the live event of each source names: rows committed by a
+writer killed before its ledger event, partitions of superseded sources, and
+the second data file two writers racing on one raw log commit into its
+partition, are never visible, and the data tables' own commits never conflict
+with each other (different partitions) nor with the ledger's (blind appends).
+So writers need no shared lock.
 """
 
 from __future__ import annotations
@@ -40,11 +42,12 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import unquote
 
 import polars as pl
 import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
-from deltalake.exceptions import TableNotFoundError
+from deltalake.exceptions import DeltaError, TableNotFoundError
 from deltalake.transaction import AddAction, RemoveAction
 
 from . import table_cache
@@ -175,6 +178,9 @@ class Store:
             if not create:
                 raise StorageError(f"no warehouse at {self.home}: run `perfwh ingest PATH` first") from None
             dt = self._create(name)
+        except DeltaError as exc:  # a damaged commit file: its message runs on with a Rust backtrace
+            raise StorageError(f"{self.home / name}: its Delta transaction log cannot be read "
+                               f"({str(exc).strip().splitlines()[0]})") from None
         if kept is None and (version is None or version == dt.version()):
             table_cache.keep(uri, self.local, dt)  # at the latest version
         elif version is not None:
@@ -251,7 +257,8 @@ class Store:
         dt = self.table(table, create=True)
         live = set(self.files(dt).get_column("path").to_list())
         stamp = int(time.time() * 1000)
-        actions = [RemoveAction(p, stamp, True, {PARTITION: s}, n) for p, s, n in files if p in live]
+        actions = [RemoveAction(p, data_change=True, deletion_timestamp=stamp, size=n, partition_values={PARTITION: s})
+                   for p, s, n in files if p in live]
         if actions:
             dt.create_write_transaction(actions, "append", arrow_schema(TABLE_SCHEMAS[table]), partition_by=[PARTITION])
 
@@ -291,15 +298,29 @@ class Store:
 
 
 def fold_events(events: pl.DataFrame) -> pl.DataFrame:
-    """The ledger as of these events: the last event of each (sha256, path)."""
+    """The ledger as of these events: the last event of each (sha256, path), and one live content
+    per path, that of its last event. Two writers that ingested a path's old and new content at
+    once each made theirs live, neither knowing the other's; the later event supersedes the other
+    as a replace would have (else both contents count, and the next run calls the path unchanged).
+    """
     if events.height == 0:
         return events
-    return (
+    folded = (
         events.with_row_index("_n")
         .sort("event_at", "_n")
         .unique(subset=["sha256", "path"], keep="last", maintain_order=True)
         .drop("_n")
+        .with_row_index("_n")
     )
+    live = pl.col("status").is_in(LIVE)
+    newest = folded.filter(live).group_by("path").agg(pl.col("_n").max(), pl.col("sha256").last())
+    lost = live & ~pl.col("_n").is_in(newest["_n"].implode())
+    later = pl.col("path").replace_strict(newest["path"], newest["sha256"], default="")
+    return folded.with_columns(
+        pl.when(lost).then(pl.lit("superseded")).otherwise(pl.col("status")).alias("status"),
+        pl.when(lost).then(pl.format("replaced by {} (ingested at the same time)", later.str.slice(0, 12)))
+        .otherwise(pl.col("message")).alias("message"),
+    ).drop("_n")
 
 
 @dataclass
@@ -355,13 +376,14 @@ def read_events(dt: DeltaTable) -> pl.DataFrame:
 
     A local ledger's files are read by polars: delta-rs reads through
     pyarrow.dataset, whose import (pandas with it) costs an ingest ~0.5 s.
-    The ledger is append-only, so its live files are all its rows.
+    The ledger is append-only, so its live files are all its rows. Its URIs
+    are percent-encoded (a home under "My Drive" reads "My%20Drive").
     """
     files = dt.file_uris()
     if not files:
         frame = pl.DataFrame(schema=LEDGER_EVENT_SCHEMA)
     elif all(f.startswith("/") for f in files):
-        frame = pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+        frame = pl.concat([pl.read_parquet(unquote(f)) for f in files], how="diagonal_relaxed")
     else:
         frame = pl.from_arrow(pa.table(dt.to_pyarrow_table()))
     return frame.select([pl.col(c).cast(t) for c, t in LEDGER_EVENT_SCHEMA.items()])
@@ -406,20 +428,20 @@ def load_snapshot(home: Path | ObjectHome, as_of: int | datetime | None = None) 
     mv, qv = (events.get_column(f"{t}_version").max() for t in DATA_TABLES)
     mv, qv = (-1 if v is None else int(v) for v in (mv, qv))
     live = set(ledger.filter(pl.col("status").is_in(LIVE)).get_column("sha256").to_list())
+    checksums, unrecorded = recorded_files(ledger)
     frames = {}
     for name, v in (("measurements", mv), ("quarantine", qv)):
         if v < 0 or not live:
             frames[name] = pl.DataFrame(schema={"path": pl.String, "sha": pl.String, "bytes": pl.Int64})
             continue
-        files = Store.files(store.table(name, v)).filter(pl.col("sha").is_in(list(live)))
+        named = [rel for table, rel in checksums if table == name]
+        files = Store.files(store.table(name, v)).filter(
+            pl.col("sha").is_in(list(live)) & (pl.col("path").is_in(named) | pl.col("sha").is_in(unrecorded))
+        )
         root = str(store.home / name) + "/"
         frames[name] = files.select(
             (pl.lit(root) + pl.col("path")).alias("path"), "sha", "bytes"
         ).sort("path")
-    checksums = {}
-    for entry in ledger.filter(pl.col("status").is_in(LIVE)).get_column("data_files").to_list():
-        for f in json.loads(entry or "[]"):
-            checksums[(f["table"], f["path"])] = DataFile(f["table"], f["path"], f["bytes"], f["sha256"])
     snap = Snapshot(
         store.home, version, committed_at, mv, qv, events, ledger,
         frames["measurements"], frames["quarantine"], checksums,
@@ -429,6 +451,23 @@ def load_snapshot(home: Path | ObjectHome, as_of: int | datetime | None = None) 
         while len(_SNAPSHOTS) > SNAPSHOTS_KEPT:
             _SNAPSHOTS.pop(next(iter(_SNAPSHOTS)))
     return snap
+
+
+def recorded_files(ledger: pl.DataFrame) -> tuple[dict[tuple[str, str], DataFile], list[str]]:
+    """The data files each live source's event names (its last live event, as `manifest_of` reads it),
+    and the live sources whose events name none (written before events recorded their files).
+
+    Readers keep only the named files of a partition: two writers racing on one file each commit a
+    data file into its partition, and only the event that made the source live says which is its.
+    """
+    chosen: dict[str, str | None] = {}
+    for sha, entry in ledger.filter(pl.col("status").is_in(LIVE)).select("sha256", "data_files").iter_rows():
+        chosen[sha] = entry
+    checksums = {}
+    for entry in chosen.values():
+        for f in json.loads(entry or "[]"):
+            checksums[(f["table"], f["path"])] = DataFile(f["table"], f["path"], f["bytes"], f["sha256"])
+    return checksums, [sha for sha, entry in chosen.items() if entry is None]
 
 
 def parse_as_of(text: str | int | datetime | None) -> int | datetime | None:

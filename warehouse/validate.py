@@ -170,7 +170,7 @@ def validate(frame: pl.DataFrame, ctx: SourceContext) -> tuple[pl.DataFrame, pl.
         op.alias("__op"),
         variant.alias("__variant"),
         pl.coalesce(
-            _map_uniques(frame, "system", norm),
+            _map_uniques(frame, "system", lambda v: norm(v) or None),  # blank: as if absent
             _map_uniques(frame, "device", system_of_device),
             pl.lit(ctx.folder_system, dtype=pl.String),
         ).alias("__system"),
@@ -231,6 +231,10 @@ def validate(frame: pl.DataFrame, ctx: SourceContext) -> tuple[pl.DataFrame, pl.
         (
             pl.col("__system").is_null(),
             pl.format("unknown system for device {}", pl.col("device").fill_null("<none>")),
+        ),
+        (
+            ~pl.col("__system").str.contains(FRAMEWORK_RE).fill_null(True),
+            pl.format("system: invalid name {}", pl.col("system")),
         ),
         (
             ~blank("framework") & pl.col("__framework").is_null(),

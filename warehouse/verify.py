@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 
 from .location import arrow_location
-from .tables import Snapshot, load_snapshot
+from .tables import Snapshot, Store, load_snapshot
 
 VERIFY_SCHEMA = {"table": pl.String, "file": pl.String, "problem": pl.String, "source": pl.String}
 
@@ -76,6 +76,8 @@ def verify_home(home, *, repair: bool = False) -> tuple[list[BadFile], list[BadF
     """
     from .ingest import ingest_paths
 
+    if not Store(home).exists():  # an empty or mistyped home has nothing verified: not "0 bad files"
+        raise FileNotFoundError(f"no warehouse at {home}: nothing to verify (run `perfwh ingest PATH` first)")
     bad = verify(load_snapshot(home))
     if not repair or not bad:
         return bad, bad

@@ -38,6 +38,7 @@ _DUCK_TYPES = {
     "Datetime": "TIMESTAMP WITH TIME ZONE",
 }
 BASE_VIEWS = ("measurements", "perf_points", "quarantine", "ingest_ledger", "warehouse_version")
+PARTITION_DONE = "build_errors"  # the table the estimator's derived store writes last in a partition
 
 
 def _duck_type(dtype) -> str:
@@ -99,6 +100,24 @@ def _derived_files(home: Path) -> dict[str, list[Path]]:
     return {name: files for name, files in out.items() if name not in reserved}
 
 
+def _lost_derived(home: Path) -> dict[str, str]:
+    """{view name: message} for the per-partition tables a complete partition lacks (deleted or lost):
+    the view would silently leave that partition out, so it fails naming the file instead. The
+    derived store writes `PARTITION_DONE` last, so a partition still being built is not complete."""
+    root = WarehousePaths.at(home).derived / "partitions"
+    if not root.exists():
+        return {}
+    done = [f.parent for f in sorted(root.glob(f"*/*/*/{PARTITION_DONE}.parquet"))]
+    names = {f.stem for f in root.glob("*/*/*/*.parquet")} - set(OPS) - set(BASE_VIEWS)
+    out = {}
+    for name in sorted(names):
+        lost = [d / f"{name}.parquet" for d in done if not (d / f"{name}.parquet").exists()]
+        if lost:
+            out[name] = (f"{lost[0]} is missing{f' (and {len(lost) - 1} more)' if len(lost) > 1 else ''}; "
+                         "`perfwh materialize` rebuilds it")
+    return out
+
+
 def _version_select(snap: Snapshot) -> str:
     at = f"TIMESTAMPTZ {_quote(snap.committed_at.isoformat())}" if snap.committed_at else "CAST(NULL AS TIMESTAMPTZ)"
     return (
@@ -113,6 +132,8 @@ def _derived_views(con, home: Path, source) -> None:
             con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {source(files)}")
         except (duckdb.Error, OSError, pa.ArrowException) as exc:
             con.execute(_error_view(name, f"cannot read {files[0]} ({str(exc).splitlines()[0]})"))
+    for name, message in _lost_derived(home).items():
+        con.execute(_error_view(name, message))
 
 
 def _common_views(con) -> None:
@@ -135,6 +156,7 @@ def write_views(con, snap: Snapshot) -> None:
     con.execute("CREATE OR REPLACE TABLE ingest_ledger AS SELECT * FROM _ledger")
     con.unregister("_ledger")
     con.execute(f"CREATE OR REPLACE VIEW warehouse_version AS {_version_select(snap)}")
+    con.execute(f"COMMENT ON VIEW warehouse_version IS {_quote(snap.home)}")  # the home its paths are under
     _common_views(con)
     _derived_views(con, snap.home, lambda files: f"read_parquet({_sql_list(files)}, union_by_name = true)")
 
@@ -174,9 +196,25 @@ def connect_snapshot(snap: Snapshot) -> duckdb.DuckDBPyConnection:
             continue
         con.register(f"_derived_{name}", data)
         con.execute(f"CREATE VIEW {name} AS SELECT * FROM _derived_{name}")
+    for name, message in _lost_derived(snap.home).items():
+        con.execute(_error_view(name, message))
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
     return con
+
+
+def views_built_here(home) -> bool:
+    """Whether perf.duckdb exists and its views read this home: a copied or moved warehouse's
+    perf.duckdb still names the files of the folder it was built in (absolute paths)."""
+    paths = WarehousePaths.at(home)
+    if not paths.duckdb.exists():
+        return False
+    try:
+        with duckdb.connect(str(paths.duckdb), read_only=True) as con:
+            got = con.sql("SELECT comment FROM duckdb_views() WHERE view_name = 'warehouse_version'").fetchall()
+    except duckdb.Error:
+        return False
+    return got == [(str(paths.home),)]
 
 
 def refresh_views(home) -> Path:

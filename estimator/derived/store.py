@@ -129,12 +129,15 @@ class DerivedStore:
         derived/partitions/_sources.parquet.
         """
         path = self.root / "_sources.parquet"
-        if path.exists():  # fast path: the index already describes the current ledger version
-            version = self._check_exists().table("ledger").version()
-            if pl.read_parquet_metadata(path).get(LEDGER_KEY) == str(version):
-                return pl.read_parquet(path)
+        try:
+            cached = pl.read_parquet(path) if path.exists() else None
+            stamp = pl.read_parquet_metadata(path).get(LEDGER_KEY) if cached is not None else None
+        except (pl.exceptions.PolarsError, OSError):  # a damaged index is rebuilt: it only caches the ledger
+            cached = stamp = None
+        if cached is not None and stamp == str(self._check_exists().table("ledger").version()):
+            return cached  # fast path: the index already describes the current ledger version
         live = set(self._snap().live_shas) & set(self._files()["sha"].to_list())
-        known = pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=SOURCES_SCHEMA)
+        known = cached if cached is not None else pl.DataFrame(schema=SOURCES_SCHEMA)
         new = sorted(live - set(known["sha256"].to_list()))
         if new:
             files = self._files().filter(pl.col("sha").is_in(new))["path"].to_list()

@@ -86,6 +86,9 @@ class PerfDatabase(ManyEstimates):
         self.data_system = transfer.source_system(system, fw_rows["system"].unique().to_list(), from_system,
                                                   framework)
         versions = sort_versions(fw_rows.filter(pl.col("system") == self.data_system)["version"].to_list())
+        if version is not None and not isinstance(version, str):  # 0.1 is not "0.1": "1.10" and "1.1" differ
+            raise TypeError(f"version must be a string such as {versions[-1]!r}, got {type(version).__name__} "
+                            f"{version!r}")
         if version is not None and version not in versions:
             raise VersionError(f"unknown version {version!r} for {self.data_system}/{framework}; "
                                f"valid: {', '.join(versions)}")

@@ -33,6 +33,9 @@ class ManyEstimates:
         measured range gets source `sol`. Extra columns are kept.
         """
         op = canonical_op(op)
+        if not isinstance(frame, pl.DataFrame):
+            raise TypeError(f"estimate_many({op}) takes a polars DataFrame of points, got {type(frame).__name__}"
+                            + (" (collect() it first)" if isinstance(frame, pl.LazyFrame) else ""))
         context = phase_of(op) == "context"
         seq_col = next((c for c in (("isl" if context else "kv_len"), "seq_len") if c in frame.columns), None)
         missing = [c for c in ("batch_size", "num_heads") if c not in frame.columns]
@@ -78,7 +81,7 @@ class ManyEstimates:
             groups = pl.DataFrame(work).with_row_index("_row").group_by(cats, maintain_order=True)
             parts = [(dict(zip(cats, key)), sub["_row"].to_numpy()) for key, sub in groups]
         else:
-            parts = [({}, None)]
+            parts = [({}, None)] if n else []  # no points: no lookup (the empty result keeps every column)
         for values, rows in parts:
             cat = {**cat_defaults, **values}
             first = 0 if rows is None else int(rows[0])

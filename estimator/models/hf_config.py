@@ -141,8 +141,8 @@ def load_config_dict(model_path: str | os.PathLike) -> tuple[dict, str]:
             raise FileNotFoundError(f"model folder {text!r} has no config.json")
     if path.is_file():
         try:
-            raw = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:  # JSON is UTF-8 (a UTF-16 save is not)
             raise ValueError(f"{path} is not valid JSON: {exc}") from None
         if not isinstance(raw, dict):
             raise ValueError(f"{path} does not hold a JSON object")

@@ -163,6 +163,18 @@ class Model:
                                     home=self.home)
         return self._db
 
+    def _check_decode_length(self, last_kv: int) -> None:
+        """Refuse a decode past the context length before allocating one array slot per step."""
+        from estimator.lookup.limits import OutOfRangeError
+        from estimator.physics.specs import load_model
+
+        for values in self.op_settings.values():
+            spec = load_model(values["architecture"])
+            if last_kv > spec.max_position_embeddings:
+                raise OutOfRangeError(
+                    f"prefix + isl + osl - 1 = {last_kv} (the last decode step's kv_len) exceeds the context "
+                    f"length {spec.max_position_embeddings} of {spec.name} (max_position_embeddings)")
+
     def estimate(self, isl: int, osl: int, batch_size: int, prefix: int = 0, db=None) -> ModelEstimate:
         """Attention time of a prefill pass and of each decode step, summed over layers.
 
@@ -173,6 +185,7 @@ class Model:
         osl = _nonneg_int("osl", osl)
         batch_size = _positive_int("batch_size", batch_size)
         prefix = _nonneg_int("prefix", prefix)
+        self._check_decode_length(prefix + isl + osl - 1 if osl else 0)
         db = self.database() if db is None else db
         n = self.num_layers
         kv = prefix + isl + np.arange(osl, dtype=np.int64)

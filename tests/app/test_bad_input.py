@@ -132,3 +132,98 @@ def test_materialize_landing_is_a_file(a_file, tmp_path, capsys):
     assert main(["materialize", "--landing", str(a_file), "--home", str(tmp_path / "wh")]) == 2
     err = capsys.readouterr().err.splitlines()
     assert err == [f"landing: {a_file}", f"perfwh materialize: error: landing folder {a_file} is a file, not a folder"]
+
+
+@pytest.mark.parametrize("make", [lambda p: p, lambda p: p.mkdir() or p], ids=["absent", "empty-folder"])
+def test_verify_of_no_warehouse_is_an_error_not_a_clean_bill(make, tmp_path, capsys):
+    """`verify` of a mistyped home used to print "0 bad data files" and exit 0."""
+    home = make(tmp_path / "typo")
+    err = _one_line_error(capsys, ["verify", "--home", str(home)])
+    assert f"no warehouse at {home}: nothing to verify" in err
+
+
+@pytest.mark.parametrize("content, says", [
+    ("root:x:0:0:root:/root:/bin/bash\n", "is not a collector spec: it needs a `shapes:` list"),
+    ("shapes: [[dsa_context, 128]]\n", "is not a collector spec: it needs a `shapes:` list"),
+    ("shapes: [unclosed\n", "is not a YAML collector spec"),
+])
+def test_plan_exclude_that_is_not_a_spec(content, says, tmp_path, capsys):
+    """A non-spec --exclude file died in spec_keys with AttributeError/IndexError tracebacks."""
+    spec = tmp_path / "not-a-spec.yaml"
+    spec.write_text(content)
+    err = _one_line_error(capsys, ["plan", "--system", "h100_sxm", "--exclude", str(spec),
+                                   "--home", str(tmp_path / "wh"), "--out", str(tmp_path / "plan.yaml")])
+    assert f"--exclude {spec} {says}" in err
+
+
+def test_ingest_of_an_empty_path_does_not_ingest_the_working_folder(tmp_path, home, capsys, monkeypatch):
+    """`perfwh ingest ''` read Path('') as '.', and ingested whatever logs the working folder held."""
+    write_log(tmp_path / "cwd" / "dsa_context_module_perf.txt", [dsa_context_row()])
+    monkeypatch.chdir(tmp_path / "cwd")
+    err = _one_line_error(capsys, ["ingest", "", "--home", str(home)])
+    assert "empty path '': give a file or folder ('.' for the current folder)" in err
+    from warehouse.tables import Store
+
+    assert not Store(home).exists()  # no ledger: nothing was ingested
+
+
+def test_ingest_of_a_missing_path_blames_the_path_not_the_warehouse(tmp_path, home, capsys):
+    missing = tmp_path / "missing.txt"
+    err = _one_line_error(capsys, ["ingest", str(missing), "--home", str(home)])
+    assert err == f"perfwh ingest: error: no such file or folder: {missing}\n"
+
+
+@pytest.mark.parametrize("flag", ["--plot", "--errors-out"])
+def test_accuracy_outputs_are_checked_before_the_run(flag, tmp_path, capsys):
+    """`accuracy --plot /tmp` ran the whole cross-validation, then matplotlib saved /tmp.png."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    no_home = str(tmp_path / "wh")  # checked first: no warehouse is needed to refuse the path
+    err = _one_line_error(capsys, ["accuracy", flag, str(folder), "--home", no_home])
+    assert f"{flag} {folder} is a folder; give the file to write" in err
+    assert not (tmp_path / "out.png").exists()
+    err = _one_line_error(capsys, ["accuracy", flag, str(tmp_path / "none" / "x"), "--home", no_home])
+    assert f"folder {tmp_path / 'none'} does not exist" in err
+
+
+def test_query_out_without_points_is_refused(tmp_path, capsys):
+    """`query ... --out F` without --points printed the answer and never wrote F."""
+    out = tmp_path / "answer.csv"
+    err = _one_line_error(capsys, ["query", "dsa_context", "-b", "1", "-s", "1024", "--num-heads", "128",
+                                   "--out", str(out), "--home", str(tmp_path / "wh")])
+    assert f"--out {out} applies with --points only" in err
+
+
+def test_sql_negative_max_rows_is_refused(warehouse, capsys):
+    """--max-rows -1 printed the table with a '(1 rows; showing -1)' footer."""
+    err = _one_line_error(capsys, ["sql", "select 1", "--max-rows", "-1", "--home", str(warehouse)])
+    assert "--max-rows must be >= 0, got -1" in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["query", "dsa_context", "-b", "1", "-s", "1024", "--num-heads", "128", "--home", ""],
+    ["sql", "select 1", "--home", " "],
+    ["materialize", "--landing", ""],
+])
+def test_an_empty_home_or_landing_is_not_the_default(argv, tmp_path, capsys, monkeypatch):
+    """`--home "$WH"` with WH unset answered from $PERFWH_HOME (another warehouse) without a word."""
+    monkeypatch.setenv("PERFWH_HOME", str(tmp_path / "other"))
+    flag = argv[argv.index("") - 1] if "" in argv else "--home"
+    err = _one_line_error(capsys, argv)
+    assert f"{flag} is empty: give a folder, or leave the option out for the default" in err
+
+
+def test_ingest_of_a_fifo_or_device_is_an_error_not_an_unreadable_folder(tmp_path, home, capsys):
+    """`perfwh ingest /dev/null` (or a FIFO) exited 0 saying 'unreadable folder (Not a directory)'."""
+    fifo = tmp_path / "dsa_context_module_perf.txt"
+    os.mkfifo(fifo)
+    for path in (fifo, "/dev/null"):
+        err = _one_line_error(capsys, ["ingest", str(path), "--home", str(home)])
+        assert f"{path}: not a regular file or folder" in err
+
+
+def test_plan_out_in_a_missing_folder_is_refused_first(tmp_path, capsys):
+    """plan --out /missing/plan.yaml planned first, then failed with a raw '[Errno 2] ...'."""
+    out = tmp_path / "missing" / "plan.yaml"
+    err = _one_line_error(capsys, ["plan", "--system", "h100_sxm", "--out", str(out), "--home", str(tmp_path / "wh")])
+    assert f"--out {out}: folder {out.parent} does not exist" in err

@@ -11,7 +11,8 @@ import pytest
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
 
-from perfwh.plots import _draw_curve, beyond_runs, compare_html, compare_plot  # noqa: E402
+from perfwh.cli import CliError  # noqa: E402
+from perfwh.plots import _draw_curve, _write_bytes, beyond_runs, compare_html, compare_plot  # noqa: E402
 
 
 def test_beyond_runs_low_end_middle_and_high_end():
@@ -65,3 +66,12 @@ def test_compare_plot_and_html_report(tmp_path):
     assert page.count("<tr>") == 2 * (1 + 4)  # a header row and one row per length, per phase
     assert "h200_sxm / trtllm 1.3.0rc20, tp 8, batch 8, gemm bfloat16, kv cache fp8, attention bfloat16" in page
     assert "<td class='src extrapolated'>extrapolated</td>" in page
+
+
+def test_plot_to_a_folder_is_refused_and_writes_nothing_beside_it(tmp_path):
+    """--plot /tmp used to write a temporary file into / and fail with a raw '[Errno 21]' message."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    with pytest.raises(CliError, match=f"{folder} is a folder; give the file to write"):
+        _write_bytes(folder, b"png")
+    assert [p.name for p in tmp_path.iterdir()] == ["out"] and not any(folder.iterdir())

@@ -177,6 +177,28 @@ def test_perfwh_materialize_rerun_and_change(tmp_path, landing, dagster_home, ca
     assert dict(ledger.iter_rows()) == {"ingested": 3, "superseded": 1}
 
 
+def test_materialize_of_a_copied_warehouse_points_perf_duckdb_at_the_copy(tmp_path, landing, dagster_home):
+    """perf.duckdb's views name absolute paths: a copy of a home (cp -a) kept reading the original's
+    files through its perf.duckdb, and a materialize with nothing new left it so."""
+    import shutil
+
+    import duckdb
+
+    from pipelines.materialize import run_materialize
+
+    original, copy = tmp_path / "wh", tmp_path / "copy"
+    assert run_materialize(str(original), str(landing), progress=lambda line: None).ok
+    shutil.copytree(original, copy, symlinks=True)
+    said = []
+    again = run_materialize(str(copy), str(landing), progress=said.append)
+    assert again.derived == "up to date" and again.dagster_home is None  # no run: only the views are rebuilt
+    assert "perf.duckdb rebuilt: its views read another folder (a copied or moved warehouse)" in said
+    shutil.rmtree(original)
+    with duckdb.connect(str(copy / "perf.duckdb"), read_only=True) as con:
+        assert con.sql("select count(*) from measurements").fetchall() == [(3 * CLEAN_ROWS,)]
+        assert con.sql("select count(*) from grids").fetchall()[0][0] > 0
+
+
 def test_cli_materialize_prints_summary(tmp_path, landing, dagster_home, capsys):
     from perfwh.cli import main
 

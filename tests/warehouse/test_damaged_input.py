@@ -401,3 +401,30 @@ def test_an_ignored_table_is_not_pending_again(home, raw_dir):
     ]
     ingest_paths([root], home)
     assert pending(scan_landing(root), load_manifest(WarehousePaths.at(home))) == []
+
+
+def test_blank_system_falls_back_and_a_malformed_one_is_quarantined(home, raw_dir):
+    """A JSONL `"system": ""` used to be stored as a row of system '' that no query reaches."""
+    f = raw_dir / "dsa_context_module_perf.jsonl"
+    lines = [JSONL_ROW | {"system": s, "isl": 1024 * (i + 1)} for i, s in enumerate(["", "  ", "H200_SXM", "h200 sxm/x"])]
+    f.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    report = ingest_paths([f], home)
+    assert (report.rows_read, report.rows_accepted, report.rows_quarantined) == (4, 3, 1)
+    assert sql("select distinct system from measurements", home).rows() == [("h200_sxm",)]
+    assert quarantine(home) == [{"source_line": 4, "reason": "system: invalid name h200 sxm/x"}]
+
+
+@pytest.mark.parametrize("name", ["dsa_context_module_perf.txt", "dsa_context_module_perf.jsonl"])
+def test_bare_cr_line_ends_are_named_not_called_a_truncated_line(name, home, raw_dir):
+    """A file saved with classic-Mac line ends is one line to the readers; its reason said
+    'truncated last line' (CSV) or 'invalid JSON: Extra data' (JSONL)."""
+    if name.endswith(".txt"):
+        lines = [HEADER, *rows(3)]
+    else:
+        lines = [json.dumps(JSONL_ROW | {"isl": 1024 * (i + 1)}) for i in range(3)]
+    f = raw_dir / name
+    f.write_bytes(("\r".join(lines) + "\r").encode())
+    report = ingest_paths([f], home)
+    assert (report.rows_read, report.rows_accepted, report.rows_quarantined) == (1, 0, 1)
+    assert quarantine(home) == [{"source_line": 1, "reason": "lines end in a bare CR (classic Mac text), so the "
+                                 "file is one line: convert it to LF or CRLF"}]

@@ -171,3 +171,96 @@ def test_write_lock_serialises_writers(tmp_path):
             text=True,
         )
     assert out.returncode == 3 and "busy" in out.stdout
+
+
+_RACER = """
+import sys, time
+from pathlib import Path
+import deltalake
+from warehouse.ingest import ingest_paths
+
+raw, home, me, other = sys.argv[1], sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])
+write = deltalake.DeltaTable.create_write_transaction
+
+def at_the_same_moment(self, actions, *args, **kwargs):
+    if actions and "measurements" in self.table_uri:  # both loaded the table before either commits
+        me.touch()
+        while not other.exists():
+            time.sleep(0.01)
+    return write(self, actions, *args, **kwargs)
+
+deltalake.DeltaTable.create_write_transaction = at_the_same_moment
+ingest_paths([raw], home)
+"""
+
+
+def test_two_writers_ingesting_one_file_at_once_do_not_double_it(tmp_path):
+    """Two `perfwh ingest` of one file on one home at once each committed a data file into its
+    partition, and readers counted both: every row twice."""
+    (raw,), total = make_logs(tmp_path / "raw", 1)
+    home = tmp_path / "wh"
+    ingest_paths([], home)  # the tables exist before the race (a fresh home races on creating them too)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    flags = [tmp_path / "a", tmp_path / "b"]
+    procs = [subprocess.Popen([sys.executable, "-c", _RACER, str(raw), str(home), str(me), str(other)], env=env)
+             for me, other in (flags, flags[::-1])]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    from warehouse.tables import Store
+
+    assert Store.files(Store(home).table("measurements")).height == 2  # the race did happen
+    assert check_consistent(home) == total
+    assert sql("select count(*) from measurements", home).item() == total
+
+    from warehouse.ingest import remove_orphans
+    from warehouse.manifest import manifest_of
+    from warehouse.tables import load_snapshot
+
+    assert remove_orphans(Store(home), manifest_of(load_snapshot(home)), grace_s=0) == 1  # the loser's file goes
+    assert Store.files(Store(home).table("measurements")).height == 1
+    assert check_consistent(home) == total
+
+
+_PAUSED_BEFORE_LEDGER = """
+import sys, time
+from pathlib import Path
+from warehouse import tables
+from warehouse.ingest import ingest_paths
+
+raw, home, ready, go = sys.argv[1:5]
+append = tables.Store.append_events
+
+def paused(self, events):
+    Path(ready).touch()
+    while not Path(go).exists():
+        time.sleep(0.01)
+    return append(self, events)
+
+tables.Store.append_events = paused
+ingest_paths([raw], home)
+"""
+
+
+def test_two_writers_ingesting_a_paths_old_and_new_content_leave_one_live(tmp_path):
+    """A writer paused before its ledger commit (content v1) while the file changed and another
+    writer ingested v2: both contents stayed live, every row of the path counted twice, and
+    later runs called the path unchanged."""
+    raw = tmp_path / "raw" / "h200_sxm" / "trtllm" / "1.0" / "dsa_context_module_perf.txt"
+    write_log(raw, [dsa_context_row(isl=1024 * (i + 1), latency=1.0) for i in range(10)])
+    home = tmp_path / "wh"
+    ingest_paths([], home)
+    ready, go = tmp_path / "ready", tmp_path / "go"
+    first = subprocess.Popen([sys.executable, "-c", _PAUSED_BEFORE_LEDGER, str(raw), str(home), str(ready), str(go)],
+                             env=dict(os.environ, PYTHONPATH=str(REPO)))
+    while not ready.exists():
+        assert first.poll() is None
+        threading.Event().wait(0.02)
+    write_log(raw, [dsa_context_row(isl=1024 * (i + 1), latency=2.0) for i in range(10)])
+    assert ingest_paths([raw], home).rows_accepted == 10
+    go.touch()
+    assert first.wait(timeout=300) == 0
+    assert check_consistent(home) == 10
+    assert sql("select latency_ms, count(*) from measurements group by all", home).rows() == [(2.0, 10)]
+    statuses = sql("select status, message from ingest_ledger order by status", home).rows()
+    assert statuses[0][0] == "ingested" and statuses[1][0] == "superseded"
+    assert statuses[1][1].endswith("(ingested at the same time)")
+    assert [r.status for r in ingest_paths([raw], home).files] == ["skipped-unchanged"]

@@ -316,6 +316,16 @@ def test_unknown_extension_and_missing_path_fail_loudly(home, tmp_path):
         ingest_paths([tmp_path / "absent"], home)
 
 
+def test_one_path_as_a_string_is_one_path_not_its_characters(home, raw_dir, monkeypatch):
+    """ingest_paths("some/file") iterated the string, one character at a time: 'no such file or
+    folder: s' at best, and for "/data/x.txt" its first character "/" walked the whole root."""
+    f = write_log(raw_dir / "dsa_context_module_perf.txt", [dsa_context_row(isl=s) for s in (1024, 2048)])
+    monkeypatch.chdir(raw_dir)  # a bare name: the old behaviour fails fast instead of walking "/"
+    for one in ("dsa_context_module_perf.txt", f):
+        assert [r.path for r in ingest_paths(one, home).files] == [str(f)]
+    assert sql("select count(*) from measurements", home).item() == 2
+
+
 def test_shared_data_ingests_without_quarantine(home, shared_data):
     report = ingest_paths([shared_data], home)
     assert report.rows_quarantined == 0

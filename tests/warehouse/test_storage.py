@@ -55,6 +55,23 @@ def test_lost_transaction_log_refuses_and_deletes_nothing(home, raw_dir):
     assert out.returncode != 0 and "Traceback" not in out.stderr and "_delta_log" in out.stderr
 
 
+@pytest.mark.parametrize("table", ["ledger", "measurements"])
+def test_damaged_commit_file_is_one_line_naming_the_table(table, home, raw_dir):
+    """A _delta_log JSON that does not parse raised delta-rs' DeltaError (with a Rust backtrace)
+    through every command."""
+    f = write_log(raw_dir / "dsa_context_module_perf.txt", _rows("1.0", 5))
+    ingest_paths([f], home)
+    last = sorted((home / table / "_delta_log").glob("*.json"))[-1]
+    last.write_text("{garbage\n")  # read by a new process (this one keeps the tables it opened)
+    for args in (["sql", "select 1"], ["verify"], ["ingest", str(f)]):
+        out = subprocess.run(
+            [sys.executable, "-m", "perfwh.cli", *args, "--home", str(home)],
+            capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)),
+        )  # fmt: skip
+        assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+        assert f"{home / table}: its Delta transaction log cannot be read" in out.stderr
+
+
 def test_changed_file_equal_to_another_drops_its_old_rows(home, raw_dir):
     """D4: P rewritten with Q's content is a duplicate of Q, and P's earlier rows leave."""
     p = write_log(raw_dir / "a" / "dsa_context_module_perf.txt", _rows("1.0", 3, latency=1.0))
@@ -242,3 +259,40 @@ def test_cli_sql_as_of_version_and_time(home, raw_dir):
         capture_output=True, text=True, env=env,
     )  # fmt: skip
     assert bad.returncode != 0 and "Traceback" not in bad.stderr and "--as-of" in bad.stderr
+
+
+@pytest.mark.parametrize("name", ["home with space", "hôme-ünïcode", "100%full"])
+def test_home_on_a_path_that_needs_escaping(name, raw_dir, tmp_path):
+    """The ledger's file URIs are percent-encoded: a home with a space used to take the rows, then
+    fail every read ('No such file ... home%20with%20space/ledger/...')."""
+    home = tmp_path / name
+    f = write_log(raw_dir / "dsa_context_module_perf.txt", [dsa_context_row(isl=s) for s in (1024, 2048)])
+    assert ingest_paths([f], home).rows_accepted == 2
+    assert sql("select count(*) from measurements", home).item() == 2
+    assert [r.status for r in ingest_paths([f], home).files] == ["skipped-unchanged"]
+    assert verify_home(home) == ([], [])
+
+
+def test_a_lost_derived_table_fails_its_view_instead_of_leaving_its_partition_out(raw_dir, home, capsys):
+    """Deleting one partition's grids.parquet made `select count(*) from grids` silently count
+    the other partitions only."""
+    import polars as pl
+
+    from perfwh.cli import main
+
+    ingest_paths([write_log(raw_dir / "dsa_context_module_perf.txt", [dsa_context_row()])], home)
+    parts = home / "derived" / "partitions" / "h200_sxm" / "trtllm"
+    for version, tables in (("1.0", ("grids", "build_errors")), ("2.0", ("build_errors",)), ("3.0", ("grids",))):
+        (parts / version).mkdir(parents=True)
+        for t in tables:
+            pl.DataFrame({"x": [1]}).write_parquet(parts / version / f"{t}.parquet")
+    lost = parts / "2.0" / "grids.parquet"  # 3.0 has no build_errors yet: still being built, not lost
+    with pytest.raises(duckdb.Error, match=f"grids: {lost} is missing; `perfwh materialize` rebuilds it"):
+        sql("select count(*) from grids", home)
+    assert sql("select count(*) from build_errors", home).item() == 2  # the other derived views still work
+    refresh_views(home)
+    with pytest.raises(duckdb.Error, match=f"{lost} is missing"):
+        duckdb.connect(str(home / "perf.duckdb"), read_only=True).sql("select count(*) from grids").fetchall()
+    assert main(["tables", "--home", str(home)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{lost} is missing" in err and "Traceback" not in err

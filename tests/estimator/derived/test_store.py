@@ -151,6 +151,22 @@ def test_one_changed_file_rebuilds_only_its_partition(homes, tmp_path):
     assert store.refresh() == []
 
 
+@pytest.mark.parametrize("damage", [lambda f: f.write_bytes(os.urandom(3000)), lambda f: f.write_bytes(b"PAR1")])
+def test_a_damaged_sources_index_is_rebuilt_from_the_ledger(damage, tmp_path):
+    """derived/partitions/_sources.parquet is a cache of the ledger; garbage in it made every
+    PerfDatabase (and `perfwh query`) die with a polars ComputeError traceback."""
+    from estimator.derived.store import DerivedStore
+
+    home = tmp_path / "wh"
+    _ingest(_good(tmp_path / "raw"), home)
+    DerivedStore(home).refresh()
+    index = home / "derived" / "partitions" / "_sources.parquet"
+    want = DerivedStore(home).partitions()
+    damage(index)
+    assert DerivedStore(home).partitions() == want == {TRT: want[TRT]}
+    assert pl.read_parquet(index).height == len(want[TRT])  # and written back whole
+
+
 def test_a_table_added_to_partition_tables_is_built_for_every_partition(homes, monkeypatch):
     import estimator.derived.partition as partition_mod
     from estimator.lookup.database import PerfDatabase

@@ -168,6 +168,8 @@ def test_bad_op_system_backend_version(points, db):
         PerfDatabase(version="9.9", calibration=cal, grids=grids)
     with pytest.raises(ValueError, match="backends with data: trtllm"):
         PerfDatabase(backend="vllm", calibration=cal, grids=grids)
+    with pytest.raises(TypeError, match="version must be a string such as '1.0', got float 1.0"):
+        PerfDatabase(version=1.0, calibration=cal, grids=grids)  # said "unknown version 1.0; valid: 1.0"
 
 
 def test_generation_rejects_prefix(db):

@@ -49,6 +49,25 @@ def test_bad_keyword_options_are_rejected_like_the_scalar_path(db, kwargs):
         db.estimate("dsa_context", batch_size=1, s=64, num_heads=32, **kwargs)
 
 
+def test_no_points_give_no_rows_with_every_output_column(db):
+    """An empty frame died in numpy ('zero-size array to reduction operation minimum')."""
+    empty = pl.DataFrame(schema={"batch_size": pl.Int64, "isl": pl.Int64, "num_heads": pl.Int64})
+    out = db.estimate_many("dsa_context", empty)
+    assert out.height == 0
+    assert out.columns == db.estimate_many("dsa_context", pl.DataFrame(BASE)).columns
+
+
+@pytest.mark.parametrize("frame, kind", [
+    ([{"batch_size": 1, "isl": 64, "num_heads": 32}], "list"),
+    (BASE, "dict"),
+    (pl.DataFrame(BASE).lazy(), r"LazyFrame \(collect\(\) it first\)"),
+])
+def test_points_that_are_not_a_dataframe_are_a_type_error(db, frame, kind):
+    """A list, dict or LazyFrame failed with AttributeError on `.columns`/`.height`."""
+    with pytest.raises(TypeError, match=f"takes a polars DataFrame of points, got {kind}"):
+        db.estimate_many("dsa_context", frame)
+
+
 def test_refusals_name_the_row(db):
     with pytest.raises(OutOfRangeError, match="row 1: isl=170000 exceeds the context length 163840"):
         db.estimate_many("dsa_context", pl.DataFrame({**BASE, "isl": [64, 170000]}))

@@ -131,6 +131,13 @@ def test_invalid_json(tmp_path):
         hf_config.load_model_config(tmp_path)
 
 
+def test_a_config_that_is_not_utf8_names_the_file(tmp_path):
+    """A UTF-16 config.json raised "'utf-8' codec can't decode byte 0xff", naming no file."""
+    (tmp_path / "config.json").write_text('{"architectures": ["DeepseekV3ForCausalLM"]}', encoding="utf-16")
+    with pytest.raises(ValueError, match=f"{tmp_path / 'config.json'} is not valid JSON: 'utf-8' codec"):
+        hf_config.load_model_config(tmp_path)
+
+
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(st.sampled_from(sorted(V32)), st.one_of(
     st.none(), st.integers(-5, 5000), st.text(max_size=3), st.floats(allow_nan=True))))

@@ -198,6 +198,18 @@ def test_estimate_bad_input(model_db, kwargs, message):
         m.estimate(db=model_db, **args)
 
 
+def test_decode_past_the_context_length_is_refused_before_allocating():
+    """osl=1e11 used to die in numpy (a 745 GiB array) with a traceback; no database is touched."""
+
+    class NoDatabase:
+        def estimate_many(self, *a, **k):
+            raise AssertionError("the length check comes first")
+
+    m = get_model(V32, "h200_sxm", "trtllm", ModelConfig(tp_size=8))
+    with pytest.raises(ValueError, match=r"prefix \+ isl \+ osl - 1 = 100000001023 .* exceeds the context length"):
+        m.estimate(isl=1024, osl=100_000_000_000, batch_size=1, db=NoDatabase())
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(isl=st.integers(1, 150_000), osl=st.integers(0, 40), batch=st.integers(1, 64),
