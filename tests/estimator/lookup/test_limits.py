@@ -103,5 +103,5 @@ def test_model_rollup_refuses_past_the_context_length_in_one_line(db):
 
     m = get_model("deepseek-ai/DeepSeek-V3.2", "h200_sxm", "trtllm", ModelConfig(tp_size=4))
     assert m.estimate(isl=1000, osl=2, batch_size=1, db=db).context_ms > 0
-    with pytest.raises(OutOfRangeError, match=r"^dsa_generation: kv_len=163841 exceeds the context length 163840 "):
+    with pytest.raises(OutOfRangeError, match=r"^prefix \+ isl \+ osl - 1 = 163841 \(the last decode step's kv_len\) exceeds the context length 163840 "):
         m.estimate(isl=160000, osl=3842, batch_size=1, db=db)
