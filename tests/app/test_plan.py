@@ -52,8 +52,8 @@ def h100(tmp_path_factory):
 def test_plan_respects_budget_exclusions_and_spreads(h100):
     from perfwh.plan import database_from_points
 
-    pts = read_perf_points(h100, system="h100_sxm", framework="perfwh")
-    db = database_from_points(pts, "h100_sxm")
+    pts = read_perf_points(h100, system="h100_sxm", framework="perfwh").filter(pl.col("version") == "0.2")
+    db = database_from_points(pts, "h100_sxm")  # one version: 0.2 holds both generation ops
     exclude = spec_keys(VALIDATION)
     picks = plan(pts, db, budget_s=3.0, exclude=exclude)
     assert 0 < picks["cost_s"].sum() <= 3.0
@@ -105,8 +105,8 @@ def test_cli_refuses_an_empty_warehouse(tmp_path, capsys):
     (["--budget-minutes", "nan"], "--budget-minutes must be a number > 0, got nan"),
     (["--budget-minutes", "0"], "--budget-minutes must be a number > 0, got 0"),
     (["--max-shapes", "0"], "--max-shapes must be >= 1, got 0"),
-    (["--version", "9.9"], "no perfwh 9.9 points for h100_sxm; versions: 0.2"),
-    (["--op", "mla_context"], "no perfwh 0.2 points for h100_sxm and op mla_context"),
+    (["--version", "9.9"], "no perfwh 9.9 points for h100_sxm; versions: 0.2, 0.4"),
+    (["--op", "mla_context"], "no perfwh 0.4 points for h100_sxm and op mla_context"),
     (["--exclude", "/nonexistent/spec.yaml"], "--exclude /nonexistent/spec.yaml: no such collector spec file"),
 ])
 def test_cli_bad_input_is_one_line(h100, tmp_path, capsys, extra, message):

@@ -18,8 +18,10 @@ pytestmark = pytest.mark.skipif(not DIRS, reason="no committed perfwh raw logs")
 
 
 def test_size_budget():
+    """The embedded data stay small enough to clone and ingest in seconds: 6 MiB (5 MiB until the H100 0.4
+    MLA generation table, the production-speed decode and prologue, issue 16, had to sit beside 0.2)."""
     total = sum(f.stat().st_size for f in ROOT.rglob("*") if f.is_file())
-    assert total <= 5 * 1024 * 1024
+    assert total <= 6 * 1024 * 1024
 
 
 def _pairs(d, stem):

@@ -5,16 +5,7 @@
 # (module_profile.py), then the adapter's GPU tests.
 # carry [".carry_fi16"], command: bash .carry_fi16/run3.sh      (env: BENCH_S SWEEP_S)
 set -u
-C=$(cd "$(dirname "$0")" && pwd); cd "$C/code" || exit 1
-export PYTHONPATH=$PWD:/tmp/site PYTHONUNBUFFERED=1 FLASHINFER_WORKSPACE_BASE=/tmp/fiws
-[ -z "${CUDA_HOME:-}" ] && [ -d /usr/local/cuda/lib64 ] && export CUDA_HOME=/usr/local/cuda
-mkdir -p /tmp/site
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "$C"/whl/*.whl \
-  || echo "pip install rc $?"
-tar xzf "$C/flashinfer.tgz" -C /tmp/site
-nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=csv,noheader > "$OUT/versions.txt" 2>&1
-cat "$OUT/versions.txt"
-CARD=h100; grep -q H200 "$OUT/versions.txt" && CARD=h200
+. "$(dirname "$0")/device_env.sh"
 timeout ${BENCH_S:-120} python3 benchmarks/collector_runs/run11/flashinfer_mla.py --json "$OUT/fi.json" --module \
   --backends fa3 --pages 64 --configs collector/configs/$CARD.json > "$OUT/bench.txt" 2>&1
 echo "bench rc $?"; grep -v '^ *$' "$OUT/bench.txt" | cut -c1-300 | tail -30

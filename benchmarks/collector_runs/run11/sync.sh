@@ -12,7 +12,7 @@ cp "$SRC/tests/__init__.py" "$DST/code/tests/"  # without it tests/collector sha
 cp "$SRC/benchmarks/collector_runs/run11/device1/configs.json" "$DST/configs_run1.json"  # run2.sh's configs
 cp "$SRC"/benchmarks/*.py "$DST/code/benchmarks/"
 cp -r "$SRC/benchmarks/collector_runs/run11" "$SRC/benchmarks/collector_runs/run10" "$DST/code/benchmarks/collector_runs/"
-cp "$SRC"/benchmarks/collector_runs/run11/run*.sh "$DST/"
+cp "$SRC"/benchmarks/collector_runs/run11/run*.sh "$SRC"/benchmarks/collector_runs/run11/device_env.sh "$DST/"
 cp "$TGZ" "$DST/flashinfer.tgz"; cp "$WHL" "$DST/whl/"
 find "$DST" -name __pycache__ -prune -exec rm -rf {} +
 du -sh "$DST"
