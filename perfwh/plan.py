@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from perfwh.cli import CliError
+from perfwh.cli import CliError, check_out_file
 from warehouse.vocab import op_names
 
 GROUP = ("op", "kernel_source", "architecture", "attn_dtype", "gemm_type", "kv_cache_dtype")
@@ -257,10 +257,7 @@ def cmd_plan(args) -> int:
         raise CliError(f"--budget-minutes must be a number > 0, got {args.budget_minutes:g}")
     if args.max_shapes is not None and args.max_shapes < 1:
         raise CliError(f"--max-shapes must be >= 1, got {args.max_shapes}")
-    if Path(args.out).is_dir():
-        raise CliError(f"--out {args.out} is a folder; give the sweep spec file to write")
-    if not Path(args.out).expanduser().resolve().parent.is_dir():  # else '[Errno 2]' once the plan is made
-        raise CliError(f"--out {args.out}: folder {Path(args.out).parent} does not exist")
+    check_out_file("--out", args.out, "the sweep spec file to write")
     missing = [f for f in args.exclude if not Path(f).is_file()]
     if missing:
         raise CliError(f"--exclude {missing[0]}: no such collector spec file")

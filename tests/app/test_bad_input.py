@@ -194,6 +194,18 @@ def test_query_out_without_points_is_refused(tmp_path, capsys):
     assert f"--out {out} applies with --points only" in err
 
 
+def test_query_points_out_in_a_missing_folder_is_refused_before_the_database(tmp_path, capsys):
+    """`query --points P --out /missing/a.csv` loaded the database (maybe rebuilding derived tables),
+    estimated every point, then failed with 'No such file or directory (os error 2)'."""
+    points = tmp_path / "points.csv"
+    points.write_text("batch_size,isl,num_heads\n1,1024,128\n")
+    out = tmp_path / "missing" / "answer.csv"
+    # no warehouse at --home: the output check comes first, so it is what the one line names
+    err = _one_line_error(capsys, ["query", "dsa_context", "--points", str(points), "--out", str(out),
+                                   "--home", str(tmp_path / "wh")])
+    assert err == f"perfwh query: error: --out {out}: folder {out.parent} does not exist\n"
+
+
 def test_sql_negative_max_rows_is_refused(warehouse, capsys):
     """--max-rows -1 printed the table with a '(1 rows; showing -1)' footer."""
     err = _one_line_error(capsys, ["sql", "select 1", "--max-rows", "-1", "--home", str(warehouse)])
