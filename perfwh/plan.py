@@ -204,7 +204,11 @@ def spec_keys(path: str | Path) -> set[tuple]:
         spec = yaml.safe_load(Path(path).read_text()) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ValueError(f"--exclude {path} is not a YAML collector spec: {str(exc).splitlines()[0]}") from None
-    shapes = spec.get("shapes", []) if isinstance(spec, dict) else None
+    if isinstance(spec, dict) and "shapes" not in spec and spec.get("ops"):
+        raise ValueError(f"--exclude {path} is a grid spec (`ops:`): only a spec's explicit `shapes:` are "
+                         "excluded, so it would exclude nothing")
+    # `shapes:` with no rows is what `perfwh plan` writes when nothing is worth measuring: nothing to exclude
+    shapes = (spec["shapes"] or []) if isinstance(spec, dict) and "shapes" in spec else None
     try:
         return {(r[0], int(r[1]), str(r[2]), str(r[3]), int(r[4]), int(r[5]), int(r[6])) for r in shapes}
     except (TypeError, ValueError, IndexError, KeyError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import polars as pl
 import pytest
 
 from perfwh.cli import main
@@ -146,6 +147,10 @@ def test_verify_of_no_warehouse_is_an_error_not_a_clean_bill(make, tmp_path, cap
     ("root:x:0:0:root:/root:/bin/bash\n", "is not a collector spec: it needs a `shapes:` list"),
     ("shapes: [[dsa_context, 128]]\n", "is not a collector spec: it needs a `shapes:` list"),
     ("shapes: [unclosed\n", "is not a YAML collector spec"),
+    ("sm_count: 132\nhbm_bandwidth_tbs: 3.35\n", "is not a collector spec: it needs a `shapes:` list"),  # a GPU spec
+    ("", "is not a collector spec: it needs a `shapes:` list"),
+    ("ops:\n  dsa_context: {num_heads: [128]}\n", "is a grid spec (`ops:`): only a spec's explicit `shapes:` are "
+     "excluded, so it would exclude nothing"),
 ])
 def test_plan_exclude_that_is_not_a_spec(content, says, tmp_path, capsys):
     """A non-spec --exclude file died in spec_keys with AttributeError/IndexError tracebacks."""
@@ -154,6 +159,19 @@ def test_plan_exclude_that_is_not_a_spec(content, says, tmp_path, capsys):
     err = _one_line_error(capsys, ["plan", "--system", "h100_sxm", "--exclude", str(spec),
                                    "--home", str(tmp_path / "wh"), "--out", str(tmp_path / "plan.yaml")])
     assert f"--exclude {spec} {says}" in err
+
+
+def test_plan_exclude_of_a_plan_with_no_shapes_excludes_nothing(tmp_path):
+    """`perfwh plan` writes a bare `shapes:` when nothing is worth measuring; as --exclude that plan was
+    refused as 'not a collector spec'."""
+    from perfwh.plan import spec_keys, spec_yaml
+
+    empty = tmp_path / "empty-plan.yaml"
+    empty.write_text(spec_yaml(pl.DataFrame(), "# perfwh plan: 0 shapes"))
+    assert spec_keys(empty) == set()
+    one = tmp_path / "plan.yaml"
+    one.write_text("shapes:\n  - [mla_generation, 16, fp8_block, bfloat16, 3, 1, 1024]\n")
+    assert spec_keys(one) == {("mla_generation", 16, "fp8_block", "bfloat16", 3, 1, 1024)}
 
 
 def test_ingest_of_an_empty_path_does_not_ingest_the_working_folder(tmp_path, home, capsys, monkeypatch):
