@@ -153,5 +153,12 @@ def read_failures(root: Path, system: str, version: str = VERSION) -> list[dict]
     return [json.loads(x) for x in p.read_text().splitlines() if x.strip()] if p.exists() else []
 
 
-def done_keys(root: Path, system: str, version: str = VERSION) -> set[tuple]:
-    return {shape_from_json(r).key() for r in read_rows(root, system, version)}
+def done_keys(root: Path, system: str, version: str = VERSION, dense_impl: str | None = None) -> set[tuple]:
+    """Shapes measured under `version`; with `dense_impl`, only rows of the kernel that implementation runs:
+    0.4 (the fused prologue) holds rows of either MLA decode, which 0.2 / 0.3 kept apart by version."""
+    out = set()
+    for r in read_rows(root, system, version):
+        shape = shape_from_json(r)
+        if dense_impl is None or r.get("kernel_source") in (None, kernel_source(shape, dense_impl)):
+            out.add(shape.key())
+    return out

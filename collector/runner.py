@@ -44,7 +44,7 @@ def sweep(spec_path=None, out="data/raw", *, deadline_s: float = 1e9, ops=None, 
     writer = RawLogWriter(Path(out), system, device, run_id, info.get("env", {}), tag=file_tag,
                           dense_impl=cfg.get("dense_impl", "decode"), prologue=cfg.get("prologue", "eager"))
     shapes = expand(spec, ops)
-    done = done_keys(Path(out), system, writer.version)
+    done = done_keys(Path(out), system, writer.version, writer.dense_impl)
     todo = [s for s in shapes if s.key() not in done]
     log(f"sweep: {len(shapes)} shapes in spec, {len(shapes) - len(todo)} already measured, {len(todo)} to do; "
         f"device {device} -> {system}; run {run_id}; worker pid {info.get('worker_pid')}")

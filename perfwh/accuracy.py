@@ -42,15 +42,11 @@ def register(sub) -> None:
 def _check_outputs(args: argparse.Namespace) -> None:
     """Refuse --errors-out/--plot paths that cannot be written before minutes of cross-validation
     (matplotlib saved `--plot /tmp` as /tmp.png)."""
-    from .cli import CliError
+    from .cli import check_out_file
 
     for flag, path in (("--errors-out", args.errors_out), ("--plot", args.plot)):
-        if path is None:
-            continue
-        if path.is_dir():
-            raise CliError(f"{flag} {path} is a folder; give the file to write")
-        if not path.expanduser().resolve().parent.is_dir():
-            raise CliError(f"{flag} {path}: folder {path.parent} does not exist")
+        if path is not None:
+            check_out_file(flag, path)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -37,6 +37,16 @@ class CliError(Exception):
     """A user-facing error: printed as one line, exit code 2."""
 
 
+def check_out_file(flag: str, path: str | Path, what: str = "the file to write") -> None:
+    """Refuse an output path that is a folder or lies in a missing folder, before the work whose
+    answer it would hold (else that work is lost to a raw '[Errno 2]' / '[Errno 21]' at the end)."""
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise CliError(f"{flag} {path} is a folder; give {what}")
+    if not target.resolve().parent.is_dir():
+        raise CliError(f"{flag} {path}: folder {target.parent} does not exist")
+
+
 class DefaultsFormatter(argparse.HelpFormatter):
     """`--help` names every option's default and, where argparse knows them, its valid values."""
 

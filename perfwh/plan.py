@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from perfwh.cli import CliError
+from perfwh.cli import CliError, check_out_file
 from warehouse.vocab import op_names
 
 GROUP = ("op", "kernel_source", "architecture", "attn_dtype", "gemm_type", "kv_cache_dtype")
@@ -204,7 +204,11 @@ def spec_keys(path: str | Path) -> set[tuple]:
         spec = yaml.safe_load(Path(path).read_text()) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ValueError(f"--exclude {path} is not a YAML collector spec: {str(exc).splitlines()[0]}") from None
-    shapes = spec.get("shapes", []) if isinstance(spec, dict) else None
+    if isinstance(spec, dict) and "shapes" not in spec and spec.get("ops"):
+        raise ValueError(f"--exclude {path} is a grid spec (`ops:`): only a spec's explicit `shapes:` are "
+                         "excluded, so it would exclude nothing")
+    # `shapes:` with no rows is what `perfwh plan` writes when nothing is worth measuring: nothing to exclude
+    shapes = (spec["shapes"] or []) if isinstance(spec, dict) and "shapes" in spec else None
     try:
         return {(r[0], int(r[1]), str(r[2]), str(r[3]), int(r[4]), int(r[5]), int(r[6])) for r in shapes}
     except (TypeError, ValueError, IndexError, KeyError):
@@ -257,10 +261,7 @@ def cmd_plan(args) -> int:
         raise CliError(f"--budget-minutes must be a number > 0, got {args.budget_minutes:g}")
     if args.max_shapes is not None and args.max_shapes < 1:
         raise CliError(f"--max-shapes must be >= 1, got {args.max_shapes}")
-    if Path(args.out).is_dir():
-        raise CliError(f"--out {args.out} is a folder; give the sweep spec file to write")
-    if not Path(args.out).expanduser().resolve().parent.is_dir():  # else '[Errno 2]' once the plan is made
-        raise CliError(f"--out {args.out}: folder {Path(args.out).parent} does not exist")
+    check_out_file("--out", args.out, "the sweep spec file to write")
     missing = [f for f in args.exclude if not Path(f).is_file()]
     if missing:
         raise CliError(f"--exclude {missing[0]}: no such collector spec file")

@@ -56,7 +56,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from perfwh.cli import CliError
+    from perfwh.cli import CliError, check_out_file
     from estimator.lookup.database import PerfDatabase
     from estimator.lookup.query import canonical_op
 
@@ -65,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
     frame = None
     if args.points is not None:
         frame = _read_points(args.points)
-        if args.out is not None and args.out.is_dir():
-            raise CliError(f"--out {args.out} is a folder; give a file path")
+        if args.out is not None:  # before the database loads, which may rebuild derived tables
+            check_out_file("--out", args.out, "a file path")
     else:
         if args.out is not None:  # else the answer went to stdout and OUT was never written, silently
             raise CliError(f"--out {args.out} applies with --points only (one point prints to stdout)")

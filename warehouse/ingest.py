@@ -387,7 +387,7 @@ def ingest_paths(
     *,
     progress: ProgressFn | None = None,
     refresh: bool = True,
-    force: Iterable[str] = (),
+    force: str | os.PathLike | Iterable[str | os.PathLike] = (),
     batch_files: int = BATCH_FILES,
     batch_rows: int = BATCH_ROWS,
 ) -> IngestReport:
@@ -413,7 +413,9 @@ def ingest_paths(
     store.create_tables()
     manifest = manifest_of(load_snapshot(paths.home))
     ledger = _Ledger(store, manifest)
-    forced = {str(Path(f)) for f in force}
+    if isinstance(force, (str, os.PathLike)):  # one path, as for paths_in: not its characters
+        force = [force]
+    forced = {str(Path(f).expanduser().resolve()) for f in force}  # discovered files are resolved paths
     remove_orphans(store, manifest)
     _record_passed_over(ledger, passed_over)
     for csv, twin in mirrors.items():

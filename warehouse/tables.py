@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import socket
 import time
 import uuid
@@ -134,6 +135,11 @@ class Store:
     def __init__(self, home: Path | ObjectHome):
         self.home = ObjectHome(home) if is_object_url(str(home)) else Path(home)
         self.local = not isinstance(self.home, ObjectHome)
+        if self.local and (escape := re.search(r"%[0-9A-Fa-f]{2}", str(self.home))):
+            # delta-rs decodes it once more however the URI is quoted: "50%41" is read as "50A", and a
+            # first ingest died in a Rust traceback ("File not found" or "non-unicode characters")
+            raise StorageError(f"warehouse home {self.home}: delta-rs reads {escape.group()!r} in a folder name as "
+                               "an escaped character; choose a path without '%' followed by two hex digits")
         self.options = None if self.local else delta_storage_options()
 
     def uri(self, table: str) -> str:

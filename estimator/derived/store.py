@@ -130,7 +130,7 @@ class DerivedStore:
         """
         path = self.root / "_sources.parquet"
         try:
-            cached = pl.read_parquet(path) if path.exists() else None
+            cached = _typed(pl.read_parquet(path), SOURCES_SCHEMA) if path.exists() else None  # its columns, or rebuilt
             stamp = pl.read_parquet_metadata(path).get(LEDGER_KEY) if cached is not None else None
         except (pl.exceptions.PolarsError, OSError):  # a damaged index is rebuilt: it only caches the ledger
             cached = stamp = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import polars as pl
 import pytest
 
 from perfwh.cli import main
@@ -146,6 +147,10 @@ def test_verify_of_no_warehouse_is_an_error_not_a_clean_bill(make, tmp_path, cap
     ("root:x:0:0:root:/root:/bin/bash\n", "is not a collector spec: it needs a `shapes:` list"),
     ("shapes: [[dsa_context, 128]]\n", "is not a collector spec: it needs a `shapes:` list"),
     ("shapes: [unclosed\n", "is not a YAML collector spec"),
+    ("sm_count: 132\nhbm_bandwidth_tbs: 3.35\n", "is not a collector spec: it needs a `shapes:` list"),  # a GPU spec
+    ("", "is not a collector spec: it needs a `shapes:` list"),
+    ("ops:\n  dsa_context: {num_heads: [128]}\n", "is a grid spec (`ops:`): only a spec's explicit `shapes:` are "
+     "excluded, so it would exclude nothing"),
 ])
 def test_plan_exclude_that_is_not_a_spec(content, says, tmp_path, capsys):
     """A non-spec --exclude file died in spec_keys with AttributeError/IndexError tracebacks."""
@@ -154,6 +159,19 @@ def test_plan_exclude_that_is_not_a_spec(content, says, tmp_path, capsys):
     err = _one_line_error(capsys, ["plan", "--system", "h100_sxm", "--exclude", str(spec),
                                    "--home", str(tmp_path / "wh"), "--out", str(tmp_path / "plan.yaml")])
     assert f"--exclude {spec} {says}" in err
+
+
+def test_plan_exclude_of_a_plan_with_no_shapes_excludes_nothing(tmp_path):
+    """`perfwh plan` writes a bare `shapes:` when nothing is worth measuring; as --exclude that plan was
+    refused as 'not a collector spec'."""
+    from perfwh.plan import spec_keys, spec_yaml
+
+    empty = tmp_path / "empty-plan.yaml"
+    empty.write_text(spec_yaml(pl.DataFrame(), "# perfwh plan: 0 shapes"))
+    assert spec_keys(empty) == set()
+    one = tmp_path / "plan.yaml"
+    one.write_text("shapes:\n  - [mla_generation, 16, fp8_block, bfloat16, 3, 1, 1024]\n")
+    assert spec_keys(one) == {("mla_generation", 16, "fp8_block", "bfloat16", 3, 1, 1024)}
 
 
 def test_ingest_of_an_empty_path_does_not_ingest_the_working_folder(tmp_path, home, capsys, monkeypatch):
@@ -192,6 +210,18 @@ def test_query_out_without_points_is_refused(tmp_path, capsys):
     err = _one_line_error(capsys, ["query", "dsa_context", "-b", "1", "-s", "1024", "--num-heads", "128",
                                    "--out", str(out), "--home", str(tmp_path / "wh")])
     assert f"--out {out} applies with --points only" in err
+
+
+def test_query_points_out_in_a_missing_folder_is_refused_before_the_database(tmp_path, capsys):
+    """`query --points P --out /missing/a.csv` loaded the database (maybe rebuilding derived tables),
+    estimated every point, then failed with 'No such file or directory (os error 2)'."""
+    points = tmp_path / "points.csv"
+    points.write_text("batch_size,isl,num_heads\n1,1024,128\n")
+    out = tmp_path / "missing" / "answer.csv"
+    # no warehouse at --home: the output check comes first, so it is what the one line names
+    err = _one_line_error(capsys, ["query", "dsa_context", "--points", str(points), "--out", str(out),
+                                   "--home", str(tmp_path / "wh")])
+    assert err == f"perfwh query: error: --out {out}: folder {out.parent} does not exist\n"
 
 
 def test_sql_negative_max_rows_is_refused(warehouse, capsys):

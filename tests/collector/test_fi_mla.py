@@ -158,6 +158,25 @@ def test_flashinfer_matches_float64_reference(kvname, page, H):
     assert ((o.double() - ref).norm() / ref.norm()).item() < 2e-2
 
 
+def test_fused_prologue_rows_of_one_decode_are_not_done_for_the_other(tmp_path):
+    """0.4 (fused prologue) holds rows of either MLA decode: a FlashInfer run's resume must not take the
+    Triton decode's rows as measured (0.2 / 0.3 kept them apart by version); DSA rows are the same kernel."""
+    from collector.logs import RawLogWriter, done_keys
+    from collector.sweep import Shape
+    gen = Shape("mla_generation", 128, "bfloat16", "bfloat16", 64, 1, 32768)
+    gen_fp8 = Shape("mla_generation", 128, "bfloat16", "fp8", 64, 1, 32768)  # FlashInfer serves bf16 only
+    dsa = Shape("dsa_generation", 128, "bfloat16", "bfloat16", 64, 1, 32768)
+    w = RawLogWriter(tmp_path, "h100_sxm", "NVIDIA H100", "r1", {}, tag="tri", prologue="fused")
+    for s in (gen, gen_fp8, dsa):
+        w.write(s, 1.0, [1.0], None)
+    fi = RawLogWriter(tmp_path, "h100_sxm", "NVIDIA H100", "r2", {}, tag="fi", dense_impl="flashinfer",
+                      prologue="fused")
+    assert fi.version == w.version
+    assert done_keys(tmp_path, "h100_sxm", fi.version, "flashinfer") == {gen_fp8.key(), dsa.key()}
+    assert done_keys(tmp_path, "h100_sxm", w.version, "decode") == {gen.key(), gen_fp8.key(), dsa.key()}
+    assert done_keys(tmp_path, "h100_sxm", w.version) == {gen.key(), gen_fp8.key(), dsa.key()}  # any kernel
+
+
 def test_flashinfer_rows_are_a_new_collector_version(tmp_path):
     """Rows measured with the FlashInfer decode go to perfwh/0.3 with their own kernel_source; the Triton
     rows (0.2) are neither overwritten nor counted as done by a 0.3 run's resume."""

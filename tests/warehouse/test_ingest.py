@@ -316,6 +316,18 @@ def test_unknown_extension_and_missing_path_fail_loudly(home, tmp_path):
         ingest_paths([tmp_path / "absent"], home)
 
 
+def test_force_takes_one_path_or_a_relative_one(home, raw_dir, monkeypatch):
+    """`force` was matched as given against the resolved paths discovery yields, and a lone string was
+    iterated: force="x.txt" or force=["x.txt"] from the file's folder re-ingested nothing, silently."""
+    f = write_log(raw_dir / "dsa_context_module_perf.txt", [dsa_context_row(isl=s) for s in (1024, 2048)])
+    ingest_paths([f], home)
+    monkeypatch.chdir(raw_dir)
+    for force in (f.name, [f.name], [f]):
+        assert [r.status for r in ingest_paths([f], home, force=force).files] == ["ingested"]
+    assert [r.status for r in ingest_paths([f], home).files] == ["skipped-unchanged"]
+    assert sql("select count(*) from measurements", home).item() == 2
+
+
 def test_one_path_as_a_string_is_one_path_not_its_characters(home, raw_dir, monkeypatch):
     """ingest_paths("some/file") iterated the string, one character at a time: 'no such file or
     folder: s' at best, and for "/data/x.txt" its first character "/" walked the whole root."""

@@ -261,6 +261,20 @@ def test_cli_sql_as_of_version_and_time(home, raw_dir):
     assert bad.returncode != 0 and "Traceback" not in bad.stderr and "--as-of" in bad.stderr
 
 
+@pytest.mark.parametrize("name, escape", [("50%41", "%41"), ("sp%ace", "%ac")])
+def test_home_with_a_percent_escape_is_refused_in_one_line(name, escape, raw_dir, tmp_path):
+    """delta-rs percent-decodes a local table path however it is quoted: a first ingest into ".../50%41"
+    looked for ".../50A/..." and died in a Rust traceback; "sp%ace" in "non-unicode characters"."""
+    home = tmp_path / name
+    f = write_log(raw_dir / "dsa_context_module_perf.txt", [dsa_context_row()])
+    out = subprocess.run([sys.executable, "-m", "perfwh.cli", "ingest", str(f), "--home", str(home)],
+                         capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert f"warehouse home {home}: delta-rs reads '{escape}' in a folder name" in out.stderr
+    with pytest.raises(StorageError, match="choose a path without '%' followed by two hex digits"):
+        ingest_paths([f], home)
+
+
 @pytest.mark.parametrize("name", ["home with space", "hôme-ünïcode", "100%full"])
 def test_home_on_a_path_that_needs_escaping(name, raw_dir, tmp_path):
     """The ledger's file URIs are percent-encoded: a home with a space used to take the rows, then

@@ -151,7 +151,9 @@ def test_one_changed_file_rebuilds_only_its_partition(homes, tmp_path):
     assert store.refresh() == []
 
 
-@pytest.mark.parametrize("damage", [lambda f: f.write_bytes(os.urandom(3000)), lambda f: f.write_bytes(b"PAR1")])
+@pytest.mark.parametrize("damage", [lambda f: f.write_bytes(os.urandom(3000)), lambda f: f.write_bytes(b"PAR1"),
+                                    lambda f: pl.DataFrame({"x": [1]}).write_parquet(f)],  # a Parquet, not the index
+                         ids=["random", "magic-only", "other-columns"])
 def test_a_damaged_sources_index_is_rebuilt_from_the_ledger(damage, tmp_path):
     """derived/partitions/_sources.parquet is a cache of the ledger; garbage in it made every
     PerfDatabase (and `perfwh query`) die with a polars ComputeError traceback."""
