@@ -89,10 +89,18 @@ def proxy_table(rows: pl.DataFrame) -> pl.DataFrame:
             .sort("target", "from_system", *OP_KEYS))
 
 
+def _pair(text: str) -> tuple[str, str]:
+    a, sep, b = text.partition(":")
+    if not (sep and a and b) or ":" in b:
+        raise argparse.ArgumentTypeError(f"expected SYSTEM_A:SYSTEM_B, got {text!r}")
+    return a, b
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--home", required=True, help="warehouse with the systems")
-    ap.add_argument("--ratio", action="append", default=[], help="A:B, latency of A over B on shared shapes")
+    ap.add_argument("--ratio", action="append", default=[], type=_pair,
+                    help="A:B, latency of A over B on shared shapes")
     ap.add_argument("--errors-in", help="protocol rows (transfer_protocol.py --errors-out) to score the proxy "
                     "ratio beside")
     ap.add_argument("--exclude", action="append", default=[], help="a system never used as a proxy (repeatable)")
@@ -101,8 +109,7 @@ def main(argv=None) -> int:
     pl.Config.set_tbl_rows(200)
     pl.Config.set_tbl_cols(20)
     pl.Config.set_tbl_width_chars(250)
-    for pair in args.ratio:
-        a, b = pair.split(":")
+    for a, b in args.ratio:
         print(sibling_ratios(points, a, b).with_columns(pl.col("p10", "median", "p90").round(2)))
     if args.errors_in:
         tab = proxy_table(with_proxy(pl.read_parquet(args.errors_in), points, args.exclude))

@@ -39,12 +39,13 @@ def cmd_coverage(args) -> int:
     slices = coverage(args.home, system=args.system, framework=args.backend, version=args.version, op=op)
     if args.json:
         print(json.dumps(slices, indent=1))
-        return 0
-    if not slices:
+    if not slices:  # the same exit status for either form: a script can tell "nothing matched"
         print("no data" + "".join(f" {k}={v}" for k, v in (("system", args.system), ("backend", args.backend),
                                                           ("version", args.version), ("op", op)) if v),
               file=sys.stderr)
         return 1
+    if args.json:
+        return 0
     last = None
     for s in slices:
         head = (s["system"], s["framework"], s["version"], s["op"])

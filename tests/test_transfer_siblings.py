@@ -49,3 +49,10 @@ def test_proxy_moves_the_copy_by_the_other_pair_of_the_same_classes_and_skips_ex
     assert both["proxy_ms"][1] == pytest.approx(2.0)
     tab = mod.proxy_table(got).row(0, named=True)
     assert tab["n"] == 1 and tab["proxy_med"] == pytest.approx(20.0) and tab["copy_med"] == pytest.approx(60.0)
+
+
+@pytest.mark.parametrize("bad", ["b300_sxm", "b300_sxm:", ":b200_sxm", "a:b:c"])
+def test_ratio_argument_is_two_systems(mod, bad, capsys):
+    with pytest.raises(SystemExit) as exc:
+        mod.main(["--home", "/nonexistent", "--ratio", bad])
+    assert exc.value.code == 2 and "expected SYSTEM_A:SYSTEM_B" in capsys.readouterr().err

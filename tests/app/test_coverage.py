@@ -53,6 +53,9 @@ def test_cli_no_match_and_no_warehouse(raw_dir, home, tmp_path, capsys):
     _triangle(raw_dir, home)
     assert main(["coverage", "--home", str(home), "--backend", "vllm"]) == 1
     assert "no data backend=vllm" in capsys.readouterr().err
+    assert main(["coverage", "--home", str(home), "--backend", "vllm", "--json"]) == 1  # as the text form
+    cap = capsys.readouterr()
+    assert json.loads(cap.out) == [] and "no data backend=vllm" in cap.err
     assert main(["coverage", "--home", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no warehouse at" in err
