@@ -10,7 +10,7 @@ pytest.importorskip("triton")
 
 from collector.kernels import indexer as IDX  # noqa: E402
 from collector.kernels import mla_attn as ATT  # noqa: E402
-from collector.kernels.interp import patch_interpreter  # noqa: E402
+from tests.collector.tiles import interpreter_tiles  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 CUDA = torch.cuda.is_available()
@@ -21,16 +21,8 @@ TOL = 2e-2 if CUDA else 1e-4
 
 @pytest.fixture(autouse=True)
 def small_tiles():
-    patch_interpreter()
-    saved = (dict(ATT.CONFIG), dict(ATT.CONFIG_DEC), dict(IDX.CTX_CONFIG), dict(IDX.GEN_CONFIG))
-    if not CUDA:
-        for c in (ATT.CONFIG, ATT.CONFIG_DEC):
-            c.update(block_n=16, block_h_max=16)
-        IDX.CTX_CONFIG.update(block_m=16, block_n=16)
-        IDX.GEN_CONFIG.update(block_n=16, blocks=2)
-    yield
-    ATT.CONFIG.update(saved[0]), ATT.CONFIG_DEC.update(saved[1])
-    IDX.CTX_CONFIG.update(saved[2]), IDX.GEN_CONFIG.update(saved[3])
+    with interpreter_tiles(CUDA):
+        yield
 
 
 def _rel(a, b):

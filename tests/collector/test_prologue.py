@@ -17,7 +17,7 @@ from collector.gemm import FP8  # noqa: E402
 from collector.kernels import indexer as IDX  # noqa: E402
 from collector.kernels import mla_attn as ATT  # noqa: E402
 from collector.kernels import prologue as PRO  # noqa: E402
-from collector.kernels.interp import patch_interpreter  # noqa: E402
+from tests.collector.tiles import interpreter_tiles  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 CUDA = torch.cuda.is_available()
@@ -32,18 +32,10 @@ fp8_gpu = pytest.mark.skipif(not CUDA, reason="FP8 casts: the Triton interpreter
 
 @pytest.fixture(autouse=True)
 def small_tiles():
-    patch_interpreter()
-    saved = (dict(ATT.CONFIG), dict(ATT.CONFIG_DEC), dict(IDX.CTX_CONFIG), dict(IDX.GEN_CONFIG),
-             MOD.PROLOGUE, ATT.DENSE_IMPL)
-    if not CUDA:
-        for c in (ATT.CONFIG, ATT.CONFIG_DEC):
-            c.update(block_n=16, block_h_max=16)
-        IDX.CTX_CONFIG.update(block_m=16, block_n=16)
-        IDX.GEN_CONFIG.update(block_n=16, blocks=2)
-    yield
-    ATT.CONFIG.update(saved[0]), ATT.CONFIG_DEC.update(saved[1])
-    IDX.CTX_CONFIG.update(saved[2]), IDX.GEN_CONFIG.update(saved[3])
-    MOD.PROLOGUE, ATT.DENSE_IMPL = saved[4], saved[5]
+    saved = MOD.PROLOGUE, ATT.DENSE_IMPL
+    with interpreter_tiles(CUDA):
+        yield
+    MOD.PROLOGUE, ATT.DENSE_IMPL = saved
 
 
 def _rel(a, b):
