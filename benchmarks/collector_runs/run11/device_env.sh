@@ -1,4 +1,4 @@
-# Sourced by run3.sh - run5.sh on the device (run1.sh / run2.sh keep their own copy of it, as they ran):
+# Sourced by run4.sh and run5.sh on the device (run1.sh keeps its own copy of it, as it ran):
 # cd into the carried code, install the carried tvm-ffi wheel and FlashInfer tree into /tmp/site, record the
 # card in $OUT/versions.txt and set CARD (h100 / h200, the collector configs to use).
 C=$(cd "$(dirname "${BASH_SOURCE[1]}")" && pwd); cd "$C/code" || exit 1

@@ -4,13 +4,13 @@
 # shapes with the eager and the fused prologue side by side (module_profile.py --prologue both), then the
 # MLA generation table as collector 0.4 (run 1's configs + the fused prologue, tag i16h), then the
 # adapter's and the prologue's GPU tests, then (EAGER_S > 0) the same table with the eager prologue as
-# collector 0.3 (run2.sh's / run3.sh's tag i16g): the same-machine baseline (EAGER_S=0 once run3 has it).
+# collector 0.3 (tag i16g): the same-machine baseline.
 # carry [".carry_fi16"], command: bash .carry_fi16/run4.sh      (env: BENCH_S PROF_S SWEEP_S TEST_S EAGER_S)
-# BENCH_S > 0 first runs run3.sh's decode bench (kernel GB/s against the card's copy).
+# BENCH_S > 0 first runs the decode bench (kernel GB/s against the card's copy).
 # Default limits 120 + 150 + 120 + 120 s (+ ~30 s setup) stay under the device's 600 s per command.
 set -u
 . "$(dirname "$0")/device_env.sh"
-if [ "${BENCH_S:-0}" -gt 0 ]; then  # the decode kernel alone (FlashInfer fa3 page 64 vs Triton), as run3.sh
+if [ "${BENCH_S:-0}" -gt 0 ]; then  # the decode kernel alone (FlashInfer fa3 page 64 vs Triton)
   timeout $BENCH_S python3 benchmarks/collector_runs/run11/flashinfer_mla.py --json "$OUT/fi.json" --module \
     --backends fa3 --pages 64 --configs collector/configs/$CARD.json > "$OUT/bench.txt" 2>&1
   echo "bench rc $?"; grep -v '^ *$' "$OUT/bench.txt" | cut -c1-300 | tail -24

@@ -9,7 +9,7 @@ case "$TGZ$WHL" in "$(realpath -m "$DST")"/*) echo "sync.sh: inputs lie inside $
 rm -rf "$DST"; mkdir -p "$DST/code/tests" "$DST/code/benchmarks/collector_runs" "$DST/whl"
 cp -r "$SRC/collector" "$DST/code/"; cp -r "$SRC/tests/collector" "$DST/code/tests/"
 cp "$SRC/tests/__init__.py" "$DST/code/tests/"  # without it tests/collector shadows the collector package (run 1)
-cp "$SRC/benchmarks/collector_runs/run11/device1/configs.json" "$DST/configs_run1.json"  # run2.sh's configs
+cp "$SRC/benchmarks/collector_runs/run11/device1/configs.json" "$DST/configs_run1.json"  # the configs run4.sh / run5.sh start from
 cp "$SRC"/benchmarks/*.py "$DST/code/benchmarks/"
 cp -r "$SRC/benchmarks/collector_runs/run11" "$SRC/benchmarks/collector_runs/run10" "$DST/code/benchmarks/collector_runs/"
 cp "$SRC"/benchmarks/collector_runs/run11/run*.sh "$SRC"/benchmarks/collector_runs/run11/device_env.sh "$DST/"
