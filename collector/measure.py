@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 
+from . import PROLOGUES
 from .sweep import Shape
 
 
@@ -42,8 +43,8 @@ def apply_configs(cfg: dict) -> None:
     IDX.CTX_CONFIG.update(cfg.get("indexer_config", {}))
     MOD.SDPA_PAD_V = bool(cfg.get("sdpa", {}).get("pad_v", False))
     prologue = cfg.get("prologue", MOD.PROLOGUE)  # "eager" (reference) or "fused" (kernels/prologue.py)
-    if prologue not in ("eager", "fused"):
-        raise ValueError(f"prologue {prologue!r}: expected 'eager' or 'fused'")
+    if prologue not in PROLOGUES:
+        raise ValueError(f"prologue {prologue!r}: expected one of {PROLOGUES}")
     MOD.PROLOGUE = prologue
 
 
