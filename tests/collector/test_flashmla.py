@@ -111,3 +111,41 @@ def test_flashmla_matches_float64_reference(fused_q):
     assert not torch.isnan(out).any()
     err = ((out.double() - ref).norm() / ref.norm()).item()
     assert err < 1e-2, err
+
+
+def test_dense_impl_flashmla_routes_bf16_decode_and_keeps_fp8_off_it(monkeypatch):
+    calls = []
+
+    def fake_decode(q_lat, q_pe, kv, **kw):
+        calls.append(kw)
+        return kw["out"].fill_(7.0)
+
+    monkeypatch.setattr(FM, "decode", fake_decode)
+    monkeypatch.setattr(ATT, "DENSE_IMPL", "flashmla")
+    q_lat, q_pe, out = torch.randn(2, 4, 512), torch.randn(2, 4, 64), torch.zeros(2, 4, 512)
+    st, ln = torch.tensor([0, 64], dtype=torch.int32), torch.tensor([10, 3], dtype=torch.int32)
+    got = ATT.mla_attention(q_lat, q_pe, torch.randn(128, 576).bfloat16(), out=out, sm_scale=0.1, start=st,
+                            length=ln, n_slots=10)
+    assert got is out and bool((out == 7.0).all())
+    assert calls[0]["start"] is st and calls[0]["length"] is ln and calls[0]["sm_scale"] == 0.1
+    from collector.kernels import mla_decode as DEC  # the FP8 cache is not FlashMLA's: Triton decodes it
+    monkeypatch.setattr(ATT, "HAVE_TRITON", True)
+    monkeypatch.setattr(DEC, "mla_decode", lambda *a, **kw: "triton")
+    assert ATT.mla_attention(q_lat, q_pe, torch.zeros(128, 576).to(torch.float8_e4m3fn), out=out,
+                             sm_scale=0.1, start=st, length=ln, n_slots=10) == "triton"
+    assert len(calls) == 1
+
+
+def test_flashmla_rows_name_their_kernel_and_need_the_fused_prologue():
+    from collector import FUSED_PROLOGUE_VERSION, version_for
+    from collector.logs import kernel_source
+    from collector.sweep import Shape
+    gen = Shape("mla_generation", 128, "bfloat16", "bfloat16", 64, 1, 32768)
+    gen_fp8 = Shape("mla_generation", 128, "bfloat16", "fp8", 64, 1, 32768)
+    ctx = Shape("mla_context", 128, "bfloat16", "bfloat16", 1, 4096, 0)
+    assert kernel_source(gen, "flashmla") == "flashmla"
+    assert kernel_source(gen_fp8, "flashmla") == kernel_source(gen_fp8, "decode") == "triton_decode"
+    assert kernel_source(ctx, "flashmla") == "torch_sdpa"
+    assert version_for("flashmla", "fused") == FUSED_PROLOGUE_VERSION
+    with pytest.raises(ValueError, match="fused prologue"):
+        version_for("flashmla")
