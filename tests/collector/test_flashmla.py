@@ -87,6 +87,16 @@ def test_missing_library_is_reported_not_raised(monkeypatch):
     assert "OSError" in FM.available("/nonexistent/libflashmla_shim.so")
 
 
+@pytest.mark.skipif(not os.path.isfile(os.environ.get(FM.ENV_LIB, "")), reason="$FLASHMLA_SHIM not built here")
+def test_built_shim_loads_and_rejects_a_head_dim_it_was_not_built_for():
+    """The library needs no GPU to load (static cudart): its API version, the metadata struct size, and
+    d_qk = 512 refused with -1 before anything is launched."""
+    lib = FM.load()
+    assert lib.fmla_abi_version() == 1 and lib.fmla_sched_meta_ints() == FM.SCHED_META_INTS
+    assert lib.fmla_dense_decode(1, 128, 512, 0.1, None, 0, 0, None, 0, 0, 0, None, None, None, 0, None, None,
+                                 None, 1, None, None, None) == -1
+
+
 def _shim_ready():
     if not torch.cuda.is_available():
         return "no GPU"
