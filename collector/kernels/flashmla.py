@@ -23,6 +23,7 @@ D_LAT, D_PE, D_ROW = 512, 64, 576
 PAGE = 64  # FlashMLA's only page size (its KV tile)
 ENV_LIB = "FLASHMLA_SHIM"
 SCHED_META_INTS = 8  # sizeof(DecodingSchedMeta) / 4; checked against the library at load
+ABI = 2  # shim.cu's fmla_abi_version (2: out by its strides)
 
 
 def block_table(start: torch.Tensor, length: torch.Tensor, page: int = PAGE) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,7 +56,22 @@ def paged_strides(kv: torch.Tensor, page: int = PAGE) -> tuple[int, int, int]:
         raise ValueError(f"kv must be [N, {D_ROW}] with contiguous rows, got {tuple(kv.shape)}")
     if n % page:
         raise ValueError(f"cache rows {n} are not a multiple of page {page}")
+    if not _tma_ok(kv, kv.stride(0)):
+        raise ValueError("kv rows must start on 16-byte boundaries (FlashMLA reads them by TMA)")
     return page * kv.stride(0), kv.stride(0), n // page
+
+
+def out_strides_ok(out: torch.Tensor) -> bool:
+    """Whether FlashMLA can write out [b, H, 512] in place: last dim contiguous, the other strides whole
+    16-byte units (its TMA store) and within the combine kernel's int strides."""
+    sb, sh, sd = out.stride()
+    return (sd == 1 and _tma_ok(out, sb, sh) and max(sb, sh * out.shape[1]) < 2 ** 31)
+
+
+def _tma_ok(t: torch.Tensor, *strides: int) -> bool:
+    """A TMA descriptor's needs: base address and strides (bytes) multiples of 16."""
+    es = t.element_size()
+    return t.data_ptr() % 16 == 0 and all(st * es % 16 == 0 for st in strides)
 
 
 def query_rows(q_lat: torch.Tensor, q_pe: torch.Tensor, buf: torch.Tensor | None) -> torch.Tensor:
@@ -64,7 +80,7 @@ def query_rows(q_lat: torch.Tensor, q_pe: torch.Tensor, buf: torch.Tensor | None
     b, h, _ = q_lat.shape
     es = q_lat.element_size()
     if (q_pe.data_ptr() == q_lat.data_ptr() + D_LAT * es and q_lat.stride() == q_pe.stride()
-            and q_lat.stride(2) == 1 and q_lat.stride(1) >= D_ROW):
+            and q_lat.stride(2) == 1 and q_lat.stride(1) >= D_ROW and _tma_ok(q_lat, *q_lat.stride()[:2])):
         return torch.as_strided(q_lat, (b, h, D_ROW), q_lat.stride())
     if buf is None or buf.shape != (b, h, D_ROW):
         buf = torch.empty((b, h, D_ROW), dtype=q_lat.dtype, device=q_lat.device)
@@ -96,10 +112,10 @@ def load(path: str | None = None) -> ctypes.CDLL:
     lib.fmla_num_sms.restype = i
     lib.fmla_sched_meta.argtypes = [i, i, vp, vp, vp, i, vp]
     lib.fmla_sched_meta.restype = i
-    lib.fmla_dense_decode.argtypes = [i, i, i, f, vp, ll, ll, vp, ll, ll, i, vp, vp, vp, ll, vp, vp, vp, i,
-                                      vp, vp, vp]
+    lib.fmla_dense_decode.argtypes = [i, i, i, f, vp, ll, ll, vp, ll, ll, i, vp, ll, ll, vp, vp, ll, vp, vp, vp,
+                                      i, vp, vp, vp]
     lib.fmla_dense_decode.restype = i
-    if lib.fmla_abi_version() != 1 or lib.fmla_sched_meta_ints() != SCHED_META_INTS:
+    if lib.fmla_abi_version() != ABI or lib.fmla_sched_meta_ints() != SCHED_META_INTS:
         raise RuntimeError(f"{p}: unexpected shim (abi {lib.fmla_abi_version()}, "
                            f"sched meta {lib.fmla_sched_meta_ints()} ints)")
     _LIBS[p] = lib
@@ -120,8 +136,8 @@ class FlashMLA:
 
     ``plan`` builds the block table and runs FlashMLA's scheduler-metadata kernel (it depends on the
     lengths only: once per decode step in a serving engine, shared by every layer), outside the timed
-    region; ``run`` launches the split-KV kernel and the combine (plus a q copy when q_lat / q_pe are
-    not one buffer)."""
+    region; ``run`` launches the split-KV kernel and the combine, writing out through its strides (the
+    generation module's out is a transposed view), plus a q copy when q_lat / q_pe are not one buffer."""
 
     def __init__(self, device, lib: str | None = None):
         self.lib = load(lib)
@@ -167,10 +183,11 @@ class FlashMLA:
         if self.max_row > kv.shape[0]:
             raise ValueError(f"the plan reads rows up to {self.max_row}, the cache has {kv.shape[0]}")
         q = self._q = query_rows(q_lat, q_pe, self._q)
-        o = out if out.is_contiguous() else torch.empty(out.shape, dtype=out.dtype, device=out.device)
+        o = out if out_strides_ok(out) else torch.empty(out.shape, dtype=out.dtype, device=out.device)
         rc = self.lib.fmla_dense_decode(
             b, h, D_ROW, self.sm_scale, q.data_ptr(), q.stride(0), q.stride(1),
-            kv.data_ptr(), page_stride, row_stride, pages, o.data_ptr(), self.lse.data_ptr(),
+            kv.data_ptr(), page_stride, row_stride, pages, o.data_ptr(), o.stride(0), o.stride(1),
+            self.lse.data_ptr(),
             self.table.data_ptr(), self.table.stride(0), self.lens.data_ptr(), self.sched.data_ptr(),
             self.splits.data_ptr(), self.parts, self.lse_acc.data_ptr(), self.o_acc.data_ptr(),
             torch.cuda.current_stream(q.device).cuda_stream)

@@ -61,6 +61,8 @@ def test_paged_strides_of_a_row_view_and_bad_caches():
         FM.paged_strides(torch.zeros(100, 576))
     with pytest.raises(ValueError, match=r"\[N, 576\]"):
         FM.paged_strides(torch.zeros(128, 512))
+    with pytest.raises(ValueError, match="16-byte"):
+        FM.paged_strides(torch.zeros(128 * 581)[:128 * 580].view(128, 580)[:, 1:577])
 
 
 @pytest.mark.parametrize("n_sm,heads,parts", [(132, 128, 66), (132, 64, 132), (78, 128, 39), (132, 16, 132),
@@ -81,6 +83,14 @@ def test_query_rows_uses_one_buffer_in_place_else_copies():
     assert got2.data_ptr() == buf.data_ptr() and torch.equal(got2, q)
 
 
+def test_out_written_in_place_when_its_strides_allow():
+    assert FM.out_strides_ok(torch.empty(64, 128, 512))
+    o_lat = torch.empty(128, 64, 512)  # the generation module's [H, T, 512], handed over as [T, H, 512]
+    assert FM.out_strides_ok(o_lat.transpose(0, 1))
+    assert not FM.out_strides_ok(torch.empty(4, 8, 1024)[..., 1:513])  # rows not on 16 bytes
+    assert not FM.out_strides_ok(torch.empty(4, 512, 8).transpose(1, 2))  # last dim strided
+
+
 def test_missing_library_is_reported_not_raised(monkeypatch):
     monkeypatch.delenv(FM.ENV_LIB, raising=False)
     assert "FLASHMLA_SHIM" in FM.available()
@@ -92,9 +102,9 @@ def test_built_shim_loads_and_rejects_a_head_dim_it_was_not_built_for():
     """The library needs no GPU to load (static cudart): its API version, the metadata struct size, and
     d_qk = 512 refused with -1 before anything is launched."""
     lib = FM.load()
-    assert lib.fmla_abi_version() == 1 and lib.fmla_sched_meta_ints() == FM.SCHED_META_INTS
-    assert lib.fmla_dense_decode(1, 128, 512, 0.1, None, 0, 0, None, 0, 0, 0, None, None, None, 0, None, None,
-                                 None, 1, None, None, None) == -1
+    assert lib.fmla_abi_version() == FM.ABI and lib.fmla_sched_meta_ints() == FM.SCHED_META_INTS
+    assert lib.fmla_dense_decode(1, 128, 512, 0.1, None, 0, 0, None, 0, 0, 0, None, 0, 0, None, None, 0, None,
+                                 None, None, 1, None, None, None) == -1
 
 
 def _shim_ready():
@@ -116,6 +126,9 @@ def test_flashmla_matches_float64_reference(fused_q):
     st = torch.tensor(starts, dtype=torch.int32, device="cuda")
     ln = torch.tensor(lengths, dtype=torch.int32, device="cuda")
     out = torch.full((3, H, 512), float("nan"), dtype=torch.bfloat16, device="cuda")
+    if not fused_q:  # the generation module's layout: q_lat and out are transposed [H, T, 512] views
+        q_lat = q_lat.transpose(0, 1).contiguous().transpose(0, 1)
+        out = out.transpose(0, 1).contiguous().transpose(0, 1)
     FM.decode(q_lat, q_pe, kv, out=out, start=st, length=ln, sm_scale=576 ** -0.5)
     ref = ATT.mla_attention_ref(q_lat, q_pe, kv, sm_scale=576 ** -0.5, start=st, length=ln)
     assert not torch.isnan(out).any()

@@ -5,6 +5,7 @@
 // cudaStream_t instead, so one .so (static cudart) serves any torch. It fills FlashMLA's params
 // structs exactly as csrc/api/dense_decode.h does for one KV head (MLA) and calls the same three
 // launchers: the tile-scheduler metadata kernel, the split-KV kernel and the combine kernel.
+#include <climits>
 #include <cmath>
 #include <cuda_runtime_api.h>
 
@@ -21,7 +22,7 @@ constexpr int kFixedOverheadBlocks = 5;
 constexpr int kDv = 512;
 }
 
-FMLA_API int fmla_abi_version() { return 1; }
+FMLA_API int fmla_abi_version() { return 2; }
 
 FMLA_API int fmla_sched_meta_ints() { return DecodingSchedMetaSize / (int)sizeof(int); }
 
@@ -44,17 +45,20 @@ FMLA_API int fmla_sched_meta(int b, int s_q, const int* seqlens_k, void* sched_m
 // seqlens_k[t] rows reached through block_table[t, :] (pages of 64 rows).
 //   q:     bf16, row (head) stride q_row_stride, batch stride q_batch_stride, last dim (576) contiguous
 //   kv:    bf16 pages, row stride k_row_stride (>= 576), page stride k_page_stride, num_pages pages
-//   out:   bf16 [b, h_q, 512] contiguous; lse: float [b, h_q]
+//   out:   bf16 [b, h_q, 512], batch stride o_batch_stride, head stride o_row_stride, last dim contiguous
+//          (both kernels address it by these strides: the split-KV kernel's TMA store, the combine's
+//          pointer arithmetic); lse: float [b, h_q]
 //   lse_accum: float [b + num_sm_parts, h_q]; o_accum: float [b + num_sm_parts, h_q, 512]
 FMLA_API int fmla_dense_decode(
     int b, int h_q, int d_qk, float softmax_scale,
     const void* q, long long q_batch_stride, long long q_row_stride,
     const void* kv, long long k_page_stride, long long k_row_stride, int num_pages,
-    void* out, float* lse,
+    void* out, long long o_batch_stride, long long o_row_stride, float* lse,
     const int* block_table, long long block_table_stride, const int* seqlens_k,
     const void* sched_meta, const int* num_splits, int num_sm_parts,
     float* lse_accum, float* o_accum, void* stream) {
     if (d_qk != 576) return -1;  // the sm90 kernel is built for 576 (FLASH_ASSERT would exit)
+    if (o_batch_stride > INT_MAX || o_row_stride * h_q > INT_MAX) return -1;  // CombineParams holds int strides
     const int s_q = 1, h_k = 1, q_seq_per_hk = h_q;
     DenseAttnDecodeParams p{};
     p.b = b;
@@ -75,13 +79,13 @@ FMLA_API int fmla_dense_decode(
     p.softmax_lse_ptr = lse;
     p.q_batch_stride = q_batch_stride;
     p.k_batch_stride = k_page_stride;
-    p.o_batch_stride = (long long)h_q * kDv;
+    p.o_batch_stride = o_batch_stride;
     p.q_row_stride = q_row_stride;
     p.k_row_stride = k_row_stride;
-    p.o_row_stride = kDv;
+    p.o_row_stride = o_row_stride;
     p.q_head_stride = q_batch_stride;  // one KV head: never stepped
     p.k_head_stride = k_row_stride;
-    p.o_head_stride = (long long)h_q * kDv;
+    p.o_head_stride = o_batch_stride;  // one KV head: never stepped
     p.block_table = const_cast<int*>(block_table);
     p.block_table_batch_stride = block_table_stride;
     p.page_block_size = kBlockN;
@@ -101,7 +105,7 @@ FMLA_API int fmla_dense_decode(
         b, s_q, h_q, kDv,
         lse, out,
         h_k * q_seq_per_hk, h_q,
-        h_q * s_q * kDv, h_q * kDv, kDv,
+        (int)o_batch_stride, (int)o_row_stride * h_q, (int)o_row_stride,
         lse_accum, o_accum,
         h_k * q_seq_per_hk, h_q,
         h_q * s_q * kDv, h_q * kDv, kDv,
