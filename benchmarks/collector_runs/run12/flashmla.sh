@@ -6,7 +6,8 @@
 # error), the shim and the carried FlashMLA + CUTLASS sources are compiled here with /usr/local/cuda's nvcc
 # (the four files at once, BUILD_S limit) and that library is used.
 # Prepared by run12/sync.sh into <session checkout>/.carry_fmla; run: carry [".carry_fmla"],
-# command: bash .carry_fmla/flashmla.sh      (env: BUILD_S BENCH_S TEST_S PAGES FORCE_BUILD=1)
+# command: bash .carry_fmla/flashmla.sh      (env: BUILD_S BENCH_S TEST_S PAGES FORCE_BUILD=1, MODULE= skips
+# the generation-module comparison)
 set -u
 C=$(cd "$(dirname "$0")" && pwd); cd "$C/code" || exit 1
 export PYTHONPATH=$PWD:/tmp/site PYTHONUNBUFFERED=1 FLASHINFER_WORKSPACE_BASE=/tmp/fiws
@@ -43,7 +44,7 @@ if [ $ok = 0 ]; then  # fallback: build on the device
   echo "device-built smoke ok=$ok"; tail -3 "$OUT/smoke_built.txt"
 fi
 if [ $ok = 1 ]; then
-  timeout ${BENCH_S:-200} python3 $B --json "$OUT/fmla.json" --pages "${PAGES-64}" > "$OUT/bench.txt" 2>&1
+  timeout ${BENCH_S:-200} python3 $B --json "$OUT/fmla.json" --pages "${PAGES-64}" ${MODULE---module} > "$OUT/bench.txt" 2>&1
   echo "bench rc $?"
   grep -v '^ *$' "$OUT/bench.txt" | cut -c1-300 | tail -20
 fi

@@ -14,6 +14,7 @@ Method of run 11's ``flashinfer_mla.py`` (whose helpers it reuses), in one proce
 Kernels: FlashMLA with q_lat / q_pe as views of one [b, H, 576] buffer (the kernel alone), with separate
 q_lat / q_pe (the collector's case: one q copy more), with its scheduler-metadata kernel in every call
 (a serving engine runs it once per step for all layers); FlashInfer fa3 at ``--pages`` when importable.
+``--module`` also times the MLA generation module (one layer, bf16) with either decode.
 
     python benchmarks/collector_runs/run12/flashmla_bench.py [--smoke] [--lib SO] --json OUT.json
 """
@@ -74,6 +75,7 @@ def main(argv=None) -> int:
     ap.add_argument("--lib", help="libflashmla_shim.so (default $FLASHMLA_SHIM)")
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--no-full-check", action="store_true")
+    ap.add_argument("--module", action="store_true", help="also the MLA generation module (bf16) with either decode")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args(argv)
 
@@ -156,13 +158,52 @@ def main(argv=None) -> int:
                   f"pass {row.get('pass')} first call {row['first_call_s']:.2f} s", flush=True)
         if "error" in row:
             print(f"{name:30s} FAILED\n{row['error']}", flush=True)
+    del ql, qp, kv, start, ln, o, q_one
+    torch.cuda.empty_cache()
+    out["module"] = module_rows(a, bench, out) if a.module else []
     print("\nsummary (GB/s = cache + q + out bytes / time, target 2500; copy = read + write)")
     for r in out["rows"]:
         if "ms" in r:
             print(f"  {r['kernel']:30s} {r['ms']:.4f} ms {r['gbs']:6.0f} GB/s {r['tflops']:4.0f} TFLOP/s "
                   f"= {r['gbs'] / copy_gbs:.2f} of the copy, pass {r.get('pass')}")
+    for m in out["module"]:
+        print("  module", json.dumps(m))
     R11.dump(a.json, out)
     return 0
+
+
+def module_rows(a, bench, out) -> list:
+    """The whole MLA generation module (one layer, bf16 GEMMs and cache, CUDA graph, L2 flushed) with the
+    FlashInfer fa3 page-64 decode and with FlashMLA (collector wiring: DENSE_IMPL, page padding,
+    transposed out), and their outputs compared."""
+    import torch
+    from collector.kernels import fi_mla
+    from collector.kernels import mla_attn as ATT
+    from collector.modules import AttentionModule
+    rows, outs = [], {}
+    fi_mla.CONFIG.update(backend="fa3", page=64)
+    impls = ["flashmla"] + (["flashinfer"] if not out["env"]["flashinfer"].startswith("not importable") else [])
+    m = AttentionModule("mla", a.heads, "bfloat16", "bfloat16")
+    for impl in impls:
+        step = None
+        try:
+            ATT.DENSE_IMPL = impl
+            step = m.prepare_generation(a.batch, a.kv_len)
+            outs[impl] = step.run().float()
+            ms = bench.time(step.run, target_ms=30, min_samples=10, max_samples=20).median_ms
+            row = dict(decode=impl, batch=a.batch, kv_len=a.kv_len, heads=a.heads, ms=ms)
+        except Exception as e:  # noqa: BLE001
+            row = dict(decode=impl, error=R11.error_lines(e))
+        rows.append(row)
+        print("module", json.dumps(row), flush=True)
+        del step
+        torch.cuda.empty_cache()
+    ATT.DENSE_IMPL = "decode"
+    if len(outs) == 2:
+        d = ((outs["flashmla"] - outs["flashinfer"]).norm() / outs["flashinfer"].norm()).item()
+        rows.append(dict(rel_diff_flashmla_vs_flashinfer=d))
+        print(f"module: output rel diff FlashMLA vs FlashInfer {d:.2e}", flush=True)
+    return rows
 
 
 def big_inputs(b, L, H, g):
