@@ -29,4 +29,6 @@ def version_for(dense_impl: str, prologue: str = "eager") -> str:
         raise ValueError(f"prologue {prologue!r}: expected one of {PROLOGUES}")
     if prologue == "fused":
         return FUSED_PROLOGUE_VERSION
+    if dense_impl == "flashmla":  # came after 0.4: its rows are 0.4 (fused prologue), kernel_source "flashmla"
+        raise ValueError("the FlashMLA decode is measured with the fused prologue only (collector 0.4)")
     return FLASHINFER_VERSION if dense_impl == "flashinfer" else VERSION

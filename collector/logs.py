@@ -27,6 +27,7 @@ SCHEMA = "perfwh.run/1"
 KERNEL_SOURCE = {"dsa": "triton_sparse", "mla_generation": "triton_decode", "mla_context": "torch_sdpa",
                  "mla_generation_kernel": "triton_decode", "mla_context_kernel": "torch_sdpa"}
 FLASHINFER_SOURCE = "flashinfer_mla"  # MLA decode through FlashInfer (mla_attn.DENSE_IMPL = "flashinfer")
+FLASHMLA_SOURCE = "flashmla"  # MLA decode through FlashMLA's shim (mla_attn.DENSE_IMPL = "flashmla")
 
 
 def gemm_column(shape: Shape) -> str | None:
@@ -42,6 +43,11 @@ def kernel_source(shape: Shape, dense_impl: str = "decode") -> str:
 
         if serves(shape.kv_cache_dtype):
             return FLASHINFER_SOURCE
+    if dense_impl == "flashmla" and shape.op in ("mla_generation", "mla_generation_kernel"):
+        from .kernels.flashmla import serves as fmla_serves
+
+        if fmla_serves(shape.kv_cache_dtype):
+            return FLASHMLA_SOURCE
     return KERNEL_SOURCE[shape.op]
 
 

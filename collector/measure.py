@@ -37,7 +37,7 @@ def apply_configs(cfg: dict) -> None:
     ATT.CONFIG.update(cfg.get("attn_config", {}))
     ATT.CONFIG_DEC.update(cfg.get("attn_config_dec", {}))
     DEC.CONFIG.update(cfg.get("decode_config", {}))
-    ATT.DENSE_IMPL = cfg.get("dense_impl", ATT.DENSE_IMPL)  # "legacy" = 0.1, "flashinfer" = 0.3 (fi_mla.py)
+    ATT.DENSE_IMPL = cfg.get("dense_impl", ATT.DENSE_IMPL)  # "legacy" = 0.1, "flashinfer" = 0.3 (fi_mla.py), "flashmla" (flashmla.py)
     FI.CONFIG.update(cfg.get("fi_mla_config", {}))
     IDX.GEN_CONFIG.update(cfg.get("indexer_gen_config", {}))
     IDX.CTX_CONFIG.update(cfg.get("indexer_config", {}))

@@ -143,9 +143,10 @@ class AttentionModule:
     def prepare_generation(self, batch: int, kv_len: int, seed: int = 1) -> Step:
         b, L = batch, kv_len + 1
         Lc = L
-        if self.family == "mla" and ATT.DENSE_IMPL == "flashinfer":
-            from .kernels import fi_mla  # paged kernel: each request's rows start on a page
-            Lc = -(-L // fi_mla.CONFIG["page"]) * fi_mla.CONFIG["page"]
+        if self.family == "mla" and ATT.DENSE_IMPL in ("flashinfer", "flashmla"):
+            from .kernels import fi_mla, flashmla  # paged kernels: each request's rows start on a page
+            page = fi_mla.CONFIG["page"] if ATT.DENSE_IMPL == "flashinfer" else flashmla.PAGE
+            Lc = -(-L // page) * page
         g = torch.Generator(device=self.device).manual_seed(seed)
         st = self._caches(b, L, g)
         if Lc != L:  # the same rows as unpadded (same random data for either decode), each request page-aligned

@@ -44,7 +44,8 @@ CONFIG_DEC = {"block_n": 64, "num_warps": 8, "num_stages": 2, "block_h_max": 64,
 DEC_PROGRAMS = 4
 # Dense (MLA decode) mode: "decode" = mla_decode.py (collector 0.2: all heads of a
 # cache block co-resident, kv split by makespan); "legacy" = this kernel (0.1);
-# "flashinfer" = FlashInfer's paged MLA decode (fi_mla.py, collector 0.3).
+# "flashinfer" = FlashInfer's paged MLA decode (fi_mla.py, collector 0.3); "flashmla" = DeepSeek's FlashMLA
+# dense decode through a C shim (flashmla.py, bf16 cache; fused prologue only, collector 0.4).
 DENSE_IMPL = "decode"
 LAST = {}  # compile report of the last launch (registers, spills)
 
@@ -212,6 +213,9 @@ def mla_attention(q_lat: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor, *,
     if dense and DENSE_IMPL == "flashinfer":
         from . import fi_mla
         fi = fi_mla if fi_mla.serves("fp8" if kv.dtype == torch.float8_e4m3fn else "bfloat16") else None
+    elif dense and DENSE_IMPL == "flashmla":
+        from . import flashmla
+        fi = flashmla if flashmla.serves("fp8" if kv.dtype == torch.float8_e4m3fn else "bfloat16") else None
     if fi is not None:
         return fi.decode(q_lat, q_pe, kv, out=out, start=start, length=length, sm_scale=sm_scale,
                              kv_scale=kv_scale, workspace=workspace)
@@ -220,7 +224,7 @@ def mla_attention(q_lat: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor, *,
     T, H, d_lat = q_lat.shape
     d_pe = q_pe.shape[-1]
     assert kv.shape[1] == d_lat + d_pe and kv.stride(1) == 1
-    if dense and DENSE_IMPL in ("decode", "flashinfer"):  # flashinfer: a cache dtype it does not serve
+    if dense and DENSE_IMPL in ("decode", "flashinfer", "flashmla"):  # the others: a cache dtype they do not serve
         from . import mla_decode
         return mla_decode.mla_decode(q_lat, q_pe, kv, out=out, start=start, length=length, n_slots=n_slots,
                                      sm_scale=sm_scale, kv_scale=kv_scale, splits=splits, workspace=workspace,
