@@ -21,14 +21,19 @@ FLASHINFER_KV_DTYPES = ("bfloat16",)
 # kernels/prologue.py), on top of whichever decode `kernel_source` names; eager-prologue rows keep 0.2 / 0.3.
 FUSED_PROLOGUE_VERSION = "0.4"
 PROLOGUES = ("eager", "fused")
+# 0.5: the fused prologue (0.4) with the bf16 MLA decode through FlashMLA's dense kernel (kernels/flashmla.py,
+# run 12): a decode change gets its own version, so 0.4 (FlashInfer for the bf16 cache) stays comparable.
+FLASHMLA_VERSION = "0.5"
 
 
 def version_for(dense_impl: str, prologue: str = "eager") -> str:
     """The collector version of rows measured with this MLA decode implementation and prologue."""
     if prologue not in PROLOGUES:
         raise ValueError(f"prologue {prologue!r}: expected one of {PROLOGUES}")
+    if dense_impl == "flashmla":
+        if prologue != "fused":  # it came after 0.4: no eager-prologue version of it
+            raise ValueError("the FlashMLA decode is measured with the fused prologue only (collector 0.5)")
+        return FLASHMLA_VERSION
     if prologue == "fused":
         return FUSED_PROLOGUE_VERSION
-    if dense_impl == "flashmla":  # came after 0.4: its rows are 0.4 (fused prologue), kernel_source "flashmla"
-        raise ValueError("the FlashMLA decode is measured with the fused prologue only (collector 0.4)")
     return FLASHINFER_VERSION if dense_impl == "flashinfer" else VERSION

@@ -160,7 +160,7 @@ def test_dense_impl_flashmla_routes_bf16_decode_and_keeps_fp8_off_it(monkeypatch
 
 
 def test_flashmla_rows_name_their_kernel_and_need_the_fused_prologue():
-    from collector import FUSED_PROLOGUE_VERSION, version_for
+    from collector import FLASHMLA_VERSION, FUSED_PROLOGUE_VERSION, version_for
     from collector.logs import kernel_source
     from collector.sweep import Shape
     gen = Shape("mla_generation", 128, "bfloat16", "bfloat16", 64, 1, 32768)
@@ -169,6 +169,7 @@ def test_flashmla_rows_name_their_kernel_and_need_the_fused_prologue():
     assert kernel_source(gen, "flashmla") == "flashmla"
     assert kernel_source(gen_fp8, "flashmla") == kernel_source(gen_fp8, "decode") == "triton_decode"
     assert kernel_source(ctx, "flashmla") == "torch_sdpa"
-    assert version_for("flashmla", "fused") == FUSED_PROLOGUE_VERSION
+    # a decode change gets its own version: 0.4 (FlashInfer / Triton decode) stays as measured
+    assert version_for("flashmla", "fused") == FLASHMLA_VERSION == "0.5" != FUSED_PROLOGUE_VERSION
     with pytest.raises(ValueError, match="fused prologue"):
         version_for("flashmla")
