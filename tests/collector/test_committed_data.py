@@ -18,10 +18,11 @@ pytestmark = pytest.mark.skipif(not DIRS, reason="no committed perfwh raw logs")
 
 
 def test_size_budget():
-    """The embedded data stay small enough to clone and ingest in seconds: 6 MiB (5 MiB until the H100 0.4
-    MLA generation table, the production-speed decode and prologue, issue 16, had to sit beside 0.2)."""
+    """The embedded data stay small enough to clone and ingest in seconds: 8 MiB (5 MiB until the H100 0.4
+    MLA generation table, the production-speed decode and prologue, issue 16, had to sit beside 0.2; 6 MiB
+    until the H200's own generation tables with them, 0.4 DSA and 0.5 MLA with FlashMLA, run 12)."""
     total = sum(f.stat().st_size for f in ROOT.rglob("*") if f.is_file())
-    assert total <= 6 * 1024 * 1024
+    assert total <= 8 * 1024 * 1024
 
 
 def _pairs(d, stem):

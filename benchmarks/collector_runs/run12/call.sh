@@ -4,7 +4,8 @@
 # the MLA generation table with it as collector 0.5 (run 1's configs + fused prologue + dense_impl flashmla,
 # tag i16j), then with the time left run 11's run5.sh (the DSA generation table as 0.4, tag i16i).
 # carry [".carry_fmla", ".carry_fi16"]; command: bash .carry_fmla/code/benchmarks/collector_runs/run12/call.sh
-# Outputs: $OUT/fmla (flashmla.sh), $OUT/raw_i16j.tgz + $OUT/configs_i16j.json, $OUT/run5 (run5.sh).
+# Outputs: $OUT/raw_i16j.tgz, $OUT/raw_i16i.tgz and $OUT/results.tgz (fmla/ from flashmla.sh, run5/ from run5.sh,
+# configs_i16j.json): the device tool returns at most 8 files (run 12's first call lost run5's).
 set -u
 S=$(date +%s); O=$OUT; R=$(cd "$(dirname "$0")/../../../.." && pwd)  # R = .carry_fmla
 left() { echo $(( ${LIMIT_S:-570} - ($(date +%s) - S) )); }
@@ -40,4 +41,8 @@ if [ "$L" -gt 150 ]; then
   SW=$(( L - 130 )); [ $SW -gt 150 ] && SW=150
   OUT=$O/run5 SWEEP_S=$SW TEST_S=40 BENCH_S=40 bash "$R/../.carry_fi16/run5.sh"
 fi
+# the device tool returns at most 8 files: the raw tables as they are, everything else in one tarball
+[ -f "$O/run5/raw_i16i.tgz" ] && mv "$O/run5/raw_i16i.tgz" "$O/"
+tar czf "$O/results.tgz" -C "$O" fmla run5 $(cd "$O" && ls configs_*.json 2>/dev/null) && rm -rf "$O/fmla" "$O/run5"
+ls "$O"
 echo "total $(( $(date +%s) - S )) s"
