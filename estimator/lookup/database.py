@@ -301,6 +301,9 @@ class PerfDatabase(ManyEstimates):
         except TypeError:  # an unhashable argument: let the parsers below name it
             res, raw_key = None, None
         if res is None:
+            for name, value in (("architecture", architecture), ("kernel_source", kernel_source)):
+                if value is not None and not isinstance(value, str):
+                    raise TypeError(f"{name} must be a string, got {type(value).__name__} {value!r}")
             res = self._resolve(
                 op, kernel_source, architecture, FMHAQuantMode.parse(attn_dtype).value,
                 KVCacheQuantMode.parse(kv_cache_dtype).value, GEMMQuantMode.parse(gemm_type).value,

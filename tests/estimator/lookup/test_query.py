@@ -22,3 +22,15 @@ def test_integer_arguments():
             _positive_int("batch_size", bad)
     with pytest.raises(OutOfRangeError):
         _positive_int("batch_size", 2**31)
+
+
+def test_prefix_may_be_zero_and_its_error_says_so():
+    """prefix=-1 said 'must be a positive integer' (0 is valid) and prefix=False passed as 0 where
+    batch_size=True was refused."""
+    assert _non_negative_int("prefix", 0) == 0 and _non_negative_int("prefix", np.int64(0)) == 0
+    assert _non_negative_int("prefix", 0.0) == 0 and _non_negative_int("prefix", 5) == 5
+    for bad in (-1, 1.5, float("nan"), False, True, "0", None):
+        with pytest.raises(ValueError, match=r"^prefix must be an integer >= 0, got "):
+            _non_negative_int("prefix", bad)
+    with pytest.raises(OutOfRangeError):
+        _non_negative_int("prefix", 2**31)
