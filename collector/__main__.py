@@ -354,27 +354,48 @@ def load_configs(cfg: dict) -> None:
     apply_configs(cfg)
 
 
+def _seconds(text: str) -> float:
+    """A positive number of seconds (argparse type): 0, negatives and nan would stop or never stop a run."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:  # nan fails this too
+        raise argparse.ArgumentTypeError(f"must be > 0 seconds, got {text!r}")
+    return value
+
+
 def main(argv=None):
+    from .config import OPS
+
     ap = argparse.ArgumentParser(prog="python -m collector", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("command", choices=["plan", "check", "probe", "targets", "run", "all", "summary"])
     ap.add_argument("--spec", default=None, help="sweep YAML (default collector/sweeps/default.yaml)")
     ap.add_argument("--out", default="data/raw", help="raw-log root (default data/raw)")
-    ap.add_argument("--deadline", type=float, default=1e9, help="stop the sweep after this many seconds")
-    ap.add_argument("--ops", nargs="*", default=None)
+    ap.add_argument("--deadline", type=_seconds, default=1e9, help="stop the sweep after this many seconds "
+                                                                   "(> 0; default: no deadline)")
+    ap.add_argument("--ops", nargs="*", default=None, choices=sorted(OPS), metavar="OP",
+                    help=f"only these ops of the spec (default: all): {', '.join(sorted(OPS))}")
     ap.add_argument("--results", default=None, help="write a JSON summary of probes/targets/sweep here")
     ap.add_argument("--configs", default=None, help="JSON from an earlier probe (--results) to reuse")
     ap.add_argument("--skip", nargs="*", default=[], help="with 'all': parts to skip (probe check targets run)")
     ap.add_argument("--tag", default="run",
                     help="raw-log file tag: files <table>.<tag>.txt/.jsonl; 'run' (default) = the run id, "
                          "'' = the plain <table>.txt names (appended)")
-    ap.add_argument("--shape-timeout", type=float, default=300.0,
+    ap.add_argument("--shape-timeout", type=_seconds, default=300.0,
                     help="seconds one shape may take before its worker is killed (default 300)")
     ap.add_argument("--no-repeats", action="store_true", help="skip the end-of-run re-measurement of every "
                                                               "n-th shape")
     ap.add_argument("--inject-fault", nargs="*", default=[], metavar="LABEL",
                     help="(tests) shape labels before which the worker makes an illegal memory access")
     args = ap.parse_args(argv)
+    if args.command in ("plan", "run", "all"):  # a bad spec is one line, before any GPU work
+        from .sweep import SpecError, load_spec
+        try:
+            load_spec(args.spec)
+        except SpecError as exc:
+            ap.exit(2, f"python -m collector {args.command}: {exc}\n")
     results: dict = {}
     if args.configs:
         load_configs(json.loads(Path(args.configs).read_text()))
