@@ -201,10 +201,10 @@ def support_text(model, holdings, served) -> str:
 def _holdings(model, home):
     import polars as pl
 
-    from warehouse.read import read_perf_points, warehouse_exists
+    from warehouse.read import home_path, read_perf_points, warehouse_exists
 
     if not warehouse_exists(home):
-        raise FileNotFoundError(f"no warehouse at {home or '$PERFWH_HOME / default'}: run `perfwh ingest PATH` first")
+        raise FileNotFoundError(f"no warehouse at {home_path(home)}: run `perfwh ingest PATH` first")
     pts = read_perf_points(home, system=model.system, framework=model.backend)
     rows = []
     for kind, values in sorted(model.op_settings.items()):

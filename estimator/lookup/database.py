@@ -81,6 +81,9 @@ class PerfDatabase(ManyEstimates):
             have = grids.select("system", "framework", "version").unique()
         fw_rows = have.filter(pl.col("framework") == framework)
         if fw_rows.height == 0:
+            if have.height == 0:  # 'backends with data: ' and nothing after it
+                raise ValueError(f"no data for backend {framework!r}: the warehouse holds no measurements yet "
+                                 f"(`perfwh ingest PATH`)")
             raise ValueError(f"no data for backend {framework!r} in the warehouse; "
                              f"backends with data: {', '.join(sorted(have['framework'].unique()))}")
         self.data_system = transfer.source_system(system, fw_rows["system"].unique().to_list(), from_system,
