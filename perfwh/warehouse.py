@@ -187,9 +187,25 @@ def cmd_sql(args) -> int:
     try:
         frame = sql(args.query, args.home, as_of=args.as_of)
     except duckdb.Error as exc:
-        raise ValueError(str(exc).splitlines()[0]) from None
+        raise ValueError(str(exc).splitlines()[0] + _not_built_hint(exc)) from None
     sys.stdout.write(render(frame, args.format, max_rows=args.max_rows))
     return 0
+
+
+def _not_built_hint(exc) -> str:
+    """A derived view (grids, build_errors, ...) exists once the derived tables are built: on a
+    home that was only ingested into, DuckDB's 'Table with name grids does not exist!' says why not."""
+    import re
+
+    from estimator.derived.accuracy_report import ACCURACY_TABLE
+    from estimator.derived.partition import PARTITION_TABLES
+
+    m = re.search(r"Table with name (\w+) does not exist", str(exc))
+    derived = {t.name for t in PARTITION_TABLES} | {ACCURACY_TABLE, "raw_log_files"}
+    if m and m.group(1) in derived:
+        return (f" ({m.group(1)} is a derived table, not built in this warehouse yet: `perfwh materialize` "
+                f"builds the derived tables)")
+    return ""
 
 
 def cmd_tables(args) -> int:

@@ -304,3 +304,15 @@ def test_a_warehouse_with_no_measurements_says_so(tmp_path, capsys):
                                    "--home", str(home)])
     assert err == ("perfwh query: error: no data for backend 'trtllm': the warehouse holds no measurements yet "
                    "(`perfwh ingest PATH`)\n")
+
+
+def test_sql_on_a_derived_view_not_built_yet_says_why(warehouse, tmp_path, capsys):
+    """On a home that was only ingested into, `select * from build_errors` (a documented view) gave
+    DuckDB's bare 'Table with name build_errors does not exist!'."""
+    home = tmp_path / "ingested-only"
+    ingest_paths([warehouse.parent / "raw"], home)
+    err = _one_line_error(capsys, ["sql", "select * from build_errors", "--home", str(home)])
+    assert err.endswith("Table with name build_errors does not exist! (build_errors is a derived table, not built "
+                        "in this warehouse yet: `perfwh materialize` builds the derived tables)\n")
+    err = _one_line_error(capsys, ["sql", "select * from no_such_view", "--home", str(home)])
+    assert err.endswith("Table with name no_such_view does not exist!\n")
