@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from estimator.common import FMHAQuantMode, GEMMQuantMode, KVCacheQuantMode
 from perfwh.cli import CliError
 
 SYSTEM_DEFAULT = "h200_sxm"
@@ -21,14 +22,18 @@ def _common(p: argparse.ArgumentParser, *, many_models: bool = False) -> None:
         p.add_argument("--model-path", required=True, metavar="MODEL",
                        help="bundled id (deepseek-ai/DeepSeek-V3.2, ...) or a folder/file with a HF config.json")
     p.add_argument("--system", default=SYSTEM_DEFAULT, help=f"GPU system spec (default {SYSTEM_DEFAULT})")
-    p.add_argument("--backend", default=BACKEND_DEFAULT, help=f"framework: trtllm, vllm, sglang (default {BACKEND_DEFAULT})")
-    p.add_argument("--version", default=None, help="backend version in the warehouse (default: latest)")
+    p.add_argument("--backend", default=BACKEND_DEFAULT, help=f"framework whose data answers: trtllm, vllm, "
+                   f"sglang, perfwh (the embedded data set) (default {BACKEND_DEFAULT})")
+    p.add_argument("--version", default=None, help="backend version in the warehouse (default: per op, the "
+                   "newest version with data for it)")
     p.add_argument("--home", default=None, help="warehouse folder (default $PERFWH_HOME or ~/.local/share/perfwh)")
     p.add_argument("--tp", type=int, default=8, help="tensor-parallel size: heads per GPU = heads / tp (default 8)")
-    p.add_argument("--gemm-type", default="bfloat16", help="projection GEMM precision: bfloat16, fp8_block (default bfloat16)")
-    p.add_argument("--kv-cache-dtype", default="bfloat16", help="KV cache precision: bfloat16, fp8 (default bfloat16)")
+    p.add_argument("--gemm-type", default="bfloat16",
+                   help=f"projection GEMM precision: {', '.join(GEMMQuantMode)} (default bfloat16)")
+    p.add_argument("--kv-cache-dtype", default="bfloat16",
+                   help=f"KV cache precision: {', '.join(KVCacheQuantMode)} (default bfloat16)")
     p.add_argument("--attn-dtype", "--fmha-dtype", dest="fmha_dtype", default="bfloat16",
-                   help="attention math precision (default bfloat16)")
+                   help=f"attention math precision: {', '.join(FMHAQuantMode)} (default bfloat16)")
     p.add_argument("--dense-attention-layers", type=int, default=0, metavar="N",
                    help="make the first N layers of a DSA model MLA (the original draft's 3 MLA + 58 DSA "
                         "reading of DeepSeek-V3.2; the real model has the indexer in every layer)")

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from warehouse.schema import DTYPES, GEMM_TYPES
+from estimator.common import FMHAQuantMode, GEMMQuantMode, KVCacheQuantMode
 
 
 def register(sub) -> None:
@@ -35,9 +35,9 @@ def register(sub) -> None:
     p.add_argument("--num-heads", type=int, default=None, help="attention heads per GPU (required without "
                    "--points; no default)")
     p.add_argument("--prefix", type=int, default=None, help="cached tokens (context ops) (default: 0)")
-    p.add_argument("--gemm-type", default="bfloat16", help="projection GEMM precision: " + ", ".join(GEMM_TYPES))
-    p.add_argument("--kv-cache-dtype", default="bfloat16", help="KV cache precision: " + ", ".join(DTYPES))
-    p.add_argument("--attn-dtype", default="bfloat16", help="attention math precision: " + ", ".join(DTYPES))
+    p.add_argument("--gemm-type", default="bfloat16", help="projection GEMM precision: " + ", ".join(GEMMQuantMode))
+    p.add_argument("--kv-cache-dtype", default="bfloat16", help="KV cache precision: " + ", ".join(KVCacheQuantMode))
+    p.add_argument("--attn-dtype", default="bfloat16", help="attention math precision: " + ", ".join(FMHAQuantMode))
     p.add_argument("--architecture", default=None, help="model architecture of the slice, e.g. "
                    "DeepseekV32ForCausalLM (default: the op's usual one)")
     p.add_argument("--kernel-source", default=None, help="kernel of the slice (default: any that has data)")
