@@ -86,6 +86,7 @@ class PerfDatabase(ManyEstimates):
                                  f"(`perfwh ingest PATH`)")
             raise ValueError(f"no data for backend {framework!r} in the warehouse; "
                              f"backends with data: {', '.join(sorted(have['framework'].unique()))}")
+        self._from_system = from_system
         self.data_system = transfer.source_system(system, fw_rows["system"].unique().to_list(), from_system,
                                                   framework)
         versions = sort_versions(fw_rows.filter(pl.col("system") == self.data_system)["version"].to_list())
@@ -196,8 +197,12 @@ class PerfDatabase(ManyEstimates):
             return hit
         if op not in self._op_versions:
             self._build_error(op)
+            why = ""
+            if self.data_system != self.system and self._from_system is None:  # picked by spec, not asked for
+                why = (f" ({self.system} has no {self.framework} data of its own and {self.data_system} is the "
+                       f"system with data nearest by spec; from_system= / --from picks another)")
             raise KeyError(f"no data or calibration for op {op!r} in {self.data_system}/{self.framework}; "
-                           f"ops with data: {', '.join(self.ops)}")
+                           f"ops with data: {', '.join(self.ops)}{why}")
         have = self._op_versions[op]
         if self.pinned_version is not None and self.pinned_version not in have:
             raise VersionError(f"version {self.pinned_version} has no {op} data for {self.data_system}/"
