@@ -36,6 +36,19 @@ def test_bad_threshold_names_the_variable(monkeypatch):
         warehouse_settings()
 
 
+@pytest.mark.parametrize("text", ["nan", "inf", "-1", "-0.5"])
+def test_a_threshold_that_would_switch_its_check_off_or_always_on_is_refused(monkeypatch, text):
+    """$PERFWH_SPREAD_MAX=nan (every comparison false) passed `dagster definitions validate` and the
+    repeat-spread check never fired; -1 made the quarantine check warn on every file."""
+    for name in ("PERFWH_SPREAD_MAX", "PERFWH_QUARANTINE_SHARE_MAX", "PERFWH_MONOTONIC_TOLERANCE"):
+        monkeypatch.setenv(name, text)
+        with pytest.raises(ValueError, match=rf"^\${name} must be a finite number >= 0, got '{text}'$"):
+            warehouse_settings()
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("PERFWH_SPREAD_MAX", "0")
+    assert warehouse_settings().spread_max == 0.0
+
+
 def test_default_landing_prefers_repo_raw_logs(tmp_path, monkeypatch):
     raw = tmp_path / "raw"
     monkeypatch.setattr(state, "REPO_LANDING", raw)
