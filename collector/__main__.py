@@ -326,12 +326,15 @@ def run_sweep(args, results: dict):
 
 
 def cmd_summary(args):
+    from . import VERSION
     from .config import OPS
     from .logs import read_rows, shape_from_json
+    found = 0
     for system in ("h200_sxm", "h100_sxm"):
         rows = read_rows(Path(args.out), system)
         if not rows:
             continue
+        found += 1
         print(f"{system}: {len(rows)} rows")
         by = {}
         for r in rows:
@@ -347,6 +350,10 @@ def cmd_summary(args):
         if sp:
             print(f"  repeated shapes: {len(sp)}; relative spread (max-min)/mean: median {statistics.median(sp) * 100:.2f}%,"
                   f" p90 {sorted(sp)[int(0.9 * (len(sp) - 1))] * 100:.2f}%, max {max(sp) * 100:.2f}%")
+    if not found:  # a mistyped --out printed nothing and exited 0
+        print(f"python -m collector summary: no collector JSONL logs under {args.out} (h200_sxm, h100_sxm, "
+              f"version {VERSION})", file=sys.stderr)
+        return 1
 
 
 def load_configs(cfg: dict) -> None:
@@ -396,9 +403,21 @@ def main(argv=None):
             load_spec(args.spec)
         except SpecError as exc:
             ap.exit(2, f"python -m collector {args.command}: {exc}\n")
+    if args.results:  # written at the end: a folder that is not there would lose a whole run's summary
+        res = Path(args.results)
+        if res.is_dir() or not res.parent.is_dir():
+            ap.exit(2, f"python -m collector {args.command}: --results {res}: "
+                       f"{'is a folder' if res.is_dir() else f'folder {res.parent} does not exist'}\n")
     results: dict = {}
     if args.configs:
-        load_configs(json.loads(Path(args.configs).read_text()))
+        try:
+            cfg = json.loads(Path(args.configs).read_text())
+            if not isinstance(cfg, dict):
+                raise ValueError(f"expected a JSON object (an earlier --results), got {type(cfg).__name__}")
+            load_configs(cfg)
+        except (OSError, ValueError) as exc:  # JSONDecodeError is a ValueError
+            ap.exit(2, f"python -m collector {args.command}: --configs {args.configs}: "
+                       f"{getattr(exc, 'strerror', None) or exc}\n")
     try:
         if args.command == "plan":
             return cmd_plan(args)

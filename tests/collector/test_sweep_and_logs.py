@@ -158,3 +158,29 @@ def test_collector_arguments_that_would_stop_at_once_or_never_are_refused(argv, 
     r = subprocess.run([sys.executable, "-m", "collector", *argv], capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert r.returncode == 2 and message in r.stderr
+
+
+def _collector(*argv):
+    return subprocess.run([sys.executable, "-m", "collector", *argv], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+
+
+def test_configs_results_and_summary_paths_are_one_line_errors(tmp_path):
+    """--configs of a missing file / bad JSON / a list was a traceback; --results in a missing folder failed
+    only when written, after the whole run; summary of a mistyped --out printed nothing and exited 0."""
+    (tmp_path / "bad.json").write_text("{bad")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    for argv, says in [
+        (["--configs", str(tmp_path / "none.json")], "No such file or directory"),
+        (["--configs", str(tmp_path / "bad.json")], "Expecting property name"),
+        (["--configs", str(tmp_path / "list.json")], "expected a JSON object (an earlier --results), got list"),
+        (["--results", str(tmp_path / "none" / "r.json")], f"folder {tmp_path / 'none'} does not exist"),
+        (["--results", str(tmp_path)], "is a folder"),
+    ]:
+        r = _collector("plan", *argv)
+        assert r.returncode == 2 and "Traceback" not in r.stderr and says in r.stderr, (argv, r.stderr)
+        assert r.stderr.startswith("python -m collector plan: ") and r.stderr.count("\n") == 1
+    r = _collector("summary", "--out", str(tmp_path / "typo"))
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr == f"python -m collector summary: no collector JSONL logs under {tmp_path / 'typo'} " \
+                       f"(h200_sxm, h100_sxm, version {VERSION})\n"
