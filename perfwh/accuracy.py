@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+
+from perfwh.cli import json_text
 
 
 def register(sub) -> None:
@@ -114,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
 
         coverage = coverage_table(cv_residuals(points, tables=tables, seed=args.seed))
     if args.json:
-        print(json.dumps({"errors": table.to_dicts(),
+        print(json_text({"errors": table.to_dicts(),
                           "coverage": None if coverage is None else coverage.to_dicts()}, indent=2))
     else:
         print(f"accuracy on {args.system} / {backend} {version} (seed {args.seed}): "
@@ -171,7 +172,7 @@ def run_transfer(args: argparse.Namespace) -> int:
     if args.errors_out:
         errors.write_parquet(args.errors_out)
     if args.json:
-        print(json.dumps(table.to_dicts(), indent=2))
+        print(json_text(table.to_dicts(), indent=2))
     else:
         print(f"transfer to {args.transfer} from {source} (every {args.transfer} row removed before calibration "
               "and grids): absolute % error of its measured module points, on the shapes both measured")

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from estimator.common import FMHAQuantMode, GEMMQuantMode, KVCacheQuantMode
-from perfwh.cli import CliError
+from perfwh.cli import CliError, json_text
 
 SYSTEM_DEFAULT = "h200_sxm"
 BACKEND_DEFAULT = "trtllm"
@@ -354,7 +353,7 @@ def cmd_estimate(args) -> int:
     est = model.estimate(isl=args.isl, osl=args.osl, batch_size=args.batch, prefix=args.prefix,
                          db=_database(args))
     if args.json:
-        json.dump(est.as_dict(), sys.stdout, indent=2)
+        sys.stdout.write(json_text(est.as_dict(), indent=2))
         print()
     else:
         text = estimate_text(model, est)
@@ -484,10 +483,8 @@ def cmd_compare(args) -> int:
         if args.html:
             plots.compare_html(args.html, models, table, crossovers, args.batch, db.version, png)
     if args.json:
-        json.dump({"table": table.to_dicts(),
-                   "crossovers": [c.__dict__ for c in crossovers],
-                   "version": db.version}, sys.stdout, indent=2)
-        print()
+        print(json_text({"table": table.to_dicts(), "crossovers": [c.__dict__ for c in crossovers],
+                         "version": db.version}, indent=2))
     else:
         print(text)
         if args.plot:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -85,7 +84,9 @@ def run(args: argparse.Namespace) -> int:
                       kernel_source=args.kernel_source, index_topk=args.index_topk,
                       index_n_heads=args.index_n_heads, method=args.method)
     if args.json:
-        print(json.dumps(est.as_dict(), indent=2))
+        from perfwh.cli import json_text
+
+        print(json_text(est.as_dict(), indent=2))
         return 0
     print(f"{op} on {est.system} / {est.framework} {est.version}: {format_answer(est)}")
     print(f"  calibrated SOL {est.sol_ms:.4f} ms, roofline {est.raw_sol_ms:.4f} ms, "
