@@ -216,6 +216,9 @@ def run_materialize(
     started = time.perf_counter()
     wh_home = resolve_home(home)
     landing = resolve_landing(landing)
+    if Path(landing).is_dir() and isinstance(wh_home, Path) and wh_home.is_relative_to(Path(landing).resolve()):
+        raise ValueError(f"the warehouse {wh_home} lies inside the landing folder {landing}: each run would read "
+                         f"its own data files as raw logs; keep the warehouse outside the landing folder")
     progress(f"landing: {landing}")
     if Path(landing).is_dir():  # a local folder: apply its policy for deleted raw logs ($PERFWH_ON_DELETE)
         from warehouse.remove import retire_deleted

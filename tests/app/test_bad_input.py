@@ -316,3 +316,19 @@ def test_sql_on_a_derived_view_not_built_yet_says_why(warehouse, tmp_path, capsy
                         "in this warehouse yet: `perfwh materialize` builds the derived tables)\n")
     err = _one_line_error(capsys, ["sql", "select * from no_such_view", "--home", str(home)])
     assert err.endswith("Table with name no_such_view does not exist!\n")
+
+
+def test_a_warehouse_inside_the_ingested_folder_is_not_read_as_raw_logs(raw_dir, tmp_path, capsys):
+    """`perfwh ingest DIR --home DIR/wh` twice read the warehouse's own measurement Parquet files as
+    published tables: every measurement counted twice (and the ledger's files failed as bad tables)."""
+    write_log(raw_dir / "dsa_context_module_perf.txt", [dsa_context_row(isl=s) for s in (1024, 2048, 4096)])
+    root = tmp_path / "raw"
+    home = root / "wh"
+    assert main(["ingest", str(root), "--home", str(home)]) == 0
+    main(["ingest", str(root), "--home", str(home)])
+    err = capsys.readouterr().err
+    assert f"inside the warehouse home {home}: its own data files are not raw logs" in err
+    assert sql("select count(*) from measurements", home).item() == 3
+    err = _one_line_error(capsys, ["materialize", "--landing", str(root), "--home", str(root / "wh2")])
+    assert f"the warehouse {root / 'wh2'} lies inside the landing folder {root}" in err
+    assert not (root / "wh2").exists()
