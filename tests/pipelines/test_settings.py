@@ -65,3 +65,18 @@ def test_landing_folder_is_made_absolute(tmp_path, monkeypatch):
     monkeypatch.delenv("PERFWH_LANDING", raising=False)
     assert state.resolve_landing("raw") == str(Path(tmp_path / "raw").resolve())
     assert state.resolve_landing("aiconfigurator:h200_sxm") == "aiconfigurator:h200_sxm"
+
+
+def test_a_home_inside_the_landing_folder_is_refused_by_the_sensor_and_the_scan(tmp_path):
+    """With the warehouse inside the landing folder, each sensor tick found the warehouse's own new Parquet
+    files as raw logs and requested an ingest of them: every measurement twice, then again."""
+    from pipelines.sensors import landing_changes
+
+    (tmp_path / "dsa_context_module_perf.txt").write_text("x\n")
+    settings = warehouse_settings(str(tmp_path / "wh"), str(tmp_path), use_env_var=False)
+    with pytest.raises(ValueError, match=f"the warehouse {tmp_path / 'wh'} lies inside the landing folder"):
+        landing_changes(settings, {})
+    with pytest.raises(ValueError, match="lies inside the landing folder"):
+        settings.scan()
+    outside = warehouse_settings(str(tmp_path.parent / f"{tmp_path.name}-wh"), str(tmp_path), use_env_var=False)
+    assert [f.key for f in outside.scan()[1]] == ["dsa_context_module_perf.txt"]
