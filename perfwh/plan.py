@@ -265,6 +265,9 @@ def cmd_plan(args) -> int:
     missing = [f for f in args.exclude if not Path(f).is_file()]
     if missing:
         raise CliError(f"--exclude {missing[0]}: no such collector spec file")
+    same = [f for f in args.exclude if Path(f).resolve() == Path(args.out).resolve()]
+    if same:  # the held-out shapes would be overwritten by the plan that was to avoid them
+        raise CliError(f"--out {args.out} is also an --exclude spec: it would be overwritten; write the plan elsewhere")
     exclude = set().union(*(spec_keys(f) for f in args.exclude)) if args.exclude else set()
     if not warehouse_exists(args.home):
         raise FileNotFoundError(f"no warehouse at {home_path(args.home)}: run `perfwh ingest PATH` first")
