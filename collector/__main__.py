@@ -403,6 +403,8 @@ def main(argv=None):
             load_spec(args.spec)
         except SpecError as exc:
             ap.exit(2, f"python -m collector {args.command}: {exc}\n")
+    if args.command in ("run", "all") and Path(args.out).exists() and not Path(args.out).is_dir():
+        ap.exit(2, f"python -m collector {args.command}: --out {args.out} is a file, not the raw-log folder\n")
     if args.results:  # written at the end: a folder that is not there would lose a whole run's summary
         res = Path(args.results)
         if res.is_dir() or not res.parent.is_dir():

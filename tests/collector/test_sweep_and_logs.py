@@ -180,6 +180,10 @@ def test_configs_results_and_summary_paths_are_one_line_errors(tmp_path):
         r = _collector("plan", *argv)
         assert r.returncode == 2 and "Traceback" not in r.stderr and says in r.stderr, (argv, r.stderr)
         assert r.stderr.startswith("python -m collector plan: ") and r.stderr.count("\n") == 1
+    (tmp_path / "a_file").write_text("x")
+    r = _collector("run", "--out", str(tmp_path / "a_file"))
+    assert r.returncode == 2 and r.stderr == (f"python -m collector run: --out {tmp_path / 'a_file'} is a file, "
+                                              f"not the raw-log folder\n")
     r = _collector("summary", "--out", str(tmp_path / "typo"))
     assert r.returncode == 1 and r.stdout == ""
     assert r.stderr == f"python -m collector summary: no collector JSONL logs under {tmp_path / 'typo'} " \
