@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from warehouse.landing import LandingFile, landing_source, scan_landing
+from warehouse.landing import LandingFile, check_home_outside, landing_source, scan_landing
 from warehouse.landing_s3 import S3Landing, default_cache, is_s3
 from warehouse.paths import resolve_home
 
@@ -48,6 +48,8 @@ class WarehouseSettings(dg.ConfigurableResource):
             root = S3Landing.parse(self.landing).sync(default_cache())
             return root, scan_landing(root)
         root, files = landing_source(self.landing)
+        if files is None:  # a folder, not the published tables
+            check_home_outside(root, self.home_path())
         return root, scan_landing(root, files)
 
     def raw_log(self, key: str) -> LandingFile:

@@ -326,12 +326,15 @@ def run_sweep(args, results: dict):
 
 
 def cmd_summary(args):
+    from . import VERSION
     from .config import OPS
     from .logs import read_rows, shape_from_json
+    found = 0
     for system in ("h200_sxm", "h100_sxm"):
         rows = read_rows(Path(args.out), system)
         if not rows:
             continue
+        found += 1
         print(f"{system}: {len(rows)} rows")
         by = {}
         for r in rows:
@@ -347,6 +350,10 @@ def cmd_summary(args):
         if sp:
             print(f"  repeated shapes: {len(sp)}; relative spread (max-min)/mean: median {statistics.median(sp) * 100:.2f}%,"
                   f" p90 {sorted(sp)[int(0.9 * (len(sp) - 1))] * 100:.2f}%, max {max(sp) * 100:.2f}%")
+    if not found:  # a mistyped --out printed nothing and exited 0
+        print(f"python -m collector summary: no collector JSONL logs under {args.out} (h200_sxm, h100_sxm, "
+              f"version {VERSION})", file=sys.stderr)
+        return 1
 
 
 def load_configs(cfg: dict) -> None:
@@ -354,30 +361,65 @@ def load_configs(cfg: dict) -> None:
     apply_configs(cfg)
 
 
+def _seconds(text: str) -> float:
+    """A positive number of seconds (argparse type): 0, negatives and nan would stop or never stop a run."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:  # nan fails this too
+        raise argparse.ArgumentTypeError(f"must be > 0 seconds, got {text!r}")
+    return value
+
+
 def main(argv=None):
+    from .config import OPS
+
     ap = argparse.ArgumentParser(prog="python -m collector", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("command", choices=["plan", "check", "probe", "targets", "run", "all", "summary"])
     ap.add_argument("--spec", default=None, help="sweep YAML (default collector/sweeps/default.yaml)")
     ap.add_argument("--out", default="data/raw", help="raw-log root (default data/raw)")
-    ap.add_argument("--deadline", type=float, default=1e9, help="stop the sweep after this many seconds")
-    ap.add_argument("--ops", nargs="*", default=None)
+    ap.add_argument("--deadline", type=_seconds, default=1e9, help="stop the sweep after this many seconds "
+                                                                   "(> 0; default: no deadline)")
+    ap.add_argument("--ops", nargs="*", default=None, choices=sorted(OPS), metavar="OP",
+                    help=f"only these ops of the spec (default: all): {', '.join(sorted(OPS))}")
     ap.add_argument("--results", default=None, help="write a JSON summary of probes/targets/sweep here")
     ap.add_argument("--configs", default=None, help="JSON from an earlier probe (--results) to reuse")
     ap.add_argument("--skip", nargs="*", default=[], help="with 'all': parts to skip (probe check targets run)")
     ap.add_argument("--tag", default="run",
                     help="raw-log file tag: files <table>.<tag>.txt/.jsonl; 'run' (default) = the run id, "
                          "'' = the plain <table>.txt names (appended)")
-    ap.add_argument("--shape-timeout", type=float, default=300.0,
+    ap.add_argument("--shape-timeout", type=_seconds, default=300.0,
                     help="seconds one shape may take before its worker is killed (default 300)")
     ap.add_argument("--no-repeats", action="store_true", help="skip the end-of-run re-measurement of every "
                                                               "n-th shape")
     ap.add_argument("--inject-fault", nargs="*", default=[], metavar="LABEL",
                     help="(tests) shape labels before which the worker makes an illegal memory access")
     args = ap.parse_args(argv)
+    if args.command in ("plan", "run", "all"):  # a bad spec is one line, before any GPU work
+        from .sweep import SpecError, load_spec
+        try:
+            load_spec(args.spec)
+        except SpecError as exc:
+            ap.exit(2, f"python -m collector {args.command}: {exc}\n")
+    if args.command in ("run", "all") and Path(args.out).exists() and not Path(args.out).is_dir():
+        ap.exit(2, f"python -m collector {args.command}: --out {args.out} is a file, not the raw-log folder\n")
+    if args.results:  # written at the end: a folder that is not there would lose a whole run's summary
+        res = Path(args.results)
+        if res.is_dir() or not res.parent.is_dir():
+            ap.exit(2, f"python -m collector {args.command}: --results {res}: "
+                       f"{'is a folder' if res.is_dir() else f'folder {res.parent} does not exist'}\n")
     results: dict = {}
     if args.configs:
-        load_configs(json.loads(Path(args.configs).read_text()))
+        try:
+            cfg = json.loads(Path(args.configs).read_text())
+            if not isinstance(cfg, dict):
+                raise ValueError(f"expected a JSON object (an earlier --results), got {type(cfg).__name__}")
+            load_configs(cfg)
+        except (OSError, ValueError) as exc:  # JSONDecodeError is a ValueError
+            ap.exit(2, f"python -m collector {args.command}: --configs {args.configs}: "
+                       f"{getattr(exc, 'strerror', None) or exc}\n")
     try:
         if args.command == "plan":
             return cmd_plan(args)

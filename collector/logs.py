@@ -123,12 +123,23 @@ class RawLogWriter:
         csv_p, js_p = self.paths(shape.op)
         new = not csv_p.exists() or csv_p.stat().st_size == 0
         with open(csv_p, "a") as f:
+            f.write(_line_end(csv_p))
             if new:
                 f.write(CSV_HEADER + "\n")
             f.write(self.csv_row(shape, latency_ms) + "\n")
         with open(js_p, "a") as f:
-            f.write(json.dumps(self.json_row(shape, latency_ms, samples, clock, extra),
-                               separators=(",", ":")) + "\n")
+            f.write(_line_end(js_p) + json.dumps(self.json_row(shape, latency_ms, samples, clock, extra),
+                                                 separators=(",", ":")) + "\n")
+
+
+def _line_end(path: Path) -> str:
+    """'\\n' when the file ends inside a line (a run killed mid-write): the next row then starts a
+    line of its own instead of being glued to the torn one, where no reader would find it."""
+    if not path.exists() or path.stat().st_size == 0:
+        return ""
+    with open(path, "rb") as f:
+        f.seek(-1, 2)
+        return "" if f.read(1) == b"\n" else "\n"
 
 
 def shape_from_json(row: dict) -> Shape:
@@ -144,13 +155,24 @@ def table_logs(root: Path, system: str, op: str, version: str = VERSION) -> list
     return sorted(p for p in [d / f"{stem}.jsonl", *d.glob(f"{stem}.*.jsonl")] if p.is_file())
 
 
-def read_rows(root: Path, system: str, version: str = VERSION) -> list[dict]:
+def read_rows(root: Path, system: str, version: str = VERSION, skipped: list | None = None) -> list[dict]:
+    """The JSON rows of every table log; a line that is not a JSON object (a row torn by a killed
+    run) is left out, so its shape counts as not measured, and noted in `skipped` as 'path:line'."""
     rows = []
     for op in OPS:
         for p in table_logs(root, system, op, version):
-            for line in p.read_text().splitlines():
-                if line.strip():
-                    rows.append(json.loads(line))
+            for i, line in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    row = None
+                if not isinstance(row, dict):
+                    if skipped is not None:
+                        skipped.append(f"{p}:{i}")
+                    continue
+                rows.append(row)
     return rows
 
 
@@ -159,11 +181,13 @@ def read_failures(root: Path, system: str, version: str = VERSION) -> list[dict]
     return [json.loads(x) for x in p.read_text().splitlines() if x.strip()] if p.exists() else []
 
 
-def done_keys(root: Path, system: str, version: str = VERSION, dense_impl: str | None = None) -> set[tuple]:
+def done_keys(root: Path, system: str, version: str = VERSION, dense_impl: str | None = None,
+              skipped: list | None = None) -> set[tuple]:
     """Shapes measured under `version`; with `dense_impl`, only rows of the kernel that implementation runs:
-    0.4 (the fused prologue) holds rows of either MLA decode, which 0.2 / 0.3 kept apart by version."""
+    0.4 (the fused prologue) holds rows of either MLA decode, which 0.2 / 0.3 kept apart by version.
+    Unreadable lines are not done (`read_rows`)."""
     out = set()
-    for r in read_rows(root, system, version):
+    for r in read_rows(root, system, version, skipped):
         shape = shape_from_json(r)
         if dense_impl is None or r.get("kernel_source") in (None, kernel_source(shape, dense_impl)):
             out.add(shape.key())

@@ -31,6 +31,7 @@ def sweep(spec_path=None, out="data/raw", *, deadline_s: float = 1e9, ops=None, 
     t0 = time.time() if t0 is None else t0
     deadline = t0 + deadline_s
     spec = load_spec(spec_path)
+    shapes = expand(spec, ops)  # a bad spec fails here, before a worker holds the GPU
     kwargs = {"timing": spec.get("timing", {})}
     kwargs.update(measurer_kwargs or {})
     run_id = run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
@@ -43,8 +44,11 @@ def sweep(spec_path=None, out="data/raw", *, deadline_s: float = 1e9, ops=None, 
     cfg = kwargs.get("configs", {})
     writer = RawLogWriter(Path(out), system, device, run_id, info.get("env", {}), tag=file_tag,
                           dense_impl=cfg.get("dense_impl", "decode"), prologue=cfg.get("prologue", "eager"))
-    shapes = expand(spec, ops)
-    done = done_keys(Path(out), system, writer.version, writer.dense_impl)
+    torn: list[str] = []
+    done = done_keys(Path(out), system, writer.version, writer.dense_impl, skipped=torn)
+    if torn:
+        log(f"resume: {len(torn)} unreadable line(s) in the raw logs (a run killed mid-write?), their shapes "
+            f"are measured again: {', '.join(torn[:3])}{' ...' if len(torn) > 3 else ''}")
     todo = [s for s in shapes if s.key() not in done]
     log(f"sweep: {len(shapes)} shapes in spec, {len(shapes) - len(todo)} already measured, {len(todo)} to do; "
         f"device {device} -> {system}; run {run_id}; worker pid {info.get('worker_pid')}")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from .config import DIMS, OPS
+from .config import DIMS, GEMM_TYPES, KV_DTYPES, OPS
 
 DEFAULT_SPEC = Path(__file__).parent / "sweeps" / "default.yaml"
 
@@ -41,15 +41,101 @@ class Shape:
         return asdict(self)
 
 
+class SpecError(ValueError):
+    """A sweep spec that cannot be read or names a value the collector cannot measure."""
+
+
+# per phase: the list keys an op entry needs, and the optional ones (lists, then scalar limits)
+_REQUIRED = {"context": ("num_heads", "variants", "batch_size", "isl", "max_tokens"),
+             "generation": ("num_heads", "variants", "batch_size", "kv_len", "max_kv_tokens")}
+_OPTIONAL = {"context": ("prefix", "prefix_b1", "max_tokens_b1", "max_prefix_tokens"), "generation": ()}
+_LIMITS = ("max_tokens", "max_kv_tokens", "max_tokens_b1", "max_prefix_tokens")
+
+
 def load_spec(path: str | Path | None = None) -> dict:
-    with open(path or DEFAULT_SPEC) as f:
-        spec = yaml.safe_load(f)
+    """The sweep spec at `path`, every entry checked (SpecError names the file, op and key): a bad
+    value is found before a GPU worker starts, not as a traceback or a silently skipped shape."""
+    where = f"sweep spec {path or DEFAULT_SPEC}"
+    try:
+        with open(path or DEFAULT_SPEC, encoding="utf-8") as f:
+            spec = yaml.safe_load(f)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{where}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{where}: not valid YAML ({' '.join(str(exc).split())})") from None
     if not isinstance(spec, dict) or not (spec.get("ops") or spec.get("shapes")):
-        raise ValueError(f"sweep spec {path or DEFAULT_SPEC}: expected a mapping with 'ops' and/or 'shapes'")
-    for op in spec.get("ops") or {}:
+        raise SpecError(f"{where}: expected a mapping with 'ops' and/or 'shapes'")
+    ops = spec.get("ops") or {}
+    if not isinstance(ops, dict):
+        raise SpecError(f"{where}: 'ops' must map op names to their lists, got {type(ops).__name__}")
+    for op, entry in ops.items():
         if op not in OPS:
-            raise ValueError(f"unknown op {op!r} in sweep spec: expected one of {sorted(OPS)}")
+            raise SpecError(f"unknown op {op!r} in {where}: expected one of {sorted(OPS)}")
+        _check_op(f"{where}, op {op}", OPS[op][3], entry)
+    shapes = spec.get("shapes") or []
+    if not isinstance(shapes, list):
+        raise SpecError(f"{where}: 'shapes' must be a list of [op, heads, gemm, kv_dtype, batch, isl, seq]")
+    for row in shapes:
+        _shape_row(row, where)
     return spec
+
+
+def _count(where: str, key: str, value, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < low:
+        raise SpecError(f"{where}: {key} must hold integers >= {low}, got {value!r}")
+    return int(value)
+
+
+def _check_op(where: str, phase: str, entry) -> None:
+    if not isinstance(entry, dict):
+        raise SpecError(f"{where}: expected a mapping of {', '.join(_REQUIRED[phase])}, got {entry!r}")
+    missing = [k for k in _REQUIRED[phase] if k not in entry]
+    unknown = sorted(set(entry) - set(_REQUIRED[phase]) - set(_OPTIONAL[phase]))
+    if missing or unknown:
+        raise SpecError(f"{where}: " + "; ".join(
+            ([f"missing {', '.join(missing)}"] if missing else [])
+            + ([f"unknown key(s) {', '.join(map(str, unknown))} (valid: "
+                f"{', '.join(_REQUIRED[phase] + _OPTIONAL[phase])})"] if unknown else [])))
+    for key, value in entry.items():
+        if key in _LIMITS:
+            _count(where, key, value)
+        elif key == "variants":
+            if not isinstance(value, list) or not value:
+                raise SpecError(f"{where}: variants must be a non-empty list of [gemm_type, kv_cache_dtype]")
+            for pair in value:
+                _variant(where, pair)
+        else:
+            if not isinstance(value, list) or not value:
+                raise SpecError(f"{where}: {key} must be a non-empty list, got {value!r}")
+            for v in value:
+                _count(where, key, v, 0 if key in ("prefix", "prefix_b1") else 1)
+
+
+def _variant(where: str, pair) -> tuple[str, str]:
+    if not isinstance(pair, list) or len(pair) != 2:
+        raise SpecError(f"{where}: a variant is [gemm_type, kv_cache_dtype], got {pair!r}")
+    gemm, kvd = pair
+    if gemm not in GEMM_TYPES or kvd not in KV_DTYPES:
+        raise SpecError(f"{where}: variant {pair!r}: gemm_type one of {', '.join(GEMM_TYPES)}, "
+                        f"kv_cache_dtype one of {', '.join(KV_DTYPES)}")
+    return gemm, kvd
+
+
+def _shape_row(row, where: str) -> Shape:
+    if not isinstance(row, (list, tuple)) or len(row) != 7:
+        raise SpecError(f"{where}: shape {row!r}: expected [op, heads, gemm, kv_dtype, batch, isl, seq]")
+    op = row[0]
+    if op not in OPS:
+        raise SpecError(f"unknown op {op!r} in {where} shapes: expected one of {sorted(OPS)}")
+    at = f"{where}: shape {row!r}"
+    gemm, kvd = _variant(at, [row[2], row[3]])
+    generation = OPS[op][3] == "generation"
+    s = Shape(op, _count(at, "num_heads", row[1]), gemm, kvd, _count(at, "batch", row[4]),
+              _count(at, "isl", row[5]), _count(at, "kv_len" if generation else "prefix", row[6],
+                                                1 if generation else 0))
+    if generation and s.isl != 1:
+        raise SpecError(f"{at}: generation shapes have isl 1")
+    return s
 
 
 def expand(spec: dict, ops: list[str] | None = None) -> list[Shape]:
@@ -64,16 +150,9 @@ def expand(spec: dict, ops: list[str] | None = None) -> list[Shape]:
     """
     out: list[Shape] = []
     for row in spec.get("shapes", []) or []:
-        if not isinstance(row, (list, tuple)) or len(row) != 7:
-            raise ValueError(f"sweep spec shape {row!r}: expected [op, heads, gemm, kv_dtype, batch, isl, seq]")
-        op = row[0]
-        if op not in OPS:
-            raise ValueError(f"unknown op {op!r} in sweep spec shapes: expected one of {sorted(OPS)}")
-        if ops and op not in ops:
+        s = _shape_row(row, "sweep spec")
+        if ops and s.op not in ops:
             continue
-        s = Shape(op, int(row[1]), str(row[2]), str(row[3]), int(row[4]), int(row[5]), int(row[6]))
-        if s.phase == "generation" and s.isl != 1:
-            raise ValueError(f"sweep spec shape {row!r}: generation shapes have isl 1")
         out.append(s)
     for op, o in (spec.get("ops") or {}).items():
         if ops and op not in ops:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+
+from perfwh.cli import json_text
 
 
 def register(sub) -> None:
@@ -21,14 +22,16 @@ def register(sub) -> None:
     p.add_argument("--backend", default=None, help="framework with data: trtllm, vllm, sglang, perfwh "
                    "(default: trtllm; with --transfer: every backend both systems hold)")
     p.add_argument("--version", default=None, help="default: the latest with data")
-    p.add_argument("--tables", nargs="+", default=None, help="default: the four *_module tables")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random held-out points")
+    p.add_argument("--tables", nargs="+", default=None, metavar="OP",
+                   help="ops to hold points out of: dsa_context, dsa_generation, mla_context, mla_generation, "
+                   "mla_context_kernel, mla_generation_kernel (default: the four module ops)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the random held-out points (an integer >= 0)")
     p.add_argument("--no-baseline", action="store_true", help="skip the nearest-neighbour baseline")
     p.add_argument("--no-coverage", action="store_true",
                    help="skip the 80%%-interval coverage check (its extra hold-out folds)")
     p.add_argument("--errors-out", type=Path, help="write per-point errors (Parquet) (default: not written)")
     p.add_argument("--plot", type=Path, help="write a predicted-vs-measured figure (PNG) (default: no figure)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON: the error table and the interval coverage")
     p.add_argument("--home", default=None, help="warehouse folder (default: $PERFWH_HOME)")
     p.add_argument("--transfer", metavar="TARGET", default=None,
                    help="leave-one-system-out: remove every TARGET row, predict TARGET's measured module "
@@ -37,6 +40,26 @@ def register(sub) -> None:
     p.add_argument("--from", dest="from_system", metavar="SOURCE", default=None,
                    help="with --transfer: the system whose data answers (default: nearest by spec)")
     p.set_defaults(handler=run)
+
+
+def _seed(text: str) -> int:
+    """argparse type: numpy refused a negative seed with 'expected non-negative integer', naming nothing."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _check_warehouse(home) -> None:
+    """A missing home said 'no data for h200_sxm/trtllm; have: nothing'; name the folder instead."""
+    from warehouse.read import home_path, warehouse_exists
+
+    if not warehouse_exists(home):
+        raise FileNotFoundError(f"no warehouse at {home_path(home)}: run `perfwh ingest PATH` first "
+                                "(or pass --home / set PERFWH_HOME)")
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
@@ -51,17 +74,31 @@ def _check_outputs(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _check_outputs(args)
+    _check_warehouse(args.home)
     if args.transfer or args.from_system:
         return run_transfer(args)
-    from warehouse.read import read_perf_points
+    import polars as pl
+
+    from warehouse.read import available_slices, read_perf_points
 
     from estimator.accuracy.protocol import MODULE_TABLES, format_table, latest_version, run_accuracy, summarize
+    from estimator.lookup.query import FRAMEWORKS, canonical_op
+    from estimator.lookup.versions import VersionError, sort_versions
 
-    backend = (args.backend or "trtllm").lower()
-    version = args.version or latest_version(args.home, args.system, backend)
+    tables = tuple(dict.fromkeys(canonical_op(t) for t in args.tables)) if args.tables else MODULE_TABLES
+    backend = FRAMEWORKS.get((args.backend or "trtllm").lower(), (args.backend or "trtllm").lower())
+    slices = available_slices(args.home)
+    version = args.version or latest_version(args.home, args.system, backend, slices)
+    mine = slices.filter((pl.col("system") == args.system) & (pl.col("framework") == backend))
+    if version not in mine["version"].to_list():
+        raise VersionError(f"unknown version {version!r} for {args.system}/{backend}; valid: "
+                           f"{', '.join(sort_versions(mine['version'].unique().to_list()))}")
+    ops = set(mine.filter(pl.col("version") == version)["op"].to_list())
+    if not ops & set(tables):
+        raise ValueError(f"no points for {', '.join(tables)} in {args.system}/{backend} {version}; "
+                         f"ops with points: {', '.join(sorted(ops))}")
     points = read_perf_points(args.home, system=args.system, framework=backend, version=version)
-    errors = run_accuracy(points, tables=tuple(args.tables or MODULE_TABLES), seed=args.seed,
-                          baseline=not args.no_baseline)
+    errors = run_accuracy(points, tables=tables, seed=args.seed, baseline=not args.no_baseline)
     table = summarize(errors)
     if args.errors_out:
         errors.write_parquet(args.errors_out)
@@ -76,9 +113,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_coverage:
         from estimator.accuracy.interval_fit import coverage_table, cv_residuals
 
-        coverage = coverage_table(cv_residuals(points, tables=tuple(args.tables or MODULE_TABLES), seed=args.seed))
+        coverage = coverage_table(cv_residuals(points, tables=tables, seed=args.seed))
     if args.json:
-        print(json.dumps({"errors": table.to_dicts(),
+        print(json_text({"errors": table.to_dicts(),
                           "coverage": None if coverage is None else coverage.to_dicts()}, indent=2))
     else:
         print(f"accuracy on {args.system} / {backend} {version} (seed {args.seed}): "
@@ -135,7 +172,7 @@ def run_transfer(args: argparse.Namespace) -> int:
     if args.errors_out:
         errors.write_parquet(args.errors_out)
     if args.json:
-        print(json.dumps(table.to_dicts(), indent=2))
+        print(json_text(table.to_dicts(), indent=2))
     else:
         print(f"transfer to {args.transfer} from {source} (every {args.transfer} row removed before calibration "
               "and grids): absolute % error of its measured module points, on the shapes both measured")

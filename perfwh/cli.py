@@ -37,6 +37,24 @@ class CliError(Exception):
     """A user-facing error: printed as one line, exit code 2."""
 
 
+def json_text(obj, **kw) -> str:
+    """JSON with NaN / inf as null: json.dumps wrote NaN (an answer with no interval model has NaN bounds),
+    which strict parsers (jq, JavaScript's JSON.parse) reject."""
+    import json
+    import math
+
+    def clean(x):
+        if isinstance(x, float) and not math.isfinite(x):
+            return None
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [clean(v) for v in x]
+        return x
+
+    return json.dumps(clean(obj), allow_nan=False, **kw)
+
+
 def check_out_file(flag: str, path: str | Path, what: str = "the file to write") -> None:
     """Refuse an output path that is a folder or lies in a missing folder, before the work whose
     answer it would hold (else that work is lost to a raw '[Errno 2]' / '[Errno 21]' at the end)."""

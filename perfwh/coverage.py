@@ -35,14 +35,22 @@ def cmd_coverage(args) -> int:
     if not warehouse_exists(args.home):
         raise FileNotFoundError(f"no warehouse at {home_path(args.home)}: run `perfwh ingest PATH` or "
                                 "`perfwh materialize` first (or pass --home / set PERFWH_HOME)")
+    from estimator.lookup.query import FRAMEWORKS
+
     op = Op.parse(args.op).name if args.op else None
+    if args.backend:  # the spellings query takes (PERFWH, tensorrt-llm) matched nothing here
+        args.backend = FRAMEWORKS.get(args.backend.lower(), args.backend)
     slices = coverage(args.home, system=args.system, framework=args.backend, version=args.version, op=op)
     if args.json:
         print(json.dumps(slices, indent=1))
     if not slices:  # the same exit status for either form: a script can tell "nothing matched"
+        from warehouse.read import available_slices
+
+        have = available_slices(args.home)
+        held = sorted({f"{s}/{f} {v}" for s, f, v in have.select("system", "framework", "version").iter_rows()})
         print("no data" + "".join(f" {k}={v}" for k, v in (("system", args.system), ("backend", args.backend),
-                                                          ("version", args.version), ("op", op)) if v),
-              file=sys.stderr)
+                                                          ("version", args.version), ("op", op)) if v)
+              + f"; the warehouse holds {', '.join(held) if held else 'no measurements'}", file=sys.stderr)
         return 1
     if args.json:
         return 0

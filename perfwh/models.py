@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from perfwh.cli import CliError
+from estimator.common import FMHAQuantMode, GEMMQuantMode, KVCacheQuantMode
+from perfwh.cli import CliError, json_text
 
 SYSTEM_DEFAULT = "h200_sxm"
 BACKEND_DEFAULT = "trtllm"
@@ -21,14 +21,18 @@ def _common(p: argparse.ArgumentParser, *, many_models: bool = False) -> None:
         p.add_argument("--model-path", required=True, metavar="MODEL",
                        help="bundled id (deepseek-ai/DeepSeek-V3.2, ...) or a folder/file with a HF config.json")
     p.add_argument("--system", default=SYSTEM_DEFAULT, help=f"GPU system spec (default {SYSTEM_DEFAULT})")
-    p.add_argument("--backend", default=BACKEND_DEFAULT, help=f"framework: trtllm, vllm, sglang (default {BACKEND_DEFAULT})")
-    p.add_argument("--version", default=None, help="backend version in the warehouse (default: latest)")
+    p.add_argument("--backend", default=BACKEND_DEFAULT, help=f"framework whose data answers: trtllm, vllm, "
+                   f"sglang, perfwh (the embedded data set) (default {BACKEND_DEFAULT})")
+    p.add_argument("--version", default=None, help="backend version in the warehouse (default: per op, the "
+                   "newest version with data for it)")
     p.add_argument("--home", default=None, help="warehouse folder (default $PERFWH_HOME or ~/.local/share/perfwh)")
     p.add_argument("--tp", type=int, default=8, help="tensor-parallel size: heads per GPU = heads / tp (default 8)")
-    p.add_argument("--gemm-type", default="bfloat16", help="projection GEMM precision: bfloat16, fp8_block (default bfloat16)")
-    p.add_argument("--kv-cache-dtype", default="bfloat16", help="KV cache precision: bfloat16, fp8 (default bfloat16)")
+    p.add_argument("--gemm-type", default="bfloat16",
+                   help=f"projection GEMM precision: {', '.join(GEMMQuantMode)} (default bfloat16)")
+    p.add_argument("--kv-cache-dtype", default="bfloat16",
+                   help=f"KV cache precision: {', '.join(KVCacheQuantMode)} (default bfloat16)")
     p.add_argument("--attn-dtype", "--fmha-dtype", dest="fmha_dtype", default="bfloat16",
-                   help="attention math precision (default bfloat16)")
+                   help=f"attention math precision: {', '.join(FMHAQuantMode)} (default bfloat16)")
     p.add_argument("--dense-attention-layers", type=int, default=0, metavar="N",
                    help="make the first N layers of a DSA model MLA (the original draft's 3 MLA + 58 DSA "
                         "reading of DeepSeek-V3.2; the real model has the indexer in every layer)")
@@ -201,10 +205,10 @@ def support_text(model, holdings, served) -> str:
 def _holdings(model, home):
     import polars as pl
 
-    from warehouse.read import read_perf_points, warehouse_exists
+    from warehouse.read import home_path, read_perf_points, warehouse_exists
 
     if not warehouse_exists(home):
-        raise FileNotFoundError(f"no warehouse at {home or '$PERFWH_HOME / default'}: run `perfwh ingest PATH` first")
+        raise FileNotFoundError(f"no warehouse at {home_path(home)}: run `perfwh ingest PATH` first")
     pts = read_perf_points(home, system=model.system, framework=model.backend)
     rows = []
     for kind, values in sorted(model.op_settings.items()):
@@ -349,7 +353,7 @@ def cmd_estimate(args) -> int:
     est = model.estimate(isl=args.isl, osl=args.osl, batch_size=args.batch, prefix=args.prefix,
                          db=_database(args))
     if args.json:
-        json.dump(est.as_dict(), sys.stdout, indent=2)
+        sys.stdout.write(json_text(est.as_dict(), indent=2))
         print()
     else:
         text = estimate_text(model, est)
@@ -479,10 +483,8 @@ def cmd_compare(args) -> int:
         if args.html:
             plots.compare_html(args.html, models, table, crossovers, args.batch, db.version, png)
     if args.json:
-        json.dump({"table": table.to_dicts(),
-                   "crossovers": [c.__dict__ for c in crossovers],
-                   "version": db.version}, sys.stdout, indent=2)
-        print()
+        print(json_text({"table": table.to_dicts(), "crossovers": [c.__dict__ for c in crossovers],
+                         "version": db.version}, indent=2))
     else:
         print(text)
         if args.plot:

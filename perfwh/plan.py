@@ -265,12 +265,22 @@ def cmd_plan(args) -> int:
     missing = [f for f in args.exclude if not Path(f).is_file()]
     if missing:
         raise CliError(f"--exclude {missing[0]}: no such collector spec file")
+    same = [f for f in args.exclude if Path(f).resolve() == Path(args.out).resolve()]
+    if same:  # the held-out shapes would be overwritten by the plan that was to avoid them
+        raise CliError(f"--out {args.out} is also an --exclude spec: it would be overwritten; write the plan elsewhere")
     exclude = set().union(*(spec_keys(f) for f in args.exclude)) if args.exclude else set()
     if not warehouse_exists(args.home):
         raise FileNotFoundError(f"no warehouse at {home_path(args.home)}: run `perfwh ingest PATH` first")
+    from estimator.lookup.query import FRAMEWORKS
+
+    args.backend = FRAMEWORKS.get(args.backend.lower(), args.backend)
     pts = read_perf_points(args.home, system=args.system, framework=args.backend)
-    if pts.height == 0:
-        raise ValueError(f"no {args.backend} points for {args.system} in the warehouse")
+    if pts.height == 0:  # a typo (H200_SXM, tensorrt) said only 'no points'; list what there is
+        from warehouse.read import available_slices
+
+        pairs = sorted({f"{s}/{f}" for s, f in available_slices(args.home).select("system", "framework").iter_rows()})
+        raise ValueError(f"no {args.backend} points for {args.system} in the warehouse; system/backend with "
+                         f"points: {', '.join(pairs) or 'none'}")
     have = sort_versions(pts["version"].unique().to_list())
     version = args.version or have[-1]
     if version not in have:

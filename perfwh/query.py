@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from warehouse.schema import DTYPES, GEMM_TYPES
+from estimator.common import FMHAQuantMode, GEMMQuantMode, KVCacheQuantMode
 
 
 def register(sub) -> None:
@@ -34,10 +33,10 @@ def register(sub) -> None:
                    "--points; no default)")
     p.add_argument("--num-heads", type=int, default=None, help="attention heads per GPU (required without "
                    "--points; no default)")
-    p.add_argument("--prefix", type=int, default=0, help="cached tokens (context ops)")
-    p.add_argument("--gemm-type", default="bfloat16", help="projection GEMM precision: " + ", ".join(GEMM_TYPES))
-    p.add_argument("--kv-cache-dtype", default="bfloat16", help="KV cache precision: " + ", ".join(DTYPES))
-    p.add_argument("--attn-dtype", default="bfloat16", help="attention math precision: " + ", ".join(DTYPES))
+    p.add_argument("--prefix", type=int, default=None, help="cached tokens (context ops) (default: 0)")
+    p.add_argument("--gemm-type", default="bfloat16", help="projection GEMM precision: " + ", ".join(GEMMQuantMode))
+    p.add_argument("--kv-cache-dtype", default="bfloat16", help="KV cache precision: " + ", ".join(KVCacheQuantMode))
+    p.add_argument("--attn-dtype", default="bfloat16", help="attention math precision: " + ", ".join(FMHAQuantMode))
     p.add_argument("--architecture", default=None, help="model architecture of the slice, e.g. "
                    "DeepseekV32ForCausalLM (default: the op's usual one)")
     p.add_argument("--kernel-source", default=None, help="kernel of the slice (default: any that has data)")
@@ -67,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         frame = _read_points(args.points)
         if args.out is not None:  # before the database loads, which may rebuild derived tables
             check_out_file("--out", args.out, "a file path")
+        _check_points_flags(op, args, frame)
     else:
         if args.out is not None:  # else the answer went to stdout and OUT was never written, silently
             raise CliError(f"--out {args.out} applies with --points only (one point prints to stdout)")
@@ -79,12 +79,14 @@ def run(args: argparse.Namespace) -> int:
     if frame is not None:
         return _batch(db, op, args, frame)
     est = db.estimate(op, batch_size=args.batch_size, s=args.seq, num_heads=args.num_heads,
-                      prefix=args.prefix, gemm_type=args.gemm_type, kv_cache_dtype=args.kv_cache_dtype,
+                      prefix=args.prefix or 0, gemm_type=args.gemm_type, kv_cache_dtype=args.kv_cache_dtype,
                       attn_dtype=args.attn_dtype, architecture=args.architecture,
                       kernel_source=args.kernel_source, index_topk=args.index_topk,
                       index_n_heads=args.index_n_heads, method=args.method)
     if args.json:
-        print(json.dumps(est.as_dict(), indent=2))
+        from perfwh.cli import json_text
+
+        print(json_text(est.as_dict(), indent=2))
         return 0
     print(f"{op} on {est.system} / {est.framework} {est.version}: {format_answer(est)}")
     print(f"  calibrated SOL {est.sol_ms:.4f} ms, roofline {est.raw_sol_ms:.4f} ms, "
@@ -111,6 +113,26 @@ def format_answer(est) -> str:
 
 
 COLLECTOR_RENAMES = {"mla_dtype": "attn_dtype"}
+
+
+def _check_points_flags(op: str, args, frame) -> None:
+    """Refuse flags that --points would silently ignore, and columns that say the same thing twice."""
+    from perfwh.cli import CliError
+    from warehouse.schema import phase_of
+
+    given = [flag for flag, value in (("-b/--batch-size", args.batch_size), ("-s/--seq", args.seq),
+                                      ("--prefix", args.prefix)) if value is not None]
+    if given:
+        raise CliError(f"{', '.join(given)} do(es) not apply with --points: give each point's value as a column "
+                       f"of {args.points}")
+    if args.method != "interp":
+        raise CliError(f"--method {args.method} applies to one point only (--points always interpolates)")
+    if args.num_heads is not None and "num_heads" in frame.columns:
+        raise CliError(f"--num-heads fills a missing num_heads column, but {args.points} has one")
+    step_as = "prefix" if phase_of(op) == "context" else "kv_len"
+    if "step" in frame.columns and step_as in frame.columns:
+        raise CliError(f"points file {args.points} has both step and {step_as} (the collector's step is "
+                       f"{step_as} for {op}); keep one")
 
 
 def _batch(db, op: str, args, frame) -> int:
@@ -178,4 +200,16 @@ def _read_points(path: Path):
         raise CliError(f"points file {path} is not a readable CSV: {first}") from None
     if frame.height == 0:
         raise CliError(f"points file {path} has a header but no rows")
+    header = _header(path)
+    dup = sorted({c for c in header if header.count(c) > 1})
+    if dup:  # polars would rename the second one (isl_duplicated_0) and answer from the first
+        raise CliError(f"points file {path} has column(s) {', '.join(dup)} more than once")
     return frame
+
+
+def _header(path: Path) -> list[str]:
+    """The CSV's column names as written (polars renames duplicates)."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        return next(csv.reader(f), [])

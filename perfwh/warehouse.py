@@ -48,7 +48,11 @@ def register(sub) -> None:
     add_home(p)
     p.set_defaults(handler=cmd_ingest)
 
-    p = sub.add_parser("sql", help="run a SQL query on the warehouse views (DuckDB)")
+    p = sub.add_parser(
+        "sql", help="run a SQL query on the warehouse views (DuckDB)",
+        description="Run one SQL statement (DuckDB) on the views of the latest committed version (or --as-of "
+        "an earlier one): measurements, perf_points, the per-op views, quarantine, ingest_ledger and the "
+        "derived tables (`perfwh tables` lists them). Read-only: the query cannot write to the warehouse.")
     p.add_argument("query", help='e.g. "select op, count(*) from measurements group by all"')
     p.add_argument("--format", choices=FORMATS, default="table", help="output: an aligned table, CSV or JSON")
     p.add_argument("--max-rows", type=int, default=200, help="rows shown in table format")
@@ -60,7 +64,11 @@ def register(sub) -> None:
     add_home(p)
     p.set_defaults(handler=cmd_sql)
 
-    p = sub.add_parser("verify", help="check every live data file against the checksum recorded at commit")
+    p = sub.add_parser(
+        "verify", help="check every live data file against the checksum recorded at commit",
+        description="Read every data file the latest version of the measurements and quarantine tables "
+        "holds and compare it with the sha256 recorded when it was committed. Lists each missing or changed "
+        "file and the raw log it came from; exit status 1 when any is bad, 0 when all match.")
     p.add_argument("--repair", action="store_true", help="re-ingest the raw logs of bad files where still present")
     p.add_argument("--format", choices=FORMATS, default="table", help="output: an aligned table, CSV or JSON")
     add_home(p)
@@ -77,7 +85,10 @@ def register(sub) -> None:
     add_home(p)
     p.set_defaults(handler=cmd_remove)
 
-    p = sub.add_parser("tables", help="list the warehouse views with row counts")
+    p = sub.add_parser(
+        "tables", help="list the warehouse views with row counts",
+        description="List every view `perfwh sql` can query, with its row count (the derived views appear "
+        "once the derived tables are built).")
     p.add_argument("--format", choices=FORMATS, default="table", help="output: an aligned table, CSV or JSON")
     add_home(p)
     p.set_defaults(handler=cmd_tables)
@@ -187,9 +198,25 @@ def cmd_sql(args) -> int:
     try:
         frame = sql(args.query, args.home, as_of=args.as_of)
     except duckdb.Error as exc:
-        raise ValueError(str(exc).splitlines()[0]) from None
+        raise ValueError(str(exc).splitlines()[0] + _not_built_hint(exc)) from None
     sys.stdout.write(render(frame, args.format, max_rows=args.max_rows))
     return 0
+
+
+def _not_built_hint(exc) -> str:
+    """A derived view (grids, build_errors, ...) exists once the derived tables are built: on a
+    home that was only ingested into, DuckDB's 'Table with name grids does not exist!' says why not."""
+    import re
+
+    from estimator.derived.accuracy_report import ACCURACY_TABLE
+    from estimator.derived.partition import PARTITION_TABLES
+
+    m = re.search(r"Table with name (\w+) does not exist", str(exc))
+    derived = {t.name for t in PARTITION_TABLES} | {ACCURACY_TABLE, "raw_log_files"}
+    if m and m.group(1) in derived:
+        return (f" ({m.group(1)} is a derived table, not built in this warehouse yet: `perfwh materialize` "
+                f"builds the derived tables)")
+    return ""
 
 
 def cmd_tables(args) -> int:

@@ -23,7 +23,7 @@ from typing import Callable
 
 from estimator.derived.store import DerivedStore
 from estimator.derived.partition import slice_key
-from warehouse.landing import landing_mirrors
+from warehouse.landing import check_home_outside, landing_mirrors
 from warehouse.paths import WarehousePaths, resolve_home
 from warehouse.views import refresh_views, views_built_here
 
@@ -216,6 +216,8 @@ def run_materialize(
     started = time.perf_counter()
     wh_home = resolve_home(home)
     landing = resolve_landing(landing)
+    if Path(landing).is_dir():
+        check_home_outside(Path(landing), wh_home)
     progress(f"landing: {landing}")
     if Path(landing).is_dir():  # a local folder: apply its policy for deleted raw logs ($PERFWH_ON_DELETE)
         from warehouse.remove import retire_deleted

@@ -12,7 +12,9 @@ import dagster as dg
 
 from assets.constants import RAW_LOG_PARTITIONS
 from assets.resources import WarehouseSettings
-from warehouse.landing import changed_since, decode_cursor, landing_source, pending, scan_landing_all
+from warehouse.landing import (
+    changed_since, check_home_outside, decode_cursor, landing_source, pending, scan_landing_all,
+)
 from warehouse.landing_plan import DEFAULT_MAX_FILES_PER_RUN, DEFAULT_MAX_RUNS_PER_TICK, plan_batches
 from warehouse.landing_s3 import S3Landing, is_s3
 from warehouse.manifest import load_manifest
@@ -48,7 +50,10 @@ def landing_changes(
     if is_s3(settings.landing):
         current = {o.key: o.etag for o in S3Landing.parse(settings.landing).list()}
         return current, {k: v for k, v in current.items() if seen.get(k) != v}
-    files, skipped = scan_landing_all(*landing_source(settings.landing))
+    root, only = landing_source(settings.landing)
+    if only is None:  # a folder, not the published tables
+        check_home_outside(root, settings.home_path())
+    files, skipped = scan_landing_all(root, only)
     for path, reason in skipped:  # links, unreadable folders: passed over, the tick goes on
         if log is not None:
             log.warning(f"landing: skipped {path}: {reason}")

@@ -42,9 +42,12 @@ def _float(name: str) -> float | None:
     if not text:
         return None
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise ValueError(f"${name} must be a number, got {text!r}") from None
+    if not 0 <= value < float("inf"):  # nan or inf would silently switch the check off, < 0 fire it always
+        raise ValueError(f"${name} must be a finite number >= 0, got {text!r}")
+    return value
 
 
 def warehouse_settings(

@@ -403,7 +403,7 @@ def ingest_paths(
     """
     started = time.perf_counter()
     paths = WarehousePaths.at(home).ensure()
-    found = discover_raw_logs(paths_in)
+    found = _outside_home(discover_raw_logs(paths_in), paths)
     mirrors = found.mirrors
     passed_over = _passed_over(found)
     files = [f for f in found.files if unmodelled_reason(f) is None]
@@ -445,6 +445,21 @@ def ingest_paths(
     report.manifest_version = manifest.version
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _outside_home(found: Discovery, paths: WarehousePaths) -> Discovery:
+    """Files inside the warehouse home passed over: with the home inside an ingested folder, the
+    warehouse's own Parquet data files were read as published tables, doubling every measurement."""
+    if not paths.is_local:
+        return found
+    home = Path(paths.home)
+    inside = [f for f in found.files if f.is_relative_to(home)]
+    if not inside:
+        return found
+    reason = f"inside the warehouse home {home}: its own data files are not raw logs"
+    return Discovery([f for f in found.files if f not in inside],
+                     {c: j for c, j in found.mirrors.items() if not c.is_relative_to(home)},
+                     found.skipped + [(f, reason) for f in inside])
 
 
 def _passed_over(found: Discovery) -> list[FileResult]:

@@ -146,6 +146,17 @@ def landing_source(landing: str) -> tuple[Path, list[Path] | None]:
     return root, None
 
 
+def check_home_outside(root: Path, home) -> None:
+    """Refuse a local warehouse home inside the landing folder: every run (and every sensor tick) would
+    read the warehouse's own Parquet data files as raw logs."""
+    from .paths import resolve_home
+
+    home = resolve_home(home)
+    if isinstance(home, Path) and home.is_relative_to(Path(root).resolve()):
+        raise ValueError(f"the warehouse {home} lies inside the landing folder {root}: each run would read its "
+                         f"own data files as raw logs; keep the warehouse outside the landing folder")
+
+
 def landing_mirrors(landing: str) -> dict[Path, Path]:
     """CSV logs in a landing folder that mirror a JSONL run log (not ingested)."""
     root, files = landing_source(landing)

@@ -32,7 +32,11 @@ def resolve_home(home: str | os.PathLike | None = None) -> Path | ObjectHome:
     """
     if isinstance(getattr(home, "home", None), (Path, ObjectHome)) and hasattr(home, "version"):
         home = home.home
-    if home is None or str(home) == "":
+    if home is not None and not isinstance(home, (str, os.PathLike, ObjectHome)):
+        raise TypeError(f"home must be a folder path, got {type(home).__name__} {home!r}")
+    if home is not None and not str(home).strip():  # an unset variable would silently mean the default home
+        raise ValueError(f"home {str(home)!r} is empty: give a folder, or None for $PERFWH_HOME / the default")
+    if home is None:
         home = os.environ.get(ENV_HOME) or DEFAULT_HOME
     if isinstance(home, ObjectHome):
         return home

@@ -190,10 +190,13 @@ class Store:
         if kept is None and (version is None or version == dt.version()):
             table_cache.keep(uri, self.local, dt)  # at the latest version
         elif version is not None:
+            latest = dt.version()
             try:
                 dt.load_as_version(version)
             except Exception as exc:  # noqa: BLE001 - delta-rs raises several types here
-                raise ValueError(f"{name}: no version {version!r} ({str(exc).splitlines()[0]})") from None
+                why = (f"the versions are 0..{latest}" if isinstance(version, int) and version > latest
+                       else str(exc).splitlines()[0])  # past the end: say where the end is, not delta-rs' words
+                raise ValueError(f"{name}: no version {version!r} ({why})") from None
         return dt
 
     def _create(self, name: str) -> DeltaTable:

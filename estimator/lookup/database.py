@@ -32,7 +32,7 @@ from estimator.lookup.estimate import Estimate
 from estimator.physics.fastsol import compile_array, compile_scalar
 from estimator.lookup.grids import GridSet
 from estimator.lookup.intervals import IntervalLookup
-from estimator.lookup.transfer_intervals import TABLE as TRANSFER_TABLE, TransferIntervals
+from estimator.lookup.transfer_intervals import SCHEMA as TRANSFER_SCHEMA, TABLE as TRANSFER_TABLE, TransferIntervals
 from estimator.lookup.transfer_intervals import relation as transfer_relation
 from estimator.lookup.distance import distance_one
 from estimator.lookup.limits import MAX_INT, OutOfRangeError, beyond, check_model, group_bounds
@@ -58,6 +58,30 @@ def _read_transfer_intervals(home, table: str = TRANSFER_TABLE) -> pl.DataFrame 
         return None
 
 
+def _check_tables(**given) -> None:
+    """Frames passed in place of the warehouse's tables: the right type and columns, and calibration with
+    grids (one of them alone was silently replaced by the warehouse's tables). An empty interval table
+    means 'no interval model' (NaN bounds)."""
+    from estimator.grids.schema import GRID_SCHEMA
+    from estimator.lookup.intervals import SCHEMA as IV_SCHEMA
+    from estimator.physics.calibrate import CALIBRATION_SCHEMA
+
+    if (given["calibration"] is None) != (given["grids"] is None):
+        raise ValueError("pass calibration= and grids= together (a database built from frames), or neither "
+                         "(the warehouse's own tables)")
+    schemas = {"calibration": CALIBRATION_SCHEMA, "grids": GRID_SCHEMA, "intervals": IV_SCHEMA,
+               "transfer_intervals": TRANSFER_SCHEMA, "transfer_overheads": transfer.OVERHEAD_SCHEMA}
+    for name, frame in given.items():
+        if frame is None:
+            continue
+        if not isinstance(frame, pl.DataFrame):
+            raise TypeError(f"{name} must be a polars DataFrame, got {type(frame).__name__}")
+        missing = [c for c in schemas[name] if c not in frame.columns]
+        if missing and (frame.height or name in ("calibration", "grids")):
+            raise ValueError(f"{name} lacks column(s) {', '.join(missing)} of its table "
+                             f"({', '.join(schemas[name])})")
+
+
 class PerfDatabase(ManyEstimates):
     """Latency lookups for one system / backend / version of the warehouse."""
 
@@ -71,6 +95,8 @@ class PerfDatabase(ManyEstimates):
         if framework is None:
             raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(sorted(set(FRAMEWORKS.values())))}")
         self.framework = framework
+        _check_tables(calibration=calibration, grids=grids, intervals=intervals,
+                      transfer_intervals=transfer_intervals, transfer_overheads=transfer_overheads)
         store = None
         if grids is None or calibration is None:  # load only this system/backend's partitions (store.py)
             from estimator.derived.store import DerivedStore
@@ -81,8 +107,12 @@ class PerfDatabase(ManyEstimates):
             have = grids.select("system", "framework", "version").unique()
         fw_rows = have.filter(pl.col("framework") == framework)
         if fw_rows.height == 0:
+            if have.height == 0:  # 'backends with data: ' and nothing after it
+                raise ValueError(f"no data for backend {framework!r}: the warehouse holds no measurements yet "
+                                 f"(`perfwh ingest PATH`)")
             raise ValueError(f"no data for backend {framework!r} in the warehouse; "
                              f"backends with data: {', '.join(sorted(have['framework'].unique()))}")
+        self._from_system = from_system
         self.data_system = transfer.source_system(system, fw_rows["system"].unique().to_list(), from_system,
                                                   framework)
         versions = sort_versions(fw_rows.filter(pl.col("system") == self.data_system)["version"].to_list())
@@ -193,8 +223,12 @@ class PerfDatabase(ManyEstimates):
             return hit
         if op not in self._op_versions:
             self._build_error(op)
+            why = ""
+            if self.data_system != self.system and self._from_system is None:  # picked by spec, not asked for
+                why = (f" ({self.system} has no {self.framework} data of its own and {self.data_system} is the "
+                       f"system with data nearest by spec; from_system= / --from picks another)")
             raise KeyError(f"no data or calibration for op {op!r} in {self.data_system}/{self.framework}; "
-                           f"ops with data: {', '.join(self.ops)}")
+                           f"ops with data: {', '.join(self.ops)}{why}")
         have = self._op_versions[op]
         if self.pinned_version is not None and self.pinned_version not in have:
             raise VersionError(f"version {self.pinned_version} has no {op} data for {self.data_system}/"
@@ -301,6 +335,9 @@ class PerfDatabase(ManyEstimates):
         except TypeError:  # an unhashable argument: let the parsers below name it
             res, raw_key = None, None
         if res is None:
+            for name, value in (("architecture", architecture), ("kernel_source", kernel_source)):
+                if value is not None and not isinstance(value, str):
+                    raise TypeError(f"{name} must be a string, got {type(value).__name__} {value!r}")
             res = self._resolve(
                 op, kernel_source, architecture, FMHAQuantMode.parse(attn_dtype).value,
                 KVCacheQuantMode.parse(kv_cache_dtype).value, GEMMQuantMode.parse(gemm_type).value,

@@ -15,6 +15,9 @@ from estimator.lookup.limits import MAX_INT, OutOfRangeError, beyond_many, check
 from estimator.lookup.query import _CAT_COLUMNS, _INT_OPTIONS, _IV_CLASS_ARR, _SOURCE_NAMES, _positive_int, canonical_op
 
 
+OUTPUT_COLUMNS = ("latency_ms", "source", "sol_ms", "version", "low_ms", "high_ms")  # what estimate_many adds
+
+
 class ManyEstimates:
     """`PerfDatabase.estimate_many`: the vectorised path (one resolution per distinct key)."""
 
@@ -30,14 +33,22 @@ class ManyEstimates:
         column every value is validated as `estimate` validates it, and a null or empty value
         is an error naming its row (0-based) and column. The limits of docs/limits.md apply
         point by point: a refused point fails the call (naming its row), a point past the
-        measured range gets source `sol`. Extra columns are kept.
+        measured range gets source `sol`. Extra columns are kept; a frame that already has an output
+        column (a measured `latency_ms`, say) or both a sequence column and `seq_len` is refused.
         """
         op = canonical_op(op)
         if not isinstance(frame, pl.DataFrame):
             raise TypeError(f"estimate_many({op}) takes a polars DataFrame of points, got {type(frame).__name__}"
                             + (" (collect() it first)" if isinstance(frame, pl.LazyFrame) else ""))
         context = phase_of(op) == "context"
-        seq_col = next((c for c in (("isl" if context else "kv_len"), "seq_len") if c in frame.columns), None)
+        seq_cols = [c for c in (("isl" if context else "kv_len"), "seq_len") if c in frame.columns]
+        if len(seq_cols) > 1:  # which one answers would be a silent choice
+            raise ValueError(f"estimate_many({op}) got both {seq_cols[0]} and seq_len columns; keep one")
+        clash = [c for c in OUTPUT_COLUMNS if c in frame.columns]
+        if clash:  # the output would overwrite them (a measured latency_ms replaced by the estimate)
+            raise ValueError(f"estimate_many({op}) writes column(s) {', '.join(clash)}, which the frame already "
+                             f"has; rename them (e.g. latency_ms -> measured_ms)")
+        seq_col = seq_cols[0] if seq_cols else None
         missing = [c for c in ("batch_size", "num_heads") if c not in frame.columns]
         if seq_col is None or missing:
             raise ValueError(f"estimate_many({op}) needs columns batch_size, num_heads and "
@@ -58,9 +69,14 @@ class ManyEstimates:
         if not context and np.any(pre != 0):
             raise ValueError(f"prefix applies to context ops only; {op} got non-zero prefix in row "
                              f"{int(np.flatnonzero(pre != 0)[0])}")
-        cat_defaults = {"gemm_type": GEMMQuantMode.parse(defaults.get("gemm_type") or "bfloat16").value,
-                        "kv_cache_dtype": KVCacheQuantMode.parse(defaults.get("kv_cache_dtype") or "bfloat16").value,
-                        "attn_dtype": FMHAQuantMode.parse(defaults.get("attn_dtype") or "bfloat16").value,
+        for name in ("architecture", "kernel_source"):
+            if defaults.get(name) is not None and not isinstance(defaults[name], str):
+                raise TypeError(f"{name} must be a string, got {type(defaults[name]).__name__} {defaults[name]!r}")
+        dtype = {k: "bfloat16" if defaults.get(k) is None else defaults[k]  # None: the default; '' is refused
+                 for k in ("gemm_type", "kv_cache_dtype", "attn_dtype")}
+        cat_defaults = {"gemm_type": GEMMQuantMode.parse(dtype["gemm_type"]).value,
+                        "kv_cache_dtype": KVCacheQuantMode.parse(dtype["kv_cache_dtype"]).value,
+                        "attn_dtype": FMHAQuantMode.parse(dtype["attn_dtype"]).value,
                         "architecture": defaults.get("architecture"), "kernel_source": defaults.get("kernel_source"),
                         "index_topk": defaults.get("index_topk"), "index_n_heads": defaults.get("index_n_heads")}
         cats = [c for c in _CAT_COLUMNS if c in frame.columns]
@@ -138,6 +154,9 @@ class ManyEstimates:
     @staticmethod
     def _no_blanks(frame: pl.DataFrame, name: str) -> None:
         col = frame[name]
+        text = col.dtype in (pl.String, pl.Null) or isinstance(col.dtype, (pl.Categorical, pl.Enum))
+        if name in ("architecture", "kernel_source") and not text:
+            raise ValueError(f"column {name} must hold strings; it has type {col.dtype}")
         blank = col.is_null()
         if col.dtype == pl.String:
             blank = blank | (col.str.strip_chars() == "")

@@ -56,9 +56,16 @@ def _positive_int(name: str, value) -> int:
 
 
 def _non_negative_int(name: str, value) -> int:
-    if value == 0:
+    if type(value) is int and value == 0:  # the common default; False and 0.0 take the checks below
         return 0
-    return _positive_int(name, value)
+    if not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating)) and value == 0:
+        return 0
+    try:
+        return _positive_int(name, value)
+    except ValueError as exc:
+        if type(exc) is not ValueError:  # OutOfRangeError: above 2^31-1
+            raise
+        raise ValueError(str(exc).replace("a positive integer", "an integer >= 0")) from None
 
 
 @dataclasses.dataclass(frozen=True)

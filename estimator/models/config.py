@@ -42,10 +42,9 @@ class ModelConfig:
     dense_attention_layers: int = 0
 
     def __post_init__(self) -> None:
-        _positive_int("tp_size", self.tp_size)
-        if isinstance(self.dense_attention_layers, bool) or not isinstance(self.dense_attention_layers, int) \
-                or self.dense_attention_layers < 0:
-            raise ValueError(f"dense_attention_layers must be an integer >= 0, got {self.dense_attention_layers!r}")
+        object.__setattr__(self, "tp_size", _positive_int("tp_size", self.tp_size))
+        object.__setattr__(self, "dense_attention_layers",
+                           _nonneg_int("dense_attention_layers", self.dense_attention_layers))
         object.__setattr__(self, "gemm_quant_mode", GEMMQuantMode.parse(self.gemm_quant_mode))
         object.__setattr__(self, "kvcache_quant_mode", KVCacheQuantMode.parse(self.kvcache_quant_mode))
         object.__setattr__(self, "fmha_quant_mode", FMHAQuantMode.parse(self.fmha_quant_mode))

@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 
 from estimator.models.model import Model, _estimate_rows
+from estimator.lookup.limits import MAX_INT
 from estimator.models.config import SOURCE_ORDER, _positive_int
 
 
@@ -26,11 +27,9 @@ def attention_curve(model: Model, phase: str, seq, batch_size: int, db=None, *, 
     """
     if phase not in PHASES:
         raise ValueError(f"unknown phase {phase!r}; valid: {', '.join(PHASES)}")
-    seq = np.asarray(seq, dtype=np.int64)
-    if seq.ndim != 1 or seq.size == 0 or np.any(seq < 1):
-        raise ValueError("sequence lengths must be a non-empty list of integers >= 1")
+    seq = _lengths(seq)
     batch_size = _positive_int("batch_size", batch_size)
-    db = model.database() if db is None else db
+    db = model.database() if db is None else model._check_database(db)
     ops = model.context_ops if phase == "context" else model.generation_ops
     total = np.zeros(seq.size)
     low, high = np.zeros(seq.size), np.zeros(seq.size)
@@ -47,6 +46,18 @@ def attention_curve(model: Model, phase: str, seq, batch_size: int, db=None, *, 
         worst = np.maximum(worst, np.array([rank[s] for s in src]))
     src = np.array(SOURCE_ORDER, dtype=object)[worst]
     return (total, src, low, high) if with_bounds else (total, src)
+
+
+def _lengths(seq) -> np.ndarray:
+    """Sequence lengths as int64, refusing what a cast would change: 1.5 became 1, nan a numpy error."""
+    try:
+        raw = np.asarray(seq, dtype=np.float64)
+    except (TypeError, ValueError):
+        raw = None
+    if raw is None or raw.ndim != 1 or raw.size == 0 or not np.all(np.isfinite(raw)) or np.any(raw < 1) \
+            or np.any(raw != np.floor(raw)) or np.any(raw > MAX_INT):
+        raise ValueError(f"sequence lengths must be a non-empty list of integers 1..{MAX_INT}, got {seq!r}")
+    return raw.astype(np.int64)
 
 
 def compare_models(models: list[Model], seq=COMPARE_ISLS, batch_size: int = 1, db=None) -> pl.DataFrame:
@@ -85,9 +96,16 @@ class Crossover:
 
 def find_crossover(seq, baseline_ms, other_ms, *, baseline: str = "", other: str = "",
                    phase: str = "") -> Crossover:
-    """The first length where `other` drops below `baseline`, interpolated in log-log space."""
-    seq = np.asarray(seq, dtype=np.float64)
-    d = np.log(np.asarray(other_ms, dtype=np.float64)) - np.log(np.asarray(baseline_ms, dtype=np.float64))
+    """The first length where `other` drops below `baseline`, interpolated in log-log space.
+    `seq` must increase; the two curves are positive latencies, one per length."""
+    seq = _lengths(seq).astype(np.float64)
+    if np.any(np.diff(seq) <= 0):  # the search walks the array in order: unsorted gave a wrong answer
+        raise ValueError(f"sequence lengths must increase, got {seq.astype(np.int64).tolist()}")
+    base, oth = (np.asarray(x, dtype=np.float64) for x in (baseline_ms, other_ms))
+    for name, ms in (("baseline_ms", base), ("other_ms", oth)):
+        if ms.shape != seq.shape or not np.all(np.isfinite(ms)) or np.any(ms <= 0):
+            raise ValueError(f"{name} must hold {seq.size} finite latencies > 0 (one per length), got {ms.tolist()}")
+    d = np.log(oth) - np.log(base)
     lo, hi = int(seq[0]), int(seq[-1])
     cheaper = d < 0
     if cheaper.all():

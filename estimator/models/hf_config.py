@@ -103,6 +103,13 @@ class HFModelConfig:
         )
 
 
+# Upper bounds of config fields: a model is built as one object per layer (and two ops), and a tp_size
+# error lists the divisors of the heads, so num_hidden_layers=10**9 was killed for memory and a huge
+# head count hung. Published models have at most a few hundred layers and 128 heads.
+FIELD_MAX = {"num_hidden_layers": 4096, "num_attention_heads": 65536}
+_INT_MAX = 2**31 - 1  # estimator.lookup.limits.MAX_INT: no count above it is answered anyway
+
+
 def _check_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         if isinstance(value, float) and math.isfinite(value) and value.is_integer():
@@ -111,6 +118,8 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
             raise ValueError(f"config field {name} must be an integer >= {minimum}, got {value!r}")
     if value < minimum:
         raise ValueError(f"config field {name} must be >= {minimum}, got {value}")
+    if value > FIELD_MAX.get(name, _INT_MAX):
+        raise ValueError(f"config field {name} must be <= {FIELD_MAX.get(name, _INT_MAX)}, got {value}")
     return value
 
 

@@ -175,6 +175,21 @@ class Model:
                     f"prefix + isl + osl - 1 = {last_kv} (the last decode step's kv_len) exceeds the context "
                     f"length {spec.max_position_embeddings} of {spec.name} (max_position_embeddings)")
 
+    def _check_database(self, db):
+        """A given database must answer for this deployment: the estimate is labelled with the model's
+        system, backend and version, so another system's numbers would carry this one's name."""
+        if not callable(getattr(db, "estimate_many", None)):
+            raise TypeError(f"db must be a PerfDatabase, got {type(db).__name__}")
+        for name, mine, theirs in (("system", self.system, getattr(db, "system", self.system)),
+                                   ("backend", self.backend, getattr(db, "framework", self.backend)),
+                                   ("version", self.version,
+                                    getattr(db, "pinned_version", self.version) if self.version else None)):
+            if theirs != mine:
+                raise ValueError(f"db answers for {name} {theirs!r}, but this model is deployed on {name} "
+                                 f"{mine!r}; open the model with get_model(..., {name}={theirs!r}) or pass "
+                                 f"a matching PerfDatabase")
+        return db
+
     def estimate(self, isl: int, osl: int, batch_size: int, prefix: int = 0, db=None) -> ModelEstimate:
         """Attention time of a prefill pass and of each decode step, summed over layers.
 
@@ -186,7 +201,7 @@ class Model:
         batch_size = _positive_int("batch_size", batch_size)
         prefix = _nonneg_int("prefix", prefix)
         self._check_decode_length(prefix + isl + osl - 1 if osl else 0)
-        db = self.database() if db is None else db
+        db = self.database() if db is None else self._check_database(db)
         n = self.num_layers
         kv = prefix + isl + np.arange(osl, dtype=np.int64)
 

@@ -111,7 +111,10 @@ def attn_launch(n_tokens, heads, k_slots, n_sm: int, dense: bool):
 
 def _occupied(rule: str, n_tokens, heads, keys, n_sm: int):
     programs, chunk, rows = attn_launch(n_tokens, heads, keys, n_sm, dense=rule == "dense")
-    return _cdiv(programs, n_sm) * n_sm * chunk * rows
+    waves = _cdiv(programs, n_sm)
+    if isinstance(waves, np.ndarray):  # int64 wraps past 2^63 (batch and index_topk near 2^31): multiply in
+        return waves.astype(np.float64) * n_sm * chunk * rows  # float64, exact below 2^53 as the ints were
+    return waves * n_sm * chunk * rows
 
 
 _occupied_one = lru_cache(maxsize=1 << 16)(_occupied)

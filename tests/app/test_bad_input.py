@@ -257,3 +257,78 @@ def test_plan_out_in_a_missing_folder_is_refused_first(tmp_path, capsys):
     out = tmp_path / "missing" / "plan.yaml"
     err = _one_line_error(capsys, ["plan", "--system", "h100_sxm", "--out", str(out), "--home", str(tmp_path / "wh")])
     assert f"--out {out}: folder {out.parent} does not exist" in err
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["accuracy", "--version", "9.9"], "unknown version '9.9' for h200_sxm/trtllm; valid: 1.0"),
+    (["accuracy", "--tables", "dsa_prefill"], "unknown op 'dsa_prefill'; valid: "),
+    (["accuracy", "--tables", "mla_generation"], "no points for mla_generation in h200_sxm/trtllm 1.0; ops with "
+                                                 "points: dsa_context"),
+    (["accuracy", "--backend", "TensorRT-LLM", "--version", "9.9"], "unknown version '9.9' for h200_sxm/trtllm"),
+])
+def test_accuracy_arguments_are_named_before_the_run(argv, says, warehouse, capsys):
+    """--version 9.9 and --tables of an op without points said 'no points for tables ...'; a typo in
+    --tables gave no list of ops; --seed -1 died in numpy ('expected non-negative integer');
+    --backend tensorrt-llm (an alias query takes) found no data."""
+    assert main([*argv, "--home", str(warehouse)]) == 2
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err
+
+
+def test_accuracy_seed_is_a_non_negative_integer(capsys, tmp_path):
+    with pytest.raises(SystemExit) as info:
+        main(["accuracy", "--seed", "-1", "--home", str(tmp_path)])
+    assert info.value.code == 2
+    assert "argument --seed: expected an integer >= 0, got '-1'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["accuracy"], ["accuracy", "--transfer", "h100_sxm"],
+                                  ["support", "--model-path", "deepseek-ai/DeepSeek-V3.2"]])
+def test_a_missing_warehouse_is_named(argv, tmp_path, capsys, monkeypatch):
+    """accuracy said 'no data for h200_sxm/trtllm; have: nothing' and support 'no warehouse at
+    $PERFWH_HOME / default' for a mistyped $PERFWH_HOME."""
+    missing = tmp_path / "typo"
+    monkeypatch.setenv("PERFWH_HOME", str(missing))
+    err = _one_line_error(capsys, argv)
+    assert f"no warehouse at {missing}: run `perfwh ingest PATH` first" in err
+
+
+def test_a_warehouse_with_no_measurements_says_so(tmp_path, capsys):
+    """An empty home said 'no data for backend 'trtllm' in the warehouse; backends with data: ' (no list)."""
+    empty = tmp_path / "landing"
+    empty.mkdir()
+    home = tmp_path / "wh"
+    assert main(["ingest", str(empty), "--home", str(home)]) == 1  # 'no raw logs found', but the home exists
+    capsys.readouterr()
+    err = _one_line_error(capsys, ["query", "dsa_context", "-b", "1", "-s", "1024", "--num-heads", "128",
+                                   "--home", str(home)])
+    assert err == ("perfwh query: error: no data for backend 'trtllm': the warehouse holds no measurements yet "
+                   "(`perfwh ingest PATH`)\n")
+
+
+def test_sql_on_a_derived_view_not_built_yet_says_why(warehouse, tmp_path, capsys):
+    """On a home that was only ingested into, `select * from build_errors` (a documented view) gave
+    DuckDB's bare 'Table with name build_errors does not exist!'."""
+    home = tmp_path / "ingested-only"
+    ingest_paths([warehouse.parent / "raw"], home)
+    err = _one_line_error(capsys, ["sql", "select * from build_errors", "--home", str(home)])
+    assert err.endswith("Table with name build_errors does not exist! (build_errors is a derived table, not built "
+                        "in this warehouse yet: `perfwh materialize` builds the derived tables)\n")
+    err = _one_line_error(capsys, ["sql", "select * from no_such_view", "--home", str(home)])
+    assert err.endswith("Table with name no_such_view does not exist!\n")
+
+
+def test_a_warehouse_inside_the_ingested_folder_is_not_read_as_raw_logs(raw_dir, tmp_path, capsys):
+    """`perfwh ingest DIR --home DIR/wh` twice read the warehouse's own measurement Parquet files as
+    published tables: every measurement counted twice (and the ledger's files failed as bad tables)."""
+    write_log(raw_dir / "dsa_context_module_perf.txt", [dsa_context_row(isl=s) for s in (1024, 2048, 4096)])
+    root = tmp_path / "raw"
+    home = root / "wh"
+    assert main(["ingest", str(root), "--home", str(home)]) == 0
+    main(["ingest", str(root), "--home", str(home)])
+    err = capsys.readouterr().err
+    assert f"inside the warehouse home {home}: its own data files are not raw logs" in err
+    assert sql("select count(*) from measurements", home).item() == 3
+    err = _one_line_error(capsys, ["materialize", "--landing", str(root), "--home", str(root / "wh2")])
+    assert f"the warehouse {root / 'wh2'} lies inside the landing folder {root}" in err
+    assert not (root / "wh2").exists()

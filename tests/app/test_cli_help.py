@@ -45,3 +45,29 @@ def test_version(capsys):
 
 def test_coverage_is_a_command():
     assert "coverage" in _subparsers()
+
+
+@pytest.mark.parametrize("command", sorted(_subparsers()))
+def test_every_command_has_a_description_and_every_option_a_help(command):
+    """`perfwh verify --help`, `sql --help` and `tables --help` had no description; `accuracy --json` no help."""
+    p = _subparsers()[command]
+    assert p.description, f"perfwh {command} --help has no description"
+    for action in p._actions:
+        assert not action.option_strings or action.help, f"perfwh {command} {action.option_strings[-1]}: no help"
+
+
+@pytest.mark.parametrize("command", ["query", "estimate", "compare", "support"])
+def test_precisions_listed_in_help_are_the_ones_accepted(command):
+    """query --help listed fp8_tensor and nvfp4 GEMMs and fp8_block / float32 caches, which the estimator
+    refuses; compare --help left out float16 and fp8, and listed no perfwh backend."""
+    import re
+
+    from estimator.common import FMHAQuantMode, GEMMQuantMode, KVCacheQuantMode
+
+    text = " ".join(_subparsers()[command].format_help().split())
+    for label, enum in (("projection GEMM precision", GEMMQuantMode), ("KV cache precision", KVCacheQuantMode),
+                        ("attention math precision", FMHAQuantMode)):
+        listed = re.search(label + r": ([a-z0-9_, ]+?) \(default", text).group(1).split(", ")
+        assert listed == [m.value for m in enum], (command, label, listed)
+    if command != "query":
+        assert "sglang, perfwh" in text

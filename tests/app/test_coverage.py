@@ -59,3 +59,13 @@ def test_cli_no_match_and_no_warehouse(raw_dir, home, tmp_path, capsys):
     assert main(["coverage", "--home", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no warehouse at" in err
+
+
+def test_cli_no_match_lists_what_there_is_and_takes_backend_aliases(raw_dir, home, capsys):
+    """--system H200_SXM said only 'no data system=H200_SXM'; --backend TensorRT-LLM (a spelling query
+    takes) matched nothing."""
+    _triangle(raw_dir, home)
+    assert main(["coverage", "--home", str(home), "--system", "H200_SXM"]) == 1
+    assert capsys.readouterr().err == "no data system=H200_SXM; the warehouse holds h200_sxm/trtllm 1.0\n"
+    assert main(["coverage", "--home", str(home), "--backend", "TensorRT-LLM", "--op", "dsa_context"]) == 0
+    assert "h200_sxm / trtllm 1.0 / dsa_context" in capsys.readouterr().out

@@ -120,3 +120,25 @@ def test_cli_bad_input_is_one_line(h100, tmp_path, capsys, extra, message):
 def test_cli_refuses_a_folder_as_out(h100, tmp_path, capsys):
     rc = main(["plan", "--home", str(h100), "--system", "h100_sxm", "--out", str(tmp_path)])
     assert rc == 2 and f"--out {tmp_path} is a folder" in capsys.readouterr().err
+
+
+def test_cli_names_the_systems_and_backends_with_points(h100, tmp_path, capsys):
+    """--system H100_SXM said only 'no perfwh points for H100_SXM in the warehouse'; --backend PERFWH (an
+    alias spelling query takes) found nothing."""
+    out = tmp_path / "p.yaml"
+    rc = main(["plan", "--home", str(h100), "--system", "H100_SXM", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.strip().endswith("no perfwh points for H100_SXM in the warehouse; system/backend with "
+                                            "points: h100_sxm/perfwh")
+    rc = main(["plan", "--home", str(h100), "--system", "h100_sxm", "--backend", "PERFWH", "--max-shapes", "1",
+               "--out", str(out)])
+    assert rc == 0 and out.exists()
+
+
+def test_cli_refuses_to_write_over_an_exclude_spec(h100, tmp_path, capsys):
+    """`--exclude V.yaml --out V.yaml` overwrote the held-out validation spec with the plan."""
+    spec = tmp_path / "held_out.yaml"
+    spec.write_text(VALIDATION.read_text())
+    rc = main(["plan", "--home", str(h100), "--system", "h100_sxm", "--exclude", str(spec), "--out", str(spec)])
+    assert rc == 2 and "is also an --exclude spec: it would be overwritten" in capsys.readouterr().err
+    assert spec.read_text() == VALIDATION.read_text()

@@ -129,3 +129,22 @@ def test_store_rebuild_and_grid_summary(home):
     assert summary["cells"] == grids.height and sum(summary["cells_by_source"].values()) == grids.height
     assert summary["cells_by_source"]["measured"] > 0 and summary["share_by_source"]["sol"] == 0.0
     assert set(cal["param"].unique()) == {"eff_compute", "eff_bandwidth", "overhead_ms", "combine_p"}
+
+
+def test_json_has_null_not_nan_where_there_is_no_interval(home, capsys, monkeypatch):
+    """An answer without an interval model has NaN bounds; `--json` printed them as NaN, which strict JSON
+    parsers (jq, JSON.parse) refuse."""
+    import json
+    import math
+
+    from estimator.lookup import intervals
+
+    monkeypatch.setattr(intervals.IntervalLookup, "bounds", lambda self, *a: (math.nan, math.nan, math.nan))
+    assert main(["query", "dsa_context", "--home", str(home), "-b", "2", "-s", "64", "--num-heads", "32",
+                 "--json"]) == 0
+
+    def refuse(name):
+        raise AssertionError(f"{name} in the JSON")
+
+    out = json.loads(capsys.readouterr().out, parse_constant=refuse)
+    assert out["low_ms"] is None and out["high_ms"] is None and out["latency_ms"] > 0

@@ -105,3 +105,21 @@ def test_worker_measure_returns_failure_objects():
         assert ok["median_ms"] == pytest.approx(0.02 + 1024e-6) and w.starts == 2
     finally:
         w.close()
+
+
+def test_resume_after_a_row_torn_mid_write_measures_it_again(tmp_path):
+    """A run killed mid-write leaves a JSONL line without its end: the resume died on json.loads (after
+    starting the GPU worker), and an appended row would have been glued to the torn line."""
+    _run(tmp_path, tag=None)
+    d = tmp_path / "out" / "h200_sxm" / "perfwh" / VERSION
+    log = d / "mla_generation_module_perf.jsonl"
+    lines = log.read_text().splitlines()
+    torn = json.loads(lines[-1])
+    log.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:40])  # the last row cut mid-line
+    res, logs = _run(tmp_path, tag=None)
+    assert res["measured"] == 1 and not res["failed"]
+    assert any(f"1 unreadable line(s) in the raw logs" in line and f"{log}:6" in line for line in logs)
+    text = log.read_text().splitlines()
+    assert len(text) == 7 and text[5] == lines[-1][:40]  # the torn line kept, the new row on its own line
+    assert json.loads(text[6])["batch_size"] == torn["batch_size"]
+    assert len(read_rows(tmp_path / "out", "h200_sxm")) == 6

@@ -1,5 +1,9 @@
 """Sweep spec expansion and raw-log writers (no torch needed)."""
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -9,6 +13,8 @@ from collector import VERSION  # noqa: E402
 from collector.config import OPS, system_of  # noqa: E402
 from collector.logs import CSV_HEADER, RawLogWriter, done_keys, read_rows  # noqa: E402
 from collector.sweep import Shape, expand, load_spec  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_default_sweep_meets_issue_targets():
@@ -105,3 +111,80 @@ def test_writer_formats_and_resume(tmp_path):
     assert done_keys(tmp_path, "h200_sxm") == {ctx.key(), gen.key(), gen2.key()}
     with pytest.raises(ValueError, match="file tag"):
         RawLogWriter(tmp_path, "h200_sxm", "NVIDIA H200", "run-z", {}, tag="a/b")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("ops:\n  dsa_context:\n    num_heads: [16]\n", "op dsa_context: missing variants, batch_size, isl, max_tokens"),
+    ("ops:\n  dsa_context:\n    num_heads: 16\n    variants: [[bfloat16, bfloat16]]\n    batch_size: [1]\n"
+     "    isl: [128]\n    max_tokens: 1000\n", "num_heads must be a non-empty list, got 16"),
+    ("ops:\n  dsa_context:\n    num_heads: [0]\n    variants: [[bfloat16, bfloat16]]\n    batch_size: [1]\n"
+     "    isl: [128]\n    max_tokens: 1000\n", "num_heads must hold integers >= 1, got 0"),
+    ("ops:\n  dsa_context:\n    num_heads: [16]\n    variants: [[bfloat16, nope]]\n    batch_size: [1]\n"
+     "    isl: [128]\n    max_tokens: 1000\n", "variant ['bfloat16', 'nope']: gemm_type one of"),
+    ("ops:\n  dsa_context:\n    num_heads: [16]\n    variants: [bfloat16]\n    batch_size: [1]\n"
+     "    isl: [128]\n    max_tokens: 1000\n", "a variant is [gemm_type, kv_cache_dtype], got 'bfloat16'"),
+    ("ops:\n  dsa_context:\n    num_heads: [16]\n    variants: [[bfloat16, bfloat16]]\n    batch_sizes: [1]\n"
+     "    batch_size: [1]\n    isl: [128]\n    max_tokens: 1000\n", "unknown key(s) batch_sizes"),
+    ("ops: [dsa_context]\n", "'ops' must map op names to their lists, got list"),
+    ("ops:\n  dsa_context: null\n", "op dsa_context: expected a mapping of num_heads"),
+    ("shapes:\n  - [dsa_context, 16.7, bfloat16, bfloat16, 1, 128, 0]\n", "num_heads must hold integers >= 1, got 16.7"),
+    ("shapes:\n  - [dsa_context, x, bfloat16, bfloat16, 1, 128, 0]\n", "num_heads must hold integers >= 1, got 'x'"),
+    ("shapes:\n  - [dsa_context, 16, bfloat16, bfloat16, 0, 128, 0]\n", "batch must hold integers >= 1, got 0"),
+    ("ops:\n  dsa_context:\n    num_heads: [16\n", "not valid YAML"),
+])
+def test_a_malformed_spec_is_one_line_naming_the_key(tmp_path, text, message):
+    """Each of these died in expand() with a KeyError / TypeError traceback, or (0 heads, 16.7 heads,
+    an unknown dtype) was accepted and would have been sent to the GPU."""
+    p = tmp_path / "s.yaml"
+    p.write_text(text)
+    with pytest.raises(ValueError) as info:
+        load_spec(p)
+    assert message in str(info.value) and str(info.value).startswith("sweep spec") or "unknown op" in str(info.value)
+    r = subprocess.run([sys.executable, "-m", "collector", "plan", "--spec", str(p)], capture_output=True,
+                       text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and message in r.stderr
+    assert r.stderr.startswith("python -m collector plan: sweep spec") and r.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["plan", "--deadline", "0"], "argument --deadline: must be > 0 seconds, got '0'"),
+    (["plan", "--deadline", "nan"], "argument --deadline: must be > 0 seconds, got 'nan'"),
+    (["plan", "--shape-timeout", "-1"], "argument --shape-timeout: must be > 0 seconds, got '-1'"),
+    (["plan", "--ops", "dsa_prefill"], "argument --ops: invalid choice: 'dsa_prefill'"),
+])
+def test_collector_arguments_that_would_stop_at_once_or_never_are_refused(argv, message):
+    """--deadline nan never stopped, --deadline 0 stopped before the first shape after starting the GPU
+    worker, and --ops with a typo planned 0 shapes."""
+    r = subprocess.run([sys.executable, "-m", "collector", *argv], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert r.returncode == 2 and message in r.stderr
+
+
+def _collector(*argv):
+    return subprocess.run([sys.executable, "-m", "collector", *argv], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+
+
+def test_configs_results_and_summary_paths_are_one_line_errors(tmp_path):
+    """--configs of a missing file / bad JSON / a list was a traceback; --results in a missing folder failed
+    only when written, after the whole run; summary of a mistyped --out printed nothing and exited 0."""
+    (tmp_path / "bad.json").write_text("{bad")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    for argv, says in [
+        (["--configs", str(tmp_path / "none.json")], "No such file or directory"),
+        (["--configs", str(tmp_path / "bad.json")], "Expecting property name"),
+        (["--configs", str(tmp_path / "list.json")], "expected a JSON object (an earlier --results), got list"),
+        (["--results", str(tmp_path / "none" / "r.json")], f"folder {tmp_path / 'none'} does not exist"),
+        (["--results", str(tmp_path)], "is a folder"),
+    ]:
+        r = _collector("plan", *argv)
+        assert r.returncode == 2 and "Traceback" not in r.stderr and says in r.stderr, (argv, r.stderr)
+        assert r.stderr.startswith("python -m collector plan: ") and r.stderr.count("\n") == 1
+    (tmp_path / "a_file").write_text("x")
+    r = _collector("run", "--out", str(tmp_path / "a_file"))
+    assert r.returncode == 2 and r.stderr == (f"python -m collector run: --out {tmp_path / 'a_file'} is a file, "
+                                              f"not the raw-log folder\n")
+    r = _collector("summary", "--out", str(tmp_path / "typo"))
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr == f"python -m collector summary: no collector JSONL logs under {tmp_path / 'typo'} " \
+                       f"(h200_sxm, h100_sxm, version {VERSION})\n"

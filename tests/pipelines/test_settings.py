@@ -36,6 +36,19 @@ def test_bad_threshold_names_the_variable(monkeypatch):
         warehouse_settings()
 
 
+@pytest.mark.parametrize("text", ["nan", "inf", "-1", "-0.5"])
+def test_a_threshold_that_would_switch_its_check_off_or_always_on_is_refused(monkeypatch, text):
+    """$PERFWH_SPREAD_MAX=nan (every comparison false) passed `dagster definitions validate` and the
+    repeat-spread check never fired; -1 made the quarantine check warn on every file."""
+    for name in ("PERFWH_SPREAD_MAX", "PERFWH_QUARANTINE_SHARE_MAX", "PERFWH_MONOTONIC_TOLERANCE"):
+        monkeypatch.setenv(name, text)
+        with pytest.raises(ValueError, match=rf"^\${name} must be a finite number >= 0, got '{text}'$"):
+            warehouse_settings()
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("PERFWH_SPREAD_MAX", "0")
+    assert warehouse_settings().spread_max == 0.0
+
+
 def test_default_landing_prefers_repo_raw_logs(tmp_path, monkeypatch):
     raw = tmp_path / "raw"
     monkeypatch.setattr(state, "REPO_LANDING", raw)
@@ -52,3 +65,18 @@ def test_landing_folder_is_made_absolute(tmp_path, monkeypatch):
     monkeypatch.delenv("PERFWH_LANDING", raising=False)
     assert state.resolve_landing("raw") == str(Path(tmp_path / "raw").resolve())
     assert state.resolve_landing("aiconfigurator:h200_sxm") == "aiconfigurator:h200_sxm"
+
+
+def test_a_home_inside_the_landing_folder_is_refused_by_the_sensor_and_the_scan(tmp_path):
+    """With the warehouse inside the landing folder, each sensor tick found the warehouse's own new Parquet
+    files as raw logs and requested an ingest of them: every measurement twice, then again."""
+    from pipelines.sensors import landing_changes
+
+    (tmp_path / "dsa_context_module_perf.txt").write_text("x\n")
+    settings = warehouse_settings(str(tmp_path / "wh"), str(tmp_path), use_env_var=False)
+    with pytest.raises(ValueError, match=f"the warehouse {tmp_path / 'wh'} lies inside the landing folder"):
+        landing_changes(settings, {})
+    with pytest.raises(ValueError, match="lies inside the landing folder"):
+        settings.scan()
+    outside = warehouse_settings(str(tmp_path.parent / f"{tmp_path.name}-wh"), str(tmp_path), use_env_var=False)
+    assert [f.key for f in outside.scan()[1]] == ["dsa_context_module_perf.txt"]

@@ -76,3 +76,18 @@ def test_landing_source_folder_and_errors(tmp_path):
 def test_ingest_frame_uses_keys():
     frame = ingest_frame([FileResult("/x/a.txt", "ingested", 3, 2, 1)], {"/x/a.txt": "a.txt"})
     assert frame.row(0) == ("a.txt", "ingested", 3, 2, 1, 0.0)
+
+
+def test_an_empty_or_non_path_home_is_refused_not_the_default():
+    """PerfDatabase(home='') read the default warehouse (~/.local/share/perfwh) and home=3 died in pathlib;
+    the CLI refused --home '' but the library took it."""
+    from pathlib import Path
+
+    from warehouse.paths import resolve_home
+
+    for empty in ("", "  "):
+        with pytest.raises(ValueError, match=r"is empty: give a folder, or None for \$PERFWH_HOME / the default"):
+            resolve_home(empty)
+    with pytest.raises(TypeError, match="home must be a folder path, got int 3"):
+        resolve_home(3)
+    assert resolve_home("/tmp/x") == Path("/tmp/x")

@@ -148,6 +148,15 @@ def test_snapshot_and_as_of_read_one_version(home, raw_dir):
         sql("select 1", home, as_of=9999)
 
 
+def test_as_of_past_the_latest_version_names_the_range(home, raw_dir):
+    """--as-of 999 said 'LogSegment end version 1 not the same as the specified end version 999' (delta-rs)."""
+    ingest_paths([write_log(raw_dir / "dsa_context_module_perf.txt", _rows("1.0", 3))], home)
+    latest = sql("select ledger_version from warehouse_version", home).item()
+    with pytest.raises(ValueError) as info:
+        sql("select 1", home, as_of=999)
+    assert str(info.value) == f"ledger: no version 999 (the versions are 0..{latest})"
+
+
 def test_sql_cannot_write_files_or_run_several_statements(home, raw_dir, tmp_path):
     f = write_log(raw_dir / "dsa_context_module_perf.txt", _rows("1.0", 3))
     ingest_paths([f], home)

@@ -206,3 +206,31 @@ def test_estimate_many_rejects_bad_index_topk_with_one_line(db, bad):
     frame = pl.DataFrame({"batch_size": [1], "kv_len": [100], "num_heads": [128]})
     with pytest.raises(ValueError, match="index_topk must be a positive integer"):
         db.estimate_many("dsa_generation", frame, index_topk=bad)
+
+
+def test_frames_given_for_the_tables_are_checked(points):
+    """grids= without calibration= was dropped in favour of the warehouse's tables without a word; frames
+    with the wrong columns died deep in polars (ColumnNotFoundError) or a KeyError; transfer_overheads with
+    the wrong columns was silently ignored."""
+    from estimator.grids.build import build_grids
+    from estimator.lookup.database import PerfDatabase
+
+    from ..conftest import fixed_calibration
+
+    cal = fixed_calibration(points)
+    grids = build_grids(points, cal)
+    with pytest.raises(ValueError, match=r"^pass calibration= and grids= together"):
+        PerfDatabase(grids=grids)
+    with pytest.raises(ValueError, match=r"^calibration lacks column\(s\) system, framework"):
+        PerfDatabase(calibration=pl.DataFrame({"a": [1]}), grids=grids)
+    with pytest.raises(ValueError, match=r"^intervals lacks column\(s\) bucket of its table"):
+        PerfDatabase(calibration=cal, grids=grids, intervals=pl.DataFrame({"op": ["x"], "provenance": ["y"]}).join(
+            pl.DataFrame({c: [1.0] for c in ("d_lo", "d_hi", "n", "q_lo", "q_hi", "expected_error_pct",
+                                             "coverage_pct", "n_heldout", "borrowed_from", "grow_from")}),
+            how="cross"))
+    with pytest.raises(ValueError, match=r"^transfer_overheads lacks column\(s\) framework"):
+        PerfDatabase("h100_sxm", calibration=cal, grids=grids, transfer_overheads=pl.DataFrame({"a": [1]}))
+    with pytest.raises(TypeError, match="^intervals must be a polars DataFrame, got dict"):
+        PerfDatabase(calibration=cal, grids=grids, intervals={"op": "x"})
+    empty = PerfDatabase(calibration=cal, grids=grids, intervals=pl.DataFrame())  # no interval model: NaN bounds
+    assert math.isnan(empty.estimate("dsa_context", batch_size=2, s=64, num_heads=32).low_ms)

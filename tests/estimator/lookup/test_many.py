@@ -149,3 +149,55 @@ def test_scalar_refusal_is_one_line(home):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr == ("perfwh query: error: s=99999999999999999999999999 is above the largest supported value "
                         "2147483647 (2^31-1)\n")
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"latency_ms": [1.0, 2.0]}, "writes column(s) latency_ms, which the frame already has"),
+    ({"source": ["a", "b"], "version": ["x", "y"]}, "writes column(s) source, version, which the frame"),
+    ({"seq_len": [100, 200]}, "got both isl and seq_len columns; keep one"),
+])
+def test_a_frame_whose_columns_would_be_overwritten_or_ignored_is_refused(db, extra, message):
+    """A measured latency_ms was replaced by the estimate, and seq_len beside isl was ignored, silently."""
+    with pytest.raises(ValueError) as info:
+        db.estimate_many("dsa_context", pl.DataFrame({**BASE, **extra}))
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_text_options_must_be_text(db):
+    """kernel_source=3 was answered (as a 'transferred' slice); a struct column died unhashable in a dict."""
+    with pytest.raises(ValueError, match="column kernel_source must hold strings; it has type Struct"):
+        db.estimate_many("dsa_context", pl.DataFrame({**BASE, "kernel_source": [{"a": 1}, {"a": 2}]}))
+    with pytest.raises(TypeError, match="kernel_source must be a string, got int 3"):
+        db.estimate_many("dsa_context", pl.DataFrame(BASE), kernel_source=3)
+    with pytest.raises(TypeError, match="architecture must be a string, got int 3"):
+        db.estimate("dsa_context", batch_size=1, s=64, num_heads=32, architecture=3)
+    with pytest.raises(ValueError, match="unknown GEMMQuantMode ''"):  # '' was read as the default
+        db.estimate_many("dsa_context", pl.DataFrame(BASE), gemm_type="")
+
+
+@pytest.mark.parametrize("content, flags, message", [
+    ("batch_size,isl,num_heads\n1,64,32\n", ["-b", "8"], "-b/--batch-size do(es) not apply with --points"),
+    ("batch_size,isl,num_heads\n1,64,32\n", ["-s", "8", "--prefix", "0"], "-s/--seq, --prefix do(es) not apply"),
+    ("batch_size,isl,num_heads\n1,64,32\n", ["--method", "nearest"], "--method nearest applies to one point only"),
+    ("batch_size,isl,num_heads\n1,64,32\n", ["--num-heads", "64"], "--num-heads fills a missing num_heads column"),
+    ("batch_size,isl,isl,num_heads\n1,64,5,32\n", [], "has column(s) isl more than once"),
+    ("batch_size,isl,num_heads,prefix,step\n1,64,32,0,100\n", [], "has both step and prefix"),
+    ("batch_size,isl,num_heads,latency_ms\n1,64,32,9.5\n", [], "writes column(s) latency_ms, which the frame"),
+])
+def test_points_flags_and_columns_that_would_be_ignored_are_refused(home, tmp_path, content, flags, message):
+    """-b, -s, --prefix and --method nearest were ignored with --points (nearest answered interpolated), a
+    duplicated column answered from its first copy, step overrode prefix, an input latency_ms was replaced."""
+    src = tmp_path / "in.csv"
+    src.write_text(content)
+    r = perfwh(home, "--points", str(src), *flags)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1 and message in r.stderr
+
+
+def test_num_heads_still_fills_a_missing_column(home, tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text("batch_size,isl\n2,64\n")
+    r = perfwh(home, "--points", str(src), "--num-heads", "32", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert len(rows) == 1 and rows[0]["source"] == "measured" and rows[0]["latency_ms"] > 0

@@ -81,3 +81,33 @@ def test_crossover_by_hand():
 def test_compare_needs_a_model():
     with pytest.raises(ValueError, match="compare needs at least one model"):
         compare_models([])
+
+
+@pytest.mark.parametrize("seq", [[1024.5], [float("nan")], ["a"], [[1024]], [], [2**31]])
+def test_sequence_lengths_a_cast_would_change_are_refused(model_db, seq):
+    """[1024.5] was truncated to 1024 and answered; nan and 'a' died in numpy's int cast."""
+    m = get_model(V32, "h200_sxm", "trtllm", ModelConfig(tp_size=8))
+    with pytest.raises(ValueError, match=r"^sequence lengths must be a non-empty list of integers 1\.\.2147483647"):
+        attention_curve(m, "context", seq, 1, db=model_db)
+
+
+@pytest.mark.parametrize("seq, base, other, says", [
+    ([8, 2], [64, 4], [32, 8], "sequence lengths must increase, got [8, 2]"),
+    ([2, 8], [4, float("nan")], [8, 32], "baseline_ms must hold 2 finite latencies > 0"),
+    ([2, 8], [4, 64], [8], "other_ms must hold 2 finite latencies > 0"),
+    ([2, 8], [4, 64], [8, -1], "other_ms must hold 2 finite latencies > 0"),
+])
+def test_find_crossover_refuses_what_it_would_answer_wrongly(seq, base, other, says):
+    """Unsorted lengths gave a crossover range and point from array order; a nan latency read as 'never
+    cheaper'; lengths of unequal size were a numpy broadcast error."""
+    with pytest.raises(ValueError) as info:
+        find_crossover(seq, base, other)
+    assert str(info.value).startswith(says)
+
+
+def test_attention_curve_refuses_a_database_of_another_system(model_home):
+    from estimator.lookup.database import PerfDatabase
+
+    m = get_model(V32, "h200_sxm", "trtllm", ModelConfig(tp_size=8))
+    with pytest.raises(ValueError, match="db answers for system 'h100_sxm'"):
+        compare_models([m], [1024], db=PerfDatabase("h100_sxm", "trtllm", home=model_home))

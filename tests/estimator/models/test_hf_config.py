@@ -115,6 +115,19 @@ def test_bad_values(tmp_path, change, message):
         hf_config.load_model_config(tmp_path)
 
 
+@pytest.mark.parametrize("change, message", [
+    ({"num_hidden_layers": 10**9}, "config field num_hidden_layers must be <= 4096, got 1000000000"),
+    ({"num_attention_heads": 10**9 + 7}, "config field num_attention_heads must be <= 65536, got 1000000007"),
+    ({"index_topk": 2**31}, "config field index_topk must be <= 2147483647, got 2147483648"),
+])
+def test_counts_too_large_to_build_are_refused(tmp_path, change, message):
+    """num_hidden_layers=10**9 built a billion layer objects until the process was killed for memory; a
+    huge head count hung listing the divisors of the heads for a tp_size error."""
+    write_config(tmp_path, dict(V32, **change))
+    with pytest.raises(ValueError, match=message):
+        hf_config.load_model_config(tmp_path)
+
+
 def test_unknown_model_lists_bundled():
     with pytest.raises(ValueError, match="unknown model 'acme/Nope'.*deepseek-ai/DeepSeek-V3.2"):
         hf_config.load_model_config("acme/Nope")

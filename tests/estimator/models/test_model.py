@@ -279,3 +279,32 @@ def test_local_config_dims_that_the_database_does_not_use_are_named(tmp_path):
     m = get_model(tmp_path, "h200_sxm", "trtllm", ModelConfig(tp_size=8))
     assert m.spec_differences() == ["hidden_size 4096 (spec of DeepseekV32ForCausalLM: 7168)",
                                     "index_head_dim 64 (spec of DeepseekV32ForCausalLM: 128)"]
+
+
+def test_a_database_of_another_deployment_is_refused(model_home, model_db):
+    """model.estimate(db=...) answered from whatever database it got and labelled the numbers with the
+    model's own system / backend / version (an H100 database's numbers came out as 'h200_sxm')."""
+    from estimator.lookup.database import PerfDatabase
+
+    m = get_model(V32, "h200_sxm", "trtllm", ModelConfig(tp_size=8))
+    with pytest.raises(ValueError, match="db answers for system 'h100_sxm', but this model is deployed on "
+                                         "system 'h200_sxm'"):
+        m.estimate(isl=1024, osl=1, batch_size=1, db=PerfDatabase("h100_sxm", "trtllm", home=model_home))
+    with pytest.raises(ValueError, match="db answers for backend 'vllm', but this model is deployed on backend "
+                                         "'trtllm'"):
+        m.estimate(isl=1024, osl=1, batch_size=1, db=PerfDatabase("h200_sxm", "vllm", home=model_home))
+    pinned = get_model(V32, "h200_sxm", "trtllm", ModelConfig(tp_size=8), version="1.0")
+    with pytest.raises(ValueError, match="db answers for version None, but this model is deployed on version '1.0'"):
+        pinned.estimate(isl=1024, osl=1, batch_size=1, db=model_db)
+    with pytest.raises(TypeError, match="db must be a PerfDatabase, got str"):
+        m.estimate(isl=1024, osl=1, batch_size=1, db="h200_sxm")
+    assert m.estimate(isl=1024, osl=1, batch_size=1, db=model_db).system == "h200_sxm"
+
+
+def test_model_config_takes_numpy_integers_for_every_count():
+    """tp_size=np.int64(8) passed but dense_attention_layers=np.int64(3) was refused."""
+    cfg = ModelConfig(tp_size=np.int64(8), dense_attention_layers=np.int64(3))
+    assert (cfg.tp_size, cfg.dense_attention_layers) == (8, 3) and type(cfg.dense_attention_layers) is int
+    assert get_model(V32, "h200_sxm", "trtllm", cfg).layer_counts == {"mla": 3, "dsa": 58}
+    with pytest.raises(ValueError, match="dense_attention_layers must be an integer >= 0, got 3.0"):
+        ModelConfig(dense_attention_layers=3.0)

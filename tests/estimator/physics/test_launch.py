@@ -88,6 +88,17 @@ def test_dsa_decode_wave_step_by_hand():
     assert 132 * 2 * 64 / (96 * 128) == 1.375 and 132 * 2 * 1024 * 64 / (64 * 128 * 2048) == 1.03125
 
 
+def test_array_occupancy_does_not_wrap_where_the_scalar_is_exact():
+    """batch and index_topk near 2^31 made the array path's int64 product wrap past 2^63: estimate_many
+    answered 3.2e6 ms where estimate answered 2.3e12 ms for the same DSA decode shape."""
+    on = Launch("sparse", 132)
+    for b, k in ((2**31 - 1, 2**31 - 1), (2**31 - 1, 2048), (64, 2048), (2**20, 2**24)):
+        one = launch.occupied(on, b, 128, k)
+        many = launch.occupied(on, np.array([b, 64.0]), np.array([128.0, 128.0]), np.array([k, 2048.0]))
+        assert many[0] == pytest.approx(one, rel=1e-12) and one > 0
+        assert many[1] == launch.occupied(on, 64, 128, 2048)
+
+
 def test_wave_step_shows_in_the_calibrated_sol():
     """DSA decode at 128 heads: batch 96 runs two full waves like 128, so its waved SOL sits above the
     log2 interpolation between batch 64 and 128 (what a grid of powers of two sees); the plain SOL
