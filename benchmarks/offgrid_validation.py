@@ -1,7 +1,7 @@
 """Off-grid validation (issue 12 item 5): the estimator's error on measured shapes it never saw.
 
     python benchmarks/offgrid_validation.py [--raw data/raw] [--measured benchmarks/offgrid]
-        [--system h200_sxm] [--json] [--errors-out errors.parquet]
+        [--system h200_sxm] [--version 0.1] [--json] [--errors-out errors.parquet]
     python benchmarks/offgrid_validation.py --write-spec spec.yaml [--raw data/raw] [--seed 0]
 
 The fit uses the project's own raw logs (`--raw`, default data/raw) only; the
@@ -167,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--measured", type=Path, default=REPO / "benchmarks" / "offgrid",
                    help="validation measurements (collector logs), held out")
     p.add_argument("--system", default="h200_sxm")
+    p.add_argument("--version", default="0.1",
+                   help="collector version of the fit (default 0.1: benchmarks/offgrid was measured with it; "
+                        "data/raw also holds later H200 generation tables, 0.4 and 0.5)")
     p.add_argument("--write-spec", type=Path, help="write the collector spec of off-grid shapes and stop")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
@@ -177,9 +180,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"offgrid_validation: {path} does not exist", file=sys.stderr)
             return 2
     with tempfile.TemporaryDirectory() as tmp:
-        fit = _points([a.raw], Path(tmp) / "fit").filter(pl.col("system") == a.system)
+        fit = _points([a.raw], Path(tmp) / "fit").filter((pl.col("system") == a.system)
+                                                          & (pl.col("version") == a.version))
         if fit.height == 0:
-            print(f"offgrid_validation: no {a.system} points under {a.raw}", file=sys.stderr)
+            print(f"offgrid_validation: no {a.system} {a.version} points under {a.raw}", file=sys.stderr)
             return 2
         if a.write_spec:
             shapes = offgrid_shapes(fit, seed=a.seed)

@@ -20,8 +20,10 @@ def ov():
 
 @pytest.fixture(scope="module")
 def fit(ov, tmp_path_factory):
-    # the H200 tables, as the benchmark's default --system takes them (data/raw holds H100 tables too)
-    return ov._points([RAW], tmp_path_factory.mktemp("wh") / "fit").filter(pl.col("system") == "h200_sxm")
+    # the H200 0.1 tables, as the benchmark's default --system / --version take them (data/raw holds H100
+    # tables and the H200's 0.4 / 0.5 generation tables too)
+    return ov._points([RAW], tmp_path_factory.mktemp("wh") / "fit").filter(
+        (pl.col("system") == "h200_sxm") & (pl.col("version") == "0.1"))
 
 
 def _rows(batches, seqs, op="mla_generation"):
