@@ -37,18 +37,24 @@ def paged_views(kv: torch.Tensor, page: int, d_lat: int = D_LAT) -> tuple[torch.
     return pages[..., :d_lat], pages[..., d_lat:]
 
 
-def csr_metadata(start: torch.Tensor, length: torch.Tensor, page: int) -> tuple[torch.Tensor, ...]:
-    """(qo_indptr, kv_indptr, kv_indices, kv_len) int32 for one query per request over its rows.
-
-    Request t reads rows start[t] .. start[t] + length[t] - 1, i.e. pages start[t] / page ..
-    ceil((start[t] + length[t]) / page) - 1 (the last one partly, by kv_len)."""
+def paged_requests(start: torch.Tensor, length: torch.Tensor, page: int) -> tuple[torch.Tensor, ...]:
+    """(start, length, pages) int64 on the CPU for requests reading rows start[t] .. start[t] + length[t] - 1
+    of a cache read in pages of ``page`` rows (FlashInfer's CSR table here, FlashMLA's block table)."""
     start = start.to(torch.int64).cpu()
     length = length.to(torch.int64).cpu()
     if (start % page).any():
         raise ValueError(f"request starts must be multiples of page {page}")
     if (length < 1).any():
         raise ValueError("every request needs at least one cache row")
-    n_pages = (length + page - 1) // page
+    return start, length, (length + page - 1) // page
+
+
+def csr_metadata(start: torch.Tensor, length: torch.Tensor, page: int) -> tuple[torch.Tensor, ...]:
+    """(qo_indptr, kv_indptr, kv_indices, kv_len) int32 for one query per request over its rows.
+
+    Request t reads rows start[t] .. start[t] + length[t] - 1, i.e. pages start[t] / page ..
+    ceil((start[t] + length[t]) / page) - 1 (the last one partly, by kv_len)."""
+    start, length, n_pages = paged_requests(start, length, page)
     kv_indptr = torch.zeros(len(start) + 1, dtype=torch.int64)
     kv_indptr[1:] = torch.cumsum(n_pages, 0)
     first = torch.repeat_interleave(start // page, n_pages)

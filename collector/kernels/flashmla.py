@@ -19,6 +19,8 @@ import os
 
 import torch
 
+from .fi_mla import paged_requests
+
 D_LAT, D_PE, D_ROW = 512, 64, 576
 PAGE = 64  # FlashMLA's only page size (its KV tile)
 ENV_LIB = "FLASHMLA_SHIM"
@@ -30,13 +32,7 @@ def block_table(start: torch.Tensor, length: torch.Tensor, page: int = PAGE) -> 
     """(block_table [b, max pages] int32, seqlens [b] int32) for request t reading rows
     start[t] .. start[t] + length[t] - 1: its pages are start[t] / page + j, j < ceil(length[t] / page).
     Entries past a request's pages are 0 (a valid page, never read)."""
-    start = start.to(torch.int64).cpu()
-    length = length.to(torch.int64).cpu()
-    if (start % page).any():
-        raise ValueError(f"request starts must be multiples of page {page}")
-    if (length < 1).any():
-        raise ValueError("every request needs at least one cache row")
-    n_pages = (length + page - 1) // page
+    start, length, n_pages = paged_requests(start, length, page)
     width = int(n_pages.max())
     j = torch.arange(width)
     table = torch.where(j < n_pages[:, None], start[:, None] // page + j, 0)
