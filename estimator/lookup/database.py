@@ -142,11 +142,14 @@ class PerfDatabase(ManyEstimates):
                           else self._iv_loaded.get(self.version, IntervalLookup(None)))
         self._iv_by_version: dict[str, IntervalLookup] = dict(self._iv_loaded) if intervals is None else {}
         # a transferred answer's 80% interval: the leave-one-system-out table (lookup/transfer_intervals.py),
-        # given or the warehouse's derived/transfer_intervals.parquet; None for a native database
+        # given or the warehouse's derived/transfer_intervals.parquet; None for a native database. An op
+        # without a row gets no interval (interval_note says why), never the source's native one
         self.transfer_intervals = None
+        self._transfer_table_given = False
         if self.data_system != system:
             if transfer_intervals is None and store is not None:
                 transfer_intervals = _read_transfer_intervals(home)
+            self._transfer_table_given = transfer_intervals is not None and transfer_intervals.height > 0
             self.transfer_intervals = TransferIntervals(
                 transfer_intervals, framework, transfer_relation(self.spec, load_system(self.data_system)))
         self.params = {(k[2], k[3], k[4]): p for k, p in params_from_frame(calibration.filter(mine)).items()}
@@ -193,6 +196,22 @@ class PerfDatabase(ManyEstimates):
             errors = self.build_errors if version is None else self.build_errors.filter(pl.col("version") == version)
             if reason := slice_error(errors, op, **sub_slice):
                 raise SliceBuildError(reason)
+
+    def interval_note(self, op: str) -> str | None:
+        """Why answers of `op` carry no 80% interval, or None when they carry one.
+
+        Set for a transfer to another system without a `transfer_intervals` row for the op: the source's
+        own interval model measures how well the source's grids predict the source, which says nothing of
+        what the physics does not move to the target (A30 from H200 read '80% in' a band 0.6% wide)."""
+        op = canonical_op(op)
+        if self.transfer_intervals is None or self.transfer_intervals.covers(op):
+            return None
+        where = ("the warehouse has no transfer_intervals table" if not self._transfer_table_given
+                 else f"the transfer_intervals table has no {op} row for {self.framework}")
+        return (f"no 80% interval: {self.system} is answered from {self.data_system}'s data and {where}; the "
+                f"source's own interval would claim {self.data_system}'s native precision. Fit the table with "
+                f"`python benchmarks/transfer_protocol.py --home WAREHOUSE --all-pairs --intervals "
+                f"--write-intervals`")
 
     # ---- resolution ---------------------------------------------------------------------
     @property
@@ -368,17 +387,22 @@ class PerfDatabase(ManyEstimates):
             code = interp.TRANSFERRED
         latency = cal * 2.0**ratio
         iv = self._iv_by_version.get(res.key[2], self.intervals)
-        if self.transfer_intervals is not None and self.transfer_intervals.covers(op):
-            lo, hi, err = self.transfer_intervals.bounds(op, latency)
+        note = None
+        if self.transfer_intervals is not None:  # another system's data: only the transfer table's interval
+            if self.transfer_intervals.covers(op):
+                lo, hi, err = self.transfer_intervals.bounds(op, latency)
+            else:
+                lo = hi = err = math.nan
+                note = self.interval_note(op)
         elif iv.cells:
             lo, hi, err = iv.bounds(op, _IV_CLASS[code], distance_one(res.group, h, pre, b, seq), latency)
         else:
             lo = hi = err = math.nan
         # positional: (latency_ms, source, op, system, framework, version, sol_ms, raw_sol_ms,
         # log2_ratio, neighbour_cells, slice, transferred_from, method, limit, low_ms, high_ms,
-        # expected_error_pct)
+        # expected_error_pct, interval_note)
         return Estimate(latency, _SOURCE_ENUM[code], op, self.system, self.framework, res.key[2], cal, raw,
-                        ratio, nbrs, res.slice_items, res.transferred_from, method, limit, lo, hi, err)
+                        ratio, nbrs, res.slice_items, res.transferred_from, method, limit, lo, hi, err, note)
 
     @staticmethod
     def _seq_arg(op: str, s, isl, kv_len) -> int:
