@@ -39,6 +39,7 @@ from estimator.lookup.limits import MAX_INT, OutOfRangeError, beyond, check_mode
 from estimator.lookup.interpolate import lookup_one, nearest_measured
 from estimator.slices import GROUP_KEYS, family_of, model_for
 from estimator.physics.specs import architectures, load_system
+from estimator.physics.variants import AttentionVariant, attention_variant
 from estimator.lookup.versions import VersionError, sort_versions, version_key
 from estimator.lookup.many import ManyEstimates
 from estimator.lookup.query import (
@@ -56,6 +57,11 @@ def _read_transfer_intervals(home, table: str = TRANSFER_TABLE) -> pl.DataFrame 
         return read_derived(home, table)
     except FileNotFoundError:
         return None
+
+
+def _variant_text(v: AttentionVariant) -> str:
+    """'DSA', 'dense MHA', 'DSA without indexer', ... for provenance notes."""
+    return ("dense MHA" if v.dense else "DSA") + ("" if v.indexer else " without indexer")
 
 
 def _check_tables(**given) -> None:
@@ -269,18 +275,26 @@ class PerfDatabase(ManyEstimates):
         if not exact:  # a precision / architecture of this op that could not be modelled
             self._build_error(op, version, gemm_type=gemm_type, kv_cache_dtype=kv_cache_dtype,
                               architecture=want["architecture"])
+        # the attention the query asks for: its kernel_source's, else the op's own (DSA: sparse + indexer).
+        # A slice of other attention answers only when no slice of this one exists, and says so below
+        want_variant = attention_variant(kernel_source) if family_of(op) == "dsa" else None
+        if want_variant is not None:
+            exact = [k for k in exact if attention_variant(k[4]) == want_variant]
         if exact:  # the newest version with data for this op and slice
             version = max((k[2] for k in exact), key=version_key)
             key = self._pick_kernel_source([k for k in exact if k[2] == version])
         elif cands:
             cands = [k for k in cands if k[2] == version] or cands
-            key = max(cands, key=lambda k: self._similarity(dict(zip(GROUP_KEYS, k)), want))
+            key = max(cands, key=lambda k: self._similarity(dict(zip(GROUP_KEYS, k)), want, want_variant))
             kd = dict(zip(GROUP_KEYS, key))
             notes += [f"{c}={want[c]}->{kd[c]}" for c in ("architecture", "attn_dtype", "kv_cache_dtype",
                                                              "gemm_type", "kernel_source")
                       if want[c] is not None and kd[c] != want[c]]
         else:
             key = None
+        if key is not None and want_variant is not None and attention_variant(key[4]) != want_variant:
+            notes.append(f"attention={_variant_text(want_variant)}->{_variant_text(attention_variant(key[4]))} "
+                         f"({key[4]}: no {_variant_text(want_variant)} kernel measured for {op} here)")
         if self.data_system != self.system:
             notes.append(transfer.provenance(self.system, self.data_system, self.framework,
                                              key[2] if key else version))
@@ -311,7 +325,8 @@ class PerfDatabase(ManyEstimates):
         return res
 
     def _pick_kernel_source(self, keys: list[tuple]) -> tuple:
-        """One kernel_source when several match: 'default' if present, else the largest grid."""
+        """One kernel_source when several match (all of the wanted attention): 'default' if present,
+        else the largest grid."""
         if len(keys) == 1:
             return keys[0]
         for k in keys:
@@ -320,9 +335,13 @@ class PerfDatabase(ManyEstimates):
         return max(keys, key=lambda k: (sum(sg.ratio.size for sg in self.grids.groups[k].slices.values()), k[4]))
 
     @staticmethod
-    def _similarity(have: dict, want: dict) -> tuple:
-        return tuple(int(want[c] is None or have[c] == want[c])
-                     for c in ("architecture", "gemm_type", "kv_cache_dtype", "attn_dtype", "kernel_source"))
+    def _similarity(have: dict, want: dict, want_variant: AttentionVariant | None = None) -> tuple:
+        """Rank of a candidate slice for a query without an exact match: the attention it runs first
+        (the SOL model moves precisions and model dims, not dense MHA into sparse DSA), then the keys."""
+        same_attention = want_variant is None or attention_variant(have["kernel_source"]) == want_variant
+        return (int(same_attention),) + tuple(
+            int(want[c] is None or have[c] == want[c])
+            for c in ("architecture", "gemm_type", "kv_cache_dtype", "attn_dtype", "kernel_source"))
 
     # ---- scalar estimate ------------------------------------------------------------------
     def estimate(self, op: str, *, batch_size: int, s: int | None = None, isl: int | None = None,
