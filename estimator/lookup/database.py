@@ -152,6 +152,7 @@ class PerfDatabase(ManyEstimates):
         # without a row gets no interval (interval_note says why), never the source's native one
         self.transfer_intervals = None
         self._transfer_table_given = False
+        self._notes: dict[str, str | None] = {}  # interval_note per op, for the scalar hot path
         if self.data_system != system:
             if transfer_intervals is None and store is not None:
                 transfer_intervals = _read_transfer_intervals(home)
@@ -412,7 +413,7 @@ class PerfDatabase(ManyEstimates):
                 lo, hi, err = self.transfer_intervals.bounds(op, latency)
             else:
                 lo = hi = err = math.nan
-                note = self.interval_note(op)
+                note = self._notes.get(op) or self._notes.setdefault(op, self.interval_note(op))
         elif iv.cells:
             lo, hi, err = iv.bounds(op, _IV_CLASS[code], distance_one(res.group, h, pre, b, seq), latency)
         else:
