@@ -19,7 +19,17 @@ class _StrEnum(StrEnum):
             return cls(str(value))
         except ValueError:
             valid = ", ".join(m.value for m in cls)
-            raise ValueError(f"unknown {cls.__name__} {value!r}; valid: {valid}") from None
+            why = UNMODELLED.get(str(value))
+            why = f" ({value} is not modelled: {why})" if why else ""
+            raise ValueError(f"unknown {cls.__name__} {value!r}; valid: {valid}{why}") from None
+
+
+# Precisions the warehouse stores (warehouse.schema) that no query can name, and why: their slices are
+# listed by `perfwh coverage` but the estimator cannot answer them.
+UNMODELLED: dict[str, str] = {
+    "nvfp4": "the SOL model has no FP4 byte width or tensor peak, so an nvfp4 time cannot be calibrated "
+             "or moved",
+}
 
 
 class KVCacheQuantMode(_StrEnum):
@@ -45,6 +55,19 @@ class GEMMQuantMode(_StrEnum):
     float16 = "float16"
     fp8_block = "fp8_block"
     fp8 = "fp8"
+
+
+def not_queryable(slice_keys: dict) -> str | None:
+    """Why a warehouse slice (its gemm_type / kv_cache_dtype / attn_dtype) cannot be queried, or None.
+
+    A null precision (kernel tables carry no gemm_type) is queryable."""
+    for column, enum in (("gemm_type", GEMMQuantMode), ("kv_cache_dtype", KVCacheQuantMode),
+                         ("attn_dtype", FMHAQuantMode)):
+        value = slice_keys.get(column)
+        if value is not None and str(value) not in {m.value for m in enum}:
+            why = UNMODELLED.get(str(value), f"{enum.__name__} has no {value!r}")
+            return f"{column} {value} is not modelled ({why})"
+    return None
 
 
 class Source(_StrEnum):

@@ -15,7 +15,8 @@ def register(sub) -> None:
         description="List what the warehouse holds. Per slice (system, backend, version, op, kernel, "
         "dtypes, heads, prefix) the measured region: runs of batch sizes with the isl (context) or "
         "kv_len (generation) range measured at them, not a bounding box. A query inside a run's range "
-        "is measured or interpolated; outside it, extrapolated or transferred.",
+        "is measured or interpolated; outside it, extrapolated or transferred. A slice whose precision the "
+        "estimator does not model (nvfp4) is marked 'not queryable' with the reason.",
     )
     p.add_argument("--system", default=None, help="only this system, e.g. h200_sxm (default: all)")
     p.add_argument("--backend", default=None, help="only this backend (framework), e.g. trtllm, perfwh (default: all)")
@@ -35,12 +36,15 @@ def cmd_coverage(args) -> int:
     if not warehouse_exists(args.home):
         raise FileNotFoundError(f"no warehouse at {home_path(args.home)}: run `perfwh ingest PATH` or "
                                 "`perfwh materialize` first (or pass --home / set PERFWH_HOME)")
+    from estimator.common import not_queryable
     from estimator.lookup.query import FRAMEWORKS
 
     op = Op.parse(args.op).name if args.op else None
     if args.backend:  # the spellings query takes (PERFWH, tensorrt-llm) matched nothing here
         args.backend = FRAMEWORKS.get(args.backend.lower(), args.backend)
     slices = coverage(args.home, system=args.system, framework=args.backend, version=args.version, op=op)
+    for s in slices:  # a slice the estimator cannot answer says so (e.g. nvfp4 GEMMs)
+        s["not_queryable"] = not_queryable(s)
     if args.json:
         print(json.dumps(slices, indent=1))
     if not slices:  # the same exit status for either form: a script can tell "nothing matched"
@@ -62,6 +66,7 @@ def cmd_coverage(args) -> int:
             last = head
         prefix = "" if s["prefix"] is None else f" prefix {s['prefix']}"
         print(f"  {s['kernel_source']} {s['architecture']} attn {s['attn_dtype']} kv {s['kv_cache_dtype']} "
-              f"gemm {s['gemm_type']} heads {s['num_heads']}{prefix}: {s['points']} points")
+              f"gemm {s['gemm_type']} heads {s['num_heads']}{prefix}: {s['points']} points"
+              + (f" (not queryable: {s['not_queryable']})" if s["not_queryable"] else ""))
         print(f"    {region_text(s)}")
     return 0

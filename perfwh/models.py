@@ -100,6 +100,12 @@ def _database(args):
     return PerfDatabase(system=args.system, backend=args.backend, version=args.version, home=args.home)
 
 
+def _interval_notes(db) -> None:
+    """On stderr, why the totals carry no 80% interval (a transfer without its transfer_intervals table)."""
+    for note in dict.fromkeys(n for n in map(db.interval_note, db.ops) if n):
+        print(note, file=sys.stderr)
+
+
 def _ms(x: float) -> str:
     if x >= 100:
         return f"{x:,.1f}"
@@ -350,8 +356,9 @@ def _layer_rows(layers, group: bool):
 
 def cmd_estimate(args) -> int:
     model = _model(args, args.model_path)
-    est = model.estimate(isl=args.isl, osl=args.osl, batch_size=args.batch, prefix=args.prefix,
-                         db=_database(args))
+    db = _database(args)
+    est = model.estimate(isl=args.isl, osl=args.osl, batch_size=args.batch, prefix=args.prefix, db=db)
+    _interval_notes(db)
     if args.json:
         sys.stdout.write(json_text(est.as_dict(), indent=2))
         print()
@@ -475,6 +482,7 @@ def cmd_compare(args) -> int:
     models = [_model(args, p) for p in args.model_path]
     db = _database(args)
     table, fine, crossovers = run_compare(models, db, isls, args.batch)
+    _interval_notes(db)
     text = compare_text(models, table, crossovers, args.batch, db.version)
     if args.plot or args.html:
         from perfwh import plots

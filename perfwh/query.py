@@ -89,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
         print(json_text(est.as_dict(), indent=2))
         return 0
     print(f"{op} on {est.system} / {est.framework} {est.version}: {format_answer(est)}")
+    if est.interval_note:
+        print(f"  {est.interval_note}")
     print(f"  calibrated SOL {est.sol_ms:.4f} ms, roofline {est.raw_sol_ms:.4f} ms, "
           f"measured/SOL ratio {2.0 ** est.log2_ratio:.3f}")
     if est.transferred_from:
@@ -106,8 +108,8 @@ def run(args: argparse.Namespace) -> int:
 
 def format_answer(est) -> str:
     """'0.357 ms, 80% in 0.342-0.371 ms, interpolated (expected error 3.6%)'."""
-    if est.low_ms != est.low_ms:  # NaN: no interval model
-        return f"{est.latency_ms:.4g} ms ({est.source.value})"
+    if est.low_ms != est.low_ms:  # NaN: no interval model (interval_note says why where known)
+        return f"{est.latency_ms:.4g} ms, no 80% interval ({est.source.value})"
     return (f"{est.latency_ms:.4g} ms, 80% in {est.low_ms:.4g}-{est.high_ms:.4g} ms, {est.source.value} "
             f"(expected error {est.expected_error_pct:.1f}%)")
 
@@ -174,6 +176,8 @@ def _batch(db, op: str, args, frame) -> int:
             result.write_csv(args.out)
     except OSError as exc:
         raise CliError(f"cannot write {args.out}: {exc.strerror or exc}") from None
+    if note := db.interval_note(op):  # low_ms / high_ms are empty: say why, beside the data
+        print(note, file=sys.stderr)
     if args.out is not None:
         counts = result.group_by("source").len().sort("source")
         summary = ", ".join(f"{s} {n}" for s, n in counts.iter_rows())

@@ -29,7 +29,10 @@ residual quantiles per (op, provenance, distance bucket):
   lookup per query, the same rule for fitting and for answering.
 * quantiles: split-conformal order statistics per cell (the
   floor((n+1)*0.1)-th and ceil((n+1)*0.9)-th smallest residual), so that a new
-  exchangeable point lands inside with probability >= 80%. Cells with fewer
+  exchangeable point lands inside with probability >= 80%; where that interval
+  excludes 0 (the estimate itself: every held-out error of the cell on one
+  side), from 0 to the order statistic that keeps ceil((n+1)*0.8) residuals
+  inside (intervals-6). Cells with fewer
   than MIN_CELL residuals borrow the nearest lower bucket (the first filled one
   below them); past the farthest held-out data (`grow_from`, the borrowed
   bucket's upper edge) the log-width grows in proportion to the distance
@@ -213,14 +216,28 @@ MIN_POOLED_TRANSFERRED = 20  # ratios pooled over ops for the one (lo, hi) pair 
 
 # ---- fitting --------------------------------------------------------------------------------
 
-def _conformal(r: np.ndarray) -> tuple[float, float]:
-    """Split-conformal (lo, hi) order statistics of residuals for a central LEVEL interval."""
+def _conformal(r: np.ndarray, contain_zero: bool = True) -> tuple[float, float]:
+    """Split-conformal (lo, hi) order statistics of residuals for a LEVEL interval: the central one,
+    or, when it excludes 0 (the estimate itself) and `contain_zero`, the one from 0 to the order
+    statistic that keeps LEVEL of the points inside.
+
+    Why: where the held-out errors of a cell all lie on one side (extrapolated DSA context overshoots
+    past the data; `nearest` undershoots), the central interval left out the answer it was drawn
+    around, and merely widening it to 0 covered 84-88% instead of 80%."""
     r = np.sort(r)
     n = r.size
     tail = (1.0 - LEVEL) / 2.0
     k_lo = max(int(math.floor((n + 1) * tail)), 1)
     k_hi = min(int(math.ceil((n + 1) * (1.0 - tail))), n)
-    return float(r[k_lo - 1]), float(r[k_hi - 1])
+    lo, hi = float(r[k_lo - 1]), float(r[k_hi - 1])
+    inside = int(math.ceil((n + 1) * LEVEL))  # points [lo, hi] must hold
+    if contain_zero and lo > 0.0:
+        below = int(np.searchsorted(r, 0.0, side="left"))  # residuals < 0: outside [0, hi]
+        return 0.0, float(r[min(below + inside, n) - 1])
+    if contain_zero and hi < 0.0:
+        above = n - int(np.searchsorted(r, 0.0, side="right"))  # residuals > 0: outside [lo, 0]
+        return float(r[max(n - above - inside + 1, 1) - 1]), 0.0
+    return lo, hi
 
 
 def _expected_pct(r: np.ndarray) -> float:
@@ -295,7 +312,7 @@ def _scaled_transferred(r: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
         ext_r = r.filter((pl.col("op") == op) & (pl.col("provenance") == "extrapolated"))["resid"].to_numpy()
         if op in have or ext_r.size < MIN_CELL:
             continue
-        lo, hi = _conformal(ext_r)
+        lo, hi = _conformal(ext_r, contain_zero=False)  # a width: the central interval's
         if hi - lo <= 0:
             continue
         scale[op] = (hi - lo) / 2.0

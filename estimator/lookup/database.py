@@ -39,6 +39,7 @@ from estimator.lookup.limits import MAX_INT, OutOfRangeError, beyond, check_mode
 from estimator.lookup.interpolate import lookup_one, nearest_measured
 from estimator.slices import GROUP_KEYS, family_of, model_for
 from estimator.physics.specs import architectures, load_system
+from estimator.physics.variants import AttentionVariant, attention_variant
 from estimator.lookup.versions import VersionError, sort_versions, version_key
 from estimator.lookup.many import ManyEstimates
 from estimator.lookup.query import (
@@ -56,6 +57,11 @@ def _read_transfer_intervals(home, table: str = TRANSFER_TABLE) -> pl.DataFrame 
         return read_derived(home, table)
     except FileNotFoundError:
         return None
+
+
+def _variant_text(v: AttentionVariant) -> str:
+    """'DSA', 'dense MHA', 'DSA without indexer', ... for provenance notes."""
+    return ("dense MHA" if v.dense else "DSA") + ("" if v.indexer else " without indexer")
 
 
 def _check_tables(**given) -> None:
@@ -142,11 +148,15 @@ class PerfDatabase(ManyEstimates):
                           else self._iv_loaded.get(self.version, IntervalLookup(None)))
         self._iv_by_version: dict[str, IntervalLookup] = dict(self._iv_loaded) if intervals is None else {}
         # a transferred answer's 80% interval: the leave-one-system-out table (lookup/transfer_intervals.py),
-        # given or the warehouse's derived/transfer_intervals.parquet; None for a native database
+        # given or the warehouse's derived/transfer_intervals.parquet; None for a native database. An op
+        # without a row gets no interval (interval_note says why), never the source's native one
         self.transfer_intervals = None
+        self._transfer_table_given = False
+        self._notes: dict[str, str | None] = {}  # interval_note per op, for the scalar hot path
         if self.data_system != system:
             if transfer_intervals is None and store is not None:
                 transfer_intervals = _read_transfer_intervals(home)
+            self._transfer_table_given = transfer_intervals is not None and transfer_intervals.height > 0
             self.transfer_intervals = TransferIntervals(
                 transfer_intervals, framework, transfer_relation(self.spec, load_system(self.data_system)))
         self.params = {(k[2], k[3], k[4]): p for k, p in params_from_frame(calibration.filter(mine)).items()}
@@ -193,6 +203,22 @@ class PerfDatabase(ManyEstimates):
             errors = self.build_errors if version is None else self.build_errors.filter(pl.col("version") == version)
             if reason := slice_error(errors, op, **sub_slice):
                 raise SliceBuildError(reason)
+
+    def interval_note(self, op: str) -> str | None:
+        """Why answers of `op` carry no 80% interval, or None when they carry one.
+
+        Set for a transfer to another system without a `transfer_intervals` row for the op: the source's
+        own interval model measures how well the source's grids predict the source, which says nothing of
+        what the physics does not move to the target (A30 from H200 read '80% in' a band 0.6% wide)."""
+        op = canonical_op(op)
+        if self.transfer_intervals is None or self.transfer_intervals.covers(op):
+            return None
+        where = ("the warehouse has no transfer_intervals table" if not self._transfer_table_given
+                 else f"the transfer_intervals table has no {op} row for {self.framework}")
+        return (f"no 80% interval: {self.system} is answered from {self.data_system}'s data and {where}; the "
+                f"source's own interval would claim {self.data_system}'s native precision. Fit the table with "
+                f"`python benchmarks/transfer_protocol.py --home WAREHOUSE --all-pairs --intervals "
+                f"--write-intervals`")
 
     # ---- resolution ---------------------------------------------------------------------
     @property
@@ -250,18 +276,26 @@ class PerfDatabase(ManyEstimates):
         if not exact:  # a precision / architecture of this op that could not be modelled
             self._build_error(op, version, gemm_type=gemm_type, kv_cache_dtype=kv_cache_dtype,
                               architecture=want["architecture"])
+        # the attention the query asks for: its kernel_source's, else the op's own (DSA: sparse + indexer).
+        # A slice of other attention answers only when no slice of this one exists, and says so below
+        want_variant = attention_variant(kernel_source) if family_of(op) == "dsa" else None
+        if want_variant is not None:
+            exact = [k for k in exact if attention_variant(k[4]) == want_variant]
         if exact:  # the newest version with data for this op and slice
             version = max((k[2] for k in exact), key=version_key)
             key = self._pick_kernel_source([k for k in exact if k[2] == version])
         elif cands:
             cands = [k for k in cands if k[2] == version] or cands
-            key = max(cands, key=lambda k: self._similarity(dict(zip(GROUP_KEYS, k)), want))
+            key = max(cands, key=lambda k: self._similarity(dict(zip(GROUP_KEYS, k)), want, want_variant))
             kd = dict(zip(GROUP_KEYS, key))
             notes += [f"{c}={want[c]}->{kd[c]}" for c in ("architecture", "attn_dtype", "kv_cache_dtype",
                                                              "gemm_type", "kernel_source")
                       if want[c] is not None and kd[c] != want[c]]
         else:
             key = None
+        if key is not None and want_variant is not None and attention_variant(key[4]) != want_variant:
+            notes.append(f"attention={_variant_text(want_variant)}->{_variant_text(attention_variant(key[4]))} "
+                         f"({key[4]}: no {_variant_text(want_variant)} kernel measured for {op} here)")
         if self.data_system != self.system:
             notes.append(transfer.provenance(self.system, self.data_system, self.framework,
                                              key[2] if key else version))
@@ -292,7 +326,8 @@ class PerfDatabase(ManyEstimates):
         return res
 
     def _pick_kernel_source(self, keys: list[tuple]) -> tuple:
-        """One kernel_source when several match: 'default' if present, else the largest grid."""
+        """One kernel_source when several match (all of the wanted attention): 'default' if present,
+        else the largest grid."""
         if len(keys) == 1:
             return keys[0]
         for k in keys:
@@ -301,9 +336,13 @@ class PerfDatabase(ManyEstimates):
         return max(keys, key=lambda k: (sum(sg.ratio.size for sg in self.grids.groups[k].slices.values()), k[4]))
 
     @staticmethod
-    def _similarity(have: dict, want: dict) -> tuple:
-        return tuple(int(want[c] is None or have[c] == want[c])
-                     for c in ("architecture", "gemm_type", "kv_cache_dtype", "attn_dtype", "kernel_source"))
+    def _similarity(have: dict, want: dict, want_variant: AttentionVariant | None = None) -> tuple:
+        """Rank of a candidate slice for a query without an exact match: the attention it runs first
+        (the SOL model moves precisions and model dims, not dense MHA into sparse DSA), then the keys."""
+        same_attention = want_variant is None or attention_variant(have["kernel_source"]) == want_variant
+        return (int(same_attention),) + tuple(
+            int(want[c] is None or have[c] == want[c])
+            for c in ("architecture", "gemm_type", "kv_cache_dtype", "attn_dtype", "kernel_source"))
 
     # ---- scalar estimate ------------------------------------------------------------------
     def estimate(self, op: str, *, batch_size: int, s: int | None = None, isl: int | None = None,
@@ -368,17 +407,22 @@ class PerfDatabase(ManyEstimates):
             code = interp.TRANSFERRED
         latency = cal * 2.0**ratio
         iv = self._iv_by_version.get(res.key[2], self.intervals)
-        if self.transfer_intervals is not None and self.transfer_intervals.covers(op):
-            lo, hi, err = self.transfer_intervals.bounds(op, latency)
+        note = None
+        if self.transfer_intervals is not None:  # another system's data: only the transfer table's interval
+            if self.transfer_intervals.covers(op):
+                lo, hi, err = self.transfer_intervals.bounds(op, latency)
+            else:
+                lo = hi = err = math.nan
+                note = self._notes.get(op) or self._notes.setdefault(op, self.interval_note(op))
         elif iv.cells:
             lo, hi, err = iv.bounds(op, _IV_CLASS[code], distance_one(res.group, h, pre, b, seq), latency)
         else:
             lo = hi = err = math.nan
         # positional: (latency_ms, source, op, system, framework, version, sol_ms, raw_sol_ms,
         # log2_ratio, neighbour_cells, slice, transferred_from, method, limit, low_ms, high_ms,
-        # expected_error_pct)
+        # expected_error_pct, interval_note)
         return Estimate(latency, _SOURCE_ENUM[code], op, self.system, self.framework, res.key[2], cal, raw,
-                        ratio, nbrs, res.slice_items, res.transferred_from, method, limit, lo, hi, err)
+                        ratio, nbrs, res.slice_items, res.transferred_from, method, limit, lo, hi, err, note)
 
     @staticmethod
     def _seq_arg(op: str, s, isl, kv_len) -> int:

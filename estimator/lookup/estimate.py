@@ -34,7 +34,9 @@ class Estimate(NamedTuple):
     `limit` names the rule that made the calibrated SOL answer past the measured
     range (None otherwise). low_ms / high_ms: the 80% interval, learned from
     cross-validation residuals of answers of the same op, provenance and
-    distance to measured data (`estimator.lookup.intervals`). sol_ms is the calibrated SOL at the query's own
+    distance to measured data (`estimator.lookup.intervals`); NaN without an interval model,
+    and then `interval_note` says why where it is known (a transfer to another system without its
+    `transfer_intervals` row). sol_ms is the calibrated SOL at the query's own
     shape; the estimate is sol_ms * 2**log2_ratio where the ratio comes from
     the neighbours (0 for `sol`). `slice` names the data the answer came from;
     `transferred_from` says what differed from the query when a related slice,
@@ -59,6 +61,7 @@ class Estimate(NamedTuple):
     low_ms: float = float("nan")  # 80% interval (estimator.lookup.intervals); NaN without an interval model
     high_ms: float = float("nan")
     expected_error_pct: float = float("nan")  # mean absolute % error of held-out answers like this one
+    interval_note: str | None = None  # why low_ms / high_ms are NaN, where a reason is known
 
     def __repr__(self) -> str:
         # The raw lookup corners are arrays: show what a person wants instead.
@@ -84,6 +87,7 @@ class Estimate(NamedTuple):
             "low_ms": self.low_ms,
             "high_ms": self.high_ms,
             "expected_error_pct": self.expected_error_pct,
+            "interval_note": self.interval_note,
             "source": self.source.value,
             "op": self.op,
             "system": self.system,

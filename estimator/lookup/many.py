@@ -25,6 +25,7 @@ class ManyEstimates:
     def estimate_many(self, op: str, frame: pl.DataFrame, **defaults) -> pl.DataFrame:
         """`frame` plus latency_ms, source, sol_ms, version, low_ms and high_ms (80% interval)
         columns, vectorised (float32 arithmetic: values agree with `estimate` to ~1e-6 relative).
+        low_ms / high_ms are NaN where `interval_note(op)` says why (a transfer without its table).
 
         Columns: batch_size, isl (context) or kv_len (generation) (or seq_len), num_heads,
         optional prefix (a missing column means 0); optional columns gemm_type, kv_cache_dtype,
@@ -129,7 +130,7 @@ class ManyEstimates:
             sol_ms[sel] = sm
             vcode[sel] = vindex[res.key[2]]
             iv = self._iv_by_version.get(res.key[2], self.intervals)
-            if self.transfer_intervals is not None and self.transfer_intervals.covers(op):  # a transferred db
+            if self.transfer_intervals is not None:  # another system's data: NaN without a row (interval_note)
                 q_lo[sel], q_hi[sel], _ = self.transfer_intervals.quantiles(op)
             elif iv.cells:
                 dist = distance_many(res.group, hs, ps, bs, sq)

@@ -19,6 +19,7 @@ import math
 
 import polars as pl
 
+from estimator.lookup.intervals import containing
 from estimator.physics.specs import SystemSpec
 
 TABLE = "transfer_intervals"
@@ -49,8 +50,8 @@ class TransferIntervals:
         rank = {(framework, rel): 0, (ANY, rel): 1, (ANY, ANY): 2}
         rows = sorted((rank[(r["framework"], r["relation"])], r["op"], r) for r in table.iter_rows(named=True)
                       if (r["framework"], r["relation"]) in rank)
-        for _, op, r in rows:
-            self.by_op.setdefault(op, (r["q_lo"], r["q_hi"], r["expected_error_pct"]))
+        for _, op, r in rows:  # bounds contain the estimate itself (intervals.containing)
+            self.by_op.setdefault(op, (*containing(r["q_lo"], r["q_hi"]), r["expected_error_pct"]))
 
     def covers(self, op: str) -> bool:
         """Whether the table has a row for `op` (else the source's own interval model answers)."""

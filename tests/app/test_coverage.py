@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from perfwh.cli import main
 from tests.conftest import dsa_context_row, dsa_generation_row, write_log
 from warehouse.coverage import contains, coverage, region_text
@@ -69,3 +71,28 @@ def test_cli_no_match_lists_what_there_is_and_takes_backend_aliases(raw_dir, hom
     assert capsys.readouterr().err == "no data system=H200_SXM; the warehouse holds h200_sxm/trtllm 1.0\n"
     assert main(["coverage", "--home", str(home), "--backend", "TensorRT-LLM", "--op", "dsa_context"]) == 0
     assert "h200_sxm / trtllm 1.0 / dsa_context" in capsys.readouterr().out
+
+
+def test_nvfp4_slice_is_marked_not_queryable(raw_dir, home, capsys):
+    """nvfp4 GEMM slices were listed like any other, yet every query of them was refused by GEMMQuantMode."""
+    write_log(raw_dir / "dsa_context_module_perf.txt",
+              [dsa_context_row(batch=1, isl=s, gemm=g) for s in (1024, 2048) for g in ("bfloat16", "nvfp4")])
+    ingest_paths([raw_dir], home)
+    assert main(["coverage", "--home", str(home)]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if " gemm " in ln]
+    assert len(lines) == 2
+    bf16, fp4 = sorted(lines, key=lambda ln: "nvfp4" in ln)
+    assert "not queryable" not in bf16
+    assert fp4.endswith("(not queryable: gemm_type nvfp4 is not modelled (the SOL model has no FP4 byte width "
+                        "or tensor peak, so an nvfp4 time cannot be calibrated or moved))")
+    assert main(["coverage", "--home", str(home), "--json"]) == 0
+    data = {d["gemm_type"]: d["not_queryable"] for d in json.loads(capsys.readouterr().out)}
+    assert data["bfloat16"] is None and data["nvfp4"].startswith("gemm_type nvfp4 is not modelled")
+
+
+def test_nvfp4_refusal_says_why():
+    from estimator.common import GEMMQuantMode
+
+    with pytest.raises(ValueError, match=r"unknown GEMMQuantMode 'nvfp4'; valid: .*\(nvfp4 is not modelled: "
+                                         r"the SOL model has no FP4"):
+        GEMMQuantMode.parse("nvfp4")

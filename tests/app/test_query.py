@@ -148,3 +148,34 @@ def test_json_has_null_not_nan_where_there_is_no_interval(home, capsys, monkeypa
 
     out = json.loads(capsys.readouterr().out, parse_constant=refuse)
     assert out["low_ms"] is None and out["high_ms"] is None and out["latency_ms"] > 0
+
+
+def test_transfer_without_its_table_claims_no_interval(home, tmp_path, capsys):
+    """h100_sxm has no data here, so h200_sxm's answers it; the warehouse has no transfer_intervals
+    table (`perfwh materialize` never builds it). The answer printed h200_sxm's own interval (A30 from
+    H200 read '80% in' a band 0.6% wide): now none, and the reason with the command that fits the table."""
+    args = ["query", "dsa_context", "--home", str(home), "--system", "h100_sxm", "-b", "3", "-s", "100",
+            "--num-heads", "48"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    first, note = out.splitlines()[:2]
+    assert re.fullmatch(r"dsa_context on h100_sxm / trtllm 1\.0: [0-9.]+ ms, no 80% interval \(transferred\)", first)
+    assert note.startswith("  no 80% interval: h100_sxm is answered from h200_sxm's data and the warehouse has no "
+                           "transfer_intervals table; the source's own interval would claim h200_sxm's native")
+    assert "benchmarks/transfer_protocol.py --home WAREHOUSE --all-pairs --intervals --write-intervals" in note
+    assert main([*args, "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["low_ms"] is None and got["high_ms"] is None and got["expected_error_pct"] is None
+    assert got["interval_note"] == note.strip() and got["latency_ms"] > 0
+    src = tmp_path / "pts.csv"
+    pl.DataFrame({"batch_size": [3, 8], "isl": [100, 1000], "num_heads": [48, 128]}).write_csv(src)
+    assert main(["query", "dsa_context", "--home", str(home), "--system", "h100_sxm", "--points", str(src)]) == 0
+    cap = capsys.readouterr()
+    rows = pl.read_csv(cap.out.encode())
+    assert rows["low_ms"].is_nan().all() and rows["high_ms"].is_nan().all() and rows["latency_ms"].min() > 0
+    assert cap.err.strip() == note.strip()
+    # the native answer keeps its interval and has no note
+    assert main(["query", "dsa_context", "--home", str(home), "-b", "3", "-s", "100", "--num-heads", "48",
+                 "--json"]) == 0
+    native = json.loads(capsys.readouterr().out)
+    assert native["low_ms"] < native["latency_ms"] < native["high_ms"] and native["interval_note"] is None

@@ -201,6 +201,19 @@ def test_conformal_quantiles_cover_80_percent_of_new_draws():
     assert 0.77 <= ((new >= lo) & (new <= hi)).mean() <= 0.83
 
 
+@pytest.mark.parametrize("shift", [3.0, -3.0])
+def test_one_sided_residuals_give_an_interval_from_zero_that_still_covers_80_percent(shift):
+    """Residuals all on one side of the estimate (mean 3 sd away): the central interval excluded 0;
+    widening it to 0 covers ~90%; the interval from 0 to the right order statistic covers 80%."""
+    rng = np.random.default_rng(4)
+    lo, hi = interval_fit._conformal(rng.normal(shift, 1, 400))
+    assert (lo, hi)[0 if shift > 0 else 1] == 0.0 and lo < hi
+    new = rng.normal(shift, 1, 20000)
+    assert 0.77 <= ((new >= lo) & (new <= hi)).mean() <= 0.83
+    central = interval_fit._conformal(rng.normal(shift, 1, 400), contain_zero=False)
+    assert (central[0] > 0) if shift > 0 else (central[1] < 0)  # the case this guards
+
+
 def test_without_interval_table_bounds_are_nan(points):
     from estimator.lookup.database import PerfDatabase
     from estimator.grids.build import build_grids

@@ -54,7 +54,9 @@ def test_transferred_estimates_carry_the_table_interval_and_native_ones_do_not()
     assert math.isnan(native.estimate("mla_generation", **q).low_ms)  # no interval model given
 
 
-def test_without_a_row_for_the_op_the_source_interval_model_still_answers():
+def test_without_a_row_for_the_op_no_interval_and_the_note_says_why():
+    """The source's own interval model measures the source's grids on the source: a transfer used it
+    when the table lacked the op (or was never written), a claim of the source's native precision."""
     pts = synthetic_points(ops=("mla_generation",))
     cal = fixed_calibration(pts)
     grids = build_grids(pts, cal)
@@ -64,8 +66,31 @@ def test_without_a_row_for_the_op_the_source_interval_model_still_answers():
                        "coverage_pct": [None] * 4, "n_heldout": [None] * 4, "borrowed_from": [None] * 4,
                        "grow_from": [None] * 4}, schema_overrides={"bucket": pl.Int8})
     other_op = _table([("trtllm", "dsa_context", "same_generation", -0.25, 0.5)])
-    moved = PerfDatabase("h100_sxm", calibration=cal, grids=grids, from_system="h200_sxm", intervals=iv,
-                         transfer_intervals=other_op)
-    est = moved.estimate("mla_generation", batch_size=8, s=1024, num_heads=128)
-    assert (est.low_ms, est.high_ms) == pytest.approx((est.latency_ms * 2**-0.1, est.latency_ms * 2**0.3))
-    assert est.expected_error_pct == 12.0
+    q = dict(batch_size=8, s=1024, num_heads=128)
+    frame = pl.DataFrame({"batch_size": [8], "kv_len": [1024], "num_heads": [128]})
+    for table, why in ((other_op, "the transfer_intervals table has no mla_generation row for trtllm"),
+                       (None, "the warehouse has no transfer_intervals table")):
+        moved = PerfDatabase("h100_sxm", calibration=cal, grids=grids, from_system="h200_sxm", intervals=iv,
+                             transfer_intervals=table)
+        est = moved.estimate("mla_generation", **q)
+        assert est.latency_ms > 0 and est.source.value == "transferred"
+        assert math.isnan(est.low_ms) and math.isnan(est.high_ms) and math.isnan(est.expected_error_pct)
+        assert est.interval_note == moved.interval_note("mla_generation")
+        assert est.interval_note.startswith(f"no 80% interval: h100_sxm is answered from h200_sxm's data and {why};")
+        assert "--write-intervals" in est.interval_note and est.as_dict()["interval_note"] == est.interval_note
+        many = moved.estimate_many("mla_generation", frame)
+        assert many["low_ms"].is_nan().all() and many["high_ms"].is_nan().all()
+    native = PerfDatabase("h200_sxm", calibration=cal, grids=grids, intervals=iv)
+    assert native.interval_note("mla_generation") is None
+    covered = PerfDatabase("h100_sxm", calibration=cal, grids=grids, from_system="h200_sxm", intervals=iv,
+                           transfer_intervals=_table([("trtllm", "mla_generation", "same_generation", -0.25, 0.5)]))
+    assert covered.interval_note("mla_generation") is None
+    assert covered.estimate("mla_generation", **q).interval_note is None
+
+
+def test_transfer_table_bounds_contain_the_estimate():
+    """A one-sided row (every held-out transfer of the op above the answer) still contains the answer."""
+    ti = TransferIntervals(_table([("trtllm", "mla_context", "same_generation", 0.1, 0.4)]), "trtllm",
+                           "same_generation")
+    lo, hi, _ = ti.bounds("mla_context", 2.0)
+    assert (lo, hi) == pytest.approx((2.0, 2.0 * 2**0.4))
