@@ -54,7 +54,7 @@ class TransferIntervals:
             self.by_op.setdefault(op, (*containing(r["q_lo"], r["q_hi"]), r["expected_error_pct"]))
 
     def covers(self, op: str) -> bool:
-        """Whether the table has a row for `op` (else the source's own interval model answers)."""
+        """Whether the table has a row for `op` (else a transferred answer has no interval: interval_note)."""
         return op in self.by_op
 
     def quantiles(self, op: str) -> tuple[float, float, float]:
