@@ -102,11 +102,10 @@ def _database(args):
 
 def _interval_notes(db, models) -> None:
     """On stderr, why the totals carry no 80% interval (a transfer without its transfer_intervals table),
-    for the ops the models' layers use only: a table without an mla_context_kernel row said nothing of a
-    DeepSeek-V3.2 estimate, whose DSA rows gave it an interval."""
-    ops = dict.fromkeys(f"{kind}_{phase}" for m in models for kind in m.op_settings
-                        for phase in ("context", "generation"))
-    for note in dict.fromkeys(n for n in map(db.interval_note, ops) if n):
+    for the ops the models' layers use only (`Model._interval_note`): a table without an
+    mla_context_kernel row said nothing of a DeepSeek-V3.2 estimate, whose DSA rows gave it an interval."""
+    lines = (m._interval_note(db) for m in models)
+    for note in dict.fromkeys(line for text in lines if text for line in text.split("\n")):
         print(note, file=sys.stderr)
 
 
