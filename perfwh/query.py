@@ -115,6 +115,9 @@ def format_answer(est) -> str:
 
 
 COLLECTOR_RENAMES = {"mla_dtype": "attn_dtype"}
+# A collector log's own column that an answer column shares: kept under another name, so that a log
+# passed as --points as it is answers (estimate_many refuses the clash) and keeps what it measured.
+COLLECTOR_KEPT_AS = {"version": "collector_version"}
 
 
 def _check_points_flags(op: str, args, frame) -> None:
@@ -145,6 +148,9 @@ def _batch(db, op: str, args, frame) -> int:
     from perfwh.cli import CliError
     from warehouse.schema import phase_of
 
+    if "latency" in frame.columns:  # a collector log (its measured time is `latency`)
+        frame = frame.rename({k: v for k, v in COLLECTOR_KEPT_AS.items()
+                              if k in frame.columns and v not in frame.columns})
     work = frame.rename({k: v for k, v in COLLECTOR_RENAMES.items() if k in frame.columns})
     context = phase_of(op) == "context"
     if "step" in work.columns:

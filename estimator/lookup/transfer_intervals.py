@@ -40,8 +40,8 @@ def relation(target: SystemSpec, source: SystemSpec) -> str:
 class TransferIntervals:
     """(q_lo, q_hi, expected_error_pct) of transferred answers per op, for one backend and relation;
     the most specific row of the table: (backend, op, relation), else (*, op, relation), else
-    (*, op, *). An op without any row (or no table) gives NaN bounds; PerfDatabase then keeps the
-    source's interval model (its `transferred` class, borrowed from `sol`)."""
+    (*, op, *). An op without any row (or no table) gives NaN bounds, and PerfDatabase's answer
+    carries no interval (`interval_note` says why), never the source's own interval model."""
 
     def __init__(self, table: pl.DataFrame | None, framework: str, rel: str):
         self.by_op: dict[str, tuple[float, float, float]] = {}
@@ -54,7 +54,7 @@ class TransferIntervals:
             self.by_op.setdefault(op, (*containing(r["q_lo"], r["q_hi"]), r["expected_error_pct"]))
 
     def covers(self, op: str) -> bool:
-        """Whether the table has a row for `op` (else the source's own interval model answers)."""
+        """Whether the table has a row for `op` (else a transferred answer has no interval: interval_note)."""
         return op in self.by_op
 
     def quantiles(self, op: str) -> tuple[float, float, float]:

@@ -99,6 +99,9 @@ class ModelEstimate:
     generation_mean_high_ms: float = float("nan")
     generation_total_low_ms: float = float("nan")
     generation_total_high_ms: float = float("nan")
+    # why the bounds above are NaN where a reason is known (PerfDatabase.interval_note of the ops the layers
+    # use: a transfer without its transfer_intervals rows), one line per distinct reason; None otherwise
+    interval_note: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "layers"}

@@ -276,7 +276,16 @@ class Model:
             **dict(zip(("generation_total_low_ms", "generation_total_high_ms"), rollup_bounds(step_lo, step_hi))),
             generation_mean_low_ms=float(step_lo.mean()) if osl else 0.0,
             generation_mean_high_ms=float(step_hi.mean()) if osl else 0.0,
+            interval_note=self._interval_note(db),
         )
+
+    def _interval_note(self, db) -> str | None:
+        """The database's reasons (one line each) why the ops these layers use carry no interval, or None."""
+        note = getattr(db, "interval_note", None)
+        if note is None:
+            return None
+        ops = [f"{kind}_{phase}" for kind in sorted(self.op_settings) for phase in ("context", "generation")]
+        return "\n".join(dict.fromkeys(n for n in map(note, ops) if n)) or None
 
 
 def _worst(sources: np.ndarray) -> str:

@@ -191,3 +191,49 @@ def test_estimate_on_a_system_without_data_says_why_it_has_no_interval(capsys, m
     rc, out, err = run(capsys, "estimate", "--model-path", V32, "--isl", "3000", "--osl", "2",
                        "--home", str(model_home))
     assert rc == 0 and err == ""  # native: no note (this small fixture has too few points for intervals)
+
+
+def test_estimate_notes_only_the_ops_its_layers_use(capsys, model_home, tmp_path):
+    """A transfer_intervals table with DeepSeek-V3.2's DSA rows gives its totals an interval; the note
+    for the MLA ops the table lacks (which the model never calls) was printed anyway."""
+    import shutil
+
+    import polars as pl
+
+    from estimator.lookup.transfer_intervals import SCHEMA
+
+    home = tmp_path / "home"
+    shutil.copytree(model_home, home)
+    rows = [dict(framework="*", op=op, relation="*", n=50, q_lo=-0.2, q_hi=0.2, expected_error_pct=10.0,
+                 pairs="h200_sxm->h100_sxm", method="test") for op in ("dsa_context", "dsa_generation")]
+    pl.DataFrame(rows, schema=SCHEMA).write_parquet(home / "derived" / "transfer_intervals.parquet")
+    rc, out, err = run(capsys, "estimate", "--model-path", V32, "--system", "h100_sxm", "--isl", "3000", "--osl",
+                       "2", "--home", str(home))
+    assert rc == 0 and "80% in" in out and err == "", err
+    rc, out, err = run(capsys, "estimate", "--model-path", V3, "--system", "h100_sxm", "--isl", "3000", "--osl",
+                       "2", "--home", str(home))
+    assert rc == 0 and "80% in" not in out
+    assert err.count("\n") == 2 and "has no mla_context row" in err and "has no mla_generation row" in err
+
+
+def test_estimate_json_and_python_carry_the_interval_note(capsys, model_home):
+    """`perfwh query --json` and Estimate carried interval_note; `perfwh estimate --json` and
+    ModelEstimate had NaN bounds with the reason on stderr only."""
+    from estimator.models.model import get_model
+
+    rc, out, err = run(capsys, "estimate", "--model-path", V32, "--system", "h100_sxm", "--isl", "3000", "--osl",
+                       "2", "--home", str(model_home), "--json")
+    got = json.loads(out)
+    assert rc == 0 and got["context_low_ms"] is None
+    assert got["interval_note"] == err.rstrip("\n")
+    assert got["interval_note"].startswith("no 80% interval: h100_sxm is answered from h200_sxm's data")
+    est = get_model(V32, system="h100_sxm").estimate(isl=3000, osl=2, batch_size=1, db=_db(model_home, "h100_sxm"))
+    assert est.interval_note == got["interval_note"]
+    native = get_model(V32).estimate(isl=3000, osl=2, batch_size=1, db=_db(model_home, "h200_sxm"))
+    assert native.interval_note is None
+
+
+def _db(home, system):
+    from estimator.lookup.database import PerfDatabase
+
+    return PerfDatabase(system, "trtllm", home=home)

@@ -179,3 +179,17 @@ def test_transfer_without_its_table_claims_no_interval(home, tmp_path, capsys):
                  "--json"]) == 0
     native = json.loads(capsys.readouterr().out)
     assert native["low_ms"] < native["latency_ms"] < native["high_ms"] and native["interval_note"] is None
+
+
+def test_a_collector_log_as_points_answers_and_keeps_its_version(home, tmp_path):
+    """A collector log has a `version` column (the collector's): estimate_many refuses a frame that has
+    one, which made every collector log fail as --points; the CLI keeps it as collector_version."""
+    pts = synthetic_points(ops=("dsa_generation",)).head(3)
+    raw = write_collector_csv(pts, tmp_path / "raw")[0]
+    out = tmp_path / "out.csv"
+    rc = main(["query", "dsa_generation", "--home", str(home), "--points", str(raw), "--out", str(out)])
+    assert rc == 0
+    res = pl.read_csv(out, schema_overrides={"version": pl.String, "collector_version": pl.String})
+    assert res.columns[-6:] == ["latency_ms", "source", "sol_ms", "version", "low_ms", "high_ms"]
+    assert "collector_version" in res.columns and "latency" in res.columns
+    assert res["source"].to_list() == ["measured"] * 3

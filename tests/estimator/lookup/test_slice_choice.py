@@ -54,3 +54,13 @@ def test_only_other_attention_measured_answers_with_the_reason():
     many = db.estimate_many("dsa_context", pl.DataFrame({"batch_size": [4], "isl": [256], "num_heads": [64],
                                                          "gemm_type": ["fp8_block"]}))
     assert many["source"][0] == "transferred"
+
+
+def test_blackwell_dsa_query_is_answered_by_dsa_kernels():
+    """SGLang's B200 / GB200 tables: the dense ragged prefill sorts first and was taken for DSA (0.78 ms
+    where the sparse path measures ~9x that) because the variant table knew only the Hopper names."""
+    db = _db(["sglang_dsa_dense_mha_trtllm_ragged", "sglang_dsa_indexer_trtllm",
+              "sglang_dsa_skip_indexer_trtllm"])
+    est = db.estimate("dsa_context", **Q, gemm_type="bfloat16")
+    assert dict(est.slice)["kernel_source"] == "sglang_dsa_indexer_trtllm"
+    assert est.transferred_from == "gemm_type=bfloat16->fp8_block"

@@ -65,6 +65,10 @@ def model_home(tmp_path_factory) -> Path:
     home = root / "home"
     report = ingest_paths([raw], home)
     assert report.rows_quarantined == 0
+    from estimator.derived.store import DerivedStore
+
+    # built here, so that no test's stderr depends on whether an earlier test built them
+    DerivedStore(home, say=lambda line: None).refresh()
     return home
 
 

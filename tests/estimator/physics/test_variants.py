@@ -14,6 +14,14 @@ SGLANG = {
     "sglang_dsa_skip_indexer_flashmla_sparse": AttentionVariant(dense=False, indexer=False),
     "sglang_dsa_indexer_flashmla_kv": AttentionVariant(dense=False, indexer=True),
     "sglang_dsa_indexer_flashmla_sparse": AttentionVariant(dense=False, indexer=True),
+    "sglang_dsa_indexer_fa3": AttentionVariant(dense=False, indexer=True),
+    "sglang_dsa_skip_indexer_fa3": AttentionVariant(dense=False, indexer=False),
+    # Blackwell's sources: the dense ragged prefill answered plain DSA queries on B200 / GB200 (0.78 ms
+    # where the sparse path measures ~9x that), skip-indexer paths were charged the indexer
+    "sglang_dsa_dense_mha_trtllm_ragged": AttentionVariant(dense=True, indexer=True),
+    "sglang_dsa_dense_mha_trtllm_ragged+skip_indexer": AttentionVariant(dense=True, indexer=False),
+    "sglang_dsa_skip_indexer_trtllm": AttentionVariant(dense=False, indexer=False),
+    "sglang_dsa_indexer_trtllm": AttentionVariant(dense=False, indexer=True),
 }
 # The other kernel sources of the published tables (trtllm, vllm) and ones no table holds.
 OTHERS = ("default", "FLASHMLA", "FLASHMLA_SPARSE", "FLASH_ATTN", "FLASH_ATTN_MLA", "sglang_dsa_new_path", None)
@@ -74,3 +82,10 @@ def test_dense_attention_never_runs_the_indexer_selection():
     dense = [k.name for k in sol.kernels("dsa_context", spec, kernel_source="sglang_dsa_dense_mha_fa3", **shape)]
     assert dsa["indexer_logits"] > 0
     assert [n for n in dense if n.startswith("indexer")] == ["indexer_q_proj", "indexer_weights_proj", "indexer_quant"]
+
+
+@pytest.mark.parametrize("source", list(SGLANG))
+def test_the_table_agrees_with_the_names(source):
+    """SGLang's names say the variant: 'dense_mha' attends densely, 'skip_indexer' skips the indexer."""
+    assert attention_variant(source) == AttentionVariant(dense="dense_mha" in source,
+                                                         indexer="skip_indexer" not in source)
