@@ -11,7 +11,8 @@ Two tables:
   along (batch: the held-out point sits on the op's largest batch row; sequence: otherwise).
   Signed error = estimate / measured - 1, so > 0 is an overestimate.
 * batch steps (`--below-step` drops the rows from the first step above STEP_BOUND on and
-  measures the held-out errors again, within one timing regime): per kernel source, the median over kv_len <= 1024 and slices of the measured
+  measures the held-out errors again, within one timing regime), and the rows past the first
+  step against the estimate of a model fitted on the rows below it (`past_step`): per kernel source, the median over kv_len <= 1024 and slices of the measured
   latency at each batch over that at the previous (halved) batch. Physics bounds such a step by
   about 2 (double the rows, at most double the work; weights are read once); a step far above 2
   followed by one near 1 is a change of timing regime, not of the kernels' work.
@@ -80,6 +81,28 @@ def first_step(points: pl.DataFrame, op: str, bound: float = STEP_BOUND) -> int 
     return min(over) if over else None
 
 
+def past_step(points: pl.DataFrame, op: str, step: int) -> pl.DataFrame:
+    """The rows from batch `step` on against the estimate of a model fitted on the rows below it
+    (one timing regime): per kernel source and batch, the measured latency (smallest, median)
+    and measured / estimate. A host-bound floor reads as a latency flat in batch that the
+    estimate rises towards; where the estimate is above the floor, measured / estimate near 1."""
+    from estimator.accuracy.protocol import _with_seq, predict
+
+    pts = _with_seq(points.filter(pl.col("op") == op))
+    r = predict(pts.filter(pl.col("batch_size") < step), pts.filter(pl.col("batch_size") >= step))
+    r = r.with_columns((pl.col("latency_ms") / pl.col("pred_ms")).alias("ratio"),
+                       (pl.col("pred_ms") > 1.5 * pl.col("latency_ms").min().over("kernel_source", "batch_size"))
+                       .alias("above_floor"))
+    return r.group_by("kernel_source", "batch_size").agg(
+        pl.len().alias("n"), pl.col("latency_ms").min().round(3).alias("measured min ms"),
+        pl.col("latency_ms").median().round(3).alias("measured median ms"),
+        pl.col("pred_ms").median().round(3).alias("below-step estimate ms"),
+        pl.col("ratio").median().round(2).alias("measured / estimate"),
+        pl.col("above_floor").sum().alias("n estimate > 1.5 floor"),
+        pl.col("ratio").filter(pl.col("above_floor")).median().round(2).alias("their measured / estimate"),
+    ).sort("kernel_source", "batch_size")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--home", required=True)
@@ -103,6 +126,9 @@ def main() -> int:
                 continue
             points = modelled(read_perf_points(args.home, system=system, framework=backend, version=version))
             step = first_step(points, args.op)
+            if backend == "sglang" and step is not None:
+                print(f"\n{system} / {backend} {version}: rows at batch >= {step} against a model fitted below it")
+                print(past_step(points, args.op, step))
             if args.below_step and step is not None:
                 print(f"{system} / {backend} {version}: rows at batch >= {step} dropped (first step above {STEP_BOUND})")
                 points = points.filter(~((pl.col("op") == args.op) & (pl.col("batch_size") >= step)))
