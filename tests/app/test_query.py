@@ -193,3 +193,22 @@ def test_a_collector_log_as_points_answers_and_keeps_its_version(home, tmp_path)
     assert res.columns[-6:] == ["latency_ms", "source", "sol_ms", "version", "low_ms", "high_ms"]
     assert "collector_version" in res.columns and "latency" in res.columns
     assert res["source"].to_list() == ["measured"] * 3
+
+
+def test_accuracy_leaves_out_slices_the_estimator_does_not_model(tmp_path, capsys):
+    """A B200-like warehouse that also holds nvfp4 GEMM slices: the run reports on the others
+    (it failed with `error: nvfp4`) and says on stderr what it left out."""
+    from warehouse.ingest import ingest_paths
+
+    pts = synthetic_points(ops=("dsa_generation",))
+    fp4 = pts.with_columns(pl.lit("nvfp4").alias("gemm_type"))
+    files = write_collector_csv(pl.concat([pts, fp4]), tmp_path / "raw" / "h200_sxm" / "trtllm" / "1.0")
+    ingest_paths(files, tmp_path / "home")
+    rc = main(["accuracy", "--home", str(tmp_path / "home"), "--backend", "trtllm", "--tables", "dsa_generation",
+               "--no-baseline", "--no-coverage", "--json"])
+    out = capsys.readouterr()
+    assert rc == 0
+    errors = json.loads(out.out)["errors"]
+    assert {r["class"] for r in errors} >= {"R", "SOL"} and all(r["n"] > 0 for r in errors)
+    assert f"{fp4.height} points of slices the estimator does not model left out" in out.err
+    assert "nvfp4/bfloat16" in out.err
