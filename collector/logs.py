@@ -71,6 +71,7 @@ class RawLogWriter:
         self.dir = out_dir(root, system, self.version)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.system, self.device, self.run_id, self.env, self.tag = system, device, run_id, env, tag
+        self._reconciled: set[str] = set()
 
     def paths(self, op: str) -> tuple[Path, Path]:
         stem = OPS[op][0] + (f".{self.tag}" if self.tag else "")
@@ -121,6 +122,9 @@ class RawLogWriter:
     def write(self, shape: Shape, latency_ms: float, samples: list[float], clock: float | None,
               extra: dict | None = None) -> None:
         csv_p, js_p = self.paths(shape.op)
+        if shape.op not in self._reconciled:
+            _trim_csv_to_jsonl(csv_p, js_p)
+            self._reconciled.add(shape.op)
         new = not csv_p.exists() or csv_p.stat().st_size == 0
         with open(csv_p, "a") as f:
             f.write(_line_end(csv_p))
@@ -130,6 +134,25 @@ class RawLogWriter:
         with open(js_p, "a") as f:
             f.write(_line_end(js_p) + json.dumps(self.json_row(shape, latency_ms, samples, clock, extra),
                                                  separators=(",", ":")) + "\n")
+
+
+def _trim_csv_to_jsonl(csv_p: Path, js_p: Path) -> None:
+    """Drop CSV rows past the JSONL's whole rows before a resumed run appends. Each row goes to the CSV,
+    then to the JSONL, so a run killed between the two (or mid-way through the JSONL line) leaves one CSV
+    row whose shape the resume measures again; without this the CSV mirror would hold it twice."""
+    if not (csv_p.is_file() and js_p.is_file()):
+        return
+    whole = 0
+    for line in js_p.read_text().splitlines():
+        try:
+            whole += isinstance(json.loads(line), dict)
+        except ValueError:
+            pass
+    lines = csv_p.read_text().splitlines()
+    if len(lines) > whole + 1:  # header + one row per whole JSONL row
+        tmp = csv_p.with_name(csv_p.name + ".tmp")
+        tmp.write_text("\n".join(lines[:whole + 1]) + "\n")
+        tmp.replace(csv_p)
 
 
 def _line_end(path: Path) -> str:

@@ -90,6 +90,22 @@ def test_resume_retries_failed_shapes_in_new_files(tmp_path):
     assert len(read_rows(tmp_path / "out", "h200_sxm")) == 6
 
 
+def test_a_row_in_the_csv_but_not_the_jsonl_is_not_kept_twice(tmp_path):
+    """Killed after a row's CSV line and before its JSONL line: the resume measures the shape again and
+    the CSV mirror keeps one line per JSONL row, in the same order."""
+    from collector.logs import RawLogWriter
+
+    w = RawLogWriter(tmp_path, "h200_sxm", "NVIDIA H200", "r1", {})
+    w.write(SHAPES[0], 1.0, [1.0], None)
+    csv_p, js_p = w.paths(SHAPES[0].op)
+    with open(csv_p, "a") as f:  # the killed run's CSV line, no JSONL line
+        f.write(w.csv_row(SHAPES[1], 9.0) + "\n")
+    RawLogWriter(tmp_path, "h200_sxm", "NVIDIA H200", "r2", {}).write(SHAPES[1], 2.0, [2.0], None)
+    csv_rows = csv_p.read_text().splitlines()[1:]
+    assert [r.rsplit(",", 1)[1] for r in csv_rows] == ["1.00000", "2.00000"]
+    assert [json.loads(x)["latency_ms"] for x in js_p.read_text().splitlines()] == [1.0, 2.0]
+
+
 def test_worker_start_failure_is_one_clear_error():
     w = Worker(FAKE, {"fail_start": True}, start_timeout_s=60)
     with pytest.raises(RuntimeError, match="failed to start: ValueError: no GPU here"):
@@ -123,3 +139,6 @@ def test_resume_after_a_row_torn_mid_write_measures_it_again(tmp_path):
     assert len(text) == 7 and text[5] == lines[-1][:40]  # the torn line kept, the new row on its own line
     assert json.loads(text[6])["batch_size"] == torn["batch_size"]
     assert len(read_rows(tmp_path / "out", "h200_sxm")) == 6
+    # the CSV mirror got the torn row before the kill: it is dropped, so the re-measured shape is there once
+    csv_rows = (d / "mla_generation_module_perf.txt").read_text().splitlines()[1:]
+    assert len(csv_rows) == 6 and len({r.rsplit(",", 1)[0] for r in csv_rows}) == 6
