@@ -39,48 +39,21 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from estimator.accuracy.transfer import MODULE_OPS, format_transfer_table, summarize_transfer, transfer_protocol
-from estimator.accuracy.transfer_intervals import fit_transfer_intervals, loso_coverage, transfer_residuals
-from estimator.lookup.transfer_intervals import TABLE as TRANSFER_INTERVALS
-from warehouse.read import perf_points_from, scan_measurements  # noqa: E402
+from estimator.accuracy.transfer import format_transfer_table
+from estimator.accuracy.transfer_intervals import loso_coverage, transfer_residuals
+from perfwh import transfer_fit  # noqa: E402
 
 PAIRS = (("h100_sxm", "h200_sxm"), ("h200_sxm", "h100_sxm"), ("b200_sxm", "h200_sxm"), ("gb200", "b200_sxm"))
 
 
 def all_pairs(home) -> list[tuple[str, str]]:
-    """Every ordered (target, source) of systems with a spec whose module points share a (backend, version)."""
-    from estimator.physics.specs import load_system
-
-    have = (scan_measurements(home).filter(pl.col("op").is_in(list(MODULE_OPS)))
-            .select("system", "framework", "version").unique().collect())
-    known = []
-    for s in have["system"].unique().sort():
-        try:
-            load_system(s)
-            known.append(s)
-        except (KeyError, ValueError, FileNotFoundError):
-            print(f"{s}: no system spec, left out", file=sys.stderr)
-    have = have.filter(pl.col("system").is_in(known))
-    both = have.join(have, on=["framework", "version"], suffix="_src").filter(pl.col("system") != pl.col("system_src"))
-    return sorted(both.select("system", "system_src").unique().iter_rows())
+    """perfwh.transfer_fit.all_pairs (the CLI's `perfwh accuracy --fit-transfer-intervals` runs it too)."""
+    return transfer_fit.all_pairs(home)
 
 
 def table(home, pairs, overheads: bool = True) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(summary per pair / backend / version / op, every protocol row). Every system with a spec is
-    loaded: other systems of a pair's launch classes measure how its overhead moves."""
-    from estimator.physics.transfer import proxy_pairs
-
-    have = scan_measurements(home).select("system").unique().collect()["system"].to_list()
-    systems = sorted({x for t, s in pairs for x in (t, s, *[y for p in proxy_pairs(t, s, have) for y in p])})
-    points = perf_points_from(scan_measurements(home).filter(pl.col("system").is_in(systems)
-                                                             & pl.col("op").is_in(list(MODULE_OPS))))
-    out, rows = [], []
-    for target, source in pairs:
-        t0 = time.perf_counter()
-        rows.append(transfer_protocol(points, target, source, overheads=overheads))
-        out.append(summarize_transfer(rows[-1]))
-        print(f"{target} <- {source}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    return pl.concat(out), pl.concat(rows, how="vertical_relaxed")
+    """(summary per pair / backend / version / op, every protocol row): perfwh.transfer_fit.protocol_rows."""
+    return transfer_fit.protocol_rows(home, pairs, overheads=overheads)
 
 
 def intervals(home, errors: pl.DataFrame, write: bool) -> None:
@@ -97,17 +70,9 @@ def intervals(home, errors: pl.DataFrame, write: bool) -> None:
         print(f"| {r['target']} <- {r['from_system']} | {r['framework']} | {r['op']} | {r['n']} | "
               f"{r['coverage_pct']:.1f} | {r['median_width_pct']:.1f} |")
     if write:
-        from warehouse.derived import write_derived
-
-        from estimator.accuracy.transfer import modelled
-        from estimator.physics.transfer import OVERHEAD_TABLE, class_overhead_ratios
-
-        fitted = fit_transfer_intervals(resid)
-        print(f"wrote {write_derived(home, TRANSFER_INTERVALS, fitted)} ({fitted.height} rows)")
-        points = modelled(perf_points_from(scan_measurements(home).filter(pl.col("op").is_in(list(MODULE_OPS)))))
-        overheads = class_overhead_ratios(points)
-        print(f"wrote {write_derived(home, OVERHEAD_TABLE, overheads)} ({overheads.height} rows: launch overhead "
-              "ratios between launch classes, every system)")
+        p_int, n_int, p_ovh, n_ovh = transfer_fit.write_transfer_tables(home, errors)
+        print(f"wrote {p_int} ({n_int} rows)")
+        print(f"wrote {p_ovh} ({n_ovh} rows: launch overhead ratios between launch classes, every system)")
 
 
 def speed(home, target="h100_sxm", source="h200_sxm", backend="trtllm", version="1.3.0rc20", n=20000) -> None:

@@ -39,6 +39,11 @@ def register(sub) -> None:
                    "the raw roofline ratio (--backend/--version narrow it; default: all both hold)")
     p.add_argument("--from", dest="from_system", metavar="SOURCE", default=None,
                    help="with --transfer: the system whose data answers (default: nearest by spec)")
+    p.add_argument("--fit-transfer-intervals", action="store_true",
+                   help="run the leave-one-system-out protocol on every ordered pair of systems that share a "
+                   "backend and version (--transfer / --from narrow the pairs) and write the "
+                   "transfer_intervals and transfer_overheads tables, which give transferred answers their "
+                   "80%% interval (minutes: about 10 on the whole published corpus)")
     p.set_defaults(handler=run)
 
 
@@ -91,6 +96,15 @@ def unmodelled_left_out(points):
 def run(args: argparse.Namespace) -> int:
     _check_outputs(args)
     _check_warehouse(args.home)
+    if args.fit_transfer_intervals:
+        given = [f for f, on in (("--json", args.json), ("--errors-out", args.errors_out), ("--plot", args.plot),
+                                 ("--backend", args.backend), ("--version", args.version),
+                                 ("--tables", args.tables)) if on]
+        if given:
+            raise ValueError(f"{', '.join(given)} do not apply with --fit-transfer-intervals")
+        from perfwh.transfer_fit import run_fit
+
+        return run_fit(args)
     if args.transfer or args.from_system:
         return run_transfer(args)
     import polars as pl

@@ -217,8 +217,7 @@ class PerfDatabase(ManyEstimates):
                  else f"the transfer_intervals table has no {op} row for {self.framework}")
         return (f"no 80% interval: {self.system} is answered from {self.data_system}'s data and {where}; the "
                 f"source's own interval would claim {self.data_system}'s native precision. Fit the table with "
-                f"`python benchmarks/transfer_protocol.py --home WAREHOUSE --all-pairs --intervals "
-                f"--write-intervals`")
+                f"`perfwh accuracy --fit-transfer-intervals --home WAREHOUSE`")
 
     # ---- resolution ---------------------------------------------------------------------
     @property

@@ -8,7 +8,8 @@ the leave-one-system-out protocol itself (fitted in
 transferred) per (backend, op, relation), relation = whether target and
 source are of one GPU generation and whether one CPU kind launches their
 kernels (`relation`). The table is written by
-`benchmarks/transfer_protocol.py --intervals --write-intervals` to
+`perfwh accuracy --fit-transfer-intervals` (or `benchmarks/transfer_protocol.py
+--intervals --write-intervals`, the same code) to
 derived/transfer_intervals.parquet (a DuckDB view of the same name); it is not
 part of the per-partition derived build because it needs several systems.
 """

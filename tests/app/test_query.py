@@ -162,7 +162,7 @@ def test_transfer_without_its_table_claims_no_interval(home, tmp_path, capsys):
     assert re.fullmatch(r"dsa_context on h100_sxm / trtllm 1\.0: [0-9.]+ ms, no 80% interval \(transferred\)", first)
     assert note.startswith("  no 80% interval: h100_sxm is answered from h200_sxm's data and the warehouse has no "
                            "transfer_intervals table; the source's own interval would claim h200_sxm's native")
-    assert "benchmarks/transfer_protocol.py --home WAREHOUSE --all-pairs --intervals --write-intervals" in note
+    assert note.endswith("Fit the table with `perfwh accuracy --fit-transfer-intervals --home WAREHOUSE`")
     assert main([*args, "--json"]) == 0
     got = json.loads(capsys.readouterr().out)
     assert got["low_ms"] is None and got["high_ms"] is None and got["expected_error_pct"] is None
@@ -212,3 +212,37 @@ def test_accuracy_leaves_out_slices_the_estimator_does_not_model(tmp_path, capsy
     assert {r["class"] for r in errors} >= {"R", "SOL"} and all(r["n"] > 0 for r in errors)
     assert f"{fp4.height} points of slices the estimator does not model left out" in out.err
     assert "nvfp4/bfloat16" in out.err
+
+
+def test_fit_transfer_intervals_gives_transferred_answers_an_interval(tmp_path, capsys):
+    """`perfwh accuracy --fit-transfer-intervals` runs the protocol on every pair of the warehouse and
+    writes the tables; a transferred answer then carries an 80% interval and no note (it had none)."""
+    from warehouse.ingest import ingest_paths
+
+    pts = synthetic_points(ops=("dsa_context", "mla_generation"))
+    files = write_collector_csv(pts, tmp_path / "raw" / "h200_sxm" / "trtllm" / "1.0")
+    files += write_collector_csv(pts.with_columns(pl.col("latency_ms") * 1.08),
+                                 tmp_path / "raw" / "h100_sxm" / "trtllm" / "1.0", device="NVIDIA H100 80GB HBM3")
+    home = tmp_path / "home"
+    ingest_paths(files, home)
+    query = ["query", "mla_generation", "--home", str(home), "--system", "h100_sxm", "--from", "h200_sxm",
+             "-b", "3", "-s", "3000", "--num-heads", "48", "--json"]
+    assert main(query) == 0
+    before = json.loads(capsys.readouterr().out)
+    assert before["low_ms"] is None and "fit-transfer-intervals" in before["interval_note"]
+    assert main(["accuracy", "--home", str(home), "--fit-transfer-intervals", "--json"]) == 2
+    assert "--json do not apply with --fit-transfer-intervals" in capsys.readouterr().err
+    assert main(["accuracy", "--home", str(home), "--fit-transfer-intervals"]) == 0
+    cap = capsys.readouterr()
+    assert "fitting transfer intervals on 2 ordered pair(s) of systems" in cap.err
+    assert "[1/2] h100_sxm <- h200_sxm" in cap.err and "[2/2] h200_sxm <- h100_sxm" in cap.err
+    assert "transfer_intervals" in cap.out and "transfer_overheads" in cap.out
+    assert main(query) == 0
+    after = json.loads(capsys.readouterr().out)
+    assert after["interval_note"] is None and after["latency_ms"] == before["latency_ms"]
+    assert after["low_ms"] <= after["latency_ms"] <= after["high_ms"] and after["low_ms"] < after["high_ms"]
+
+
+def test_fit_transfer_intervals_needs_two_systems(home, capsys):
+    assert main(["accuracy", "--home", str(home), "--fit-transfer-intervals"]) == 2
+    assert "a transfer table needs at least two such systems" in capsys.readouterr().err

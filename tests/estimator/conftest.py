@@ -82,8 +82,9 @@ def fixed_calibration(points: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=CALIBRATION_SCHEMA)
 
 
-def write_collector_csv(points: pl.DataFrame, folder: Path) -> list[Path]:
-    """Write points as collector raw logs (<op>_module_perf.txt) for ingest tests."""
+def write_collector_csv(points: pl.DataFrame, folder: Path, device: str = "NVIDIA H200") -> list[Path]:
+    """Write points as collector raw logs (<op>_module_perf.txt) for ingest tests; `device` names the GPU
+    (the system column comes from it, not from the folder)."""
     stems = {"dsa_context": "dsa_context_module_perf", "dsa_generation": "dsa_generation_module_perf",
              "mla_context": "mla_context_module_perf", "mla_generation": "mla_generation_module_perf"}
     out = []
@@ -92,7 +93,7 @@ def write_collector_csv(points: pl.DataFrame, folder: Path) -> list[Path]:
         op = op[0]
         ctx = "context" in op
         frame = sub.select(
-            pl.lit("TRTLLM").alias("framework"), pl.col("version"), pl.lit("NVIDIA H200").alias("device"),
+            pl.lit("TRTLLM").alias("framework"), pl.col("version"), pl.lit(device).alias("device"),
             pl.lit(f"{op}_module").alias("op_name"), "kernel_source", "model", "architecture",
             pl.col("attn_dtype").alias("mla_dtype"), "kv_cache_dtype", "gemm_type", "num_heads", "batch_size",
             "isl", "tp_size", (pl.col("prefix") if ctx else pl.col("kv_len")).alias("step"),

@@ -77,7 +77,7 @@ def test_without_a_row_for_the_op_no_interval_and_the_note_says_why():
         assert math.isnan(est.low_ms) and math.isnan(est.high_ms) and math.isnan(est.expected_error_pct)
         assert est.interval_note == moved.interval_note("mla_generation")
         assert est.interval_note.startswith(f"no 80% interval: h100_sxm is answered from h200_sxm's data and {why};")
-        assert "--write-intervals" in est.interval_note and est.as_dict()["interval_note"] == est.interval_note
+        assert "perfwh accuracy --fit-transfer-intervals" in est.interval_note and est.as_dict()["interval_note"] == est.interval_note
         many = moved.estimate_many("mla_generation", frame)
         assert many["low_ms"].is_nan().all() and many["high_ms"].is_nan().all()
     native = PerfDatabase("h200_sxm", calibration=cal, grids=grids, intervals=iv)
