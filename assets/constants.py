@@ -7,6 +7,7 @@ import dagster as dg
 INGEST = "ingest"
 GRIDS = "grids"
 REPORTS = "reports"
+TRANSFER = "transfer"  # on demand: transfer_tables (every pair of systems, minutes)
 
 # One partition per raw log file, keyed by its path relative to the landing folder.
 RAW_LOG_PARTITIONS = dg.DynamicPartitionsDefinition(name="raw_log_file")

@@ -41,18 +41,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from estimator.accuracy.transfer import format_transfer_table
 from estimator.accuracy.transfer_intervals import loso_coverage, transfer_residuals
-from perfwh import transfer_fit  # noqa: E402
+from estimator.derived import transfer_tables as transfer_fit  # noqa: E402
 
 PAIRS = (("h100_sxm", "h200_sxm"), ("h200_sxm", "h100_sxm"), ("b200_sxm", "h200_sxm"), ("gb200", "b200_sxm"))
 
 
 def all_pairs(home) -> list[tuple[str, str]]:
-    """perfwh.transfer_fit.all_pairs (the CLI's `perfwh accuracy --fit-transfer-intervals` runs it too)."""
+    """estimator.derived.transfer_tables.all_pairs (the CLI's `perfwh accuracy --fit-transfer-intervals` runs it too)."""
     return transfer_fit.all_pairs(home)
 
 
 def table(home, pairs, overheads: bool = True) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(summary per pair / backend / version / op, every protocol row): perfwh.transfer_fit.protocol_rows."""
+    """(summary per pair / backend / version / op, every protocol row): estimator.derived.transfer_tables.protocol_rows."""
     return transfer_fit.protocol_rows(home, pairs, overheads=overheads)
 
 

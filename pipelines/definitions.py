@@ -8,8 +8,9 @@ from assets.grids import GRIDS_ASSETS, GRIDS_CHECKS
 from assets.ingest import INGEST_ASSETS, INGEST_CHECKS
 from assets.reports import REPORTS_ASSETS, REPORTS_CHECKS
 from assets.resources import WarehouseSettings
+from assets.transfer import TRANSFER_ASSETS
 
-from .jobs import derived_job, ingest_job, reports_job
+from .jobs import derived_job, ingest_job, reports_job, transfer_job
 from .schedules import derived_automation_sensor
 from .sensors import build_landing_sensor, max_runs_per_tick
 from .slices import build_slices_schedule, build_slices_sensor
@@ -40,12 +41,17 @@ def reports_defs() -> dg.Definitions:
                           sensors=[derived_automation_sensor()])
 
 
+def transfer_defs() -> dg.Definitions:
+    return dg.Definitions(assets=TRANSFER_ASSETS, jobs=[transfer_job])
+
+
 def build_defs(settings: WarehouseSettings | None = None) -> dg.Definitions:
     """All definitions with `settings` (default: from the environment, see pipelines.settings)."""
     settings = settings or warehouse_settings()
     resources = dg.Definitions(resources={"settings": settings, "duckdb": duckdb_resource(settings)})
     return dg.Definitions.merge(
-        ingest_defs(sensor_interval_s()), grids_defs(derived_cron(), sensor_interval_s()), reports_defs(), resources
+        ingest_defs(sensor_interval_s()), grids_defs(derived_cron(), sensor_interval_s()), reports_defs(),
+        transfer_defs(), resources
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets.constants import GRIDS, INGEST, REPORTS
+from assets.constants import GRIDS, INGEST, REPORTS, TRANSFER
 from assets.ingest import measurements
 
 from .executors import job_executor
@@ -30,4 +30,11 @@ reports_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups(REPORTS) | dg.AssetSelection.checks_for_assets(measurements),
     description="Accuracy report and DuckDB views over every derived partition.",
     executor_def=job_executor(),
+)
+
+transfer_job = dg.define_asset_job(
+    "transfer_job",
+    selection=dg.AssetSelection.groups(TRANSFER),
+    description="On demand: the transfer tables (80% intervals of transferred answers, launch-overhead ratios) "
+    "from the leave-one-system-out protocol over every pair of systems.",
 )

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 ASSETS = {
     "raw_log_files", "measurements", "perf_points", "sol_calibration",
-    "interpolation_grids", "accuracy_report", "warehouse_views",
+    "interpolation_grids", "accuracy_report", "warehouse_views", "transfer_tables",
 }  # fmt: skip
 CHECKS = {
     ("measurements", "ledger_balanced"), ("measurements", "latency_valid"),
@@ -58,7 +58,7 @@ def test_groups_and_kinds(settings):
     assert groups == {
         "raw_log_files": "ingest", "measurements": "ingest", "perf_points": "grids",
         "sol_calibration": "grids", "interpolation_grids": "grids",
-        "accuracy_report": "reports", "warehouse_views": "reports",
+        "accuracy_report": "reports", "warehouse_views": "reports", "transfer_tables": "transfer",
     }  # fmt: skip
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
@@ -73,7 +73,10 @@ def test_jobs_select_by_group(settings):
     reports = {k.to_user_string() for k in defs.resolve_job_def("reports_job").asset_layer.selected_asset_keys}
     assert ingest == {"raw_log_files", "measurements"}
     assert derived == {"perf_points", "sol_calibration", "interpolation_grids"}
-    assert reports == ASSETS - ingest - derived
+    transfer = {k.to_user_string() for k in defs.resolve_job_def("transfer_job").asset_layer.selected_asset_keys}
+    assert transfer == {"transfer_tables"}  # on demand: in no other job, and no automation condition
+    assert reports == ASSETS - ingest - derived - transfer
+    assert defs.resolve_asset_graph().get(dg.AssetKey("transfer_tables")).automation_condition is None
 
 
 def test_derived_assets_and_their_checks_are_partitioned_by_slice(settings):
