@@ -16,7 +16,7 @@ from .resources import WarehouseSettings
 
 @dg.asset(group_name=TRANSFER, deps=[perf_points, sol_calibration, interpolation_grids], kinds={"parquet", "polars"})
 def transfer_tables(context: dg.AssetExecutionContext, settings: WarehouseSettings) -> dg.MaterializeResult:
-    """80% intervals and launch-overhead ratios of transferred answers, from every pair of systems."""
+    """80% intervals, launch-overhead ratios and proxy shapes of transferred answers, from every pair of systems."""
     home = settings.home_path()
     pairs = all_pairs(home, say=context.log.warning)
     if not pairs:
@@ -24,15 +24,16 @@ def transfer_tables(context: dg.AssetExecutionContext, settings: WarehouseSettin
                          "points: a transfer table needs at least two (`perfwh coverage` lists them)")
     context.log.info(f"leave-one-system-out protocol on {len(pairs)} ordered pair(s) of systems")
     summary, errors = protocol_rows(home, pairs, say=context.log.info)
-    p_int, n_int, p_ovh, n_ovh = write_transfer_tables(home, errors)
+    written = write_transfer_tables(home, errors)
+    tables = {}
+    for name, (path, rows) in written.items():
+        tables[name] = dg.MetadataValue.path(str(path))
+        tables[f"{name}_rows"] = dg.MetadataValue.int(rows)
     return dg.MaterializeResult(
         metadata={
             "pairs": dg.MetadataValue.int(len(pairs)),
             "protocol_points": dg.MetadataValue.int(errors.height),
-            "transfer_intervals": dg.MetadataValue.path(str(p_int)),
-            "transfer_intervals_rows": dg.MetadataValue.int(n_int),
-            "transfer_overheads": dg.MetadataValue.path(str(p_ovh)),
-            "transfer_overheads_rows": dg.MetadataValue.int(n_ovh),
+            **tables,
             "protocol": dg.MetadataValue.md(format_transfer_table(summary)),
         }
     )

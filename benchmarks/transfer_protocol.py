@@ -70,9 +70,8 @@ def intervals(home, errors: pl.DataFrame, write: bool) -> None:
         print(f"| {r['target']} <- {r['from_system']} | {r['framework']} | {r['op']} | {r['n']} | "
               f"{r['coverage_pct']:.1f} | {r['median_width_pct']:.1f} |")
     if write:
-        p_int, n_int, p_ovh, n_ovh = transfer_fit.write_transfer_tables(home, errors)
-        print(f"wrote {p_int} ({n_int} rows)")
-        print(f"wrote {p_ovh} ({n_ovh} rows: launch overhead ratios between launch classes, every system)")
+        for path, n in transfer_fit.write_transfer_tables(home, errors).values():
+            print(f"wrote {path} ({n} rows)")
 
 
 def speed(home, target="h100_sxm", source="h200_sxm", backend="trtllm", version="1.3.0rc20", n=20000) -> None:

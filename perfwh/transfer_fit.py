@@ -8,7 +8,7 @@ from estimator.derived.transfer_tables import all_pairs, protocol_rows, write_tr
 
 
 def run_fit(args) -> int:
-    """The CLI: every pair of the warehouse (or those of --transfer / --from), then both tables."""
+    """The CLI: every pair of the warehouse (or those of --transfer / --from), then the tables."""
     pairs = all_pairs(args.home)
     if args.transfer:
         pairs = [p for p in pairs if p[0] == args.transfer]
@@ -20,7 +20,7 @@ def run_fit(args) -> int:
                          + ": a transfer table needs at least two such systems (`perfwh coverage` lists them)")
     print(f"fitting transfer intervals on {len(pairs)} ordered pair(s) of systems", file=sys.stderr, flush=True)
     _, errors = protocol_rows(args.home, pairs)
-    p_int, n_int, p_ovh, n_ovh = write_transfer_tables(args.home, errors)
-    print(f"wrote {p_int} ({n_int} rows) and {p_ovh} ({n_ovh} rows) from {errors.height:,} protocol points; "
-          "transferred answers now carry an 80% interval")
+    written = write_transfer_tables(args.home, errors)
+    print("wrote " + ", ".join(f"{path} ({n} rows)" for path, n in written.values())
+          + f" from {errors.height:,} protocol points; transferred answers now carry an 80% interval")
     return 0

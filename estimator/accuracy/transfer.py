@@ -19,6 +19,7 @@ from estimator.physics.specs import load_system
 from estimator.physics.transfer import (
     TransferRule, overhead_lookup, overhead_multipliers, overhead_ratios, transferable,
 )
+from estimator.physics.transfer_terms import moved_params, term_multipliers, term_shapes
 
 MODULE_OPS = ("dsa_context", "dsa_generation", "mla_context", "mla_generation")
 
@@ -42,7 +43,7 @@ def modelled(points: pl.DataFrame) -> pl.DataFrame:
 
 def transfer_protocol(points: pl.DataFrame, target: str, source: str, *,
                       ops: tuple[str, ...] = MODULE_OPS, spike_log2: float | None = SPIKE_LOG2,
-                      overheads: bool = True) -> pl.DataFrame:
+                      overheads: bool = True, terms: bool = True) -> pl.DataFrame:
     """Leave-one-system-out: predict every measured `target` point from `source` data only.
 
     Every `target` row is removed before calibration and grid building; the
@@ -60,7 +61,9 @@ def transfer_protocol(points: pl.DataFrame, target: str, source: str, *,
     None keeps it as measured). Between launch classes (GPU generation / host CPU, e.g.
     Hopper -> Blackwell, x86 -> Grace) the fitted overhead moves by the ratio measured on other
     systems of the same two classes (`overhead_ratios`: never the target's or the source's rows;
-    `overheads=False` keeps it).
+    `overheads=False` keeps it). There, too, the compute, bandwidth and overhead terms move by
+    multipliers fitted on those systems' same-shape ratios (`estimator.physics.transfer_terms`;
+    `terms=False`: the datasheet ratios).
     """
     if target == source:
         raise ValueError(f"target and source are the same system ({target})")
@@ -85,6 +88,8 @@ def transfer_protocol(points: pl.DataFrame, target: str, source: str, *,
     gridset = GridSet.from_frame(grids)
     rule = TransferRule(sspec, tspec)
     mult = overhead_multipliers(grids, params, rule, ovh)
+    fitted = (term_multipliers(term_shapes(pts.filter(~pl.col("system").is_in([target, source])), target, source),
+                               params, rule) if terms else {})
     shape = list(SHAPE_KEYS)
     tgt = tgt.join(kernel_source_map(tgt, src), on=["framework", "version", "op", "kernel_source"], how="left")
     src_shape = [c if c != "kernel_source" else "from_kernel_source" for c in shape]
@@ -106,7 +111,7 @@ def transfer_protocol(points: pl.DataFrame, target: str, source: str, *,
         kw = dict(gemm_type=k["gemm_type"] or "bfloat16", kv_cache_dtype=k["kv_cache_dtype"],
                   kernel_source=key[4], **points_shape(sub))  # the source slice's SOL variant
         grp = gridset.groups.get(key)
-        moved = rule.params(params[pkey], mult.get(pkey))
+        moved = moved_params(rule, params[pkey], mult.get(pkey), fitted.get(pkey))
         lat, cd, _ = estimate_group(grp, k["op"], model, tspec, moved, transferred=True, **kw)
         pred[rows], code[rows] = lat, cd
         roof = CalibrationParams({g: (1.0, 1.0) for g in params[pkey].eff}, 0.0, 1.0)  # raw roofline

@@ -1,9 +1,11 @@
-"""The tables a transferred answer needs, built from a warehouse: `transfer_intervals` and `transfer_overheads`.
+"""The tables a transferred answer needs, built from a warehouse: `transfer_intervals`, `transfer_overheads`
+and `transfer_terms`.
 
 A transferred answer carries an 80% interval only from the `transfer_intervals` table, whose residuals
 come from the leave-one-system-out protocol run on every ordered pair of systems that share a backend
-and version; `transfer_overheads` moves a transfer's launch overhead between launch classes. Neither
-is part of the per-partition derived build (each needs several systems and minutes of refits): they are
+and version; `transfer_overheads` moves a transfer's launch overhead between launch classes and
+`transfer_terms` holds the proxy shapes its compute / bandwidth / overhead multipliers are fitted on
+(estimator.physics.transfer_terms). None is part of the per-partition derived build (each needs several systems and minutes of refits): they are
 built on demand by `perfwh accuracy --fit-transfer-intervals`, the Dagster asset `transfer_tables` and
 `benchmarks/transfer_protocol.py --write-intervals`, all through this module.
 """
@@ -21,6 +23,7 @@ from estimator.accuracy.transfer_intervals import fit_transfer_intervals, transf
 from estimator.lookup.transfer_intervals import TABLE as TRANSFER_INTERVALS
 from estimator.physics.specs import load_system
 from estimator.physics.transfer import OVERHEAD_TABLE, class_overhead_ratios, proxy_pairs
+from estimator.physics.transfer_terms import TERM_TABLE, class_term_shapes
 from warehouse.derived import write_derived
 from warehouse.read import perf_points_from, scan_measurements
 
@@ -65,12 +68,12 @@ def protocol_rows(home, pairs, overheads: bool = True, say=None):
     return pl.concat(out), pl.concat(rows, how="vertical_relaxed")
 
 
-def write_transfer_tables(home, errors) -> tuple[Path, int, Path, int]:
-    """Fit `transfer_intervals` on the protocol rows `errors` and `transfer_overheads` on every system's
-    module points; write both as derived tables. Returns (path, rows) of each."""
+def write_transfer_tables(home, errors) -> dict[str, tuple[Path, int]]:
+    """Fit `transfer_intervals` on the protocol rows `errors`, and `transfer_overheads` and
+    `transfer_terms` on every system's module points; write the three as derived tables.
+    Returns table name -> (path, rows)."""
     fitted = fit_transfer_intervals(transfer_residuals(errors))
-    p_int = write_derived(home, TRANSFER_INTERVALS, fitted)
     points = modelled(perf_points_from(scan_measurements(home).filter(pl.col("op").is_in(list(MODULE_OPS)))))
-    overheads = class_overhead_ratios(points)
-    p_ovh = write_derived(home, OVERHEAD_TABLE, overheads)
-    return p_int, fitted.height, p_ovh, overheads.height
+    tables = {TRANSFER_INTERVALS: fitted, OVERHEAD_TABLE: class_overhead_ratios(points),
+              TERM_TABLE: class_term_shapes(points)}
+    return {name: (write_derived(home, name, frame), frame.height) for name, frame in tables.items()}

@@ -27,6 +27,7 @@ from estimator.grids import interp
 from estimator.grids.anchors import clean_anchors
 from estimator.physics import transfer
 from estimator.physics.calibrate import CalibrationParams, params_from_frame
+from estimator.physics.transfer_terms import TERM_SCHEMA, TERM_TABLE, class_shapes, moved_params, term_multipliers
 from estimator.common import FMHAQuantMode, GEMMQuantMode, KVCacheQuantMode, Source
 from estimator.lookup.estimate import Estimate
 from estimator.physics.fastsol import compile_array, compile_scalar
@@ -50,7 +51,7 @@ __all__ = ["PerfDatabase", "OutOfRangeError", "VersionError", "canonical_op"]
 
 
 def _read_transfer_intervals(home, table: str = TRANSFER_TABLE) -> pl.DataFrame | None:
-    """The warehouse's transfer_intervals (or transfer_overheads) table, None when it was never written."""
+    """The warehouse's transfer_intervals (or transfer_overheads, transfer_terms) table, None when never written."""
     from warehouse.derived import read_derived
 
     try:
@@ -76,7 +77,8 @@ def _check_tables(**given) -> None:
         raise ValueError("pass calibration= and grids= together (a database built from frames), or neither "
                          "(the warehouse's own tables)")
     schemas = {"calibration": CALIBRATION_SCHEMA, "grids": GRID_SCHEMA, "intervals": IV_SCHEMA,
-               "transfer_intervals": TRANSFER_SCHEMA, "transfer_overheads": transfer.OVERHEAD_SCHEMA}
+               "transfer_intervals": TRANSFER_SCHEMA, "transfer_overheads": transfer.OVERHEAD_SCHEMA,
+               "transfer_terms": TERM_SCHEMA}
     for name, frame in given.items():
         if frame is None:
             continue
@@ -94,7 +96,8 @@ class PerfDatabase(ManyEstimates):
     def __init__(self, system: str = "h200_sxm", backend: str = "trtllm", version: str | None = None,
                  home=None, *, calibration: pl.DataFrame | None = None, grids: pl.DataFrame | None = None,
                  from_system: str | None = None, intervals: pl.DataFrame | None = None,
-                 transfer_intervals: pl.DataFrame | None = None, transfer_overheads: pl.DataFrame | None = None):
+                 transfer_intervals: pl.DataFrame | None = None, transfer_overheads: pl.DataFrame | None = None,
+                 transfer_terms: pl.DataFrame | None = None):
         self.spec = load_system(system)
         self.system = system
         framework = FRAMEWORKS.get(str(backend).lower())
@@ -102,7 +105,8 @@ class PerfDatabase(ManyEstimates):
             raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(sorted(set(FRAMEWORKS.values())))}")
         self.framework = framework
         _check_tables(calibration=calibration, grids=grids, intervals=intervals,
-                      transfer_intervals=transfer_intervals, transfer_overheads=transfer_overheads)
+                      transfer_intervals=transfer_intervals, transfer_overheads=transfer_overheads,
+                      transfer_terms=transfer_terms)
         store = None
         if grids is None or calibration is None:  # load only this system/backend's partitions (store.py)
             from estimator.derived.store import DerivedStore
@@ -166,9 +170,18 @@ class PerfDatabase(ManyEstimates):
             if transfer_overheads is None and store is not None:
                 transfer_overheads = _read_transfer_intervals(home, transfer.OVERHEAD_TABLE)
             ratios = transfer.overhead_lookup(transfer_overheads, self.spec, rule.source)
-            mult = transfer.overhead_multipliers(grids, params_from_frame(calibration.filter(mine)), rule,
+            source_params = params_from_frame(calibration.filter(mine))
+            mult = transfer.overhead_multipliers(grids, source_params, rule,
                                                  {k: v for k, v in ratios.items() if k[0] == framework})
-            self.params = {k: rule.params(p, mult.get((self.data_system, framework, *k)))
+            # ... and its compute / bandwidth / overhead terms by the multipliers fitted on the proxy
+            # shapes of the warehouse's transfer_terms table, where they pass the gate (physics/transfer_terms.py)
+            if transfer_terms is None and store is not None:
+                transfer_terms = _read_transfer_intervals(home, TERM_TABLE)
+            shapes = class_shapes(transfer_terms, self.spec, rule.source)
+            fitted = term_multipliers(
+                shapes.filter(pl.col("framework") == framework) if shapes.height else shapes, source_params, rule)
+            self.params = {k: moved_params(rule, p, mult.get((self.data_system, framework, *k)),
+                                                              fitted.get((self.data_system, framework, *k)))
                            for k, p in self.params.items()}
         self._op_versions: dict[str, list[str]] = {}
         for v, op, _ in self.params:

@@ -25,11 +25,12 @@ class SystemSpec:
     sm_clock_hz: float | None = None
     sources: tuple[str, ...] = ()  # datasheet URLs or citations
     host: str = "x86"  # the CPU that launches the kernels: "grace" on Grace superchips (GB200, GB300)
+    memory: str = "hbm"  # device memory kind: "hbm", or "gddr" (L4, L40S, RTX PRO 6000, B60)
 
 
 _REQUIRED = ("name", "peak_bf16_flops_per_s", "peak_fp8_flops_per_s", "hbm_bytes_per_s", "memory_bytes",
              "sm_count", "family")
-_OPTIONAL = ("peak_fp4_flops_per_s", "sm_clock_hz", "sources", "host")
+_OPTIONAL = ("peak_fp4_flops_per_s", "sm_clock_hz", "sources", "host", "memory")
 
 
 def system_from_mapping(raw: dict, where: str = "system spec") -> SystemSpec:
@@ -51,7 +52,8 @@ def system_from_mapping(raw: dict, where: str = "system spec") -> SystemSpec:
     sources = raw.get("sources") or ()
     if isinstance(sources, str) or not all(isinstance(x, str) for x in sources):
         raise ValueError(f"{where}: sources must be a list of strings")
-    return SystemSpec(**values, sources=tuple(sources), host=str(raw.get("host") or "x86"))
+    return SystemSpec(**values, sources=tuple(sources), host=str(raw.get("host") or "x86"),
+                      memory=str(raw.get("memory") or "hbm"))
 
 
 @dataclass(frozen=True)

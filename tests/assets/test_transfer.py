@@ -10,6 +10,7 @@ from assets.resources import WarehouseSettings
 from assets.transfer import transfer_tables
 from estimator.lookup.transfer_intervals import TABLE as TRANSFER_INTERVALS
 from estimator.physics.transfer import OVERHEAD_TABLE
+from estimator.physics.transfer_terms import TERM_TABLE
 from tests.estimator.conftest import synthetic_points, write_collector_csv
 from warehouse.derived import derived_tables, read_derived
 from warehouse.ingest import ingest_paths
@@ -40,6 +41,8 @@ def test_writes_both_tables_from_every_pair(tmp_path):
     # Both directions were scored, for both ops of the one backend the two systems share.
     assert set(intervals["op"]) == {"dsa_context", "mla_generation"}
     assert OVERHEAD_TABLE in derived_tables(settings.home_path())
+    # H100 and H200 are one launch class: no proxy shapes to move their terms by, an empty table
+    assert TERM_TABLE in derived_tables(settings.home_path()) and meta[f"{TERM_TABLE}_rows"] == 0
     assert "h100_sxm <- h200_sxm" in meta["protocol"] and "h200_sxm <- h100_sxm" in meta["protocol"]
 
 

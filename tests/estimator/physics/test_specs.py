@@ -13,7 +13,7 @@ from estimator.physics.specs import SystemSpec, load_system, system_names
 
 SPECS = Path(__file__).resolve().parents[3] / "estimator" / "physics" / "specs"
 REQUIRED = {"name", "peak_bf16_flops_per_s", "peak_fp8_flops_per_s", "hbm_bytes_per_s", "memory_bytes", "sm_count", "family"}
-OPTIONAL = {"peak_fp4_flops_per_s", "sm_clock_hz", "sources", "host"}
+OPTIONAL = {"peak_fp4_flops_per_s", "sm_clock_hz", "sources", "host", "memory"}
 FAMILIES = {"ampere", "ada", "hopper", "blackwell", "xe2"}
 
 
@@ -36,6 +36,9 @@ def test_spec_loads_with_sane_si_values(name):
         assert 1.0e9 <= spec.sm_clock_hz <= 3.0e9  # Hz, not MHz
     assert spec.sources and all(isinstance(s, str) and s for s in spec.sources)
     assert spec.host in {"x86", "grace"}  # the CPU that launches the kernels (transfer interval relation)
+    assert spec.memory in {"hbm", "gddr"}  # device memory kind (transfer_terms.sibling_class)
+    bandwidth_line = next(x for x in (SPECS / f"{name}.yaml").read_text().splitlines() if x.startswith("hbm_bytes"))
+    assert (spec.memory == "gddr") == ("GDDR" in bandwidth_line)  # the key agrees with the datasheet note
 
 
 def test_h100_and_h200_differ_only_in_memory():
