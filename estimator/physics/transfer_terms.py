@@ -11,7 +11,12 @@ fitted by least squares on log2 residuals so that SOL_target(m) / SOL_source ove
 shapes reproduces their measured latency ratios, each shape-size bin weighing alike (so the many small
 shapes do not set the fit alone) and a weak pull towards m = 1 (the datasheet rule) where a term is
 not seen. The terms stay the SOL's: only their cross-class multipliers are measured. With fewer than
-TERM_MIN_SHAPES matched shapes the datasheet rule (with `transfer.overhead_multipliers`) stays.
+TERM_MIN_SHAPES matched shapes, or where the gate below finds the datasheet rule close enough on the
+proxies or the fit no better, the datasheet rule (with `transfer.overhead_multipliers`) stays.
+
+The protocol (`estimator.accuracy.transfer`) fits on `term_shapes` (never the target's or the source's
+rows); `PerfDatabase` on the warehouse's `transfer_terms` table (`class_term_shapes`, every pair of the
+two sibling classes), as `transfer_overheads` does for the launch overhead.
 """
 
 from __future__ import annotations
