@@ -60,6 +60,14 @@ def _read_transfer_intervals(home, table: str = TRANSFER_TABLE) -> pl.DataFrame 
         return None
 
 
+def _proxy_pairs(shapes: pl.DataFrame, version: str, op: str, kernel_source: str) -> str:
+    """The proxy pairs (e.g. 'b300_sxm<-h100_sxm') whose shapes a slice's term multipliers were fitted on."""
+    rows = shapes.filter((pl.col("version") == version) & (pl.col("op") == op))
+    own = rows.filter(pl.col("kernel_source") == kernel_source)
+    pairs = {p for joined in (own if own.height else rows)["pairs"] for p in joined.split(", ")}
+    return ", ".join(sorted(pairs))
+
+
 def _variant_text(v: AttentionVariant) -> str:
     """'DSA', 'dense MHA', 'DSA without indexer', ... for provenance notes."""
     return ("dense MHA" if v.dense else "DSA") + ("" if v.indexer else " without indexer")
@@ -164,6 +172,7 @@ class PerfDatabase(ManyEstimates):
             self.transfer_intervals = TransferIntervals(
                 transfer_intervals, framework, transfer_relation(self.spec, load_system(self.data_system)))
         self.params = {(k[2], k[3], k[4]): p for k, p in params_from_frame(calibration.filter(mine)).items()}
+        self._terms_from: dict[tuple, str] = {}  # (version, op, kernel_source) -> proxy pairs of its moved terms
         if self.data_system != system:  # answers move to this spec (physics/transfer.py)
             rule = transfer.TransferRule(load_system(self.data_system), self.spec)
             # across launch classes the overhead moves as the warehouse's transfer_overheads table says
@@ -183,6 +192,8 @@ class PerfDatabase(ManyEstimates):
             self.params = {k: moved_params(rule, p, mult.get((self.data_system, framework, *k)),
                                                               fitted.get((self.data_system, framework, *k)))
                            for k, p in self.params.items()}
+            # which proxy pairs moved a slice's terms: said beside the answer's provenance
+            self._terms_from = {k[2:]: _proxy_pairs(shapes, k[2], k[3], k[4]) for k in fitted}
         self._op_versions: dict[str, list[str]] = {}
         for v, op, _ in self.params:
             self._op_versions.setdefault(op, []).append(v)
@@ -311,6 +322,8 @@ class PerfDatabase(ManyEstimates):
         if self.data_system != self.system:
             notes.append(transfer.provenance(self.system, self.data_system, self.framework,
                                              key[2] if key else version))
+            if key is not None and (pairs := self._terms_from.get((key[2], key[3], key[4]))):
+                notes.append(f"terms moved as {pairs} measured (transfer_terms)")
         repl = {}
         if index_topk is not None and family_of(op) == "dsa" and index_topk != model.index_topk:
             repl["index_topk"] = index_topk

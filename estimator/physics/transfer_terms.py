@@ -48,7 +48,8 @@ TERM_SCHEMA = {"target_class": pl.String, "source_class": pl.String, "framework"
                "version": pl.String, "op": pl.String, "kernel_source": pl.String, "architecture": pl.String,
                "attn_dtype": pl.String, "kv_cache_dtype": pl.String, "gemm_type": pl.String,
                "num_heads": pl.Int32, "batch_size": pl.Int32, "isl": pl.Int32, "prefix": pl.Int32,
-               "kv_len": pl.Int32, "log2_ratio": pl.Float64, "pairs": pl.String, "size_bin": pl.Int64}
+               "kv_len": pl.Int32, "log2_ratio": pl.Float64, "log2_size": pl.Float64, "pairs": pl.String,
+               "size_bin": pl.Int64}
 _CLASSES = ("target_class", "source_class")
 
 
@@ -98,16 +99,18 @@ def _pair_shapes(points: pl.DataFrame, t: str, s: str) -> pl.DataFrame:
     return pl.concat([by_ks, by_shape]).with_columns(pl.lit(f"{t}<-{s}").alias("pairs"))
 
 
-def _binned(shapes: pl.DataFrame, group: list[str]) -> pl.DataFrame:
+def _binned(shapes: pl.DataFrame, group: list[str], keep_size: bool = False) -> pl.DataFrame:
     """Per `group` and (framework, version, op, kernel_source): the mean over proxy pairs per shape,
     TERM_BINS equal-width bins of `_g` per (framework, version, op), at most TERM_PER_BIN shapes per bin
-    (evenly spaced in size order: deterministic)."""
+    (evenly spaced in size order: deterministic). `keep_size` keeps `_g` as `log2_size` (to bin again)."""
     if shapes.height == 0:
         return shapes
     key = [*group, *_MATCH]
     fvo = [*group, "framework", "version", "op"]
-    merged = shapes.group_by(key).agg(pl.col("_l2").mean().alias("log2_ratio"), pl.col("_g").mean(),
-                                      pl.col("pairs").unique().sort().str.join(", "))
+    aggs = [pl.col("_l2").mean().alias("log2_ratio"), pl.col("_g").mean()]
+    if "pairs" not in group:
+        aggs.append(pl.col("pairs").str.split(", ").explode().unique().sort().str.join(", "))
+    merged = shapes.group_by(key).agg(aggs)
     lo, hi = pl.col("_g").min().over(fvo), pl.col("_g").max().over(fvo)
     merged = merged.with_columns(((pl.col("_g") - lo) / (hi - lo + 1e-9) * TERM_BINS).floor().cast(pl.Int64)
                                  .clip(0, TERM_BINS - 1).alias("size_bin")).sort([*key])
@@ -115,7 +118,8 @@ def _binned(shapes: pl.DataFrame, group: list[str]) -> pl.DataFrame:
     merged = merged.with_columns(pl.int_range(pl.len()).over(cell).alias("_i"), pl.len().over(cell).alias("_n"))
     stratum = (pl.col("_i") * TERM_PER_BIN / pl.col("_n")).floor()  # keep the first shape of each of K strata
     keep = (stratum > ((pl.col("_i") - 1) * TERM_PER_BIN / pl.col("_n")).floor()) | (pl.col("_n") <= TERM_PER_BIN)
-    return merged.filter(keep).drop("_i", "_n", "_g")
+    out = merged.filter(keep).drop("_i", "_n")
+    return out.rename({"_g": "log2_size"}) if keep_size else out.drop("_g")
 
 
 def term_shapes(points: pl.DataFrame, target: str, source: str) -> pl.DataFrame:
@@ -128,8 +132,9 @@ def term_shapes(points: pl.DataFrame, target: str, source: str) -> pl.DataFrame:
 
 
 def class_term_shapes(points: pl.DataFrame) -> pl.DataFrame:
-    """The `transfer_terms` table: `term_shapes` for every ordered pair of sibling classes of two launch
-    classes, from every pair of systems with a spec in `points` (the run-time transfer's proxies)."""
+    """The `transfer_terms` table: for every ordered pair of systems of two launch classes with a spec in
+    `points`, their binned matched shapes, one proxy pair per row (`class_shapes` leaves out the pairs that
+    hold the target or the source of a transfer, as the protocol does, and merges the rest)."""
     known = sorted(s for s in points["system"].unique().to_list() if s in system_names())
     spec = {s: load_system(s) for s in known}
     parts = [p.with_columns(pl.lit(sibling_class(spec[t])).alias("target_class"),
@@ -138,15 +143,22 @@ def class_term_shapes(points: pl.DataFrame) -> pl.DataFrame:
              if launch_class(spec[t]) != launch_class(spec[s]) for p in [_pair_shapes(points, t, s)] if p.height]
     if not parts:
         return pl.DataFrame(schema=TERM_SCHEMA)
-    return _binned(pl.concat(parts), list(_CLASSES)).select(list(TERM_SCHEMA)).cast(TERM_SCHEMA)
+    return (_binned(pl.concat(parts), [*_CLASSES, "pairs"], keep_size=True)
+            .select(list(TERM_SCHEMA)).cast(TERM_SCHEMA))
 
 
 def class_shapes(table: pl.DataFrame | None, target: SystemSpec, source: SystemSpec) -> pl.DataFrame:
-    """The rows of a `transfer_terms` table for this pair's sibling classes; empty within a launch class."""
+    """The proxy shapes of a `transfer_terms` table for this pair's sibling classes, from proxy pairs that
+    hold neither the target nor the source, merged over those pairs; empty within a launch class."""
     if table is None or table.height == 0 or launch_class(target) == launch_class(source):
         return pl.DataFrame()
-    return table.filter((pl.col("target_class") == sibling_class(target))
-                        & (pl.col("source_class") == sibling_class(source))).drop(_CLASSES)
+    systems = pl.col("pairs").str.split("<-")
+    rows = table.filter((pl.col("target_class") == sibling_class(target))
+                        & (pl.col("source_class") == sibling_class(source))
+                        & ~systems.list.contains(target.name) & ~systems.list.contains(source.name))
+    if rows.height == 0:
+        return pl.DataFrame()
+    return _binned(rows.drop(_CLASSES, "size_bin").rename({"log2_ratio": "_l2", "log2_size": "_g"}), [])
 
 
 def _moved(params: CalibrationParams, rule: TransferRule, m) -> CalibrationParams:

@@ -102,6 +102,9 @@ def test_database_moves_terms_by_the_warehouse_table_across_classes_only(base):
     assert set(zip(table["target_class"], table["source_class"])) == {
         ("blackwell/x86/hbm", "hopper/x86/hbm"), ("hopper/x86/hbm", "blackwell/x86/hbm")}
     assert class_shapes(table, load_system("b200_sxm"), load_system("h200_sxm")).height == base.height
+    # a pair that holds the transfer's target or source is left out, as in the protocol
+    assert class_shapes(table, load_system("b300_sxm"), load_system("h200_sxm")).height == 0
+    assert class_shapes(table, load_system("b200_sxm"), load_system("h100_sxm")).height == 0
     assert class_shapes(table, load_system("h100_sxm"), load_system("h200_sxm")).height == 0
     src = _as(base, "h200_sxm")
     cal, grids = fixed_calibration(src), build_grids(src, fixed_calibration(src))
@@ -112,6 +115,9 @@ def test_database_moves_terms_by_the_warehouse_table_across_classes_only(base):
     n = native.estimate(OP, **shape).latency_ms
     assert terms.estimate(OP, **shape).latency_ms / n == pytest.approx(0.25, rel=0.1)
     assert rule.estimate(OP, **shape).latency_ms / n > 0.3  # the datasheet alone moves it less
+    assert terms.estimate(OP, **shape).transferred_from == (
+        "system=b200_sxm<-h200_sxm (trtllm 1.0); terms moved as b300_sxm<-h100_sxm measured (transfer_terms)")
+    assert rule.estimate(OP, **shape).transferred_from == "system=b200_sxm<-h200_sxm (trtllm 1.0)"
     # one launch class (H100 from H200) never reads the table
     a = PerfDatabase("h100_sxm", calibration=cal, grids=grids, from_system="h200_sxm", transfer_terms=table)
     b = PerfDatabase("h100_sxm", calibration=cal, grids=grids, from_system="h200_sxm")
