@@ -50,14 +50,19 @@ from estimator.lookup.query import (
 __all__ = ["PerfDatabase", "OutOfRangeError", "VersionError", "canonical_op"]
 
 
-def _read_transfer_intervals(home, table: str = TRANSFER_TABLE) -> pl.DataFrame | None:
-    """The warehouse's transfer_intervals (or transfer_overheads, transfer_terms) table, None when never written."""
+def _read_transfer_intervals(home, table: str = TRANSFER_TABLE, schema: dict | None = None) -> pl.DataFrame | None:
+    """The warehouse's transfer_intervals (or transfer_overheads, transfer_terms) table, None when never
+    written; a table without the columns of `schema` (written by an older perfwh) is a one-line error."""
     from warehouse.derived import read_derived
 
     try:
-        return read_derived(home, table)
+        frame = read_derived(home, table)
     except FileNotFoundError:
         return None
+    if missing := [c for c in (schema or {}) if c not in frame.columns]:
+        raise ValueError(f"the warehouse's derived table {table} lacks column(s) {', '.join(missing)} (written by "
+                         "an older perfwh): rebuild it with `perfwh accuracy --fit-transfer-intervals`")
+    return frame
 
 
 def _proxy_pairs(shapes: pl.DataFrame, version: str, op: str, kernel_source: str) -> str:
@@ -167,7 +172,7 @@ class PerfDatabase(ManyEstimates):
         self._notes: dict[str, str | None] = {}  # interval_note per op, for the scalar hot path
         if self.data_system != system:
             if transfer_intervals is None and store is not None:
-                transfer_intervals = _read_transfer_intervals(home)
+                transfer_intervals = _read_transfer_intervals(home, TRANSFER_TABLE, TRANSFER_SCHEMA)
             self._transfer_table_given = transfer_intervals is not None and transfer_intervals.height > 0
             self.transfer_intervals = TransferIntervals(
                 transfer_intervals, framework, transfer_relation(self.spec, load_system(self.data_system)))
@@ -177,7 +182,7 @@ class PerfDatabase(ManyEstimates):
             rule = transfer.TransferRule(load_system(self.data_system), self.spec)
             # across launch classes the overhead moves as the warehouse's transfer_overheads table says
             if transfer_overheads is None and store is not None:
-                transfer_overheads = _read_transfer_intervals(home, transfer.OVERHEAD_TABLE)
+                transfer_overheads = _read_transfer_intervals(home, transfer.OVERHEAD_TABLE, transfer.OVERHEAD_SCHEMA)
             ratios = transfer.overhead_lookup(transfer_overheads, self.spec, rule.source)
             source_params = params_from_frame(calibration.filter(mine))
             mult = transfer.overhead_multipliers(grids, source_params, rule,
@@ -185,7 +190,7 @@ class PerfDatabase(ManyEstimates):
             # ... and its compute / bandwidth / overhead terms by the multipliers fitted on the proxy
             # shapes of the warehouse's transfer_terms table, where they pass the gate (physics/transfer_terms.py)
             if transfer_terms is None and store is not None:
-                transfer_terms = _read_transfer_intervals(home, TERM_TABLE)
+                transfer_terms = _read_transfer_intervals(home, TERM_TABLE, TERM_SCHEMA)
             shapes = class_shapes(transfer_terms, self.spec, rule.source)
             fitted = term_multipliers(
                 shapes.filter(pl.col("framework") == framework) if shapes.height else shapes, source_params, rule)

@@ -127,3 +127,27 @@ def test_database_moves_terms_by_the_warehouse_table_across_classes_only(base):
 def test_an_empty_warehouse_gives_an_empty_table_with_the_schema(base):
     table = class_term_shapes(_as(base, "h100_sxm"))
     assert table.height == 0 and table.schema == pl.Schema(TERM_SCHEMA)
+
+
+def test_a_warehouse_table_of_an_older_layout_is_a_one_line_error(tmp_path, base):
+    from estimator.lookup.database import PerfDatabase
+    from warehouse.derived import write_derived
+    from warehouse.ingest import ingest_paths
+
+    from ..conftest import write_collector_csv
+
+    home = tmp_path / "wh"
+    files = write_collector_csv(base, tmp_path / "raw" / "h200")
+    files += write_collector_csv(base.with_columns(pl.col("latency_ms") * 0.4), tmp_path / "raw" / "b200",
+                                 device="NVIDIA B200")
+    ingest_paths(files, home)
+    before = PerfDatabase("b200_sxm", "trtllm", home=home, from_system="h200_sxm").estimate(OP, batch_size=8, s=1024,
+                                                                                           num_heads=128)
+    assert before.transferred_from == "system=b200_sxm<-h200_sxm (trtllm 1.0)"  # no table: the datasheet rule
+    # a table merged over pairs, without log2_size (this module's first layout)
+    write_derived(home, "transfer_terms", pl.DataFrame({"target_class": ["blackwell/x86/hbm"], "pairs": ["x<-y"]}))
+    with pytest.raises(ValueError, match=r"^the warehouse's derived table transfer_terms lacks column\(s\) "
+                                         r"source_class, .*rebuild it with `perfwh accuracy --fit-transfer-intervals`$"):
+        PerfDatabase("b200_sxm", "trtllm", home=home, from_system="h200_sxm")
+    # native answers never read it
+    assert PerfDatabase("b200_sxm", "trtllm", home=home).estimate(OP, batch_size=8, s=1024, num_heads=128).latency_ms > 0
