@@ -104,7 +104,7 @@ def calibrated_ms(ks: list[sol.Kernel], system: SystemSpec, params: CalibrationP
     return combine(params.overhead_ms, total * 1e3, params.combine_p)
 
 
-def _design(points: pl.DataFrame, system: SystemSpec):
+def design_times(points: pl.DataFrame, system: SystemSpec):
     """Kernel time matrices for every row of one op's points (rows may mix slices)."""
     n = points.height
     op = points["op"][0]
@@ -225,7 +225,7 @@ def fit_op(points: pl.DataFrame, system: SystemSpec,
     if points.height > MAX_FIT_ROWS:
         points = points.sort(["batch_size", "isl", "kv_len", "prefix", "num_heads"], nulls_last=True).gather_every(
             -(-points.height // MAX_FIT_ROWS))
-    ct, bt, gidx, groups = _design(points, system)
+    ct, bt, gidx, groups = design_times(points, system)
     y = points["latency_ms"].to_numpy()
     ng = len(groups)
     theta0 = np.concatenate([np.full(2 * ng, np.log(_DEFAULT_EFF)), [np.log(np.min(y) * 0.5), 0.0]])

@@ -168,8 +168,9 @@ FLOOR_QUANTILE = 0.10  # the launch-bound shapes: the fastest 10% of a proxy pai
 # x86 <-> Grace 1.9-2.0x). Moving the first group made B200 from H200 TensorRT-LLM MLA generation worse
 # (11.8% -> 16.3% median); the threshold sits between the groups.
 OVERHEAD_MIN_RATIO = 1.7
-_MATCH = ("framework", "version", "op", "kernel_source", "architecture", "attn_dtype", "kv_cache_dtype",
-          "gemm_type", "num_heads", "batch_size", "isl", "prefix", "kv_len")
+# the columns that make two systems' rows the same shape (same slice, same point)
+MATCH_KEYS = ("framework", "version", "op", "kernel_source", "architecture", "attn_dtype", "kv_cache_dtype",
+              "gemm_type", "num_heads", "batch_size", "isl", "prefix", "kv_len")
 
 
 def launch_class(spec: SystemSpec) -> str:
@@ -195,8 +196,8 @@ def _pair_floor(points: pl.DataFrame, t: str, s: str) -> list[pl.DataFrame]:
     then by shape alone for ops whose kernels have other names on the two systems (vLLM FLASHMLA /
     FLASHINFER_MLA; each shape's median over its kernel sources)."""
     a, b = points.filter(pl.col("system") == t), points.filter(pl.col("system") == s)
-    by_ks = _floor_ratio(a, b, list(_MATCH))
-    shape = [c for c in _MATCH if c != "kernel_source"]
+    by_ks = _floor_ratio(a, b, list(MATCH_KEYS))
+    shape = [c for c in MATCH_KEYS if c != "kernel_source"]
     rest = a.join(by_ks.select("framework", "version", "op"), on=["framework", "version", "op"], how="anti")
     by_shape = _floor_ratio(rest.group_by(shape).agg(pl.col("latency_ms").median()),
                             b.group_by(shape).agg(pl.col("latency_ms").median()), shape)

@@ -26,9 +26,9 @@ import math
 import numpy as np
 import polars as pl
 
-from estimator.physics.calibrate import CalibrationParams, _design, combine
+from estimator.physics.calibrate import CalibrationParams, design_times, combine
 from estimator.physics.specs import SystemSpec, load_system, system_names
-from estimator.physics.transfer import _MATCH, TransferRule, launch_class
+from estimator.physics.transfer import MATCH_KEYS, TransferRule, launch_class
 
 TERM_TABLE = "transfer_terms"
 TERM_MIN_SHAPES = 30  # matched proxy shapes a fit needs (fewer: the datasheet rule)
@@ -77,7 +77,7 @@ def term_proxy_pairs(target: str, source: str, systems) -> list[tuple[str, str]]
 
 
 def _pair_shapes(points: pl.DataFrame, t: str, s: str) -> pl.DataFrame:
-    """Matched shapes of systems t and s: _MATCH keys, `_l2` = log2 t / s, `_g` = log2 of the geometric
+    """Matched shapes of systems t and s: MATCH_KEYS keys, `_l2` = log2 t / s, `_g` = log2 of the geometric
     mean latency; by kernel_source, then by shape alone (kernel_source null, each system's median over
     its kernel sources) for (framework, version, op) whose kernels have other names on the two."""
     a, b = points.filter(pl.col("system") == t), points.filter(pl.col("system") == s)
@@ -88,7 +88,7 @@ def _pair_shapes(points: pl.DataFrame, t: str, s: str) -> pl.DataFrame:
             *keys, (pl.col("_t") / pl.col("_s")).log(2).alias("_l2"),
             ((pl.col("_t") * pl.col("_s")).log(2) / 2).alias("_g"))
 
-    keys = list(_MATCH)
+    keys = list(MATCH_KEYS)
     by_ks = join(a, b, keys)
     shape = [c for c in keys if c != "kernel_source"]
     rest = a.join(by_ks.select("framework", "version", "op").unique(), on=["framework", "version", "op"],
@@ -105,7 +105,7 @@ def _binned(shapes: pl.DataFrame, group: list[str], keep_size: bool = False) -> 
     (evenly spaced in size order: deterministic). `keep_size` keeps `_g` as `log2_size` (to bin again)."""
     if shapes.height == 0:
         return shapes
-    key = [*group, *_MATCH]
+    key = [*group, *MATCH_KEYS]
     fvo = [*group, "framework", "version", "op"]
     aggs = [pl.col("_l2").mean().alias("log2_ratio"), pl.col("_g").mean()]
     if "pairs" not in group:
@@ -124,7 +124,7 @@ def _binned(shapes: pl.DataFrame, group: list[str], keep_size: bool = False) -> 
 
 def term_shapes(points: pl.DataFrame, target: str, source: str) -> pl.DataFrame:
     """The proxies' matched shapes for a transfer source -> target (`term_proxy_pairs`: never `target`'s
-    or `source`'s rows): _MATCH keys, log2_ratio (mean over proxy pairs), pairs, size_bin."""
+    or `source`'s rows): MATCH_KEYS keys, log2_ratio (mean over proxy pairs), pairs, size_bin."""
     parts = [_pair_shapes(points, t, s) for t, s in term_proxy_pairs(
         target, source, points["system"].unique().to_list())]
     parts = [p for p in parts if p.height]
@@ -181,7 +181,7 @@ def _fit_one(shapes: pl.DataFrame, params: CalibrationParams, rule: TransferRule
     rows = rows.with_columns(pl.lit(kernel_source).alias("kernel_source"))
 
     def terms(spec: SystemSpec, p: CalibrationParams):
-        ct, bt, gidx, groups = _design(rows, spec)
+        ct, bt, gidx, groups = design_times(rows, spec)
         ef = np.array([p.efficiency(g)[0] for g in groups])
         eb = np.array([p.efficiency(g)[1] for g in groups])
         return ct / ef[gidx], bt / eb[gidx]

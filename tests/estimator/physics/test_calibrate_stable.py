@@ -57,7 +57,7 @@ def test_warm_start_reaches_the_cold_fit():
     """A fold's fit started from the full fit (interval_fit's cross-validation) predicts what the
     fit from the defaults predicts: the optimum is the data's, not the start's. Predictions, not
     parameters, are compared: a parameter that no point binds stays near its start either way."""
-    from estimator.physics.calibrate import _design, _predict, _theta_of
+    from estimator.physics.calibrate import design_times, _predict, _theta_of
 
     rng = np.random.default_rng(3)
     pts = synthetic_points(ops=("mla_generation",), gemm_types=("bfloat16", "fp8_block"))
@@ -68,7 +68,7 @@ def test_warm_start_reaches_the_cold_fit():
         full, _ = fit_op(pts, system)
         cold, cold_err = fit_op(fold, system)
         warm, warm_err = fit_op(fold, system, start=full)
-    ct, bt, gidx, groups = _design(pts, system)
+    ct, bt, gidx, groups = design_times(pts, system)
 
     def predict(p):
         return _predict(_theta_of(p, groups, np.zeros(2 * len(groups) + 2)), ct, bt, gidx, len(groups))
