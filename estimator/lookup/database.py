@@ -50,7 +50,7 @@ from estimator.lookup.query import (
 __all__ = ["PerfDatabase", "OutOfRangeError", "VersionError", "canonical_op"]
 
 
-def _read_transfer_intervals(home, table: str = TRANSFER_TABLE, schema: dict | None = None) -> pl.DataFrame | None:
+def _read_transfer_table(home, table: str = TRANSFER_TABLE, schema: dict | None = None) -> pl.DataFrame | None:
     """The warehouse's transfer_intervals (or transfer_overheads, transfer_terms) table, None when never
     written; a table without the columns of `schema` (written by an older perfwh) is a one-line error."""
     from warehouse.derived import read_derived
@@ -172,7 +172,7 @@ class PerfDatabase(ManyEstimates):
         self._notes: dict[str, str | None] = {}  # interval_note per op, for the scalar hot path
         if self.data_system != system:
             if transfer_intervals is None and store is not None:
-                transfer_intervals = _read_transfer_intervals(home, TRANSFER_TABLE, TRANSFER_SCHEMA)
+                transfer_intervals = _read_transfer_table(home, TRANSFER_TABLE, TRANSFER_SCHEMA)
             self._transfer_table_given = transfer_intervals is not None and transfer_intervals.height > 0
             self.transfer_intervals = TransferIntervals(
                 transfer_intervals, framework, transfer_relation(self.spec, load_system(self.data_system)))
@@ -182,7 +182,8 @@ class PerfDatabase(ManyEstimates):
             rule = transfer.TransferRule(load_system(self.data_system), self.spec)
             # across launch classes the overhead moves as the warehouse's transfer_overheads table says
             if transfer_overheads is None and store is not None:
-                transfer_overheads = _read_transfer_intervals(home, transfer.OVERHEAD_TABLE, transfer.OVERHEAD_SCHEMA)
+                transfer_overheads = _read_transfer_table(home, transfer.OVERHEAD_TABLE,
+                                                          transfer.OVERHEAD_SCHEMA)
             ratios = transfer.overhead_lookup(transfer_overheads, self.spec, rule.source)
             source_params = params_from_frame(calibration.filter(mine))
             mult = transfer.overhead_multipliers(grids, source_params, rule,
@@ -190,12 +191,12 @@ class PerfDatabase(ManyEstimates):
             # ... and its compute / bandwidth / overhead terms by the multipliers fitted on the proxy
             # shapes of the warehouse's transfer_terms table, where they pass the gate (physics/transfer_terms.py)
             if transfer_terms is None and store is not None:
-                transfer_terms = _read_transfer_intervals(home, TERM_TABLE, TERM_SCHEMA)
+                transfer_terms = _read_transfer_table(home, TERM_TABLE, TERM_SCHEMA)
             shapes = class_shapes(transfer_terms, self.spec, rule.source)
             fitted = term_multipliers(
                 shapes.filter(pl.col("framework") == framework) if shapes.height else shapes, source_params, rule)
             self.params = {k: moved_params(rule, p, mult.get((self.data_system, framework, *k)),
-                                                              fitted.get((self.data_system, framework, *k)))
+                                           fitted.get((self.data_system, framework, *k)))
                            for k, p in self.params.items()}
             # which proxy pairs moved a slice's terms: said beside the answer's provenance
             self._terms_from = {k[2:]: _proxy_pairs(shapes, k[2], k[3], k[4]) for k in fitted}

@@ -15,8 +15,9 @@ TERM_MIN_SHAPES matched shapes, or where the gate below finds the datasheet rule
 proxies or the fit no better, the datasheet rule (with `transfer.overhead_multipliers`) stays.
 
 The protocol (`estimator.accuracy.transfer`) fits on `term_shapes` (never the target's or the source's
-rows); `PerfDatabase` on the warehouse's `transfer_terms` table (`class_term_shapes`, every pair of the
-two sibling classes), as `transfer_overheads` does for the launch overhead.
+rows); `PerfDatabase` on the warehouse's `transfer_terms` table (`class_term_shapes`: every pair of
+systems of two launch classes, one per row; `class_shapes` leaves out those holding the target or the
+source and merges the rest), where the fitted overhead multiplier replaces `transfer_overheads`' ratio.
 """
 
 from __future__ import annotations
@@ -53,15 +54,11 @@ TERM_SCHEMA = {"target_class": pl.String, "source_class": pl.String, "framework"
 _CLASSES = ("target_class", "source_class")
 
 
-def memory_kind(spec: SystemSpec) -> str:
-    """`hbm` or `gddr`: the memory system the kernels were tuned for (the spec's `memory` key)."""
-    return spec.memory
-
-
 def sibling_class(spec: SystemSpec) -> str:
-    """Launch class and memory kind, e.g. `blackwell/x86/hbm`: systems of one sibling class run the same
-    kernels the same way (RTX PRO 6000 Server is `blackwell/x86` but GDDR7 and sm_120: no B200 sibling)."""
-    return f"{launch_class(spec)}/{memory_kind(spec)}"
+    """Launch class and memory kind (the spec's `memory`: hbm or gddr), e.g. `blackwell/x86/hbm`: systems
+    of one sibling class run the same kernels the same way (RTX PRO 6000 Server is `blackwell/x86` but
+    GDDR7 and sm_120: no B200 sibling)."""
+    return f"{launch_class(spec)}/{spec.memory}"
 
 
 def term_proxy_pairs(target: str, source: str, systems) -> list[tuple[str, str]]:
@@ -170,7 +167,8 @@ def _moved(params: CalibrationParams, rule: TransferRule, m) -> CalibrationParam
 
 
 def _fit_one(shapes: pl.DataFrame, params: CalibrationParams, rule: TransferRule, kernel_source: str):
-    """(mc, mb, mo) for one source fit on its matched proxy shapes, or None (too few shapes)."""
+    """(mc, mb, mo) for one source fit on its matched proxy shapes, or None: too few shapes, or the gate
+    (TERM_GATE_LOG2, TERM_MIN_GAIN) keeps the datasheet rule."""
     from scipy.optimize import least_squares
 
     rows = shapes.filter(pl.col("kernel_source") == kernel_source)
@@ -215,7 +213,7 @@ def _fit_one(shapes: pl.DataFrame, params: CalibrationParams, rule: TransferRule
 def term_multipliers(shapes: pl.DataFrame, params: dict, rule: TransferRule) -> dict[tuple, tuple]:
     """Source calibration key (system, framework, version, op, kernel_source) -> (mc, mb, mo), the
     multipliers of its compute, bandwidth and overhead terms on the target's spec fitted on `shapes`
-    (`term_shapes` / `class_shapes`); keys with too few matched shapes are left out (datasheet rule)."""
+    (`term_shapes` / `class_shapes`); keys whose fit `_fit_one` declines are left out (datasheet rule)."""
     out = {}
     if shapes.height == 0:
         return out
