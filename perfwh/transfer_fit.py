@@ -1,4 +1,5 @@
-"""`perfwh accuracy --fit-transfer-intervals`: the transfer tables of a warehouse (estimator.derived.transfer_tables)."""
+"""`perfwh accuracy --fit-transfer-intervals`: the transfer tables of a warehouse
+(estimator.derived.transfer_tables)."""
 
 from __future__ import annotations
 

@@ -88,8 +88,7 @@ def transfer_protocol(points: pl.DataFrame, target: str, source: str, *,
     gridset = GridSet.from_frame(grids)
     rule = TransferRule(sspec, tspec)
     mult = overhead_multipliers(grids, params, rule, ovh)
-    fitted = (term_multipliers(term_shapes(pts.filter(~pl.col("system").is_in([target, source])), target, source),
-                               params, rule) if terms else {})
+    fitted = term_multipliers(term_shapes(pts, target, source), params, rule) if terms else {}  # proxies only
     shape = list(SHAPE_KEYS)
     tgt = tgt.join(kernel_source_map(tgt, src), on=["framework", "version", "op", "kernel_source"], how="left")
     src_shape = [c if c != "kernel_source" else "from_kernel_source" for c in shape]

@@ -5,8 +5,8 @@ A transferred answer carries an 80% interval only from the `transfer_intervals` 
 come from the leave-one-system-out protocol run on every ordered pair of systems that share a backend
 and version; `transfer_overheads` moves a transfer's launch overhead between launch classes and
 `transfer_terms` holds the proxy shapes its compute / bandwidth / overhead multipliers are fitted on
-(estimator.physics.transfer_terms). None is part of the per-partition derived build (each needs several systems and minutes of refits): they are
-built on demand by `perfwh accuracy --fit-transfer-intervals`, the Dagster asset `transfer_tables` and
+(estimator.physics.transfer_terms). None is part of the per-partition derived build (each needs several
+systems and minutes of refits): they are built on demand by `perfwh accuracy --fit-transfer-intervals`, the Dagster asset `transfer_tables` and
 `benchmarks/transfer_protocol.py --write-intervals`, all through this module.
 """
 
